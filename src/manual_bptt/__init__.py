@@ -1,0 +1,15 @@
+"""manual_bptt: hand-written backpropagation through time for the Elman RNN, in numpy.
+
+    a_t = U x_t + W s_{t-1} + b      s_t = f(a_t)      o_t = V s_t + c
+    y_hat_t = softmax(o_t)           E = sum_t E_t,    E_t = -log y_hat_t[y_t]
+
+Every gradient here is written by hand and proven against PyTorch autograd by the test
+suite. This package depends on numpy only and never imports torch.
+"""
+
+from .activations import ACTIVATIONS
+from .core import BPTTResult, ForwardResult, bptt, forward
+from .params import RNNParams
+
+__all__ = ["ACTIVATIONS", "BPTTResult", "ForwardResult", "RNNParams", "bptt", "forward"]
+__version__ = "0.1.0"

@@ -1,0 +1,291 @@
+"""Forward pass, loss, and backpropagation through time by the reverse recursion.
+
+Model (batch-first at the API, time-major inside):
+
+    a_t = U x_t + W s_{t-1} + b        s_t = f(a_t)         s_{-1} = s0
+    o_t = V s_t + c                    y_hat_t = softmax(o_t)
+    E_t = -log y_hat_t[y_t]            E = sum_t w_t E_t
+
+with w_t = mask_t (reduction="sum") or mask_t / (number of counted targets) ("mean").
+
+Backward, with delta_t := dE/da_t (the total derivative, through every later step):
+
+    dE/do_t   = w_t (y_hat_t - onehot(y_t))                  (softmax cross-entropy)
+    e_t       = V^T dE/do_t                                   (dE_t/ds_t, direct part)
+    delta_t   = (e_t + W^T delta_{t+1}) * f'(a_t)             (delta_T = 0)
+    dW = sum_t delta_t s_{t-1}^T   dU = sum_t delta_t x_t^T   db = sum_t delta_t
+    dV = sum_t dE/do_t s_t^T       dc = sum_t dE/do_t         ds0 = W^T delta_0
+
+The recursion over t is the only Python loop; each weight gradient is then a single
+matrix product over all (time, batch) rows.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from ._inputs import Batch, check_truncate, prepare
+from .params import RNNParams
+
+
+@dataclass(frozen=True, eq=False)
+class Trace:
+    """What the forward pass keeps for the backward pass, time-major.
+
+    Attributes:
+        batch: the validated inputs.
+        a: (T, B, H) pre-activations a_t.
+        s: (T, B, H) states s_t.
+        fprime: (T, B, H) f'(a_t).
+        U, W, V, b, c: the parameters in the compute dtype (b, c may be None).
+    """
+
+    batch: Batch
+    a: np.ndarray
+    s: np.ndarray
+    fprime: np.ndarray
+    U: np.ndarray
+    W: np.ndarray
+    V: np.ndarray
+    b: np.ndarray | None
+    c: np.ndarray | None
+
+    def s_prev(self, k: int) -> np.ndarray:
+        """s_{k-1}, (B, H): the state entering step k (s0 for k = 0)."""
+        return self.batch.s0 if k == 0 else self.s[k - 1]
+
+
+@dataclass(frozen=True, eq=False)
+class BPTTResult:
+    """Loss and exact gradients.
+
+    Attributes:
+        loss: E, a Python float.
+        grads: dE/dU (H, D), dE/dW (H, H), dE/dV (K, H), dE/db (H,), dE/dc (K,) as an
+            RNNParams (b, c are None where the parameters have none).
+        ds0: dE/ds0, the shape of s0 as given; (H,) or (B, H) when s0 was None.
+        dxs: dE/dxs, same shape as xs, for dense inputs; None for token inputs.
+        final_state: s_{T-1}, (H,) or (B, H): the s0 of the next chunk.
+    """
+
+    loss: float
+    grads: RNNParams
+    ds0: np.ndarray
+    dxs: np.ndarray | None
+    final_state: np.ndarray
+
+
+def run_forward(p: RNNParams, batch: Batch) -> Trace:
+    """The recurrence a_t = U x_t + W s_{t-1} + b, s_t = f(a_t) over a validated batch."""
+    dt = batch.dtype
+    T, B, H = batch.T, batch.B, batch.H
+    U, W, V = (np.asarray(m, dtype=dt) for m in (p.U, p.W, p.V))
+    b = None if p.b is None else np.asarray(p.b, dtype=dt)
+    c = None if p.c is None else np.asarray(p.c, dtype=dt)
+
+    a = np.empty((T, B, H), dtype=dt)
+    # input term U x_t for all t at once: a column gather for tokens, one GEMM for dense
+    if batch.tokens is not None:
+        np.take(U.T, batch.tokens, axis=0, out=a)
+    else:
+        np.matmul(batch.X.reshape(T * B, batch.D), U.T, out=a.reshape(T * B, H))
+    if b is not None:
+        a += b
+    s = np.empty_like(a)
+    WT = np.ascontiguousarray(W.T)
+    recur = np.empty((B, H), dtype=dt)
+    s_prev = batch.s0
+    for t in range(T):
+        np.matmul(s_prev, WT, out=recur)  # W s_{t-1}
+        a[t] += recur  # a_t = U x_t + b + W s_{t-1}
+        batch.act.f(a[t], out=s[t])  # s_t = f(a_t)
+        s_prev = s[t]
+    fprime = batch.act.prime(a, s)
+    return Trace(batch=batch, a=a, s=s, fprime=fprime, U=U, W=W, V=V, b=b, c=c)
+
+
+def output_layer(tr: Trace) -> tuple[float, np.ndarray]:
+    """Loss E and dE/do, (T, B, K), of the softmax cross-entropy on the states.
+
+    Uses log-sum-exp, so large logits give finite results.
+    """
+    batch = tr.batch
+    T, B, H, K = batch.T, batch.B, batch.H, batch.K
+    o = (tr.s.reshape(T * B, H) @ tr.V.T).reshape(T, B, K)  # o_t = V s_t (+ c)
+    if tr.c is not None:
+        o += tr.c
+    m = o.max(axis=-1, keepdims=True)
+    lse = m + np.log(np.exp(o - m).sum(axis=-1, keepdims=True))  # log sum_j exp(o_j)
+    o_y = np.take_along_axis(o, batch.Y[..., None], axis=-1)
+    E_t = (lse - o_y)[..., 0]  # E_t = -log y_hat_t[y_t], (T, B)
+    loss = float(np.sum(batch.weight * E_t))
+    dO = np.exp(o - lse)  # y_hat_t
+    np.put_along_axis(dO, batch.Y[..., None], np.take_along_axis(dO, batch.Y[..., None], -1) - 1, -1)
+    dO *= batch.weight[..., None]  # dE/do_t = w_t (y_hat_t - onehot(y_t))
+    return loss, dO
+
+
+def backward_deltas(tr: Trace, e: np.ndarray, truncate: int | None) -> np.ndarray:
+    """The per-step error signals D_k, (T, B, H), from which every gradient follows.
+
+    Full BPTT (truncate None): D_k = delta_k = dE/da_k by the reverse recursion
+        delta_k = (e_k + W^T delta_{k+1}) * f'(a_k).
+    Truncated (truncate = tau): D_k = sum_{t=k..min(k+tau, T-1)} delta_{t,k}, where
+        delta_{t,k} = dE_t/da_k along paths inside steps k..t only:
+        delta_{t,t} = e_t * f'(a_t),  delta_{t,k-1} = (W^T delta_{t,k}) * f'(a_{k-1}).
+    That is the seed's sum over k restricted to t - tau <= k <= t. It costs
+    O(min(tau, T) * T) steps, computed lag by lag: for lag L the slices
+    delta_{k+L,k} for all k form one matrix product.
+
+    Args:
+        tr: the forward trace.
+        e: (T, B, H) e_t = dE_t/ds_t through the output layer only.
+        truncate: None or tau >= 0.
+    """
+    T = tr.batch.T
+    W, fprime = tr.W, tr.fprime
+    if truncate is None or truncate >= T - 1:
+        delta = np.empty_like(e)
+        carry = np.zeros_like(e[0])  # W^T delta_{t+1}, zero past the end
+        for t in range(T - 1, -1, -1):
+            np.add(e[t], carry, out=delta[t])
+            delta[t] *= fprime[t]  # delta_t = (e_t + W^T delta_{t+1}) * f'(a_t)
+            np.matmul(delta[t], W, out=carry)  # dE/ds_{t-1} through step t
+        return delta
+    B, H = tr.batch.B, tr.batch.H
+    Q = e * fprime  # lag 0: Q[k] = delta_{k,k}
+    D = Q.copy()
+    for L in range(1, truncate + 1):
+        n = T - L  # number of k with k + L <= T - 1
+        # Q[k] <- delta_{k+L,k} = (W^T delta_{k+L,k+1}) * f'(a_k) for k = 0..n-1
+        Q = (Q[1:].reshape(n * B, H) @ W).reshape(n, B, H)
+        Q *= fprime[:n]
+        D[:n] += Q
+    return D
+
+
+def parameter_grads(tr: Trace, D: np.ndarray, dO: np.ndarray) -> tuple[RNNParams, np.ndarray, np.ndarray | None]:
+    """Gradients from the error signals, each a single product over all (t, b) rows.
+
+    Args:
+        tr: the forward trace.
+        D: (T, B, H) error signal of each pre-activation a_k (see backward_deltas).
+        dO: (T, B, K) dE/do_t.
+    Returns:
+        (grads, ds0 in s0's shape, dxs in xs's shape or None).
+    """
+    batch = tr.batch
+    T, B, H, K = batch.T, batch.B, batch.H, batch.K
+    D2 = D.reshape(T * B, H)
+    # dW = sum_k D_k s_{k-1}^T, split as step 0 (s0) and steps 1..T-1 (s_0..s_{T-2})
+    dW = D[0].T @ batch.s0
+    if T > 1:
+        dW += D2[B:].T @ tr.s[:-1].reshape((T - 1) * B, H)
+    # dU = sum_k D_k x_k^T: for tokens, column x_k of dU collects D_k
+    if batch.tokens is not None:
+        dUT = np.zeros((batch.D, H), dtype=D.dtype)
+        np.add.at(dUT, batch.tokens.reshape(-1), D2)
+        dU = np.ascontiguousarray(dUT.T)
+        dxs = None
+    else:
+        X2 = batch.X.reshape(T * B, batch.D)
+        dU = D2.T @ X2
+        dxs = batch.to_batch_first((D2 @ tr.U).reshape(T, B, batch.D))  # dE/dx_k = U^T D_k
+    db = None if tr.b is None else D2.sum(axis=0)
+    dO2 = dO.reshape(T * B, K)
+    dV = dO2.T @ tr.s.reshape(T * B, H)  # dV = sum_t dE/do_t s_t^T
+    dc = None if tr.c is None else dO2.sum(axis=0)
+    ds0 = batch.fold_ds0(D[0] @ tr.W)  # ds0 = W^T D_0
+    return RNNParams(U=dU, W=dW, V=dV, b=db, c=dc), ds0, dxs
+
+
+def bptt(
+    p: RNNParams,
+    xs: object,
+    ys: object,
+    *,
+    activation: str = "tanh",
+    s0: object | None = None,
+    truncate: int | None = None,
+    reduction: str = "sum",
+    mask: object | None = None,
+) -> BPTTResult:
+    """Loss and exact gradients of the RNN by backpropagation through time.
+
+    Args:
+        p: RNNParams: U (H, D), W (H, H), V (K, H), b (H,) or None, c (K,) or None.
+        xs: int token ids (T,) or (B, T) in [0, D), or float dense inputs (T, D) or (B, T, D).
+        ys: int labels in [0, K), (T,) or (B, T) matching xs.
+        activation: f, one of "tanh", "sigmoid", "relu", "identity".
+        s0: initial state s_{-1}: None (zeros), (H,), or (B, H) for batched xs. An (H,)
+            s0 with batched xs is shared by all sequences and ds0 sums over the batch.
+        truncate: None for full BPTT; tau >= 0 keeps, for every E_t, exactly the terms
+            k with t - tau <= k <= t of dE_t/dθ = sum_k dE_t/ds_t ds_t/ds_k ∂s_k/∂θ, for
+            θ in U, W, b, xs and s0 (s0 enters through step 0). V and c are unaffected.
+        reduction: "sum" (E = sum of E_t) or "mean" (divided by the counted targets).
+        mask: None, or bool (T,) / (B, T): targets where False contribute nothing (the
+            state still runs through those steps).
+
+    Returns:
+        BPTTResult with loss, grads, ds0, dxs (dense inputs) and final_state.
+        Computed in float32 when every floating input is float32, else float64.
+
+    Raises:
+        ValueError naming the argument, for any malformed input.
+    """
+    tau = check_truncate(truncate)
+    batch = prepare(p, xs, ys, activation=activation, s0=s0, reduction=reduction, mask=mask)
+    tr = run_forward(p, batch)
+    loss, dO = output_layer(tr)
+    T, B, H, K = batch.T, batch.B, batch.H, batch.K
+    e = (dO.reshape(T * B, K) @ tr.V).reshape(T, B, H)  # e_t = V^T dE/do_t
+    D = backward_deltas(tr, e, tau)
+    grads, ds0, dxs = parameter_grads(tr, D, dO)
+    return BPTTResult(loss=loss, grads=grads, ds0=ds0, dxs=dxs, final_state=final_state(tr))
+
+
+def final_state(tr: Trace) -> np.ndarray:
+    """s_{T-1} in the caller's layout: (B, H) if batched, else (H,)."""
+    return tr.s[-1].copy() if tr.batch.batched else tr.s[-1, 0].copy()
+
+
+@dataclass(frozen=True, eq=False)
+class ForwardResult:
+    """The forward pass in the caller's layout (batch-first when batched).
+
+    Attributes:
+        a: pre-activations a_t, (T, H) or (B, T, H).
+        s: states s_t, (T, H) or (B, T, H).
+        o: logits o_t = V s_t + c, (T, K) or (B, T, K).
+        y_hat: softmax(o_t), same shape as o.
+        final_state: s_{T-1}, (H,) or (B, H).
+    """
+
+    a: np.ndarray
+    s: np.ndarray
+    o: np.ndarray
+    y_hat: np.ndarray
+    final_state: np.ndarray
+
+
+def forward(p: RNNParams, xs: object, *, activation: str = "tanh", s0: object | None = None) -> ForwardResult:
+    """Run the RNN forward; same input forms and checks as bptt (no labels needed).
+
+    Args:
+        p: RNNParams.  xs: (T,) / (B, T) token ids or (T, D) / (B, T, D) dense inputs.
+        activation: "tanh", "sigmoid", "relu" or "identity".  s0: None, (H,) or (B, H).
+    """
+    batch = prepare(p, xs, None, activation=activation, s0=s0)
+    tr = run_forward(p, batch)
+    T, B, H, K = batch.T, batch.B, batch.H, batch.K
+    o = (tr.s.reshape(T * B, H) @ tr.V.T).reshape(T, B, K)
+    if tr.c is not None:
+        o += tr.c
+    y_hat = np.exp(o - o.max(axis=-1, keepdims=True))
+    y_hat /= y_hat.sum(axis=-1, keepdims=True)
+    return ForwardResult(
+        a=batch.to_batch_first(tr.a), s=batch.to_batch_first(tr.s), o=batch.to_batch_first(o),
+        y_hat=batch.to_batch_first(y_hat), final_state=final_state(tr),
+    )

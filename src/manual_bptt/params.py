@@ -1,0 +1,160 @@
+"""The parameters of an Elman RNN with a softmax output layer.
+
+    a_t = U x_t + W s_{t-1} + b        s_t = f(a_t)
+    o_t = V s_t + c                    y_hat_t = softmax(o_t)
+
+Shapes: U (H, D), W (H, H), V (K, H), b (H,) or None, c (K,) or None.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, fields
+
+import numpy as np
+
+_FLOAT_DTYPES = (np.dtype(np.float32), np.dtype(np.float64))
+
+
+def _frozen_copy(name: str, value: object, dtype: np.dtype | None = None) -> np.ndarray:
+    """A read-only copy of ``value`` as a real floating array (the caller's array is never kept)."""
+    arr = np.asarray(value)
+    if arr.dtype == object or not (
+        np.issubdtype(arr.dtype, np.floating) or np.issubdtype(arr.dtype, np.integer)
+    ) or arr.dtype == np.bool_:
+        raise ValueError(f"{name}: expected a real numeric array, got dtype {arr.dtype}")
+    if dtype is None:
+        dtype = arr.dtype if arr.dtype in _FLOAT_DTYPES else np.dtype(np.float64)
+    out = np.array(arr, dtype=dtype, copy=True)
+    out.flags.writeable = False
+    return out
+
+
+@dataclass(frozen=True, eq=False)
+class RNNParams:
+    """Parameters (or gradients, which live in the same space) of the RNN.
+
+    Attributes:
+        U: (H, D) input-to-hidden weights; for token inputs D is the vocabulary size.
+        W: (H, H) hidden-to-hidden weights.
+        V: (K, H) hidden-to-output weights.
+        b: (H,) hidden bias, or None for no bias term.
+        c: (K,) output bias, or None for no bias term.
+
+    The arrays are read-only copies of what was passed in, so an RNNParams can never
+    change after construction and never aliases a caller's array. Shapes are checked
+    here; finiteness is checked by the functions that compute with the parameters
+    (gradients may legitimately overflow, parameters may not).
+    """
+
+    U: np.ndarray
+    W: np.ndarray
+    V: np.ndarray
+    b: np.ndarray | None = None
+    c: np.ndarray | None = None
+
+    def __post_init__(self) -> None:
+        for f in fields(self):
+            value = getattr(self, f.name)
+            if value is None:
+                if f.name in ("U", "W", "V"):
+                    raise ValueError(f"{f.name}: required, got None")
+                continue
+            object.__setattr__(self, f.name, _frozen_copy(f.name, value))
+        U, W, V, b, c = self.U, self.W, self.V, self.b, self.c
+        if U.ndim != 2:
+            raise ValueError(f"U: expected shape (H, D), got {U.shape}")
+        H, D = U.shape
+        if H == 0 or D == 0:
+            raise ValueError(f"U: H and D must be at least 1, got shape {U.shape}")
+        if W.shape != (H, H):
+            raise ValueError(f"W: expected shape (H, H) = ({H}, {H}) to match U, got {W.shape}")
+        if V.ndim != 2 or V.shape[1] != H or V.shape[0] == 0:
+            raise ValueError(f"V: expected shape (K, H) with H = {H} to match U, got {V.shape}")
+        if b is not None and b.shape != (H,):
+            raise ValueError(f"b: expected shape (H,) = ({H},), got {b.shape}")
+        if c is not None and c.shape != (V.shape[0],):
+            raise ValueError(f"c: expected shape (K,) = ({V.shape[0]},), got {c.shape}")
+
+    # -- sizes -----------------------------------------------------------------
+    @property
+    def input_size(self) -> int:
+        """D: the input dimension (the vocabulary size for token inputs)."""
+        return int(self.U.shape[1])
+
+    @property
+    def hidden_size(self) -> int:
+        """H: the state dimension."""
+        return int(self.U.shape[0])
+
+    @property
+    def output_size(self) -> int:
+        """K: the number of classes."""
+        return int(self.V.shape[0])
+
+    @property
+    def dtype(self) -> np.dtype:
+        """The common floating dtype of the arrays (float32 only if all are float32)."""
+        return np.result_type(*self.arrays())
+
+    def arrays(self) -> tuple[np.ndarray, ...]:
+        """The non-None arrays in the order U, W, V, b, c."""
+        return tuple(a for a in (self.U, self.W, self.V, self.b, self.c) if a is not None)
+
+    def items(self) -> list[tuple[str, np.ndarray]]:
+        """(name, array) pairs of the non-None arrays, in the order U, W, V, b, c."""
+        return [(f.name, getattr(self, f.name)) for f in fields(self) if getattr(self, f.name) is not None]
+
+    def astype(self, dtype: np.dtype | type) -> RNNParams:
+        """A copy with every array cast to ``dtype`` (float32 or float64)."""
+        dt = np.dtype(dtype)
+        if dt not in _FLOAT_DTYPES:
+            raise ValueError(f"dtype: expected float32 or float64, got {dt}")
+        return RNNParams(**{name: a.astype(dt) for name, a in self.items()})
+
+    def replace(self, **arrays: np.ndarray | None) -> RNNParams:
+        """A copy with some arrays replaced, e.g. ``p.replace(W=W_new)``."""
+        current = {f.name: getattr(self, f.name) for f in fields(self)}
+        unknown = set(arrays) - set(current)
+        if unknown:
+            raise ValueError(f"replace: unknown parameter names {sorted(unknown)}")
+        current.update(arrays)
+        return RNNParams(**current)
+
+    @classmethod
+    def init(
+        cls,
+        input_size: int,
+        hidden_size: int,
+        output_size: int,
+        *,
+        seed: int | None = None,
+        bias: bool = True,
+        weight_scale: float = 1.0,
+        dtype: np.dtype | type = np.float64,
+    ) -> RNNParams:
+        """Random parameters: U, W, V ~ N(0, weight_scale^2 / fan_in), biases ~ N(0, 0.1^2).
+
+        Args:
+            input_size: D.  hidden_size: H.  output_size: K.  All at least 1.
+            seed: seed of the numpy Generator (None: fresh entropy).
+            bias: include b (H,) and c (K,).
+            weight_scale: multiplies every weight matrix; the spectral radius of W is close
+                to ``weight_scale`` for large H, so values below 1 give vanishing and above
+                1 exploding gradients.
+            dtype: float32 or float64.
+        """
+        for name, n in (("input_size", input_size), ("hidden_size", hidden_size), ("output_size", output_size)):
+            if not isinstance(n, (int, np.integer)) or isinstance(n, bool) or n < 1:
+                raise ValueError(f"{name}: expected a positive integer, got {n!r}")
+        if not np.isfinite(weight_scale):
+            raise ValueError(f"weight_scale: expected a finite number, got {weight_scale!r}")
+        rng = np.random.default_rng(seed)
+        D, H, K = int(input_size), int(hidden_size), int(output_size)
+        p = cls(
+            U=rng.standard_normal((H, D)) * (weight_scale / np.sqrt(D)),
+            W=rng.standard_normal((H, H)) * (weight_scale / np.sqrt(H)),
+            V=rng.standard_normal((K, H)) * (weight_scale / np.sqrt(H)),
+            b=rng.standard_normal(H) * 0.1 if bias else None,
+            c=rng.standard_normal(K) * 0.1 if bias else None,
+        )
+        return p.astype(dtype)
