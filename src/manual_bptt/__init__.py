@@ -9,7 +9,35 @@ suite. This package depends on numpy only and never imports torch.
 
 from .activations import ACTIVATIONS
 from .core import BPTTResult, ForwardResult, bptt, forward
+from .decompose import (
+    MAX_FULL_BYTES,
+    Decomposition,
+    LagProfile,
+    StepTerms,
+    TermNorms,
+    TooLargeError,
+    decompose,
+    state_jacobian,
+)
 from .params import RNNParams
+from .rtrl import MAX_RTRL_BYTES, rtrl
 
-__all__ = ["ACTIVATIONS", "BPTTResult", "ForwardResult", "RNNParams", "bptt", "forward"]
+__all__ = [
+    "ACTIVATIONS",
+    "MAX_FULL_BYTES",
+    "MAX_RTRL_BYTES",
+    "BPTTResult",
+    "Decomposition",
+    "ForwardResult",
+    "LagProfile",
+    "RNNParams",
+    "StepTerms",
+    "TermNorms",
+    "TooLargeError",
+    "bptt",
+    "decompose",
+    "forward",
+    "rtrl",
+    "state_jacobian",
+]
 __version__ = "0.1.0"

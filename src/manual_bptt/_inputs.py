@@ -156,7 +156,7 @@ def prepare(
         raise ValueError(
             f"xs: expected integer token ids or floating dense vectors, got dtype {xs_arr.dtype}"
         )
-    B, T = (seq_shape if batched else (1, seq_shape[0]))
+    B, T = seq_shape if batched else (1, seq_shape[0])
     if T == 0:
         raise ValueError("xs: empty sequence (T = 0)")
     if B == 0:
@@ -239,6 +239,18 @@ def prepare(
         raise ValueError("mask: given without ys")
 
     return Batch(
-        batched=batched, T=T, B=B, D=D, H=H, K=K, tokens=tokens, X=X, Y=Y, weight=weight,
-        s0=s0_bh, s0_shape=tuple(s0_shape), dtype=np.dtype(dtype), act=act,
+        batched=batched,
+        T=T,
+        B=B,
+        D=D,
+        H=H,
+        K=K,
+        tokens=tokens,
+        X=X,
+        Y=Y,
+        weight=weight,
+        s0=s0_bh,
+        s0_shape=tuple(s0_shape),
+        dtype=np.dtype(dtype),
+        act=act,
     )

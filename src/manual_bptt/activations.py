@@ -80,7 +80,5 @@ ACTIVATIONS: dict[str, Activation] = {
 def get_activation(activation: str) -> Activation:
     """The Activation named ``activation``; ValueError naming the choices otherwise."""
     if not isinstance(activation, str) or activation not in ACTIVATIONS:
-        raise ValueError(
-            f"activation: expected one of {sorted(ACTIVATIONS)}, got {activation!r}"
-        )
+        raise ValueError(f"activation: expected one of {sorted(ACTIVATIONS)}, got {activation!r}")
     return ACTIVATIONS[activation]

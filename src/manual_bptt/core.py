@@ -22,6 +22,7 @@ matrix product over all (time, batch) rows.
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from dataclasses import dataclass
 
 import numpy as np
@@ -154,19 +155,36 @@ def backward_deltas(tr: Trace, e: np.ndarray, truncate: int | None) -> np.ndarra
             delta[t] *= fprime[t]  # delta_t = (e_t + W^T delta_{t+1}) * f'(a_t)
             np.matmul(delta[t], W, out=carry)  # dE/ds_{t-1} through step t
         return delta
-    B, H = tr.batch.B, tr.batch.H
-    Q = e * fprime  # lag 0: Q[k] = delta_{k,k}
-    D = Q.copy()
-    for L in range(1, truncate + 1):
-        n = T - L  # number of k with k + L <= T - 1
-        # Q[k] <- delta_{k+L,k} = (W^T delta_{k+L,k+1}) * f'(a_k) for k = 0..n-1
-        Q = (Q[1:].reshape(n * B, H) @ W).reshape(n, B, H)
-        Q *= fprime[:n]
-        D[:n] += Q
+    D = None
+    for L, Q in lag_deltas(tr, e, truncate):
+        if D is None:
+            D = Q.copy()  # lag 0
+        else:
+            D[: T - L] += Q  # D_k += delta_{k+L,k}
     return D
 
 
-def parameter_grads(tr: Trace, D: np.ndarray, dO: np.ndarray) -> tuple[RNNParams, np.ndarray, np.ndarray | None]:
+def lag_deltas(tr: Trace, e: np.ndarray, max_lag: int) -> Iterator[tuple[int, np.ndarray]]:
+    """Yield (L, Q_L) for L = 0..min(max_lag, T-1), where Q_L[k] = delta_{k+L,k}, (T-L, B, H).
+
+    delta_{t,k} = dE_t/da_k along paths inside steps k..t: the seed's (t, k) term before
+    its last factor. For lag L all k are advanced together by one matrix product:
+        Q_0[k] = e_k * f'(a_k),    Q_L[k] = (W^T Q_{L-1}[k+1]) * f'(a_k).
+    The yielded array is fresh for each L (the caller may keep it).
+    """
+    T, B, H = tr.batch.T, tr.batch.B, tr.batch.H
+    Q = e * tr.fprime
+    yield 0, Q
+    for L in range(1, min(max_lag, T - 1) + 1):
+        n = T - L  # the k with k + L <= T - 1
+        Q = (Q[1:].reshape(n * B, H) @ tr.W).reshape(n, B, H)
+        Q *= tr.fprime[:n]
+        yield L, Q
+
+
+def parameter_grads(
+    tr: Trace, D: np.ndarray, dO: np.ndarray
+) -> tuple[RNNParams, np.ndarray, np.ndarray | None]:
     """Gradients from the error signals, each a single product over all (t, b) rows.
 
     Args:
@@ -286,6 +304,9 @@ def forward(p: RNNParams, xs: object, *, activation: str = "tanh", s0: object | 
     y_hat = np.exp(o - o.max(axis=-1, keepdims=True))
     y_hat /= y_hat.sum(axis=-1, keepdims=True)
     return ForwardResult(
-        a=batch.to_batch_first(tr.a), s=batch.to_batch_first(tr.s), o=batch.to_batch_first(o),
-        y_hat=batch.to_batch_first(y_hat), final_state=final_state(tr),
+        a=batch.to_batch_first(tr.a),
+        s=batch.to_batch_first(tr.s),
+        o=batch.to_batch_first(o),
+        y_hat=batch.to_batch_first(y_hat),
+        final_state=final_state(tr),
     )

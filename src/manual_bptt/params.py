@@ -18,9 +18,11 @@ _FLOAT_DTYPES = (np.dtype(np.float32), np.dtype(np.float64))
 def _frozen_copy(name: str, value: object, dtype: np.dtype | None = None) -> np.ndarray:
     """A read-only copy of ``value`` as a real floating array (the caller's array is never kept)."""
     arr = np.asarray(value)
-    if arr.dtype == object or not (
-        np.issubdtype(arr.dtype, np.floating) or np.issubdtype(arr.dtype, np.integer)
-    ) or arr.dtype == np.bool_:
+    if (
+        arr.dtype == object
+        or not (np.issubdtype(arr.dtype, np.floating) or np.issubdtype(arr.dtype, np.integer))
+        or arr.dtype == np.bool_
+    ):
         raise ValueError(f"{name}: expected a real numeric array, got dtype {arr.dtype}")
     if dtype is None:
         dtype = arr.dtype if arr.dtype in _FLOAT_DTYPES else np.dtype(np.float64)
@@ -143,7 +145,11 @@ class RNNParams:
                 1 exploding gradients.
             dtype: float32 or float64.
         """
-        for name, n in (("input_size", input_size), ("hidden_size", hidden_size), ("output_size", output_size)):
+        for name, n in (
+            ("input_size", input_size),
+            ("hidden_size", hidden_size),
+            ("output_size", output_size),
+        ):
             if not isinstance(n, (int, np.integer)) or isinstance(n, bool) or n < 1:
                 raise ValueError(f"{name}: expected a positive integer, got {n!r}")
         if not np.isfinite(weight_scale):
