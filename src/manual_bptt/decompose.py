@@ -101,9 +101,10 @@ def _guard(what: str, shape: tuple[int, ...], itemsize: int, max_bytes: int) -> 
     size = int(np.prod(shape, dtype=np.int64)) * itemsize
     if size > max_bytes:
         raise TooLargeError(
-            f"{what}: the full tensor of shape {shape} would take {size / 2**20:.1f} MiB, over the "
-            f"limit of {max_bytes / 2**20:.1f} MiB (max_bytes). Index one term at a time "
-            f"(terms.W[t, k]), iterate with terms.iter_t(), use terms.norms(), or pass a larger max_bytes."
+            f"{what}: the full tensor of shape {shape} would take {size} bytes ({size / 2**20:.1f} MiB), "
+            f"over the limit of {max_bytes} bytes ({max_bytes / 2**20:.1f} MiB, max_bytes). Index one term "
+            f"at a time (terms.W[t, k]), iterate with terms.iter_t(), use terms.norms(), or pass a larger "
+            f"max_bytes."
         )
 
 
@@ -269,16 +270,19 @@ class Decomposition:
     def dE_dyhat(self, t: int) -> np.ndarray:
         """dE_t/dy_hat_t = -w_t / y_hat_t[y_t] at y_t, 0 elsewhere: (K,) or (B, K).
 
-        The literal factor of the seed; it overflows if y_hat_t[y_t] underflows to 0, which
-        is why gradients use the combined, stable dE_ds(t).
+        The literal factor of the seed; for a counted target it is -inf if y_hat_t[y_t]
+        underflows to 0, which is why gradients use the combined, stable dE_ds(t). Targets
+        that are not counted (mask False) give exactly 0.
         """
         t = _check_step("t", t, 0, self.T - 1)
         y_hat = self._softmax(t)
         rows = np.arange(self.batch.B)
         out = np.zeros_like(y_hat)
         y = self.batch.Y[t]
+        w = self.batch.weight[t]
+        counted = w != 0  # a target that is not counted contributes exactly 0, even if y_hat[y] = 0
         with np.errstate(divide="ignore"):
-            out[rows, y] = -self.batch.weight[t] / y_hat[rows, y]
+            out[rows[counted], y[counted]] = -w[counted] / y_hat[rows[counted], y[counted]]
         return self._out(out)
 
     def dyhat_ds(self, t: int) -> np.ndarray:

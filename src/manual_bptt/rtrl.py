@@ -62,8 +62,9 @@ def rtrl(
     need = n_numbers * batch.dtype.itemsize
     if need > max_bytes:
         raise ValueError(
-            f"max_bytes: RTRL sensitivities for B={B}, H={H}, D={D}, T={T} need {need / 2**20:.1f} MiB, "
-            f"over the limit of {max_bytes / 2**20:.1f} MiB; use bptt, or pass a larger max_bytes"
+            f"max_bytes: RTRL sensitivities for B={B}, H={H}, D={D}, T={T} need {need} bytes "
+            f"({need / 2**20:.1f} MiB), over the limit of {max_bytes} bytes ({max_bytes / 2**20:.1f} MiB); "
+            f"use bptt, or pass a larger max_bytes"
         )
     tr = run_forward(p, batch)
     loss, dO = output_layer(tr)
