@@ -120,6 +120,7 @@ def prepare(
     s0: object | None,
     reduction: str = "sum",
     mask: object | None = None,
+    labels_required: bool = True,
 ) -> Batch:
     """Validate every input and return a time-major Batch.
 
@@ -133,8 +134,11 @@ def prepare(
             shared by every sequence.
         reduction: "sum" or "mean" (mean over the counted targets).
         mask: None or bool, same shape as ys; False targets contribute nothing.
+        labels_required: when True (every gradient function), ys=None is an error.
     """
     act = get_activation(activation)
+    if ys is None and labels_required:
+        raise ValueError("ys: required (integer labels in [0, K)), got None")
     check_params(p)
     reduction = check_reduction(reduction)
     H, D, K = p.hidden_size, p.input_size, p.output_size

@@ -30,6 +30,9 @@ import numpy as np
 from ._inputs import Batch, check_truncate, prepare
 from .params import RNNParams
 
+#: Numbers per block of elementwise work done in blocks of steps (512 KiB of float64, cache-sized).
+_BLOCK = 1 << 16
+
 
 @dataclass(frozen=True, eq=False)
 class Trace:
@@ -39,6 +42,9 @@ class Trace:
         batch: the validated inputs.
         a: (T, B, H) pre-activations a_t.
         s: (T, B, H) states s_t.
+        s_in: (T, B, H) the state entering each step, s_in[t] = s_{t-1} (s_in[0] = s0).
+            s and s_in are two overlapping views of one (T + 1, B, H) buffer, so every
+            weight gradient that needs s_{t-1} is a single matrix product over all rows.
         fprime: (T, B, H) f'(a_t).
         U, W, V, b, c: the parameters in the compute dtype (b, c may be None).
     """
@@ -46,6 +52,7 @@ class Trace:
     batch: Batch
     a: np.ndarray
     s: np.ndarray
+    s_in: np.ndarray
     fprime: np.ndarray
     U: np.ndarray
     W: np.ndarray
@@ -55,7 +62,7 @@ class Trace:
 
     def s_prev(self, k: int) -> np.ndarray:
         """s_{k-1}, (B, H): the state entering step k (s0 for k = 0)."""
-        return self.batch.s0 if k == 0 else self.s[k - 1]
+        return self.s_in[k]
 
 
 @dataclass(frozen=True, eq=False)
@@ -94,41 +101,51 @@ def run_forward(p: RNNParams, batch: Batch) -> Trace:
         np.matmul(batch.X.reshape(T * B, batch.D), U.T, out=a.reshape(T * B, H))
     if b is not None:
         a += b
-    s = np.empty_like(a)
+    states = np.empty((T + 1, B, H), dtype=dt)  # s_{-1} = s0, s_0, ..., s_{T-1}
+    states[0] = batch.s0
     WT = np.ascontiguousarray(W.T)
     recur = np.empty((B, H), dtype=dt)
-    s_prev = batch.s0
-    for t in range(T):
-        np.matmul(s_prev, WT, out=recur)  # W s_{t-1}
-        a[t] += recur  # a_t = U x_t + b + W s_{t-1}
-        batch.act.f(a[t], out=s[t])  # s_t = f(a_t)
-        s_prev = s[t]
-    fprime = batch.act.prime(a, s)
-    return Trace(batch=batch, a=a, s=s, fprime=fprime, U=U, W=W, V=V, b=b, c=c)
+    f = batch.act.f
+    # one row of each array per step; iterating yields views, without per-step indexing
+    for a_t, s_prev, s_t in zip(a, states[:-1], states[1:], strict=True):
+        np.dot(s_prev, WT, out=recur)  # W s_{t-1}
+        a_t += recur  # a_t = U x_t + b + W s_{t-1}
+        f(a_t, out=s_t)  # s_t = f(a_t)
+    s = states[1:]
+    # f'(a_t), in blocks of steps, so that its temporaries are cache-sized rather than (T, B, H)
+    fprime = np.empty_like(a)
+    steps = max(1, _BLOCK // (B * H))
+    for t in range(0, T, steps):
+        fprime[t : t + steps] = batch.act.prime(a[t : t + steps], s[t : t + steps])
+    return Trace(batch=batch, a=a, s=s, s_in=states[:-1], fprime=fprime, U=U, W=W, V=V, b=b, c=c)
 
 
 def output_layer(tr: Trace) -> tuple[float, np.ndarray]:
     """Loss E and dE/do, (T, B, K), of the softmax cross-entropy on the states.
 
-    Uses log-sum-exp, so large logits give finite results.
+    Uses log-sum-exp, so large logits give finite results. One (T*B, K) buffer holds the
+    logits, then their exponentials, then dE/do: a single exp, no temporaries of that size.
     """
     batch = tr.batch
     T, B, H, K = batch.T, batch.B, batch.H, batch.K
-    o = (tr.s.reshape(T * B, H) @ tr.V.T).reshape(T, B, K)  # o_t = V s_t (+ c)
+    n = T * B
+    rows, y, w = np.arange(n), batch.Y.reshape(n), batch.weight.reshape(n)
+    z = tr.s.reshape(n, H) @ tr.V.T  # o_t = V s_t (+ c), one row per (t, b)
     if tr.c is not None:
-        o += tr.c
-    m = o.max(axis=-1, keepdims=True)
-    lse = m + np.log(np.exp(o - m).sum(axis=-1, keepdims=True))  # log sum_j exp(o_j)
-    o_y = np.take_along_axis(o, batch.Y[..., None], axis=-1)
-    E_t = (lse - o_y)[..., 0]  # E_t = -log y_hat_t[y_t], (T, B)
-    loss = float(np.sum(batch.weight * E_t))
-    dO = np.exp(o - lse)  # y_hat_t
-    np.put_along_axis(dO, batch.Y[..., None], np.take_along_axis(dO, batch.Y[..., None], -1) - 1, -1)
-    dO *= batch.weight[..., None]  # dE/do_t = w_t (y_hat_t - onehot(y_t))
-    return loss, dO
+        z += tr.c
+    z -= z.max(axis=1, keepdims=True)  # z_t = o_t - max_j o_t[j]: the shift of log-sum-exp
+    z_y = z[rows, y]  # z_t[y_t]
+    y_hat = np.exp(z, out=z)  # exp(z_t), in place
+    sum_exp = y_hat.sum(axis=1)
+    loss = float(w @ (np.log(sum_exp) - z_y))  # E_t = -log y_hat_t[y_t] = log sum_j exp(z_t[j]) - z_t[y_t]
+    y_hat *= (w / sum_exp)[:, None]  # w_t y_hat_t = w_t exp(z_t) / sum_j exp(z_t[j])
+    y_hat[rows, y] -= w  # dE/do_t = w_t (y_hat_t - onehot(y_t))
+    return loss, y_hat.reshape(T, B, K)
 
 
-def backward_deltas(tr: Trace, e: np.ndarray, truncate: int | None) -> np.ndarray:
+def backward_deltas(
+    tr: Trace, e: np.ndarray, truncate: int | None, out: np.ndarray | None = None
+) -> np.ndarray:
     """The per-step error signals D_k, (T, B, H), from which every gradient follows.
 
     Full BPTT (truncate None): D_k = delta_k = dE/da_k by the reverse recursion
@@ -144,21 +161,26 @@ def backward_deltas(tr: Trace, e: np.ndarray, truncate: int | None) -> np.ndarra
         tr: the forward trace.
         e: (T, B, H) e_t = dE_t/ds_t through the output layer only.
         truncate: None or tau >= 0.
+        out: optional (T, B, H) array for the result; it may be ``e`` itself (then e is
+            overwritten), which saves one array of that size.
     """
     T = tr.batch.T
     W, fprime = tr.W, tr.fprime
     if truncate is None or truncate >= T - 1:
-        delta = np.empty_like(e)
-        carry = np.zeros_like(e[0])  # W^T delta_{t+1}, zero past the end
-        for t in range(T - 1, -1, -1):
-            np.add(e[t], carry, out=delta[t])
-            delta[t] *= fprime[t]  # delta_t = (e_t + W^T delta_{t+1}) * f'(a_t)
-            np.matmul(delta[t], W, out=carry)  # dE/ds_{t-1} through step t
+        delta = np.empty_like(e) if out is None else out
+        np.multiply(e[T - 1], fprime[T - 1], out=delta[T - 1])  # delta_{T-1} = e_{T-1} * f'(a_{T-1})
+        carry = np.empty_like(e[0])
+        for t in range(T - 2, -1, -1):
+            np.dot(delta[t + 1], W, out=carry)  # W^T delta_{t+1}, as (B, H) rows
+            carry += e[t]  # e_t is read before delta_t is written (out may be e)
+            np.multiply(carry, fprime[t], out=delta[t])  # delta_t = (e_t + W^T delta_{t+1}) * f'(a_t)
         return delta
     D = None
     for L, Q in lag_deltas(tr, e, truncate):
-        if D is None:
-            D = Q.copy()  # lag 0
+        if D is None:  # lag 0, Q_0 = e * f'(a): a fresh array, and e is not read again
+            if out is not None:
+                out[...] = Q
+            D = Q if out is None else out
         else:
             D[: T - L] += Q  # D_k += delta_{k+L,k}
     return D
@@ -197,20 +219,21 @@ def parameter_grads(
     batch = tr.batch
     T, B, H, K = batch.T, batch.B, batch.H, batch.K
     D2 = D.reshape(T * B, H)
-    # dW = sum_k D_k s_{k-1}^T, split as step 0 (s0) and steps 1..T-1 (s_0..s_{T-2})
-    dW = D[0].T @ batch.s0
-    if T > 1:
-        dW += D2[B:].T @ tr.s[:-1].reshape((T - 1) * B, H)
-    # dU = sum_k D_k x_k^T: for tokens, column x_k of dU collects D_k
+    dW = D2.T @ tr.s_in.reshape(T * B, H)  # dW = sum_k D_k s_{k-1}^T
     if batch.tokens is not None:
-        dUT = np.zeros((batch.D, H), dtype=D.dtype)
-        np.add.at(dUT, batch.tokens.reshape(-1), D2)
-        dU = np.ascontiguousarray(dUT.T)
+        # dU = sum_k D_k x_k^T: column x_k of dU collects D_k. bincount sums, for each
+        # (token v, unit h), the entries D_k[h] with x_k = v: O(T B H), whatever the vocabulary.
+        cell = (batch.tokens.reshape(T * B, 1) * H + np.arange(H)).reshape(-1)  # v * H + h
+        dUT = np.bincount(cell, weights=D2.reshape(-1), minlength=batch.D * H).reshape(batch.D, H)
+        dU = np.ascontiguousarray(dUT.T, dtype=D.dtype)
         dxs = None
     else:
-        X2 = batch.X.reshape(T * B, batch.D)
-        dU = D2.T @ X2
-        dxs = batch.to_batch_first((D2 @ tr.U).reshape(T, B, batch.D))  # dE/dx_k = U^T D_k
+        dU = D2.T @ batch.X.reshape(T * B, batch.D)
+        if batch.batched:
+            # dE/dx_k = U^T D_k, written straight into the caller's (B, T, D) layout
+            dxs = np.matmul(D.swapaxes(0, 1), tr.U)
+        else:
+            dxs = D2 @ tr.U  # dE/dx_k = U^T D_k, (T, D)
     db = None if tr.b is None else D2.sum(axis=0)
     dO2 = dO.reshape(T * B, K)
     dV = dO2.T @ tr.s.reshape(T * B, H)  # dV = sum_t dE/do_t s_t^T
@@ -258,8 +281,10 @@ def bptt(
     tr = run_forward(p, batch)
     loss, dO = output_layer(tr)
     T, B, H, K = batch.T, batch.B, batch.H, batch.K
-    e = (dO.reshape(T * B, K) @ tr.V).reshape(T, B, H)  # e_t = V^T dE/do_t
-    D = backward_deltas(tr, e, tau)
+    # e_t = V^T dE/do_t, written over a: bptt needs a no more (the trace keeps f'(a)), and each
+    # fresh (T, B, H) array costs page faults on every call. delta then overwrites e in turn.
+    e = np.matmul(dO.reshape(T * B, K), tr.V, out=tr.a.reshape(T * B, H)).reshape(T, B, H)
+    D = backward_deltas(tr, e, tau, out=e)
     grads, ds0, dxs = parameter_grads(tr, D, dO)
     return BPTTResult(loss=loss, grads=grads, ds0=ds0, dxs=dxs, final_state=final_state(tr))
 
@@ -295,7 +320,7 @@ def forward(p: RNNParams, xs: object, *, activation: str = "tanh", s0: object | 
         p: RNNParams.  xs: (T,) / (B, T) token ids or (T, D) / (B, T, D) dense inputs.
         activation: "tanh", "sigmoid", "relu" or "identity".  s0: None, (H,) or (B, H).
     """
-    batch = prepare(p, xs, None, activation=activation, s0=s0)
+    batch = prepare(p, xs, None, activation=activation, s0=s0, labels_required=False)
     tr = run_forward(p, batch)
     T, B, H, K = batch.T, batch.B, batch.H, batch.K
     o = (tr.s.reshape(T * B, H) @ tr.V.T).reshape(T, B, K)

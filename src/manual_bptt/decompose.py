@@ -409,7 +409,7 @@ def state_jacobian(
     Returns:
         (H, H) for unbatched xs, (B, H, H) for batched xs (one Jacobian per sequence).
     """
-    batch = prepare(p, xs, None, activation=activation, s0=s0)
+    batch = prepare(p, xs, None, activation=activation, s0=s0, labels_required=False)
     t = _check_step("t", t, 0, batch.T - 1)
     k = _check_step("k", k, -1, t)
     J = _jacobian(run_forward(p, batch), t, k)

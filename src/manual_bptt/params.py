@@ -17,7 +17,10 @@ _FLOAT_DTYPES = (np.dtype(np.float32), np.dtype(np.float64))
 
 def _frozen_copy(name: str, value: object, dtype: np.dtype | None = None) -> np.ndarray:
     """A read-only copy of ``value`` as a real floating array (the caller's array is never kept)."""
-    arr = np.asarray(value)
+    try:
+        arr = np.asarray(value)
+    except (ValueError, TypeError) as exc:  # ragged nested lists and the like
+        raise ValueError(f"{name}: cannot be read as a numeric array ({exc})") from None
     if (
         arr.dtype == object
         or not (np.issubdtype(arr.dtype, np.floating) or np.issubdtype(arr.dtype, np.integer))

@@ -1,0 +1,165 @@
+"""Shared test configuration: Hypothesis profiles and the result-vs-oracle checker.
+
+Hypothesis profiles (chosen by ``choose_profile``, shown in the pytest header):
+    ci        CI runs: derandomized (same examples every run), bounded example counts so the
+              whole suite stays well under 3 minutes on 2 cores, no deadline, print_blob.
+    dev       local default: random examples, fewer of them, no deadline.
+    thorough  ``HYPOTHESIS_PROFILE=thorough``: 2000 examples per property, no deadline.
+Hypothesis ships a built-in "ci" profile and loads it by itself when CI is set; ours is
+registered under the same name (replacing it) and then loaded explicitly, so our settings
+apply on CI.
+
+Example counts are given per property as multiples of the profile's max_examples via
+``examples(fraction)``, so that expensive properties (the oracle runs autograd over an
+unrolled loop) stay cheap on CI while the thorough profile scales them all up.
+"""
+
+from __future__ import annotations
+
+import gc
+import os
+import sys
+from collections.abc import Callable, Mapping
+from typing import Any
+
+import numpy as np
+import pytest
+from hypothesis import HealthCheck, settings
+
+from manual_bptt.testing import assert_results_close, result_fields
+
+# ---------------------------------------------------------------------------------------------
+# Hypothesis profiles
+# ---------------------------------------------------------------------------------------------
+PROFILES: dict[str, dict[str, Any]] = {
+    "ci": {
+        "derandomize": True,
+        "database": None,
+        "max_examples": 200,
+        "deadline": None,
+        "print_blob": True,
+        "suppress_health_check": [HealthCheck.too_slow],
+    },
+    "dev": {"derandomize": False, "max_examples": 30, "deadline": None},
+    "thorough": {"derandomize": False, "max_examples": 2000, "deadline": None},
+}
+for _name, _kwargs in PROFILES.items():
+    settings.register_profile(_name, **_kwargs)
+
+_FALSY = ("", "0", "false", "no", "off")
+
+
+def choose_profile(env: Mapping[str, str]) -> str:
+    """HYPOTHESIS_PROFILE if set, else "ci" when CI is truthy, else "dev"."""
+    explicit = env.get("HYPOTHESIS_PROFILE", "").strip()
+    if explicit:
+        return explicit
+    if env.get("CI", "").strip().lower() not in _FALSY:
+        return "ci"
+    return "dev"
+
+
+ACTIVE_PROFILE = choose_profile(os.environ)
+settings.load_profile(ACTIVE_PROFILE)
+
+
+def examples(fraction: float) -> int:
+    """max_examples for one property: ``fraction`` of the active profile's, at least 5."""
+    return max(5, round(settings.get_profile(ACTIVE_PROFILE).max_examples * fraction))
+
+
+def pytest_report_header(config: pytest.Config) -> list[str]:
+    s = settings()  # the settings tests actually get
+    return [
+        f"hypothesis profile: {settings.get_current_profile_name()} "
+        f"(max_examples={s.max_examples}, derandomize={s.derandomize}, deadline={s.deadline}, "
+        f"print_blob={s.print_blob})"
+    ]
+
+
+def pytest_collection_finish(session: pytest.Session) -> None:
+    """Once every test module is imported:
+
+    * torch computes on one thread. The oracle's tensors are tiny (H <= 10), so threads
+      gain nothing, while on a loaded 2-core machine torch's intra-op thread pool made the
+      10,000-step oracle run 5-70x slower (measured 2-3 s with 1 thread vs 16-180 s with 2).
+      torch is configured only if a test module imported it; conftest does not import it.
+    * everything alive so far (modules, pytest's and Hypothesis's state) is moved out of the
+      cyclic GC's reach, so that GC passes triggered by the oracle's many short-lived
+      objects do not walk the whole session heap each time.
+    """
+    torch = sys.modules.get("torch")
+    if torch is not None:
+        torch.set_num_threads(1)
+    gc.collect()
+    gc.freeze()
+
+
+# ---------------------------------------------------------------------------------------------
+# Comparing a manual_bptt result with a reference result
+# ---------------------------------------------------------------------------------------------
+#: field -> (worst relative error seen, the test it was seen in); printed at the end of the run.
+WORST_REL_ERRORS: dict[str, tuple[float, str]] = {}
+
+
+def _record(errors: Mapping[str, float], where: str) -> None:
+    for field, err in errors.items():
+        if err > WORST_REL_ERRORS.get(field, (-1.0, ""))[0]:
+            WORST_REL_ERRORS[field] = (err, where)
+
+
+def check_result(
+    actual: Any,
+    expected: Any,
+    *,
+    rtol: float = 1e-10,
+    atol: float = 1e-12,
+    dtype: type = np.float64,
+    context: str = "",
+    record: bool = True,
+) -> dict[str, float]:
+    """Compare every field of a manual_bptt result with the oracle's (see assert_results_close).
+
+    loss (a Python float, compared as a scalar), grads U/W/V/b/c (None exactly where the
+    other is None), ds0, dxs (None for tokens, in both) and final_state; each must be finite
+    and satisfy max|a - b| <= rtol * max|ref| + atol. Every array of ``actual`` must have
+    dtype ``dtype``. The relative errors are recorded for the end-of-run summary when
+    ``record`` (leave it on for float64 comparisons only).
+    """
+    if not isinstance(actual.loss, float):
+        raise AssertionError(f"loss: expected a Python float, got {type(actual.loss).__name__}")
+    for name, arr in (
+        *((f"grads.{n}", getattr(actual.grads, n)) for n in ("U", "W", "V", "b", "c")),
+        ("ds0", actual.ds0),
+        ("dxs", actual.dxs),
+        ("final_state", actual.final_state),
+    ):
+        if arr is not None and np.asarray(arr).dtype != np.dtype(dtype):
+            raise AssertionError(f"{name}: dtype {np.asarray(arr).dtype}, expected {np.dtype(dtype)}")
+    assert_results_close(actual, expected, rtol=rtol, atol=atol, context=context)
+    # The error relative to the tolerance's own scale: max|a - b| / max(max|ref|, atol / rtol).
+    # This is the plain relative error whenever max|ref| >= atol / rtol (1e-2 by default);
+    # below that the check is absolute, and a relative error would overstate it.
+    errors = {}
+    for (name, a), (_, e) in zip(result_fields(actual), result_fields(expected), strict=True):
+        if a is not None:
+            e64 = np.asarray(e, dtype=np.float64)
+            scale = max(float(np.max(np.abs(e64), initial=0.0)), atol / rtol)
+            errors[name] = float(np.max(np.abs(np.asarray(a, dtype=np.float64) - e64), initial=0.0)) / scale
+    if record:
+        _record(errors, os.environ.get("PYTEST_CURRENT_TEST", "?").split(" ")[0])
+    return errors
+
+
+@pytest.fixture(scope="session")
+def check() -> Callable[..., dict[str, float]]:
+    """The checker ``check(actual, expected, *, rtol=1e-10, atol=1e-12, context="")``."""
+    return check_result
+
+
+def pytest_terminal_summary(terminalreporter: Any) -> None:
+    if not WORST_REL_ERRORS:
+        return
+    terminalreporter.section("worst relative error vs the oracle, float64: max|a-b| / max(max|ref|, 1e-2)")
+    for field, (err, where) in sorted(WORST_REL_ERRORS.items(), key=lambda kv: -kv[1][0]):
+        terminalreporter.write_line(f"{field:12s} {err:.3e}   in {where}")
