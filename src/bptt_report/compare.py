@@ -1,0 +1,241 @@
+"""Comparing one array of a target's result with a reference array, and saying where they differ.
+
+Two tolerances, both written so that they can never pass on NaN or on 0/0:
+
+    against an oracle (float64):  max|a - r| <= rtol * max|r| + atol      rtol 1e-10, atol 1e-12
+    against finite differences:   |a - n| <= atol + rtol * max(|a|, |n|)  rtol 1e-6, atol 1e-7
+                                  (elementwise; the differences carry O(eps^2) + O(1e-16 / eps) error)
+
+The first is norm-wise (scaled by the largest reference entry), the right scale for a
+gradient: an entry that is tiny by cancellation is not held to a relative accuracy no float
+computation could reach. The reported relative error is max|a - r| / max|r|. Both forms
+multiply instead of dividing, and a non-finite value in the target's output always fails.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+#: Oracle tolerance, float64: max|a - r| <= RTOL * max|r| + ATOL.
+RTOL, ATOL = 1e-10, 1e-12
+#: Finite-difference tolerance, elementwise: |a - n| <= FD_ATOL + FD_RTOL * max(|a|, |n|).
+FD_RTOL, FD_ATOL = 1e-6, 1e-7
+#: Relative errors in this range, the loss failing too, look like single-precision rounding.
+FLOAT32_BAND = (1e-10, 1e-4)
+#: The arrays of a result, in report order: the loss, the parameter gradients, ds0 and dxs.
+FIELDS = ("loss", "U", "W", "V", "b", "c", "ds0", "dxs")
+#: Fields whose gradient flows through the recurrence (truncation changes them).
+RECURRENT_FIELDS = ("U", "W", "b", "ds0", "dxs")
+
+
+@dataclass(frozen=True)
+class ArrayCheck:
+    """One array of the target's result against the reference.
+
+    Attributes:
+        name: one of FIELDS.
+        passed: whether it is within tolerance (and finite, and of the right shape).
+        rel_error: max|a - r| / max|r| (inf when not finite or not comparable).
+        abs_error: max|a - r| (inf when not finite or not comparable).
+        tolerance: the bound max|a - r| had to meet (for finite differences: at the worst entry).
+        scale: max|r|.
+        index: the worst element's index, () for the loss, None when not comparable.
+        actual, expected: the values at ``index`` (None when not comparable).
+        dtype: the dtype of the target's array, e.g. "float64".
+        note: why it failed when that is not just the size of the error (shape, NaN, float32,
+            missing), else "".
+    """
+
+    name: str
+    passed: bool
+    rel_error: float
+    abs_error: float
+    tolerance: float
+    scale: float
+    index: tuple[int, ...] | None
+    actual: float | None
+    expected: float | None
+    dtype: str
+    note: str = ""
+
+    def describe(self) -> str:
+        """One line: the worst element, both values, the error and the tolerance."""
+        if self.index is None:
+            return f"{self.name}: {self.note}"
+        where = "" if self.index == () else f" at index {self.index}"
+        text = (
+            f"{self.name}: max|actual - expected| = {self.abs_error:.3e}{where}: actual {self.actual!r}, "
+            f"expected {self.expected!r}; relative error {self.rel_error:.3e}, tolerance {self.tolerance:.3e}"
+        )
+        return f"{text} ({self.note})" if self.note else text
+
+
+def _not_comparable(name: str, note: str, dtype: str = "") -> ArrayCheck:
+    return ArrayCheck(
+        name=name,
+        passed=False,
+        rel_error=math.inf,
+        abs_error=math.inf,
+        tolerance=0.0,
+        scale=0.0,
+        index=None,
+        actual=None,
+        expected=None,
+        dtype=dtype,
+        note=note,
+    )
+
+
+def _as_real_array(name: str, value: Any) -> tuple[np.ndarray | None, ArrayCheck | None]:
+    """(array, None) for a real numeric value, else (None, a failed ArrayCheck saying why)."""
+    try:
+        a = np.asarray(value)
+    except Exception as exc:  # a target may return anything
+        return None, _not_comparable(name, f"cannot be read as an array: {exc}")
+    if not (np.issubdtype(a.dtype, np.floating) or np.issubdtype(a.dtype, np.integer)):
+        return None, _not_comparable(name, f"has non-real dtype {a.dtype}", str(a.dtype))
+    return a, None
+
+
+def _precheck(name: str, actual: Any, expected: np.ndarray) -> tuple[np.ndarray | None, ArrayCheck | None]:
+    """The target's array as float64 if it is comparable with ``expected``, else a failure."""
+    if actual is None:
+        return None, _not_comparable(name, "missing (None) in the target's result")
+    a, failed = _as_real_array(name, actual)
+    if failed is not None:
+        return None, failed
+    dtype = str(a.dtype)
+    if a.shape != expected.shape:
+        hint = " (transposed?)" if a.shape == expected.shape[::-1] and a.ndim == 2 else ""
+        return None, _not_comparable(
+            name, f"shape {a.shape} differs from expected {expected.shape}{hint}", dtype
+        )
+    if not np.all(np.isfinite(a)):
+        idx = tuple(int(i) for i in np.argwhere(~np.isfinite(a))[0])
+        return None, _not_comparable(name, f"not finite: {a[idx]!r} at index {idx}", dtype)
+    return a.astype(np.float64), None
+
+
+def _float32_note(dtype: str) -> str:
+    if dtype == "float32":
+        return "float32 output checked at float64 tolerance: float32 arithmetic cannot reach rtol 1e-10"
+    return ""
+
+
+def compare_array(
+    name: str, actual: Any, expected: Any, *, rtol: float = RTOL, atol: float = ATOL
+) -> ArrayCheck:
+    """Norm-wise check ``max|a - r| <= rtol * max|r| + atol`` of one array against a reference.
+
+    Args:
+        name: the field (see FIELDS).
+        actual: the target's array (any shape; a scalar for the loss). Must be finite.
+        expected: the reference array, same shape, finite (float64).
+        rtol, atol: the tolerance.
+    """
+    r = np.asarray(expected, dtype=np.float64)
+    a, failed = _precheck(name, actual, r)
+    if failed is not None:
+        return failed
+    dtype = str(np.asarray(actual).dtype)
+    if a.size == 0:
+        return ArrayCheck(name, True, 0.0, 0.0, atol, 0.0, (), 0.0, 0.0, dtype)
+    err = np.abs(a - r)
+    scale = float(np.max(np.abs(r)))
+    worst = float(np.max(err))
+    tol = rtol * scale + atol
+    idx = tuple(int(i) for i in np.unravel_index(int(np.argmax(err)), err.shape))
+    passed = worst <= tol
+    return ArrayCheck(
+        name=name,
+        passed=passed,
+        rel_error=worst / max(scale, np.finfo(np.float64).tiny),
+        abs_error=worst,
+        tolerance=tol,
+        scale=scale,
+        index=idx,
+        actual=float(a[idx]),
+        expected=float(r[idx]),
+        dtype=dtype,
+        note="" if passed else _float32_note(dtype),
+    )
+
+
+def compare_fd(
+    name: str, analytic: Any, numeric: np.ndarray, *, rtol: float = FD_RTOL, atol: float = FD_ATOL
+) -> ArrayCheck:
+    """Elementwise check ``|a - n| <= atol + rtol * max(|a|, |n|)`` against central differences.
+
+    Args:
+        name: the field.  analytic: the target's gradient.  numeric: (same shape) finite differences.
+    The worst element is the one with the largest excess over its own tolerance.
+    """
+    n = np.asarray(numeric, dtype=np.float64)
+    a, failed = _precheck(name, analytic, n)
+    if failed is not None:
+        return failed
+    dtype = str(np.asarray(analytic).dtype)
+    if not np.all(np.isfinite(n)):
+        return _not_comparable(name, "finite differences of the target's loss are not finite", dtype)
+    if a.size == 0:
+        return ArrayCheck(name, True, 0.0, 0.0, atol, 0.0, (), 0.0, 0.0, dtype)
+    err = np.abs(a - n)
+    tol = atol + rtol * np.maximum(np.abs(a), np.abs(n))
+    idx = tuple(int(i) for i in np.unravel_index(int(np.argmax(err - tol)), err.shape))
+    scale = float(np.max(np.abs(n)))
+    passed = bool(np.all(err <= tol))
+    return ArrayCheck(
+        name=name,
+        passed=passed,
+        rel_error=float(np.max(err)) / max(scale, np.finfo(np.float64).tiny),
+        abs_error=float(err[idx]),
+        tolerance=float(tol[idx]),
+        scale=scale,
+        index=idx,
+        actual=float(a[idx]),
+        expected=float(n[idx]),
+        dtype=dtype,
+        note="" if passed else _float32_note(dtype),
+    )
+
+
+def compare_optional(name: str, actual: Any, expected: Any) -> ArrayCheck | None:
+    """compare_array for a field that the reference may not have (b, c without bias).
+
+    Returns None when neither side has the field. When the reference has none, the target
+    may return None or zeros; anything else fails.
+    """
+    if expected is None:
+        if actual is None:
+            return None
+        a, failed = _as_real_array(name, actual)
+        if failed is not None:
+            return failed
+        if a.size and np.all(a == 0):
+            return None
+        return _not_comparable(
+            name, "returned a gradient for a parameter the model does not have", str(a.dtype)
+        )
+    if actual is None:
+        return _not_comparable(name, "missing (None) in the target's result")
+    return compare_array(name, actual, expected)
+
+
+def looks_like_float32(arrays: list[ArrayCheck]) -> bool:
+    """Whether the failures look like single-precision arithmetic rather than a wrong term.
+
+    True when a failing array is float32; or when the loss itself fails and every failing
+    array is off by a relative error in FLOAT32_BAND (a wrong term of the backward pass
+    leaves the loss exact; float32 arithmetic perturbs everything, the loss included).
+    """
+    failing = [a for a in arrays if not a.passed]
+    if not failing:
+        return False
+    if any(a.dtype == "float32" for a in failing):
+        return True
+    lo, hi = FLOAT32_BAND
+    return any(a.name == "loss" for a in failing) and all(lo <= a.rel_error <= hi for a in failing)

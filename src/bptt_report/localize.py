@@ -1,0 +1,393 @@
+"""Localizing a disagreement: which arrays, how short a sequence, how small a configuration, which lag.
+
+Given a configuration on which the target disagrees with the oracle:
+
+1. Sequence length. The target and the oracle are rerun on the prefixes x_0..x_{n-1} of the
+   same sequence, n = 1, 2, ...; the smallest failing n is reported. With n = 1 there is no
+   recurrence at all (each gradient is a lag-0 term).
+2. Lag, by the decomposition dE_t/dθ = sum_k dE_t/ds_t ds_t/ds_k ∂s_k/∂θ. Truncating at tau
+   keeps exactly the terms with lag t - k <= tau, so the target run with truncate = tau,
+   tau = 0, 1, 2, ..., is compared with the oracle's truncated gradient: the first tau at
+   which they disagree is the lag of the first wrong term. tau = 0 means the immediate terms
+   (k = t) are wrong; tau >= 1 that they are right and the recurrence is not. Each step also
+   records the weight of the oracle's lag-tau terms, ||G(tau) - G(tau - 1)||. A target
+   without ``truncate`` is localized by the sequence length alone.
+3. Configuration. Like Hypothesis' shrinker: simplifications (shorter T, no batch, no mask, no
+   s0, full BPTT, sum, no bias, identity activation, smaller sizes, ...) are tried greedily,
+   each kept when the target still disagrees on an array that disagreed at first, until none
+   applies or the budget of evaluations runs out.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+from manual_bptt.testing import Problem, RNNConfig, make_problem
+
+from .checks import compare_output, failure_message, oracle_reference
+from .compare import FLOAT32_BAND, RECURRENT_FIELDS, ArrayCheck, looks_like_float32
+from .results import ConfigCheck, LagStep, Localization
+from .sweep import describe_config
+from .targets import Unsupported, call_target
+
+#: Largest truncation window scanned for the lag.
+MAX_LAG_SCAN = 12
+#: Windows scanned past the first failing one (to show whether the error grows with lag).
+LAGS_AFTER_FIRST = 4
+#: Largest number of candidate configurations run by the shrinker.
+SHRINK_BUDGET = 150
+#: Pseudo-field of a run in which the target raised.
+RAISED = "exception"
+
+
+def _raised(exc: Exception) -> ArrayCheck:
+    return ArrayCheck(
+        name=RAISED,
+        passed=False,
+        rel_error=float("inf"),
+        abs_error=float("inf"),
+        tolerance=0.0,
+        scale=0.0,
+        index=None,
+        actual=None,
+        expected=None,
+        dtype="",
+        note=f"the target raised {type(exc).__name__}: {exc}",
+    )
+
+
+def run_against_oracle(
+    fn: Callable[..., Any], prob: Problem, overrides: dict[str, Any] | None = None
+) -> tuple[list[ArrayCheck], Any] | None:
+    """(the target's arrays compared with the oracle's, the oracle's result); None if unsupported."""
+    kw = {**prob.kwargs(), **(overrides or {})}
+    try:
+        out = call_target(fn, prob.params, prob.xs, prob.ys, kw)
+    except Unsupported:
+        return None
+    except Exception as exc:
+        return [_raised(exc)], None
+    ref = oracle_reference(prob, overrides)
+    return compare_output(out, ref), ref
+
+
+def _failing(arrays: list[ArrayCheck]) -> set[str]:
+    return {a.name for a in arrays if not a.passed}
+
+
+def prefix(prob: Problem, n: int) -> Problem | None:
+    """The problem cut to its first n steps (None when a "mean" mask would count nothing)."""
+    c = prob.cfg
+    cut = (slice(None), slice(0, n)) if c.B is not None else (slice(0, n),)
+    mask = None if prob.mask is None else prob.mask[cut]
+    if mask is not None and c.reduction == "mean" and not mask.any():
+        return None
+    return Problem(
+        cfg=dataclasses.replace(c, T=n),
+        params=prob.params,
+        xs=prob.xs[cut],
+        ys=prob.ys[cut],
+        s0=prob.s0,
+        mask=mask,
+    )
+
+
+def smallest_failing_length(fn: Callable[..., Any], prob: Problem, fields: set[str]) -> int | None:
+    """The smallest n such that the target disagrees (on one of ``fields``) on the first n steps."""
+    for n in range(1, prob.cfg.T + 1):
+        cut = prefix(prob, n)
+        if cut is None:
+            continue
+        run = run_against_oracle(fn, cut)
+        if run is not None and _failing(run[0]) & fields:
+            return n
+    return None
+
+
+def _field_value(ref: Any, name: str) -> np.ndarray:
+    value = getattr(ref, name) if name in ("ds0", "dxs") else getattr(ref.grads, name)
+    return np.asarray(value, dtype=np.float64)
+
+
+def lag_scan(fn: Callable[..., Any], prob: Problem, field: str) -> tuple[list[LagStep], int | None] | None:
+    """Compare truncate = tau for tau = 0, 1, ...; (steps, first failing tau), None if unsupported.
+
+    Stops LAGS_AFTER_FIRST windows after the first failing one, or at min(T - 1, MAX_LAG_SCAN).
+    """
+    steps: list[LagStep] = []
+    first: int | None = None
+    previous = None
+    for tau in range(min(prob.cfg.T - 1, MAX_LAG_SCAN) + 1):
+        run = run_against_oracle(fn, prob, {"truncate": tau})
+        if run is None:
+            return None
+        arrays, ref = run
+        if ref is None:  # the target raised
+            failing = (RAISED,)
+            rel = {}
+            norm = float("nan")
+        else:
+            failing = tuple(a.name for a in arrays if not a.passed and a.name in RECURRENT_FIELDS)
+            rel = {a.name: a.rel_error for a in arrays if a.name in RECURRENT_FIELDS}
+            G = _field_value(ref, field)
+            norm = float(np.linalg.norm(G if previous is None else G - previous))
+            previous = G
+        steps.append(LagStep(tau=tau, rel_errors=rel, failing=failing, lag_term_norm=norm))
+        if failing and first is None:
+            first = tau
+        if first is not None and tau >= first + LAGS_AFTER_FIRST:
+            break
+    return steps, first
+
+
+def _candidates(c: RNNConfig) -> Iterator[RNNConfig]:
+    """Simpler configurations than c, the simplest change first (each changes one thing)."""
+    r = dataclasses.replace
+    for T in sorted({1, 2, 3, c.T // 2, c.T - 1}):
+        if 1 <= T < c.T:
+            yield r(c, T=T, truncate=None if c.truncate is None else min(c.truncate, T + 1))
+    if c.B is not None:
+        yield r(c, B=None, s0_kind="shared" if c.s0_kind == "per_row" else c.s0_kind)
+        for B in range(1, c.B):
+            yield r(c, B=B)
+    if c.use_mask:
+        yield r(c, use_mask=False)
+    if c.s0_kind is not None:
+        yield r(c, s0_kind=None)
+        if c.s0_kind == "per_row":
+            yield r(c, s0_kind="shared")
+    if c.truncate is not None:
+        yield r(c, truncate=None)
+        for tau in range(c.truncate):
+            yield r(c, truncate=tau)
+    if c.reduction != "sum":
+        yield r(c, reduction="sum")
+    if c.bias:
+        yield r(c, bias=False)
+    if c.activation != "identity":
+        yield r(c, activation="identity")  # the simplest: f' = 1
+    if c.activation not in ("identity", "tanh"):
+        yield r(c, activation="tanh")
+    if not c.tokens:
+        yield r(c, tokens=True)
+    if c.weight_scale != 1.0:
+        yield r(c, weight_scale=1.0)
+    for name, least in (("H", 1), ("D", 1), ("K", 2)):
+        for v in range(least, getattr(c, name)):
+            yield r(c, **{name: v})
+
+
+def shrink(
+    fn: Callable[..., Any], cfg: RNNConfig, fields: set[str], check_id: int, budget: int = SHRINK_BUDGET
+) -> tuple[ConfigCheck | None, int]:
+    """Greedy shrinking: (the smallest failing configuration's check, evaluations used)."""
+    current: ConfigCheck | None = None
+    evaluations = 0
+    improved = True
+    while improved and evaluations < budget:
+        improved = False
+        base = cfg if current is None else current.config
+        for cand in _candidates(base):
+            if evaluations >= budget:
+                break
+            evaluations += 1
+            run = run_against_oracle(fn, make_problem(cand))
+            if run is None:
+                continue
+            arrays = run[0]
+            if _failing(arrays) & fields:
+                current = ConfigCheck(
+                    check_id, "oracle", cand, "fail", tuple(arrays), failure_message(arrays, "the oracle")
+                )
+                improved = True
+                break
+    return current, evaluations
+
+
+def _lag_words(first: int) -> str:
+    if first == 0:
+        return (
+            "it already disagrees with truncate=0, where each E_t keeps only its own step k = t: "
+            "the immediate terms (lag 0) are wrong"
+        )
+    agree = "0" if first == 1 else f"0..{first - 1}"
+    return (
+        f"it agrees with the oracle's truncated gradient for truncate = {agree} and first disagrees at "
+        f"truncate = {first}: the immediate terms are right and the recurrence is wrong, from the terms "
+        f"at lag {first} (k = t - {first}) on"
+    )
+
+
+def _growth_words(steps: list[LagStep], field: str, first: int) -> str:
+    errs = [s.rel_errors.get(field) for s in steps if s.tau >= first]
+    errs = [e for e in errs if e is not None and np.isfinite(e)]
+    if len(errs) < 2:
+        return ""
+    if errs[-1] > errs[0] * 1.5:
+        trend = "grows"
+    elif errs[-1] > errs[0] / 1.5:
+        trend = "stays about the same"
+    else:
+        trend = "shrinks"
+    return (
+        f"; the relative error of {field} {trend} with more lags "
+        f"({', '.join(f'{e:.1e}' for e in errs)} for truncate = {first}..{first + len(errs) - 1})"
+    )
+
+
+@dataclass(frozen=True)
+class _Where:
+    """Where a disagreement sits (see Localization): the class, in words, and the lag scan."""
+
+    where: str
+    words: str
+    method: str = "none"
+    steps: tuple[LagStep, ...] = ()
+    first_lag: int | None = None
+
+
+def _by_lag(fn: Callable[..., Any], prob: Problem, field: str, smallest_T: int | None) -> _Where:
+    """The lag of a disagreement in a recurrent field: by truncation, else by sequence length."""
+    scan = lag_scan(fn, prob, field)
+    if scan is not None:
+        steps, first = scan
+        if first is not None:
+            where = "immediate" if first == 0 else "recurrence"
+            words = _lag_words(first) + _growth_words(steps, field, first)
+            return _Where(where, words, "truncate", tuple(steps), first)
+        top = steps[-1].tau if steps else 0
+        why = (
+            "its full-BPTT path differs from its truncated one"
+            if top >= prob.cfg.T - 1
+            else f"the error is at a lag beyond {top}"
+        )
+        words = f"it agrees with the oracle at every truncate = 0..{top} but not with full BPTT ({why})"
+        return _Where("undetermined", words, "truncate", tuple(steps))
+    if smallest_T == 1:
+        words = (
+            "the target has no truncate option; it already disagrees on a single step (T = 1), "
+            "where there is no recurrence: the immediate terms (lag 0) are wrong"
+        )
+        return _Where("immediate", words, "sequence length")
+    if smallest_T is not None:
+        words = (
+            f"the target has no truncate option; it agrees on sequences of up to {smallest_T - 1} "
+            f"step(s) and first disagrees at T = {smallest_T}: the recurrence is wrong "
+            f"(terms at lag <= {smallest_T - 1})"
+        )
+        return _Where("recurrence", words, "sequence length")
+    words = "the target has no truncate option and no prefix of the sequence disagrees"
+    return _Where("undetermined", words, "sequence length")
+
+
+def _where(
+    fn: Callable[..., Any],
+    prob: Problem,
+    failing: list[ArrayCheck],
+    float32: bool,
+    field: str | None,
+    smallest_T: int | None,
+) -> _Where:
+    """Classify a disagreement: exception, float32 precision, the loss, the output layer, or a lag."""
+    names = {a.name for a in failing}
+    if RAISED in names:
+        return _Where("undetermined", failing[0].note)
+    if float32:
+        lo, hi = FLOAT32_BAND
+        how = "float32 arrays" if any(a.dtype == "float32" for a in failing) else f"{lo:g}..{hi:g}"
+        words = (
+            f"every disagreeing array is off by float32 rounding ({how}), not by a wrong term: float32 "
+            "arithmetic cannot meet the float64 tolerance (rtol 1e-10)"
+        )
+        return _Where("precision", words)
+    if "loss" in names:
+        words = (
+            "the loss itself disagrees, so the forward pass or the loss is wrong (and every gradient with it)"
+        )
+        return _Where("forward pass", words)
+    if field is None:
+        words = (
+            f"only {', '.join(a.name for a in failing)} disagree: the output layer o_t = V s_t + c, which "
+            "does not go through the recurrence"
+        )
+        return _Where("output layer", words)
+    return _by_lag(fn, prob, field, smallest_T)
+
+
+def localize(
+    fn: Callable[..., Any], check: ConfigCheck, *, shrink_budget: int = SHRINK_BUDGET
+) -> Localization:
+    """Localize one failing check (see the module docstring)."""
+    cfg = check.config
+    prob = make_problem(cfg)
+    if check.kind == "oracle":
+        arrays = list(check.arrays) or None
+    else:
+        run = run_against_oracle(fn, prob)
+        arrays = None if run is None else run[0]
+    if arrays is None:  # the target raised on the original (the check has no arrays), or is unsupported
+        run = run_against_oracle(fn, prob)
+        arrays = [] if run is None else run[0]
+    fields_by_error = [a for a in sorted(arrays, key=lambda a: -a.rel_error) if not a.passed]
+    fields = tuple(a.name for a in fields_by_error)
+    head = f"#{check.id} {check.kind}"
+    if not fields:
+        return Localization(
+            check=check,
+            fields=check.failing,
+            worst=check.worst or _raised(RuntimeError(check.message)),
+            float32=looks_like_float32(list(check.arrays)),
+            where="undetermined",
+            first_lag=None,
+            lag_method="none",
+            field=None,
+            lag_steps=(),
+            smallest_T=None,
+            shrunk=None,
+            shrink_evaluations=0,
+            verdict=f"{head}: {check.message} The oracle agrees with the target on this configuration, "
+            f"so the disagreement is between the target and {check.kind} only.",
+        )
+    worst = fields_by_error[0]
+    float32 = looks_like_float32(arrays)
+    field_set = set(fields)
+    smallest_T = smallest_failing_length(fn, prob, field_set)
+    recurrent = [f for f in fields if f in RECURRENT_FIELDS]
+    field = ("W" if "W" in recurrent else recurrent[0]) if recurrent else None
+    at = _where(fn, prob, fields_by_error, float32, field, smallest_T)
+    shrunk, evaluations = shrink(fn, cfg, field_set, check.id, shrink_budget)
+    verdict = (
+        f"{head}: {', '.join(fields)} disagree{'s' if len(fields) == 1 else ''} with the oracle; worst "
+        f"{worst.describe()}. Where: {at.where}: {at.words}."
+    )
+    if float32:
+        verdict += " Compute in float64 (or check at a float32 tolerance)."
+    if smallest_T is not None:
+        verdict += f" Smallest failing sequence: its first {smallest_T} step(s) (T = {smallest_T})."
+    if shrunk is not None:
+        verdict += (
+            f" Smallest failing configuration (greedy shrinking, {evaluations} runs): "
+            f"{describe_config(shrunk.config)} ({', '.join(shrunk.failing)} disagree)."
+        )
+    else:
+        verdict += f" Shrinking found nothing smaller than {describe_config(cfg)}."
+    return Localization(
+        check=check,
+        fields=fields,
+        worst=worst,
+        float32=float32,
+        where=at.where,
+        first_lag=at.first_lag,
+        lag_method=at.method,
+        field=field if at.method != "none" else None,
+        lag_steps=at.steps,
+        smallest_T=smallest_T,
+        shrunk=shrunk,
+        shrink_evaluations=evaluations,
+        verdict=verdict,
+    )

@@ -1,0 +1,190 @@
+"""The report's PNG plots (needs matplotlib, the ``plot`` extra; drawn with the Agg backend).
+
+errors.png        relative error of every checked array, per field, against the tolerance
+state_grads.png   log10 ||dE_t/ds_k|| over (t, k): a vanishing and an exploding sample model
+lag_profile.png   term norm ||term_W[t, t - L]|| and ||ds_t/ds_{t-L}||_2 against the lag L
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from .compare import FD_RTOL, FIELDS, RTOL
+from .results import CheckResult
+
+#: Where exact zeros are drawn on the log axis.
+ZERO_FLOOR = 1e-18
+#: Plot file names, in report order.
+PLOT_FILES = ("errors.png", "state_grads.png", "lag_profile.png")
+
+INSTALL_HINT = "pip install 'manual-bptt[plot]'"
+
+
+class PlotsUnavailable(ImportError):
+    """matplotlib is not installed."""
+
+
+def pyplot() -> Any:
+    """matplotlib.pyplot on the Agg backend; PlotsUnavailable with the install hint if missing."""
+    try:
+        import matplotlib
+
+        matplotlib.use("Agg", force=True)
+        import matplotlib.pyplot as plt
+    except ImportError as exc:
+        raise PlotsUnavailable(f"the plots need matplotlib, which is not installed: {INSTALL_HINT}") from exc
+    return plt
+
+
+def _errors_by_field(result: CheckResult, kinds: tuple[str, ...]) -> dict[str, list[tuple[float, bool]]]:
+    """field -> [(relative error, passed)] over the checks of ``kinds``."""
+    out: dict[str, list[tuple[float, bool]]] = {f: [] for f in FIELDS}
+    for c in result.checks:
+        if c.kind in kinds:
+            for a in c.arrays:
+                if a.name in out:
+                    out[a.name].append((a.rel_error, a.passed))
+    return {f: v for f, v in out.items() if v}
+
+
+def _strip(
+    ax: Any, data: dict[str, list[tuple[float, bool]]], tol: float, title: str, rng: np.random.Generator
+) -> None:
+    """One panel: log10 relative error per field, jittered points over a box, the tolerance line.
+
+    Blue: the array passed; red: it disagreed (a blue point above the line passed by atol, its
+    reference being tiny). Exact zeros sit at ZERO_FLOOR.
+    """
+    labels = []
+    for i, (name, pairs) in enumerate(data.items()):
+        e = np.asarray([p[0] for p in pairs], dtype=float)
+        passed = np.asarray([p[1] for p in pairs], dtype=bool)
+        finite = np.isfinite(e)
+        y = np.where(finite, np.maximum(e, ZERO_FLOOR), np.nan)
+        x = i + rng.uniform(-0.28, 0.28, size=e.size)
+        ax.scatter(x[passed & finite], y[passed & finite], s=6, alpha=0.35, color="tab:blue", linewidths=0)
+        ax.scatter(x[~passed & finite], y[~passed & finite], s=12, alpha=0.8, color="tab:red", linewidths=0)
+        if np.any(finite):
+            ax.boxplot(
+                [y[finite]],
+                positions=[i],
+                widths=0.6,
+                showfliers=False,
+                medianprops={"color": "black"},
+                boxprops={"color": "0.3"},
+                whiskerprops={"color": "0.3"},
+                capprops={"color": "0.3"},
+            )
+        n_zero = int(np.sum(e == 0))
+        n_bad = int(np.sum(~passed))
+        labels.append(
+            f"{name}\nn={e.size}"
+            + (f"\n{n_zero} exact" if n_zero else "")
+            + (f"\n{n_bad} fail" if n_bad else "")
+        )
+    ax.axhline(tol, color="tab:red", linestyle="--", linewidth=1)
+    ax.text(len(labels) - 0.5, tol, f" rtol {tol:g}", color="tab:red", va="bottom", ha="right", fontsize=8)
+    ax.set_yscale("log")
+    ax.set_xticks(range(len(labels)), labels, fontsize=8)
+    ax.set_xlim(-0.6, len(labels) - 0.4)
+    ax.set_ylabel("relative error  max|a - r| / max|r|")
+    ax.set_title(title, fontsize=10)
+    ax.grid(axis="y", alpha=0.3)
+
+
+def plot_errors(result: CheckResult, path: Path) -> None:
+    """errors.png: the error distribution per field, oracle + nn.RNN and finite differences."""
+    plt = pyplot()
+    rng = np.random.default_rng(0)
+    exact = _errors_by_field(result, ("oracle", "torch_rnn"))
+    fd = _errors_by_field(result, ("finite_differences",))
+    panels = [(exact, RTOL, "against the oracle and torch.nn.RNN (float64)")]
+    if fd:
+        panels.append((fd, FD_RTOL, "against central finite differences"))
+    widths = [max(len(d), 1) for d, _, _ in panels]
+    fig, axes = plt.subplots(
+        1, len(panels), figsize=(3 + 0.85 * sum(widths), 5.4), width_ratios=widths, squeeze=False
+    )
+    for ax, (data, tol, title) in zip(axes[0], panels, strict=True):
+        if data:
+            _strip(ax, data, tol, title, rng)
+        else:
+            ax.text(0.5, 0.5, "no arrays compared", ha="center", transform=ax.transAxes)
+            ax.set_title(title, fontsize=10)
+    verdict = "all agree" if result.ok else f"{len(result.failures)} checks disagree, in red"
+    fig.suptitle(f"Relative error per array: {result.target} ({verdict})", fontsize=11)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+
+
+def plot_state_grads(regimes: list[dict[str, Any]], path: Path) -> None:
+    """state_grads.png: log10 ||dE_t/ds_k|| over (t, k), one column per sample model; below it the
+    same divided by ||dE_t/ds_t||, which removes the size of each E_t's own gradient and leaves
+    the growth or decay with the lag t - k."""
+    plt = pyplot()
+    n = len(regimes)
+    fig, axes = plt.subplots(2, n, figsize=(5.0 * n, 8.6), squeeze=False)
+    for j, reg in enumerate(regimes):
+        norms = np.asarray(reg["dE_ds_norms"], dtype=float)  # (T, T), rows t, columns k
+        T = norms.shape[0]
+        lower = np.tril(np.ones((T, T), dtype=bool))
+        diag = np.diag(norms)[:, None]
+        with np.errstate(divide="ignore", invalid="ignore"):
+            relative = np.where(diag > 0, norms / diag, np.nan)
+        panels = (
+            (norms, "log10 ||dE_t/ds_k||", ""),
+            (relative, "log10 ||dE_t/ds_k|| / ||dE_t/ds_t||", "relative to lag 0: "),
+        )
+        for i, (values, label, prefix) in enumerate(panels):
+            ax = axes[i, j]
+            shown = np.full((T, T), np.nan)
+            shown[lower] = np.log10(np.maximum(values[lower], ZERO_FLOOR))
+            im = ax.imshow(shown, origin="upper", cmap="viridis", interpolation="nearest", aspect="equal")
+            ax.set_xlabel("k (the state differentiated)")
+            ax.set_ylabel("t (the loss term E_t)")
+            ax.set_title(
+                f"{prefix}{reg['name']}: {reg['activation']}, radius of W = {reg['spectral_radius']:g}",
+                fontsize=10,
+            )
+            fig.colorbar(im, ax=ax, shrink=0.85, label=label)
+    fig.suptitle("How far back each E_t reaches: ||dE_t/ds_k|| for k <= t", fontsize=11)
+    fig.tight_layout()
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
+
+
+def plot_lag_profile(regimes: list[dict[str, Any]], path: Path) -> None:
+    """lag_profile.png: mean term norm and mean ||ds_t/ds_{t-L}||_2 against the lag L (log scale)."""
+    plt = pyplot()
+    fig, axes = plt.subplots(1, 2, figsize=(11, 4.4))
+    colors = ("tab:blue", "tab:red", "tab:green", "tab:purple")
+    for reg, color in zip(regimes, colors, strict=False):
+        lag = np.asarray(reg["lag"])
+        term = np.maximum(np.asarray(reg["term_W_mean"], dtype=float), ZERO_FLOOR)
+        jac = np.maximum(np.asarray(reg["jac_spec_mean"], dtype=float), ZERO_FLOOR)
+        label = f"{reg['name']} (radius {reg['spectral_radius']:g})"
+        axes[0].semilogy(lag, term, "o-", color=color, markersize=3, label=label)
+        axes[1].semilogy(lag, jac, "o-", color=color, markersize=3, label=label)
+    axes[0].set_title("term norm: mean over t of ||term_W[t, t - L]||_F", fontsize=10)
+    axes[1].set_title("Jacobian: mean over t of ||ds_t / ds_{t-L}||_2", fontsize=10)
+    for ax in axes:
+        ax.set_xlabel("lag L = t - k")
+        ax.grid(alpha=0.3, which="both")
+        ax.legend(fontsize=8)
+    fig.suptitle("Vanishing and exploding gradients: the seed's terms against their lag", fontsize=11)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+
+
+def write_plots(result: CheckResult, regimes: list[dict[str, Any]], directory: Path) -> list[str]:
+    """Draw every plot into ``directory``; the file names written. PlotsUnavailable without matplotlib."""
+    pyplot()
+    plot_errors(result, directory / "errors.png")
+    plot_state_grads(regimes, directory / "state_grads.png")
+    plot_lag_profile(regimes, directory / "lag_profile.png")
+    return list(PLOT_FILES)

@@ -1,0 +1,430 @@
+"""Writing the report: report.json (schema: report.schema.json), report.md and the PNG plots.
+
+Writing is atomic: everything is written into a fresh temporary directory beside DIR, then
+moved into place with os.rename (a new DIR) or os.replace, file by file, report.json last (an
+existing DIR). An interrupted or failing run leaves DIR as it was, and no temporary files.
+"""
+
+from __future__ import annotations
+
+import datetime as _dt
+import json
+import math
+import os
+import secrets
+import shutil
+from collections.abc import Callable
+from dataclasses import dataclass
+from importlib import resources
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+import manual_bptt as mb
+from manual_bptt.testing import RNNConfig, make_problem
+
+from .compare import ATOL, FD_ATOL, FD_RTOL, FIELDS, RTOL
+from .results import KINDS, CheckResult, Localization
+from .sweep import ACTIVATION_NAMES, config_dict, describe_config, form_name
+
+#: The sample models of the plots: (name, activation, spectral radius of W).
+#: (tanh saturates, so its gradients cannot keep exploding; the linear RNN shows radius^L growth.)
+REGIMES: tuple[tuple[str, str, float], ...] = (("vanishing", "tanh", 0.5), ("exploding", "identity", 1.5))
+#: Their size: T steps, D token ids, H hidden units, K classes.
+REGIME_T, REGIME_D, REGIME_H, REGIME_K = 24, 6, 8, 5
+
+
+@dataclass(frozen=True)
+class ReportFiles:
+    """What write_report wrote.
+
+    Attributes:
+        directory: DIR.
+        files: the file names written into DIR (report.json, report.md, the PNGs).
+        plots_written: whether the plots were drawn.
+        plots_note: why not (e.g. matplotlib is missing), else "".
+    """
+
+    directory: Path
+    files: tuple[str, ...]
+    plots_written: bool
+    plots_note: str
+
+
+def load_schema() -> dict[str, Any]:
+    """The JSON Schema of report.json (package data ``bptt_report/report.schema.json``)."""
+    text = resources.files("bptt_report").joinpath("report.schema.json").read_text(encoding="utf-8")
+    return json.loads(text)
+
+
+# ---------------------------------------------------------------------------------------------
+# The sample models: how far back each E_t reaches
+# ---------------------------------------------------------------------------------------------
+def regime_config(activation: str, radius: float, seed: int) -> RNNConfig:
+    """The sample model of a regime: unbatched tokens, shared s0, bias, full BPTT."""
+    return RNNConfig(
+        T=REGIME_T, B=None, D=REGIME_D, H=REGIME_H, K=REGIME_K, tokens=True, bias=True, activation=activation,
+        truncate=None, reduction="sum", use_mask=False, s0_kind="shared", weight_scale=radius, seed=seed,
+    )  # fmt: skip
+
+
+def state_gradient_norms(d: mb.Decomposition) -> np.ndarray:
+    """||dE_t/ds_k|| for k <= t, (T, T) (zero above the diagonal), by the chain rule
+    dE_t/ds_{k-1} = dE_t/ds_k · ds_k/ds_{k-1}, from manual_bptt's decomposition factors."""
+    T = d.T
+    J = [None] + [d.ds_ds(k, k - 1) for k in range(1, T)]  # ds_k/ds_{k-1}, (H, H)
+    out = np.zeros((T, T))
+    for t in range(T):
+        g = d.dE_ds(t)  # dE_t/ds_t, (H,)
+        out[t, t] = np.linalg.norm(g)
+        for k in range(t, 0, -1):
+            g = g @ J[k]  # dE_t/ds_{k-1}
+            out[t, k - 1] = np.linalg.norm(g)
+    return out
+
+
+def sample_regimes(seed: int) -> list[dict[str, Any]]:
+    """The vanishing and exploding sample models: lag profile and ||dE_t/ds_k|| (JSON-ready)."""
+    out = []
+    for i, (name, activation, radius) in enumerate(REGIMES):
+        cfg = regime_config(activation, radius, int(np.random.default_rng([seed, 3, i]).integers(2**32)))
+        prob = make_problem(cfg)
+        d = mb.decompose(prob.params, prob.xs, prob.ys, activation=activation, s0=prob.s0)
+        lp = d.lag_profile()
+        out.append(
+            {
+                "name": name,
+                "activation": activation,
+                "spectral_radius": radius,
+                "config": config_dict(cfg),
+                "lag": lp.lag.tolist(),
+                "term_W_mean": lp.term_W_mean.tolist(),
+                "jac_spec_mean": lp.jac_spec_mean.tolist(),
+                "jac_fro_mean": lp.jac_fro_mean.tolist(),
+                "dE_ds_norms": state_gradient_norms(d).tolist(),
+            }
+        )
+    return out
+
+
+# ---------------------------------------------------------------------------------------------
+# report.md
+# ---------------------------------------------------------------------------------------------
+def _e(x: float | None) -> str:
+    if x is None or (isinstance(x, float) and math.isnan(x)):
+        return "-"
+    if math.isinf(x):
+        return "inf"
+    return "0" if x == 0 else f"{x:.2e}"
+
+
+def _table(header: list[str], rows: list[list[str]], align: str | None = None) -> list[str]:
+    align = align or "l" + "r" * (len(header) - 1)
+    sep = ["---:" if a == "r" else "---" for a in align]
+    return [
+        "| " + " | ".join(header) + " |",
+        "| " + " | ".join(sep) + " |",
+        *("| " + " | ".join(r) + " |" for r in rows),
+    ]
+
+
+def summary_table(result: CheckResult) -> list[str]:
+    """The per-kind summary table (markdown lines)."""
+    rows = []
+    for kind, by in result.counts().items():
+        total = sum(by.values())
+        if total:
+            rows.append(
+                [
+                    KINDS[kind],
+                    str(total),
+                    str(by["pass"]),
+                    str(by["fail"] + by["error"]),
+                    str(by["unsupported"]),
+                ]
+            )
+    return _table(["check", "configurations", "agree", "disagree", "unsupported"], rows)
+
+
+def _worst_table(result: CheckResult) -> list[str]:
+    rows = []
+    fd = result.worst_errors("finite_differences")
+    nn = result.worst_errors("torch_rnn")
+    for f, (err, cid, n) in result.worst_errors("oracle").items():
+        status = "ok" if err <= RTOL else "**disagrees**"
+        rows.append(
+            [
+                f"`{f}`",
+                str(n),
+                _e(err),
+                f"#{cid}",
+                _e(nn[f][0]) if f in nn else "-",
+                _e(fd[f][0]) if f in fd else "-",
+                status,
+            ]
+        )
+    return _table(
+        [
+            "array",
+            "oracle checks",
+            "worst rel. error (oracle)",
+            "at",
+            "worst (nn.RNN)",
+            "worst (finite diff.)",
+            "vs 1e-10",
+        ],
+        rows,
+        "lrrrrrl",
+    )
+
+
+def _truncation_kind(c: RNNConfig) -> str:
+    if c.truncate is None:
+        return "none"
+    if c.truncate >= c.T - 1:
+        return ">= T-1 (full)"
+    return str(c.truncate) if c.truncate <= 1 else "2..T-2"
+
+
+def _length_bin(c: RNNConfig) -> str:
+    return "1" if c.T == 1 else "2-4" if c.T <= 4 else "5-16" if c.T <= 16 else "17+"
+
+
+def _coverage(result: CheckResult) -> list[str]:
+    """Configurations per value of each dimension of the sweep (markdown lines)."""
+    configs = [c.config for c in result.checks if c.kind == "oracle"]
+    # (dimension, value of a configuration, the order of the values)
+    dims: list[tuple[str, Callable[[RNNConfig], str], tuple[str, ...]]] = [
+        ("input form", form_name, ()),
+        ("activation", lambda c: c.activation, ACTIVATION_NAMES),
+        ("truncation", _truncation_kind, ("none", "0", "1", "2..T-2", ">= T-1 (full)")),
+        ("reduction", lambda c: c.reduction, ("sum", "mean")),
+        ("mask", lambda c: "yes" if c.use_mask else "no", ("no", "yes")),
+        ("s0", lambda c: str(c.s0_kind), ("None", "shared", "per_row")),
+        ("bias", lambda c: "yes" if c.bias else "no", ("no", "yes")),
+        ("spectral radius of W", lambda c: f"{c.weight_scale:g}", ()),
+        ("T", _length_bin, ("1", "2-4", "5-16", "17+")),
+    ]
+    rows = []
+    for name, key, order in dims:
+        counts: dict[str, int] = {}
+        for c in configs:
+            counts[key(c)] = counts.get(key(c), 0) + 1
+        values = sorted(counts, key=lambda v: (order.index(v) if v in order else len(order), v))
+        rows.append([name, ", ".join(f"{v}: {counts[v]}" for v in values)])
+    return _table(["dimension", "configurations per value"], rows, "ll")
+
+
+def _localization_md(loc: Localization) -> list[str]:
+    c = loc.check
+    lines = [
+        f"### #{c.id} ({c.kind}): {', '.join(f'`{f}`' for f in loc.fields)}",
+        "",
+        f"- configuration: {describe_config(c.config)}",
+        f"- worst: {loc.worst.describe()}",
+        f"- where: **{loc.where}**"
+        + (f", first disagreeing lag **{loc.first_lag}**" if loc.first_lag is not None else "")
+        + f" (method: {loc.lag_method})",
+    ]
+    if loc.smallest_T is not None:
+        lines.append(f"- smallest failing prefix of this sequence: T = {loc.smallest_T}")
+    if loc.shrunk is not None:
+        lines.append(
+            f"- smallest failing configuration ({loc.shrink_evaluations} shrink runs): "
+            f"{describe_config(loc.shrunk.config)}; disagreeing: {', '.join(loc.shrunk.failing)}"
+        )
+    lines += ["", loc.verdict, ""]
+    if loc.lag_steps and loc.field is not None:
+        f = loc.field
+        others = [
+            n
+            for n in ("U", "W", "b", "ds0", "dxs")
+            if n != f and any(n in s.rel_errors for s in loc.lag_steps)
+        ]
+        header = [
+            "truncate tau",
+            f"norm of the oracle's lag-tau terms of {f}",
+            f"rel. error {f}",
+            *[f"rel. error {n}" for n in others],
+            "disagree",
+        ]
+        rows = [
+            [
+                str(s.tau),
+                _e(s.lag_term_norm),
+                _e(s.rel_errors.get(f)),
+                *[_e(s.rel_errors.get(n)) for n in others],
+                ", ".join(s.failing) or "-",
+            ]
+            for s in loc.lag_steps
+        ]
+        lines += [*_table(header, rows, "r" * (len(header) - 1) + "l"), ""]
+    return lines
+
+
+def render_markdown(
+    result: CheckResult, regimes: list[dict[str, Any]], plots: list[str], plots_note: str
+) -> str:
+    """report.md: verdict, summary tables, coverage, localized disagreements, plots, environment."""
+    verdict = "PASS" if result.ok else "FAIL"
+    n_fail, n_uns = len(result.failures), len(result.unsupported)
+    lines = [
+        f"# Gradient check of `{result.target}`: {verdict}",
+        "",
+        (
+            f"All {len(result.checks) - n_uns} checks agree."
+            if result.ok
+            else f"**{n_fail} of {len(result.checks)} checks disagree.**"
+        )
+        + f" Seed {result.seed}, {result.size.examples} random configurations against the oracle, "
+        f"{result.size.fd_examples} against finite differences; {result.seconds:.1f} s with "
+        f"{result.jobs} process(es).",
+        "",
+        f"Tolerance: `max|a - r| <= {RTOL:g} * max|r| + {ATOL:g}` per array against the oracle and nn.RNN "
+        f"(float64); `|a - n| <= {FD_ATOL:g} + {FD_RTOL:g} * max(|a|, |n|)` elementwise against central "
+        "finite differences. NaN or inf in the target's output always fails.",
+        "",
+        "## Summary",
+        "",
+        *summary_table(result),
+        "",
+    ]
+    if result.float32_suspected:
+        lines += [
+            "**float32:** the disagreements are float32 rounding, checked at float64 tolerance "
+            f"(rtol {RTOL:g}); a float32 implementation cannot pass this check.",
+            "",
+        ]
+    if n_uns:
+        opts = ", ".join(f"`{k}` ({v} checks)" for k, v in result.unsupported_options().items())
+        lines += [f"Unsupported options, skipped and not counted as failures: {opts}.", ""]
+    lines += ["## Worst relative error per array", "", *_worst_table(result), ""]
+    if result.localizations:
+        lines += ["## Disagreements, localized", ""]
+        for loc in result.localizations:
+            lines += _localization_md(loc)
+        more = n_fail - len(result.localizations)
+        if more > 0:
+            lines += [
+                f"{more} further failing checks are listed in report.json (`checks`, status `fail`).",
+                "",
+            ]
+        lines += ["First failing checks:", ""]
+        rows = [
+            [f"#{c.id}", c.kind, describe_config(c.config), c.message.replace("|", "\\|")]
+            for c in result.failures[:10]
+        ]
+        lines += [*_table(["check", "kind", "configuration", "message"], rows, "llll"), ""]
+    lines += ["## Coverage", "", *_coverage(result), ""]
+    lines += ["## Plots", ""]
+    if plots:
+        captions = {
+            "errors.png": "Relative error of every compared array (red: disagreeing).",
+            "state_grads.png": (
+                "||dE_t/ds_k|| over (t, k) for a sample model in a vanishing and an exploding regime; "
+                "below, divided by ||dE_t/ds_t||. A dark row is an E_t whose softmax is already certain "
+                "of the right class, so that dE_t/ds_t is about 0."
+            ),
+            "lag_profile.png": "Term norm and state Jacobian norm against the lag L = t - k.",
+        }
+        for p in plots:
+            lines += [f"![{p}]({p})", "", captions.get(p, ""), ""]
+    else:
+        lines += [f"Not drawn: {plots_note}", ""]
+    lines += ["Sample models (computed with manual_bptt.decompose):", ""]
+    rows = []
+    for reg in regimes:
+        tw = reg["term_W_mean"]
+        rows.append(
+            [reg["name"], reg["activation"], f"{reg['spectral_radius']:g}", _e(tw[0]), _e(tw[len(tw) // 2]),
+             _e(reg["jac_spec_mean"][len(tw) // 2])]
+        )  # fmt: skip
+    half = REGIME_T // 2
+    lines += [
+        *_table(
+            [
+                "regime",
+                "f",
+                "radius of W",
+                "term norm, lag 0",
+                f"term norm, lag {half}",
+                f"mean spectral norm of ds_t/ds_(t-{half})",
+            ],
+            rows,
+            "llrrrr",
+        ),
+        "",
+    ]
+    lines += ["## Environment", ""]
+    lines += [*_table(["package", "version"], [[k, v] for k, v in result.environment.items()], "ll"), ""]
+    return "\n".join(lines)
+
+
+# ---------------------------------------------------------------------------------------------
+# Writing
+# ---------------------------------------------------------------------------------------------
+def report_dict(
+    result: CheckResult, regimes: list[dict[str, Any]], plots: list[str], plots_note: str
+) -> dict[str, Any]:
+    """The content of report.json."""
+    data = result.to_dict()
+    data["created"] = _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds")
+    data["tool"] = {"name": "bptt_report", "version": mb.__version__}
+    data["fields"] = list(FIELDS)
+    data["plots"] = {"status": "written" if plots else "skipped", "files": plots, "note": plots_note}
+    data["regimes"] = regimes
+    return data
+
+
+def _write_text(path: Path, text: str) -> None:
+    with open(path, "w", encoding="utf-8") as f:
+        f.write(text)
+        f.flush()
+        os.fsync(f.fileno())
+
+
+def write_report(result: CheckResult, out_dir: str | os.PathLike[str], *, plots: bool = True) -> ReportFiles:
+    """Write report.json, report.md and the plots into ``out_dir``, atomically.
+
+    Args:
+        result: from bptt_report.check.
+        out_dir: DIR, created if missing (with its parents).
+        plots: draw the PNGs. Without matplotlib they are skipped, with a note in both reports
+            (the ReportFiles says so too), and the rest is written as usual.
+
+    Raises:
+        NotADirectoryError if ``out_dir`` exists and is not a directory.
+    """
+    from . import plots as plotting
+
+    out = Path(out_dir)
+    if out.exists() and not out.is_dir():
+        raise NotADirectoryError(f"--out {out}: exists and is not a directory")
+    out.parent.mkdir(parents=True, exist_ok=True)
+    regimes = sample_regimes(result.seed)
+    tmp = out.parent / f".{out.name}.tmp-{secrets.token_hex(6)}"
+    tmp.mkdir()  # mode 0o777 less the umask: it becomes DIR when DIR is new
+    try:
+        written: list[str] = []
+        note = "" if plots else "plots were not requested (--no-plots)"
+        if plots:
+            try:
+                written = plotting.write_plots(result, regimes, tmp)
+            except plotting.PlotsUnavailable as exc:
+                note = str(exc)
+        _write_text(tmp / "report.md", render_markdown(result, regimes, written, note))
+        data = report_dict(result, regimes, written, note)
+        _write_text(tmp / "report.json", json.dumps(data, indent=1, allow_nan=False) + "\n")
+        files = [*written, "report.md", "report.json"]  # report.json last: it marks a complete report
+        if not out.exists():
+            os.rename(tmp, out)
+        else:
+            for name in files:
+                os.replace(tmp / name, out / name)
+            for stale in plotting.PLOT_FILES:  # plots of an earlier run that this one did not draw
+                if stale not in written and (out / stale).exists():
+                    (out / stale).unlink()
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+    return ReportFiles(directory=out, files=tuple(files), plots_written=bool(written), plots_note=note)

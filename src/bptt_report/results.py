@@ -1,0 +1,362 @@
+"""The result objects of a gradient check, and their JSON-ready form. numpy only.
+
+CheckResult            the whole run: .ok, .failures, .summary(), .assert_ok(), .to_dict()
+  ConfigCheck          one configuration against one reference (oracle, nn.RNN, finite differences)
+    ArrayCheck         one array (loss, U, W, V, b, c, ds0, dxs): worst element, error, tolerance
+  Localization         where a disagreement sits: fields, smallest failing T and configuration, lag
+    LagStep            the comparison at one truncation window tau
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+from collections import Counter
+from dataclasses import dataclass
+from typing import Any
+
+from manual_bptt.testing import RNNConfig
+
+from .compare import FIELDS, ArrayCheck
+from .sweep import SweepSize, config_dict, describe_config
+
+#: Version of the report.json layout (see report.schema.json).
+SCHEMA_VERSION = "1.0"
+#: The kinds of check, in report order, with their human names.
+KINDS: dict[str, str] = {
+    "oracle": "PyTorch autograd oracle (reference.bptt)",
+    "torch_rnn": "torch.nn.RNN + nn.Linear + F.cross_entropy",
+    "finite_differences": "central finite differences of the target's own loss",
+}
+#: Statuses of a ConfigCheck.
+STATUSES = ("pass", "fail", "unsupported", "error")
+
+
+@dataclass(frozen=True)
+class ConfigCheck:
+    """One configuration checked against one reference.
+
+    Attributes:
+        id: index of the configuration in the sweep (finite-difference configurations follow
+            the oracle ones).
+        kind: "oracle", "torch_rnn" or "finite_differences".
+        config: the RNNConfig (arrays: manual_bptt.testing.make_problem(config)).
+        status: "pass"; "fail" (the target disagrees, raised, or returned something unreadable);
+            "unsupported" (the target does not accept an option of this configuration);
+            "error" (the reference itself could not run: a problem of this tool).
+        arrays: the compared arrays (empty unless the target returned a result).
+        message: why it failed or is unsupported; "" when it passed.
+        unsupported: the keywords the target does not accept.
+        seconds: wall time of the check.
+    """
+
+    id: int
+    kind: str
+    config: RNNConfig
+    status: str
+    arrays: tuple[ArrayCheck, ...] = ()
+    message: str = ""
+    unsupported: tuple[str, ...] = ()
+    seconds: float = 0.0
+
+    @property
+    def failing(self) -> tuple[str, ...]:
+        """Names of the arrays that disagree, worst relative error first."""
+        bad = sorted((a for a in self.arrays if not a.passed), key=lambda a: -a.rel_error)
+        return tuple(a.name for a in bad)
+
+    @property
+    def worst(self) -> ArrayCheck | None:
+        """The failing array with the largest relative error (None when none fails)."""
+        bad = [a for a in self.arrays if not a.passed]
+        return max(bad, key=lambda a: a.rel_error) if bad else None
+
+    def size_key(self) -> tuple[int, ...]:
+        """Orders configurations from small to large (for choosing what to localize)."""
+        c = self.config
+        return (c.T, c.B or 1, c.H, c.D, c.K)
+
+
+@dataclass(frozen=True)
+class LagStep:
+    """The target with truncate=tau against the oracle's truncated gradient, tau = lag window.
+
+    Attributes:
+        tau: the window: each E_t keeps the terms t - tau <= k <= t.
+        rel_errors: field -> relative error at this tau (recurrent fields: U, W, b, ds0, dxs).
+        failing: the fields that disagree at this tau.
+        lag_term_norm: norm of the oracle's lag-tau terms of the localized field, i.e.
+            ||G(tau) - G(tau - 1)|| with G(tau) the oracle's gradient truncated at tau
+            (G(-1) = 0): how much the terms at lag exactly tau weigh.
+    """
+
+    tau: int
+    rel_errors: dict[str, float]
+    failing: tuple[str, ...]
+    lag_term_norm: float
+
+
+@dataclass(frozen=True)
+class Localization:
+    """Where one disagreement sits.
+
+    Attributes:
+        check: the failing ConfigCheck that was localized.
+        fields: the disagreeing arrays, worst first.  worst: the worst of them.
+        float32: the errors look like (or the arrays are) single precision.
+        where: "immediate" (lag 0 terms), "recurrence" (terms at lag >= 1), "output layer"
+            (only V, c), "forward pass" (the loss itself), "precision" (float32 rounding
+            everywhere), or "undetermined".
+        first_lag: the smallest tau at which the target's truncated gradient disagrees with
+            the oracle's, when the target supports truncate; else None.
+        lag_method: "truncate", "sequence length", or "none".
+        field: the recurrent field the lag analysis follows (None when not applicable).
+        lag_steps: the scan over tau = 0, 1, ... (empty when the target lacks truncate).
+        smallest_T: the shortest prefix of the failing sequence on which it already disagrees.
+        shrunk: the smallest failing configuration found by greedy shrinking, and its check.
+        shrink_evaluations: how many candidate configurations the shrinker ran.
+        verdict: one paragraph, for people.
+    """
+
+    check: ConfigCheck
+    fields: tuple[str, ...]
+    worst: ArrayCheck
+    float32: bool
+    where: str
+    first_lag: int | None
+    lag_method: str
+    field: str | None
+    lag_steps: tuple[LagStep, ...]
+    smallest_T: int | None
+    shrunk: ConfigCheck | None
+    shrink_evaluations: int
+    verdict: str
+
+
+@dataclass(frozen=True)
+class CheckResult:
+    """The outcome of :func:`bptt_report.check`.
+
+    Attributes:
+        target: "module:function" (or a description of the callable).
+        seed: the sweep's seed.  size: the sweep's ranges and counts.  jobs: worker processes.
+        checks: every ConfigCheck, by id then kind.
+        localizations: the localized disagreements (at most ``max_localized``).
+        environment: versions of python, numpy, torch, ... and the platform.
+        seconds: wall time of the sweep and the localization.
+    """
+
+    target: str
+    seed: int
+    size: SweepSize
+    jobs: int
+    checks: tuple[ConfigCheck, ...]
+    localizations: tuple[Localization, ...]
+    environment: dict[str, str]
+    seconds: float
+
+    @property
+    def ok(self) -> bool:
+        """True when no check failed or errored (unsupported options do not count)."""
+        return not self.failures
+
+    @property
+    def failures(self) -> tuple[ConfigCheck, ...]:
+        """The checks with status "fail" or "error"."""
+        return tuple(c for c in self.checks if c.status in ("fail", "error"))
+
+    @property
+    def unsupported(self) -> tuple[ConfigCheck, ...]:
+        """The checks skipped because the target lacks an option."""
+        return tuple(c for c in self.checks if c.status == "unsupported")
+
+    @property
+    def float32_suspected(self) -> bool:
+        """Whether the failures look like single-precision arithmetic (see compare.looks_like_float32)."""
+        flagged = sum(c.message.startswith("float32") for c in self.failures)
+        return any(loc.float32 for loc in self.localizations) or (
+            flagged > 0 and 2 * flagged >= len(self.failures)
+        )
+
+    def counts(self) -> dict[str, dict[str, int]]:
+        """kind -> status -> number of checks (every kind and status present, zeros included)."""
+        out = {k: dict.fromkeys(STATUSES, 0) for k in KINDS}
+        for c in self.checks:
+            out[c.kind][c.status] += 1
+        return out
+
+    def worst_errors(self, kind: str = "oracle") -> dict[str, tuple[float, int, int]]:
+        """field -> (worst relative error, id of that check, number of checks of the field)."""
+        worst: dict[str, tuple[float, int, int]] = {}
+        seen: Counter[str] = Counter()
+        for c in self.checks:
+            if c.kind != kind:
+                continue
+            for a in c.arrays:
+                seen[a.name] += 1
+                if a.name not in worst or a.rel_error > worst[a.name][0]:
+                    worst[a.name] = (a.rel_error, c.id, 0)
+        return {f: (worst[f][0], worst[f][1], seen[f]) for f in FIELDS if f in worst}
+
+    def unsupported_options(self) -> dict[str, int]:
+        """keyword -> number of checks skipped because the target does not accept it."""
+        n: Counter[str] = Counter()
+        for c in self.unsupported:
+            n.update(c.unsupported)
+        return dict(sorted(n.items()))
+
+    def summary(self) -> str:
+        """A few lines: verdict, counts per kind, then each localized disagreement."""
+        n, n_bad, n_uns = len(self.checks), len(self.failures), len(self.unsupported)
+        lines = [
+            f"{'PASS' if self.ok else 'FAIL'}: {self.target}: {n - n_bad - n_uns} "
+            f"of {n} checks agree, {n_bad} disagree, {n_uns} unsupported "
+            f"(seed {self.seed}, {self.seconds:.1f} s)"
+        ]
+        for kind, by_status in self.counts().items():
+            total = sum(by_status.values())
+            if total:
+                lines.append(
+                    f"  {KINDS[kind]}: {by_status['pass']} agree, {by_status['fail'] + by_status['error']} "
+                    f"disagree, {by_status['unsupported']} unsupported"
+                )
+        if self.unsupported:
+            opts = ", ".join(f"{k} ({v})" for k, v in self.unsupported_options().items())
+            lines.append(f"  unsupported options (not failures): {opts}")
+        if self.float32_suspected:
+            lines.append(
+                "  float32: the disagreements are float32 rounding, checked at float64 tolerance "
+                "(rtol 1e-10); a float32 implementation cannot pass this check."
+            )
+        for loc in self.localizations:
+            lines.append("  " + loc.verdict)
+        more = len(self.failures) - len(self.localizations)
+        if self.failures and more > 0:
+            first = self.failures[0]
+            lines.append(f"  ({more} more failing checks; first: #{first.id} {first.kind}: {first.message})")
+        return "\n".join(lines)
+
+    def assert_ok(self) -> None:
+        """Raise AssertionError with the summary (and the localization) unless ``ok``."""
+        if not self.ok:
+            raise AssertionError(self.summary())
+
+    def to_dict(self) -> dict[str, Any]:
+        """The JSON-ready content of report.json (see report.schema.json), without the plots."""
+        by_status = self.counts()
+        return {
+            "schema_version": SCHEMA_VERSION,
+            "target": self.target,
+            "ok": self.ok,
+            "environment": dict(self.environment),
+            "settings": {
+                "seed": self.seed,
+                "jobs": self.jobs,
+                **dataclasses.asdict(self.size),
+                "tolerance": _tolerances(),
+            },
+            "summary": {
+                "checks": len(self.checks),
+                "passed": sum(v["pass"] for v in by_status.values()),
+                "failed": sum(v["fail"] + v["error"] for v in by_status.values()),
+                "unsupported": sum(v["unsupported"] for v in by_status.values()),
+                "by_kind": by_status,
+                "unsupported_options": self.unsupported_options(),
+                "worst_rel_error": {
+                    kind: {
+                        f: {"rel_error": _num(e), "check_id": i, "checks": n}
+                        for f, (e, i, n) in self.worst_errors(kind).items()
+                    }
+                    for kind in KINDS
+                },
+                "float32_suspected": self.float32_suspected,
+                "seconds": round(self.seconds, 3),
+            },
+            "failures": [localization_dict(loc) for loc in self.localizations],
+            "checks": [check_dict(c) for c in self.checks],
+        }
+
+
+def _tolerances() -> dict[str, Any]:
+    from .compare import ATOL, FD_ATOL, FD_RTOL, RTOL
+
+    return {
+        "oracle": {"rtol": RTOL, "atol": ATOL, "rule": "max|a - r| <= rtol * max|r| + atol"},
+        "finite_differences": {
+            "rtol": FD_RTOL,
+            "atol": FD_ATOL,
+            "rule": "|a - n| <= atol + rtol * max(|a|, |n|) elementwise",
+        },
+    }
+
+
+def _num(x: float | None) -> float | None:
+    """A finite float, or None (JSON has no inf or NaN)."""
+    return None if x is None or not math.isfinite(x) else float(x)
+
+
+def array_dict(a: ArrayCheck) -> dict[str, Any]:
+    """One ArrayCheck as JSON (non-finite numbers become null)."""
+    return {
+        "name": a.name,
+        "passed": a.passed,
+        "rel_error": _num(a.rel_error),
+        "abs_error": _num(a.abs_error),
+        "tolerance": _num(a.tolerance),
+        "scale": _num(a.scale),
+        "index": None if a.index is None else list(a.index),
+        "actual": _num(a.actual),
+        "expected": _num(a.expected),
+        "dtype": a.dtype,
+        "note": a.note,
+    }
+
+
+def check_dict(c: ConfigCheck) -> dict[str, Any]:
+    """One ConfigCheck as JSON: passing arrays as name -> relative error, failing ones in full."""
+    return {
+        "id": c.id,
+        "kind": c.kind,
+        "status": c.status,
+        "config": config_dict(c.config),
+        "rel_errors": {a.name: _num(a.rel_error) for a in c.arrays},
+        "failed_arrays": [array_dict(a) for a in c.arrays if not a.passed],
+        "message": c.message,
+        "unsupported": list(c.unsupported),
+        "seconds": round(c.seconds, 6),
+    }
+
+
+def localization_dict(loc: Localization) -> dict[str, Any]:
+    """One Localization as JSON."""
+    return {
+        "check_id": loc.check.id,
+        "kind": loc.check.kind,
+        "config": config_dict(loc.check.config),
+        "config_text": describe_config(loc.check.config),
+        "fields": list(loc.fields),
+        "worst": array_dict(loc.worst),
+        "float32": loc.float32,
+        "where": loc.where,
+        "first_lag": loc.first_lag,
+        "lag_method": loc.lag_method,
+        "field": loc.field,
+        "lag_steps": [
+            {
+                "tau": s.tau,
+                "rel_errors": {k: _num(v) for k, v in s.rel_errors.items()},
+                "failing": list(s.failing),
+                "lag_term_norm": _num(s.lag_term_norm),
+            }
+            for s in loc.lag_steps
+        ],
+        "smallest_T": loc.smallest_T,
+        "shrunk_config": None if loc.shrunk is None else config_dict(loc.shrunk.config),
+        "shrunk_config_text": None if loc.shrunk is None else describe_config(loc.shrunk.config),
+        "shrunk_fields": [] if loc.shrunk is None else list(loc.shrunk.failing),
+        "shrunk_worst": None
+        if loc.shrunk is None or loc.shrunk.worst is None
+        else array_dict(loc.shrunk.worst),
+        "shrink_evaluations": loc.shrink_evaluations,
+        "verdict": loc.verdict,
+    }

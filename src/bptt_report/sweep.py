@@ -1,0 +1,218 @@
+"""The sweep: which random configurations are checked, drawn deterministically from a seed.
+
+Every categorical choice is stratified: its values are dealt out in shuffled rounds, so each
+value of each dimension appears about equally often (and at least once when there are at
+least as many configurations as values), while the combinations are random:
+
+    input form      tokens (T,), tokens (B, T), dense (T, D), dense (B, T, D)
+    activation      tanh, sigmoid, relu, identity
+    truncation      None (twice as often), 0, 1, about T/2, beyond T - 1
+    reduction       sum, mean
+    mask, bias      off, on
+    s0              none, shared (H,), per row (B, H) (batched only; shared otherwise)
+    weight scale    spectral radius of W in manual_bptt.testing.WEIGHT_SCALES: 0.1 and 0.5
+                    vanish, 1.0 is marginal, 1.5 and 3.0 explode
+
+Sizes are drawn pairwise distinct where the ranges allow (D != H != K != B), so a transposed
+array shows as a wrong shape. The arrays of each configuration come from
+manual_bptt.testing.make_problem. A small extra set of tiny configurations (smooth
+activations, full BPTT) is checked by central finite differences. numpy only.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+from manual_bptt.testing import WEIGHT_SCALES, RNNConfig
+
+#: Input forms as (tokens, batched).
+FORMS: tuple[tuple[bool, bool], ...] = ((True, False), (True, True), (False, False), (False, True))
+ACTIVATION_NAMES = ("tanh", "sigmoid", "relu", "identity")
+TRUNCATIONS = ("none", "none", "zero", "one", "half", "beyond")
+
+
+@dataclass(frozen=True)
+class SweepSize:
+    """Ranges of one sweep.
+
+    Attributes:
+        examples: number of configurations checked against the oracle (and nn.RNN).
+        max_T: longest sequence.  max_B, max_D, max_H, max_K: largest sizes.
+        fd_examples: number of tiny configurations checked by finite differences.
+    """
+
+    examples: int
+    max_T: int
+    max_B: int
+    max_D: int
+    max_H: int
+    max_K: int
+    fd_examples: int
+
+
+#: The default sweep: about a minute on 2 cores, plots included.
+FULL = SweepSize(examples=3000, max_T=32, max_B=5, max_D=9, max_H=10, max_K=8, fd_examples=40)
+#: --quick: a few seconds.
+QUICK = SweepSize(examples=32, max_T=7, max_B=3, max_D=5, max_H=5, max_K=5, fd_examples=3)
+
+
+def sweep_size(*, quick: bool, examples: int | None) -> SweepSize:
+    """The ranges for --quick or the default, with ``examples`` overriding the count."""
+    base = QUICK if quick else FULL
+    if examples is None:
+        return base
+    fd = max(1, min(base.fd_examples, examples // 20)) if examples >= 2 else 1
+    return dataclasses.replace(base, examples=examples, fd_examples=fd)
+
+
+def _stratified(rng: np.random.Generator, values: tuple[Any, ...], n: int) -> list[Any]:
+    """n values dealt in shuffled rounds of ``values``: each appears floor or ceil(n / len) times."""
+    out: list[Any] = []
+    while len(out) < n:
+        out.extend(values[i] for i in rng.permutation(len(values)))
+    return out[:n]
+
+
+def _distinct(rng: np.random.Generator, ranges: list[tuple[int, int]]) -> list[int]:
+    """One integer from each inclusive range, pairwise distinct where possible."""
+    used: list[int] = []
+    for lo, hi in ranges:
+        choices = [v for v in range(lo, hi + 1) if v not in used] or list(range(lo, hi + 1))
+        used.append(int(rng.choice(choices)))
+    return used
+
+
+def _length(rng: np.random.Generator, i: int, max_T: int) -> int:
+    """T: the first configurations take T = 1, 2, 3 (no recurrence, one step, two steps);
+    then half log-uniform (short sequences, where bugs are easy to see) and half uniform
+    (long ones, where vanishing and exploding products build up) in 1..max_T."""
+    if i < 3:
+        return min(i + 1, max_T)
+    if rng.random() < 0.5:
+        return int(np.clip(round(float(np.exp(rng.uniform(0.0, np.log(max_T))))), 1, max_T))
+    return int(rng.integers(1, max_T + 1))
+
+
+def _truncate(kind: str, T: int, rng: np.random.Generator) -> int | None:
+    return {
+        "none": None,
+        "zero": 0,
+        "one": 1,
+        "half": max(0, T // 2),
+        "beyond": T - 1 + int(rng.integers(0, 3)),
+    }[kind]
+
+
+def plan_configs(seed: int, size: SweepSize) -> list[RNNConfig]:
+    """The ``size.examples`` configurations of the sweep, deterministically from ``seed``."""
+    n = size.examples
+    rng = np.random.default_rng([seed, 1])
+    forms = _stratified(rng, FORMS, n)
+    acts = _stratified(rng, ACTIVATION_NAMES, n)
+    truncs = _stratified(rng, TRUNCATIONS, n)
+    reductions = _stratified(rng, ("sum", "mean"), n)
+    masks = _stratified(rng, (False, True), n)
+    biases = _stratified(rng, (True, False), n)
+    s0s = _stratified(rng, (None, "shared", "per_row"), n)
+    scales = _stratified(rng, WEIGHT_SCALES, n)
+    configs = []
+    for i in range(n):
+        tokens, batched = forms[i]
+        T = _length(rng, i, size.max_T)
+        B, K, H, D = _distinct(rng, [(1, size.max_B), (2, size.max_K), (1, size.max_H), (1, size.max_D)])
+        s0_kind = s0s[i] if batched or s0s[i] != "per_row" else "shared"
+        configs.append(
+            RNNConfig(
+                T=T,
+                B=B if batched else None,
+                D=D,
+                H=H,
+                K=K,
+                tokens=tokens,
+                bias=biases[i],
+                activation=acts[i],
+                truncate=_truncate(truncs[i], T, rng),
+                reduction=reductions[i],
+                use_mask=masks[i],
+                s0_kind=s0_kind,
+                weight_scale=scales[i],
+                seed=int(rng.integers(2**32)),
+            )
+        )
+    return configs
+
+
+def plan_fd_configs(seed: int, size: SweepSize) -> list[RNNConfig]:
+    """Tiny full-BPTT configurations for finite differences (tanh, sigmoid, identity: no kinks).
+
+    T <= 4, H <= 4, D <= 3, K <= 4, B <= 2: a few hundred loss evaluations each.
+    """
+    n = size.fd_examples
+    rng = np.random.default_rng([seed, 2])
+    forms = _stratified(rng, FORMS, n)
+    acts = _stratified(rng, ("tanh", "sigmoid", "identity"), n)
+    s0s = _stratified(rng, (None, "shared", "per_row"), n)
+    configs = []
+    for i in range(n):
+        tokens, batched = forms[i]
+        B, K, H, D = _distinct(rng, [(1, 2), (2, 4), (1, 4), (1, 3)])
+        configs.append(
+            RNNConfig(
+                T=int(rng.integers(1, 5)),
+                B=B if batched else None,
+                D=D,
+                H=H,
+                K=K,
+                tokens=tokens,
+                bias=bool(rng.integers(2)),
+                activation=acts[i],
+                truncate=None,
+                reduction=str(rng.choice(["sum", "mean"])),
+                use_mask=bool(rng.integers(2)),
+                s0_kind=s0s[i] if batched or s0s[i] != "per_row" else "shared",
+                weight_scale=float(rng.choice([0.5, 1.0, 1.5])),
+                seed=int(rng.integers(2**32)),
+            )
+        )
+    return configs
+
+
+def config_dict(cfg: RNNConfig) -> dict[str, Any]:
+    """The configuration as a JSON-ready dict (the fields of RNNConfig)."""
+    return dataclasses.asdict(cfg)
+
+
+def form_name(cfg: RNNConfig) -> str:
+    """The input form, e.g. "tokens (B, T)" or "dense (T, D)"."""
+    kind = "tokens" if cfg.tokens else "dense"
+    shape = (
+        ("(B, T)" if cfg.tokens else "(B, T, D)")
+        if cfg.B is not None
+        else ("(T,)" if cfg.tokens else "(T, D)")
+    )
+    return f"{kind} {shape}"
+
+
+def describe_config(cfg: RNNConfig) -> str:
+    """A short one-line description, e.g. "T=3 B=None D=2 H=4 K=3 tokens tanh full sum ..."."""
+    parts = [
+        f"T={cfg.T}",
+        f"B={cfg.B}",
+        f"D={cfg.D}",
+        f"H={cfg.H}",
+        f"K={cfg.K}",
+        form_name(cfg),
+        cfg.activation,
+        "full BPTT" if cfg.truncate is None else f"truncate={cfg.truncate}",
+        f"reduction={cfg.reduction}",
+        "mask" if cfg.use_mask else "no mask",
+        f"s0={cfg.s0_kind}",
+        "bias" if cfg.bias else "no bias",
+        f"radius(W)={cfg.weight_scale:g}",
+        f"seed={cfg.seed}",
+    ]
+    return " ".join(parts)

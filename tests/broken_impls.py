@@ -1,0 +1,154 @@
+"""Deliberately broken implementations of BPTT, one classic bug each, for the report's tests.
+
+Every function here has manual_bptt.bptt's signature (so the report can load it by name,
+``broken_impls:one_step_recurrence``, also in worker processes) and returns a
+manual_bptt.BPTTResult. All but the float32 ones share one readable backward pass, the
+explicit double sum over the output step t and the step k it reaches back to:
+
+    g_{t,t}     = dE_t/ds_t = V^T dE_t/do_t
+    delta_{t,k} = g_{t,k} * f'(a_k)                         (dE_t/da_k)
+    g_{t,k-1}   = W^T delta_{t,k}                           (dE_t/ds_{k-1})
+    D_k         = sum_t delta_{t,k}   over the kept (t, k): t - tau <= k <= t
+
+from which manual_bptt.core.parameter_grads forms dU, dW, db, ds0 and dxs (the forward pass
+and the output layer are manual_bptt's, and correct). ``correct_double_sum`` is the same
+code without a bug, and must pass. Each bug, and where the report should put it:
+
+    transposed_dW            dW^T instead of dW                  W only, immediate (lag 0)
+    transposed_recurrence    W instead of W^T in the recursion    U, W, b, ds0, dxs; lag 1
+    one_step_recurrence      walks back at most one step          U, W, b, ...; lag 2, T >= 3
+    wrong_bias_gradient      db from dE/ds_k, forgetting f'(a_k)   b only, immediate
+    sign_error               -W^T delta in the recursion          U, W, b, ...; lag 1
+    off_by_one_time_loop     the loop over t skips t = T - 1       U, W, b, ...; immediate, T = 1
+    output_sign_error        -dV                                  V only, the output layer
+    float32_arithmetic       computes in float32, returns float64 every array, "float32"
+    float32_outputs          computes and returns float32         every array, "float32"
+    one_step_no_truncate     one_step_recurrence without the truncate keyword: localized by
+                             the sequence length instead (first disagrees at T = 3)
+    correct_without_mask     manual_bptt.bptt without the mask keyword: unsupported, not failing
+"""
+
+from __future__ import annotations
+
+import dataclasses
+
+import numpy as np
+
+import manual_bptt as mb
+from manual_bptt._inputs import check_truncate, prepare
+from manual_bptt.core import BPTTResult, final_state, output_layer, parameter_grads, run_forward
+
+
+def _double_sum(p, xs, ys, *, activation, s0, truncate, reduction, mask, bug: str | None) -> BPTTResult:
+    """BPTT by the explicit double sum over (t, k), with one named bug (None: correct)."""
+    tau = check_truncate(truncate)
+    batch = prepare(p, xs, ys, activation=activation, s0=s0, reduction=reduction, mask=mask)
+    tr = run_forward(p, batch)
+    loss, dO = output_layer(tr)
+    T, B, H, K = batch.T, batch.B, batch.H, batch.K
+    e = (dO.reshape(T * B, K) @ tr.V).reshape(T, B, H)  # dE_t/ds_t, direct part, (T, B, H)
+    D = np.zeros_like(e)  # D_k = sum_t delta_{t,k}
+    S = np.zeros_like(e)  # sum_t g_{t,k} = sum_t dE_t/ds_k (only the bias bug uses it)
+    last = T - 1 if bug == "off_by_one_time_loop" else T
+    for t in range(last):
+        lowest = 0 if tau is None else max(0, t - tau)
+        if bug == "one_step_recurrence":
+            lowest = max(lowest, t - 1)
+        g = e[t]  # g_{t,t} = dE_t/ds_t
+        for k in range(t, lowest - 1, -1):
+            delta = g * tr.fprime[k]  # delta_{t,k} = g_{t,k} * f'(a_k)
+            D[k] += delta
+            S[k] += g
+            if k > lowest:
+                g = delta @ (
+                    tr.W.T if bug == "transposed_recurrence" else tr.W
+                )  # g_{t,k-1} = W^T delta_{t,k}
+                if bug == "sign_error":
+                    g = -g
+    grads, ds0, dxs = parameter_grads(tr, D, dO)
+    if bug == "transposed_dW":
+        grads = grads.replace(W=grads.W.T)
+    if bug == "wrong_bias_gradient" and grads.b is not None:
+        grads = grads.replace(b=S.sum(axis=(0, 1)))  # should be D: f'(a_k) forgotten
+    if bug == "output_sign_error":
+        grads = grads.replace(V=-grads.V)
+    return BPTTResult(loss=loss, grads=grads, ds0=ds0, dxs=dxs, final_state=final_state(tr))
+
+
+def _make(bug: str | None):
+    def impl(p, xs, ys, *, activation="tanh", s0=None, truncate=None, reduction="sum", mask=None):
+        return _double_sum(
+            p,
+            xs,
+            ys,
+            activation=activation,
+            s0=s0,
+            truncate=truncate,
+            reduction=reduction,
+            mask=mask,
+            bug=bug,
+        )
+
+    impl.__name__ = impl.__qualname__ = bug or "correct_double_sum"
+    impl.__doc__ = (
+        f"BPTT by the double sum, with the bug {bug!r}." if bug else "BPTT by the double sum (correct)."
+    )
+    return impl
+
+
+correct_double_sum = _make(None)
+transposed_dW = _make("transposed_dW")
+transposed_recurrence = _make("transposed_recurrence")
+one_step_recurrence = _make("one_step_recurrence")
+wrong_bias_gradient = _make("wrong_bias_gradient")
+sign_error = _make("sign_error")
+off_by_one_time_loop = _make("off_by_one_time_loop")
+output_sign_error = _make("output_sign_error")
+
+
+def _to32(a):
+    return None if a is None else np.asarray(a, dtype=np.float32)
+
+
+def float32_outputs(p, xs, ys, *, activation="tanh", s0=None, truncate=None, reduction="sum", mask=None):
+    """manual_bptt.bptt run in float32: every returned array is float32."""
+    xs = np.asarray(xs)
+    xs32 = xs if np.issubdtype(xs.dtype, np.integer) else xs.astype(np.float32)
+    return mb.bptt(
+        p.astype(np.float32),
+        xs32,
+        ys,
+        activation=activation,
+        s0=_to32(s0),
+        truncate=truncate,
+        reduction=reduction,
+        mask=mask,
+    )
+
+
+def float32_arithmetic(p, xs, ys, *, activation="tanh", s0=None, truncate=None, reduction="sum", mask=None):
+    """manual_bptt.bptt run in float32, the results cast back to float64 (the sneaky kind)."""
+    r = float32_outputs(
+        p, xs, ys, activation=activation, s0=s0, truncate=truncate, reduction=reduction, mask=mask
+    )
+
+    def up(a):
+        return None if a is None else np.asarray(a, dtype=np.float64)
+
+    return dataclasses.replace(
+        r,
+        grads=mb.RNNParams(**{n: up(a) for n, a in r.grads.items()}),
+        ds0=up(r.ds0),
+        dxs=up(r.dxs),
+        final_state=up(r.final_state),
+    )
+
+
+def one_step_no_truncate(p, xs, ys, *, activation="tanh", s0=None, reduction="sum", mask=None):
+    """one_step_recurrence for a target that has no truncate keyword."""
+    return one_step_recurrence(p, xs, ys, activation=activation, s0=s0, reduction=reduction, mask=mask)
+
+
+def correct_without_mask(p, xs, ys, *, activation="tanh", s0=None, truncate=None, reduction="sum"):
+    """manual_bptt.bptt for a target that has no mask keyword (correct otherwise)."""
+    return mb.bptt(p, xs, ys, activation=activation, s0=s0, truncate=truncate, reduction=reduction)

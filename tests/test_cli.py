@@ -1,0 +1,176 @@
+"""The command line: ``manual-bptt`` (bptt_report.cli:main), ``python -m bptt_report`` and
+``python -m manual_bptt``; exit status 0 when everything agrees, 1 when anything disagrees,
+2 on a usage error.
+
+Most commands run in-process through ``main(argv)``; a few run as real subprocesses to prove
+that the module entry points work and that ``python -m manual_bptt`` stays free of torch
+until a command needs it.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from bptt_report import cli
+
+TESTS = Path(__file__).resolve().parent
+SRC = TESTS.parent / "src"
+if str(TESTS) not in sys.path:
+    sys.path.insert(0, str(TESTS))
+
+
+def run(argv, capsys):
+    """(exit status, stdout, stderr) of the command line, in-process."""
+    code = cli.main(argv)
+    out, err = capsys.readouterr()
+    return code, out, err
+
+
+def quick_report(tmp_path, *extra):
+    return ["report", "--quick", "--no-progress", "--out", str(tmp_path / "r"), *extra]
+
+
+def test_report_on_manual_bptt_exits_0_and_writes_the_report(tmp_path, capsys):
+    code, out, err = run(quick_report(tmp_path, "--seed", "3"), capsys)
+    assert code == 0, out + err
+    assert out.startswith("PASS: manual_bptt:bptt")
+    files = sorted(p.name for p in (tmp_path / "r").iterdir())
+    assert files == ["errors.png", "lag_profile.png", "report.json", "report.md", "state_grads.png"]
+    data = json.loads((tmp_path / "r" / "report.json").read_text())
+    assert data["ok"] is True and data["settings"]["seed"] == 3 and data["target"] == "manual_bptt:bptt"
+
+
+def test_broken_target_exits_1_and_names_the_parameter(tmp_path, capsys):
+    code, out, _ = run(quick_report(tmp_path, "--target", "broken_impls:transposed_dW", "--no-plots"), capsys)
+    assert code == 1
+    assert out.startswith("FAIL: broken_impls:transposed_dW")
+    assert "W disagrees with the oracle" in out and "Where: immediate" in out
+    md = (tmp_path / "r" / "report.md").read_text()
+    assert "FAIL" in md.splitlines()[0]
+
+
+def test_float32_target_exits_1_and_says_float32(tmp_path, capsys):
+    code, out, _ = run(
+        quick_report(tmp_path, "--target", "broken_impls:float32_outputs", "--no-plots", "--examples", "6"),
+        capsys,
+    )
+    assert code == 1
+    assert "float32" in out and "float64 tolerance" in out
+
+
+def test_unsupported_options_exit_0(tmp_path, capsys):
+    code, out, _ = run(
+        quick_report(tmp_path, "--target", "broken_impls:correct_without_mask", "--no-plots"), capsys
+    )
+    assert code == 0
+    assert "unsupported options (not failures): mask" in out
+
+
+@pytest.mark.parametrize(
+    ("argv", "message"),
+    [
+        (["report", "--target", "no_such_module_xyz:bptt"], "cannot import module 'no_such_module_xyz'"),
+        (["report", "--target", "manual_bptt:nope"], "has no attribute 'nope'"),
+        (["report", "--target", "manual_bptt:__version__"], "not a callable"),
+        (["report", "--target", "manual_bptt.bptt"], "MODULE:FUNCTION"),
+        (["report", "--examples", "0"], "expected an integer >= 1"),
+        (["report", "--jobs", "two"], "expected an integer"),
+        (["report", "--seed", "-1"], "expected an integer >= 0"),
+        (["report", "--bogus"], "unrecognized arguments"),
+        (["frobnicate"], "invalid choice"),
+        ([], "usage:"),
+    ],
+)
+def test_usage_errors_exit_2(argv, message, capsys):
+    code, _out, err = run(argv, capsys)
+    assert code == 2
+    assert message in err
+
+
+def test_out_that_is_a_file_exits_2(tmp_path, capsys):
+    (tmp_path / "f").write_text("x")
+    code, _, err = run(["report", "--quick", "--out", str(tmp_path / "f")], capsys)
+    assert code == 2 and "not a directory" in err
+
+
+def test_help_exits_0(capsys):
+    code, out, _ = run(["report", "--help"], capsys)
+    assert code == 0
+    for option in ("--out", "--target", "--seed", "--examples", "--jobs", "--quick"):
+        assert option in out
+
+
+def test_train_subcommand_runs_manual_bptt_train(tmp_path, capsys):
+    text = tmp_path / "text.txt"
+    text.write_text("hello world, hello bptt. " * 20)
+    argv = ["train", "--text", str(text), "--steps", "3", "--hidden", "4", "--seq-len", "6",
+            "--sample-len", "5", "--out", str(tmp_path / "t")]  # fmt: skip
+    code, out, err = run(argv, capsys)
+    assert code == 0, out + err
+    assert any((tmp_path / "t").iterdir()), "train wrote nothing"
+
+
+def test_python_m_manual_bptt_dispatches(tmp_path, capsys, monkeypatch):
+    """train goes to manual_bptt.train; everything else to bptt_report.cli (in-process here)."""
+    import manual_bptt.__main__ as entry
+
+    calls = []
+    monkeypatch.setattr(cli, "main", lambda argv, prog=None: calls.append((argv, prog)) or 7)
+    assert entry.main(["report", "--quick"]) == 7
+    assert calls == [(["report", "--quick"], "python -m manual_bptt")]
+    monkeypatch.undo()
+
+    text = tmp_path / "text.txt"
+    text.write_text("abcabcabd " * 20)
+    argv = ["train", "--text", str(text), "--steps", "2", "--hidden", "3", "--seq-len", "4",
+            "--sample-len", "3", "--out", str(tmp_path / "t")]  # fmt: skip
+    assert entry.main(argv) == 0
+    assert entry.main(["train", "--steps", "x"]) == 2
+
+
+def subprocess_env():
+    env = dict(os.environ)
+    env["PYTHONPATH"] = os.pathsep.join([str(SRC), str(TESTS), env.get("PYTHONPATH", "")])
+    return env
+
+
+def test_entry_module_does_not_import_torch():
+    code = (
+        "import sys; sys.modules['torch'] = None; sys.modules['reference'] = None\n"
+        "import manual_bptt.__main__, bptt_report, bptt_report.cli\n"
+        "assert 'bptt_report.runner' not in sys.modules\n"
+        "print('ok')"
+    )
+    r = subprocess.run(
+        [sys.executable, "-c", code], env=subprocess_env(), capture_output=True, text=True, timeout=60
+    )
+    assert r.returncode == 0 and r.stdout.strip() == "ok", r.stderr
+
+
+def test_python_m_manual_bptt_report_end_to_end(tmp_path):
+    """The real entry point, a failing target, in a subprocess: exit status 1, report written."""
+    r = subprocess.run(
+        [sys.executable, "-m", "manual_bptt", "report", "--quick", "--examples", "4", "--no-plots",
+         "--target", "broken_impls:sign_error", "--out", str(tmp_path / "r")],
+        env=subprocess_env(), capture_output=True, text=True, timeout=120,
+    )  # fmt: skip
+    assert r.returncode == 1, r.stdout + r.stderr
+    assert "Where: recurrence" in r.stdout
+    assert (tmp_path / "r" / "report.json").exists()
+
+
+def test_python_m_bptt_report_help():
+    r = subprocess.run(
+        [sys.executable, "-m", "bptt_report", "--help"],
+        env=subprocess_env(),
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert r.returncode == 0 and "report" in r.stdout and "train" in r.stdout
