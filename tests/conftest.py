@@ -5,6 +5,9 @@ Hypothesis profiles (chosen by ``choose_profile``, shown in the pytest header):
               whole suite stays well under 3 minutes on 2 cores, no deadline, print_blob.
     dev       local default: random examples, fewer of them, no deadline.
     thorough  ``HYPOTHESIS_PROFILE=thorough``: 2000 examples per property, no deadline.
+    mutation  mutation testing (selected when MUTANT_UNDER_TEST is set, which mutmut does for
+              every test run it makes): derandomized, few examples, no shrinking, no example
+              database, no deadline; see docs/mutation.md.
 Hypothesis ships a built-in "ci" profile and loads it by itself when CI is set; ours is
 registered under the same name (replacing it) and then loaded explicitly, so our settings
 apply on CI.
@@ -24,9 +27,9 @@ from typing import Any
 
 import numpy as np
 import pytest
-from hypothesis import HealthCheck, settings
+from hypothesis import HealthCheck, Phase, settings
 
-from manual_bptt.testing import assert_results_close, result_fields
+from manual_bptt.testing import assert_close, assert_results_close, result_fields
 
 # ---------------------------------------------------------------------------------------------
 # Hypothesis profiles
@@ -42,6 +45,14 @@ PROFILES: dict[str, dict[str, Any]] = {
     },
     "dev": {"derandomize": False, "max_examples": 30, "deadline": None},
     "thorough": {"derandomize": False, "max_examples": 2000, "deadline": None},
+    "mutation": {
+        "derandomize": True,
+        "database": None,
+        "max_examples": 15,
+        "deadline": None,
+        "phases": (Phase.explicit, Phase.reuse, Phase.generate, Phase.target),  # no shrink
+        "suppress_health_check": [HealthCheck.too_slow],
+    },
 }
 for _name, _kwargs in PROFILES.items():
     settings.register_profile(_name, **_kwargs)
@@ -50,10 +61,13 @@ _FALSY = ("", "0", "false", "no", "off")
 
 
 def choose_profile(env: Mapping[str, str]) -> str:
-    """HYPOTHESIS_PROFILE if set, else "ci" when CI is truthy, else "dev"."""
+    """HYPOTHESIS_PROFILE if set, else "mutation" under mutmut (MUTANT_UNDER_TEST set, even to
+    ""), else "ci" when CI is truthy, else "dev"."""
     explicit = env.get("HYPOTHESIS_PROFILE", "").strip()
     if explicit:
         return explicit
+    if "MUTANT_UNDER_TEST" in env:
+        return "mutation"
     if env.get("CI", "").strip().lower() not in _FALSY:
         return "ci"
     return "dev"
@@ -149,6 +163,17 @@ def check_result(
     if record:
         _record(errors, os.environ.get("PYTEST_CURRENT_TEST", "?").split(" ")[0])
     return errors
+
+
+def oracle_close(
+    actual: Any, expected: Any, *, name: str, key: str, rtol: float = 1e-10, atol: float = 1e-12
+) -> None:
+    """assert_close on one array, then record max|a - b| / max(max|ref|, atol / rtol) under
+    ``key`` for the end-of-run summary (the same scale as check_result)."""
+    assert_close(actual, expected, name=name, rtol=rtol, atol=atol)
+    scale = max(float(np.max(np.abs(expected))), atol / rtol)
+    err = float(np.max(np.abs(np.asarray(actual) - np.asarray(expected)))) / scale
+    _record({key: err}, os.environ.get("PYTEST_CURRENT_TEST", "?").split(" ")[0])
 
 
 @pytest.fixture(scope="session")

@@ -12,7 +12,6 @@ and individual terms are compared one (t, k) at a time so a failure names t and 
 
 from __future__ import annotations
 
-import os
 import re
 
 import numpy as np
@@ -21,7 +20,7 @@ from hypothesis import given, settings
 
 import manual_bptt as mb
 import reference as ref
-from conftest import _record, examples
+from conftest import examples, oracle_close
 from manual_bptt.testing import (
     RNNConfig,
     assert_close,
@@ -46,16 +45,6 @@ def run_kwargs(prob):
     kw = prob.kwargs()
     del kw["truncate"]
     return kw
-
-
-def oracle_close(actual, expected, *, name, key):
-    """assert_close, then record max|a - b| / max(max|ref|, atol / rtol) under ``key`` for the
-    end-of-run summary (the scale conftest uses for every field)."""
-    assert_close(actual, expected, name=name, rtol=RTOL, atol=ATOL)
-    scale = max(float(np.max(np.abs(expected))), ATOL / RTOL)
-    err = float(np.max(np.abs(np.asarray(actual) - np.asarray(expected)))) / scale
-    where = os.environ.get("PYTEST_CURRENT_TEST", "?").split(" ")[0]
-    _record({key: err}, where)
 
 
 def views(d):

@@ -6,29 +6,17 @@ Float64 comparisons: max|a - b| <= 1e-10 * max|ref| + 1e-12 on finite values.
 
 from __future__ import annotations
 
-import os
-
 import numpy as np
 import pytest
 from hypothesis import given, settings
 
 import manual_bptt as mb
 import reference as ref
-from conftest import _record, examples
+from conftest import examples, oracle_close
 from manual_bptt.testing import RNNConfig, assert_close, make_problem, rnn_problems
 
 RTOL, ATOL = 1e-10, 1e-12
 SMALL = {"max_T": 7, "max_H": 5, "max_B": 3, "truncation": False}
-
-
-def oracle_close(actual, expected, *, name, key):
-    """assert_close, then record max|a - b| / max(max|ref|, atol / rtol) under ``key`` for the
-    end-of-run summary (the scale conftest uses for every field)."""
-    assert_close(actual, expected, name=name, rtol=RTOL, atol=ATOL)
-    scale = max(float(np.max(np.abs(expected))), ATOL / RTOL)
-    err = float(np.max(np.abs(np.asarray(actual) - np.asarray(expected)))) / scale
-    where = os.environ.get("PYTEST_CURRENT_TEST", "?").split(" ")[0]
-    _record({key: err}, where)
 
 
 @settings(max_examples=examples(0.5), deadline=None)
