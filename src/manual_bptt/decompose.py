@@ -165,7 +165,6 @@ class Decomposition:
 
     def __init__(self, tr: Trace, dO: np.ndarray, loss: float, max_bytes: int) -> None:
         self._tr = tr
-        self._dO = dO
         self.batch: Batch = tr.batch
         self.loss = loss
         self.max_bytes = max_bytes
@@ -196,9 +195,8 @@ class Decomposition:
         return self.batch.X[k]
 
     def _s_prev_rows(self, k: np.ndarray | int) -> np.ndarray:
-        """s_{k-1}, (B, H) (or (n, B, H) for an index array)."""
-        prev = np.concatenate([self.batch.s0[None], self._tr.s[:-1]]) if np.ndim(k) else None
-        return prev[k] if prev is not None else self._tr.s_prev(int(k))
+        """s_{k-1}, (B, H) (or (n, B, H) for an index array); s_{-1} = s0."""
+        return self._tr.s_in[k]
 
     def _term(self, name: str, delta: np.ndarray, k: int) -> np.ndarray:
         """term_name[t, k] from delta_{t,k}, (B, H), summed over the batch."""
@@ -304,7 +302,7 @@ class Decomposition:
         return self._out(_jacobian(self._tr, t, k))
 
     def _immediate(self, k: int, rows: np.ndarray) -> np.ndarray:
-        k = _check_step("k", k, 0, self.T - 1)
+        """[b, i, m, n] = [i = m] f'(a_k)[b, i] rows[b, n], for a checked step k."""
         fp = self._tr.fprime[k]  # (B, H)
         eye = np.eye(self.H, dtype=self.dtype)
         # [b, i, m, n] = [i = m] f'(a_k)[b, i] rows[b, n]
@@ -312,11 +310,13 @@ class Decomposition:
 
     def ds_dW(self, k: int) -> np.ndarray:
         """∂s_k/∂W with s_{k-1} held fixed: (H, H, H) or (B, H, H, H), [i, m, n]."""
-        return self._immediate(k, self._tr.s_prev(_check_step("k", k, 0, self.T - 1)))
+        k = _check_step("k", k, 0, self.T - 1)
+        return self._immediate(k, self._tr.s_prev(k))
 
     def ds_dU(self, k: int) -> np.ndarray:
         """∂s_k/∂U with s_{k-1} held fixed: (H, H, D) or (B, H, H, D), [i, m, n]."""
-        return self._immediate(k, self._input_rows(_check_step("k", k, 0, self.T - 1)))
+        k = _check_step("k", k, 0, self.T - 1)
+        return self._immediate(k, self._input_rows(k))
 
     def ds_db(self, k: int) -> np.ndarray:
         """∂s_k/∂b = diag(f'(a_k)): (H, H) or (B, H, H)."""

@@ -1,0 +1,138 @@
+"""Tests added to kill mutants of src/manual_bptt/decompose.py and rtrl.py that survived
+mutation testing (see docs/mutation.md). Each test names the mutants it kills."""
+
+from __future__ import annotations
+
+import warnings
+
+import numpy as np
+import pytest
+import torch
+
+import manual_bptt as mb
+from manual_bptt import RNNParams, TooLargeError, decompose, rtrl, state_jacobian
+
+D, H, K, B, T = 3, 4, 5, 2, 6
+RNG = np.random.default_rng(77)
+P = RNNParams.init(D, H, K, seed=9)
+P32 = P.astype(np.float32)
+TOK = RNG.integers(0, D, (B, T))
+YS = RNG.integers(0, K, (B, T))
+DENSE32 = RNG.standard_normal((B, T, D)).astype(np.float32)
+F32 = np.dtype(np.float32)
+
+
+# ---------------------------------------------------------------------------------------------
+# float32 problems give float32 terms and factors (every output, tokens and dense)
+# ---------------------------------------------------------------------------------------------
+@pytest.mark.parametrize("xs", [TOK, DENSE32], ids=["tokens", "dense"])
+def test_float32_decomposition_outputs_are_float32(xs):
+    # kills _full__mutmut_17, _19; TermView.__array____mutmut_2, _4; TermView.__getitem____mutmut_39,
+    # _41; _input_rows__mutmut_3, _5; iter_t__mutmut_4, _6, _11, _13, _20, _22;
+    # _immediate__mutmut_18, _20; ds_db__mutmut_25, _27; _jacobian__mutmut_8, _10
+    # (each an array allocated in float64, which promoted float32 work to float64)
+    dec = decompose(P32, xs, YS)
+    arrays = {
+        "W.full": dec.W.full(), "U.full": dec.U.full(), "b.full": dec.b.full(),
+        "asarray(W)": np.asarray(dec.W), "asarray(U)": np.asarray(dec.U),
+        "W[1, 3] (k > t)": dec.W[1, 3], "U[1, 3]": dec.U[1, 3], "b[1, 3]": dec.b[1, 3],
+        "U[3, 1]": dec.U[3, 1], "W[3, 1]": dec.W[3, 1],
+        "ds_dW": dec.ds_dW(2), "ds_dU": dec.ds_dU(2), "ds_db": dec.ds_db(2), "ds_ds": dec.ds_ds(4, 1),
+        "ds_ds s0": dec.ds_ds(3, -1), "state_jacobian": state_jacobian(P32, xs, 4, 1),
+    }
+    for st in dec.iter_t():
+        arrays.update({f"iter_t W {st.t}": st.W, f"iter_t U {st.t}": st.U, f"iter_t b {st.t}": st.b})
+    for name, a in arrays.items():
+        assert a.dtype == F32, name
+    # and the values: the term sums are the float32 BPTT gradient at float32 accuracy
+    r = mb.bptt(P32, xs, YS)
+    for name in ("W", "U", "b"):
+        np.testing.assert_allclose(arrays[f"{name}.full"].sum(axis=(0, 1)), getattr(r.grads, name),
+                                   rtol=1e-4, atol=1e-6)
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_lag_profile_jacobian_norms_are_those_of_ds_ds(dtype):
+    # kills lag_profile__mutmut_36, _38 (lag-0 identity in float64: float32 Jacobians then
+    # computed in float64). lag_profile's J_L[k] and ds_ds(k + L, k) are the same products in
+    # the same order, so their norms agree exactly.
+    p = P.astype(dtype)
+    xs = DENSE32.astype(dtype)
+    dec = decompose(p, xs, YS)
+    prof = dec.lag_profile()
+    for L in range(T):
+        fro = [np.linalg.norm(dec.ds_ds(k + L, k), axis=(1, 2)) for k in range(T - L)]
+        assert prof.jac_fro_max[L] == np.max(fro), L
+
+
+# ---------------------------------------------------------------------------------------------
+# softmax factors with extreme logits, and uncounted targets whose y_hat underflows
+# ---------------------------------------------------------------------------------------------
+# identity activation, s_t = x_t: row 0 has logits (1000, 2000), row 1 (-1000, -2000), so a max
+# over the whole batch (instead of per row) underflows row 1, and o + max overflows row 0.
+EXT_P = RNNParams(U=[[1.0]], W=[[0.0]], V=[[1.0], [2.0]])
+EXT_XS = np.array([[[1000.0], [1000.0]], [[-1000.0], [-1000.0]]])  # (B=2, T=2, D=1)
+
+
+def torch_softmax(o):
+    return torch.softmax(torch.tensor(o, dtype=torch.float64), dim=-1).numpy()
+
+
+def test_softmax_factors_with_extreme_logits_match_torch():
+    # kills _softmax__mutmut_7 (o + max), _8 and _10 (max over the whole batch)
+    ys = np.array([[1, 1], [0, 0]])
+    dec = decompose(EXT_P, EXT_XS, ys, activation="identity")
+    for t in range(2):
+        o = EXT_XS[:, t, :] @ EXT_P.V.T  # (B, K)
+        y = torch_softmax(o)
+        y_label = y[np.arange(2), ys[:, t]]  # about 1: the labels are the largest logits
+        np.testing.assert_allclose(dec.dE_dyhat(t), np.eye(2)[ys[:, t]] * (-1 / y_label)[:, None])
+        J = np.einsum("bi,ij->bij", y, np.eye(2)) - y[:, :, None] * y[:, None, :]
+        np.testing.assert_allclose(dec.dyhat_ds(t), J @ EXT_P.V, atol=1e-300)
+
+
+def test_dE_dyhat_uncounted_underflowed_target_is_exactly_zero_and_counted_is_inf():
+    # kills dE_dyhat__mutmut_23 (counted = None: every target written, 0 / 0 = nan for the
+    # uncounted one) and _26 (errstate(divide=None): a divide-by-zero warning for -inf)
+    ys = np.array([[0, 0], [1, 1]])  # every label has y_hat[y] = exp(-1000) = 0
+    mask = np.array([[False, True], [True, False]])
+    dec = decompose(EXT_P, EXT_XS, ys, mask=mask, activation="identity")
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        g0, g1 = dec.dE_dyhat(0), dec.dE_dyhat(1)
+    assert np.array_equal(g0, [[0.0, 0.0], [0.0, -np.inf]])
+    assert np.array_equal(g1, [[-np.inf, 0.0], [0.0, 0.0]])
+
+
+# ---------------------------------------------------------------------------------------------
+# argument checks
+# ---------------------------------------------------------------------------------------------
+def test_steps_past_the_end_are_value_errors():
+    # kills dE_dyhat__mutmut_13 and ds_dW__mutmut_17 (upper bound T - 1 -> T + 1: an
+    # IndexError or a wrong answer instead of the ValueError naming the step)
+    dec = decompose(P, TOK, YS)
+    with pytest.raises(ValueError, match=rf"^t: expected 0 <= t <= {T - 1}, got {T}$"):
+        dec.dE_dyhat(T)
+    for k in (T, T + 1):
+        with pytest.raises(ValueError, match=rf"^k: expected 0 <= k <= {T - 1}, got {k}$"):
+            dec.ds_dW(k)
+
+
+def test_max_bytes_zero_is_allowed():
+    # kills decompose__mutmut_8, _9 and rtrl__mutmut_8, _9 (max_bytes < 0 -> <= 0 / < 1)
+    dec = decompose(P, TOK, YS, max_bytes=0)
+    np.testing.assert_array_equal(dec.W[3, 1], decompose(P, TOK, YS).W[3, 1])
+    with pytest.raises(TooLargeError, match=r"^terms\.W: the full tensor"):
+        dec.W.full()
+    with pytest.raises(ValueError, match=r"^max_bytes: RTRL sensitivities for B=2, H=4, D=3, T=6 need"):
+        rtrl(P, TOK, YS, max_bytes=0)
+
+
+def test_lag_profile_refusal_names_the_jacobians():
+    # kills lag_profile__mutmut_10, _11 (the name in the TooLargeError mangled)
+    need = T * B * H * H * 8
+    dec = decompose(P, TOK, YS, max_bytes=need - 1)
+    msg = rf"^lag_profile Jacobians: the full tensor of shape \({T}, {B}, {H}, {H}\) would take {need} bytes"
+    with pytest.raises(TooLargeError, match=msg):
+        dec.lag_profile()
+

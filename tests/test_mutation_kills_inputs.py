@@ -1,0 +1,209 @@
+"""Tests added to kill mutants of src/manual_bptt/_inputs.py that survived mutation testing.
+
+Each test names the mutmut mutants it kills (see docs/mutation.md). They check input
+handling that the rest of the suite did not pin down: the exact wording of error messages
+that name what is wrong, and the compute dtype of unusual (but accepted) input dtypes.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+import reference as ref
+from manual_bptt import RNNParams, bptt, decompose
+from manual_bptt._inputs import prepare
+from manual_bptt.testing import result_fields
+
+D, H, K, B, T = 3, 4, 5, 2, 6
+RNG = np.random.default_rng(2024)
+P = RNNParams.init(D, H, K, seed=11)
+TOK = RNG.integers(0, D, (B, T))
+YS = RNG.integers(0, K, (B, T))
+DENSE = RNG.standard_normal((B, T, D))
+
+HAS_LONGDOUBLE = np.finfo(np.longdouble).nmant > np.finfo(np.float64).nmant
+
+
+def assert_identical(r1, r2):
+    """Every field of two results is bitwise equal (same dtype, same values, None alike)."""
+    assert r1.loss == r2.loss
+    for (name, a), (_, b) in zip(result_fields(r1), result_fields(r2), strict=True):
+        if a is None or b is None:
+            assert a is None and b is None, name
+            continue
+        assert np.asarray(a).dtype == np.asarray(b).dtype, name
+        np.testing.assert_array_equal(a, b, err_msg=name)
+
+
+# ---------------------------------------------------------------------------------------------
+# error messages
+# ---------------------------------------------------------------------------------------------
+def test_object_array_message():
+    # kills x__as_array__mutmut_7 (message replaced by None)
+    xs = np.array([0, 1, None], dtype=object)
+    msg = r"^xs: cannot be read as a numeric array \(ragged or non-numeric\)$"
+    with pytest.raises(ValueError, match=msg):
+        bptt(P, xs, YS[0, :3])
+
+
+def test_params_of_wrong_type_message_names_the_type():
+    # kills x_check_params__mutmut_3 (type(p) -> type(None) in the message)
+    with pytest.raises(ValueError, match=r"^p: expected manual_bptt.RNNParams, got dict$"):
+        bptt(dict(P.items()), TOK, YS)
+
+
+def test_missing_labels_message():
+    # kills x_prepare__mutmut_10 (message lower-cased)
+    with pytest.raises(ValueError, match=r"^ys: required \(integer labels in \[0, K\)\), got None$"):
+        bptt(P, TOK, None)
+
+
+def test_dense_input_width_message_reports_the_last_axis():
+    # kills x_prepare__mutmut_44 (shape[-1] -> shape[+1]: for (B, T, D') that is T, not D')
+    with pytest.raises(ValueError, match=rf"^xs: last axis is 7 but U has D = {D} columns$"):
+        bptt(P, np.zeros((B, T, 7)), YS)
+
+
+def test_empty_sequence_and_batch_messages():
+    # kills x_prepare__mutmut_62 and x_prepare__mutmut_68 (messages lower-cased)
+    with pytest.raises(ValueError, match=r"^xs: empty sequence \(T = 0\)$"):
+        bptt(P, np.zeros((B, 0), dtype=np.int64), np.zeros((B, 0), dtype=np.int64))
+    with pytest.raises(ValueError, match=r"^xs: empty batch \(B = 0\)$"):
+        bptt(P, np.zeros((0, T), dtype=np.int64), np.zeros((0, T), dtype=np.int64))
+
+
+def test_s0_shape_message_lists_the_allowed_shapes():
+    # kills x_prepare__mutmut_96, _98, _99, _100 (the "(4,) or (2, 4)" list mangled)
+    msg = rf"^s0: expected shape \({H},\) or \({B}, {H}\) \(H = {H}\), got \(3, {H}\)$"
+    with pytest.raises(ValueError, match=msg):
+        bptt(P, TOK, YS, s0=np.zeros((3, H)))
+
+
+def test_label_message_points_at_the_first_bad_label_after_a_zero():
+    # kills x_prepare__mutmut_206 (ys < 0 -> ys <= 0) and _207 (ys < 0 -> ys < 1): with a 0
+    # label before the bad one, the mutants report the 0.
+    ys = np.zeros((B, T), dtype=np.int64)
+    ys[1, 3] = K
+    msg = rf"^ys: label {K} at index \(1, 3\) is outside \[0, K\) with K = {K}$"
+    with pytest.raises(ValueError, match=msg):
+        bptt(P, TOK, ys)
+
+
+def test_ragged_mask_message_names_mask():
+    # kills x_prepare__mutmut_229, _233, _234 (the name "mask" passed to _as_array mangled)
+    mask = [[True] * T, [True] * (T - 1)]
+    with pytest.raises(ValueError, match=r"^mask: cannot be read as an array"):
+        bptt(P, TOK, YS, mask=mask)
+
+
+def test_mask_without_labels_is_refused_by_prepare():
+    # kills x_prepare__mutmut_261, _262, _263. Public functions either require ys (and say
+    # so first) or take no mask, so this branch is reached through prepare only.
+    with pytest.raises(ValueError, match=r"^mask: given without ys$"):
+        prepare(P, TOK, None, activation="tanh", s0=None, mask=np.ones((B, T), bool), labels_required=False)
+
+
+# ---------------------------------------------------------------------------------------------
+# results: unbatched mask, token dtypes, compute dtype
+# ---------------------------------------------------------------------------------------------
+@pytest.mark.parametrize("reduction", ["sum", "mean"])
+def test_unbatched_mask_matches_oracle(reduction, check):
+    # kills x_prepare__mutmut_241 (an unbatched (T,) mask used without its batch axis)
+    mask = np.array([True, False, True, True, False, True])
+    r = bptt(P, TOK[0], YS[0], mask=mask, reduction=reduction)
+    check(r, ref.bptt(P, TOK[0], YS[0], mask=mask, reduction=reduction))
+
+
+@pytest.mark.parametrize("dtype", [np.uint8, np.int8, np.int16, np.uint16])
+def test_small_integer_token_ids_give_the_same_result(dtype, check):
+    # kills x_prepare__mutmut_140, _142 (token ids not converted to int64: dU's bincount
+    # cell index v * H + h overflows a small integer type)
+    Dbig, Hbig = 120, 5
+    p = RNNParams.init(Dbig, Hbig, K, seed=5)
+    tok = np.array([[119, 3, 100, 64, 0, 119], [77, 118, 2, 90, 119, 1]])
+    r = bptt(p, tok.astype(dtype), YS)
+    assert_identical(r, bptt(p, tok, YS))
+    check(r, ref.bptt(p, tok, YS))
+
+
+@pytest.mark.skipif(not HAS_LONGDOUBLE, reason="np.longdouble is float64 on this platform")
+def test_longdouble_dense_inputs_compute_in_float64():
+    # kills x_prepare__mutmut_154, _156 (X kept in the caller's dtype) and _115 (dtype None
+    # for a dtype outside float32/float64). Values exactly representable in float64, so the
+    # result must be bitwise the float64 one.
+    r = bptt(P, DENSE.astype(np.longdouble), YS)
+    assert_identical(r, bptt(P, DENSE, YS))
+
+
+@pytest.mark.skipif(not HAS_LONGDOUBLE, reason="np.longdouble is float64 on this platform")
+def test_longdouble_s0_with_float32_params_computes_in_float64():
+    # kills x_prepare__mutmut_109 (a floating s0 not counted in the compute dtype): float32
+    # only when every floating input is float32.
+    p32 = P.astype(np.float32)
+    s0 = RNG.standard_normal((B, H))
+    r = bptt(p32, TOK, YS, s0=s0.astype(np.longdouble))
+    assert_identical(r, bptt(p32.astype(np.float64), TOK, YS, s0=s0))
+
+
+def _terms(dec):
+    n = dec.norms()
+    return [dec.W.full(), dec.U.full(), dec.b.full(), n.W, n.U, n.b]
+
+
+def test_float32_decomposition_default_and_integer_s0_are_float32_zeros():
+    # kills x_prepare__mutmut_166, _168 (s0=None zeros made float64) and _174, _176 (an
+    # integer s0 kept as int64): both made the s_{k-1} rows float64, so float32 terms were
+    # computed in float64.
+    p32 = P.astype(np.float32)
+    Bb = 3
+    tok = RNG.integers(0, D, (Bb, T))
+    ys = RNG.integers(0, K, (Bb, T))
+    base = _terms(decompose(p32, tok, ys, s0=np.zeros((Bb, H), np.float32)))
+    for s0 in (None, np.zeros((Bb, H), dtype=np.int64)):
+        got = _terms(decompose(p32, tok, ys, s0=s0))
+        for a, e in zip(got, base, strict=True):
+            assert a.dtype == e.dtype
+            np.testing.assert_array_equal(a, e)
+    s0_int = RNG.integers(-2, 3, (Bb, H))
+    got = _terms(decompose(p32, tok, ys, s0=s0_int))
+    for a, e in zip(got, _terms(decompose(p32, tok, ys, s0=s0_int.astype(np.float32))), strict=True):
+        assert a.dtype == e.dtype
+        np.testing.assert_array_equal(a, e)
+
+
+@pytest.mark.parametrize("reduction", ["sum", "mean"])
+def test_float32_loss_is_computed_in_float32(reduction):
+    # kills x_prepare__mutmut_254 (weights made float64: the loss w @ E_t was then a float64
+    # dot product). The float32 loss must be a float32 number, and equal to the float32 sum.
+    p32 = P.astype(np.float32)
+    r = bptt(p32, TOK, YS, reduction=reduction)
+    assert r.loss == float(np.float32(r.loss))
+
+
+# ---------------------------------------------------------------------------------------------
+# the Batch contract (documented in _inputs.Batch). These mutants change what prepare returns
+# but no public result: gradients use labels only as indices, and an unbatched weight is only
+# read as T * B = T values. They are killed on prepare's documented output instead.
+# ---------------------------------------------------------------------------------------------
+@pytest.mark.parametrize("dtype", [np.uint8, np.int32, np.int64])
+def test_batch_labels_and_token_ids_are_int64(dtype):
+    # kills x_prepare__mutmut_217, _219 (Y not converted to int64)
+    batch = prepare(P, TOK.astype(dtype), YS.astype(dtype), activation="tanh", s0=None)
+    assert batch.Y.dtype == np.int64 and batch.tokens.dtype == np.int64
+    np.testing.assert_array_equal(batch.Y, YS.T)
+    np.testing.assert_array_equal(batch.tokens, TOK.T)
+
+
+def test_batch_without_labels_has_no_labels_and_no_weight():
+    # kills x_prepare__mutmut_182 (Y = weight = "" instead of None)
+    batch = prepare(P, TOK, None, activation="tanh", s0=None, labels_required=False)
+    assert batch.Y is None and batch.weight is None
+
+
+def test_batch_weight_of_unbatched_mask_is_time_by_one():
+    # kills x_prepare__mutmut_241 (an unbatched (T,) mask kept without its batch axis)
+    mask = np.array([True, False, True, True, False, True])
+    batch = prepare(P, TOK[0], YS[0], activation="tanh", s0=None, mask=mask, reduction="mean")
+    assert batch.weight.shape == (T, 1)
+    np.testing.assert_array_equal(batch.weight[:, 0], mask / mask.sum())
