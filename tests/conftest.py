@@ -176,6 +176,17 @@ def oracle_close(
     _record({key: err}, os.environ.get("PYTEST_CURRENT_TEST", "?").split(" ")[0])
 
 
+def assert_identical(r1: Any, r2: Any) -> None:
+    """Every field of two results is bitwise equal (same dtype, same values, None alike)."""
+    assert r1.loss == r2.loss
+    for (name, a), (_, b) in zip(result_fields(r1), result_fields(r2), strict=True):
+        if a is None or b is None:
+            assert a is None and b is None, name
+            continue
+        assert np.asarray(a).dtype == np.asarray(b).dtype, name
+        np.testing.assert_array_equal(a, b, err_msg=name)
+
+
 @pytest.fixture(scope="session")
 def check() -> Callable[..., dict[str, float]]:
     """The checker ``check(actual, expected, *, rtol=1e-10, atol=1e-12, context="")``."""

@@ -9,25 +9,16 @@ import numpy as np
 import pytest
 import torch
 
+from conftest import assert_identical
 from manual_bptt import RNNParams, bptt, forward
 from manual_bptt._inputs import prepare
 from manual_bptt.core import backward_deltas, lag_deltas, output_layer, run_forward
-from manual_bptt.testing import result_fields
 
 RNG = np.random.default_rng(31)
 D, H, K, B, T = 5, 7, 4, 3, 30
 P = RNNParams.init(D, H, K, seed=4)
 XS = RNG.standard_normal((B, T, D))
 YS = RNG.integers(0, K, (B, T))
-
-
-def assert_identical(r1, r2):
-    assert r1.loss == r2.loss
-    for (name, a), (_, b) in zip(result_fields(r1), result_fields(r2), strict=True):
-        if a is None or b is None:
-            assert a is None and b is None, name
-            continue
-        np.testing.assert_array_equal(a, b, err_msg=name)
 
 
 @pytest.mark.parametrize("tau", [T - 1, T, T + 5])

@@ -11,9 +11,9 @@ import numpy as np
 import pytest
 
 import reference as ref
+from conftest import assert_identical
 from manual_bptt import RNNParams, bptt, decompose
 from manual_bptt._inputs import prepare
-from manual_bptt.testing import result_fields
 
 D, H, K, B, T = 3, 4, 5, 2, 6
 RNG = np.random.default_rng(2024)
@@ -23,17 +23,6 @@ YS = RNG.integers(0, K, (B, T))
 DENSE = RNG.standard_normal((B, T, D))
 
 HAS_LONGDOUBLE = np.finfo(np.longdouble).nmant > np.finfo(np.float64).nmant
-
-
-def assert_identical(r1, r2):
-    """Every field of two results is bitwise equal (same dtype, same values, None alike)."""
-    assert r1.loss == r2.loss
-    for (name, a), (_, b) in zip(result_fields(r1), result_fields(r2), strict=True):
-        if a is None or b is None:
-            assert a is None and b is None, name
-            continue
-        assert np.asarray(a).dtype == np.asarray(b).dtype, name
-        np.testing.assert_array_equal(a, b, err_msg=name)
 
 
 # ---------------------------------------------------------------------------------------------
