@@ -22,7 +22,7 @@ from hypothesis import assume, given, settings
 
 import manual_bptt as mb
 from conftest import examples
-from manual_bptt.testing import RNNConfig, make_problem, rnn_configs
+from manual_bptt.testing import RNNConfig, central_differences, make_problem, rnn_configs
 
 EPS = 1e-5
 # Measured over 400 random problems of the sizes below (all activations, weight scales 0.5-1.5):
@@ -55,17 +55,7 @@ def assert_fd_close(name, analytic, numeric, *, rtol=RTOL, atol=ATOL):
 
 def numeric_grad(loss_of, x):
     """Central differences of the scalar function loss_of(array) at x (float64, any shape)."""
-    x = np.array(x, dtype=np.float64)
-    g = np.zeros_like(x)
-    for i in np.ndindex(x.shape):
-        orig = x[i]
-        x[i] = orig + EPS
-        up = loss_of(x.copy())
-        x[i] = orig - EPS
-        down = loss_of(x.copy())
-        x[i] = orig
-        g[i] = (up - down) / (2 * EPS)
-    return g
+    return central_differences(loss_of, x, eps=EPS)
 
 
 def check_all_by_finite_differences(prob):

@@ -20,7 +20,7 @@ import torch
 
 import reference
 from manual_bptt import RNNParams
-from manual_bptt.testing import Problem, RNNConfig, make_problem
+from manual_bptt.testing import Problem, RNNConfig, central_differences, make_problem
 
 from .compare import ArrayCheck, compare_array, compare_fd, compare_optional, looks_like_float32
 from .results import ConfigCheck
@@ -132,18 +132,8 @@ def run_oracle_checks(fn: Callable[..., Any], cfg: RNNConfig, check_id: int) -> 
 
 
 def _central_differences(loss_of: Callable[[np.ndarray], float], x: np.ndarray) -> np.ndarray:
-    """(E(x + eps e_i) - E(x - eps e_i)) / (2 eps) for every entry i of x (any shape)."""
-    x = np.array(x, dtype=np.float64)
-    g = np.zeros_like(x)
-    for i in np.ndindex(x.shape):
-        orig = x[i]
-        x[i] = orig + FD_EPS
-        up = loss_of(x.copy())
-        x[i] = orig - FD_EPS
-        down = loss_of(x.copy())
-        x[i] = orig
-        g[i] = (up - down) / (2 * FD_EPS)
-    return g
+    """Central differences of loss_of at x with step FD_EPS (float64, x's shape)."""
+    return central_differences(loss_of, x, eps=FD_EPS)
 
 
 def run_fd_check(fn: Callable[..., Any], cfg: RNNConfig, check_id: int) -> ConfigCheck:

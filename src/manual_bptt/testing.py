@@ -27,7 +27,7 @@ vocabulary size for token inputs), H hidden units, K classes.
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -45,6 +45,7 @@ __all__ = [
     "RNNConfig",
     "assert_close",
     "assert_results_close",
+    "central_differences",
     "make_problem",
     "max_rel_error",
     "result_fields",
@@ -62,6 +63,26 @@ _REDUCTIONS = ("sum", "mean")
 # ---------------------------------------------------------------------------------------------
 # Comparison
 # ---------------------------------------------------------------------------------------------
+def central_differences(
+    loss_of: Callable[[np.ndarray], float], x: np.ndarray, *, eps: float = 1e-5
+) -> np.ndarray:
+    """(E(x + eps e_i) - E(x - eps e_i)) / (2 eps) for every entry i of x; float64, x's shape.
+
+    ``loss_of`` receives a fresh float64 copy of x with one entry moved, never x itself.
+    """
+    x = np.array(x, dtype=np.float64)
+    g = np.zeros_like(x)
+    for i in np.ndindex(x.shape):
+        orig = x[i]
+        x[i] = orig + eps
+        up = loss_of(x.copy())
+        x[i] = orig - eps
+        down = loss_of(x.copy())
+        x[i] = orig
+        g[i] = (up - down) / (2 * eps)
+    return g
+
+
 def _first_nonfinite(a: np.ndarray) -> tuple[int, ...]:
     return tuple(int(i) for i in np.argwhere(~np.isfinite(a))[0])
 
