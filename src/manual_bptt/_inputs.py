@@ -105,6 +105,13 @@ def check_truncate(truncate: object) -> int | None:
     return int(truncate)
 
 
+def check_max_bytes(max_bytes: object) -> int:
+    """A non-negative int size limit in bytes."""
+    if isinstance(max_bytes, bool) or not isinstance(max_bytes, numbers.Integral) or max_bytes < 0:
+        raise ValueError(f"max_bytes: expected a non-negative integer, got {max_bytes!r}")
+    return int(max_bytes)
+
+
 def check_reduction(reduction: object) -> str:
     if not isinstance(reduction, str) or reduction not in REDUCTIONS:
         raise ValueError(f"reduction: expected one of {list(REDUCTIONS)}, got {reduction!r}")

@@ -24,7 +24,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from ._inputs import Batch, prepare
+from ._inputs import Batch, check_max_bytes, prepare
 from .core import Trace, lag_deltas, output_layer, run_forward
 from .params import RNNParams
 
@@ -389,12 +389,11 @@ def decompose(
         A Decomposition: ``terms.W[t, k]`` (H, H), ``terms.U[t, k]`` (H, D),
         ``terms.b[t, k]`` (H,), each summed over the batch and zero for k > t.
     """
-    if isinstance(max_bytes, bool) or not isinstance(max_bytes, (int, np.integer)) or max_bytes < 0:
-        raise ValueError(f"max_bytes: expected a non-negative integer, got {max_bytes!r}")
+    max_bytes = check_max_bytes(max_bytes)
     batch = prepare(p, xs, ys, activation=activation, s0=s0, reduction=reduction, mask=mask)
     tr = run_forward(p, batch)
     loss, dO = output_layer(tr)
-    return Decomposition(tr, dO, loss, int(max_bytes))
+    return Decomposition(tr, dO, loss, max_bytes)
 
 
 def state_jacobian(

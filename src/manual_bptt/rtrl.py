@@ -20,7 +20,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from ._inputs import prepare
+from ._inputs import check_max_bytes, prepare
 from .core import BPTTResult, final_state, output_layer, run_forward
 from .params import RNNParams
 
@@ -53,8 +53,7 @@ def rtrl(
         ValueError naming the argument for malformed input, or naming max_bytes when the
         sensitivities would not fit.
     """
-    if isinstance(max_bytes, bool) or not isinstance(max_bytes, (int, np.integer)) or max_bytes < 0:
-        raise ValueError(f"max_bytes: expected a non-negative integer, got {max_bytes!r}")
+    max_bytes = check_max_bytes(max_bytes)
     batch = prepare(p, xs, ys, activation=activation, s0=s0, reduction=reduction, mask=mask)
     T, B, D, H, K = batch.T, batch.B, batch.D, batch.H, batch.K
     dense = batch.X is not None
