@@ -10,7 +10,7 @@ Internal layout is time-major: tokens (T, B), dense inputs (T, B, D), labels (T,
 from __future__ import annotations
 
 import numbers
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import numpy as np
 
@@ -28,7 +28,9 @@ class Batch:
         batched: whether xs was given with a batch axis ((B, T) / (B, T, D)).
         T, B, D, H, K: sizes (B = 1 for unbatched input).
         tokens: (T, B) int64 token ids in [0, D), or None for dense input.
-        X: (T, B, D) dense inputs in the compute dtype, or None for token input.
+        X: (T, B, D) dense inputs in the compute dtype, or None for token input: the
+            time-major view of the caller's array when that already has the compute dtype
+            (never written to; see owned()), else of a converted copy.
         Y: (T, B) int64 labels in [0, K), or None when no labels were given.
         weight: (T, B) weight of E_t for each (t, batch row): mask / normalizer, so that
             E = sum_{t,b} weight[t, b] * CE[t, b]. None when no labels were given.
@@ -52,6 +54,15 @@ class Batch:
     s0_shape: tuple[int, ...]
     dtype: np.dtype
     act: Activation
+
+    def owned(self) -> Batch:
+        """This batch with arrays that share no memory with the caller's.
+
+        For results that outlive the call and read the inputs later (decompose's lazy terms),
+        so that changing xs or ys afterwards cannot change them.
+        """
+        copy = {name: getattr(self, name) for name in ("tokens", "X", "Y")}
+        return replace(self, **{k: None if v is None else v.copy() for k, v in copy.items()})
 
     def to_batch_first(self, a: np.ndarray) -> np.ndarray:
         """(T, B, ...) -> the caller's layout: (B, T, ...) if batched, else (T, ...)."""
@@ -207,7 +218,7 @@ def prepare(
     else:
         _check_finite("xs", xs_arr)
         dense = xs_arr if batched else xs_arr[None]
-        X = np.ascontiguousarray(dense.swapaxes(0, 1), dtype=dtype)
+        X = np.asarray(dense, dtype=dtype).swapaxes(0, 1)  # a view when no conversion is needed
 
     if s0_arr is None:
         s0_bh = np.zeros((B, H), dtype=dtype)

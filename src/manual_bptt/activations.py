@@ -1,8 +1,8 @@
-"""Activations f and their derivatives f'(a_t), expressed through a_t and s_t = f(a_t).
+"""Activations f and their derivatives f'(a_t), each expressed through s_t = f(a_t) alone.
 
-Each derivative is computed from whichever of a_t, s_t gives it exactly and cheaply:
-tanh' = 1 - s_t^2, sigmoid' = s_t (1 - s_t), relu' = [a_t > 0] (0 at a_t = 0, as in
-PyTorch), identity' = 1.
+tanh' = 1 - s_t^2, sigmoid' = s_t (1 - s_t), relu' = [a_t > 0] = [s_t > 0] (0 at a_t = 0,
+as in PyTorch), identity' = 1. Needing only s_t, the backward pass computes f'(a_t) one step
+at a time from the states it keeps anyway, with no array of pre-activations or derivatives.
 """
 
 from __future__ import annotations
@@ -38,20 +38,29 @@ def _identity(a: np.ndarray, out: np.ndarray | None = None) -> np.ndarray:
     return out
 
 
-def _tanh_prime(a: np.ndarray, s: np.ndarray) -> np.ndarray:
-    return 1.0 - s * s
+def _tanh_prime(s: np.ndarray, out: np.ndarray | None = None) -> np.ndarray:
+    out = np.multiply(s, s, out=out)  # 1 - s^2
+    return np.subtract(1.0, out, out=out)
 
 
-def _sigmoid_prime(a: np.ndarray, s: np.ndarray) -> np.ndarray:
-    return s * (1.0 - s)
+def _sigmoid_prime(s: np.ndarray, out: np.ndarray | None = None) -> np.ndarray:
+    out = np.subtract(1.0, s, out=out)  # s (1 - s)
+    return np.multiply(s, out, out=out)
 
 
-def _relu_prime(a: np.ndarray, s: np.ndarray) -> np.ndarray:
-    return (a > 0).astype(a.dtype)
+def _relu_prime(s: np.ndarray, out: np.ndarray | None = None) -> np.ndarray:
+    # [a > 0] = [s > 0], since s = max(a, 0)
+    if out is None:
+        return (s > 0).astype(s.dtype)
+    np.copyto(out, s > 0)
+    return out
 
 
-def _identity_prime(a: np.ndarray, s: np.ndarray) -> np.ndarray:
-    return np.ones_like(a)
+def _identity_prime(s: np.ndarray, out: np.ndarray | None = None) -> np.ndarray:
+    if out is None:
+        return np.ones_like(s)
+    out.fill(1.0)
+    return out
 
 
 @dataclass(frozen=True)
@@ -61,12 +70,13 @@ class Activation:
     Attributes:
         name: one of ACTIVATIONS.
         f: f(a, out=None) -> s, any shape; writes into ``out`` when given.
-        prime: prime(a, s) -> f'(a), same shape as a, where s = f(a).
+        prime: prime(s, out=None) -> f'(a), same shape and dtype as s, where s = f(a);
+            writes into ``out`` when given.
     """
 
     name: str
     f: Callable[..., np.ndarray]
-    prime: Callable[[np.ndarray, np.ndarray], np.ndarray]
+    prime: Callable[..., np.ndarray]
 
 
 ACTIVATIONS: dict[str, Activation] = {

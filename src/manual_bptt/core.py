@@ -16,22 +16,27 @@ Backward, with delta_t := dE/da_t (the total derivative, through every later ste
     dW = sum_t delta_t s_{t-1}^T   dU = sum_t delta_t x_t^T   db = sum_t delta_t
     dV = sum_t dE/do_t s_t^T       dc = sum_t dE/do_t         ds0 = W^T delta_0
 
-The recursion over t is the only Python loop; each weight gradient is then a single
-matrix product over all (time, batch) rows.
+The recursion over t is the only Python loop over single steps; every other product runs
+over many (time, batch) rows at once. Besides the outputs, a call allocates only the states
+and one (T, B, H) array that holds a_t, then e_t, then delta_t in turn: f'(a_t) is computed
+from s_t one step at a time, dE/do_t exists a block of rows at a time, and batch-first dense
+inputs are read in place rather than copied to time-major order.
 """
 
 from __future__ import annotations
 
 from collections.abc import Iterator
 from dataclasses import dataclass
+from functools import cached_property
 
 import numpy as np
 
 from ._inputs import Batch, check_truncate, prepare
 from .params import RNNParams
 
-#: Numbers per block of elementwise work done in blocks of steps (512 KiB of float64, cache-sized).
-_BLOCK = 1 << 16
+#: Rows (t, b) per block where work is done a block of rows at a time: the output layer, and
+#: the time-major copy of batch-first inputs for dU. Enough rows for full-speed matrix products.
+_ROWS = 1024
 
 
 @dataclass(frozen=True, eq=False)
@@ -45,20 +50,25 @@ class Trace:
         s_in: (T, B, H) the state entering each step, s_in[t] = s_{t-1} (s_in[0] = s0).
             s and s_in are two overlapping views of one (T + 1, B, H) buffer, so every
             weight gradient that needs s_{t-1} is a single matrix product over all rows.
-        fprime: (T, B, H) f'(a_t).
         U, W, V, b, c: the parameters in the compute dtype (b, c may be None).
+        fprime: (T, B, H) f'(a_t), computed from s on first use (bptt's full recursion
+            computes it one step at a time instead).
     """
 
     batch: Batch
     a: np.ndarray
     s: np.ndarray
     s_in: np.ndarray
-    fprime: np.ndarray
     U: np.ndarray
     W: np.ndarray
     V: np.ndarray
     b: np.ndarray | None
     c: np.ndarray | None
+
+    @cached_property
+    def fprime(self) -> np.ndarray:
+        """(T, B, H) f'(a_t) for every step, from s_t alone (see activations)."""
+        return self.batch.act.prime(self.s)
 
     def s_prev(self, k: int) -> np.ndarray:
         """s_{k-1}, (B, H): the state entering step k (s0 for k = 0)."""
@@ -94,11 +104,12 @@ def run_forward(p: RNNParams, batch: Batch) -> Trace:
     c = None if p.c is None else np.asarray(p.c, dtype=dt)
 
     a = np.empty((T, B, H), dtype=dt)
-    # input term U x_t for all t at once: a column gather for tokens, one GEMM for dense
+    # input term U x_t for all t at once: a column gather for tokens, matrix products for dense
     if batch.tokens is not None:
         np.take(U.T, batch.tokens, axis=0, out=a)
     else:
-        np.matmul(batch.X.reshape(T * B, batch.D), U.T, out=a.reshape(T * B, H))
+        for steps, x in _input_blocks(batch.X):
+            np.matmul(x, U.T, out=a[steps].reshape(-1, H))
     if b is not None:
         a += b
     states = np.empty((T + 1, B, H), dtype=dt)  # s_{-1} = s0, s_0, ..., s_{T-1}
@@ -111,36 +122,89 @@ def run_forward(p: RNNParams, batch: Batch) -> Trace:
         np.dot(s_prev, WT, out=recur)  # W s_{t-1}
         a_t += recur  # a_t = U x_t + b + W s_{t-1}
         f(a_t, out=s_t)  # s_t = f(a_t)
-    s = states[1:]
-    # f'(a_t), in blocks of steps, so that its temporaries are cache-sized rather than (T, B, H)
-    fprime = np.empty_like(a)
-    steps = max(1, _BLOCK // (B * H))
-    for t in range(0, T, steps):
-        fprime[t : t + steps] = batch.act.prime(a[t : t + steps], s[t : t + steps])
-    return Trace(batch=batch, a=a, s=s, s_in=states[:-1], fprime=fprime, U=U, W=W, V=V, b=b, c=c)
+    return Trace(batch=batch, a=a, s=states[1:], s_in=states[:-1], U=U, W=W, V=V, b=b, c=c)
 
 
-def output_layer(tr: Trace) -> tuple[float, np.ndarray]:
-    """Loss E and dE/do, (T, B, K), of the softmax cross-entropy on the states.
+def _input_blocks(X: np.ndarray) -> Iterator[tuple[slice, np.ndarray]]:
+    """Yield (steps, x) with x = X[steps] as a C-contiguous (steps * B, D) matrix of rows (t, b).
 
-    Uses log-sum-exp, so large logits give finite results. One (T*B, K) buffer holds the
-    logits, then their exponentials, then dE/do: a single exp, no temporaries of that size.
+    A C-contiguous X, (T, B, D), is a single block, not copied. The time-major view of the
+    caller's batch-first array (see Batch.X) is copied a few steps at a time into one small
+    block, reused: the matrix products get contiguous rows, and no (T, B, D) copy is made.
     """
-    batch = tr.batch
-    T, B, H, K = batch.T, batch.B, batch.H, batch.K
-    n = T * B
-    rows, y, w = np.arange(n), batch.Y.reshape(n), batch.weight.reshape(n)
-    z = tr.s.reshape(n, H) @ tr.V.T  # o_t = V s_t (+ c), one row per (t, b)
-    if tr.c is not None:
-        z += tr.c
+    T, B, n = X.shape
+    if X.flags.c_contiguous:
+        yield slice(0, T), X.reshape(T * B, n)
+        return
+    steps = max(1, _ROWS // B)
+    block = np.empty((min(steps, T), B, n), dtype=X.dtype)
+    for t in range(0, T, steps):
+        x = block[: min(steps, T - t)]
+        np.copyto(x, X[t : t + steps])  # x_k for the steps k of this block, time-major
+        yield slice(t, t + steps), x.reshape(-1, n)
+
+
+def _softmax_cross_entropy(z: np.ndarray, y: np.ndarray, w: np.ndarray) -> np.floating:
+    """Turn logits z, (n, K), into dE/do in place, and return sum_i w_i E_i for these rows.
+
+    E_i = -log softmax(z_i)[y_i] by log-sum-exp, so large logits give finite results; one
+    buffer holds the logits, then their exponentials, then dE/do: a single exp, no
+    temporaries of that size. y: (n,) labels; w: (n,) weights. The sum has z's dtype.
+    """
+    rows = np.arange(len(z))
     z -= z.max(axis=1, keepdims=True)  # z_t = o_t - max_j o_t[j]: the shift of log-sum-exp
     z_y = z[rows, y]  # z_t[y_t]
     y_hat = np.exp(z, out=z)  # exp(z_t), in place
     sum_exp = y_hat.sum(axis=1)
-    loss = float(w @ (np.log(sum_exp) - z_y))  # E_t = -log y_hat_t[y_t] = log sum_j exp(z_t[j]) - z_t[y_t]
+    loss = w @ (np.log(sum_exp) - z_y)  # E_t = -log y_hat_t[y_t] = log sum_j exp(z_t[j]) - z_t[y_t]
     y_hat *= (w / sum_exp)[:, None]  # w_t y_hat_t = w_t exp(z_t) / sum_j exp(z_t[j])
     y_hat[rows, y] -= w  # dE/do_t = w_t (y_hat_t - onehot(y_t))
-    return loss, y_hat.reshape(T, B, K)
+    return loss
+
+
+def output_layer(tr: Trace) -> tuple[float, np.ndarray]:
+    """Loss E and dE/do, (T, B, K), of the softmax cross-entropy on the states."""
+    batch = tr.batch
+    T, B, H, K = batch.T, batch.B, batch.H, batch.K
+    n = T * B
+    z = tr.s.reshape(n, H) @ tr.V.T  # o_t = V s_t (+ c), one row per (t, b)
+    if tr.c is not None:
+        z += tr.c
+    loss = _softmax_cross_entropy(z, batch.Y.reshape(n), batch.weight.reshape(n))
+    return float(loss), z.reshape(T, B, K)
+
+
+def output_grads(tr: Trace, e_out: np.ndarray) -> tuple[float, np.ndarray, np.ndarray | None]:
+    """The output layer for bptt: loss E, dV (K, H), dc (K,) or None, and e_t = V^T dE/do_t.
+
+    The same softmax cross-entropy as output_layer, done a block of _ROWS rows (t, b) at a
+    time, so that dE/do never exists as a (T, B, K) array:
+        dV = sum_t dE/do_t s_t^T,   dc = sum_t dE/do_t,   e_t = V^T dE/do_t.
+
+    Args:
+        tr: the forward trace.
+        e_out: (T, B, H) array that receives e_t (bptt passes tr.a, which it needs no more).
+    """
+    batch = tr.batch
+    n, H, K = batch.T * batch.B, batch.H, batch.K
+    S, E = tr.s.reshape(n, H), e_out.reshape(n, H)
+    y, w = batch.Y.reshape(n), batch.weight.reshape(n)
+    dV = np.zeros((K, H), dtype=batch.dtype)
+    dc = None if tr.c is None else np.zeros(K, dtype=batch.dtype)
+    loss = batch.dtype.type(0)
+    block = np.empty((min(_ROWS, n), K), dtype=batch.dtype)
+    for i in range(0, n, _ROWS):
+        rows = slice(i, min(i + _ROWS, n))
+        dO = block[: rows.stop - i]
+        np.matmul(S[rows], tr.V.T, out=dO)  # o_t = V s_t (+ c)
+        if tr.c is not None:
+            dO += tr.c
+        loss += _softmax_cross_entropy(dO, y[rows], w[rows])  # dO now holds dE/do_t
+        dV += dO.T @ S[rows]  # dV = sum_t dE/do_t s_t^T
+        if dc is not None:
+            dc += dO.sum(axis=0)  # dc = sum_t dE/do_t
+        np.matmul(dO, tr.V, out=E[rows])  # e_t = V^T dE/do_t
+    return float(loss), dV, dc
 
 
 def backward_deltas(
@@ -165,15 +229,20 @@ def backward_deltas(
             overwritten), which saves one array of that size.
     """
     T = tr.batch.T
-    W, fprime = tr.W, tr.fprime
     if truncate is None or truncate >= T - 1:
+        W, s, prime = tr.W, tr.s, tr.batch.act.prime
         delta = np.empty_like(e) if out is None else out
-        np.multiply(e[T - 1], fprime[T - 1], out=delta[T - 1])  # delta_{T-1} = e_{T-1} * f'(a_{T-1})
-        carry = np.empty_like(e[0])
-        for t in range(T - 2, -1, -1):
-            np.dot(delta[t + 1], W, out=carry)  # W^T delta_{t+1}, as (B, H) rows
-            carry += e[t]  # e_t is read before delta_t is written (out may be e)
-            np.multiply(carry, fprime[t], out=delta[t])  # delta_t = (e_t + W^T delta_{t+1}) * f'(a_t)
+        steps = max(1, _ROWS // tr.batch.B)
+        fprime = np.empty_like(e[:steps])  # f'(a_t) for a block of steps, from s_t
+        carry = np.zeros_like(e[0])  # W^T delta_{t+1}, as (B, H) rows; delta_T = 0
+        for end in range(T, 0, -steps):  # blocks of steps [start, end), the last block first
+            start = max(end - steps, 0)
+            fp = prime(s[start:end], out=fprime[: end - start])
+            for t in range(end - 1, start - 1, -1):
+                carry += e[t]  # e_t is read before delta_t is written (out may be e)
+                np.multiply(carry, fp[t - start], out=delta[t])  # delta_t = (e_t + W^T delta_{t+1}) * f'(a_t)
+                if t > 0:
+                    np.dot(delta[t], W, out=carry)  # W^T delta_t, for step t - 1
         return delta
     D = None
     for L, Q in lag_deltas(tr, e, truncate):
@@ -204,22 +273,23 @@ def lag_deltas(tr: Trace, e: np.ndarray, max_lag: int) -> Iterator[tuple[int, np
         yield L, Q
 
 
-def parameter_grads(
-    tr: Trace, D: np.ndarray, dO: np.ndarray
-) -> tuple[RNNParams, np.ndarray, np.ndarray | None]:
-    """Gradients from the error signals, each a single product over all (t, b) rows.
+def delta_grads(
+    tr: Trace, D: np.ndarray
+) -> tuple[np.ndarray, np.ndarray, np.ndarray | None, np.ndarray, np.ndarray | None]:
+    """The gradients that follow from the error signals D_k = dE/da_k.
 
     Args:
         tr: the forward trace.
         D: (T, B, H) error signal of each pre-activation a_k (see backward_deltas).
-        dO: (T, B, K) dE/do_t.
     Returns:
-        (grads, ds0 in s0's shape, dxs in xs's shape or None).
+        (dU (H, D), dW (H, H), db (H,) or None, ds0 in s0's shape, dxs in xs's shape or None):
+        dW = sum_k D_k s_{k-1}^T,  dU = sum_k D_k x_k^T,  db = sum_k D_k,
+        ds0 = W^T D_0,  dE/dx_k = U^T D_k.
     """
     batch = tr.batch
-    T, B, H, K = batch.T, batch.B, batch.H, batch.K
+    T, B, H = batch.T, batch.B, batch.H
     D2 = D.reshape(T * B, H)
-    dW = D2.T @ tr.s_in.reshape(T * B, H)  # dW = sum_k D_k s_{k-1}^T
+    dW = D2.T @ tr.s_in.reshape(T * B, H)  # dW = sum_k D_k s_{k-1}^T, one product over all rows
     if batch.tokens is not None:
         # dU = sum_k D_k x_k^T: column x_k of dU collects D_k. bincount sums, for each
         # (token v, unit h), the entries D_k[h] with x_k = v: O(T B H), whatever the vocabulary.
@@ -228,17 +298,39 @@ def parameter_grads(
         dU = np.ascontiguousarray(dUT.T, dtype=D.dtype)
         dxs = None
     else:
-        dU = D2.T @ batch.X.reshape(T * B, batch.D)
+        dU = _input_grad(D, batch.X)
         if batch.batched:
             # dE/dx_k = U^T D_k, written straight into the caller's (B, T, D) layout
             dxs = np.matmul(D.swapaxes(0, 1), tr.U)
         else:
             dxs = D2 @ tr.U  # dE/dx_k = U^T D_k, (T, D)
     db = None if tr.b is None else D2.sum(axis=0)
-    dO2 = dO.reshape(T * B, K)
-    dV = dO2.T @ tr.s.reshape(T * B, H)  # dV = sum_t dE/do_t s_t^T
-    dc = None if tr.c is None else dO2.sum(axis=0)
     ds0 = batch.fold_ds0(D[0] @ tr.W)  # ds0 = W^T D_0
+    return dU, dW, db, ds0, dxs
+
+
+def _input_grad(D: np.ndarray, X: np.ndarray) -> np.ndarray:
+    """dU = sum_{t,b} D[t, b] X[t, b]^T, (H, D), for D (T, B, H) and dense X (T, B, D)."""
+    H = D.shape[-1]
+    dU = np.zeros((H, X.shape[-1]), dtype=D.dtype)
+    for steps, x in _input_blocks(X):
+        dU += D[steps].reshape(-1, H).T @ x  # sum of D_k x_k^T over the steps k of this block
+    return dU
+
+
+def parameter_grads(
+    tr: Trace, D: np.ndarray, dO: np.ndarray
+) -> tuple[RNNParams, np.ndarray, np.ndarray | None]:
+    """Every gradient, from the error signals D (T, B, H) and dE/do_t, dO (T, B, K).
+
+    Returns:
+        (grads, ds0 in s0's shape, dxs in xs's shape or None); see delta_grads.
+    """
+    n, H, K = tr.batch.T * tr.batch.B, tr.batch.H, tr.batch.K
+    dU, dW, db, ds0, dxs = delta_grads(tr, D)
+    dO2 = dO.reshape(n, K)
+    dV = dO2.T @ tr.s.reshape(n, H)  # dV = sum_t dE/do_t s_t^T
+    dc = None if tr.c is None else dO2.sum(axis=0)
     return RNNParams(U=dU, W=dW, V=dV, b=db, c=dc), ds0, dxs
 
 
@@ -279,13 +371,13 @@ def bptt(
     tau = check_truncate(truncate)
     batch = prepare(p, xs, ys, activation=activation, s0=s0, reduction=reduction, mask=mask)
     tr = run_forward(p, batch)
-    loss, dO = output_layer(tr)
-    T, B, H, K = batch.T, batch.B, batch.H, batch.K
-    # e_t = V^T dE/do_t, written over a: bptt needs a no more (the trace keeps f'(a)), and each
-    # fresh (T, B, H) array costs page faults on every call. delta then overwrites e in turn.
-    e = np.matmul(dO.reshape(T * B, K), tr.V, out=tr.a.reshape(T * B, H)).reshape(T, B, H)
+    # e_t = V^T dE/do_t is written over a, which bptt needs no more (f'(a_t) comes from s_t),
+    # and delta_t over e_t in turn: each fresh (T, B, H) array costs page faults on every call.
+    e = tr.a
+    loss, dV, dc = output_grads(tr, e_out=e)
     D = backward_deltas(tr, e, tau, out=e)
-    grads, ds0, dxs = parameter_grads(tr, D, dO)
+    dU, dW, db, ds0, dxs = delta_grads(tr, D)
+    grads = RNNParams(U=dU, W=dW, V=dV, b=db, c=dc)
     return BPTTResult(loss=loss, grads=grads, ds0=ds0, dxs=dxs, final_state=final_state(tr))
 
 

@@ -391,7 +391,7 @@ def decompose(
     """
     max_bytes = check_max_bytes(max_bytes)
     batch = prepare(p, xs, ys, activation=activation, s0=s0, reduction=reduction, mask=mask)
-    tr = run_forward(p, batch)
+    tr = run_forward(p, batch.owned())  # the terms are computed lazily, after this call returns
     loss, dO = output_layer(tr)
     return Decomposition(tr, dO, loss, max_bytes)
 

@@ -1,0 +1,85 @@
+"""bptt's block-wise work at every block size, and inputs read in place.
+
+bptt does three things a block of rows (t, b) at a time: the output layer (dE/do never
+exists for all t at once), f'(a_t) in the backward recursion, and the time-major copy of
+batch-first dense inputs for U x_t and dU. The block is core._ROWS = 1024 rows, more than
+any generated test problem has, so every other test runs a single block. Here _ROWS is set
+as low as 1: many blocks, partial last blocks and blocks of a single step, each checked
+against the oracle.
+
+Batch-first dense inputs are read in place, not copied (see Batch.X), so the tests also
+check that the caller's arrays are not written to, and that decompose, whose terms are
+computed after it returns, keeps its own copy.
+"""
+
+from __future__ import annotations
+
+from unittest import mock
+
+import numpy as np
+import pytest
+from hypothesis import given, settings
+
+import manual_bptt as mb
+import reference as ref
+from conftest import examples
+from manual_bptt import core
+from manual_bptt.testing import RNNConfig, make_problem, rnn_problems
+
+
+def problem(**changes):
+    """A small deterministic problem; B=None is unbatched."""
+    base = dict(T=5, B=3, D=4, H=6, K=2, tokens=False, bias=True, activation="tanh", truncate=None,
+                reduction="sum", use_mask=False, s0_kind=None, weight_scale=1.0, seed=1)
+    return make_problem(RNNConfig(**{**base, **changes}))
+
+
+@pytest.mark.parametrize("rows", [1, 2, 3, 7])
+@settings(max_examples=examples(0.25), deadline=None)
+@given(prob=rnn_problems(max_T=12))
+def test_bptt_matches_oracle_in_blocks_of_any_size(rows, prob, check):
+    kw = prob.kwargs()
+    with mock.patch.object(core, "_ROWS", rows):
+        r = mb.bptt(prob.params, prob.xs, prob.ys, **kw)
+    check(r, ref.bptt(prob.params, prob.xs, prob.ys, **kw), context=f"_ROWS={rows} {prob!r}")
+
+
+def test_small_blocks_do_split_the_work():
+    """The patched block size really gives several blocks (else the test above is vacuous)."""
+    prob = problem()
+    blocks = []
+    real = core._input_blocks
+
+    def spy(X):
+        for steps, x in real(X):
+            blocks.append((steps.start, min(steps.stop, X.shape[0]), x.shape))
+            yield steps, x
+
+    with mock.patch.object(core, "_ROWS", 7), mock.patch.object(core, "_input_blocks", spy):
+        mb.bptt(prob.params, prob.xs, prob.ys)
+    # batch-first xs (B=3, T=5): 7 // 3 = 2 steps per block, for U x_t and again for dU
+    assert blocks == [(0, 2, (6, 4)), (2, 4, (6, 4)), (4, 5, (3, 4))] * 2
+
+
+@pytest.mark.parametrize("tokens", [False, True])
+def test_caller_inputs_are_read_not_written(tokens):
+    prob = problem(T=6, K=3, tokens=tokens, seed=2)
+    saved = [np.array(a, copy=True) for a in (prob.xs, prob.ys)]
+    for rows in (1, 1024):
+        with mock.patch.object(core, "_ROWS", rows):
+            mb.bptt(prob.params, prob.xs, prob.ys)
+    for before, after in zip(saved, (prob.xs, prob.ys), strict=True):
+        np.testing.assert_array_equal(after, before)
+
+
+@pytest.mark.parametrize("tokens", [False, True])
+def test_decompose_keeps_its_own_copy_of_the_inputs(tokens):
+    """Terms are computed lazily; changing xs or ys after decompose returns changes nothing."""
+    prob = problem(B=None, H=3, tokens=tokens, seed=3)
+    xs, ys = np.array(prob.xs, copy=True), np.array(prob.ys, copy=True)
+    d = mb.decompose(prob.params, xs, ys)
+    xs[...] = 0 if tokens else 100.0
+    ys[...] = (ys + 1) % 2
+    fresh = mb.decompose(prob.params, prob.xs, prob.ys)
+    for name in ("W", "U", "b"):
+        np.testing.assert_array_equal(getattr(d, name).full(), getattr(fresh, name).full(), err_msg=name)
