@@ -108,8 +108,9 @@ def run_forward(p: RNNParams, batch: Batch) -> Trace:
     if batch.tokens is not None:
         np.take(U.T, batch.tokens, axis=0, out=a)
     else:
+        UT = np.ascontiguousarray(U.T)  # x @ UT is a faster product than x @ U.T
         for steps, x in _input_blocks(batch.X):
-            np.matmul(x, U.T, out=a[steps].reshape(-1, H))
+            np.matmul(x, UT, out=a[steps].reshape(-1, H))
     if b is not None:
         a += b
     states = np.empty((T + 1, B, H), dtype=dt)  # s_{-1} = s0, s_0, ..., s_{T-1}
@@ -192,11 +193,12 @@ def output_grads(tr: Trace, e_out: np.ndarray) -> tuple[float, np.ndarray, np.nd
     dV = np.zeros((K, H), dtype=batch.dtype)
     dc = None if tr.c is None else np.zeros(K, dtype=batch.dtype)
     loss = batch.dtype.type(0)
+    VT = np.ascontiguousarray(tr.V.T)  # S @ VT is a faster product than S @ V.T
     block = np.empty((min(_ROWS, n), K), dtype=batch.dtype)
     for i in range(0, n, _ROWS):
         rows = slice(i, min(i + _ROWS, n))
         dO = block[: rows.stop - i]
-        np.matmul(S[rows], tr.V.T, out=dO)  # o_t = V s_t (+ c)
+        np.matmul(S[rows], VT, out=dO)  # o_t = V s_t (+ c)
         if tr.c is not None:
             dO += tr.c
         loss += _softmax_cross_entropy(dO, y[rows], w[rows])  # dO now holds dE/do_t
@@ -377,7 +379,7 @@ def bptt(
     loss, dV, dc = output_grads(tr, e_out=e)
     D = backward_deltas(tr, e, tau, out=e)
     dU, dW, db, ds0, dxs = delta_grads(tr, D)
-    grads = RNNParams(U=dU, W=dW, V=dV, b=db, c=dc)
+    grads = RNNParams._adopt(U=dU, W=dW, V=dV, b=db, c=dc)  # fresh arrays: no copies
     return BPTTResult(loss=loss, grads=grads, ds0=ds0, dxs=dxs, final_state=final_state(tr))
 
 
