@@ -104,15 +104,18 @@ def run_forward(p: RNNParams, batch: Batch) -> Trace:
     c = None if p.c is None else np.asarray(p.c, dtype=dt)
 
     a = np.empty((T, B, H), dtype=dt)
-    # input term U x_t for all t at once: a column gather for tokens, matrix products for dense
+    # input term U x_t + b for all t at once: a column gather for tokens, matrix products for
+    # dense inputs, a block of steps at a time (b is added while the block is in cache)
     if batch.tokens is not None:
         np.take(U.T, batch.tokens, axis=0, out=a)
+        if b is not None:
+            a += b
     else:
         UT = np.ascontiguousarray(U.T)  # x @ UT is a faster product than x @ U.T
         for steps, x in _input_blocks(batch.X):
-            np.matmul(x, UT, out=a[steps].reshape(-1, H))
-    if b is not None:
-        a += b
+            a_steps = np.matmul(x, UT, out=a[steps].reshape(-1, H))
+            if b is not None:
+                a_steps += b
     states = np.empty((T + 1, B, H), dtype=dt)  # s_{-1} = s0, s_0, ..., s_{T-1}
     states[0] = batch.s0
     WT = np.ascontiguousarray(W.T)
@@ -121,7 +124,7 @@ def run_forward(p: RNNParams, batch: Batch) -> Trace:
     # one row of each array per step; iterating yields views, without per-step indexing
     for a_t, s_prev, s_t in zip(a, states[:-1], states[1:], strict=True):
         np.dot(s_prev, WT, out=recur)  # W s_{t-1}
-        a_t += recur  # a_t = U x_t + b + W s_{t-1}
+        a_t += recur  # a_t = (U x_t + b) + W s_{t-1}
         f(a_t, out=s_t)  # s_t = f(a_t)
     return Trace(batch=batch, a=a, s=states[1:], s_in=states[:-1], U=U, W=W, V=V, b=b, c=c)
 
