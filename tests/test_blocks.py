@@ -1,11 +1,11 @@
 """bptt's block-wise work at every block size, and inputs read in place.
 
-bptt does three things a block of rows (t, b) at a time: the output layer (dE/do never
-exists for all t at once), f'(a_t) in the backward recursion, and the time-major copy of
-batch-first dense inputs for U x_t and dU. The block is core._ROWS = 1024 rows, more than
-any generated test problem has, so every other test runs a single block. Here _ROWS is set
-as low as 1: many blocks, partial last blocks and blocks of a single step, each checked
-against the oracle.
+bptt does three things a block at a time: the output layer (dE/do never exists for all t
+at once) and the time-major copy of batch-first dense inputs for U x_t and dU, in blocks of
+core._ROWS = 1024 rows (t, b); and f'(a_t) in the backward recursion, in blocks of steps of
+at most core._NUMBERS = 2^15 numbers. Both are more than any generated test problem has, so
+every other test runs single blocks. Here they are set as low as 1: many blocks, partial
+last blocks and blocks of a single step, each checked against the oracle.
 
 Batch-first dense inputs are read in place, not copied (see Batch.X), so the tests also
 check that the caller's arrays are not written to, and that decompose, whose terms are
@@ -34,14 +34,15 @@ def problem(**changes):
     return make_problem(RNNConfig(**{**base, **changes}))
 
 
-@pytest.mark.parametrize("rows", [1, 2, 3, 7])
+@pytest.mark.parametrize(("rows", "numbers"), [(1, 1), (2, 13), (3, 40), (7, 100)])
 @settings(max_examples=examples(0.25), deadline=None)
 @given(prob=rnn_problems(max_T=12))
-def test_bptt_matches_oracle_in_blocks_of_any_size(rows, prob, check):
+def test_bptt_matches_oracle_in_blocks_of_any_size(rows, numbers, prob, check):
     kw = prob.kwargs()
-    with mock.patch.object(core, "_ROWS", rows):
+    with mock.patch.object(core, "_ROWS", rows), mock.patch.object(core, "_NUMBERS", numbers):
         r = mb.bptt(prob.params, prob.xs, prob.ys, **kw)
-    check(r, ref.bptt(prob.params, prob.xs, prob.ys, **kw), context=f"_ROWS={rows} {prob!r}")
+    context = f"_ROWS={rows} _NUMBERS={numbers} {prob!r}"
+    check(r, ref.bptt(prob.params, prob.xs, prob.ys, **kw), context=context)
 
 
 def test_small_blocks_do_split_the_work():

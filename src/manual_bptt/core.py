@@ -37,6 +37,9 @@ from .params import RNNParams
 #: Rows (t, b) per block where work is done a block of rows at a time: the output layer, and
 #: the time-major copy of batch-first inputs for dU. Enough rows for full-speed matrix products.
 _ROWS = 1024
+#: Numbers per block of elementwise work done a block of steps at a time (f'(a_t) in the
+#: backward recursion): 256 KiB of float64, so the block stays in cache between its uses.
+_NUMBERS = 1 << 15
 
 
 @dataclass(frozen=True, eq=False)
@@ -237,7 +240,7 @@ def backward_deltas(
     if truncate is None or truncate >= T - 1:
         W, s, prime = tr.W, tr.s, tr.batch.act.prime
         delta = np.empty_like(e) if out is None else out
-        steps = max(1, _ROWS // tr.batch.B)
+        steps = max(1, _NUMBERS // (tr.batch.B * tr.batch.H))
         fprime = np.empty_like(e[:steps])  # f'(a_t) for a block of steps, from s_t
         carry = np.zeros_like(e[0])  # W^T delta_{t+1}, as (B, H) rows; delta_T = 0
         for end in range(T, 0, -steps):  # blocks of steps [start, end), the last block first
