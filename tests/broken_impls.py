@@ -10,7 +10,7 @@ explicit double sum over the output step t and the step k it reaches back to:
     g_{t,k-1}   = W^T delta_{t,k}                           (dE_t/ds_{k-1})
     D_k         = sum_t delta_{t,k}   over the kept (t, k): t - tau <= k <= t
 
-from which manual_bptt.core.parameter_grads forms dU, dW, db, ds0 and dxs (the forward pass
+from which manual_bptt.core.delta_grads forms dU, dW, db, ds0 and dxs (the forward pass
 and the output layer are manual_bptt's, and correct). ``correct_double_sum`` is the same
 code without a bug, and must pass. Each bug, and where the report should put it:
 
@@ -36,7 +36,7 @@ import numpy as np
 
 import manual_bptt as mb
 from manual_bptt._inputs import check_truncate, prepare
-from manual_bptt.core import BPTTResult, final_state, output_layer, parameter_grads, run_forward
+from manual_bptt.core import BPTTResult, delta_grads, final_state, output_layer, run_forward
 
 
 def _double_sum(p, xs, ys, *, activation, s0, truncate, reduction, mask, bug: str | None) -> BPTTResult:
@@ -65,7 +65,10 @@ def _double_sum(p, xs, ys, *, activation, s0, truncate, reduction, mask, bug: st
                 )  # g_{t,k-1} = W^T delta_{t,k}
                 if bug == "sign_error":
                     g = -g
-    grads, ds0, dxs = parameter_grads(tr, D, dO)
+    dU, dW, db, ds0, dxs = delta_grads(tr, D)
+    dO2 = dO.reshape(T * B, K)
+    dV, dc = dO2.T @ tr.s.reshape(T * B, H), None if tr.c is None else dO2.sum(axis=0)
+    grads = mb.RNNParams(U=dU, W=dW, V=dV, b=db, c=dc)
     if bug == "transposed_dW":
         grads = grads.replace(W=grads.W.T)
     if bug == "wrong_bias_gradient" and grads.b is not None:

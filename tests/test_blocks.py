@@ -45,7 +45,16 @@ def test_bptt_matches_oracle_in_blocks_of_any_size(rows, numbers, prob, check):
     check(r, ref.bptt(prob.params, prob.xs, prob.ys, **kw), context=context)
 
 
-def test_small_blocks_do_split_the_work():
+@pytest.mark.parametrize(
+    ("rows", "expect"),
+    [
+        # batch-first xs (B=3, T=5, D=4): 7 // 3 = 2 steps per block, for U x_t and for dU
+        (7, [(0, 2, (6, 4)), (2, 4, (6, 4)), (4, 5, (3, 4))]),
+        # fewer rows than B: still one step per block
+        (1, [(t, t + 1, (3, 4)) for t in range(5)]),
+    ],
+)
+def test_small_blocks_do_split_the_work(rows, expect):
     """The patched block size really gives several blocks (else the test above is vacuous)."""
     prob = problem()
     blocks = []
@@ -56,10 +65,9 @@ def test_small_blocks_do_split_the_work():
             blocks.append((steps.start, min(steps.stop, X.shape[0]), x.shape))
             yield steps, x
 
-    with mock.patch.object(core, "_ROWS", 7), mock.patch.object(core, "_input_blocks", spy):
+    with mock.patch.object(core, "_ROWS", rows), mock.patch.object(core, "_input_blocks", spy):
         mb.bptt(prob.params, prob.xs, prob.ys)
-    # batch-first xs (B=3, T=5): 7 // 3 = 2 steps per block, for U x_t and again for dU
-    assert blocks == [(0, 2, (6, 4)), (2, 4, (6, 4)), (4, 5, (3, 4))] * 2
+    assert blocks == expect * 2
 
 
 @pytest.mark.parametrize("tokens", [False, True])

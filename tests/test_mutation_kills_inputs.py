@@ -141,9 +141,9 @@ def _terms(dec):
 
 
 def test_float32_decomposition_default_and_integer_s0_are_float32_zeros():
-    # kills x_prepare__mutmut_166, _168 (s0=None zeros made float64) and _174, _176 (an
-    # integer s0 kept as int64): both made the s_{k-1} rows float64, so float32 terms were
-    # computed in float64.
+    # was written against the s0 dtype mutants of prepare (s0=None zeros made float64, an
+    # integer s0 kept as int64), when the s_{k-1} rows were built from s0 directly; now s0 is
+    # copied into the float32 states and test_batch_s0_has_the_compute_dtype kills them.
     p32 = P.astype(np.float32)
     Bb = 3
     tok = RNG.integers(0, D, (Bb, T))
@@ -196,3 +196,15 @@ def test_batch_weight_of_unbatched_mask_is_time_by_one():
     batch = prepare(P, TOK[0], YS[0], activation="tanh", s0=None, mask=mask, reduction="mean")
     assert batch.weight.shape == (T, 1)
     np.testing.assert_array_equal(batch.weight[:, 0], mask / mask.sum())
+
+
+@pytest.mark.parametrize("s0", [None, "int"])
+def test_batch_s0_has_the_compute_dtype(s0):
+    # kills x_prepare__mutmut_166, _168 (s0=None zeros made float64) and _174, _176 (an
+    # integer s0 kept as int64): bptt copies s0 into its float32 states, so no gradient shows
+    # it, but Batch documents s0 in the compute dtype
+    p32 = P.astype(np.float32)
+    s0_arr = None if s0 is None else np.ones((TOK.shape[0], P.hidden_size), dtype=np.int64)
+    batch = prepare(p32, TOK, YS, activation="tanh", s0=s0_arr)
+    assert batch.dtype == np.float32 and batch.s0.dtype == np.float32
+    np.testing.assert_array_equal(batch.s0, 0.0 if s0 is None else 1.0)

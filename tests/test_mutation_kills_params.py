@@ -101,3 +101,15 @@ def test_prime_has_the_shape_and_dtype_of_a(name, dtype):
               "tanh": 1 - s * s, "sigmoid": s * (1 - s)}[name]
     np.testing.assert_array_equal(fp, expect)
 
+
+@pytest.mark.parametrize("name", sorted(ACTIVATIONS))
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_prime_writes_into_out(name, dtype):
+    # kills x__tanh_prime__mutmut_4, _7, _10, _13 and x__sigmoid_prime__mutmut_4, _7, _11, _14
+    # (out=out -> None or dropped): the backward recursion relies on prime(s, out=buffer)
+    # filling its cache-sized buffer
+    act = ACTIVATIONS[name]
+    s = act.f(np.linspace(-2, 2, 12, dtype=dtype).reshape(3, 4))
+    out = np.full_like(s, np.nan)
+    assert act.prime(s, out=out) is out
+    np.testing.assert_array_equal(out, act.prime(s))

@@ -144,7 +144,7 @@ def _input_blocks(X: np.ndarray) -> Iterator[tuple[slice, np.ndarray]]:
         yield slice(0, T), X.reshape(T * B, n)
         return
     steps = max(1, _ROWS // B)
-    block = np.empty((min(steps, T), B, n), dtype=X.dtype)
+    block = np.empty_like(X[:steps], order="C")
     for t in range(0, T, steps):
         x = block[: min(steps, T - t)]
         np.copyto(x, X[t : t + steps])  # x_k for the steps k of this block, time-major
@@ -324,22 +324,6 @@ def _input_grad(D: np.ndarray, X: np.ndarray) -> np.ndarray:
     for steps, x in _input_blocks(X):
         dU += D[steps].reshape(-1, H).T @ x  # sum of D_k x_k^T over the steps k of this block
     return dU
-
-
-def parameter_grads(
-    tr: Trace, D: np.ndarray, dO: np.ndarray
-) -> tuple[RNNParams, np.ndarray, np.ndarray | None]:
-    """Every gradient, from the error signals D (T, B, H) and dE/do_t, dO (T, B, K).
-
-    Returns:
-        (grads, ds0 in s0's shape, dxs in xs's shape or None); see delta_grads.
-    """
-    n, H, K = tr.batch.T * tr.batch.B, tr.batch.H, tr.batch.K
-    dU, dW, db, ds0, dxs = delta_grads(tr, D)
-    dO2 = dO.reshape(n, K)
-    dV = dO2.T @ tr.s.reshape(n, H)  # dV = sum_t dE/do_t s_t^T
-    dc = None if tr.c is None else dO2.sum(axis=0)
-    return RNNParams(U=dU, W=dW, V=dV, b=db, c=dc), ds0, dxs
 
 
 def bptt(

@@ -65,25 +65,6 @@ class RNNParams:
                     raise ValueError(f"{f.name}: required, got None")
                 continue
             object.__setattr__(self, f.name, _frozen_copy(f.name, value))
-        self._check_shapes()
-
-    @classmethod
-    def _adopt(cls, **arrays: np.ndarray | None) -> RNNParams:
-        """An RNNParams that keeps the given float arrays instead of copying them.
-
-        For arrays the library has just computed (bptt's gradients) and keeps no other
-        reference to: copying them would only cost time. They are made read-only here.
-        """
-        self = cls.__new__(cls)
-        for f in fields(cls):
-            value = arrays.get(f.name)
-            if value is not None:
-                value.flags.writeable = False
-            object.__setattr__(self, f.name, value)
-        self._check_shapes()
-        return self
-
-    def _check_shapes(self) -> None:
         U, W, V, b, c = self.U, self.W, self.V, self.b, self.c
         if U.ndim != 2:
             raise ValueError(f"U: expected shape (H, D), got {U.shape}")
@@ -98,6 +79,22 @@ class RNNParams:
             raise ValueError(f"b: expected shape (H,) = ({H},), got {b.shape}")
         if c is not None and c.shape != (V.shape[0],):
             raise ValueError(f"c: expected shape (K,) = ({V.shape[0]},), got {c.shape}")
+
+    @classmethod
+    def _adopt(cls, **arrays: np.ndarray | None) -> RNNParams:
+        """An RNNParams that keeps the given float arrays instead of copying them.
+
+        For arrays the library has just computed (bptt's gradients, in the shapes of the
+        parameters) and keeps no other reference to: copying them would only cost time. They
+        are made read-only here.
+        """
+        self = cls.__new__(cls)
+        for f in fields(cls):
+            value = arrays.get(f.name)
+            if value is not None:
+                value.flags.writeable = False
+            object.__setattr__(self, f.name, value)
+        return self
 
     # -- sizes -----------------------------------------------------------------
     @property
