@@ -60,14 +60,23 @@ def test_small_blocks_do_split_the_work(rows, expect):
     blocks = []
     real = core._input_blocks
 
+    kept = []  # every yielded block, kept alive, so that a fresh copy gets a fresh address
+
     def spy(X):
         for steps, x in real(X):
             blocks.append((steps.start, min(steps.stop, X.shape[0]), x.shape))
+            kept.append(x)
             yield steps, x
 
     with mock.patch.object(core, "_ROWS", rows), mock.patch.object(core, "_input_blocks", spy):
         mb.bptt(prob.params, prob.xs, prob.ys)
     assert blocks == expect * 2
+    # each of the two passes over xs (U x_t, then dU) copies into one reused C-contiguous
+    # block, not into a new array per block
+    n = len(expect)
+    for one_pass in (kept[:n], kept[n:]):
+        for x in one_pass:
+            assert x.flags.c_contiguous and np.shares_memory(x, one_pass[0])
 
 
 @pytest.mark.parametrize("tokens", [False, True])
