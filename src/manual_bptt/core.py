@@ -19,8 +19,8 @@ Backward, with delta_t := dE/da_t (the total derivative, through every later ste
 The recursion over t is the only Python loop over single steps; every other product runs
 over many (time, batch) rows at once. Besides the outputs, a call allocates only the states
 and one (T, B, H) array that holds a_t, then e_t, then delta_t in turn: f'(a_t) is computed
-from s_t one step at a time, dE/do_t exists a block of rows at a time, and batch-first dense
-inputs are read in place rather than copied to time-major order.
+from s_t a cache-sized block of steps at a time, dE/do_t exists a block of rows at a time, and
+batch-first dense inputs are read in place, copied to time-major order a block at a time.
 """
 
 from __future__ import annotations
@@ -55,7 +55,7 @@ class Trace:
             weight gradient that needs s_{t-1} is a single matrix product over all rows.
         U, W, V, b, c: the parameters in the compute dtype (b, c may be None).
         fprime: (T, B, H) f'(a_t), computed from s on first use (bptt's full recursion
-            computes it one step at a time instead).
+            computes it a block of steps at a time instead).
     """
 
     batch: Batch
