@@ -29,7 +29,14 @@ import numpy as np
 import pytest
 from hypothesis import HealthCheck, Phase, settings
 
-from manual_bptt.testing import assert_close, assert_results_close, result_fields
+from manual_bptt.testing import (
+    Problem,
+    RNNConfig,
+    assert_close,
+    assert_results_close,
+    make_problem,
+    result_fields,
+)
 
 # ---------------------------------------------------------------------------------------------
 # Hypothesis profiles
@@ -199,3 +206,23 @@ def pytest_terminal_summary(terminalreporter: Any) -> None:
     terminalreporter.section("worst relative error vs the oracle, float64: max|a-b| / max(max|ref|, 1e-2)")
     for field, (err, where) in sorted(WORST_REL_ERRORS.items(), key=lambda kv: -kv[1][0]):
         terminalreporter.write_line(f"{field:12s} {err:.3e}   in {where}")
+
+
+#: The fields of a plain problem: dense inputs, biases, tanh, full BPTT, summed loss, no mask,
+#: zero s0, weight scale 1.
+PLAIN = {
+    "tokens": False,
+    "bias": True,
+    "activation": "tanh",
+    "truncate": None,
+    "reduction": "sum",
+    "use_mask": False,
+    "s0_kind": None,
+    "weight_scale": 1.0,
+}
+
+
+def problem_with(**fields: Any) -> Problem:
+    """A deterministic test problem: the given RNNConfig fields (sizes T, B, D, H, K and the
+    seed at least), the others from PLAIN."""
+    return make_problem(RNNConfig(**{**PLAIN, **fields}))

@@ -22,16 +22,14 @@ from hypothesis import given, settings
 
 import manual_bptt as mb
 import reference as ref
-from conftest import examples
+from conftest import examples, problem_with
 from manual_bptt import core
-from manual_bptt.testing import RNNConfig, make_problem, rnn_problems
+from manual_bptt.testing import rnn_problems
 
 
 def problem(**changes):
     """A small deterministic problem; B=None is unbatched."""
-    base = dict(T=5, B=3, D=4, H=6, K=2, tokens=False, bias=True, activation="tanh", truncate=None,
-                reduction="sum", use_mask=False, s0_kind=None, weight_scale=1.0, seed=1)
-    return make_problem(RNNConfig(**{**base, **changes}))
+    return problem_with(**{"T": 5, "B": 3, "D": 4, "H": 6, "K": 2, "seed": 1, **changes})
 
 
 @pytest.mark.parametrize(("rows", "numbers"), [(1, 1), (2, 13), (3, 40), (7, 100)])

@@ -20,9 +20,8 @@ from hypothesis import given, settings
 
 import manual_bptt as mb
 import reference as ref
-from conftest import examples, oracle_close
+from conftest import examples, oracle_close, problem_with
 from manual_bptt.testing import (
-    RNNConfig,
     assert_close,
     make_problem,
     rnn_configs,
@@ -59,24 +58,8 @@ def batch_axis(a, batched):
 
 def fixed_problem(**changes):
     """A deterministic, deliberately unequal-sized problem (T=6, B=3, D=4, H=5, K=2)."""
-    base = {
-        "T": 6,
-        "B": 3,
-        "D": 4,
-        "H": 5,
-        "K": 2,
-        "tokens": False,
-        "bias": True,
-        "activation": "tanh",
-        "truncate": None,
-        "reduction": "sum",
-        "use_mask": True,
-        "s0_kind": "per_row",
-        "weight_scale": 1.0,
-        "seed": 20240607,
-    }
-    base.update(changes)
-    return make_problem(RNNConfig(**base))
+    base = {"T": 6, "B": 3, "D": 4, "H": 5, "K": 2, "use_mask": True, "s0_kind": "per_row", "seed": 20240607}
+    return problem_with(**{**base, **changes})
 
 
 # ---------------------------------------------------------------------------------------------

@@ -14,8 +14,8 @@ from hypothesis import given, settings
 
 import manual_bptt as mb
 import reference as ref
-from conftest import examples
-from manual_bptt.testing import RNNConfig, make_problem, rnn_problems
+from conftest import examples, problem_with
+from manual_bptt.testing import rnn_problems
 
 
 def run_kwargs(prob):
@@ -44,23 +44,11 @@ def test_rtrl_every_input_kind(activation, tokens, B, check):
     for i, (use_mask, s0_kind, reduction) in enumerate(
         [(False, None, "sum"), (True, "shared", "mean"), (True, "per_row" if B else "shared", "sum")]
     ):
-        cfg = RNNConfig(
-            T=6,
-            B=B,
-            D=4,
-            H=5,
-            K=2,
-            tokens=tokens,
-            bias=i != 1,
-            activation=activation,
-            truncate=None,
-            reduction=reduction,
-            use_mask=use_mask,
-            s0_kind=s0_kind,
-            weight_scale=1.0 if i else 1.5,
-            seed=1000 + i,
+        prob = problem_with(
+            T=6, B=B, D=4, H=5, K=2, tokens=tokens, bias=i != 1, activation=activation,
+            reduction=reduction, use_mask=use_mask, s0_kind=s0_kind,
+            weight_scale=1.0 if i else 1.5, seed=1000 + i,
         )
-        prob = make_problem(cfg)
         kw = run_kwargs(prob)
         r = mb.rtrl(prob.params, prob.xs, prob.ys, **kw)
         check(r, ref.bptt(prob.params, prob.xs, prob.ys, **kw), context=f"rtrl vs oracle, {prob!r}")
@@ -70,24 +58,7 @@ def test_rtrl_every_input_kind(activation, tokens, B, check):
 
 
 def test_rtrl_float32_inputs_give_float32_results(check):
-    prob = make_problem(
-        RNNConfig(
-            T=6,
-            B=2,
-            D=4,
-            H=5,
-            K=3,
-            tokens=False,
-            bias=True,
-            activation="tanh",
-            truncate=None,
-            reduction="sum",
-            use_mask=False,
-            s0_kind="per_row",
-            weight_scale=0.5,
-            seed=8,
-        )
-    )
+    prob = problem_with(T=6, B=2, D=4, H=5, K=3, s0_kind="per_row", weight_scale=0.5, seed=8)
     kw = run_kwargs(prob)
     kw["s0"] = kw["s0"].astype(np.float32)
     r32 = mb.rtrl(prob.params.astype(np.float32), prob.xs.astype(np.float32), prob.ys, **kw)
@@ -103,24 +74,7 @@ def test_rtrl_refuses_sensitivities_past_max_bytes(tokens, check):
     """Documented need: B*H*(H*H + H*D + 2H) numbers, plus T*B*H*D for dense inputs. Exactly
     that many bytes runs; one byte less raises a ValueError naming max_bytes."""
     T, B, D, H = 7, 3, 4, 5
-    prob = make_problem(
-        RNNConfig(
-            T=T,
-            B=B,
-            D=D,
-            H=H,
-            K=2,
-            tokens=tokens,
-            bias=True,
-            activation="tanh",
-            truncate=None,
-            reduction="sum",
-            use_mask=False,
-            s0_kind=None,
-            weight_scale=1.0,
-            seed=4,
-        )
-    )
+    prob = problem_with(T=T, B=B, D=D, H=H, K=2, tokens=tokens, seed=4)
     kw = run_kwargs(prob)
     need = 8 * (B * H * (H * H + H * D + 2 * H) + (0 if tokens else T * B * H * D))
     check(
@@ -146,23 +100,6 @@ def test_rtrl_default_limit_refuses_large_hidden_size():
 
 @pytest.mark.parametrize("bad", [-1, 2.5, True, "10", None])
 def test_rtrl_bad_max_bytes_is_refused(bad):
-    prob = make_problem(
-        RNNConfig(
-            T=3,
-            B=None,
-            D=4,
-            H=2,
-            K=5,
-            tokens=True,
-            bias=False,
-            activation="tanh",
-            truncate=None,
-            reduction="sum",
-            use_mask=False,
-            s0_kind=None,
-            weight_scale=1.0,
-            seed=2,
-        )
-    )
+    prob = problem_with(T=3, B=None, D=4, H=2, K=5, tokens=True, bias=False, seed=2)
     with pytest.raises(ValueError, match=r"^max_bytes"):
         mb.rtrl(prob.params, prob.xs, prob.ys, max_bytes=bad)

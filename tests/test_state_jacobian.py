@@ -12,8 +12,8 @@ from hypothesis import given, settings
 
 import manual_bptt as mb
 import reference as ref
-from conftest import examples, oracle_close
-from manual_bptt.testing import RNNConfig, assert_close, make_problem, rnn_problems
+from conftest import examples, oracle_close, problem_with
+from manual_bptt.testing import assert_close, rnn_problems
 
 RTOL, ATOL = 1e-10, 1e-12
 SMALL = {"max_T": 7, "max_H": 5, "max_B": 3, "truncation": False}
@@ -90,23 +90,9 @@ def test_chain_rule(prob):
 @pytest.mark.parametrize("tokens", [False, True])
 def test_identity_activation_gives_powers_of_W(tokens):
     """f = identity: ds_t/ds_k = W^(t-k) exactly (up to rounding), whatever the inputs."""
-    prob = make_problem(
-        RNNConfig(
-            T=8,
-            B=None,
-            D=3,
-            H=5,
-            K=4,
-            tokens=tokens,
-            bias=True,
-            activation="identity",
-            truncate=None,
-            reduction="sum",
-            use_mask=False,
-            s0_kind="shared",
-            weight_scale=1.5,
-            seed=99,
-        )
+    prob = problem_with(
+        T=8, B=None, D=3, H=5, K=4, tokens=tokens, activation="identity", s0_kind="shared",
+        weight_scale=1.5, seed=99,
     )
     W = prob.params.W
     for t in range(8):
@@ -120,23 +106,6 @@ def test_identity_activation_gives_powers_of_W(tokens):
     [(5, 0, "t"), (-1, -1, "t"), (1.0, 0, "t"), (True, 0, "t"), (2, 3, "k"), (2, -2, "k"), (2, 1.0, "k")],
 )
 def test_bad_steps_name_t_or_k(t, k, which):
-    prob = make_problem(
-        RNNConfig(
-            T=5,
-            B=2,
-            D=3,
-            H=4,
-            K=6,
-            tokens=True,
-            bias=False,
-            activation="tanh",
-            truncate=None,
-            reduction="sum",
-            use_mask=False,
-            s0_kind=None,
-            weight_scale=1.0,
-            seed=5,
-        )
-    )
+    prob = problem_with(T=5, B=2, D=3, H=4, K=6, tokens=True, bias=False, seed=5)
     with pytest.raises(ValueError, match=rf"^{which}\b"):
         mb.state_jacobian(prob.params, prob.xs, t, k)
