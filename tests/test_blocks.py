@@ -1,11 +1,11 @@
 """bptt's block-wise work at every block size, and inputs read in place.
 
-bptt does three things a block at a time: the output layer (dE/do never exists for all t
-at once) and the time-major copy of batch-first dense inputs for U x_t and dU, in blocks of
-core._ROWS = 1024 rows (t, b); and f'(a_t) in the backward recursion, in blocks of steps of
-at most core._NUMBERS = 2^15 numbers. Both are more than any generated test problem has, so
-every other test runs single blocks. Here they are set as low as 1: many blocks, partial
-last blocks and blocks of a single step, each checked against the oracle.
+bptt works a block of steps at a time, core._ROWS = 1024 rows (t, b) per block: U x_t + b
+and a_t in the forward pass, and in the backward pass (the blocks last first) the output
+layer, the recursion for delta_t and each block's terms of the gradients; f'(a_t) is computed
+in sub-blocks of at most core._NUMBERS = 2^15 numbers. Both are more than any generated test
+problem has, so every other test runs single blocks. Here they are set as low as 1: many
+blocks, partial last blocks and blocks of a single step, each checked against the oracle.
 
 Batch-first dense inputs are read in place, not copied (see Batch.X), so the tests also
 check that the caller's arrays are not written to, and that decompose, whose terms are
@@ -14,6 +14,7 @@ computed after it returns, keeps its own copy.
 
 from __future__ import annotations
 
+import tracemalloc
 from unittest import mock
 
 import numpy as np
@@ -46,35 +47,67 @@ def test_bptt_matches_oracle_in_blocks_of_any_size(rows, numbers, prob, check):
 @pytest.mark.parametrize(
     ("rows", "expect"),
     [
-        # batch-first xs (B=3, T=5, D=4): 7 // 3 = 2 steps per block, for U x_t and for dU
+        # batch-first xs (B=3, T=5, D=4): 7 // 3 = 2 steps per block
         (7, [(0, 2, (6, 4)), (2, 4, (6, 4)), (4, 5, (3, 4))]),
         # fewer rows than B: still one step per block
         (1, [(t, t + 1, (3, 4)) for t in range(5)]),
     ],
 )
 def test_small_blocks_do_split_the_work(rows, expect):
-    """The patched block size really gives several blocks (else the test above is vacuous)."""
+    """The patched block size really gives several blocks (else the test above is vacuous).
+
+    The forward pass takes the blocks in order; the backward pass takes them last first, each
+    through the output layer, the recursion and the weight gradients.
+    """
     prob = problem()
-    blocks = []
-    real = core._input_blocks
+    x_blocks, out_blocks, kept = [], [], []  # kept: every x block alive, so a copy gets a fresh address
 
-    kept = []  # every yielded block, kept alive, so that a fresh copy gets a fresh address
+    def spy_x(X, start, end, buf):
+        x = real_x(X, start, end, buf)
+        x_blocks.append((start, end, x.shape))
+        kept.append(x)
+        return x
 
-    def spy(X):
-        for steps, x in real(X):
-            blocks.append((steps.start, min(steps.stop, X.shape[0]), x.shape))
-            kept.append(x)
-            yield steps, x
+    def spy_out(tr, start, end, *args):
+        out_blocks.append((start, end))
+        return real_out(tr, start, end, *args)
 
-    with mock.patch.object(core, "_ROWS", rows), mock.patch.object(core, "_input_blocks", spy):
+    real_x, real_out = core._x_rows, core._output_block
+    with (
+        mock.patch.object(core, "_ROWS", rows),
+        mock.patch.object(core, "_x_rows", spy_x),
+        mock.patch.object(core, "_output_block", spy_out),
+    ):
         mb.bptt(prob.params, prob.xs, prob.ys)
-    assert blocks == expect * 2
-    # each of the two passes over xs (U x_t, then dU) copies into one reused C-contiguous
-    # block, not into a new array per block
+    assert x_blocks == expect + expect[::-1]  # U x_t forward, then dU backward
+    assert out_blocks == [(start, end) for start, end, _ in expect[::-1]]
+    # each of the two passes over xs copies into one reused C-contiguous block, not into a
+    # new array per block
     n = len(expect)
     for one_pass in (kept[:n], kept[n:]):
         for x in one_pass:
             assert x.flags.c_contiguous and np.shares_memory(x, one_pass[0])
+
+
+def test_full_bptt_keeps_no_array_of_every_step_but_the_states():
+    """Peak memory of bptt: the states, dE/dxs and blocks; no (T, B, H) array of a, e or delta.
+
+    Such an array is as large as the states, so it would raise the peak to at least twice
+    their size; the blocks here are a tenth of it.
+    """
+    T, B, D, H, K = 4000, 2, 3, 64, 5
+    prob = problem_with(T=T, B=B, D=D, H=H, K=K, seed=4)
+    states = (T + 1) * B * H * 8
+    dxs = T * B * D * 8
+    mb.bptt(prob.params, prob.xs, prob.ys)  # warm: first-call allocations are not counted
+    tracemalloc.start()
+    try:
+        r = mb.bptt(prob.params, prob.xs, prob.ys)
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    assert r.dxs.shape == (B, T, D)
+    assert states + dxs < peak < 1.5 * states + dxs, (peak, states, dxs)
 
 
 @pytest.mark.parametrize("tokens", [False, True])

@@ -17,10 +17,14 @@ Backward, with delta_t := dE/da_t (the total derivative, through every later ste
     dV = sum_t dE/do_t s_t^T       dc = sum_t dE/do_t         ds0 = W^T delta_0
 
 The recursion over t is the only Python loop over single steps; every other product runs
-over many (time, batch) rows at once. Besides the outputs, a call allocates only the states
-and one (T, B, H) array that holds a_t, then e_t, then delta_t in turn: f'(a_t) is computed
-from s_t a cache-sized block of steps at a time, dE/do_t exists a block of rows at a time, and
-batch-first dense inputs are read in place, copied to time-major order a block at a time.
+over a block of steps, about _ROWS rows (t, b), at once. Besides its outputs, a call to bptt
+allocates only the states s_t, (T + 1, B, H), and a few blocks of that many rows, each reused:
+    forward:  U x_t + b for a block of steps, then a_t and s_t = f(a_t) step by step;
+    backward: the blocks in reverse order; for each, dE/do_t and e_t, then delta_t by the
+              recursion (f'(a_t) from s_t, a cache-sized block of steps at a time), then
+              that block's terms of dU, dW, db and dE/dxs, while delta_t is still in cache.
+Batch-first dense inputs are read in place, copied to time-major order a block at a time.
+Truncated BPTT keeps e_t for all steps (its sums over lags need them) in one (T, B, H) array.
 """
 
 from __future__ import annotations
@@ -34,8 +38,8 @@ import numpy as np
 from ._inputs import Batch, check_truncate, prepare
 from .params import RNNParams
 
-#: Rows (t, b) per block where work is done a block of rows at a time: the output layer, and
-#: the time-major copy of batch-first inputs for dU. Enough rows for full-speed matrix products.
+#: Rows (t, b) per block of steps (at least one step per block), where work is done a block
+#: of steps at a time: enough rows for full-speed matrix products, few enough to stay in cache.
 _ROWS = 1024
 #: Numbers per block of elementwise work done a block of steps at a time (f'(a_t) in the
 #: backward recursion): 256 KiB of float64, so the block stays in cache between its uses.
@@ -48,7 +52,8 @@ class Trace:
 
     Attributes:
         batch: the validated inputs.
-        a: (T, B, H) pre-activations a_t.
+        a: (T, B, H) pre-activations a_t, or None when not kept (bptt's full recursion
+            needs only s_t: see run_forward's keep_a).
         s: (T, B, H) states s_t.
         s_in: (T, B, H) the state entering each step, s_in[t] = s_{t-1} (s_in[0] = s0).
             s and s_in are two overlapping views of one (T + 1, B, H) buffer, so every
@@ -59,7 +64,7 @@ class Trace:
     """
 
     batch: Batch
-    a: np.ndarray
+    a: np.ndarray | None
     s: np.ndarray
     s_in: np.ndarray
     U: np.ndarray
@@ -98,57 +103,76 @@ class BPTTResult:
     final_state: np.ndarray
 
 
-def run_forward(p: RNNParams, batch: Batch) -> Trace:
-    """The recurrence a_t = U x_t + W s_{t-1} + b, s_t = f(a_t) over a validated batch."""
+def run_forward(p: RNNParams, batch: Batch, *, keep_a: bool = True) -> Trace:
+    """The recurrence a_t = U x_t + W s_{t-1} + b, s_t = f(a_t) over a validated batch.
+
+    Args:
+        p: the parameters.
+        batch: the validated inputs.
+        keep_a: keep every a_t in Trace.a, (T, B, H); if False, a_t exists only a block of
+            steps at a time (in one reused block) and Trace.a is None.
+    """
     dt = batch.dtype
     T, B, H = batch.T, batch.B, batch.H
     U, W, V = (np.asarray(m, dtype=dt) for m in (p.U, p.W, p.V))
     b = None if p.b is None else np.asarray(p.b, dtype=dt)
     c = None if p.c is None else np.asarray(p.c, dtype=dt)
 
-    a = np.empty((T, B, H), dtype=dt)
-    # input term U x_t + b for all t at once: a column gather for tokens, matrix products for
-    # dense inputs, a block of steps at a time (b is added while the block is in cache)
-    if batch.tokens is not None:
-        np.take(U.T, batch.tokens, axis=0, out=a)
-        if b is not None:
-            a += b
-    else:
-        UT = np.ascontiguousarray(U.T)  # x @ UT is a faster product than x @ U.T
-        for steps, x in _input_blocks(batch.X):
-            a_steps = np.matmul(x, UT, out=a[steps].reshape(-1, H))
-            if b is not None:
-                a_steps += b
+    blocks = step_blocks(T, B)
+    a = np.empty((T if keep_a else blocks[0][1], B, H), dtype=dt)
     states = np.empty((T + 1, B, H), dtype=dt)  # s_{-1} = s0, s_0, ..., s_{T-1}
     states[0] = batch.s0
+    UT = np.ascontiguousarray(U.T)  # x @ UT is a faster product than x @ U.T
     WT = np.ascontiguousarray(W.T)
+    x_buf = _x_buffer(batch, blocks)
     recur = np.empty((B, H), dtype=dt)
     f = batch.act.f
-    # one row of each array per step; iterating yields views, without per-step indexing
-    for a_t, s_prev, s_t in zip(a, states[:-1], states[1:], strict=True):
-        np.dot(s_prev, WT, out=recur)  # W s_{t-1}
-        a_t += recur  # a_t = (U x_t + b) + W s_{t-1}
-        f(a_t, out=s_t)  # s_t = f(a_t)
-    return Trace(batch=batch, a=a, s=states[1:], s_in=states[:-1], U=U, W=W, V=V, b=b, c=c)
+    for start, end in blocks:
+        a_blk = a[start:end] if keep_a else a[: end - start]
+        # input term U x_t + b for the block: a column gather for tokens, one matrix product
+        # for dense inputs (b is added while the block is in cache)
+        if batch.tokens is not None:
+            np.take(UT, batch.tokens[start:end], axis=0, out=a_blk)
+        else:
+            np.matmul(_x_rows(batch.X, start, end, x_buf), UT, out=a_blk.reshape(-1, H))
+        if b is not None:
+            a_blk += b
+        # one row of each array per step; iterating yields views, without per-step indexing
+        for a_t, s_prev, s_t in zip(a_blk, states[start:end], states[start + 1 : end + 1], strict=True):
+            np.dot(s_prev, WT, out=recur)  # W s_{t-1}
+            a_t += recur  # a_t = (U x_t + b) + W s_{t-1}
+            f(a_t, out=s_t)  # s_t = f(a_t)
+    return Trace(
+        batch=batch, a=a if keep_a else None, s=states[1:], s_in=states[:-1], U=U, W=W, V=V, b=b, c=c
+    )
 
 
-def _input_blocks(X: np.ndarray) -> Iterator[tuple[slice, np.ndarray]]:
-    """Yield (steps, x) with x = X[steps] as a C-contiguous (steps * B, D) matrix of rows (t, b).
-
-    A C-contiguous X, (T, B, D), is a single block, not copied. The time-major view of the
-    caller's batch-first array (see Batch.X) is copied a few steps at a time into one small
-    block, reused: the matrix products get contiguous rows, and no (T, B, D) copy is made.
-    """
-    T, B, n = X.shape
-    if X.flags.c_contiguous:
-        yield slice(0, T), X.reshape(T * B, n)
-        return
+def step_blocks(T: int, B: int) -> list[tuple[int, int]]:
+    """[start, end) of consecutive blocks of steps: _ROWS rows (t, b) each, at least one step."""
     steps = max(1, _ROWS // B)
-    block = np.empty_like(X[:steps], order="C")
-    for t in range(0, T, steps):
-        x = block[: min(steps, T - t)]
-        np.copyto(x, X[t : t + steps])  # x_k for the steps k of this block, time-major
-        yield slice(t, t + steps), x.reshape(-1, n)
+    return [(t, min(t + steps, T)) for t in range(0, T, steps)]
+
+
+def _x_buffer(batch: Batch, blocks: list[tuple[int, int]]) -> np.ndarray | None:
+    """The one block that _x_rows copies into, or None when no copy is needed."""
+    X = batch.X
+    if X is None or X.flags.c_contiguous:
+        return None
+    return np.empty_like(X[: blocks[0][1]], order="C")
+
+
+def _x_rows(X: np.ndarray, start: int, end: int, buf: np.ndarray | None) -> np.ndarray:
+    """x_k for the steps k in [start, end) as a C-contiguous (rows, D) matrix of rows (t, b).
+
+    A C-contiguous X, (T, B, D), gives a view. The time-major view of the caller's
+    batch-first array (see Batch.X) is copied into buf (from _x_buffer), reused for every
+    block: the matrix products get contiguous rows, and no (T, B, D) copy is made.
+    """
+    if buf is None:
+        return X[start:end].reshape(-1, X.shape[-1])
+    x = buf[: end - start]
+    np.copyto(x, X[start:end])  # x_k for the steps k of this block, time-major
+    return x.reshape(-1, X.shape[-1])
 
 
 def _softmax_cross_entropy(z: np.ndarray, y: np.ndarray, w: np.ndarray) -> np.floating:
@@ -181,38 +205,115 @@ def output_layer(tr: Trace) -> tuple[float, np.ndarray]:
     return float(loss), z.reshape(T, B, K)
 
 
-def output_grads(tr: Trace, e_out: np.ndarray) -> tuple[float, np.ndarray, np.ndarray | None]:
-    """The output layer for bptt: loss E, dV (K, H), dc (K,) or None, and e_t = V^T dE/do_t.
+@dataclass(eq=False)
+class _GradSums:
+    """Gradients that blocks of steps add their terms to (+=, in place), within one call.
 
-    The same softmax cross-entropy as output_layer, done a block of _ROWS rows (t, b) at a
-    time, so that dE/do never exists as a (T, B, K) array:
-        dV = sum_t dE/do_t s_t^T,   dc = sum_t dE/do_t,   e_t = V^T dE/do_t.
+    dW (H, H), dV (K, H), db (H,) or None, dc (K,) or None; dU (H, D) for dense inputs, or
+    for token inputs dUT (D, H), its transpose, whose row v collects the D_k with x_k = v.
+    """
+
+    dU: np.ndarray | None
+    dUT: np.ndarray | None
+    dW: np.ndarray
+    dV: np.ndarray
+    db: np.ndarray | None
+    dc: np.ndarray | None
+
+    @classmethod
+    def zeros(cls, tr: Trace) -> _GradSums:
+        batch = tr.batch
+        D, H, K, dt = batch.D, batch.H, batch.K, batch.dtype
+        tokens = batch.tokens is not None
+        return cls(
+            dU=None if tokens else np.zeros((H, D), dtype=dt),
+            dUT=np.zeros((D, H), dtype=dt) if tokens else None,
+            dW=np.zeros((H, H), dtype=dt),
+            dV=np.zeros((K, H), dtype=dt),
+            db=None if tr.b is None else np.zeros(H, dtype=dt),
+            dc=None if tr.c is None else np.zeros(K, dtype=dt),
+        )
+
+    def input_grad(self) -> np.ndarray:
+        """dU, (H, D)."""
+        return self.dU if self.dUT is None else np.ascontiguousarray(self.dUT.T)
+
+
+def _output_block(
+    tr: Trace, start: int, end: int, VT: np.ndarray, dO_buf: np.ndarray, e_out: np.ndarray, sums: _GradSums
+) -> np.floating:
+    """The softmax cross-entropy of the steps t in [start, end); returns their part of E.
+
+        o_t = V s_t + c,   dE/do_t = w_t (y_hat_t - onehot(y_t)),   e_t = V^T dE/do_t,
+        dV += sum_t dE/do_t s_t^T,   dc += sum_t dE/do_t   (added to sums).
+
+    Args:
+        VT: (H, K) V^T, C-contiguous.  dO_buf: scratch of at least (end - start) B rows of K.
+        e_out: (end - start, B, H), receives e_t.
+    """
+    batch = tr.batch
+    n, H = (end - start) * batch.B, batch.H
+    S = tr.s[start:end].reshape(n, H)
+    dO = np.matmul(S, VT, out=dO_buf[:n])  # o_t = V s_t (+ c), one row per (t, b)
+    if tr.c is not None:
+        dO += tr.c
+    y, w = batch.Y[start:end].reshape(n), batch.weight[start:end].reshape(n)
+    loss = _softmax_cross_entropy(dO, y, w)  # dO now holds dE/do_t
+    sums.dV += dO.T @ S  # dV += sum_t dE/do_t s_t^T
+    if sums.dc is not None:
+        sums.dc += dO.sum(axis=0)  # dc += sum_t dE/do_t
+    np.matmul(dO, tr.V, out=e_out.reshape(n, H))  # e_t = V^T dE/do_t
+    return loss
+
+
+def output_grads(tr: Trace, e_out: np.ndarray) -> tuple[float, np.ndarray, np.ndarray | None]:
+    """The output layer for every step: loss E, dV (K, H), dc (K,) or None, and e_t.
+
+    The same softmax cross-entropy as output_layer, a block of steps at a time (see
+    _output_block), so that dE/do never exists as a (T, B, K) array.
 
     Args:
         tr: the forward trace.
-        e_out: (T, B, H) array that receives e_t (bptt passes tr.a, which it needs no more).
+        e_out: (T, B, H) array that receives e_t = V^T dE/do_t.
     """
     batch = tr.batch
-    n, H, K = batch.T * batch.B, batch.H, batch.K
-    S, E = tr.s.reshape(n, H), e_out.reshape(n, H)
-    y, w = batch.Y.reshape(n), batch.weight.reshape(n)
-    dV = np.zeros((K, H), dtype=batch.dtype)
-    dc = None if tr.c is None else np.zeros(K, dtype=batch.dtype)
-    loss = batch.dtype.type(0)
+    blocks = step_blocks(batch.T, batch.B)
     VT = np.ascontiguousarray(tr.V.T)  # S @ VT is a faster product than S @ V.T
-    block = np.empty((min(_ROWS, n), K), dtype=batch.dtype)
-    for i in range(0, n, _ROWS):
-        rows = slice(i, min(i + _ROWS, n))
-        dO = block[: rows.stop - i]
-        np.matmul(S[rows], VT, out=dO)  # o_t = V s_t (+ c)
-        if tr.c is not None:
-            dO += tr.c
-        loss += _softmax_cross_entropy(dO, y[rows], w[rows])  # dO now holds dE/do_t
-        dV += dO.T @ S[rows]  # dV = sum_t dE/do_t s_t^T
-        if dc is not None:
-            dc += dO.sum(axis=0)  # dc = sum_t dE/do_t
-        np.matmul(dO, tr.V, out=E[rows])  # e_t = V^T dE/do_t
-    return float(loss), dV, dc
+    dO_buf = np.empty((blocks[0][1] * batch.B, batch.K), dtype=batch.dtype)
+    sums = _GradSums.zeros(tr)
+    loss = batch.dtype.type(0)
+    for start, end in blocks:
+        loss += _output_block(tr, start, end, VT, dO_buf, e_out[start:end], sums)
+    return float(loss), sums.dV, sums.dc
+
+
+def _reverse_recursion(tr: Trace, D: np.ndarray, start: int, carry: np.ndarray, fp_buf: np.ndarray) -> None:
+    """delta_t = (e_t + W^T delta_{t+1}) * f'(a_t) for the steps of one block, the last first.
+
+    Args:
+        tr: the forward trace.
+        D: (n, B, H) e_t for the steps t = start, ..., start + n - 1; overwritten by delta_t.
+        start: the first step of the block.
+        carry: (B, H) W^T delta_{start+n} on entry (zeros when start + n = T, as delta_T = 0);
+            W^T delta_start on return, which is dE/ds0 (per row) when start = 0.
+        fp_buf: (m, B, H) scratch, m >= 1: f'(a_t) is computed from s_t m steps at a time.
+    """
+    W, s, prime = tr.W, tr.s, tr.batch.act.prime
+    m = len(fp_buf)
+    for hi in range(start + len(D), start, -m):  # sub-blocks of steps [lo, hi), the last first
+        lo = max(hi - m, start)
+        fp = prime(s[lo:hi], out=fp_buf[: hi - lo])  # f'(a_t) from s_t
+        for t in range(hi - 1, lo - 1, -1):
+            d_t = D[t - start]
+            carry += d_t  # e_t + W^T delta_{t+1}; e_t is read before delta_t is written over it
+            np.multiply(carry, fp[t - lo], out=d_t)  # delta_t = (e_t + W^T delta_{t+1}) * f'(a_t)
+            np.dot(d_t, W, out=carry)  # W^T delta_t, for step t - 1
+
+
+def _fprime_buffer(batch: Batch, steps: int) -> np.ndarray:
+    """Scratch for f'(a_t) of up to _NUMBERS numbers (at least one step, at most `steps`)."""
+    m = min(steps, max(1, _NUMBERS // (batch.B * batch.H)))
+    return np.empty((m, batch.B, batch.H), dtype=batch.dtype)
 
 
 def backward_deltas(
@@ -229,6 +330,9 @@ def backward_deltas(
     O(min(tau, T) * T) steps, computed lag by lag: for lag L the slices
     delta_{k+L,k} for all k form one matrix product.
 
+    bptt itself runs the full recursion a block of steps at a time (see _bptt_blocks);
+    this is the same recursion over all steps at once.
+
     Args:
         tr: the forward trace.
         e: (T, B, H) e_t = dE_t/ds_t through the output layer only.
@@ -238,19 +342,11 @@ def backward_deltas(
     """
     T = tr.batch.T
     if truncate is None or truncate >= T - 1:
-        W, s, prime = tr.W, tr.s, tr.batch.act.prime
-        delta = np.empty_like(e) if out is None else out
-        steps = max(1, _NUMBERS // (tr.batch.B * tr.batch.H))
-        fprime = np.empty_like(e[:steps])  # f'(a_t) for a block of steps, from s_t
-        carry = np.zeros_like(e[0])  # W^T delta_{t+1}, as (B, H) rows; delta_T = 0
-        for end in range(T, 0, -steps):  # blocks of steps [start, end), the last block first
-            start = max(end - steps, 0)
-            fp = prime(s[start:end], out=fprime[: end - start])
-            for t in range(end - 1, start - 1, -1):
-                carry += e[t]  # e_t is read before delta_t is written (out may be e)
-                np.multiply(carry, fp[t - start], out=delta[t])  # delta_t = (e_t + W^T delta_{t+1}) * f'(a_t)
-                if t > 0:
-                    np.dot(delta[t], W, out=carry)  # W^T delta_t, for step t - 1
+        delta = e.copy() if out is None else out
+        if delta is not e:
+            np.copyto(delta, e)
+        carry = np.zeros_like(e[0])  # W^T delta_T = 0
+        _reverse_recursion(tr, delta, 0, carry, _fprime_buffer(tr.batch, T))
         return delta
     D = None
     for L, Q in lag_deltas(tr, e, truncate):
@@ -281,6 +377,67 @@ def lag_deltas(tr: Trace, e: np.ndarray, max_lag: int) -> Iterator[tuple[int, np
         yield L, Q
 
 
+def _input_grad_arrays(batch: Batch) -> tuple[np.ndarray | None, np.ndarray | None]:
+    """(dxs in the caller's layout, its time-major (T, B, D) view), or (None, None) for tokens."""
+    if batch.tokens is not None:
+        return None, None
+    if batch.batched:
+        dxs = np.empty((batch.B, batch.T, batch.D), dtype=batch.dtype)
+        return dxs, dxs.swapaxes(0, 1)
+    dxs = np.empty((batch.T, batch.D), dtype=batch.dtype)
+    return dxs, dxs[:, None, :]
+
+
+def _delta_block_grads(
+    tr: Trace,
+    D: np.ndarray,
+    start: int,
+    x_buf: np.ndarray | None,
+    dxs_tm: np.ndarray | None,
+    sums: _GradSums,
+) -> None:
+    """Add the terms of the steps k in [start, start + n) to the gradients, and write dE/dx_k.
+
+        dW += sum_k D_k s_{k-1}^T,   dU += sum_k D_k x_k^T,   db += sum_k D_k,
+        dE/dx_k = U^T D_k   (into dxs_tm[k], the time-major view of dxs; dense inputs).
+
+    Args:
+        D: (n, B, H) the error signals D_k = dE/da_k of these steps.
+        x_buf: the block from _x_buffer (None if xs needs no copy); free again once dU has
+            its terms, it then holds dE/dx_k on its way to the caller's batch-first layout.
+    """
+    batch = tr.batch
+    end = start + len(D)
+    n, H = len(D) * batch.B, batch.H
+    D2 = D.reshape(n, H)
+    sums.dW += D2.T @ tr.s_in[start:end].reshape(n, H)  # dW += sum_k D_k s_{k-1}^T
+    if sums.db is not None:
+        sums.db += D2.sum(axis=0)  # db += sum_k D_k
+    if batch.tokens is not None:
+        _add_rows_by_token(sums.dUT, batch.tokens[start:end].reshape(n), D2)
+        return
+    sums.dU += D2.T @ _x_rows(batch.X, start, end, x_buf)  # dU += sum_k D_k x_k^T
+    dx = dxs_tm[start:end]
+    if dx.flags.c_contiguous:  # time-major dxs (unbatched, or B = 1)
+        np.matmul(D2, tr.U, out=dx.reshape(n, batch.D))  # dE/dx_k = U^T D_k
+    else:  # batch-first dxs: computed into the free block, then copied into place
+        rows = np.empty_like(dx, order="C") if x_buf is None else x_buf[: len(D)]
+        np.matmul(D2, tr.U, out=rows.reshape(n, batch.D))  # dE/dx_k = U^T D_k
+        dx[...] = rows
+
+
+def _add_rows_by_token(dUT: np.ndarray, tokens: np.ndarray, D2: np.ndarray) -> None:
+    """dUT[v] += the sum of the rows D2[i] with tokens[i] = v.
+
+    That is dU += sum_k D_k x_k^T for one-hot x_k: column v of dU collects the D_k of the
+    steps with x_k = v. np.add.at sums repeated indices (plain += would keep one of them);
+    on flat indices v * H + h it costs O(rows H), whatever the vocabulary.
+    """
+    H = D2.shape[1]
+    cell = (tokens[:, None] * H + np.arange(H)).reshape(-1)  # flat index of (v, h) in dUT
+    np.add.at(dUT.reshape(-1), cell, D2.reshape(-1))
+
+
 def delta_grads(
     tr: Trace, D: np.ndarray
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray | None, np.ndarray, np.ndarray | None]:
@@ -292,38 +449,48 @@ def delta_grads(
     Returns:
         (dU (H, D), dW (H, H), db (H,) or None, ds0 in s0's shape, dxs in xs's shape or None):
         dW = sum_k D_k s_{k-1}^T,  dU = sum_k D_k x_k^T,  db = sum_k D_k,
-        ds0 = W^T D_0,  dE/dx_k = U^T D_k.
+        ds0 = W^T D_0,  dE/dx_k = U^T D_k;  a block of steps at a time (_delta_block_grads).
     """
     batch = tr.batch
-    T, B, H = batch.T, batch.B, batch.H
-    D2 = D.reshape(T * B, H)
-    dW = D2.T @ tr.s_in.reshape(T * B, H)  # dW = sum_k D_k s_{k-1}^T, one product over all rows
-    if batch.tokens is not None:
-        # dU = sum_k D_k x_k^T: column x_k of dU collects D_k. bincount sums, for each
-        # (token v, unit h), the entries D_k[h] with x_k = v: O(T B H), whatever the vocabulary.
-        cell = (batch.tokens.reshape(T * B, 1) * H + np.arange(H)).reshape(-1)  # v * H + h
-        dUT = np.bincount(cell, weights=D2.reshape(-1), minlength=batch.D * H).reshape(batch.D, H)
-        dU = np.ascontiguousarray(dUT.T, dtype=D.dtype)
-        dxs = None
-    else:
-        dU = _input_grad(D, batch.X)
-        if batch.batched:
-            # dE/dx_k = U^T D_k, written straight into the caller's (B, T, D) layout
-            dxs = np.matmul(D.swapaxes(0, 1), tr.U)
-        else:
-            dxs = D2 @ tr.U  # dE/dx_k = U^T D_k, (T, D)
-    db = None if tr.b is None else D2.sum(axis=0)
+    blocks = step_blocks(batch.T, batch.B)
+    sums = _GradSums.zeros(tr)
+    dxs, dxs_tm = _input_grad_arrays(batch)
+    x_buf = _x_buffer(batch, blocks)
+    for start, end in blocks:
+        _delta_block_grads(tr, D[start:end], start, x_buf, dxs_tm, sums)
     ds0 = batch.fold_ds0(D[0] @ tr.W)  # ds0 = W^T D_0
-    return dU, dW, db, ds0, dxs
+    return sums.input_grad(), sums.dW, sums.db, ds0, dxs
 
 
-def _input_grad(D: np.ndarray, X: np.ndarray) -> np.ndarray:
-    """dU = sum_{t,b} D[t, b] X[t, b]^T, (H, D), for D (T, B, H) and dense X (T, B, D)."""
-    H = D.shape[-1]
-    dU = np.zeros((H, X.shape[-1]), dtype=D.dtype)
-    for steps, x in _input_blocks(X):
-        dU += D[steps].reshape(-1, H).T @ x  # sum of D_k x_k^T over the steps k of this block
-    return dU
+def _bptt_blocks(tr: Trace) -> tuple[float, _GradSums, np.ndarray, np.ndarray | None]:
+    """Full BPTT, a block of steps at a time, the last block first.
+
+    For each block: the output layer (loss, dV, dc, e_t), the recursion for delta_t, and the
+    block's terms of dW, dU, db and dE/dx_k, while delta_t is in cache. One (steps, B, H)
+    block holds e_t, then delta_t; the recursion carries W^T delta_t from block to block.
+
+    Returns:
+        (loss, the gradient sums, ds0 in s0's shape, dxs in xs's shape or None).
+    """
+    batch = tr.batch
+    B, H, K, dt = batch.B, batch.H, batch.K, batch.dtype
+    blocks = step_blocks(batch.T, B)
+    steps = blocks[0][1]
+    E = np.empty((steps, B, H), dtype=dt)  # e_t, then delta_t, for the steps of one block
+    dO_buf = np.empty((steps * B, K), dtype=dt)
+    fp_buf = _fprime_buffer(batch, steps)
+    x_buf = _x_buffer(batch, blocks)
+    VT = np.ascontiguousarray(tr.V.T)  # S @ VT is a faster product than S @ V.T
+    sums = _GradSums.zeros(tr)
+    dxs, dxs_tm = _input_grad_arrays(batch)
+    carry = np.zeros((B, H), dtype=dt)  # W^T delta_{t+1}; delta_T = 0
+    loss = dt.type(0)
+    for start, end in reversed(blocks):
+        D = E[: end - start]
+        loss += _output_block(tr, start, end, VT, dO_buf, D, sums)  # D holds e_t
+        _reverse_recursion(tr, D, start, carry, fp_buf)  # D holds delta_t
+        _delta_block_grads(tr, D, start, x_buf, dxs_tm, sums)
+    return float(loss), sums, batch.fold_ds0(carry), dxs  # carry = W^T delta_0 = ds0 per row
 
 
 def bptt(
@@ -362,13 +529,18 @@ def bptt(
     """
     tau = check_truncate(truncate)
     batch = prepare(p, xs, ys, activation=activation, s0=s0, reduction=reduction, mask=mask)
-    tr = run_forward(p, batch)
-    # e_t = V^T dE/do_t is written over a, which bptt needs no more (f'(a_t) comes from s_t),
-    # and delta_t over e_t in turn: each fresh (T, B, H) array costs page faults on every call.
-    e = tr.a
-    loss, dV, dc = output_grads(tr, e_out=e)
-    D = backward_deltas(tr, e, tau, out=e)
-    dU, dW, db, ds0, dxs = delta_grads(tr, D)
+    if tau is None or tau >= batch.T - 1:  # every term kept: the full recursion
+        tr = run_forward(p, batch, keep_a=False)
+        loss, sums, ds0, dxs = _bptt_blocks(tr)
+        dU, dW, dV, db, dc = sums.input_grad(), sums.dW, sums.dV, sums.db, sums.dc
+    else:
+        # e_t = V^T dE/do_t is written over a, which is needed no more (f'(a_t) comes from
+        # s_t), and the truncated D_k over e_t in turn: one (T, B, H) array for the three
+        tr = run_forward(p, batch)
+        e = tr.a
+        loss, dV, dc = output_grads(tr, e_out=e)
+        D = backward_deltas(tr, e, tau, out=e)
+        dU, dW, db, ds0, dxs = delta_grads(tr, D)
     grads = RNNParams._adopt(U=dU, W=dW, V=dV, b=db, c=dc)  # fresh arrays: no copies
     return BPTTResult(loss=loss, grads=grads, ds0=ds0, dxs=dxs, final_state=final_state(tr))
 
