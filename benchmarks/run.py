@@ -406,11 +406,11 @@ def scaling(cfg: Config) -> dict:
 def peak_memory(cfg: Config) -> dict:
     """Peak traced memory of one bptt call against T, against what it must hold.
 
-    cached: what the forward pass keeps for the backward pass: a and s (with s0),
-        (2T + 1) H B numbers. f'(a) is computed from s, and dense inputs are read in place.
-    predicted: cached + the returned dE/dxs (T B D); e and delta reuse the memory of a, and
-        everything else (dE/do, the time-major input copies, f'(a)) exists one fixed-size
-        block at a time. A measured peak well above it would be a hidden temporary.
+    cached: what the forward pass keeps for the backward pass: the states s (with s0),
+        (T + 1) H B numbers. f'(a) is computed from s, and dense inputs are read in place.
+    predicted: cached + the returned dE/dxs (T B D); everything else (a, e, delta, dE/do,
+        the time-major input copies, f'(a)) exists one fixed-size block of steps at a time.
+        A measured peak well above it would be a hidden temporary.
     """
     B, D, H, K = cfg.memory_dims
     p = mb.RNNParams.init(D, H, K, seed=0)
@@ -426,7 +426,7 @@ def peak_memory(cfg: Config) -> dict:
             peak = tracemalloc.get_traced_memory()[1] - base
         finally:
             tracemalloc.stop()
-        cached = (2 * T + 1) * H * B * 8
+        cached = (T + 1) * H * B * 8
         predicted = cached + T * B * D * 8
         rows.append(
             {
@@ -611,10 +611,10 @@ def markdown(result: dict) -> str:
             "## Peak memory of bptt",
             "",
             f"float64, dense, B={d['B']}, D={d['D']}, H={d['H']}, K={d['K']}; peak of one call traced by "
-            "tracemalloc. cached = what the forward pass keeps for the backward pass: a and s (with "
-            "s0), (2T + 1)·H·B·8 bytes (f'(a) is computed from s; xs is read in place). predicted = "
-            "cached + the returned dE/dxs (TBD); e and delta reuse the memory of a, and dE/do, the "
-            "time-major copies of xs and f'(a) exist one fixed-size block at a time, a constant "
+            "tracemalloc. cached = what the forward pass keeps for the backward pass: the states s "
+            "(with s0), (T + 1)·H·B·8 bytes (f'(a) is computed from s; xs is read in place). "
+            "predicted = cached + the returned dE/dxs (TBD); a, e, delta, dE/do, the time-major "
+            "copies of xs and f'(a) exist one fixed-size block of steps at a time, a constant "
             "that matters only at small T. Fitted exponent of the peak against T (over "
             f"T = {mem['fit_T'][0]}-{mem['fit_T'][-1]}): {mem['exponent']:.2f}.",
             "",
@@ -660,7 +660,7 @@ def plot(result: dict, path: Path) -> None:
     ax2.loglog(
         Ts, [r["predicted_bytes"] / 2**20 for r in mem["rows"]], "^:", label="predicted (see results.md)"
     )
-    ax2.loglog(Ts, [r["cached_bytes"] / 2**20 for r in mem["rows"]], "s--", label="cached a, s")
+    ax2.loglog(Ts, [r["cached_bytes"] / 2**20 for r in mem["rows"]], "s--", label="cached s")
     ax2.set_xticks(Ts, [str(T) for T in Ts], minor=False)
     ax2.set_xticks([], minor=True)
     ax2.set_xlabel("T (sequence length)")

@@ -25,6 +25,7 @@ import manual_bptt as mb
 import reference as ref
 from conftest import examples, problem_with
 from manual_bptt import core
+from manual_bptt._inputs import prepare
 from manual_bptt.testing import rnn_problems
 
 
@@ -132,3 +133,65 @@ def test_decompose_keeps_its_own_copy_of_the_inputs(tokens):
     fresh = mb.decompose(prob.params, prob.xs, prob.ys)
     for name in ("W", "U", "b"):
         np.testing.assert_array_equal(getattr(d, name).full(), getattr(fresh, name).full(), err_msg=name)
+
+
+@pytest.mark.parametrize("rows", [1, 4, 1024])
+def test_time_major_backed_xs_give_batch_first_dxs(rows, check):
+    """xs as a batch-first view of a time-major array: Batch.X is then C-contiguous, not
+    copied, while dE/dxs is written batch-first through a block of its own."""
+    prob = problem(T=6, B=3)
+    xs_tm = np.ascontiguousarray(np.swapaxes(prob.xs, 0, 1))  # (T, B, D) in memory
+    xs = xs_tm.swapaxes(0, 1)  # (B, T, D), the caller's shape
+    assert not xs.flags.c_contiguous
+    with mock.patch.object(core, "_ROWS", rows):
+        r = mb.bptt(prob.params, xs, prob.ys)
+    assert r.dxs.shape == xs.shape and r.dxs.flags.c_contiguous
+    check(r, ref.bptt(prob.params, prob.xs, prob.ys), context=f"_ROWS={rows}")
+
+
+@pytest.mark.parametrize("truncate", [None, 1])
+def test_scratch_blocks_are_in_the_compute_dtype(truncate):
+    """float32 inputs: dE/do and f'(a_t) are computed in float32 blocks, as documented
+    (a float64 block would silently change the rounding of every float32 result)."""
+    prob = problem(T=6)
+    p32, xs32 = prob.params.astype(np.float32), np.asarray(prob.xs, dtype=np.float32)
+    seen = []
+
+    def spy_out(tr, start, end, VT, dO_buf, *args):
+        seen.append(("dE/do", dO_buf.dtype))
+        return real_out(tr, start, end, VT, dO_buf, *args)
+
+    def spy_prime(batch, steps):
+        buf = real_prime(batch, steps)
+        seen.append(("f'(a)", buf.dtype))
+        return buf
+
+    real_out, real_prime = core._output_block, core._fprime_buffer
+    with (
+        mock.patch.object(core, "_output_block", spy_out),
+        mock.patch.object(core, "_fprime_buffer", spy_prime),
+    ):
+        r = mb.bptt(p32, xs32, prob.ys, truncate=truncate)
+    assert r.grads.W.dtype == np.float32
+    kinds = {k for k, _ in seen}
+    assert ("f'(a)" in kinds) == (truncate is None) and "dE/do" in kinds
+    assert all(dt == np.float32 for _, dt in seen), seen
+
+
+@pytest.mark.parametrize("rows", [1, 4])
+def test_forward_in_blocks_keeps_every_a_t(rows):
+    """forward() keeps a_t for every step (keep_a): blocks must fill all of it, in place."""
+    prob = problem(T=7, B=3)
+    whole = mb.forward(prob.params, prob.xs)
+    with mock.patch.object(core, "_ROWS", rows):
+        blocked = mb.forward(prob.params, prob.xs)
+    for name in ("a", "s", "o", "y_hat", "final_state"):
+        np.testing.assert_array_equal(getattr(blocked, name), getattr(whole, name), err_msg=name)
+
+
+def test_trace_keeps_a_only_when_asked():
+    prob = problem()
+    batch = prepare(prob.params, prob.xs, prob.ys, activation="tanh", s0=None)
+    kept = core.run_forward(prob.params, batch)
+    assert kept.a.shape == (batch.T, batch.B, batch.H)
+    assert core.run_forward(prob.params, batch, keep_a=False).a is None

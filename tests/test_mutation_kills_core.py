@@ -29,6 +29,23 @@ def test_truncate_of_at_least_T_minus_1_is_full_bptt_exactly(tau):
     assert_identical(bptt(P, XS, YS, truncate=tau), bptt(P, XS, YS))
 
 
+def test_backward_deltas_with_truncate_of_at_least_T_minus_1_is_the_full_recursion():
+    # kills backward_deltas__mutmut_4 (tau >= T-1 -> tau > T-1) and _5 (-> tau >= T+1):
+    # bptt routes such a tau to its blocked full recursion itself, so only a direct call
+    # reaches this branch; the lag-by-lag sum would round differently.
+    tr, e = _trace_and_e()
+    full = backward_deltas(tr, e, None)
+    for tau in (T - 1, T):
+        np.testing.assert_array_equal(backward_deltas(tr, e, tau), full)
+
+
+def test_backward_deltas_of_a_single_step():
+    # kills backward_deltas__mutmut_18 (carry shaped from e[1]: there is no step 1 when T = 1)
+    tr, e = _trace_and_e(xs=XS[:, :1], ys=YS[:, :1])
+    delta = backward_deltas(tr, e, None)
+    np.testing.assert_array_equal(delta, e * tr.fprime)  # delta_0 = e_0 * f'(a_0)
+
+
 def _trace_and_e(p=P, xs=XS, ys=YS):
     batch = prepare(p, xs, ys, activation="tanh", s0=None)
     tr = run_forward(p, batch)
