@@ -125,7 +125,7 @@ FULL = Config(
     scaling_dims=(4, 16, 32, 16),
     rtrl_H=8,
     scaling_rounds=5,
-    memory_T=(64, 128, 256, 512, 1024, 2048),
+    memory_T=(64, 128, 256, 512, 1024, 2048, 4096, 8192),
     memory_dims=(8, 32, 128, 32),
     slot_s=0.02,
 )
@@ -439,12 +439,19 @@ def peak_memory(cfg: Config) -> dict:
             }
         )
     Ts = [r["T"] for r in rows]
-    n_fit = min(4, len(Ts))  # the largest T: the parameters and gradients are a fixed offset
+    peaks = [r["peak_bytes"] for r in rows]
+    n_fit = min(4, len(Ts))  # the largest T: the parameters, gradients and blocks are a fixed offset
+    # peak = offset + per_step * T, least squares over the same T: per_step is what one more
+    # step costs, to be compared with what one step must hold (its state and its dE/dx)
+    per_step, offset = np.polyfit(Ts[-n_fit:], peaks[-n_fit:], 1)
     return {
         "dims": {"B": B, "D": D, "H": H, "K": K},
         "rows": rows,
-        "exponent": fit_exponent(Ts[-n_fit:], [r["peak_bytes"] for r in rows][-n_fit:]),
+        "exponent": fit_exponent(Ts[-n_fit:], peaks[-n_fit:]),
         "fit_T": Ts[-n_fit:],
+        "bytes_per_step": float(per_step),
+        "offset_bytes": float(offset),
+        "predicted_bytes_per_step": (H + D) * B * 8,
     }
 
 
@@ -616,7 +623,12 @@ def markdown(result: dict) -> str:
             "predicted = cached + the returned dE/dxs (TBD); a, e, delta, dE/do, the time-major "
             "copies of xs and f'(a) exist one fixed-size block of steps at a time, a constant "
             "that matters only at small T. Fitted exponent of the peak against T (over "
-            f"T = {mem['fit_T'][0]}-{mem['fit_T'][-1]}): {mem['exponent']:.2f}.",
+            f"T = {mem['fit_T'][0]}-{mem['fit_T'][-1]}): {mem['exponent']:.2f}; below 1 only "
+            "because of the fixed offset: a straight line through the same points, "
+            f"peak = {mem['offset_bytes'] / 2**20:.2f} MiB + {mem['bytes_per_step']:.0f} bytes · T, "
+            "costs per step "
+            f"{mem['bytes_per_step'] / mem['predicted_bytes_per_step']:.3f}x what a step must hold "
+            f"(its state and its dE/dx, (H + D)·B·8 = {mem['predicted_bytes_per_step']} bytes).",
             "",
             "| T | peak MiB | cached MiB | predicted MiB | peak / cached | peak / predicted |",
             "| ---: | ---: | ---: | ---: | ---: | ---: |",

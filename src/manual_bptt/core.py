@@ -16,13 +16,13 @@ Backward, with delta_t := dE/da_t (the total derivative, through every later ste
     dW = sum_t delta_t s_{t-1}^T   dU = sum_t delta_t x_t^T   db = sum_t delta_t
     dV = sum_t dE/do_t s_t^T       dc = sum_t dE/do_t         ds0 = W^T delta_0
 
-The recursion over t is the only Python loop over single steps; every other product runs
-over a block of steps, about _ROWS rows (t, b), at once. Besides its outputs, a call to bptt
+The two recursions over t (forward and backward) are the only Python loops over single steps;
+every other product runs over a block of steps, about _ROWS rows (t, b), at once. Besides its outputs, a call to bptt
 allocates only the states s_t, (T + 1, B, H), and a few blocks of that many rows, each reused:
     forward:  U x_t + b for a block of steps, then a_t and s_t = f(a_t) step by step;
     backward: the blocks in reverse order; for each, dE/do_t and e_t, then delta_t by the
               recursion (f'(a_t) from s_t, a cache-sized block of steps at a time), then
-              that block's terms of dU, dW, db and dE/dxs, while delta_t is still in cache.
+              that block's terms of dU, dW, db and dE/dxs, while the block is in cache.
 Batch-first dense inputs are read in place, copied to time-major order a block at a time.
 Truncated BPTT keeps e_t for all steps (its sums over lags need them) in one (T, B, H) array.
 """
