@@ -17,8 +17,9 @@ Backward, with delta_t := dE/da_t (the total derivative, through every later ste
     dV = sum_t dE/do_t s_t^T       dc = sum_t dE/do_t         ds0 = W^T delta_0
 
 The two recursions over t (forward and backward) are the only Python loops over single steps;
-every other product runs over a block of steps, about _ROWS rows (t, b), at once. Besides its outputs, a call to bptt
-allocates only the states s_t, (T + 1, B, H), and a few blocks of that many rows, each reused:
+every other product runs over a block of steps, about _ROWS rows (t, b), at once. Besides its
+outputs, a call to bptt allocates only the states s_t, (T + 1, B, H), and a few blocks of that
+many rows, each reused:
     forward:  U x_t + b for a block of steps, then a_t and s_t = f(a_t) step by step;
     backward: the blocks in reverse order; for each, dE/do_t and e_t, then delta_t by the
               recursion (f'(a_t) from s_t, a cache-sized block of steps at a time), then
@@ -240,16 +241,23 @@ class _GradSums:
 
 
 def _output_block(
-    tr: Trace, start: int, end: int, VT: np.ndarray, dO_buf: np.ndarray, e_out: np.ndarray, sums: _GradSums
+    tr: Trace,
+    start: int,
+    end: int,
+    VT: np.ndarray,
+    dO_buf: np.ndarray,
+    e_out: np.ndarray,
+    dV: np.ndarray,
+    dc: np.ndarray | None,
 ) -> np.floating:
     """The softmax cross-entropy of the steps t in [start, end); returns their part of E.
 
         o_t = V s_t + c,   dE/do_t = w_t (y_hat_t - onehot(y_t)),   e_t = V^T dE/do_t,
-        dV += sum_t dE/do_t s_t^T,   dc += sum_t dE/do_t   (added to sums).
+        dV += sum_t dE/do_t s_t^T,   dc += sum_t dE/do_t   (added in place).
 
     Args:
         VT: (H, K) V^T, C-contiguous.  dO_buf: scratch of at least (end - start) B rows of K.
-        e_out: (end - start, B, H), receives e_t.
+        e_out: (end - start, B, H), receives e_t.  dV: (K, H).  dc: (K,) or None.
     """
     batch = tr.batch
     n, H = (end - start) * batch.B, batch.H
@@ -259,9 +267,9 @@ def _output_block(
         dO += tr.c
     y, w = batch.Y[start:end].reshape(n), batch.weight[start:end].reshape(n)
     loss = _softmax_cross_entropy(dO, y, w)  # dO now holds dE/do_t
-    sums.dV += dO.T @ S  # dV += sum_t dE/do_t s_t^T
-    if sums.dc is not None:
-        sums.dc += dO.sum(axis=0)  # dc += sum_t dE/do_t
+    dV += dO.T @ S  # dV += sum_t dE/do_t s_t^T
+    if dc is not None:
+        dc += dO.sum(axis=0)  # dc += sum_t dE/do_t
     np.matmul(dO, tr.V, out=e_out.reshape(n, H))  # e_t = V^T dE/do_t
     return loss
 
@@ -280,11 +288,12 @@ def output_grads(tr: Trace, e_out: np.ndarray) -> tuple[float, np.ndarray, np.nd
     blocks = step_blocks(batch.T, batch.B)
     VT = np.ascontiguousarray(tr.V.T)  # S @ VT is a faster product than S @ V.T
     dO_buf = np.empty((blocks[0][1] * batch.B, batch.K), dtype=batch.dtype)
-    sums = _GradSums.zeros(tr)
+    dV = np.zeros((batch.K, batch.H), dtype=batch.dtype)
+    dc = None if tr.c is None else np.zeros(batch.K, dtype=batch.dtype)
     loss = batch.dtype.type(0)
     for start, end in blocks:
-        loss += _output_block(tr, start, end, VT, dO_buf, e_out[start:end], sums)
-    return float(loss), sums.dV, sums.dc
+        loss += _output_block(tr, start, end, VT, dO_buf, e_out[start:end], dV, dc)
+    return float(loss), dV, dc
 
 
 def _reverse_recursion(tr: Trace, D: np.ndarray, start: int, carry: np.ndarray, fp_buf: np.ndarray) -> None:
@@ -342,9 +351,12 @@ def backward_deltas(
     """
     T = tr.batch.T
     if truncate is None or truncate >= T - 1:
-        delta = e.copy() if out is None else out
-        if delta is not e:
-            np.copyto(delta, e)
+        if out is None:
+            delta = e.copy()
+        else:
+            delta = out
+            if out is not e:
+                np.copyto(out, e)  # the recursion works in place: e_t, then delta_t
         carry = np.zeros_like(e[0])  # W^T delta_T = 0
         _reverse_recursion(tr, delta, 0, carry, _fprime_buffer(tr.batch, T))
         return delta
@@ -487,7 +499,7 @@ def _bptt_blocks(tr: Trace) -> tuple[float, _GradSums, np.ndarray, np.ndarray | 
     loss = dt.type(0)
     for start, end in reversed(blocks):
         D = E[: end - start]
-        loss += _output_block(tr, start, end, VT, dO_buf, D, sums)  # D holds e_t
+        loss += _output_block(tr, start, end, VT, dO_buf, D, sums.dV, sums.dc)  # D holds e_t
         _reverse_recursion(tr, D, start, carry, fp_buf)  # D holds delta_t
         _delta_block_grads(tr, D, start, x_buf, dxs_tm, sums)
     return float(loss), sums, batch.fold_ds0(carry), dxs  # carry = W^T delta_0 = ds0 per row
