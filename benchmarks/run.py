@@ -21,6 +21,9 @@ What is measured, in one run, with numpy's BLAS and torch each limited to one th
       torch.autograd.grad, on tensors built beforehand, for the same outputs as bptt
       (weights, biases, initial state and, for dense inputs, the inputs);
     - ``torch.nn.RNN (weights only)``: the same without the input and initial-state gradients;
+    - ``bptt's matrix products alone``: the matrix products of one bptt call at the same
+      shapes and in the same blocks, without any other work (products_alone): a floor for
+      bptt's time with this BLAS, and so for its ratio to nn.RNN;
     - ``GEMM numpy`` / ``GEMM torch``: an N x N by N x N matrix product, the FLOP rate that
       every result is expressed as a fraction of (the faster of the two).
   Before timing, the four model contenders must agree on the loss.
@@ -65,12 +68,14 @@ except ImportError:  # running from a clone without installing: use src/ next to
     sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "src"))
     import manual_bptt as mb
     import reference as ref
+from manual_bptt.core import step_blocks
 
 DEFAULT_OUT = Path(__file__).resolve().parent / "results"
 OURS = "manual_bptt.bptt"
 ORACLE = "reference.bptt (autograd oracle)"
 NN_RNN = "torch.nn.RNN"
 NN_RNN_WEIGHTS = "torch.nn.RNN (weights only)"
+PRODUCTS = "bptt's matrix products alone"
 GEMM_NP = "GEMM numpy"
 GEMM_TORCH = "GEMM torch"
 TORCH_DTYPES = {"float64": torch.float64, "float32": torch.float32}
@@ -283,6 +288,62 @@ def torch_modules(p: mb.RNNParams, tdtype: torch.dtype) -> tuple[torch.nn.RNN, t
     return rnn, linear
 
 
+def products_alone(
+    p: mb.RNNParams, T: int, B: int, X: np.ndarray | None, mm: Callable[..., np.ndarray] = np.matmul
+) -> None:
+    """The matrix products of one bptt call, and nothing else: a floor for bptt's time.
+
+    The same products as manual_bptt.bptt (full BPTT), at the same shapes, in the same
+    blocks of steps (manual_bptt.core.step_blocks) and the same
+    order: per block, U x_t (dense) over its rows, then W s_{t-1} step by step; backward, the
+    blocks last first: V s_t, dV, V^T dE/do, W^T delta_t step by step, dW, dU, dE/dx. The
+    states are allocated fresh, as bptt does. Left out: validation, the activation, softmax
+    and loss, every other elementwise pass and the copies between layouts. The numbers
+    multiplied are not the model's (each product reads what an earlier product wrote, or
+    the inputs), so they stay finite and nothing else is needed to run them.
+
+    Args:
+        p: the parameters.  T, B: steps and sequences.
+        X: dense inputs x_t, time-major and C-contiguous (T, B, D) (made before timing: bptt
+            copies batch-first xs a block at a time), or None for token inputs.
+        mm: the matrix product, called as mm(a, b) or mm(a, b, out=c) (a test counts FLOPs).
+    """
+    U, W, V = (np.asarray(m) for m in (p.U, p.W, p.V))
+    (H, D), K = U.shape, V.shape[0]
+    tokens = X is None
+    blocks = step_blocks(T, B)
+    steps = blocks[0][1]
+    UT, WT, VT = (np.ascontiguousarray(m.T) for m in (U, W, V))
+    states = np.empty((T + 1, B, H), dtype=U.dtype)
+    states[0] = 0.0
+    recur, carry = np.empty((B, H), dtype=U.dtype), np.empty((B, H), dtype=U.dtype)
+    for start, end in blocks:  # forward; U x_t goes into the states (bptt: into a block of a_t)
+        s_blk = states[start + 1 : end + 1]
+        if tokens:
+            s_blk[...] = 0.1  # U x_t is a column of U: no product
+        else:
+            mm(X[start:end].reshape(-1, D), UT, out=s_blk.reshape(-1, H))
+        for t in range(start, end):
+            mm(states[t], WT, out=recur)  # W s_{t-1}
+    e = np.empty((steps, B, H), dtype=U.dtype)
+    dO = np.empty((steps * B, K), dtype=U.dtype)
+    dx = np.empty((steps * B, D), dtype=U.dtype)
+    dW, dU, dV = np.zeros_like(W), np.zeros_like(U), np.zeros_like(V)
+    for start, end in reversed(blocks):  # backward
+        n = (end - start) * B
+        S, S_in = states[start + 1 : end + 1].reshape(n, H), states[start:end].reshape(n, H)
+        E = e[: end - start]
+        mm(S, VT, out=dO[:n])  # o_t = V s_t
+        dV += mm(dO[:n].T, S)  # dV = sum_t dE/do_t s_t^T
+        mm(dO[:n], V, out=E.reshape(n, H))  # e_t = V^T dE/do_t
+        for t in reversed(range(end - start)):
+            mm(E[t], W, out=carry)  # W^T delta_t
+        dW += mm(E.reshape(n, H).T, S_in)  # dW = sum_t delta_t s_{t-1}^T
+        if not tokens:
+            dU += mm(E.reshape(n, H).T, X[start:end].reshape(n, D))  # dU = sum_t delta_t x_t^T
+            mm(E.reshape(n, H), U, out=dx[:n])  # dE/dx_t = U^T delta_t
+
+
 def contenders_for(s: Size, dtype: str, gemm_n: int) -> tuple[list[Contender], dict[str, float]]:
     """The contenders of one (size, dtype), and their losses (a check that all compute the same)."""
     tdtype = TORCH_DTYPES[dtype]
@@ -305,6 +366,7 @@ def contenders_for(s: Size, dtype: str, gemm_n: int) -> tuple[list[Contender], d
         torch.autograd.grad(E, leaves)
         return E.item()
 
+    X_tm = None if s.tokens else np.ascontiguousarray(xs.reshape(B, s.T, s.D).swapaxes(0, 1))  # (T, B, D)
     A_np = np.random.default_rng(1).standard_normal((gemm_n, gemm_n)).astype(dtype)
     B_np = np.random.default_rng(2).standard_normal((gemm_n, gemm_n)).astype(dtype)
     A_t, B_t = torch.tensor(A_np), torch.tensor(B_np)
@@ -315,6 +377,7 @@ def contenders_for(s: Size, dtype: str, gemm_n: int) -> tuple[list[Contender], d
         Contender(ORACLE, lambda: ref.bptt(p, xs, ys, dtype=tdtype).loss, model_flops(s)),
         Contender(NN_RNN, lambda: nn_rnn(every_output), model_flops(s)),
         Contender(NN_RNN_WEIGHTS, lambda: nn_rnn(weights), model_flops(s, input_grads=False)),
+        Contender(PRODUCTS, lambda: products_alone(p, s.T, B, X_tm), model_flops(s)),
         Contender(GEMM_NP, lambda: A_np @ B_np, gemm_flops, every=s.gemm_every),
         Contender(GEMM_TORCH, lambda: A_t @ B_t, gemm_flops, every=s.gemm_every),
     ]
@@ -345,9 +408,12 @@ def bench_size(s: Size, dtype: str, gemm_n: int, rounds: int, slot_s: float) -> 
             "cold_median": float(np.median(list(cold[c.name].values()))),
         }
     ratios = {}
-    for other in (ORACLE, NN_RNN, NN_RNN_WEIGHTS):
+    for other in (ORACLE, NN_RNN, NN_RNN_WEIGHTS, PRODUCTS):
         ratios[other] = paired_ratio(samples[OURS], samples[other])
         ratios[other]["cold_ratio"] = rows[OURS]["cold_median"] / rows[other]["cold_median"]
+    # the floor: bptt's products alone against nn.RNN, the best ratio any bptt built on these
+    # products could reach
+    floor = paired_ratio(samples[PRODUCTS], samples[NN_RNN])
     return {
         "size": s.__dict__,
         "dtype": dtype,
@@ -356,6 +422,7 @@ def bench_size(s: Size, dtype: str, gemm_n: int, rounds: int, slot_s: float) -> 
         "loss": losses[OURS],
         "contenders": rows,
         "ratios": ratios,
+        "floor_vs_nn_rnn": floor,
         "samples": {k: [v[r] for r in sorted(v)] for k, v in samples.items()},
         "cold_samples": {k: [v[r] for r in sorted(v)] for k, v in cold.items()},
     }
@@ -576,6 +643,25 @@ def markdown(result: dict) -> str:
                 f"{r['round_q1']:.3f}-{r['round_q3']:.3f} | {r['round_min']:.3f}-{r['round_max']:.3f} | "
                 f"{1 / r['ratio']:.2f}x | {r['cold_ratio']:.3f} |"
             )
+    lines += [
+        "",
+        "## The floor: bptt's matrix products alone",
+        "",
+        f"`{PRODUCTS}` makes the matrix products of one bptt call, at the same shapes and in the",
+        "same blocks, and nothing else (see products_alone in benchmarks/run.py). Its time is a",
+        "floor for any bptt built on the same products with this BLAS; 'floor / nn.RNN' is the",
+        "best ratio to torch.nn.RNN such a bptt could reach, and 'bptt / floor' is what the",
+        "elementwise work, validation and copies of a real call add.",
+        "",
+        "| size | dtype | floor ms | floor GFLOP/s | floor / nn.RNN | per-round IQR | bptt / floor |",
+        "| --- | --- | ---: | ---: | ---: | ---: | ---: |",
+    ]
+    for g in groups:
+        fl, r, over = g["contenders"][PRODUCTS], g["floor_vs_nn_rnn"], g["ratios"][PRODUCTS]
+        lines.append(
+            f"| {g['size']['name']} | {g['dtype']} | {fmt_ms(fl['median'])} | {fl['gflops']:.3g} | "
+            f"{r['ratio']:.3f} | {r['round_q1']:.3f}-{r['round_q3']:.3f} | {over['ratio']:.3f} |"
+        )
     lines += [
         "",
         "## Targets",

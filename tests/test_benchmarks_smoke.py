@@ -12,6 +12,11 @@ import math
 import sys
 from pathlib import Path
 
+import numpy as np
+import pytest
+
+from manual_bptt import core
+
 RUNNER = Path(__file__).resolve().parents[1] / "benchmarks" / "run.py"
 
 
@@ -31,7 +36,7 @@ def test_quick_run_writes_every_contender_with_finite_ratios(tmp_path: Path) -> 
     result = json.loads((tmp_path / "results.json").read_text())
     assert (tmp_path / "scaling.png").stat().st_size > 0
 
-    names = (run.OURS, run.ORACLE, run.NN_RNN, run.NN_RNN_WEIGHTS, run.GEMM_NP, run.GEMM_TORCH)
+    names = (run.OURS, run.ORACLE, run.NN_RNN, run.NN_RNN_WEIGHTS, run.PRODUCTS, run.GEMM_NP, run.GEMM_TORCH)
     groups = {(g["size"]["name"], g["dtype"]): g for g in result["groups"]}
     assert set(groups) == {(s, d) for s in ("small", "medium", "large") for d in ("float64", "float32")}
     for (size, dtype), g in groups.items():
@@ -44,7 +49,38 @@ def test_quick_run_writes_every_contender_with_finite_ratios(tmp_path: Path) -> 
             assert math.isfinite(r["ratio"]) and r["ratio"] > 0, (size, dtype, other)
             assert f"| {size} | {dtype} | {other} | " in md
 
-    assert len(result["targets"]) == 8 and "## Targets" in md
+        floor = g["floor_vs_nn_rnn"]["ratio"]
+        assert math.isfinite(floor) and floor > 0, (size, dtype)
+        assert f"| {size} | {dtype} | {run.fmt_ms(g['contenders'][run.PRODUCTS]['median'])} |" in md
+
+    assert len(result["targets"]) == 8 and "## Targets" in md and "## The floor" in md
     for method in ("bptt", "decompose", "rtrl"):
         assert math.isfinite(result["scaling"]["methods"][method]["exponent"]), method
     assert math.isfinite(result["memory"]["exponent"])
+
+
+@pytest.mark.parametrize("size", ["small", "medium", "large"])
+@pytest.mark.parametrize("rows", [1024, 7])
+def test_products_alone_makes_every_product_of_bptt_once(size: str, rows: int, monkeypatch) -> None:
+    """The floor's FLOPs are exactly the model's (the count every contender's rate uses): each
+    of the model's products once, none left out, on finite numbers; two products per step
+    (W s_{t-1} and W^T delta_t) at bptt's shape, the rest once per block. Blocks of 7 rows
+    split the quick sizes into several blocks, the last one shorter."""
+    run = load_runner()
+    monkeypatch.setattr(core, "_ROWS", rows)
+    s = next(x for x in run.QUICK.sizes if x.name == size)
+    p, xs, _ = run.make_inputs(s, "float64")
+    X = None if s.tokens else np.ascontiguousarray(xs.reshape(s.B, s.T, s.D).swapaxes(0, 1))
+    shapes: list[tuple[tuple[int, ...], tuple[int, ...]]] = []
+
+    def mm(a, b, out=None):
+        shapes.append((a.shape, b.shape))
+        assert np.isfinite(a).all() and np.isfinite(b).all()
+        return np.matmul(a, b, out=out)
+
+    run.products_alone(p, s.T, s.B, X, mm)
+    flops = sum(2 * a[0] * a[1] * b[1] for a, b in shapes)
+    assert flops == run.model_flops(s)
+    step = ((s.B, s.H), (s.H, s.H))  # W s_{t-1} and W^T delta_t: one per step each way
+    assert shapes.count(step) == 2 * s.T
+    assert len(shapes) == 2 * s.T + len(core.step_blocks(s.T, s.B)) * (4 if s.tokens else 7)
