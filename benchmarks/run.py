@@ -293,10 +293,10 @@ def products_alone(
 ) -> None:
     """The matrix products of one bptt call, and nothing else: a floor for bptt's time.
 
-    The same products as manual_bptt.bptt (full BPTT), at the same shapes, in the same
-    blocks of steps (manual_bptt.core.step_blocks) and the same
-    order: per block, U x_t (dense) over its rows, then W s_{t-1} step by step; backward, the
-    blocks last first: V s_t, dV, V^T dE/do, W^T delta_t step by step, dW, dU, dE/dx. The
+    The same products as manual_bptt.bptt (full BPTT), at the same shapes, in the same blocks
+    of steps (manual_bptt.core.step_blocks) and the same order: per block, U x_t (dense) over
+    its rows, then W s_{t-1} step by step; backward, the blocks last first: V s_t, dV,
+    V^T dE/do, W^T delta_t step by step, dW, dU, dE/dx. The
     states are allocated fresh, as bptt does. Left out: validation, the activation, softmax
     and loss, every other elementwise pass and the copies between layouts. The numbers
     multiplied are not the model's (each product reads what an earlier product wrote, or
