@@ -270,6 +270,12 @@ def make_inputs(s: Size, dtype: str, seed: int = 0) -> tuple[mb.RNNParams, np.nd
     return p, xs, ys
 
 
+def time_major(s: Size, xs: np.ndarray) -> np.ndarray | None:
+    """Dense inputs from make_inputs as a C-contiguous time-major (T, B, D) array (what
+    products_alone reads); None for token inputs."""
+    return None if s.tokens else np.ascontiguousarray(xs.reshape(s.B, s.T, s.D).swapaxes(0, 1))
+
+
 def torch_modules(p: mb.RNNParams, tdtype: torch.dtype) -> tuple[torch.nn.RNN, torch.nn.Linear]:
     """nn.RNN + nn.Linear holding the same parameters as p (bias_hh = 0, bias_ih = b)."""
     rnn, linear = ref.make_torch_rnn(
@@ -366,7 +372,7 @@ def contenders_for(s: Size, dtype: str, gemm_n: int) -> tuple[list[Contender], d
         torch.autograd.grad(E, leaves)
         return E.item()
 
-    X_tm = None if s.tokens else np.ascontiguousarray(xs.reshape(B, s.T, s.D).swapaxes(0, 1))  # (T, B, D)
+    X_tm = time_major(s, xs)
     A_np = np.random.default_rng(1).standard_normal((gemm_n, gemm_n)).astype(dtype)
     B_np = np.random.default_rng(2).standard_normal((gemm_n, gemm_n)).astype(dtype)
     A_t, B_t = torch.tensor(A_np), torch.tensor(B_np)

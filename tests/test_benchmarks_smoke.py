@@ -70,7 +70,7 @@ def test_products_alone_makes_every_product_of_bptt_once(size: str, rows: int, m
     monkeypatch.setattr(core, "_ROWS", rows)
     s = next(x for x in run.QUICK.sizes if x.name == size)
     p, xs, _ = run.make_inputs(s, "float64")
-    X = None if s.tokens else np.ascontiguousarray(xs.reshape(s.B, s.T, s.D).swapaxes(0, 1))
+    X = run.time_major(s, xs)
     shapes: list[tuple[tuple[int, ...], tuple[int, ...]]] = []
 
     def mm(a, b, out=None):
