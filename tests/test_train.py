@@ -1,4 +1,5 @@
-"""The character-level training command: clipping, optimizers, chunked truncated BPTT, the CLI.
+"""The character-level training demo (bptt_train): clipping, optimizers, chunked truncated BPTT,
+interruption, and the ``train`` command.
 
 Every test here is fast (the whole file runs in a few seconds); none needs torch.
 """
@@ -16,24 +17,22 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-import manual_bptt
-from manual_bptt import RNNParams, bptt, forward
-from manual_bptt.testing import assert_close
-from manual_bptt.train import (
-    JSON_NAME,
-    PNG_NAME,
-    SAMPLE_NAME,
+import bptt_train
+from bptt_train import (
     SGD,
     Adagrad,
+    TrainingInterrupted,
     clip_by_global_norm,
     default_text,
     encode,
     global_norm,
     make_optimizer,
-    run_train,
     sample,
     train_char_lm,
 )
+from bptt_train.cli import EXIT_INTERRUPTED, JSON_NAME, PNG_NAME, SAMPLE_NAME, add_train_arguments, run_train
+from manual_bptt import RNNParams, bptt, forward
+from manual_bptt.testing import assert_close
 
 HELLO = "hello world " * 50  # K = 8 characters, period 12
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
@@ -317,7 +316,7 @@ def test_default_text_ships_with_python() -> None:
 # ---------------------------------------------------------------------------------------------
 def parse(argv: list[str]) -> argparse.Namespace:
     parser = argparse.ArgumentParser(prog="manual-bptt train")
-    manual_bptt.train.add_train_arguments(parser)
+    add_train_arguments(parser)
     return parser.parse_args(argv)
 
 
@@ -448,10 +447,10 @@ def test_run_train_bad_arguments_return_2_with_a_message(
 
 
 def test_training_never_imports_torch(hello_file: Path, tmp_path: Path) -> None:
-    src = str(Path(manual_bptt.__file__).resolve().parent.parent)
+    src = str(Path(bptt_train.__file__).resolve().parent.parent)
     code = (
         "import argparse, sys\n"
-        "from manual_bptt.train import add_train_arguments, run_train\n"
+        "from bptt_train.cli import add_train_arguments, run_train\n"
         "p = argparse.ArgumentParser(); add_train_arguments(p)\n"
         f"rc = run_train(p.parse_args(['--text', {str(hello_file)!r}, '--steps', '3', '--hidden', '4',"
         f" '--sample-len', '3', '--out', {str(tmp_path / 'o')!r}]))\n"
@@ -462,3 +461,80 @@ def test_training_never_imports_torch(hello_file: Path, tmp_path: Path) -> None:
     env = {**os.environ, "PYTHONPATH": os.pathsep.join([src, os.environ.get("PYTHONPATH", "")])}
     proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, timeout=60)
     assert proc.returncode == 0, proc.stderr
+
+
+# ---------------------------------------------------------------------------------------------
+# Interruption (Ctrl-C): stop cleanly, keep what was done
+# ---------------------------------------------------------------------------------------------
+def interrupt_at(step: int):
+    """A training callback that raises KeyboardInterrupt after ``step`` steps, as Ctrl-C would."""
+
+    def callback(pr) -> None:
+        if pr.step == step:
+            raise KeyboardInterrupt
+
+    return callback
+
+
+def test_an_interrupted_training_carries_the_steps_done_and_their_parameters() -> None:
+    kwargs = {"hidden": 6, "seq_len": 7, "lr": 0.1, "seed": 2}
+    with pytest.raises(TrainingInterrupted) as info:
+        train_char_lm(HELLO, steps=50, callback=interrupt_at(3), **kwargs)
+    assert isinstance(info.value, KeyboardInterrupt)
+    partial = info.value.result
+    assert partial is not None and partial.interrupted and partial.steps_done == 3
+    assert info.value.steps == 50 and "after 3 of 50 steps" in str(info.value)
+    three = train_char_lm(HELLO, steps=3, **kwargs)
+    assert not three.interrupted and three.steps_done == 3
+    np.testing.assert_array_equal(partial.losses, three.losses)
+    np.testing.assert_array_equal(partial.smoothed, three.smoothed)
+    assert_params_close(partial.params, three.params, rtol=0.0)
+
+
+def test_an_interruption_before_the_first_step_carries_no_result(monkeypatch: pytest.MonkeyPatch) -> None:
+    def ctrl_c(*args, **kwargs):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(bptt_train.loop, "bptt", ctrl_c)
+    with pytest.raises(TrainingInterrupted) as info:
+        train_char_lm(HELLO, steps=5, hidden=4, seq_len=6)
+    assert info.value.result is None and "after 0 of 5 steps" in str(info.value)
+
+
+def test_run_train_interrupted_writes_what_it_has_and_says_so_in_one_line(
+    hello_file: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(bptt_train.cli, "_progress_printer", lambda every: interrupt_at(4))
+    out = tmp_path / "out"
+    argv = ["--text", str(hello_file), "--steps", "50", "--hidden", "5", "--seq-len", "6",
+            "--sample-len", "7", "--out", str(out)]  # fmt: skip
+    assert run_train(parse(argv)) == EXIT_INTERRUPTED == 130
+    captured = capsys.readouterr()
+    assert captured.err == "manual-bptt train: interrupted at step 4 of 50; writing the results so far\n"
+    curve = json.loads((out / JSON_NAME).read_text(encoding="utf-8"))
+    assert curve["interrupted"] is True and curve["steps_done"] == 4 and curve["config"]["steps"] == 50
+    assert len(curve["loss"]) == len(curve["smoothed_loss"]) == 4
+    assert len((out / SAMPLE_NAME).read_text(encoding="utf-8")) == 8
+    assert (out / PNG_NAME).read_bytes()[:8] == PNG_SIGNATURE
+    assert "4 steps in" in captured.out
+
+
+def test_run_train_completed_says_not_interrupted(hello_file: Path, tmp_path: Path) -> None:
+    argv = ["--text", str(hello_file), "--steps", "3", "--hidden", "4", "--sample-len", "2",
+            "--out", str(tmp_path)]  # fmt: skip
+    assert run_train(parse(argv)) == 0
+    curve = json.loads((tmp_path / JSON_NAME).read_text(encoding="utf-8"))
+    assert curve["interrupted"] is False and curve["steps_done"] == 3
+
+
+def test_run_train_interrupted_before_training_writes_nothing_and_prints_one_line(
+    hello_file: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    def ctrl_c(path):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(bptt_train.cli, "_load_text", ctrl_c)
+    out = tmp_path / "out"
+    assert run_train(parse(["--text", str(hello_file), "--out", str(out)])) == EXIT_INTERRUPTED
+    assert capsys.readouterr().err == "manual-bptt train: interrupted; nothing more written\n"
+    assert not out.exists()
