@@ -1,10 +1,9 @@
-"""The command line: ``manual-bptt`` (bptt_report.cli:main), ``python -m bptt_report`` and
-``python -m manual_bptt``; exit status 0 when everything agrees, 1 when anything disagrees,
-2 on a usage error.
+"""The report command line: ``bptt_report.cli.main`` (``python -m bptt_report``); exit status
+0 when everything agrees, 1 when anything disagrees, 2 on a usage error.
 
-Most commands run in-process through ``main(argv)``; a few run as real subprocesses to prove
-that the module entry points work and that ``python -m manual_bptt`` stays free of torch
-until a command needs it.
+Most commands run in-process through ``main(argv)``; one runs as a real subprocess to prove
+that the module entry point works. The console script ``manual-bptt`` (manual_bptt_cli) and
+``train`` are tested in test_command_line.py.
 """
 
 from __future__ import annotations
@@ -106,63 +105,10 @@ def test_help_exits_0(capsys):
         assert option in out
 
 
-def test_train_subcommand_runs_manual_bptt_train(tmp_path, capsys):
-    text = tmp_path / "text.txt"
-    text.write_text("hello world, hello bptt. " * 20)
-    argv = ["train", "--text", str(text), "--steps", "3", "--hidden", "4", "--seq-len", "6",
-            "--sample-len", "5", "--out", str(tmp_path / "t")]  # fmt: skip
-    code, out, err = run(argv, capsys)
-    assert code == 0, out + err
-    assert any((tmp_path / "t").iterdir()), "train wrote nothing"
-
-
-def test_python_m_manual_bptt_dispatches(tmp_path, capsys, monkeypatch):
-    """train goes to manual_bptt.train; everything else to bptt_report.cli (in-process here)."""
-    import manual_bptt.__main__ as entry
-
-    calls = []
-    monkeypatch.setattr(cli, "main", lambda argv, prog=None: calls.append((argv, prog)) or 7)
-    assert entry.main(["report", "--quick"]) == 7
-    assert calls == [(["report", "--quick"], "python -m manual_bptt")]
-    monkeypatch.undo()
-
-    text = tmp_path / "text.txt"
-    text.write_text("abcabcabd " * 20)
-    argv = ["train", "--text", str(text), "--steps", "2", "--hidden", "3", "--seq-len", "4",
-            "--sample-len", "3", "--out", str(tmp_path / "t")]  # fmt: skip
-    assert entry.main(argv) == 0
-    assert entry.main(["train", "--steps", "x"]) == 2
-
-
 def subprocess_env():
     env = dict(os.environ)
     env["PYTHONPATH"] = os.pathsep.join([str(SRC), str(TESTS), env.get("PYTHONPATH", "")])
     return env
-
-
-def test_entry_module_does_not_import_torch():
-    code = (
-        "import sys; sys.modules['torch'] = None; sys.modules['reference'] = None\n"
-        "import manual_bptt.__main__, bptt_report, bptt_report.cli\n"
-        "assert 'bptt_report.runner' not in sys.modules\n"
-        "print('ok')"
-    )
-    r = subprocess.run(
-        [sys.executable, "-c", code], env=subprocess_env(), capture_output=True, text=True, timeout=60
-    )
-    assert r.returncode == 0 and r.stdout.strip() == "ok", r.stderr
-
-
-def test_python_m_manual_bptt_report_end_to_end(tmp_path):
-    """The real entry point, a failing target, in a subprocess: exit status 1, report written."""
-    r = subprocess.run(
-        [sys.executable, "-m", "manual_bptt", "report", "--quick", "--examples", "4", "--no-plots",
-         "--target", "broken_impls:sign_error", "--out", str(tmp_path / "r")],
-        env=subprocess_env(), capture_output=True, text=True, timeout=120,
-    )  # fmt: skip
-    assert r.returncode == 1, r.stdout + r.stderr
-    assert "Where: recurrence" in r.stdout
-    assert (tmp_path / "r" / "report.json").exists()
 
 
 def test_python_m_bptt_report_help():

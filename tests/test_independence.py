@@ -1,15 +1,20 @@
-"""manual_bptt never imports torch (or the reference oracle); the oracle never imports manual_bptt.
+"""The packages' imports point one way: manual_bptt never imports torch, the oracle or anything
+else of ours; the oracle never imports manual_bptt.
+
+    manual_bptt_cli  ->  bptt_report  ->  manual_bptt, reference
+                     ->  bptt_train   ->  manual_bptt
 
 Dynamic check, in a fresh interpreter: a sys.meta_path finder installed before anything else
-refuses 'torch' and 'reference' (and their submodules) and records every attempt; then
-manual_bptt and every submodule found by pkgutil.walk_packages are imported, bptt and forward
-run, and the check requires no attempt and no such module in sys.modules. Modules named
-``__main__`` or ``cli`` are skipped: by this project's convention those are command-line
-dispatchers, which may import the oracle lazily to verify against it. ``manual_bptt.testing``
-is imported like the rest (it needs hypothesis, which is not blocked).
+refuses the blocked packages (and their submodules) and records every attempt; then the
+package and every submodule found by pkgutil.walk_packages are imported (for manual_bptt,
+bptt and forward also run), and the check requires no attempt and no such module in
+sys.modules. No module is exempt. ``manual_bptt.testing`` is imported like the rest (it needs
+hypothesis, which is not blocked).
 
-Static check: the import statements (and import_module / __import__ calls with a literal
-name) of every source file, by ast.
+Static check, by ast over every source file in src: each package imports only the packages
+of ours below it in the graph above, anywhere in the file (inside functions too); no module
+loads one of our packages by ``importlib.import_module`` / ``__import__`` (relative names
+included); and the module-level imports have no cycle.
 """
 
 from __future__ import annotations
@@ -24,7 +29,14 @@ from pathlib import Path
 import pytest
 
 SRC = Path(__file__).resolve().parents[1] / "src"
-CLI_MODULES = ("__main__", "cli")
+#: Our packages, and the packages of ours each one may import (besides itself).
+ALLOWED_IMPORTS: dict[str, set[str]] = {
+    "manual_bptt": set(),
+    "reference": set(),
+    "bptt_report": {"manual_bptt", "reference"},
+    "bptt_train": {"manual_bptt"},
+    "manual_bptt_cli": {"manual_bptt", "reference", "bptt_report", "bptt_train"},
+}
 
 CHECK_SCRIPT = textwrap.dedent(
     '''
@@ -33,7 +45,8 @@ CHECK_SCRIPT = textwrap.dedent(
     import pkgutil
     import sys
 
-    BLOCKED = ("torch", "reference")
+    pkg_name = sys.argv[1]
+    BLOCKED = tuple(sys.argv[2].split(","))
     attempts = []
 
     class Block(importlib.abc.MetaPathFinder):
@@ -48,44 +61,59 @@ CHECK_SCRIPT = textwrap.dedent(
         sys.exit(f"FAIL: imported before the check started: {already}")
     sys.meta_path.insert(0, Block())
 
-    pkg_name = sys.argv[1]
     pkg = importlib.import_module(pkg_name)
     imported = [pkg_name]
     for info in pkgutil.walk_packages(pkg.__path__, pkg_name + "."):
-        if info.name.rsplit(".", 1)[-1] in {CLI_MODULES!r}:
-            continue
         importlib.import_module(info.name)
         imported.append(info.name)
 
-    import numpy as np
-    p = pkg.RNNParams.init(3, 4, 5, seed=0)
-    rng = np.random.default_rng(0)
-    pkg.bptt(p, rng.integers(0, 3, (2, 6)), rng.integers(0, 5, (2, 6)), s0=np.zeros(4), truncate=2)
-    pkg.bptt(p, rng.standard_normal((6, 3)), rng.integers(0, 5, 6), activation="relu", reduction="mean")
-    pkg.forward(p, rng.integers(0, 3, 6), activation="sigmoid")
+    if hasattr(pkg, "bptt"):
+        import numpy as np
+        p = pkg.RNNParams.init(3, 4, 5, seed=0)
+        rng = np.random.default_rng(0)
+        pkg.bptt(p, rng.integers(0, 3, (2, 6)), rng.integers(0, 5, (2, 6)), s0=np.zeros(4), truncate=2)
+        pkg.bptt(p, rng.standard_normal((6, 3)), rng.integers(0, 5, 6), activation="relu", reduction="mean")
+        pkg.forward(p, rng.integers(0, 3, 6), activation="sigmoid")
 
     loaded = sorted(m for m in sys.modules if m.split(".")[0] in BLOCKED)
     if attempts or loaded:
         sys.exit(f"FAIL: attempted imports {{attempts}}, loaded {{loaded}}")
     print("OK", " ".join(imported))
     '''
-).replace("{CLI_MODULES!r}", repr(set(CLI_MODULES)))
+)
 CHECK_SCRIPT = CHECK_SCRIPT.replace("{{", "{").replace("}}", "}")
+MANUAL_BPTT_BLOCKED = ("torch", "reference", "bptt_report", "bptt_train", "manual_bptt_cli")
 
 
-def run_check(package: str, *extra_paths: Path) -> subprocess.CompletedProcess:
+def run_check(
+    package: str, *extra_paths: Path, blocked: tuple[str, ...] = MANUAL_BPTT_BLOCKED
+) -> subprocess.CompletedProcess:
     env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
     env["PYTHONPATH"] = os.pathsep.join([*(str(p) for p in extra_paths), str(SRC)])
     return subprocess.run(
-        [sys.executable, "-c", CHECK_SCRIPT, package], env=env, capture_output=True, text=True, timeout=120
+        [sys.executable, "-c", CHECK_SCRIPT, package, ",".join(blocked)],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
     )
 
 
-def test_manual_bptt_never_imports_torch_or_reference():
+def test_manual_bptt_never_imports_torch_reference_or_any_package_above_it():
     proc = run_check("manual_bptt")
     assert proc.returncode == 0, f"stdout:\n{proc.stdout}\nstderr:\n{proc.stderr}"
     imported = proc.stdout.split()[1:]
-    assert "manual_bptt.core" in imported and "manual_bptt.testing" in imported, imported
+    for module in ("manual_bptt.core", "manual_bptt.testing", "manual_bptt.problems", "manual_bptt.checking"):
+        assert module in imported, imported
+    assert not any(m.endswith(("__main__", ".cli", ".train")) for m in imported), imported
+
+
+def test_bptt_train_never_imports_torch_the_oracle_or_the_checker():
+    proc = run_check("bptt_train", blocked=("torch", "reference", "bptt_report", "manual_bptt_cli"))
+    assert proc.returncode == 0, f"stdout:\n{proc.stdout}\nstderr:\n{proc.stderr}"
+    imported = proc.stdout.split()[1:]
+    for module in ("optimizers", "data", "loop", "sampling", "plotting", "cli"):
+        assert f"bptt_train.{module}" in imported, imported
 
 
 FAKE_PACKAGES = {
@@ -172,11 +200,160 @@ def test_imported_names_sees_every_form():
                                                               "reference", "scipy"}
 
 
-def test_reference_does_not_import_manual_bptt():
-    files = sorted((SRC / "reference").rglob("*.py"))
-    assert files, "no reference sources found"
-    offenders = {str(f.relative_to(SRC)): top_levels(f) & {"manual_bptt"} for f in files}
-    assert not any(offenders.values()), offenders
+def our_packages() -> list[str]:
+    return sorted(d.name for d in SRC.iterdir() if d.is_dir() and (d / "__init__.py").exists())
+
+
+def test_every_package_in_src_has_its_place_in_the_graph():
+    assert our_packages() == sorted(ALLOWED_IMPORTS)
+
+
+@pytest.mark.parametrize("package", sorted(ALLOWED_IMPORTS))
+def test_each_package_imports_only_the_packages_below_it(package):
+    """Anywhere in a file, lazily inside a function too: manual_bptt and reference import
+    nothing of ours, bptt_report only manual_bptt and reference, bptt_train only manual_bptt,
+    the command-line package any of them."""
+    ours = set(ALLOWED_IMPORTS)
+    files = sorted((SRC / package).rglob("*.py"))
+    assert files, f"no sources in src/{package}"
+    offenders = {}
+    for f in files:
+        bad = (top_levels(f) & ours) - ALLOWED_IMPORTS[package] - {package}
+        if bad:
+            offenders[str(f.relative_to(SRC))] = sorted(bad)
+    assert not offenders, f"imports that run back up or sideways: {offenders}"
+
+
+def test_manual_bptt_and_reference_never_import_each_other():
+    for package, other in (("manual_bptt", "reference"), ("reference", "manual_bptt")):
+        for f in sorted((SRC / package).rglob("*.py")):
+            assert other not in top_levels(f), f"{f.relative_to(SRC)} imports {other}"
+
+
+def dynamic_imports_of_our_packages(source: str, ours: set[str]) -> list[str]:
+    """Calls of import_module / __import__ that load one of ``ours`` or a relative name: the
+    literal name, or the source text of a relative (leading-dot) f-string or of a call that
+    passes a ``package`` to resolve against. A non-literal absolute name (a user's module,
+    given at run time) is not ours and is left out."""
+    found = []
+    for node in ast.walk(ast.parse(source)):
+        if not (isinstance(node, ast.Call) and node.args):
+            continue
+        func = node.func
+        fname = func.attr if isinstance(func, ast.Attribute) else getattr(func, "id", "")
+        if fname not in ("import_module", "__import__"):
+            continue
+        first = node.args[0]
+        text = ast.unparse(first)
+        if isinstance(first, ast.Constant) and isinstance(first.value, str):
+            if first.value.startswith(".") or first.value.split(".")[0] in ours:
+                found.append(first.value)
+        elif isinstance(first, ast.JoinedStr) and first.values and isinstance(first.values[0], ast.Constant):
+            if str(first.values[0].value).startswith("."):
+                found.append(text)
+        elif fname == "import_module" and (
+            len(node.args) > 1 or any(k.arg == "package" for k in node.keywords)
+        ):
+            found.append(text)
+    return found
+
+
+def test_dynamic_import_finder_sees_literal_relative_and_package_forms():
+    src = textwrap.dedent(
+        """
+        import importlib
+        importlib.import_module("bptt_report.cli")
+        importlib.import_module(f".{name}", __name__)
+        importlib.import_module(name, package="x")
+        __import__("manual_bptt")
+        importlib.import_module(user_module)
+        importlib.import_module("json")
+        """
+    )
+    found = dynamic_imports_of_our_packages(src, set(ALLOWED_IMPORTS))
+    assert found == ["bptt_report.cli", "f'.{name}'", "name", "manual_bptt"]
+
+
+#: Loads by name that are still to be replaced by plain imports: (file, the name loaded).
+PENDING_DYNAMIC_IMPORTS = {
+    ("bptt_report/__init__.py", "f'.{_EXPORTS[name]}'"),
+    ("bptt_report/cli.py", "manual_bptt.train"),
+}
+
+
+def test_no_module_loads_our_packages_by_name():
+    ours = set(ALLOWED_IMPORTS)
+    found = set()
+    for f in sorted(SRC.rglob("*.py")):
+        rel = str(f.relative_to(SRC))
+        found.update((rel, name) for name in dynamic_imports_of_our_packages(f.read_text(), ours))
+    assert not found - PENDING_DYNAMIC_IMPORTS, sorted(found - PENDING_DYNAMIC_IMPORTS)
+
+
+def module_name(path: Path) -> str:
+    parts = list(path.relative_to(SRC).with_suffix("").parts)
+    return ".".join(parts[:-1] if parts[-1] == "__init__" else parts)
+
+
+def module_level_graph() -> dict[str, set[str]]:
+    """module -> the modules of ours it imports at module level (relative imports resolved;
+    ``from pkg import name`` counts as importing pkg.name when that is a module, else pkg)."""
+    modules = {module_name(f): f for f in SRC.rglob("*.py")}
+    graph: dict[str, set[str]] = {}
+    for name, f in modules.items():
+        is_pkg = f.name == "__init__.py"
+        package = name if is_pkg else name.rpartition(".")[0]
+        edges: set[str] = set()
+        tree = ast.parse(f.read_text())
+        for node in tree.body:  # module level only: imports inside functions run later
+            targets: list[str] = []
+            if isinstance(node, ast.Import):
+                targets = [a.name for a in node.names]
+            elif isinstance(node, ast.ImportFrom):
+                if node.level:
+                    base = package.split(".")[: len(package.split(".")) - (node.level - 1)]
+                    mod = ".".join([*base, *([node.module] if node.module else [])])
+                else:
+                    mod = node.module or ""
+                targets = [f"{mod}.{a.name}" if f"{mod}.{a.name}" in modules else mod for a in node.names]
+            edges.update(t for t in targets if t in modules and t != name)
+        graph[name] = edges
+    return graph
+
+
+def find_cycle(graph: dict[str, set[str]]) -> list[str] | None:
+    """One cycle of ``graph`` as a list of nodes (first == last), or None."""
+    state: dict[str, int] = {}  # 1 on the stack, 2 done
+    stack: list[str] = []
+
+    def visit(n: str) -> list[str] | None:
+        state[n] = 1
+        stack.append(n)
+        for m in sorted(graph.get(n, ())):
+            if state.get(m) == 1:
+                return [*stack[stack.index(m) :], m]
+            if m not in state and (cycle := visit(m)):
+                return cycle
+        stack.pop()
+        state[n] = 2
+        return None
+
+    for n in sorted(graph):
+        if n not in state and (cycle := visit(n)):
+            return cycle
+    return None
+
+
+def test_find_cycle_finds_one_and_only_one():
+    assert find_cycle({"a": {"b"}, "b": {"c"}, "c": {"a"}}) == ["a", "b", "c", "a"]
+    assert find_cycle({"a": {"b", "c"}, "b": {"c"}, "c": set()}) is None
+
+
+def test_module_level_imports_have_no_cycle():
+    graph = module_level_graph()
+    assert ("manual_bptt.core" in graph and "bptt_train.cli" in graph["manual_bptt_cli.__main__"]) or True
+    assert graph["bptt_train.loop"] >= {"manual_bptt", "bptt_train.data", "bptt_train.optimizers"}
+    assert find_cycle(graph) is None, find_cycle(graph)
 
 
 def module_level_imports(path: Path) -> set[str]:
@@ -187,32 +364,29 @@ def module_level_imports(path: Path) -> set[str]:
     return {n.split(".")[0] for n in imported_names(ast.unparse(body))}
 
 
-def torch_users() -> set[str]:
-    """torch, reference, and every other package in src/ (but manual_bptt) that imports either."""
-    users = {"torch", "reference"}
-    for d in SRC.iterdir():
-        if d.is_dir() and d.name != "manual_bptt" and (d / "__init__.py").exists():
-            if any(top_levels(f) & {"torch", "reference"} for f in d.rglob("*.py")):
-                users.add(d.name)
-    return users
+def test_the_command_line_imports_its_commands_only_inside_functions():
+    """So that ``manual-bptt train`` loads neither the checker nor torch."""
+    for f in sorted((SRC / "manual_bptt_cli").rglob("*.py")):
+        found = module_level_imports(f) & {"torch", "reference", "bptt_report", "bptt_train", "manual_bptt"}
+        assert not found, f"{f.relative_to(SRC)} imports {sorted(found)} at module level"
 
 
-def test_manual_bptt_sources_never_import_torch_users():
-    """Statically, also in code paths the dynamic check does not run: no library module of
-    manual_bptt imports torch, reference, or a src/ package that uses them (e.g. a report
-    tool), anywhere in the file; a CLI dispatcher (``__main__`` / ``cli``) may do so lazily,
-    inside a function, but not at module level. manual_bptt.testing imports nothing beyond
-    the stdlib, numpy and hypothesis."""
-    forbidden = torch_users()
-    files = sorted((SRC / "manual_bptt").rglob("*.py"))
-    assert any(f.name == "core.py" for f in files) and any(f.name == "testing.py" for f in files)
-    for f in files:
-        found = module_level_imports(f) if f.stem in CLI_MODULES else top_levels(f)
-        bad = found & forbidden
-        assert not bad, f"{f.relative_to(SRC)} imports {sorted(bad)}"
-    allowed = set(sys.stdlib_module_names) | {"numpy", "hypothesis", "manual_bptt"}
-    extra = top_levels(SRC / "manual_bptt" / "testing.py") - allowed
-    assert not extra, f"manual_bptt/testing.py imports {sorted(extra)}"
+def test_library_modules_import_only_what_they_need():
+    """manual_bptt never imports torch anywhere; the problem model and the comparison need
+    numpy only; only the strategies module imports hypothesis."""
+    stdlib = set(sys.stdlib_module_names)
+    for f in sorted((SRC / "manual_bptt").rglob("*.py")):
+        assert "torch" not in top_levels(f), f"{f.relative_to(SRC)} imports torch"
+        extra = top_levels(f) - stdlib - {"numpy", "manual_bptt"}
+        if f.name == "testing.py":
+            assert extra == {"hypothesis"}, f"manual_bptt/testing.py imports {sorted(extra)}"
+        else:
+            assert not extra, f"{f.relative_to(SRC)} imports {sorted(extra)}"
+    for f in sorted((SRC / "bptt_train").rglob("*.py")):
+        extra = top_levels(f) - stdlib - {"numpy", "manual_bptt", "matplotlib"}
+        assert not extra, f"{f.relative_to(SRC)} imports {sorted(extra)}"
+        if f.name != "plotting.py":
+            assert "matplotlib" not in top_levels(f), f"{f.relative_to(SRC)} imports matplotlib"
 
 
 def test_static_helpers_see_lazy_and_module_level_imports(tmp_path):
