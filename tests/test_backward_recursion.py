@@ -1,7 +1,7 @@
-"""Tests added to kill mutants of src/manual_bptt/core.py that survived mutation testing
-(see docs/mutation.md). Each test names the mutants it kills. Some check the documented
-contracts of core's internal helpers (backward_deltas, lag_deltas, run_forward's Trace),
-which decompose and rtrl build on."""
+"""The backward recursion and forward pass at their edges: truncation that keeps every term,
+a single step, the ``out`` buffer, the last lag, the compute dtype of the Trace, and softmax
+with extreme logits. Some check the documented contracts of core's internal helpers
+(backward_deltas, lag_deltas, run_forward's Trace), which decompose and rtrl build on."""
 
 from __future__ import annotations
 
@@ -23,16 +23,15 @@ YS = RNG.integers(0, K, (B, T))
 
 @pytest.mark.parametrize("tau", [T - 1, T, T + 5])
 def test_truncate_of_at_least_T_minus_1_is_full_bptt_exactly(tau):
-    # kills backward_deltas__mutmut_5 (tau >= T-1 -> tau > T-1) and _6 (-> tau >= T+1): such
-    # a tau keeps every term, so it must be the full recursion itself (not the O(tau T)
-    # lag-by-lag sum, which rounds differently).
+    # A tau >= T - 1 keeps every term, so it must be the full recursion itself (not the
+    # O(tau T) lag-by-lag sum, which rounds differently): exactly at T - 1, and above.
     assert_identical(bptt(P, XS, YS, truncate=tau), bptt(P, XS, YS))
 
 
 def test_backward_deltas_with_truncate_of_at_least_T_minus_1_is_the_full_recursion():
-    # kills backward_deltas__mutmut_4 (tau >= T-1 -> tau > T-1) and _5 (-> tau >= T+1):
-    # bptt routes such a tau to its blocked full recursion itself, so only a direct call
-    # reaches this branch; the lag-by-lag sum would round differently.
+    # tau >= T - 1 (exactly at T - 1, and above) is the full recursion. bptt routes such a
+    # tau to its blocked full recursion itself, so only a direct call reaches this branch;
+    # the lag-by-lag sum would round differently.
     tr, e = _trace_and_e()
     full = backward_deltas(tr, e, None)
     for tau in (T - 1, T):
@@ -40,7 +39,7 @@ def test_backward_deltas_with_truncate_of_at_least_T_minus_1_is_the_full_recursi
 
 
 def test_backward_deltas_of_a_single_step():
-    # kills backward_deltas__mutmut_18 (carry shaped from e[1]: there is no step 1 when T = 1)
+    # T = 1: there is no step 1 to shape the carried term from
     tr, e = _trace_and_e(xs=XS[:, :1], ys=YS[:, :1])
     delta = backward_deltas(tr, e, None)
     np.testing.assert_array_equal(delta, e * tr.fprime)  # delta_0 = e_0 * f'(a_0)
@@ -56,9 +55,8 @@ def _trace_and_e(p=P, xs=XS, ys=YS):
 
 @pytest.mark.parametrize("tau", [None, 3])
 def test_backward_deltas_out_argument(tau):
-    # kills backward_deltas__mutmut_9, _11, _12, _67, _69 (out=None broken) and _10, _68
-    # (the result not written into out). Documented: out is an optional array for the
-    # result, which may be e itself.
+    # Documented: out is an optional array for the result, which may be e itself; without
+    # it e is only read, and with it the result is written there and returned.
     tr, e = _trace_and_e()
     e_copy = e.copy()
     fresh = backward_deltas(tr, e, tau)
@@ -74,16 +72,15 @@ def test_backward_deltas_out_argument(tau):
 
 @pytest.mark.parametrize("batch_rows", [1, 2])
 def test_lag_deltas_stops_at_T_minus_1(batch_rows):
-    # kills lag_deltas__mutmut_15 (min(max_lag, T - 1) -> min(max_lag, T + 1)): lags are
-    # 0..min(max_lag, T-1), each Q_L of shape (T - L, B, H)
+    # lags are 0..min(max_lag, T-1), each Q_L of shape (T - L, B, H), even for max_lag > T
     tr, e = _trace_and_e(xs=XS[:batch_rows], ys=YS[:batch_rows])
     lags = [(L, Q.shape) for L, Q in lag_deltas(tr, e, T + 3)]
     assert lags == [(L, (T - L, batch_rows, H)) for L in range(T)]
 
 
 def test_trace_parameters_are_in_the_compute_dtype():
-    # kills run_forward__mutmut_13, _15 (b) and _21, _23 (c) kept in their own dtype: the
-    # Trace documents U, W, V, b, c in the compute dtype (float64 here: float64 inputs).
+    # The Trace documents U, W, V, b, c in the compute dtype (float64 here: float64 inputs),
+    # the biases included.
     p32 = P.astype(np.float32)
     tr = run_forward(p32, prepare(p32, XS, YS, activation="tanh", s0=None))
     for name in ("U", "W", "V", "b", "c"):
@@ -93,9 +90,9 @@ def test_trace_parameters_are_in_the_compute_dtype():
 
 
 def test_forward_softmax_with_extreme_logits_matches_torch():
-    # kills forward__mutmut_39 (o + max: overflow), _40 and _42 (max over every step and row:
-    # rows with much smaller logits underflow to 0 / 0). Identity activation, s_t = x_t:
-    # row 0 has logits (1000, 2000), row 1 (-1000, -2000).
+    # The maximum is subtracted (adding it overflows), per step and row (one maximum over
+    # every step and row underflows the rows with much smaller logits to 0 / 0). Identity
+    # activation, s_t = x_t: row 0 has logits (1000, 2000), row 1 (-1000, -2000).
     p = RNNParams(U=[[1.0]], W=[[0.0]], V=[[1.0], [2.0]])
     xs = np.array([[[1000.0], [1000.0]], [[-1000.0], [-1000.0]]])
     fw = forward(p, xs, activation="identity")

@@ -1,5 +1,6 @@
-"""Tests added to kill mutants of src/manual_bptt/decompose.py and rtrl.py that survived
-mutation testing (see docs/mutation.md). Each test names the mutants it kills."""
+"""The decomposition (and RTRL) at their edges: float32 terms and factors stay float32, softmax
+factors with extreme logits, uncounted targets whose y_hat underflows, steps past the end,
+max_bytes = 0, and the names in size refusals."""
 
 from __future__ import annotations
 
@@ -27,10 +28,8 @@ F32 = np.dtype(np.float32)
 # ---------------------------------------------------------------------------------------------
 @pytest.mark.parametrize("xs", [TOK, DENSE32], ids=["tokens", "dense"])
 def test_float32_decomposition_outputs_are_float32(xs):
-    # kills _full__mutmut_17, _19; TermView.__array____mutmut_2, _4; TermView.__getitem____mutmut_39,
-    # _41; _input_rows__mutmut_3, _5; iter_t__mutmut_4, _6, _11, _13, _20, _22;
-    # _immediate__mutmut_18, _20; ds_db__mutmut_25, _27; _jacobian__mutmut_8, _10
-    # (each an array allocated in float64, which promoted float32 work to float64)
+    # Every term, view, factor and Jacobian of a float32 problem is float32: one array
+    # allocated in float64 anywhere would promote the float32 work to float64.
     dec = decompose(P32, xs, YS)
     arrays = {
         "W.full": dec.W.full(), "U.full": dec.U.full(), "b.full": dec.b.full(),
@@ -53,9 +52,8 @@ def test_float32_decomposition_outputs_are_float32(xs):
 
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
 def test_lag_profile_jacobian_norms_are_those_of_ds_ds(dtype):
-    # kills lag_profile__mutmut_36, _38 (lag-0 identity in float64: float32 Jacobians then
-    # computed in float64). lag_profile's J_L[k] and ds_ds(k + L, k) are the same products in
-    # the same order, so their norms agree exactly.
+    # lag_profile's J_L[k] and ds_ds(k + L, k) are the same products in the same order and
+    # dtype (the lag-0 identity included), so their norms agree exactly.
     p = P.astype(dtype)
     xs = DENSE32.astype(dtype)
     dec = decompose(p, xs, YS)
@@ -79,7 +77,7 @@ def torch_softmax(o):
 
 
 def test_softmax_factors_with_extreme_logits_match_torch():
-    # kills _softmax__mutmut_7 (o + max), _8 and _10 (max over the whole batch)
+    # the maximum is subtracted (not added), per row (not over the whole batch)
     ys = np.array([[1, 1], [0, 0]])
     dec = decompose(EXT_P, EXT_XS, ys, activation="identity")
     for t in range(2):
@@ -92,8 +90,8 @@ def test_softmax_factors_with_extreme_logits_match_torch():
 
 
 def test_dE_dyhat_uncounted_underflowed_target_is_exactly_zero_and_counted_is_inf():
-    # kills dE_dyhat__mutmut_23 (counted = None: every target written, 0 / 0 = nan for the
-    # uncounted one) and _26 (errstate(divide=None): a divide-by-zero warning for -inf)
+    # only counted targets are written (an uncounted one would be 0 / 0 = nan), and the -inf
+    # of a counted one comes without a divide-by-zero warning
     ys = np.array([[0, 0], [1, 1]])  # every label has y_hat[y] = exp(-1000) = 0
     mask = np.array([[False, True], [True, False]])
     dec = decompose(EXT_P, EXT_XS, ys, mask=mask, activation="identity")
@@ -108,8 +106,8 @@ def test_dE_dyhat_uncounted_underflowed_target_is_exactly_zero_and_counted_is_in
 # argument checks
 # ---------------------------------------------------------------------------------------------
 def test_steps_past_the_end_are_value_errors():
-    # kills dE_dyhat__mutmut_13 and ds_dW__mutmut_17 (upper bound T - 1 -> T + 1: an
-    # IndexError or a wrong answer instead of the ValueError naming the step)
+    # the upper bound is T - 1: past it, the ValueError naming the step (not an IndexError
+    # or a wrong answer)
     dec = decompose(P, TOK, YS)
     with pytest.raises(ValueError, match=rf"^t: expected 0 <= t <= {T - 1}, got {T}$"):
         dec.dE_dyhat(T)
@@ -119,7 +117,8 @@ def test_steps_past_the_end_are_value_errors():
 
 
 def test_max_bytes_zero_is_allowed():
-    # kills decompose__mutmut_8, _9 and rtrl__mutmut_8, _9 (max_bytes < 0 -> <= 0 / < 1)
+    # max_bytes = 0 is a valid limit (only negative ones are refused): the lazy terms still
+    # work, and everything that needs memory is refused
     dec = decompose(P, TOK, YS, max_bytes=0)
     np.testing.assert_array_equal(dec.W[3, 1], decompose(P, TOK, YS).W[3, 1])
     with pytest.raises(TooLargeError, match=r"^terms\.W: the full tensor"):
@@ -129,7 +128,7 @@ def test_max_bytes_zero_is_allowed():
 
 
 def test_lag_profile_refusal_names_the_jacobians():
-    # kills lag_profile__mutmut_10, _11 (the name in the TooLargeError mangled)
+    # the TooLargeError names what was refused
     need = T * B * H * H * 8
     dec = decompose(P, TOK, YS, max_bytes=need - 1)
     msg = rf"^lag_profile Jacobians: the full tensor of shape \({T}, {B}, {H}, {H}\) would take {need} bytes"

@@ -1,8 +1,6 @@
-"""Tests added to kill mutants of src/manual_bptt/_inputs.py that survived mutation testing.
-
-Each test names the mutmut mutants it kills (see docs/mutation.md). They check input
-handling that the rest of the suite did not pin down: the exact wording of error messages
-that name what is wrong, and the compute dtype of unusual (but accepted) input dtypes.
+"""Input handling at its edges: the exact wording of error messages that name what is wrong,
+the compute dtype of unusual (but accepted) input dtypes, and the documented Batch that
+prepare returns.
 """
 
 from __future__ import annotations
@@ -29,7 +27,6 @@ HAS_LONGDOUBLE = np.finfo(np.longdouble).nmant > np.finfo(np.float64).nmant
 # error messages
 # ---------------------------------------------------------------------------------------------
 def test_object_array_message():
-    # kills x__as_array__mutmut_7 (message replaced by None)
     xs = np.array([0, 1, None], dtype=object)
     msg = r"^xs: cannot be read as a numeric array \(ragged or non-numeric\)$"
     with pytest.raises(ValueError, match=msg):
@@ -37,25 +34,23 @@ def test_object_array_message():
 
 
 def test_params_of_wrong_type_message_names_the_type():
-    # kills x_check_params__mutmut_3 (type(p) -> type(None) in the message)
+    # the message names the type that was given
     with pytest.raises(ValueError, match=r"^p: expected manual_bptt.RNNParams, got dict$"):
         bptt(dict(P.items()), TOK, YS)
 
 
 def test_missing_labels_message():
-    # kills x_prepare__mutmut_10 (message lower-cased)
     with pytest.raises(ValueError, match=r"^ys: required \(integer labels in \[0, K\)\), got None$"):
         bptt(P, TOK, None)
 
 
 def test_dense_input_width_message_reports_the_last_axis():
-    # kills x_prepare__mutmut_44 (shape[-1] -> shape[+1]: for (B, T, D') that is T, not D')
+    # the last axis D' of (B, T, D'), not the second one (T)
     with pytest.raises(ValueError, match=rf"^xs: last axis is 7 but U has D = {D} columns$"):
         bptt(P, np.zeros((B, T, 7)), YS)
 
 
 def test_empty_sequence_and_batch_messages():
-    # kills x_prepare__mutmut_62 and x_prepare__mutmut_68 (messages lower-cased)
     with pytest.raises(ValueError, match=r"^xs: empty sequence \(T = 0\)$"):
         bptt(P, np.zeros((B, 0), dtype=np.int64), np.zeros((B, 0), dtype=np.int64))
     with pytest.raises(ValueError, match=r"^xs: empty batch \(B = 0\)$"):
@@ -63,15 +58,14 @@ def test_empty_sequence_and_batch_messages():
 
 
 def test_s0_shape_message_lists_the_allowed_shapes():
-    # kills x_prepare__mutmut_96, _98, _99, _100 (the "(4,) or (2, 4)" list mangled)
+    # the message lists both allowed shapes, "(4,) or (2, 4)"
     msg = rf"^s0: expected shape \({H},\) or \({B}, {H}\) \(H = {H}\), got \(3, {H}\)$"
     with pytest.raises(ValueError, match=msg):
         bptt(P, TOK, YS, s0=np.zeros((3, H)))
 
 
 def test_label_message_points_at_the_first_bad_label_after_a_zero():
-    # kills x_prepare__mutmut_206 (ys < 0 -> ys <= 0) and _207 (ys < 0 -> ys < 1): with a 0
-    # label before the bad one, the mutants report the 0.
+    # 0 is a valid label: with a 0 before the bad one, the message must point at the bad one
     ys = np.zeros((B, T), dtype=np.int64)
     ys[1, 3] = K
     msg = rf"^ys: label {K} at index \(1, 3\) is outside \[0, K\) with K = {K}$"
@@ -80,15 +74,15 @@ def test_label_message_points_at_the_first_bad_label_after_a_zero():
 
 
 def test_ragged_mask_message_names_mask():
-    # kills x_prepare__mutmut_229, _233, _234 (the name "mask" passed to _as_array mangled)
+    # the message names "mask"
     mask = [[True] * T, [True] * (T - 1)]
     with pytest.raises(ValueError, match=r"^mask: cannot be read as an array"):
         bptt(P, TOK, YS, mask=mask)
 
 
 def test_mask_without_labels_is_refused_by_prepare():
-    # kills x_prepare__mutmut_261, _262, _263. Public functions either require ys (and say
-    # so first) or take no mask, so this branch is reached through prepare only.
+    # Public functions either require ys (and say so first) or take no mask, so this check
+    # is reached through prepare only.
     with pytest.raises(ValueError, match=r"^mask: given without ys$"):
         prepare(P, TOK, None, activation="tanh", s0=None, mask=np.ones((B, T), bool), labels_required=False)
 
@@ -98,7 +92,7 @@ def test_mask_without_labels_is_refused_by_prepare():
 # ---------------------------------------------------------------------------------------------
 @pytest.mark.parametrize("reduction", ["sum", "mean"])
 def test_unbatched_mask_matches_oracle(reduction, check):
-    # kills x_prepare__mutmut_241 (an unbatched (T,) mask used without its batch axis)
+    # an unbatched (T,) mask is given its batch axis
     mask = np.array([True, False, True, True, False, True])
     r = bptt(P, TOK[0], YS[0], mask=mask, reduction=reduction)
     check(r, ref.bptt(P, TOK[0], YS[0], mask=mask, reduction=reduction))
@@ -106,8 +100,8 @@ def test_unbatched_mask_matches_oracle(reduction, check):
 
 @pytest.mark.parametrize("dtype", [np.uint8, np.int8, np.int16, np.uint16])
 def test_small_integer_token_ids_give_the_same_result(dtype, check):
-    # kills x_prepare__mutmut_140, _142 (token ids not converted to int64: dU's bincount
-    # cell index v * H + h overflows a small integer type)
+    # token ids are converted to int64: dU's bincount cell index v * H + h would overflow a
+    # small integer type
     Dbig, Hbig = 120, 5
     p = RNNParams.init(Dbig, Hbig, K, seed=5)
     tok = np.array([[119, 3, 100, 64, 0, 119], [77, 118, 2, 90, 119, 1]])
@@ -118,17 +112,15 @@ def test_small_integer_token_ids_give_the_same_result(dtype, check):
 
 @pytest.mark.skipif(not HAS_LONGDOUBLE, reason="np.longdouble is float64 on this platform")
 def test_longdouble_dense_inputs_compute_in_float64():
-    # kills x_prepare__mutmut_154, _156 (X kept in the caller's dtype) and _115 (dtype None
-    # for a dtype outside float32/float64). Values exactly representable in float64, so the
-    # result must be bitwise the float64 one.
+    # a floating dtype other than float32/float64 computes in float64 (X converted too).
+    # Values exactly representable in float64, so the result must be bitwise the float64 one.
     r = bptt(P, DENSE.astype(np.longdouble), YS)
     assert_identical(r, bptt(P, DENSE, YS))
 
 
 @pytest.mark.skipif(not HAS_LONGDOUBLE, reason="np.longdouble is float64 on this platform")
 def test_longdouble_s0_with_float32_params_computes_in_float64():
-    # kills x_prepare__mutmut_109 (a floating s0 not counted in the compute dtype): float32
-    # only when every floating input is float32.
+    # s0 counts in the compute dtype: float32 only when every floating input is float32.
     p32 = P.astype(np.float32)
     s0 = RNG.standard_normal((B, H))
     r = bptt(p32, TOK, YS, s0=s0.astype(np.longdouble))
@@ -141,9 +133,9 @@ def _terms(dec):
 
 
 def test_float32_decomposition_default_and_integer_s0_are_float32_zeros():
-    # was written against the s0 dtype mutants of prepare (s0=None zeros made float64, an
-    # integer s0 kept as int64), when the s_{k-1} rows were built from s0 directly; now s0 is
-    # copied into the float32 states and test_batch_s0_has_the_compute_dtype kills them.
+    # s0=None zeros and an integer s0 give the same float32 terms as a float32 s0 (the
+    # s_{k-1} rows once were built from s0 directly; now s0 is copied into the float32 states
+    # and test_batch_s0_has_the_compute_dtype pins its dtype).
     p32 = P.astype(np.float32)
     Bb = 3
     tok = RNG.integers(0, D, (Bb, T))
@@ -163,21 +155,20 @@ def test_float32_decomposition_default_and_integer_s0_are_float32_zeros():
 
 @pytest.mark.parametrize("reduction", ["sum", "mean"])
 def test_float32_loss_is_computed_in_float32(reduction):
-    # kills x_prepare__mutmut_254 (weights made float64: the loss w @ E_t was then a float64
-    # dot product). The float32 loss must be a float32 number, and equal to the float32 sum.
+    # the weights stay float32 (float64 weights make the loss w @ E_t a float64 dot
+    # product): the float32 loss must be a float32 number.
     p32 = P.astype(np.float32)
     r = bptt(p32, TOK, YS, reduction=reduction)
     assert r.loss == float(np.float32(r.loss))
 
 
 # ---------------------------------------------------------------------------------------------
-# the Batch contract (documented in _inputs.Batch). These mutants change what prepare returns
-# but no public result: gradients use labels only as indices, and an unbatched weight is only
-# read as T * B = T values. They are killed on prepare's documented output instead.
+# the Batch contract (documented in _inputs.Batch). These properties change what prepare
+# returns but no public result: gradients use labels only as indices, and an unbatched weight
+# is only read as T * B = T values. They are checked on prepare's documented output instead.
 # ---------------------------------------------------------------------------------------------
 @pytest.mark.parametrize("dtype", [np.uint8, np.int32, np.int64])
 def test_batch_labels_and_token_ids_are_int64(dtype):
-    # kills x_prepare__mutmut_217, _219 (Y not converted to int64)
     batch = prepare(P, TOK.astype(dtype), YS.astype(dtype), activation="tanh", s0=None)
     assert batch.Y.dtype == np.int64 and batch.tokens.dtype == np.int64
     np.testing.assert_array_equal(batch.Y, YS.T)
@@ -185,13 +176,12 @@ def test_batch_labels_and_token_ids_are_int64(dtype):
 
 
 def test_batch_without_labels_has_no_labels_and_no_weight():
-    # kills x_prepare__mutmut_182 (Y = weight = "" instead of None)
     batch = prepare(P, TOK, None, activation="tanh", s0=None, labels_required=False)
     assert batch.Y is None and batch.weight is None
 
 
 def test_batch_weight_of_unbatched_mask_is_time_by_one():
-    # kills x_prepare__mutmut_241 (an unbatched (T,) mask kept without its batch axis)
+    # an unbatched (T,) mask is given its batch axis
     mask = np.array([True, False, True, True, False, True])
     batch = prepare(P, TOK[0], YS[0], activation="tanh", s0=None, mask=mask, reduction="mean")
     assert batch.weight.shape == (T, 1)
@@ -200,9 +190,8 @@ def test_batch_weight_of_unbatched_mask_is_time_by_one():
 
 @pytest.mark.parametrize("s0", [None, "int"])
 def test_batch_s0_has_the_compute_dtype(s0):
-    # kills x_prepare__mutmut_166, _168 (s0=None zeros made float64) and _174, _176 (an
-    # integer s0 kept as int64): bptt copies s0 into its float32 states, so no gradient shows
-    # it, but Batch documents s0 in the compute dtype
+    # s0=None zeros and an integer s0 are in the compute dtype: bptt copies s0 into its
+    # float32 states, so no gradient shows it, but Batch documents s0 in the compute dtype
     p32 = P.astype(np.float32)
     s0_arr = None if s0 is None else np.ones((TOK.shape[0], P.hidden_size), dtype=np.int64)
     batch = prepare(p32, TOK, YS, activation="tanh", s0=s0_arr)

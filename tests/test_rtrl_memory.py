@@ -1,6 +1,6 @@
-"""Tests added to kill mutants of src/manual_bptt/rtrl.py that survived mutation testing
-(see docs/mutation.md). Each test names the mutants it kills. (rtrl__mutmut_8 and _9 are
-killed by test_max_bytes_zero_is_allowed in test_mutation_kills_decompose.py.)"""
+"""RTRL's memory: the refusal message's sizes, float32 sensitivities held in float32, and no
+dense-input sensitivities for token inputs. (max_bytes = 0 is tested in
+test_decompose_edge_cases.py, test_max_bytes_zero_is_allowed.)"""
 
 from __future__ import annotations
 
@@ -13,7 +13,7 @@ from manual_bptt import RNNParams, rtrl
 
 
 def test_rtrl_refusal_message_sizes():
-    # kills rtrl__mutmut_49 .. _56 (the MiB figures of the message computed wrongly)
+    # the byte count and both MiB figures of the message
     Bn, Tn, Dn, Hn = 2, 100, 64, 64
     p = RNNParams.init(Dn, Hn, 3, seed=1)
     xs = np.zeros((Bn, Tn, Dn))
@@ -38,10 +38,9 @@ def traced_peak(p, xs, ys):
 
 @pytest.mark.parametrize("dense", [False, True])
 def test_float32_rtrl_holds_its_sensitivities_in_float32(dense):
-    # kills rtrl__mutmut_72, _74 (PW), _77, _79 (PU) and, for dense inputs, _94, _96 (M): a
-    # sensitivity allocated in float64 turns every later product into float64, so the
-    # float32 run no longer takes about half the memory of the float64 run (max_bytes counts
-    # 4 bytes per number for float32).
+    # The sensitivities PW, PU and (dense inputs) M are float32: one allocated in float64
+    # turns every later product into float64, so the float32 run would no longer take about
+    # half the memory of the float64 run (max_bytes counts 4 bytes per number for float32).
     rng = np.random.default_rng(0)
     B, K = 4, 3
     T, H, D = (40, 8, 64) if dense else (3, 32, 32)
@@ -59,9 +58,8 @@ def test_float32_rtrl_holds_its_sensitivities_in_float32(dense):
 
 
 def test_token_rtrl_allocates_no_dense_input_sensitivities():
-    # kills rtrl__mutmut_92 (M, (T, B, H, D), allocated for token inputs too) and _116 (dX,
-    # (T, B, D), likewise): max_bytes counts T*B*H*D numbers for dense inputs only, and a
-    # token run needs nothing of size T*B*D.
+    # Neither M, (T, B, H, D), nor dX, (T, B, D), is allocated for token inputs: max_bytes
+    # counts T*B*H*D numbers for dense inputs only, and a token run needs nothing of size T*B*D.
     rng = np.random.default_rng(1)
     B, T, H, D, K = 4, 200, 2, 1024, 3
     p = RNNParams.init(D, H, K, seed=0)
