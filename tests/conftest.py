@@ -29,14 +29,8 @@ import numpy as np
 import pytest
 from hypothesis import HealthCheck, Phase, settings
 
-from manual_bptt.testing import (
-    Problem,
-    RNNConfig,
-    assert_close,
-    assert_results_close,
-    make_problem,
-    result_fields,
-)
+from manual_bptt.checking import ATOL, RTOL, assert_close, assert_results_close, result_fields
+from manual_bptt.problems import Problem, RNNConfig, make_problem
 
 # ---------------------------------------------------------------------------------------------
 # Hypothesis profiles
@@ -133,8 +127,8 @@ def check_result(
     actual: Any,
     expected: Any,
     *,
-    rtol: float = 1e-10,
-    atol: float = 1e-12,
+    rtol: float = RTOL,
+    atol: float = ATOL,
     dtype: type = np.float64,
     context: str = "",
     record: bool = True,
@@ -173,7 +167,7 @@ def check_result(
 
 
 def oracle_close(
-    actual: Any, expected: Any, *, name: str, key: str, rtol: float = 1e-10, atol: float = 1e-12
+    actual: Any, expected: Any, *, name: str, key: str, rtol: float = RTOL, atol: float = ATOL
 ) -> None:
     """assert_close on one array, then record max|a - b| / max(max|ref|, atol / rtol) under
     ``key`` for the end-of-run summary (the same scale as check_result)."""
@@ -196,7 +190,7 @@ def assert_identical(r1: Any, r2: Any) -> None:
 
 @pytest.fixture(scope="session")
 def check() -> Callable[..., dict[str, float]]:
-    """The checker ``check(actual, expected, *, rtol=1e-10, atol=1e-12, context="")``."""
+    """The checker ``check(actual, expected, *, rtol=RTOL, atol=ATOL, context="")`` (1e-10, 1e-12)."""
     return check_result
 
 
