@@ -1,0 +1,17 @@
+"""The benchmark runner's pieces (benchmarks/run.py is the command line over them).
+
+    config       sizes and run settings (FULL, QUICK)
+    harness      Contender, calibrate, round_robin, stats, paired_ratio: timing that knows no model
+    contenders   who is timed: the model contenders of a cell, the GEMMs, the FLOP count (LINEUP)
+    floor        products_alone: the matrix products of one bptt call, and nothing else
+    groups       one (size, dtype): build the lineup, check the losses, time, summarise
+    scaling      time against T (bptt, decompose, rtrl) and peak memory of bptt
+    targets      the issue's targets, checked against the results
+    environment  manual_bptt.environment.describe() plus what only a benchmark knows
+    tables       results.md; plots: scaling.png
+
+A new contender (another library, another cell's modules) is a factory in contenders.LINEUP
+that returns Contender objects with a role: groups checks the loss of every MODEL contender
+against OURS, reports ours / theirs for every MODEL and FLOOR contender, and the tables list
+whatever the groups hold. The harness and the tables need no change.
+"""

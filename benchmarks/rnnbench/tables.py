@@ -1,0 +1,206 @@
+"""results.md: the header, then one Markdown table per part of the results."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable
+
+from .contenders import PRODUCTS
+
+#: Cells of a group's rows after its size and dtype.
+Cells = Callable[[dict], Iterable[list[str]]]
+
+
+def fmt_ms(x: float) -> str:
+    """Seconds as milliseconds, three significant digits below one second."""
+    return f"{x * 1e3:.3g}" if x < 1 else f"{x * 1e3:.0f}"
+
+
+def table(header: list[str], align: str, rows: Iterable[list[str]]) -> list[str]:
+    """A Markdown table; align has one letter per column, 'l' (left) or 'r' (right)."""
+    rule = ["---:" if a == "r" else "---" for a in align]
+    return [f"| {' | '.join(cells)} |" for cells in (header, rule, *rows)]
+
+
+def group_table(groups: list[dict], header: list[str], align: str, cells: Cells) -> list[str]:
+    """A table with rows for every group, each row starting with the group's size and dtype."""
+    rows = ([g["size"]["name"], g["dtype"], *c] for g in groups for c in cells(g))
+    return table(["size", "dtype", *header], "ll" + align, rows)
+
+
+def header(result: dict) -> list[str]:
+    """Title, the environment and how to read the tables."""
+    env = result["environment"]
+    blas = "; ".join(
+        f"{t['internal_api']} {t['version']} ({t['library']}, kernel {t['architecture']}, "
+        f"{t['threading_layer'] or '-'}), {t['num_threads']} thread(s)"
+        for t in env["threadpools"]
+    )
+    return [
+        "# Benchmark results",
+        "",
+        f"- date: {env['date']}; command: `{env['command']}`"
+        + (" (QUICK: tiny sizes)" if result["quick"] else ""),
+        f"- machine: {env['cpu']}, {env['logical_cpus']} logical CPUs; {env['platform']}",
+        f"- python {env['python']}, numpy {env['numpy']}, torch {env['torch']} (MKL: {env['torch_mkl']}), "
+        f"torch threads {env['torch_threads']}",
+        f"- thread pools during the run (threadpoolctl): {blas}",
+        "- environment: " + ", ".join(f"{k}={v}" for k, v in env["env"].items()),
+        f"- load average (1, 5, 15 min) at start: {env['loadavg_start']}, at end: {result['loadavg_end']}",
+        "",
+        "Each round gives every contender one timed slot, in an order rotated every round; a slot",
+        "makes `calls` back-to-back calls (calibrated to about "
+        + f"{result['slot_ms']:g} ms, at least one) and records the",
+        "mean time per call. Times are medians over the rounds; IQR = interquartile range. 'cold' =",
+        "median time of the first call of a slot, made right after another contender ran.",
+        "GFLOP/s counts the matrix products of forward and backward only; 'of peak' = that rate",
+        "over the faster of the two GEMMs measured in the same round-robin. Ratios are ours / theirs",
+        "(median over median); the spread is the IQR and range of the per-round ratios.",
+    ]
+
+
+def times(groups: list[dict]) -> list[str]:
+    def cells(g: dict) -> Iterable[list[str]]:
+        for name, r in g["contenders"].items():
+            yield [
+                name,
+                fmt_ms(r["median"]),
+                f"{fmt_ms(r['q1'])}-{fmt_ms(r['q3'])}",
+                f"{fmt_ms(r['min'])}-{fmt_ms(r['max'])}",
+                str(r["n"]),
+                str(r["calls_per_slot"]),
+                fmt_ms(r["cold_median"]),
+                f"{r['gflops']:.3g}",
+                f"{r['fraction_of_gemm']:.2f}",
+            ]
+
+    head = ["contender", "median ms", "IQR ms", "min-max ms", "rounds", "calls", "cold ms"]
+    head += ["GFLOP/s", "of peak"]
+    return ["## Times", "", *group_table(groups, head, "l" + "r" * 8, cells)]
+
+
+def ratios(groups: list[dict]) -> list[str]:
+    def cells(g: dict) -> Iterable[list[str]]:
+        for other, r in g["ratios"].items():
+            yield [
+                other,
+                f"{r['ratio']:.3f}",
+                f"{r['round_q1']:.3f}-{r['round_q3']:.3f}",
+                f"{r['round_min']:.3f}-{r['round_max']:.3f}",
+                f"{1 / r['ratio']:.2f}x",
+                f"{r['cold_ratio']:.3f}",
+            ]
+
+    head = ["theirs", "ratio", "per-round IQR", "per-round min-max", "speedup", "cold ratio"]
+    return ["## Ratios (ours / theirs)", "", *group_table(groups, head, "l" + "r" * 5, cells)]
+
+
+def floor(groups: list[dict]) -> list[str]:
+    def cells(g: dict) -> Iterable[list[str]]:
+        fl, r, over = g["contenders"][PRODUCTS], g["floor_vs_nn_rnn"], g["ratios"][PRODUCTS]
+        yield [
+            fmt_ms(fl["median"]),
+            f"{fl['gflops']:.3g}",
+            f"{r['ratio']:.3f}",
+            f"{r['round_q1']:.3f}-{r['round_q3']:.3f}",
+            f"{over['ratio']:.3f}",
+        ]
+
+    head = ["floor ms", "floor GFLOP/s", "floor / nn.RNN", "per-round IQR", "bptt / floor"]
+    return [
+        "## The floor: bptt's matrix products alone",
+        "",
+        f"`{PRODUCTS}` makes the matrix products of one bptt call, at the same shapes and in the",
+        "same blocks, and nothing else (see products_alone in benchmarks/rnnbench/floor.py). Its time",
+        "is a floor for any bptt built on the same products with this BLAS; 'floor / nn.RNN' is the",
+        "best ratio to torch.nn.RNN such a bptt could reach, and 'bptt / floor' is what the",
+        "elementwise work, validation and copies of a real call add.",
+        "",
+        *group_table(groups, head, "r" * 5, cells),
+    ]
+
+
+def targets(result: dict) -> list[str]:
+    rows = (
+        [
+            t["size"],
+            t["dtype"],
+            t["target"],
+            f"{t['value']:.2f}x" if "faster" in t["target"] else f"{t['value']:.3f}",
+            "yes" if t["met"] else "NO",
+        ]
+        for t in result["targets"]
+    )
+    return [
+        "## Targets",
+        "",
+        "The issue sets them for float64; float32 is shown against the same bounds.",
+        "",
+        *table(["size", "dtype", "target", "measured", "met"], "lllrl", rows),
+    ]
+
+
+def scaling(sc: dict) -> list[str]:
+    d = sc["dims"]
+    rows = (
+        [
+            m,
+            ", ".join(map(str, r["T"])),
+            ", ".join(fmt_ms(x) for x in r["median_s"]),
+            f"{r['exponent']:.2f}",
+            f"{r['fit_T'][0]}-{r['fit_T'][-1]}",
+        ]
+        for m, r in sc["methods"].items()
+    )
+    return [
+        "## Scaling in T",
+        "",
+        f"float64, token inputs, B={d['B']}, vocabulary D={d['D']}, H={d['H']}, K={d['K']} "
+        f"(rtrl: H={d['rtrl_H']}, its cost is O(T B H^4)); decompose = `decompose(...)` then "
+        "`.norms()` of every (t, k) term. Exponent = least-squares slope of log(median time) on "
+        "log T over the largest T (at small T a call is mostly fixed overhead).",
+        "",
+        *table(["method", "T", "median ms", "fitted exponent", "fit over T"], "lllrl", rows),
+    ]
+
+
+def memory(mem: dict) -> list[str]:
+    d = mem["dims"]
+    rows = (
+        [
+            str(r["T"]),
+            f"{r['peak_bytes'] / 2**20:.2f}",
+            f"{r['cached_bytes'] / 2**20:.2f}",
+            f"{r['predicted_bytes'] / 2**20:.2f}",
+            f"{r['peak_over_cached']:.2f}",
+            f"{r['peak_over_predicted']:.2f}",
+        ]
+        for r in mem["rows"]
+    )
+    head = ["T", "peak MiB", "cached MiB", "predicted MiB", "peak / cached", "peak / predicted"]
+    return [
+        "## Peak memory of bptt",
+        "",
+        f"float64, dense, B={d['B']}, D={d['D']}, H={d['H']}, K={d['K']}; peak of one call traced by "
+        "tracemalloc. cached = what the forward pass keeps for the backward pass: the states s "
+        "(with s0), (T + 1)·H·B·8 bytes (f'(a) is computed from s; xs is read in place). "
+        "predicted = cached + the returned dE/dxs (TBD); a, e, delta, dE/do, the time-major "
+        "copies of xs and f'(a) exist one fixed-size block of steps at a time, a constant "
+        "that matters only at small T. Fitted exponent of the peak against T (over "
+        f"T = {mem['fit_T'][0]}-{mem['fit_T'][-1]}): {mem['exponent']:.2f}; below 1 only "
+        "because of the fixed offset: a straight line through the same points, "
+        f"peak = {mem['offset_bytes'] / 2**20:.2f} MiB + {mem['bytes_per_step']:.0f} bytes · T, "
+        "costs per step "
+        f"{mem['bytes_per_step'] / mem['predicted_bytes_per_step']:.3f}x what a step must hold "
+        f"(its state and its dE/dx, (H + D)·B·8 = {mem['predicted_bytes_per_step']} bytes).",
+        "",
+        *table(head, "r" * 6, rows),
+    ]
+
+
+def markdown(result: dict) -> str:
+    """results.md of a run (result: what results.json holds)."""
+    groups = result["groups"]
+    sections = [header(result), times(groups), ratios(groups), floor(groups), targets(result)]
+    if result.get("scaling"):
+        sections += [scaling(result["scaling"]), memory(result["memory"])]
+    return "\n\n".join("\n".join(section) for section in sections) + "\n"
