@@ -568,6 +568,11 @@ def test_other_bad_arguments_are_a_value_error():
     for tau in (-1, 1.5, True):
         with pytest.raises(ValueError, match="truncate"):
             ref.gru_bptt(p, xs, ys, truncate=tau)
+    with pytest.raises(ValueError, match="activation"):
+        ref.bptt_cell("gru", p, xs, ys, activation="tanh")
+    with pytest.raises(ValueError, match="one array"):
+        ref.gru_bptt(p, xs, ys, s0=(np.zeros((2, 2)),))
+    assert ref.bptt_cell("gru", p, xs, ys, activation=None).loss == ref.gru_bptt(p, xs, ys).loss
     with pytest.raises(ValueError, match="reduction"):
         ref.gru_bptt(p, xs, ys, reduction="max")
     with pytest.raises(ValueError, match="k <= t"):

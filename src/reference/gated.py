@@ -244,6 +244,8 @@ def initial_leaves(
 
     GRU: (h0,). LSTM: (h0, cell0). The caller expands each to (B, H).
     """
+    if cell == "gru" and isinstance(s0, tuple):
+        raise ValueError("s0 for the GRU must be None or one array (H,) or (B, H), got a tuple")
     parts = (s0,) if cell == "gru" else split_lstm_state(s0)
     return tuple(initial_state(part, H, B, batched, dtype, requires_grad) for part in parts)
 
@@ -387,10 +389,14 @@ def lstm_bptt(
 
 def bptt_cell(cell: str, p: Any, xs: np.ndarray, ys: np.ndarray, **kwargs: Any) -> Any:
     """The oracle for `cell`: "rnn" -> reference.bptt (Elman; RefResult), "gru" -> gru_bptt,
-    "lstm" -> lstm_bptt (GatedResult). Keyword arguments are passed through unchanged
-    (`activation` belongs to the Elman cell only and is a TypeError elsewhere)."""
+    "lstm" -> lstm_bptt (GatedResult). Keyword arguments are passed through unchanged, except
+    `activation`, which belongs to the Elman cell only: for a gated cell it may be absent or None,
+    any other value is a ValueError."""
     if cell == "rnn":
         return rnn_bptt(p, xs, ys, **kwargs)
     if cell in GATES:
+        activation = kwargs.pop("activation", None)
+        if activation is not None:
+            raise ValueError(f"activation applies to the Elman cell only, got {activation!r} for {cell!r}")
         return gated_bptt(cell, p, xs, ys, **kwargs)
     raise ValueError(f"cell must be 'rnn', 'gru' or 'lstm', got {cell!r}")
