@@ -1,4 +1,4 @@
-"""PyTorch autograd oracle for BPTT in a vanilla RNN: plain, unrolled, checkable by eye.
+"""PyTorch autograd oracles for BPTT: the Elman RNN, the GRU and the LSTM; plain, unrolled, checkable by eye.
 
     import reference as ref
     r = ref.bptt(p, xs, ys, activation="tanh", s0=None, truncate=None, reduction="sum", mask=None)
@@ -6,20 +6,79 @@
 
 `p` is any object with numpy attributes U (H, D), W (H, H), V (K, H), b (H,) or None,
 c (K,) or None.
+
+The gated cells, in PyTorch's layer-0 layout (U (G*H, D), W (G*H, H), b_ih and b_hh (G*H,) or
+both None, V (K, H), c (K,) or None; GRU gates r, z, n, LSTM gates i, f, g, o):
+
+    r = ref.gru_bptt(p, xs, ys, s0=None, truncate=None, reduction="sum", mask=None)
+    r = ref.lstm_bptt(p, xs, ys, s0=(h0, c0), ...)        # r.ds0, r.final_state: LSTMState(h, c)
+    r.loss, r.grads.U, .W, .b_ih, .b_hh, .V, .c, r.ds0, r.dxs, r.final_state
+    r = ref.bptt_cell("rnn" | "gru" | "lstm", p, xs, ys, **kwargs)
+
+See `reference.gated`, `reference.decompose_gated` and `reference.torch_gated`.
 """
 
 from .autograd import ParamsLike, RefGrads, RefResult, bptt
 from .decompose import state_jacobian, untied_terms
-from .torch_rnn import make_torch_rnn, params_from_torch, torch_rnn_bptt
+from .decompose_gated import (
+    GatedTerms,
+    gated_state_jacobian,
+    gated_terms,
+    gru_state_jacobian,
+    gru_terms,
+    lstm_state_jacobian,
+    lstm_terms,
+)
+from .gated import (
+    GatedGrads,
+    GatedParamsLike,
+    GatedResult,
+    LSTMState,
+    bptt_cell,
+    gated_bptt,
+    gru_bptt,
+    lstm_bptt,
+)
+from .torch_gated import (
+    make_torch_gru,
+    make_torch_lstm,
+    params_from_torch,
+    to_torch,
+    torch_gated_bptt,
+    torch_gru_bptt,
+    torch_lstm_bptt,
+)
+from .torch_rnn import make_torch_rnn, torch_rnn_bptt
 
 __all__ = [
+    "GatedGrads",
+    "GatedParamsLike",
+    "GatedResult",
+    "GatedTerms",
+    "LSTMState",
     "ParamsLike",
     "RefGrads",
     "RefResult",
     "bptt",
+    "bptt_cell",
+    "gated_bptt",
+    "gated_state_jacobian",
+    "gated_terms",
+    "gru_bptt",
+    "gru_state_jacobian",
+    "gru_terms",
+    "lstm_bptt",
+    "lstm_state_jacobian",
+    "lstm_terms",
+    "make_torch_gru",
+    "make_torch_lstm",
     "make_torch_rnn",
     "params_from_torch",
     "state_jacobian",
+    "to_torch",
+    "torch_gated_bptt",
+    "torch_gru_bptt",
+    "torch_lstm_bptt",
     "torch_rnn_bptt",
     "untied_terms",
 ]
