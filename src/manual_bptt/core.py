@@ -37,6 +37,7 @@ from functools import cached_property
 import numpy as np
 
 from ._inputs import Batch, check_truncate, prepare
+from .errors import NonFiniteError
 from .params import RNNParams
 
 #: Rows (t, b) per block of steps (at least one step per block), where work is done a block
@@ -45,6 +46,51 @@ _ROWS = 1024
 #: Numbers per block of elementwise work done a block of steps at a time (f'(a_t) in the
 #: backward recursion): 256 KiB of float64, so the block stays in cache between its uses.
 _NUMBERS = 1 << 15
+#: Floating-point conditions that numpy would only warn about: every state, logit and error
+#: signal is checked for finiteness instead (NonFiniteError), a block of steps at a time.
+_QUIET = {"over": "ignore", "invalid": "ignore"}
+
+
+def check_steps_finite(what: str, block: np.ndarray, start: int, *, last_first: bool = False) -> None:
+    """Raise NonFiniteError naming the first step of ``block`` that holds NaN or inf.
+
+    One np.isfinite over the whole block; the search for the step runs only on failure.
+
+    Args:
+        what: the quantity, e.g. "s_t" (the states), "o_t" (the logits), "dE/da_t".
+        block: (n, ...) the values of the steps start, ..., start + n - 1.
+        start: the step of block[0].
+        last_first: the block was computed from its last step down (the backward pass):
+            name the highest bad step, the first one reached.
+    """
+    finite = np.isfinite(block)
+    if finite.all():
+        return
+    bad_steps = np.flatnonzero(~finite.reshape(len(block), -1).all(axis=1))
+    t = start + int(bad_steps[-1] if last_first else bad_steps[0])
+    order = "the first reached by the backward pass, which runs from t = T - 1 down" if last_first else (
+        "the first such step"
+    )
+    raise NonFiniteError(
+        f"{what}: not finite (NaN or inf) at step t = {t} ({order}): the computation overflowed in "
+        f"{block.dtype}. The recursion grows without bound over these steps (e.g. the identity or relu "
+        f"activation with W of spectral radius above 1); use shorter sequences (truncate=, or chunks "
+        f"carried by s0=), smaller weights, or float64",
+        what=what,
+        step=t,
+    )
+
+
+def check_grads_finite(arrays: dict[str, np.ndarray | None]) -> None:
+    """Raise NonFiniteError naming the first gradient (e.g. "dE/dW") that holds NaN or inf."""
+    for name, a in arrays.items():
+        if a is not None and not np.isfinite(a).all():
+            raise NonFiniteError(
+                f"{name}: not finite (NaN or inf): the sum over the steps overflowed in {a.dtype}; "
+                "use shorter sequences, smaller weights, or float64",
+                what=name,
+                step=None,
+            )
 
 
 @dataclass(frozen=True, eq=False)
@@ -122,11 +168,33 @@ def run_forward(p: RNNParams, batch: Batch, *, keep_a: bool = True) -> Trace:
     blocks = step_blocks(T, B)
     a = np.empty((T if keep_a else blocks[0][1], B, H), dtype=dt)
     states = np.empty((T + 1, B, H), dtype=dt)  # s_{-1} = s0, s_0, ..., s_{T-1}
-    states[0] = batch.s0
+    with np.errstate(**_QUIET):
+        _recurrence(batch, blocks, a, keep_a, states, U, W, b)
+    return Trace(
+        batch=batch, a=a if keep_a else None, s=states[1:], s_in=states[:-1], U=U, W=W, V=V, b=b, c=c
+    )
+
+
+def _recurrence(
+    batch: Batch,
+    blocks: list[tuple[int, int]],
+    a: np.ndarray,
+    keep_a: bool,
+    states: np.ndarray,
+    U: np.ndarray,
+    W: np.ndarray,
+    b: np.ndarray | None,
+) -> None:
+    """Fill states, (T + 1, B, H), with s0, s_0, ..., s_{T-1}, and a with a_t (see run_forward).
+
+    Raises NonFiniteError at the first step whose state is not finite.
+    """
+    B, H = batch.B, batch.H
+    states[0] = batch.s0  # s_{-1} = s0
     UT = np.ascontiguousarray(U.T)  # x @ UT is a faster product than x @ U.T
     WT = np.ascontiguousarray(W.T)
     x_buf = _x_buffer(batch, blocks)
-    recur = np.empty((B, H), dtype=dt)
+    recur = np.empty((B, H), dtype=states.dtype)
     f = batch.act.f
     for start, end in blocks:
         a_blk = a[start:end] if keep_a else a[: end - start]
@@ -143,9 +211,7 @@ def run_forward(p: RNNParams, batch: Batch, *, keep_a: bool = True) -> Trace:
             np.dot(s_prev, WT, out=recur)  # W s_{t-1}
             a_t += recur  # a_t = (U x_t + b) + W s_{t-1}
             f(a_t, out=s_t)  # s_t = f(a_t)
-    return Trace(
-        batch=batch, a=a if keep_a else None, s=states[1:], s_in=states[:-1], U=U, W=W, V=V, b=b, c=c
-    )
+        check_steps_finite("s_t", states[start + 1 : end + 1], start)
 
 
 def step_blocks(T: int, B: int) -> list[tuple[int, int]]:
@@ -176,7 +242,25 @@ def _x_rows(X: np.ndarray, start: int, end: int, buf: np.ndarray | None) -> np.n
     return x.reshape(-1, X.shape[-1])
 
 
-def _softmax_cross_entropy(z: np.ndarray, y: np.ndarray, w: np.ndarray) -> np.floating:
+def logits(S: np.ndarray, VT: np.ndarray, c: np.ndarray | None, out: np.ndarray | None = None) -> np.ndarray:
+    """o_t = V s_t + c for rows of states: S (n, H), VT = V^T (H, K), c (K,) or None -> (n, K).
+
+    ``out``: an optional (n, K) array for the result (C-contiguous V^T is the faster product).
+    """
+    o = np.matmul(S, VT, out=out)  # V s_t
+    if c is not None:
+        o += c  # + c
+    return o
+
+
+def softmax(o: np.ndarray) -> np.ndarray:
+    """y_hat_t = softmax(o_t) over the last axis, shifted by the maximum (no overflow). Any shape."""
+    y_hat = np.exp(o - o.max(axis=-1, keepdims=True))  # exp(o_t - max_j o_t[j])
+    y_hat /= y_hat.sum(axis=-1, keepdims=True)
+    return y_hat
+
+
+def softmax_cross_entropy(z: np.ndarray, y: np.ndarray, w: np.ndarray) -> np.floating:
     """Turn logits z, (n, K), into dE/do in place, and return sum_i w_i E_i for these rows.
 
     E_i = -log softmax(z_i)[y_i] by log-sum-exp, so large logits give finite results; one
@@ -199,10 +283,8 @@ def output_layer(tr: Trace) -> tuple[float, np.ndarray]:
     batch = tr.batch
     T, B, H, K = batch.T, batch.B, batch.H, batch.K
     n = T * B
-    z = tr.s.reshape(n, H) @ tr.V.T  # o_t = V s_t (+ c), one row per (t, b)
-    if tr.c is not None:
-        z += tr.c
-    loss = _softmax_cross_entropy(z, batch.Y.reshape(n), batch.weight.reshape(n))
+    z = logits(tr.s.reshape(n, H), tr.V.T, tr.c)  # o_t, one row per (t, b)
+    loss = softmax_cross_entropy(z, batch.Y.reshape(n), batch.weight.reshape(n))
     return float(loss), z.reshape(T, B, K)
 
 
@@ -262,16 +344,32 @@ def _output_block(
     batch = tr.batch
     n, H = (end - start) * batch.B, batch.H
     S = tr.s[start:end].reshape(n, H)
-    dO = np.matmul(S, VT, out=dO_buf[:n])  # o_t = V s_t (+ c), one row per (t, b)
-    if tr.c is not None:
-        dO += tr.c
+    dO = logits(S, VT, tr.c, out=dO_buf[:n])  # o_t, one row per (t, b)
     y, w = batch.Y[start:end].reshape(n), batch.weight[start:end].reshape(n)
-    loss = _softmax_cross_entropy(dO, y, w)  # dO now holds dE/do_t
+    loss = softmax_cross_entropy(dO, y, w)  # dO now holds dE/do_t
+    if not np.isfinite(loss):  # a logit o_t or a term E_t overflowed: find the step
+        _raise_output_overflow(tr, start, end)
     dV += dO.T @ S  # dV += sum_t dE/do_t s_t^T
     if dc is not None:
         dc += dO.sum(axis=0)  # dc += sum_t dE/do_t
     np.matmul(dO, tr.V, out=e_out.reshape(n, H))  # e_t = V^T dE/do_t
     return loss
+
+
+def _raise_output_overflow(tr: Trace, start: int, end: int) -> None:
+    """NonFiniteError at the first step in [start, end) whose logits o_t or loss E_t is not finite."""
+    batch = tr.batch
+    o = logits(tr.s[start:end], tr.V.T, tr.c)  # o_t, (steps, B, K)
+    check_steps_finite("o_t", o, start)
+    z = o - o.max(axis=-1, keepdims=True)  # log-sum-exp, as in softmax_cross_entropy
+    z_y = np.take_along_axis(z, batch.Y[start:end, :, None], axis=-1)[..., 0]
+    E_t = (np.log(np.exp(z).sum(axis=-1)) - z_y) * batch.weight[start:end]  # w_t E_t, (steps, B)
+    check_steps_finite("E_t", E_t, start)
+    raise NonFiniteError(
+        f"E: the sum of the finite terms w_t E_t of steps {start}..{end - 1} overflowed in {batch.dtype}",
+        what="E",
+        step=None,
+    )
 
 
 def output_grads(tr: Trace, e_out: np.ndarray) -> tuple[float, np.ndarray, np.ndarray | None]:
@@ -501,6 +599,7 @@ def _bptt_blocks(tr: Trace) -> tuple[float, _GradSums, np.ndarray, np.ndarray | 
         D = E[: end - start]
         loss += _output_block(tr, start, end, VT, dO_buf, D, sums.dV, sums.dc)  # D holds e_t
         _reverse_recursion(tr, D, start, carry, fp_buf)  # D holds delta_t
+        check_steps_finite("dE/da_t", D, start, last_first=True)
         _delta_block_grads(tr, D, start, x_buf, dxs_tm, sums)
     return float(loss), sums, batch.fold_ds0(carry), dxs  # carry = W^T delta_0 = ds0 per row
 
@@ -541,18 +640,22 @@ def bptt(
     """
     tau = check_truncate(truncate)
     batch = prepare(p, xs, ys, activation=activation, s0=s0, reduction=reduction, mask=mask)
-    if tau is None or tau >= batch.T - 1:  # every term kept: the full recursion
-        tr = run_forward(p, batch, keep_a=False)
-        loss, sums, ds0, dxs = _bptt_blocks(tr)
-        dU, dW, dV, db, dc = sums.input_grad(), sums.dW, sums.dV, sums.db, sums.dc
-    else:
-        # e_t = V^T dE/do_t is written over a, which is needed no more (f'(a_t) comes from
-        # s_t), and the truncated D_k over e_t in turn: one (T, B, H) array for the three
-        tr = run_forward(p, batch)
-        e = tr.a
-        loss, dV, dc = output_grads(tr, e_out=e)
-        D = backward_deltas(tr, e, tau, out=e)
-        dU, dW, db, ds0, dxs = delta_grads(tr, D)
+    with np.errstate(**_QUIET):  # overflow raises NonFiniteError below, never a warning
+        if tau is None or tau >= batch.T - 1:  # every term kept: the full recursion
+            tr = run_forward(p, batch, keep_a=False)
+            loss, sums, ds0, dxs = _bptt_blocks(tr)
+            dU, dW, dV, db, dc = sums.input_grad(), sums.dW, sums.dV, sums.db, sums.dc
+        else:
+            # e_t = V^T dE/do_t is written over a, which is needed no more (f'(a_t) comes from
+            # s_t), and the truncated D_k over e_t in turn: one (T, B, H) array for the three
+            tr = run_forward(p, batch)
+            e = tr.a
+            loss, dV, dc = output_grads(tr, e_out=e)
+            D = backward_deltas(tr, e, tau, out=e)
+            check_steps_finite("dE/da_t", D, 0, last_first=True)
+            dU, dW, db, ds0, dxs = delta_grads(tr, D)
+        check_grads_finite({"dE/dU": dU, "dE/dW": dW, "dE/dV": dV, "dE/db": db, "dE/dc": dc,
+                            "dE/ds0": ds0, "dE/dxs": dxs})
     grads = RNNParams._adopt(U=dU, W=dW, V=dV, b=db, c=dc)  # fresh arrays: no copies
     return BPTTResult(loss=loss, grads=grads, ds0=ds0, dxs=dxs, final_state=final_state(tr))
 
@@ -589,13 +692,12 @@ def forward(p: RNNParams, xs: object, *, activation: str = "tanh", s0: object | 
         activation: "tanh", "sigmoid", "relu" or "identity".  s0: None, (H,) or (B, H).
     """
     batch = prepare(p, xs, None, activation=activation, s0=s0, labels_required=False)
-    tr = run_forward(p, batch)
     T, B, H, K = batch.T, batch.B, batch.H, batch.K
-    o = (tr.s.reshape(T * B, H) @ tr.V.T).reshape(T, B, K)
-    if tr.c is not None:
-        o += tr.c
-    y_hat = np.exp(o - o.max(axis=-1, keepdims=True))
-    y_hat /= y_hat.sum(axis=-1, keepdims=True)
+    with np.errstate(**_QUIET):  # overflow raises NonFiniteError, never a warning
+        tr = run_forward(p, batch)
+        o = logits(tr.s.reshape(T * B, H), tr.V.T, tr.c).reshape(T, B, K)
+        check_steps_finite("o_t", o, 0)
+        y_hat = softmax(o)
     return ForwardResult(
         a=batch.to_batch_first(tr.a),
         s=batch.to_batch_first(tr.s),
