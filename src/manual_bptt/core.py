@@ -36,8 +36,8 @@ from functools import cached_property
 
 import numpy as np
 
-from ._inputs import Batch, check_truncate, prepare
-from .errors import NonFiniteError
+from ._inputs import Batch, Sizes, check_max_bytes, check_truncate, prepare
+from .errors import DEFAULT_MAX_BYTES, NonFiniteError, check_bytes
 from .params import RNNParams
 
 #: Rows (t, b) per block of steps (at least one step per block), where work is done a block
@@ -614,6 +614,7 @@ def bptt(
     truncate: int | None = None,
     reduction: str = "sum",
     mask: object | None = None,
+    max_bytes: int = DEFAULT_MAX_BYTES,
 ) -> BPTTResult:
     """Loss and exact gradients of the RNN by backpropagation through time.
 
@@ -629,7 +630,9 @@ def bptt(
             θ in U, W, b, xs and s0 (s0 enters through step 0). V and c are unaffected.
         reduction: "sum" (E = sum of E_t) or "mean" (divided by the counted targets).
         mask: None, or bool (T,) / (B, T): targets where False contribute nothing (the
-            state still runs through those steps).
+            state still runs through those steps); their labels may be any integer (padding).
+        max_bytes: the largest single array the call may allocate (default 1 GiB): the
+            states (T + 1, B, H), dE/dxs, the copies of the token ids and labels, the blocks.
 
     Returns:
         BPTTResult with loss, grads, ds0, dxs (dense inputs) and final_state.
@@ -637,9 +640,20 @@ def bptt(
 
     Raises:
         ValueError naming the argument, for any malformed input.
+        TooLargeError (a ValueError) when an array would exceed max_bytes, found from the
+            shapes alone, before any input is scanned and before anything is allocated.
+        NonFiniteError naming the first step whose state s_t, logits o_t or dE/da_t is not
+            finite (the computation overflowed).
     """
     tau = check_truncate(truncate)
-    batch = prepare(p, xs, ys, activation=activation, s0=s0, reduction=reduction, mask=mask)
+    limit = check_max_bytes(max_bytes)
+
+    def refuse_too_large(sz: Sizes) -> None:
+        full = tau is None or tau >= sz.T - 1
+        _check_sizes("bptt", _bptt_arrays(sz, full), limit)
+
+    batch = prepare(p, xs, ys, activation=activation, s0=s0, reduction=reduction, mask=mask,
+                    size_check=refuse_too_large)
     with np.errstate(**_QUIET):  # overflow raises NonFiniteError below, never a warning
         if tau is None or tau >= batch.T - 1:  # every term kept: the full recursion
             tr = run_forward(p, batch, keep_a=False)
@@ -658,6 +672,44 @@ def bptt(
                             "dE/ds0": ds0, "dE/dxs": dxs})
     grads = RNNParams._adopt(U=dU, W=dW, V=dV, b=db, c=dc)  # fresh arrays: no copies
     return BPTTResult(loss=loss, grads=grads, ds0=ds0, dxs=dxs, final_state=final_state(tr))
+
+
+def _bptt_arrays(sz: Sizes, full: bool) -> list[tuple[str, tuple[int, ...], np.dtype]]:
+    """(what, shape, dtype) of the arrays bptt allocates whose size grows with the inputs."""
+    T, B, D, H, K, dt = sz.T, sz.B, sz.D, sz.H, sz.K, sz.dtype
+    rows = step_blocks(T, B)[0][1] * B  # rows (t, b) of one block of steps
+    arrays = [
+        ("the states s_t, (T + 1, B, H)", (T + 1, B, H), dt),
+        ("the labels, (T, B) int64", (T, B), np.dtype(np.int64)),
+        ("a block of logits o_t, (rows, K)", (rows, K), dt),
+        ("dE/dU, (H, D)", (H, D), dt),
+    ]
+    if not full:
+        arrays.append(("e_t and the truncated dE/da_t, (T, B, H)", (T, B, H), dt))
+    if sz.tokens:
+        arrays.append(("the token ids, (T, B) int64", (T, B), np.dtype(np.int64)))
+    else:
+        arrays.append(("dE/dxs, (B, T, D)", (B, T, D), dt))
+    return arrays
+
+
+def _forward_arrays(sz: Sizes) -> list[tuple[str, tuple[int, ...], np.dtype]]:
+    """(what, shape, dtype) of the arrays forward allocates whose size grows with the inputs."""
+    T, B, H, K, dt = sz.T, sz.B, sz.H, sz.K, sz.dtype
+    arrays = [
+        ("the states s_t, (T + 1, B, H)", (T + 1, B, H), dt),
+        ("the logits o_t and y_hat_t, (T, B, K) each", (T, B, K), dt),
+    ]
+    if sz.tokens:
+        arrays.append(("the token ids, (T, B) int64", (T, B), np.dtype(np.int64)))
+    return arrays
+
+
+def _check_sizes(caller: str, arrays: list[tuple[str, tuple[int, ...], np.dtype]], max_bytes: int) -> None:
+    """TooLargeError for the first array over max_bytes, before anything is allocated."""
+    for what, shape, dtype in arrays:
+        check_bytes(f"{caller}: {what}", shape, dtype, max_bytes,
+                    hint="Split the input into shorter chunks (carry final_state as s0), or raise max_bytes")
 
 
 def final_state(tr: Trace) -> np.ndarray:
@@ -684,14 +736,29 @@ class ForwardResult:
     final_state: np.ndarray
 
 
-def forward(p: RNNParams, xs: object, *, activation: str = "tanh", s0: object | None = None) -> ForwardResult:
+def forward(
+    p: RNNParams,
+    xs: object,
+    *,
+    activation: str = "tanh",
+    s0: object | None = None,
+    max_bytes: int = DEFAULT_MAX_BYTES,
+) -> ForwardResult:
     """Run the RNN forward; same input forms and checks as bptt (no labels needed).
 
     Args:
         p: RNNParams.  xs: (T,) / (B, T) token ids or (T, D) / (B, T, D) dense inputs.
         activation: "tanh", "sigmoid", "relu" or "identity".  s0: None, (H,) or (B, H).
+        max_bytes: the largest single array the call may allocate (default 1 GiB): a_t and
+            s_t, (T, B, H), o_t and y_hat_t, (T, B, K), are each refused past it.
+
+    Raises:
+        ValueError naming the argument; TooLargeError past max_bytes (before allocating);
+        NonFiniteError naming the first step whose state or logits are not finite.
     """
-    batch = prepare(p, xs, None, activation=activation, s0=s0, labels_required=False)
+    limit = check_max_bytes(max_bytes)
+    batch = prepare(p, xs, None, activation=activation, s0=s0, labels_required=False,
+                    size_check=lambda sz: _check_sizes("forward", _forward_arrays(sz), limit))
     T, B, H, K = batch.T, batch.B, batch.H, batch.K
     with np.errstate(**_QUIET):  # overflow raises NonFiniteError, never a warning
         tr = run_forward(p, batch)

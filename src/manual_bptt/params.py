@@ -15,17 +15,32 @@ import numpy as np
 _FLOAT_DTYPES = (np.dtype(np.float32), np.dtype(np.float64))
 
 
+def array_problem(value: object) -> str | None:
+    """Why ``value`` must not be read as a plain array, or None.
+
+    A numpy masked array would lose its mask in np.asarray; a tensor that requires grad
+    cannot be converted (found by duck typing: this package never imports torch).
+    """
+    if isinstance(value, np.ma.MaskedArray):
+        return (
+            "a numpy masked array, whose mask would be silently dropped: pass the plain data "
+            "(np.ma.getdata) and give which targets count as mask= (a bool array)"
+        )
+    if hasattr(value, "detach") and getattr(value, "requires_grad", False) is True:
+        return f"a {type(value).__name__} that requires grad: pass value.detach().numpy()"
+    return None
+
+
 def _frozen_copy(name: str, value: object, dtype: np.dtype | None = None) -> np.ndarray:
     """A read-only copy of ``value`` as a real floating array (the caller's array is never kept)."""
+    problem = array_problem(value)
+    if problem:
+        raise ValueError(f"{name}: {problem}")
     try:
         arr = np.asarray(value)
-    except (ValueError, TypeError) as exc:  # ragged nested lists and the like
-        raise ValueError(f"{name}: cannot be read as a numeric array ({exc})") from None
-    if (
-        arr.dtype == object
-        or not (np.issubdtype(arr.dtype, np.floating) or np.issubdtype(arr.dtype, np.integer))
-        or arr.dtype == np.bool_
-    ):
+    except Exception as exc:  # ragged nested lists, foreign array types, and the like
+        raise ValueError(f"{name}: cannot be read as a numeric array ({type(exc).__name__}: {exc})") from None
+    if arr.dtype.kind not in "iuf":  # not bool, complex, timedelta64, datetime64, str or object
         raise ValueError(f"{name}: expected a real numeric array, got dtype {arr.dtype}")
     if dtype is None:
         dtype = arr.dtype if arr.dtype in _FLOAT_DTYPES else np.dtype(np.float64)
