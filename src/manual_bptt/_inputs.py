@@ -240,9 +240,16 @@ def _read_xs(p: RNNParams, xs: object) -> tuple[np.ndarray, bool, int, int]:
         seq_shape = xs_arr.shape
     elif _is_float(xs_arr):
         if xs_arr.ndim not in (2, 3):
-            raise ValueError(f"xs: dense inputs must have shape (T, D) or (B, T, D), got {xs_arr.shape}")
+            raise ValueError(
+                f"xs: dense inputs must have shape (T, D) or (B, T, D), got {xs_arr.shape}"
+                + (f"; token ids must be an integer array (e.g. xs.astype(np.int64)){_TOKEN_IDS}"
+                   if xs_arr.ndim == 1 else "")
+            )
         if xs_arr.shape[-1] != D:
-            raise ValueError(f"xs: last axis is {xs_arr.shape[-1]} but U has D = {D} columns")
+            hint = ""
+            if xs_arr.ndim == 2 and _whole_numbers(xs_arr):
+                hint = f"; a float array is read as dense vectors: pass token ids as integers{_TOKEN_IDS}"
+            raise ValueError(f"xs: last axis is {xs_arr.shape[-1]} but U has D = {D} columns{hint}")
         batched = xs_arr.ndim == 3
         seq_shape = xs_arr.shape[:-1]
     else:
@@ -255,6 +262,47 @@ def _read_xs(p: RNNParams, xs: object) -> tuple[np.ndarray, bool, int, int]:
     if B == 0:
         raise ValueError("xs: empty batch (B = 0)")
     return xs_arr, batched, int(B), int(T)
+
+
+_TOKEN_IDS = " (shape (T,) or (B, T), values in [0, D))"
+
+
+def _whole_numbers(a: np.ndarray) -> bool:
+    """Every entry of the float array ``a`` is a whole number (it may hold token ids)."""
+    return bool(np.all(np.isfinite(a)) and np.all(a == np.round(a)))
+
+
+def _one_hot_rows(a: np.ndarray) -> bool:
+    """Every row (last axis) of the integer array ``a`` holds one 1 and otherwise 0s."""
+    return bool(np.all((a == 0) | (a == 1)) and np.all(a.sum(axis=-1) == 1))
+
+
+def _misread_xs(xs_arr: np.ndarray, ys_arr: np.ndarray, sizes: Sizes) -> str | None:
+    """Why xs, not ys, is to blame for a ys of the wrong shape, or None.
+
+    Only for a ys whose shape does not match xs as read, but matches another reading of xs:
+    - float xs of shape (B, T) (read as dense (T, D)) with ys of that same shape: token ids
+      passed as floats;
+    - integer xs of shape (T, D) with D = U's columns and one-hot rows (read as (B, T) token
+      ids) with ys of shape (T,): one-hot vectors passed as integers.
+    Genuine (B, T) token ids come with (B, T) labels, so they never reach here.
+    """
+    shape = xs_arr.shape
+    if not sizes.tokens and xs_arr.ndim == 2 and ys_arr.shape == shape:
+        return (
+            f"xs: a float array of shape {shape} is read as dense vectors (T, D) = {shape}, which "
+            f"needs ys of shape ({shape[0]},), but ys has the shape of xs, as for token ids: "
+            f"pass token ids as an integer array (e.g. xs.astype(np.int64)){_TOKEN_IDS}"
+        )
+    if (sizes.tokens and xs_arr.ndim == 2 and shape[1] == sizes.D and ys_arr.shape == (shape[0],)
+            and _one_hot_rows(xs_arr)):
+        return (
+            f"xs: an integer array of shape {shape} is read as (B, T) token ids, but its shape is "
+            f"(T, D) with D = {sizes.D} (U's columns), every row is one-hot (0/1 entries, a single 1) "
+            f"and ys has shape ({shape[0]},): to pass one-hot vectors, give them as float dense "
+            f"input (xs.astype(np.float64)), or as token ids (xs.argmax(axis=-1))"
+        )
+    return None
 
 
 def _read_s0(s0: object | None, H: int, B: int, batched: bool) -> np.ndarray | None:
@@ -311,7 +359,8 @@ def _targets(
     if not _is_int(ys_arr):
         raise ValueError(f"ys: expected integer class labels, got dtype {ys_arr.dtype}")
     if ys_arr.shape != expect:
-        raise ValueError(f"ys: expected shape {expect} to match xs, got {ys_arr.shape}")
+        mismatch = f"ys: expected shape {expect} to match xs, got {ys_arr.shape}"
+        raise ValueError(_misread_xs(xs_arr, ys_arr, sizes) or mismatch)
     if mask is None:
         counted = None
     else:
