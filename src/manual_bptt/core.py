@@ -293,7 +293,7 @@ class _GradSums:
     """Gradients that blocks of steps add their terms to (+=, in place), within one call.
 
     dW (H, H), dV (K, H), db (H,) or None, dc (K,) or None; dU (H, D) for dense inputs, or
-    for token inputs dUT (D, H), its transpose, whose row v collects the D_k with x_k = v.
+    for token inputs dUT (D, H), its transpose, whose row v collects the g_k with x_k = v.
     """
 
     dU: np.ndarray | None
@@ -394,12 +394,14 @@ def output_grads(tr: Trace, e_out: np.ndarray) -> tuple[float, np.ndarray, np.nd
     return float(loss), dV, dc
 
 
-def _reverse_recursion(tr: Trace, D: np.ndarray, start: int, carry: np.ndarray, fp_buf: np.ndarray) -> None:
+def _reverse_recursion(
+    tr: Trace, delta: np.ndarray, start: int, carry: np.ndarray, fp_buf: np.ndarray
+) -> None:
     """delta_t = (e_t + W^T delta_{t+1}) * f'(a_t) for the steps of one block, the last first.
 
     Args:
         tr: the forward trace.
-        D: (n, B, H) e_t for the steps t = start, ..., start + n - 1; overwritten by delta_t.
+        delta: (n, B, H) e_t for the steps t = start, ..., start + n - 1; overwritten by delta_t.
         start: the first step of the block.
         carry: (B, H) W^T delta_{start+n} on entry (zeros when start + n = T, as delta_T = 0);
             W^T delta_start on return, which is dE/ds0 (per row) when start = 0.
@@ -407,11 +409,11 @@ def _reverse_recursion(tr: Trace, D: np.ndarray, start: int, carry: np.ndarray, 
     """
     W, s, prime = tr.W, tr.s, tr.batch.act.prime
     m = len(fp_buf)
-    for hi in range(start + len(D), start, -m):  # sub-blocks of steps [lo, hi), the last first
+    for hi in range(start + len(delta), start, -m):  # sub-blocks of steps [lo, hi), the last first
         lo = max(hi - m, start)
         fp = prime(s[lo:hi], out=fp_buf[: hi - lo])  # f'(a_t) from s_t
         for t in range(hi - 1, lo - 1, -1):
-            d_t = D[t - start]
+            d_t = delta[t - start]
             carry += d_t  # e_t + W^T delta_{t+1}; e_t is read before delta_t is written over it
             np.multiply(carry, fp[t - lo], out=d_t)  # delta_t = (e_t + W^T delta_{t+1}) * f'(a_t)
             np.dot(d_t, W, out=carry)  # W^T delta_t, for step t - 1
@@ -426,11 +428,11 @@ def _fprime_buffer(batch: Batch, steps: int) -> np.ndarray:
 def backward_deltas(
     tr: Trace, e: np.ndarray, truncate: int | None, out: np.ndarray | None = None
 ) -> np.ndarray:
-    """The per-step error signals D_k, (T, B, H), from which every gradient follows.
+    """The per-step error signals g_k, (T, B, H), from which every gradient follows.
 
-    Full BPTT (truncate None): D_k = delta_k = dE/da_k by the reverse recursion
+    Full BPTT (truncate None): g_k = delta_k = dE/da_k by the reverse recursion
         delta_k = (e_k + W^T delta_{k+1}) * f'(a_k).
-    Truncated (truncate = tau): D_k = sum_{t=k..min(k+tau, T-1)} delta_{t,k}, where
+    Truncated (truncate = tau): g_k = sum_{t=k..min(k+tau, T-1)} delta_{t,k}, where
         delta_{t,k} = dE_t/da_k along paths inside steps k..t only:
         delta_{t,t} = e_t * f'(a_t),  delta_{t,k-1} = (W^T delta_{t,k}) * f'(a_{k-1}).
     That is the seed's sum over k restricted to t - tau <= k <= t. It costs
@@ -458,15 +460,15 @@ def backward_deltas(
         carry = np.zeros_like(e[0])  # W^T delta_T = 0
         _reverse_recursion(tr, delta, 0, carry, _fprime_buffer(tr.batch, T))
         return delta
-    D = None
+    total = None
     for L, Q in lag_deltas(tr, e, truncate):
-        if D is None:  # lag 0, Q_0 = e * f'(a): a fresh array, and e is not read again
+        if total is None:  # lag 0, Q_0 = e * f'(a): a fresh array, and e is not read again
             if out is not None:
                 out[...] = Q
-            D = Q if out is None else out
+            total = Q if out is None else out
         else:
-            D[: T - L] += Q  # D_k += delta_{k+L,k}
-    return D
+            total[: T - L] += Q  # g_k += delta_{k+L,k}
+    return total
 
 
 def lag_deltas(tr: Trace, e: np.ndarray, max_lag: int) -> Iterator[tuple[int, np.ndarray]]:
@@ -500,7 +502,7 @@ def _input_grad_arrays(batch: Batch) -> tuple[np.ndarray | None, np.ndarray | No
 
 def _delta_block_grads(
     tr: Trace,
-    D: np.ndarray,
+    delta: np.ndarray,
     start: int,
     x_buf: np.ndarray | None,
     dxs_tm: np.ndarray | None,
@@ -508,58 +510,58 @@ def _delta_block_grads(
 ) -> None:
     """Add the terms of the steps k in [start, start + n) to the gradients, and write dE/dx_k.
 
-        dW += sum_k D_k s_{k-1}^T,   dU += sum_k D_k x_k^T,   db += sum_k D_k,
-        dE/dx_k = U^T D_k   (into dxs_tm[k], the time-major view of dxs; dense inputs).
+        dW += sum_k g_k s_{k-1}^T,   dU += sum_k g_k x_k^T,   db += sum_k g_k,
+        dE/dx_k = U^T g_k   (into dxs_tm[k], the time-major view of dxs; dense inputs).
 
     Args:
-        D: (n, B, H) the error signals D_k = dE/da_k of these steps.
+        delta: (n, B, H) the error signals g_k = dE/da_k of these steps.
         x_buf: the block from _x_buffer (None if xs needs no copy); free again once dU has
             its terms, it then holds dE/dx_k on its way to the caller's batch-first layout.
     """
     batch = tr.batch
-    end = start + len(D)
-    n, H = len(D) * batch.B, batch.H
-    D2 = D.reshape(n, H)
-    sums.dW += D2.T @ tr.s_in[start:end].reshape(n, H)  # dW += sum_k D_k s_{k-1}^T
+    end = start + len(delta)
+    n, H = len(delta) * batch.B, batch.H
+    delta_rows = delta.reshape(n, H)
+    sums.dW += delta_rows.T @ tr.s_in[start:end].reshape(n, H)  # dW += sum_k g_k s_{k-1}^T
     if sums.db is not None:
-        sums.db += D2.sum(axis=0)  # db += sum_k D_k
+        sums.db += delta_rows.sum(axis=0)  # db += sum_k g_k
     if batch.tokens is not None:
-        _add_rows_by_token(sums.dUT, batch.tokens[start:end].reshape(n), D2)
+        _add_rows_by_token(sums.dUT, batch.tokens[start:end].reshape(n), delta_rows)
         return
-    sums.dU += D2.T @ _x_rows(batch.X, start, end, x_buf)  # dU += sum_k D_k x_k^T
+    sums.dU += delta_rows.T @ _x_rows(batch.X, start, end, x_buf)  # dU += sum_k g_k x_k^T
     dx = dxs_tm[start:end]
     if dx.flags.c_contiguous:  # time-major dxs (unbatched, or B = 1)
-        np.matmul(D2, tr.U, out=dx.reshape(n, batch.D))  # dE/dx_k = U^T D_k
+        np.matmul(delta_rows, tr.U, out=dx.reshape(n, batch.D))  # dE/dx_k = U^T g_k
     else:  # batch-first dxs: computed into the free block, then copied into place
-        rows = np.empty_like(dx, order="C") if x_buf is None else x_buf[: len(D)]
-        np.matmul(D2, tr.U, out=rows.reshape(n, batch.D))  # dE/dx_k = U^T D_k
+        rows = np.empty_like(dx, order="C") if x_buf is None else x_buf[: len(delta)]
+        np.matmul(delta_rows, tr.U, out=rows.reshape(n, batch.D))  # dE/dx_k = U^T g_k
         dx[...] = rows
 
 
-def _add_rows_by_token(dUT: np.ndarray, tokens: np.ndarray, D2: np.ndarray) -> None:
-    """dUT[v] += the sum of the rows D2[i] with tokens[i] = v.
+def _add_rows_by_token(dUT: np.ndarray, tokens: np.ndarray, delta_rows: np.ndarray) -> None:
+    """dUT[v] += the sum of the rows delta_rows[i] with tokens[i] = v.
 
-    That is dU += sum_k D_k x_k^T for one-hot x_k: column v of dU collects the D_k of the
+    That is dU += sum_k g_k x_k^T for one-hot x_k: column v of dU collects the g_k of the
     steps with x_k = v. np.add.at sums repeated indices (plain += would keep one of them);
     on flat indices v * H + h it costs O(rows H), whatever the vocabulary.
     """
-    H = D2.shape[1]
+    H = delta_rows.shape[1]
     cell = (tokens[:, None] * H + np.arange(H)).reshape(-1)  # flat index of (v, h) in dUT
-    np.add.at(dUT.reshape(-1), cell, D2.reshape(-1))
+    np.add.at(dUT.reshape(-1), cell, delta_rows.reshape(-1))
 
 
 def delta_grads(
-    tr: Trace, D: np.ndarray
+    tr: Trace, deltas: np.ndarray
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray | None, np.ndarray, np.ndarray | None]:
-    """The gradients that follow from the error signals D_k = dE/da_k.
+    """The gradients that follow from the error signals g_k = dE/da_k.
 
     Args:
         tr: the forward trace.
-        D: (T, B, H) error signal of each pre-activation a_k (see backward_deltas).
+        deltas: (T, B, H) error signal of each pre-activation a_k (see backward_deltas).
     Returns:
         (dU (H, D), dW (H, H), db (H,) or None, ds0 in s0's shape, dxs in xs's shape or None):
-        dW = sum_k D_k s_{k-1}^T,  dU = sum_k D_k x_k^T,  db = sum_k D_k,
-        ds0 = W^T D_0,  dE/dx_k = U^T D_k;  a block of steps at a time (_delta_block_grads).
+        dW = sum_k g_k s_{k-1}^T,  dU = sum_k g_k x_k^T,  db = sum_k g_k,
+        ds0 = W^T g_0,  dE/dx_k = U^T g_k;  a block of steps at a time (_delta_block_grads).
     """
     batch = tr.batch
     blocks = step_blocks(batch.T, batch.B)
@@ -567,8 +569,8 @@ def delta_grads(
     dxs, dxs_tm = _input_grad_arrays(batch)
     x_buf = _x_buffer(batch, blocks)
     for start, end in blocks:
-        _delta_block_grads(tr, D[start:end], start, x_buf, dxs_tm, sums)
-    ds0 = batch.fold_ds0(D[0] @ tr.W)  # ds0 = W^T D_0
+        _delta_block_grads(tr, deltas[start:end], start, x_buf, dxs_tm, sums)
+    ds0 = batch.fold_ds0(deltas[0] @ tr.W)  # ds0 = W^T g_0
     return sums.input_grad(), sums.dW, sums.db, ds0, dxs
 
 
@@ -586,7 +588,7 @@ def _bptt_blocks(tr: Trace) -> tuple[float, _GradSums, np.ndarray, np.ndarray | 
     B, H, K, dt = batch.B, batch.H, batch.K, batch.dtype
     blocks = step_blocks(batch.T, B)
     steps = blocks[0][1]
-    E = np.empty((steps, B, H), dtype=dt)  # e_t, then delta_t, for the steps of one block
+    signal = np.empty((steps, B, H), dtype=dt)  # e_t, then delta_t, for the steps of one block
     dO_buf = np.empty((steps * B, K), dtype=dt)
     fp_buf = _fprime_buffer(batch, steps)
     x_buf = _x_buffer(batch, blocks)
@@ -596,11 +598,11 @@ def _bptt_blocks(tr: Trace) -> tuple[float, _GradSums, np.ndarray, np.ndarray | 
     carry = np.zeros((B, H), dtype=dt)  # W^T delta_{t+1}; delta_T = 0
     loss = dt.type(0)
     for start, end in reversed(blocks):
-        D = E[: end - start]
-        loss += _output_block(tr, start, end, VT, dO_buf, D, sums.dV, sums.dc)  # D holds e_t
-        _reverse_recursion(tr, D, start, carry, fp_buf)  # D holds delta_t
-        check_steps_finite("dE/da_t", D, start, last_first=True)
-        _delta_block_grads(tr, D, start, x_buf, dxs_tm, sums)
+        block = signal[: end - start]
+        loss += _output_block(tr, start, end, VT, dO_buf, block, sums.dV, sums.dc)  # block holds e_t
+        _reverse_recursion(tr, block, start, carry, fp_buf)  # block holds delta_t
+        check_steps_finite("dE/da_t", block, start, last_first=True)
+        _delta_block_grads(tr, block, start, x_buf, dxs_tm, sums)
     return float(loss), sums, batch.fold_ds0(carry), dxs  # carry = W^T delta_0 = ds0 per row
 
 
@@ -665,9 +667,9 @@ def bptt(
             tr = run_forward(p, batch)
             e = tr.a
             loss, dV, dc = output_grads(tr, e_out=e)
-            D = backward_deltas(tr, e, tau, out=e)
-            check_steps_finite("dE/da_t", D, 0, last_first=True)
-            dU, dW, db, ds0, dxs = delta_grads(tr, D)
+            deltas = backward_deltas(tr, e, tau, out=e)
+            check_steps_finite("dE/da_t", deltas, 0, last_first=True)
+            dU, dW, db, ds0, dxs = delta_grads(tr, deltas)
         check_grads_finite({"dE/dU": dU, "dE/dW": dW, "dE/dV": dV, "dE/db": db, "dE/dc": dc,
                             "dE/ds0": ds0, "dE/dxs": dxs})
     grads = RNNParams._adopt(U=dU, W=dW, V=dV, b=db, c=dc)  # fresh arrays: no copies
