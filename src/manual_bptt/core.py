@@ -663,7 +663,7 @@ def bptt(
             dU, dW, dV, db, dc = sums.input_grad(), sums.dW, sums.dV, sums.db, sums.dc
         else:
             # e_t = V^T dE/do_t is written over a, which is needed no more (f'(a_t) comes from
-            # s_t), and the truncated D_k over e_t in turn: one (T, B, H) array for the three
+            # s_t), and the truncated g_k over e_t in turn: one (T, B, H) array for the three
             tr = run_forward(p, batch)
             e = tr.a
             loss, dV, dc = output_grads(tr, e_out=e)
