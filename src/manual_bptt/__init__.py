@@ -19,17 +19,20 @@ from .decompose import (
     decompose,
     state_jacobian,
 )
+from .errors import DEFAULT_MAX_BYTES, NonFiniteError
 from .params import RNNParams
 from .rtrl import MAX_RTRL_BYTES, rtrl
 
 __all__ = [
     "ACTIVATIONS",
+    "DEFAULT_MAX_BYTES",
     "MAX_FULL_BYTES",
     "MAX_RTRL_BYTES",
     "BPTTResult",
     "Decomposition",
     "ForwardResult",
     "LagProfile",
+    "NonFiniteError",
     "RNNParams",
     "StepTerms",
     "TermNorms",

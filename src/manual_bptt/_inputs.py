@@ -5,19 +5,44 @@ module turns them into one time-major batch, raising ``ValueError`` that names t
 argument for anything malformed. The caller's arrays are only read, never written.
 
 Internal layout is time-major: tokens (T, B), dense inputs (T, B, D), labels (T, B).
+
+prepare reads the inputs in two passes: first their shapes and dtypes alone (cheap, so that
+a call too large for ``max_bytes`` is refused before any value is scanned or copied), then
+their values (ranges, finiteness, the mask).
 """
 
 from __future__ import annotations
 
-import numbers
+from collections.abc import Callable
 from dataclasses import dataclass, replace
 
 import numpy as np
 
+from . import errors
 from .activations import Activation, get_activation
-from .params import RNNParams
+from .params import RNNParams, array_problem
 
 REDUCTIONS = ("sum", "mean")
+
+
+@dataclass(frozen=True)
+class Sizes:
+    """The sizes of a call, known from the shapes and dtypes of its inputs alone.
+
+    Attributes:
+        T, B, D, H, K: sizes (B = 1 for unbatched input).
+        batched: whether xs has a batch axis.  tokens: whether xs holds token ids.
+        dtype: the compute dtype (float32 only when every floating input is float32).
+    """
+
+    T: int
+    B: int
+    D: int
+    H: int
+    K: int
+    batched: bool
+    tokens: bool
+    dtype: np.dtype
 
 
 @dataclass(frozen=True, eq=False)
@@ -31,7 +56,8 @@ class Batch:
         X: (T, B, D) dense inputs in the compute dtype, or None for token input: the
             time-major view of the caller's array when that already has the compute dtype
             (never written to; see owned()), else of a converted copy.
-        Y: (T, B) int64 labels in [0, K), or None when no labels were given.
+        Y: (T, B) int64 labels in [0, K), or None when no labels were given. A label where
+            the mask is False (padding, any integer) is stored as 0: its weight is 0.
         weight: (T, B) weight of E_t for each (t, batch row): mask / normalizer, so that
             E = sum_{t,b} weight[t, b] * CE[t, b]. None when no labels were given.
         s0: (B, H) initial state in the compute dtype (zeros when not given).
@@ -84,17 +110,25 @@ def _check_finite(name: str, a: np.ndarray) -> None:
 def _as_array(name: str, value: object) -> np.ndarray:
     if value is None:
         raise ValueError(f"{name}: required, got None")
+    problem = array_problem(value)
+    if problem:
+        raise ValueError(f"{name}: {problem}")
     try:
         arr = np.asarray(value)
-    except Exception as exc:  # ragged lists and the like
-        raise ValueError(f"{name}: cannot be read as an array ({exc})") from None
+    except Exception as exc:  # ragged lists, tensors that require grad, and the like
+        raise ValueError(f"{name}: cannot be read as an array ({type(exc).__name__}: {exc})") from None
     if arr.dtype == object:
         raise ValueError(f"{name}: cannot be read as a numeric array (ragged or non-numeric)")
     return arr
 
 
 def _is_int(a: np.ndarray) -> bool:
-    return np.issubdtype(a.dtype, np.integer) and a.dtype != np.bool_
+    """Signed or unsigned integers (not bool, and not timedelta64, which numpy files under integer)."""
+    return a.dtype.kind in "iu"
+
+
+def _is_float(a: np.ndarray) -> bool:
+    return a.dtype.kind == "f"
 
 
 def check_params(p: RNNParams) -> None:
@@ -109,18 +143,15 @@ def check_truncate(truncate: object) -> int | None:
     """None, or a non-negative int tau."""
     if truncate is None:
         return None
-    if isinstance(truncate, bool) or not isinstance(truncate, numbers.Integral):
-        raise ValueError(f"truncate: expected None or an integer >= 0, got {truncate!r}")
-    if truncate < 0:
-        raise ValueError(f"truncate: expected None or an integer >= 0, got {truncate}")
-    return int(truncate)
+    try:
+        return errors.integer_arg("truncate", truncate, 0)
+    except ValueError:
+        raise ValueError(f"truncate: expected None or an integer >= 0, got {truncate!r}") from None
 
 
 def check_max_bytes(max_bytes: object) -> int:
-    """A non-negative int size limit in bytes."""
-    if isinstance(max_bytes, bool) or not isinstance(max_bytes, numbers.Integral) or max_bytes < 0:
-        raise ValueError(f"max_bytes: expected a non-negative integer, got {max_bytes!r}")
-    return int(max_bytes)
+    """A non-negative int size limit in bytes (see errors.check_max_bytes)."""
+    return errors.check_max_bytes(max_bytes)
 
 
 def check_reduction(reduction: object) -> str:
@@ -139,13 +170,15 @@ def prepare(
     reduction: str = "sum",
     mask: object | None = None,
     labels_required: bool = True,
+    size_check: Callable[[Sizes], None] | None = None,
 ) -> Batch:
     """Validate every input and return a time-major Batch.
 
     Args:
         p: RNNParams with U (H, D), W (H, H), V (K, H), b (H,)|None, c (K,)|None.
         xs: token ids, int (T,) or (B, T), each in [0, D); or dense float (T, D) or (B, T, D).
-        ys: int labels in [0, K), same shape as the token-id view of xs ((T,) or (B, T));
+        ys: int labels, same shape as the token-id view of xs ((T,) or (B, T)), in [0, K)
+            where the mask is True; any integer where it is False (padding such as -100).
             None to run without a loss (forward-only uses).
         activation: one of "tanh", "sigmoid", "relu", "identity".
         s0: None (zeros), (H,), or (B, H) when xs is batched. An (H,) s0 with batched xs is
@@ -153,25 +186,70 @@ def prepare(
         reduction: "sum" or "mean" (mean over the counted targets).
         mask: None or bool, same shape as ys; False targets contribute nothing.
         labels_required: when True (every gradient function), ys=None is an error.
+        size_check: called with the Sizes once the shapes are read, before any value of the
+            inputs is scanned or copied: where a call too large to run is refused.
     """
     act = get_activation(activation)
     if ys is None and labels_required:
         raise ValueError("ys: required (integer labels in [0, K)), got None")
     check_params(p)
     reduction = check_reduction(reduction)
-    H, D, K = p.hidden_size, p.input_size, p.output_size
+    xs_arr, batched, B, T = _read_xs(p, xs)
+    s0_arr = _read_s0(s0, p.hidden_size, B, batched)
+    floats = [p.dtype] + [a.dtype for a in (xs_arr, s0_arr) if a is not None and _is_float(a)]
+    dtype = np.dtype(np.result_type(*floats))
+    if dtype not in (np.float32, np.float64):
+        dtype = np.dtype(np.float64)
+    sizes = Sizes(T=T, B=B, D=p.input_size, H=p.hidden_size, K=p.output_size, batched=batched,
+                  tokens=_is_int(xs_arr), dtype=dtype)
+    if size_check is not None:
+        size_check(sizes)
+    tokens, X = _scan_xs(xs_arr, sizes)
+    s0_bh, s0_shape = _initial_state(s0_arr, sizes)
+    Y = weight = None
+    if ys is not None:
+        Y, weight = _targets(ys, mask, reduction, sizes, xs_arr)
+    elif mask is not None:
+        raise ValueError("mask: given without ys")
+    return Batch(
+        batched=batched,
+        T=T,
+        B=B,
+        D=sizes.D,
+        H=sizes.H,
+        K=sizes.K,
+        tokens=tokens,
+        X=X,
+        Y=Y,
+        weight=weight,
+        s0=s0_bh,
+        s0_shape=tuple(s0_shape),
+        dtype=dtype,
+        act=act,
+    )
 
+
+def _read_xs(p: RNNParams, xs: object) -> tuple[np.ndarray, bool, int, int]:
+    """xs as an array, from its shape and dtype alone: (xs, batched, B, T)."""
+    D = p.input_size
     xs_arr = _as_array("xs", xs)
     if _is_int(xs_arr):
         if xs_arr.ndim not in (1, 2):
             raise ValueError(f"xs: token ids must have shape (T,) or (B, T), got {xs_arr.shape}")
         batched = xs_arr.ndim == 2
         seq_shape = xs_arr.shape
-    elif np.issubdtype(xs_arr.dtype, np.floating):
+    elif _is_float(xs_arr):
         if xs_arr.ndim not in (2, 3):
-            raise ValueError(f"xs: dense inputs must have shape (T, D) or (B, T, D), got {xs_arr.shape}")
+            raise ValueError(
+                f"xs: dense inputs must have shape (T, D) or (B, T, D), got {xs_arr.shape}"
+                + (f"; token ids must be an integer array (e.g. xs.astype(np.int64)){_TOKEN_IDS}"
+                   if xs_arr.ndim == 1 else "")
+            )
         if xs_arr.shape[-1] != D:
-            raise ValueError(f"xs: last axis is {xs_arr.shape[-1]} but U has D = {D} columns")
+            hint = ""
+            if xs_arr.ndim == 2 and _whole_numbers(xs_arr):
+                hint = f"; a float array is read as dense vectors: pass token ids as integers{_TOKEN_IDS}"
+            raise ValueError(f"xs: last axis is {xs_arr.shape[-1]} but U has D = {D} columns{hint}")
         batched = xs_arr.ndim == 3
         seq_shape = xs_arr.shape[:-1]
     else:
@@ -183,96 +261,137 @@ def prepare(
         raise ValueError("xs: empty sequence (T = 0)")
     if B == 0:
         raise ValueError("xs: empty batch (B = 0)")
+    return xs_arr, batched, int(B), int(T)
 
-    floats = [p.dtype]
-    if not _is_int(xs_arr):
-        floats.append(xs_arr.dtype)
 
-    # s0
-    s0_arr = None
-    if s0 is not None:
-        s0_arr = _as_array("s0", s0)
-        if not (np.issubdtype(s0_arr.dtype, np.floating) or _is_int(s0_arr)):
-            raise ValueError(f"s0: expected a real numeric array, got dtype {s0_arr.dtype}")
-        allowed = [(H,)] + ([(B, H)] if batched else [])
-        if s0_arr.shape not in allowed:
-            want = " or ".join(str(s) for s in allowed)
-            raise ValueError(f"s0: expected shape {want} (H = {H}), got {s0_arr.shape}")
-        _check_finite("s0", s0_arr)
-        if np.issubdtype(s0_arr.dtype, np.floating):
-            floats.append(s0_arr.dtype)
-    dtype = np.result_type(*floats)
-    if dtype not in (np.float32, np.float64):
-        dtype = np.dtype(np.float64)
+_TOKEN_IDS = " (shape (T,) or (B, T), values in [0, D))"
 
-    tokens = X = None
-    if _is_int(xs_arr):
+
+def _whole_numbers(a: np.ndarray) -> bool:
+    """Every entry of the float array ``a`` is a whole number (it may hold token ids)."""
+    return bool(np.all(np.isfinite(a)) and np.all(a == np.round(a)))
+
+
+def _one_hot_rows(a: np.ndarray) -> bool:
+    """Every row (last axis) of the integer array ``a`` holds one 1 and otherwise 0s."""
+    return bool(np.all((a == 0) | (a == 1)) and np.all(a.sum(axis=-1) == 1))
+
+
+def _misread_xs(xs_arr: np.ndarray, ys_arr: np.ndarray, sizes: Sizes) -> str | None:
+    """Why xs, not ys, is to blame for a ys of the wrong shape, or None.
+
+    Only for a ys whose shape does not match xs as read, but matches another reading of xs:
+    - float xs of shape (B, T) (read as dense (T, D)) with ys of that same shape: token ids
+      passed as floats;
+    - integer xs of shape (T, D) with D = U's columns and one-hot rows (read as (B, T) token
+      ids) with ys of shape (T,): one-hot vectors passed as integers.
+    Genuine (B, T) token ids come with (B, T) labels, so they never reach here.
+    """
+    shape = xs_arr.shape
+    if not sizes.tokens and xs_arr.ndim == 2 and ys_arr.shape == shape:
+        return (
+            f"xs: a float array of shape {shape} is read as dense vectors (T, D) = {shape}, which "
+            f"needs ys of shape ({shape[0]},), but ys has the shape of xs, as for token ids: "
+            f"pass token ids as an integer array (e.g. xs.astype(np.int64)){_TOKEN_IDS}"
+        )
+    if (sizes.tokens and xs_arr.ndim == 2 and shape[1] == sizes.D and ys_arr.shape == (shape[0],)
+            and _one_hot_rows(xs_arr)):
+        return (
+            f"xs: an integer array of shape {shape} is read as (B, T) token ids, but its shape is "
+            f"(T, D) with D = {sizes.D} (U's columns), every row is one-hot (0/1 entries, a single 1) "
+            f"and ys has shape ({shape[0]},): to pass one-hot vectors, give them as float dense "
+            f"input (xs.astype(np.float64)), or as token ids (xs.argmax(axis=-1))"
+        )
+    return None
+
+
+def _read_s0(s0: object | None, H: int, B: int, batched: bool) -> np.ndarray | None:
+    """s0 as an array of an allowed shape ((H,), or (B, H) for batched xs), or None."""
+    if s0 is None:
+        return None
+    s0_arr = _as_array("s0", s0)
+    if not (_is_float(s0_arr) or _is_int(s0_arr)):
+        raise ValueError(f"s0: expected a real numeric array, got dtype {s0_arr.dtype}")
+    allowed = [(H,)] + ([(B, H)] if batched else [])
+    if s0_arr.shape not in allowed:
+        want = " or ".join(str(s) for s in allowed)
+        raise ValueError(f"s0: expected shape {want} (H = {H}), got {s0_arr.shape}")
+    return s0_arr
+
+
+def _scan_xs(xs_arr: np.ndarray, sizes: Sizes) -> tuple[np.ndarray | None, np.ndarray | None]:
+    """(tokens (T, B) int64, None) for token ids in [0, D), or (None, X (T, B, D)) for finite dense input."""
+    D = sizes.D
+    if sizes.tokens:
         if xs_arr.min() < 0 or xs_arr.max() >= D:
             bad = np.argwhere((xs_arr < 0) | (xs_arr >= D))[0]
             raise ValueError(
                 f"xs: token id {int(xs_arr[tuple(bad)])} at index {tuple(int(i) for i in bad)} "
                 f"is outside [0, D) with D = {D}"
             )
-        tok = xs_arr if batched else xs_arr[None, :]
-        tokens = np.ascontiguousarray(tok.T, dtype=np.int64)
-    else:
-        _check_finite("xs", xs_arr)
-        dense = xs_arr if batched else xs_arr[None]
-        X = np.asarray(dense, dtype=dtype).swapaxes(0, 1)  # a view when no conversion is needed
+        tok = xs_arr if sizes.batched else xs_arr[None, :]
+        return np.ascontiguousarray(tok.T, dtype=np.int64), None
+    _check_finite("xs", xs_arr)
+    dense = xs_arr if sizes.batched else xs_arr[None]
+    return None, np.asarray(dense, dtype=sizes.dtype).swapaxes(0, 1)  # a view when no conversion is needed
 
+
+def _initial_state(s0_arr: np.ndarray | None, sizes: Sizes) -> tuple[np.ndarray, tuple[int, ...]]:
+    """(s0 as (B, H) in the compute dtype, the shape ds0 is returned in)."""
+    B, H = sizes.B, sizes.H
     if s0_arr is None:
-        s0_bh = np.zeros((B, H), dtype=dtype)
-        s0_shape = (B, H) if batched else (H,)
+        return np.zeros((B, H), dtype=sizes.dtype), ((B, H) if sizes.batched else (H,))
+    _check_finite("s0", s0_arr)
+    return np.array(np.broadcast_to(s0_arr, (B, H)), dtype=sizes.dtype), s0_arr.shape
+
+
+def _targets(
+    ys: object, mask: object | None, reduction: str, sizes: Sizes, xs_arr: np.ndarray
+) -> tuple[np.ndarray, np.ndarray]:
+    """(Y (T, B) int64 labels, weight (T, B)): E = sum_{t,b} weight[t, b] E_t[b].
+
+    Labels are checked against [0, K) only where the mask counts them; elsewhere any integer
+    is accepted (padding) and stored as 0, with weight 0.
+    """
+    T, B, K = sizes.T, sizes.B, sizes.K
+    expect = (B, T) if sizes.batched else (T,)
+    ys_arr = _as_array("ys", ys)
+    if not _is_int(ys_arr):
+        raise ValueError(f"ys: expected integer class labels, got dtype {ys_arr.dtype}")
+    if ys_arr.shape != expect:
+        mismatch = f"ys: expected shape {expect} to match xs, got {ys_arr.shape}"
+        raise ValueError(_misread_xs(xs_arr, ys_arr, sizes) or mismatch)
+    if mask is None:
+        counted = None
     else:
-        s0_bh = np.array(np.broadcast_to(s0_arr, (B, H)), dtype=dtype)
-        s0_shape = s0_arr.shape
+        mask_arr = _as_array("mask", mask)
+        if mask_arr.dtype != np.bool_:
+            raise ValueError(f"mask: expected a bool array, got dtype {mask_arr.dtype}")
+        if mask_arr.shape != expect:
+            raise ValueError(f"mask: expected shape {expect} to match ys, got {mask_arr.shape}")
+        counted = mask_arr
+    _check_labels(ys_arr, counted, K)
+    Y = ys_arr if counted is None else np.where(counted, ys_arr, 0)  # padding -> 0 (weight 0)
+    Y = np.ascontiguousarray((Y if sizes.batched else Y[None]).T, dtype=np.int64)
+    if counted is None:
+        counted_tb = np.ones((T, B), dtype=bool)
+    else:
+        counted_tb = (counted if sizes.batched else counted[None]).T
+    n = int(counted_tb.sum())
+    if reduction == "mean" and n == 0:
+        raise ValueError("mask: no target is counted, so reduction='mean' is undefined")
+    weight = counted_tb.astype(sizes.dtype)
+    if reduction == "mean":
+        weight /= n
+    return Y, weight
 
-    Y = weight = None
-    if ys is not None:
-        ys_arr = _as_array("ys", ys)
-        if not _is_int(ys_arr):
-            raise ValueError(f"ys: expected integer class labels, got dtype {ys_arr.dtype}")
-        expect = (B, T) if batched else (T,)
-        if ys_arr.shape != expect:
-            raise ValueError(f"ys: expected shape {expect} to match xs, got {ys_arr.shape}")
-        if ys_arr.min() < 0 or ys_arr.max() >= K:
-            bad = np.argwhere((ys_arr < 0) | (ys_arr >= K))[0]
-            raise ValueError(
-                f"ys: label {int(ys_arr[tuple(bad)])} at index {tuple(int(i) for i in bad)} "
-                f"is outside [0, K) with K = {K}"
-            )
-        Y = np.ascontiguousarray((ys_arr if batched else ys_arr[None]).T, dtype=np.int64)
-        if mask is None:
-            counted = np.ones((T, B), dtype=bool)
-        else:
-            mask_arr = _as_array("mask", mask)
-            if mask_arr.dtype != np.bool_:
-                raise ValueError(f"mask: expected a bool array, got dtype {mask_arr.dtype}")
-            if mask_arr.shape != expect:
-                raise ValueError(f"mask: expected shape {expect} to match ys, got {mask_arr.shape}")
-            counted = (mask_arr if batched else mask_arr[None]).T
-        n = int(counted.sum())
-        if reduction == "mean" and n == 0:
-            raise ValueError("mask: no target is counted, so reduction='mean' is undefined")
-        weight = counted.astype(dtype)
-        if reduction == "mean":
-            weight /= n
-    elif mask is not None:
-        raise ValueError("mask: given without ys")
 
-    return Batch(
-        batched=batched,
-        T=T,
-        B=B,
-        D=D,
-        H=H,
-        K=K,
-        tokens=tokens,
-        X=X,
-        Y=Y,
-        weight=weight,
-        s0=s0_bh,
-        s0_shape=tuple(s0_shape),
-        dtype=np.dtype(dtype),
-        act=act,
-    )
+def _check_labels(ys_arr: np.ndarray, counted: np.ndarray | None, K: int) -> None:
+    """Every label where ``counted`` is True (everywhere when None) lies in [0, K)."""
+    outside = (ys_arr < 0) | (ys_arr >= K)
+    if counted is not None:
+        outside &= counted
+    if outside.any():
+        bad = tuple(int(i) for i in np.argwhere(outside)[0])
+        where = " where mask is True" if counted is not None else ""
+        raise ValueError(f"ys: label {int(ys_arr[bad])} at index {bad}{where} is outside [0, K) with K = {K}")

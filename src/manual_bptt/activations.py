@@ -14,13 +14,16 @@ import numpy as np
 
 
 def _sigmoid(a: np.ndarray, out: np.ndarray | None = None) -> np.ndarray:
-    """Logistic sigmoid 1 / (1 + exp(-a)), overflow-free for large |a|. Any shape."""
-    # sigmoid(a) = (1 + tanh(a/2)) / 2 is exact in real arithmetic and never overflows.
-    out = np.multiply(a, 0.5, out=out)
-    np.tanh(out, out=out)
-    out += 1.0
-    out *= 0.5
-    return out
+    """Logistic sigmoid 1 / (1 + exp(-a)), accurate to a few ulp in both tails. Any shape.
+
+    With e = exp(-|a|), in (0, 1] (never overflows):
+        sigmoid(a) = 1 / (1 + e)   for a >= 0,      sigmoid(a) = e / (1 + e)   for a < 0,
+    so the negative tail keeps its relative accuracy down to the smallest subnormal
+    (1.9287e-22 at a = -50), where (1 + tanh(a/2)) / 2 cancels to 0 below a = -37.
+    """
+    e = np.exp(-np.abs(a))  # exp(-|a|)
+    numerator = np.where(a >= 0, 1.0, e).astype(e.dtype, copy=False)  # a is read before out is written
+    return np.divide(numerator, 1.0 + e, out=out)
 
 
 def _tanh(a: np.ndarray, out: np.ndarray | None = None) -> np.ndarray:

@@ -36,7 +36,8 @@ from functools import cached_property
 
 import numpy as np
 
-from ._inputs import Batch, check_truncate, prepare
+from ._inputs import Batch, Sizes, check_max_bytes, check_truncate, prepare
+from .errors import DEFAULT_MAX_BYTES, NonFiniteError, check_bytes
 from .params import RNNParams
 
 #: Rows (t, b) per block of steps (at least one step per block), where work is done a block
@@ -45,6 +46,51 @@ _ROWS = 1024
 #: Numbers per block of elementwise work done a block of steps at a time (f'(a_t) in the
 #: backward recursion): 256 KiB of float64, so the block stays in cache between its uses.
 _NUMBERS = 1 << 15
+#: Floating-point conditions that numpy would only warn about: every state, logit and error
+#: signal is checked for finiteness instead (NonFiniteError), a block of steps at a time.
+_QUIET = {"over": "ignore", "invalid": "ignore"}
+
+
+def check_steps_finite(what: str, block: np.ndarray, start: int, *, last_first: bool = False) -> None:
+    """Raise NonFiniteError naming the first step of ``block`` that holds NaN or inf.
+
+    One np.isfinite over the whole block; the search for the step runs only on failure.
+
+    Args:
+        what: the quantity, e.g. "s_t" (the states), "o_t" (the logits), "dE/da_t".
+        block: (n, ...) the values of the steps start, ..., start + n - 1.
+        start: the step of block[0].
+        last_first: the block was computed from its last step down (the backward pass):
+            name the highest bad step, the first one reached.
+    """
+    finite = np.isfinite(block)
+    if finite.all():
+        return
+    bad_steps = np.flatnonzero(~finite.reshape(len(block), -1).all(axis=1))
+    t = start + int(bad_steps[-1] if last_first else bad_steps[0])
+    order = "the first reached by the backward pass, which runs from t = T - 1 down" if last_first else (
+        "the first such step"
+    )
+    raise NonFiniteError(
+        f"{what}: not finite (NaN or inf) at step t = {t} ({order}): the computation overflowed in "
+        f"{block.dtype}. The recursion grows without bound over these steps (e.g. the identity or relu "
+        f"activation with W of spectral radius above 1); use shorter sequences (truncate=, or chunks "
+        f"carried by s0=), smaller weights, or float64",
+        what=what,
+        step=t,
+    )
+
+
+def check_grads_finite(arrays: dict[str, np.ndarray | None]) -> None:
+    """Raise NonFiniteError naming the first gradient (e.g. "dE/dW") that holds NaN or inf."""
+    for name, a in arrays.items():
+        if a is not None and not np.isfinite(a).all():
+            raise NonFiniteError(
+                f"{name}: not finite (NaN or inf): the sum over the steps overflowed in {a.dtype}; "
+                "use shorter sequences, smaller weights, or float64",
+                what=name,
+                step=None,
+            )
 
 
 @dataclass(frozen=True, eq=False)
@@ -122,11 +168,33 @@ def run_forward(p: RNNParams, batch: Batch, *, keep_a: bool = True) -> Trace:
     blocks = step_blocks(T, B)
     a = np.empty((T if keep_a else blocks[0][1], B, H), dtype=dt)
     states = np.empty((T + 1, B, H), dtype=dt)  # s_{-1} = s0, s_0, ..., s_{T-1}
-    states[0] = batch.s0
+    with np.errstate(**_QUIET):
+        _recurrence(batch, blocks, a, keep_a, states, U, W, b)
+    return Trace(
+        batch=batch, a=a if keep_a else None, s=states[1:], s_in=states[:-1], U=U, W=W, V=V, b=b, c=c
+    )
+
+
+def _recurrence(
+    batch: Batch,
+    blocks: list[tuple[int, int]],
+    a: np.ndarray,
+    keep_a: bool,
+    states: np.ndarray,
+    U: np.ndarray,
+    W: np.ndarray,
+    b: np.ndarray | None,
+) -> None:
+    """Fill states, (T + 1, B, H), with s0, s_0, ..., s_{T-1}, and a with a_t (see run_forward).
+
+    Raises NonFiniteError at the first step whose state is not finite.
+    """
+    B, H = batch.B, batch.H
+    states[0] = batch.s0  # s_{-1} = s0
     UT = np.ascontiguousarray(U.T)  # x @ UT is a faster product than x @ U.T
     WT = np.ascontiguousarray(W.T)
     x_buf = _x_buffer(batch, blocks)
-    recur = np.empty((B, H), dtype=dt)
+    recur = np.empty((B, H), dtype=states.dtype)
     f = batch.act.f
     for start, end in blocks:
         a_blk = a[start:end] if keep_a else a[: end - start]
@@ -143,9 +211,7 @@ def run_forward(p: RNNParams, batch: Batch, *, keep_a: bool = True) -> Trace:
             np.dot(s_prev, WT, out=recur)  # W s_{t-1}
             a_t += recur  # a_t = (U x_t + b) + W s_{t-1}
             f(a_t, out=s_t)  # s_t = f(a_t)
-    return Trace(
-        batch=batch, a=a if keep_a else None, s=states[1:], s_in=states[:-1], U=U, W=W, V=V, b=b, c=c
-    )
+        check_steps_finite("s_t", states[start + 1 : end + 1], start)
 
 
 def step_blocks(T: int, B: int) -> list[tuple[int, int]]:
@@ -176,7 +242,25 @@ def _x_rows(X: np.ndarray, start: int, end: int, buf: np.ndarray | None) -> np.n
     return x.reshape(-1, X.shape[-1])
 
 
-def _softmax_cross_entropy(z: np.ndarray, y: np.ndarray, w: np.ndarray) -> np.floating:
+def logits(S: np.ndarray, VT: np.ndarray, c: np.ndarray | None, out: np.ndarray | None = None) -> np.ndarray:
+    """o_t = V s_t + c for rows of states: S (n, H), VT = V^T (H, K), c (K,) or None -> (n, K).
+
+    ``out``: an optional (n, K) array for the result (C-contiguous V^T is the faster product).
+    """
+    o = np.matmul(S, VT, out=out)  # V s_t
+    if c is not None:
+        o += c  # + c
+    return o
+
+
+def softmax(o: np.ndarray) -> np.ndarray:
+    """y_hat_t = softmax(o_t) over the last axis, shifted by the maximum (no overflow). Any shape."""
+    y_hat = np.exp(o - o.max(axis=-1, keepdims=True))  # exp(o_t - max_j o_t[j])
+    y_hat /= y_hat.sum(axis=-1, keepdims=True)
+    return y_hat
+
+
+def softmax_cross_entropy(z: np.ndarray, y: np.ndarray, w: np.ndarray) -> np.floating:
     """Turn logits z, (n, K), into dE/do in place, and return sum_i w_i E_i for these rows.
 
     E_i = -log softmax(z_i)[y_i] by log-sum-exp, so large logits give finite results; one
@@ -199,10 +283,8 @@ def output_layer(tr: Trace) -> tuple[float, np.ndarray]:
     batch = tr.batch
     T, B, H, K = batch.T, batch.B, batch.H, batch.K
     n = T * B
-    z = tr.s.reshape(n, H) @ tr.V.T  # o_t = V s_t (+ c), one row per (t, b)
-    if tr.c is not None:
-        z += tr.c
-    loss = _softmax_cross_entropy(z, batch.Y.reshape(n), batch.weight.reshape(n))
+    z = logits(tr.s.reshape(n, H), tr.V.T, tr.c)  # o_t, one row per (t, b)
+    loss = softmax_cross_entropy(z, batch.Y.reshape(n), batch.weight.reshape(n))
     return float(loss), z.reshape(T, B, K)
 
 
@@ -211,7 +293,7 @@ class _GradSums:
     """Gradients that blocks of steps add their terms to (+=, in place), within one call.
 
     dW (H, H), dV (K, H), db (H,) or None, dc (K,) or None; dU (H, D) for dense inputs, or
-    for token inputs dUT (D, H), its transpose, whose row v collects the D_k with x_k = v.
+    for token inputs dUT (D, H), its transpose, whose row v collects the g_k with x_k = v.
     """
 
     dU: np.ndarray | None
@@ -262,16 +344,32 @@ def _output_block(
     batch = tr.batch
     n, H = (end - start) * batch.B, batch.H
     S = tr.s[start:end].reshape(n, H)
-    dO = np.matmul(S, VT, out=dO_buf[:n])  # o_t = V s_t (+ c), one row per (t, b)
-    if tr.c is not None:
-        dO += tr.c
+    dO = logits(S, VT, tr.c, out=dO_buf[:n])  # o_t, one row per (t, b)
     y, w = batch.Y[start:end].reshape(n), batch.weight[start:end].reshape(n)
-    loss = _softmax_cross_entropy(dO, y, w)  # dO now holds dE/do_t
+    loss = softmax_cross_entropy(dO, y, w)  # dO now holds dE/do_t
+    if not np.isfinite(loss):  # a logit o_t or a term E_t overflowed: find the step
+        _raise_output_overflow(tr, start, end)
     dV += dO.T @ S  # dV += sum_t dE/do_t s_t^T
     if dc is not None:
         dc += dO.sum(axis=0)  # dc += sum_t dE/do_t
     np.matmul(dO, tr.V, out=e_out.reshape(n, H))  # e_t = V^T dE/do_t
     return loss
+
+
+def _raise_output_overflow(tr: Trace, start: int, end: int) -> None:
+    """NonFiniteError at the first step in [start, end) whose logits o_t or loss E_t is not finite."""
+    batch = tr.batch
+    o = logits(tr.s[start:end], tr.V.T, tr.c)  # o_t, (steps, B, K)
+    check_steps_finite("o_t", o, start)
+    z = o - o.max(axis=-1, keepdims=True)  # log-sum-exp, as in softmax_cross_entropy
+    z_y = np.take_along_axis(z, batch.Y[start:end, :, None], axis=-1)[..., 0]
+    E_t = (np.log(np.exp(z).sum(axis=-1)) - z_y) * batch.weight[start:end]  # w_t E_t, (steps, B)
+    check_steps_finite("E_t", E_t, start)
+    raise NonFiniteError(
+        f"E: the sum of the finite terms w_t E_t of steps {start}..{end - 1} overflowed in {batch.dtype}",
+        what="E",
+        step=None,
+    )
 
 
 def output_grads(tr: Trace, e_out: np.ndarray) -> tuple[float, np.ndarray, np.ndarray | None]:
@@ -296,12 +394,14 @@ def output_grads(tr: Trace, e_out: np.ndarray) -> tuple[float, np.ndarray, np.nd
     return float(loss), dV, dc
 
 
-def _reverse_recursion(tr: Trace, D: np.ndarray, start: int, carry: np.ndarray, fp_buf: np.ndarray) -> None:
+def _reverse_recursion(
+    tr: Trace, delta: np.ndarray, start: int, carry: np.ndarray, fp_buf: np.ndarray
+) -> None:
     """delta_t = (e_t + W^T delta_{t+1}) * f'(a_t) for the steps of one block, the last first.
 
     Args:
         tr: the forward trace.
-        D: (n, B, H) e_t for the steps t = start, ..., start + n - 1; overwritten by delta_t.
+        delta: (n, B, H) e_t for the steps t = start, ..., start + n - 1; overwritten by delta_t.
         start: the first step of the block.
         carry: (B, H) W^T delta_{start+n} on entry (zeros when start + n = T, as delta_T = 0);
             W^T delta_start on return, which is dE/ds0 (per row) when start = 0.
@@ -309,11 +409,11 @@ def _reverse_recursion(tr: Trace, D: np.ndarray, start: int, carry: np.ndarray, 
     """
     W, s, prime = tr.W, tr.s, tr.batch.act.prime
     m = len(fp_buf)
-    for hi in range(start + len(D), start, -m):  # sub-blocks of steps [lo, hi), the last first
+    for hi in range(start + len(delta), start, -m):  # sub-blocks of steps [lo, hi), the last first
         lo = max(hi - m, start)
         fp = prime(s[lo:hi], out=fp_buf[: hi - lo])  # f'(a_t) from s_t
         for t in range(hi - 1, lo - 1, -1):
-            d_t = D[t - start]
+            d_t = delta[t - start]
             carry += d_t  # e_t + W^T delta_{t+1}; e_t is read before delta_t is written over it
             np.multiply(carry, fp[t - lo], out=d_t)  # delta_t = (e_t + W^T delta_{t+1}) * f'(a_t)
             np.dot(d_t, W, out=carry)  # W^T delta_t, for step t - 1
@@ -328,11 +428,11 @@ def _fprime_buffer(batch: Batch, steps: int) -> np.ndarray:
 def backward_deltas(
     tr: Trace, e: np.ndarray, truncate: int | None, out: np.ndarray | None = None
 ) -> np.ndarray:
-    """The per-step error signals D_k, (T, B, H), from which every gradient follows.
+    """The per-step error signals g_k, (T, B, H), from which every gradient follows.
 
-    Full BPTT (truncate None): D_k = delta_k = dE/da_k by the reverse recursion
+    Full BPTT (truncate None): g_k = delta_k = dE/da_k by the reverse recursion
         delta_k = (e_k + W^T delta_{k+1}) * f'(a_k).
-    Truncated (truncate = tau): D_k = sum_{t=k..min(k+tau, T-1)} delta_{t,k}, where
+    Truncated (truncate = tau): g_k = sum_{t=k..min(k+tau, T-1)} delta_{t,k}, where
         delta_{t,k} = dE_t/da_k along paths inside steps k..t only:
         delta_{t,t} = e_t * f'(a_t),  delta_{t,k-1} = (W^T delta_{t,k}) * f'(a_{k-1}).
     That is the seed's sum over k restricted to t - tau <= k <= t. It costs
@@ -360,15 +460,15 @@ def backward_deltas(
         carry = np.zeros_like(e[0])  # W^T delta_T = 0
         _reverse_recursion(tr, delta, 0, carry, _fprime_buffer(tr.batch, T))
         return delta
-    D = None
+    total = None
     for L, Q in lag_deltas(tr, e, truncate):
-        if D is None:  # lag 0, Q_0 = e * f'(a): a fresh array, and e is not read again
+        if total is None:  # lag 0, Q_0 = e * f'(a): a fresh array, and e is not read again
             if out is not None:
                 out[...] = Q
-            D = Q if out is None else out
+            total = Q if out is None else out
         else:
-            D[: T - L] += Q  # D_k += delta_{k+L,k}
-    return D
+            total[: T - L] += Q  # g_k += delta_{k+L,k}
+    return total
 
 
 def lag_deltas(tr: Trace, e: np.ndarray, max_lag: int) -> Iterator[tuple[int, np.ndarray]]:
@@ -402,7 +502,7 @@ def _input_grad_arrays(batch: Batch) -> tuple[np.ndarray | None, np.ndarray | No
 
 def _delta_block_grads(
     tr: Trace,
-    D: np.ndarray,
+    delta: np.ndarray,
     start: int,
     x_buf: np.ndarray | None,
     dxs_tm: np.ndarray | None,
@@ -410,58 +510,58 @@ def _delta_block_grads(
 ) -> None:
     """Add the terms of the steps k in [start, start + n) to the gradients, and write dE/dx_k.
 
-        dW += sum_k D_k s_{k-1}^T,   dU += sum_k D_k x_k^T,   db += sum_k D_k,
-        dE/dx_k = U^T D_k   (into dxs_tm[k], the time-major view of dxs; dense inputs).
+        dW += sum_k g_k s_{k-1}^T,   dU += sum_k g_k x_k^T,   db += sum_k g_k,
+        dE/dx_k = U^T g_k   (into dxs_tm[k], the time-major view of dxs; dense inputs).
 
     Args:
-        D: (n, B, H) the error signals D_k = dE/da_k of these steps.
+        delta: (n, B, H) the error signals g_k = dE/da_k of these steps.
         x_buf: the block from _x_buffer (None if xs needs no copy); free again once dU has
             its terms, it then holds dE/dx_k on its way to the caller's batch-first layout.
     """
     batch = tr.batch
-    end = start + len(D)
-    n, H = len(D) * batch.B, batch.H
-    D2 = D.reshape(n, H)
-    sums.dW += D2.T @ tr.s_in[start:end].reshape(n, H)  # dW += sum_k D_k s_{k-1}^T
+    end = start + len(delta)
+    n, H = len(delta) * batch.B, batch.H
+    delta_rows = delta.reshape(n, H)
+    sums.dW += delta_rows.T @ tr.s_in[start:end].reshape(n, H)  # dW += sum_k g_k s_{k-1}^T
     if sums.db is not None:
-        sums.db += D2.sum(axis=0)  # db += sum_k D_k
+        sums.db += delta_rows.sum(axis=0)  # db += sum_k g_k
     if batch.tokens is not None:
-        _add_rows_by_token(sums.dUT, batch.tokens[start:end].reshape(n), D2)
+        _add_rows_by_token(sums.dUT, batch.tokens[start:end].reshape(n), delta_rows)
         return
-    sums.dU += D2.T @ _x_rows(batch.X, start, end, x_buf)  # dU += sum_k D_k x_k^T
+    sums.dU += delta_rows.T @ _x_rows(batch.X, start, end, x_buf)  # dU += sum_k g_k x_k^T
     dx = dxs_tm[start:end]
     if dx.flags.c_contiguous:  # time-major dxs (unbatched, or B = 1)
-        np.matmul(D2, tr.U, out=dx.reshape(n, batch.D))  # dE/dx_k = U^T D_k
+        np.matmul(delta_rows, tr.U, out=dx.reshape(n, batch.D))  # dE/dx_k = U^T g_k
     else:  # batch-first dxs: computed into the free block, then copied into place
-        rows = np.empty_like(dx, order="C") if x_buf is None else x_buf[: len(D)]
-        np.matmul(D2, tr.U, out=rows.reshape(n, batch.D))  # dE/dx_k = U^T D_k
+        rows = np.empty_like(dx, order="C") if x_buf is None else x_buf[: len(delta)]
+        np.matmul(delta_rows, tr.U, out=rows.reshape(n, batch.D))  # dE/dx_k = U^T g_k
         dx[...] = rows
 
 
-def _add_rows_by_token(dUT: np.ndarray, tokens: np.ndarray, D2: np.ndarray) -> None:
-    """dUT[v] += the sum of the rows D2[i] with tokens[i] = v.
+def _add_rows_by_token(dUT: np.ndarray, tokens: np.ndarray, delta_rows: np.ndarray) -> None:
+    """dUT[v] += the sum of the rows delta_rows[i] with tokens[i] = v.
 
-    That is dU += sum_k D_k x_k^T for one-hot x_k: column v of dU collects the D_k of the
+    That is dU += sum_k g_k x_k^T for one-hot x_k: column v of dU collects the g_k of the
     steps with x_k = v. np.add.at sums repeated indices (plain += would keep one of them);
     on flat indices v * H + h it costs O(rows H), whatever the vocabulary.
     """
-    H = D2.shape[1]
+    H = delta_rows.shape[1]
     cell = (tokens[:, None] * H + np.arange(H)).reshape(-1)  # flat index of (v, h) in dUT
-    np.add.at(dUT.reshape(-1), cell, D2.reshape(-1))
+    np.add.at(dUT.reshape(-1), cell, delta_rows.reshape(-1))
 
 
 def delta_grads(
-    tr: Trace, D: np.ndarray
+    tr: Trace, deltas: np.ndarray
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray | None, np.ndarray, np.ndarray | None]:
-    """The gradients that follow from the error signals D_k = dE/da_k.
+    """The gradients that follow from the error signals g_k = dE/da_k.
 
     Args:
         tr: the forward trace.
-        D: (T, B, H) error signal of each pre-activation a_k (see backward_deltas).
+        deltas: (T, B, H) error signal of each pre-activation a_k (see backward_deltas).
     Returns:
         (dU (H, D), dW (H, H), db (H,) or None, ds0 in s0's shape, dxs in xs's shape or None):
-        dW = sum_k D_k s_{k-1}^T,  dU = sum_k D_k x_k^T,  db = sum_k D_k,
-        ds0 = W^T D_0,  dE/dx_k = U^T D_k;  a block of steps at a time (_delta_block_grads).
+        dW = sum_k g_k s_{k-1}^T,  dU = sum_k g_k x_k^T,  db = sum_k g_k,
+        ds0 = W^T g_0,  dE/dx_k = U^T g_k;  a block of steps at a time (_delta_block_grads).
     """
     batch = tr.batch
     blocks = step_blocks(batch.T, batch.B)
@@ -469,8 +569,8 @@ def delta_grads(
     dxs, dxs_tm = _input_grad_arrays(batch)
     x_buf = _x_buffer(batch, blocks)
     for start, end in blocks:
-        _delta_block_grads(tr, D[start:end], start, x_buf, dxs_tm, sums)
-    ds0 = batch.fold_ds0(D[0] @ tr.W)  # ds0 = W^T D_0
+        _delta_block_grads(tr, deltas[start:end], start, x_buf, dxs_tm, sums)
+    ds0 = batch.fold_ds0(deltas[0] @ tr.W)  # ds0 = W^T g_0
     return sums.input_grad(), sums.dW, sums.db, ds0, dxs
 
 
@@ -488,7 +588,7 @@ def _bptt_blocks(tr: Trace) -> tuple[float, _GradSums, np.ndarray, np.ndarray | 
     B, H, K, dt = batch.B, batch.H, batch.K, batch.dtype
     blocks = step_blocks(batch.T, B)
     steps = blocks[0][1]
-    E = np.empty((steps, B, H), dtype=dt)  # e_t, then delta_t, for the steps of one block
+    signal = np.empty((steps, B, H), dtype=dt)  # e_t, then delta_t, for the steps of one block
     dO_buf = np.empty((steps * B, K), dtype=dt)
     fp_buf = _fprime_buffer(batch, steps)
     x_buf = _x_buffer(batch, blocks)
@@ -498,10 +598,11 @@ def _bptt_blocks(tr: Trace) -> tuple[float, _GradSums, np.ndarray, np.ndarray | 
     carry = np.zeros((B, H), dtype=dt)  # W^T delta_{t+1}; delta_T = 0
     loss = dt.type(0)
     for start, end in reversed(blocks):
-        D = E[: end - start]
-        loss += _output_block(tr, start, end, VT, dO_buf, D, sums.dV, sums.dc)  # D holds e_t
-        _reverse_recursion(tr, D, start, carry, fp_buf)  # D holds delta_t
-        _delta_block_grads(tr, D, start, x_buf, dxs_tm, sums)
+        block = signal[: end - start]
+        loss += _output_block(tr, start, end, VT, dO_buf, block, sums.dV, sums.dc)  # block holds e_t
+        _reverse_recursion(tr, block, start, carry, fp_buf)  # block holds delta_t
+        check_steps_finite("dE/da_t", block, start, last_first=True)
+        _delta_block_grads(tr, block, start, x_buf, dxs_tm, sums)
     return float(loss), sums, batch.fold_ds0(carry), dxs  # carry = W^T delta_0 = ds0 per row
 
 
@@ -515,6 +616,7 @@ def bptt(
     truncate: int | None = None,
     reduction: str = "sum",
     mask: object | None = None,
+    max_bytes: int = DEFAULT_MAX_BYTES,
 ) -> BPTTResult:
     """Loss and exact gradients of the RNN by backpropagation through time.
 
@@ -530,7 +632,9 @@ def bptt(
             θ in U, W, b, xs and s0 (s0 enters through step 0). V and c are unaffected.
         reduction: "sum" (E = sum of E_t) or "mean" (divided by the counted targets).
         mask: None, or bool (T,) / (B, T): targets where False contribute nothing (the
-            state still runs through those steps).
+            state still runs through those steps); their labels may be any integer (padding).
+        max_bytes: the largest single array the call may allocate (default 1 GiB): the
+            states (T + 1, B, H), dE/dxs, the copies of the token ids and labels, the blocks.
 
     Returns:
         BPTTResult with loss, grads, ds0, dxs (dense inputs) and final_state.
@@ -538,23 +642,76 @@ def bptt(
 
     Raises:
         ValueError naming the argument, for any malformed input.
+        TooLargeError (a ValueError) when an array would exceed max_bytes, found from the
+            shapes alone, before any input is scanned and before anything is allocated.
+        NonFiniteError naming the first step whose state s_t, logits o_t or dE/da_t is not
+            finite (the computation overflowed).
     """
     tau = check_truncate(truncate)
-    batch = prepare(p, xs, ys, activation=activation, s0=s0, reduction=reduction, mask=mask)
-    if tau is None or tau >= batch.T - 1:  # every term kept: the full recursion
-        tr = run_forward(p, batch, keep_a=False)
-        loss, sums, ds0, dxs = _bptt_blocks(tr)
-        dU, dW, dV, db, dc = sums.input_grad(), sums.dW, sums.dV, sums.db, sums.dc
-    else:
-        # e_t = V^T dE/do_t is written over a, which is needed no more (f'(a_t) comes from
-        # s_t), and the truncated D_k over e_t in turn: one (T, B, H) array for the three
-        tr = run_forward(p, batch)
-        e = tr.a
-        loss, dV, dc = output_grads(tr, e_out=e)
-        D = backward_deltas(tr, e, tau, out=e)
-        dU, dW, db, ds0, dxs = delta_grads(tr, D)
+    limit = check_max_bytes(max_bytes)
+
+    def refuse_too_large(sz: Sizes) -> None:
+        full = tau is None or tau >= sz.T - 1
+        _check_sizes("bptt", _bptt_arrays(sz, full), limit)
+
+    batch = prepare(p, xs, ys, activation=activation, s0=s0, reduction=reduction, mask=mask,
+                    size_check=refuse_too_large)
+    with np.errstate(**_QUIET):  # overflow raises NonFiniteError below, never a warning
+        if tau is None or tau >= batch.T - 1:  # every term kept: the full recursion
+            tr = run_forward(p, batch, keep_a=False)
+            loss, sums, ds0, dxs = _bptt_blocks(tr)
+            dU, dW, dV, db, dc = sums.input_grad(), sums.dW, sums.dV, sums.db, sums.dc
+        else:
+            # e_t = V^T dE/do_t is written over a, which is needed no more (f'(a_t) comes from
+            # s_t), and the truncated g_k over e_t in turn: one (T, B, H) array for the three
+            tr = run_forward(p, batch)
+            e = tr.a
+            loss, dV, dc = output_grads(tr, e_out=e)
+            deltas = backward_deltas(tr, e, tau, out=e)
+            check_steps_finite("dE/da_t", deltas, 0, last_first=True)
+            dU, dW, db, ds0, dxs = delta_grads(tr, deltas)
+        check_grads_finite({"dE/dU": dU, "dE/dW": dW, "dE/dV": dV, "dE/db": db, "dE/dc": dc,
+                            "dE/ds0": ds0, "dE/dxs": dxs})
     grads = RNNParams._adopt(U=dU, W=dW, V=dV, b=db, c=dc)  # fresh arrays: no copies
     return BPTTResult(loss=loss, grads=grads, ds0=ds0, dxs=dxs, final_state=final_state(tr))
+
+
+def _bptt_arrays(sz: Sizes, full: bool) -> list[tuple[str, tuple[int, ...], np.dtype]]:
+    """(what, shape, dtype) of the arrays bptt allocates whose size grows with the inputs."""
+    T, B, D, H, K, dt = sz.T, sz.B, sz.D, sz.H, sz.K, sz.dtype
+    rows = step_blocks(T, B)[0][1] * B  # rows (t, b) of one block of steps
+    arrays = [
+        ("the states s_t, (T + 1, B, H)", (T + 1, B, H), dt),
+        ("the labels, (T, B) int64", (T, B), np.dtype(np.int64)),
+        ("a block of logits o_t, (rows, K)", (rows, K), dt),
+        ("dE/dU, (H, D)", (H, D), dt),
+    ]
+    if not full:
+        arrays.append(("e_t and the truncated dE/da_t, (T, B, H)", (T, B, H), dt))
+    if sz.tokens:
+        arrays.append(("the token ids, (T, B) int64", (T, B), np.dtype(np.int64)))
+    else:
+        arrays.append(("dE/dxs, (B, T, D)", (B, T, D), dt))
+    return arrays
+
+
+def _forward_arrays(sz: Sizes) -> list[tuple[str, tuple[int, ...], np.dtype]]:
+    """(what, shape, dtype) of the arrays forward allocates whose size grows with the inputs."""
+    T, B, H, K, dt = sz.T, sz.B, sz.H, sz.K, sz.dtype
+    arrays = [
+        ("the states s_t, (T + 1, B, H)", (T + 1, B, H), dt),
+        ("the logits o_t and y_hat_t, (T, B, K) each", (T, B, K), dt),
+    ]
+    if sz.tokens:
+        arrays.append(("the token ids, (T, B) int64", (T, B), np.dtype(np.int64)))
+    return arrays
+
+
+def _check_sizes(caller: str, arrays: list[tuple[str, tuple[int, ...], np.dtype]], max_bytes: int) -> None:
+    """TooLargeError for the first array over max_bytes, before anything is allocated."""
+    for what, shape, dtype in arrays:
+        check_bytes(f"{caller}: {what}", shape, dtype, max_bytes,
+                    hint="Split the input into shorter chunks (carry final_state as s0), or raise max_bytes")
 
 
 def final_state(tr: Trace) -> np.ndarray:
@@ -581,21 +738,35 @@ class ForwardResult:
     final_state: np.ndarray
 
 
-def forward(p: RNNParams, xs: object, *, activation: str = "tanh", s0: object | None = None) -> ForwardResult:
+def forward(
+    p: RNNParams,
+    xs: object,
+    *,
+    activation: str = "tanh",
+    s0: object | None = None,
+    max_bytes: int = DEFAULT_MAX_BYTES,
+) -> ForwardResult:
     """Run the RNN forward; same input forms and checks as bptt (no labels needed).
 
     Args:
         p: RNNParams.  xs: (T,) / (B, T) token ids or (T, D) / (B, T, D) dense inputs.
         activation: "tanh", "sigmoid", "relu" or "identity".  s0: None, (H,) or (B, H).
+        max_bytes: the largest single array the call may allocate (default 1 GiB): a_t and
+            s_t, (T, B, H), o_t and y_hat_t, (T, B, K), are each refused past it.
+
+    Raises:
+        ValueError naming the argument; TooLargeError past max_bytes (before allocating);
+        NonFiniteError naming the first step whose state or logits are not finite.
     """
-    batch = prepare(p, xs, None, activation=activation, s0=s0, labels_required=False)
-    tr = run_forward(p, batch)
+    limit = check_max_bytes(max_bytes)
+    batch = prepare(p, xs, None, activation=activation, s0=s0, labels_required=False,
+                    size_check=lambda sz: _check_sizes("forward", _forward_arrays(sz), limit))
     T, B, H, K = batch.T, batch.B, batch.H, batch.K
-    o = (tr.s.reshape(T * B, H) @ tr.V.T).reshape(T, B, K)
-    if tr.c is not None:
-        o += tr.c
-    y_hat = np.exp(o - o.max(axis=-1, keepdims=True))
-    y_hat /= y_hat.sum(axis=-1, keepdims=True)
+    with np.errstate(**_QUIET):  # overflow raises NonFiniteError, never a warning
+        tr = run_forward(p, batch)
+        o = logits(tr.s.reshape(T * B, H), tr.V.T, tr.c).reshape(T, B, K)
+        check_steps_finite("o_t", o, 0)
+        y_hat = softmax(o)
     return ForwardResult(
         a=batch.to_batch_first(tr.a),
         s=batch.to_batch_first(tr.s),

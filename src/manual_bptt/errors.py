@@ -40,7 +40,9 @@ class NonFiniteError(FloatingPointError):
 
 
 def integer_arg(name: str, value: object, least: int = 0) -> int:
-    """``value`` as an int if it is an integer (not a bool) >= ``least``, else ValueError naming ``name``."""
+    """``value`` as an int when it is an integer (not a bool) >= ``least``.
+
+    Anything else raises ValueError naming ``name``."""
     if isinstance(value, bool) or not isinstance(value, numbers.Integral):
         raise ValueError(f"{name}: expected an integer >= {least}, got {value!r}")
     if value < least:

@@ -8,24 +8,42 @@ Shapes: U (H, D), W (H, H), V (K, H), b (H,) or None, c (K,) or None.
 
 from __future__ import annotations
 
+import numbers
 from dataclasses import dataclass, fields
 
 import numpy as np
 
+from .errors import integer_arg
+
 _FLOAT_DTYPES = (np.dtype(np.float32), np.dtype(np.float64))
+
+
+def array_problem(value: object) -> str | None:
+    """Why ``value`` must not be read as a plain array, or None.
+
+    A numpy masked array would lose its mask in np.asarray; a tensor that requires grad
+    cannot be converted (found by duck typing: this package never imports torch).
+    """
+    if isinstance(value, np.ma.MaskedArray):
+        return (
+            "a numpy masked array, whose mask would be silently dropped: pass the plain data "
+            "(np.ma.getdata) and give which targets count as mask= (a bool array)"
+        )
+    if hasattr(value, "detach") and getattr(value, "requires_grad", False) is True:
+        return f"a {type(value).__name__} that requires grad: pass value.detach().numpy()"
+    return None
 
 
 def _frozen_copy(name: str, value: object, dtype: np.dtype | None = None) -> np.ndarray:
     """A read-only copy of ``value`` as a real floating array (the caller's array is never kept)."""
+    problem = array_problem(value)
+    if problem:
+        raise ValueError(f"{name}: {problem}")
     try:
         arr = np.asarray(value)
-    except (ValueError, TypeError) as exc:  # ragged nested lists and the like
-        raise ValueError(f"{name}: cannot be read as a numeric array ({exc})") from None
-    if (
-        arr.dtype == object
-        or not (np.issubdtype(arr.dtype, np.floating) or np.issubdtype(arr.dtype, np.integer))
-        or arr.dtype == np.bool_
-    ):
+    except Exception as exc:  # ragged nested lists, foreign array types, and the like
+        raise ValueError(f"{name}: cannot be read as a numeric array ({type(exc).__name__}: {exc})") from None
+    if arr.dtype.kind not in "iuf":  # not bool, complex, timedelta64, datetime64, str or object
         raise ValueError(f"{name}: expected a real numeric array, got dtype {arr.dtype}")
     if dtype is None:
         dtype = arr.dtype if arr.dtype in _FLOAT_DTYPES else np.dtype(np.float64)
@@ -127,9 +145,7 @@ class RNNParams:
 
     def astype(self, dtype: np.dtype | type) -> RNNParams:
         """A copy with every array cast to ``dtype`` (float32 or float64)."""
-        dt = np.dtype(dtype)
-        if dt not in _FLOAT_DTYPES:
-            raise ValueError(f"dtype: expected float32 or float64, got {dt}")
+        dt = _float_dtype(dtype)
         return RNNParams(**{name: a.astype(dt) for name, a in self.items()})
 
     def replace(self, **arrays: np.ndarray | None) -> RNNParams:
@@ -157,24 +173,27 @@ class RNNParams:
 
         Args:
             input_size: D.  hidden_size: H.  output_size: K.  All at least 1.
-            seed: seed of the numpy Generator (None: fresh entropy).
+            seed: seed of the numpy Generator, an integer >= 0 (None: fresh entropy).
             bias: include b (H,) and c (K,).
             weight_scale: multiplies every weight matrix; the spectral radius of W is close
                 to ``weight_scale`` for large H, so values below 1 give vanishing and above
-                1 exploding gradients.
+                1 exploding gradients. A finite real number >= 0.
             dtype: float32 or float64.
         """
-        for name, n in (
-            ("input_size", input_size),
-            ("hidden_size", hidden_size),
-            ("output_size", output_size),
+        D = integer_arg("input_size", input_size, 1)
+        H = integer_arg("hidden_size", hidden_size, 1)
+        K = integer_arg("output_size", output_size, 1)
+        dt = _float_dtype(dtype)
+        if seed is not None:
+            seed = integer_arg("seed", seed, 0)
+        if (
+            isinstance(weight_scale, bool)
+            or not isinstance(weight_scale, numbers.Real)
+            or not np.isfinite(weight_scale)
+            or weight_scale < 0
         ):
-            if not isinstance(n, (int, np.integer)) or isinstance(n, bool) or n < 1:
-                raise ValueError(f"{name}: expected a positive integer, got {n!r}")
-        if not np.isfinite(weight_scale):
-            raise ValueError(f"weight_scale: expected a finite number, got {weight_scale!r}")
+            raise ValueError(f"weight_scale: expected a finite real number >= 0, got {weight_scale!r}")
         rng = np.random.default_rng(seed)
-        D, H, K = int(input_size), int(hidden_size), int(output_size)
         p = cls(
             U=rng.standard_normal((H, D)) * (weight_scale / np.sqrt(D)),
             W=rng.standard_normal((H, H)) * (weight_scale / np.sqrt(H)),
@@ -182,4 +201,15 @@ class RNNParams:
             b=rng.standard_normal(H) * 0.1 if bias else None,
             c=rng.standard_normal(K) * 0.1 if bias else None,
         )
-        return p.astype(dtype)
+        return p.astype(dt)
+
+
+def _float_dtype(dtype: object) -> np.dtype:
+    """float32 or float64 as a numpy dtype; ValueError naming ``dtype`` otherwise."""
+    try:
+        dt = np.dtype(dtype)
+    except TypeError:
+        raise ValueError(f"dtype: expected float32 or float64, got {dtype!r}") from None
+    if dt not in _FLOAT_DTYPES:
+        raise ValueError(f"dtype: expected float32 or float64, got {dtype!r}")
+    return dt

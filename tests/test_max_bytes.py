@@ -1,0 +1,83 @@
+"""bptt and forward refuse, from the shapes alone, any array over max_bytes (1 GiB by default).
+
+The refusal comes before any input value is scanned or copied and before anything is
+allocated: a 64 x 10^6 token input with H = 56 (its states alone, (T + 1, B, H) float64, would
+take 26.7 GiB) is refused in milliseconds. The inputs here are broadcast views, so building
+them costs no memory either.
+"""
+
+from __future__ import annotations
+
+import time
+
+import numpy as np
+import pytest
+
+import manual_bptt as mb
+from manual_bptt.errors import DEFAULT_MAX_BYTES, TooLargeError
+
+B, T, D, H, K = 64, 10**6, 20, 56, 10
+P = mb.RNNParams.init(D, H, K, seed=0)
+HUGE_TOKENS = np.broadcast_to(np.int64(1), (B, T))  # 512 MB if it were real; a view here
+HUGE_LABELS = np.broadcast_to(np.int64(2), (B, T))
+STATE_BYTES = (T + 1) * B * H * 8
+
+
+def refused(call):
+    t0 = time.perf_counter()
+    with pytest.raises(TooLargeError) as info:
+        call()
+    return info.value, time.perf_counter() - t0
+
+
+@pytest.mark.parametrize("truncate", [None, 5])
+def test_bptt_refuses_a_huge_token_input_in_milliseconds_with_the_byte_count(truncate):
+    err, seconds = refused(lambda: mb.bptt(P, HUGE_TOKENS, HUGE_LABELS, truncate=truncate))
+    assert seconds < 0.5, seconds  # the value scans alone took seconds
+    msg = str(err)
+    assert msg.startswith("bptt: the states s_t, (T + 1, B, H)")
+    assert f"{STATE_BYTES} bytes" in msg and f"limit of {DEFAULT_MAX_BYTES} bytes" in msg
+
+
+def test_forward_refuses_a_huge_token_input_in_milliseconds():
+    err, seconds = refused(lambda: mb.forward(P, HUGE_TOKENS))
+    assert seconds < 0.5 and f"{STATE_BYTES} bytes" in str(err)
+    assert str(err).startswith("forward: the states s_t")
+
+
+def test_the_size_is_refused_before_the_inputs_are_checked():
+    bad_labels = np.broadcast_to(np.int64(-7), (B, T))  # out of range, but never looked at
+    with pytest.raises(TooLargeError):
+        mb.bptt(P, HUGE_TOKENS, bad_labels)
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "what"),
+    [
+        ({"xs": np.zeros((3, 50, D)), "ys": np.zeros((3, 50), np.int64)}, "bptt: the states"),
+        ({"xs": np.zeros((3, 50), np.int64), "ys": np.zeros((3, 50), np.int64), "truncate": 2},
+         "bptt: the states"),
+    ],
+)
+def test_a_small_max_bytes_refuses_a_small_call(kwargs, what):
+    need = 51 * 3 * H * 8  # the states
+    with pytest.raises(TooLargeError, match=f"^{what}.*{need} bytes"):
+        mb.bptt(P, max_bytes=need - 1, **kwargs)
+    r = mb.bptt(P, max_bytes=need, **kwargs)  # exactly at the limit: runs
+    assert np.isfinite(r.loss)
+
+
+def test_dense_input_gradient_counts_against_the_limit():
+    Dw = 400  # dE/dxs, (B, T, D), is the largest array here
+    p = mb.RNNParams.init(Dw, 3, 2, seed=1)
+    xs, ys = np.zeros((2, 10, Dw)), np.zeros((2, 10), np.int64)
+    with pytest.raises(TooLargeError, match=r"^bptt: dE/dxs, \(B, T, D\).* 64000 bytes"):
+        mb.bptt(p, xs, ys, max_bytes=63999)
+
+
+@pytest.mark.parametrize("bad", [-1, 1.5, "1", None, True])
+def test_max_bytes_must_be_a_non_negative_integer(bad):
+    with pytest.raises(ValueError, match=r"^max_bytes: expected an integer >= 0"):
+        mb.bptt(P, np.zeros(3, np.int64), np.zeros(3, np.int64), max_bytes=bad)
+    with pytest.raises(ValueError, match=r"^max_bytes"):
+        mb.forward(P, np.zeros(3, np.int64), max_bytes=bad)
