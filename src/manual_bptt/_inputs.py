@@ -15,6 +15,7 @@ from dataclasses import dataclass, replace
 import numpy as np
 
 from .activations import Activation, get_activation
+from .gated_params import GRUParams, LSTMParams
 from .params import RNNParams
 
 REDUCTIONS = ("sum", "mean")
@@ -99,7 +100,7 @@ def _is_int(a: np.ndarray) -> bool:
 
 def check_params(p: RNNParams) -> None:
     """Raise ValueError if ``p`` is not an RNNParams or holds NaN or inf."""
-    if not isinstance(p, RNNParams):
+    if not isinstance(p, (RNNParams, GRUParams, LSTMParams)):
         raise ValueError(f"p: expected manual_bptt.RNNParams, got {type(p).__name__}")
     for name, a in p.items():
         _check_finite(f"p.{name}", a)
