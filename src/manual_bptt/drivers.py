@@ -16,6 +16,7 @@ The drivers take arrays already validated (manual_bptt._inputs) in the compute d
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
 
@@ -152,3 +153,86 @@ def weight_grads(
         dU = rows_i.T @ X.reshape(T * B, D)  # dU = sum_t dgi_t^T x_t
         dX = (rows_i @ U).reshape(T, B, D)  # dE/dx_t = dgi_t U
     return dU, rows_i.sum(axis=0), dW, rows_h.sum(axis=0), dX
+
+
+# ---------------------------------------------------------------------------------------------
+# Rows of many steps at once: the explicit sum over k, state Jacobians and RTRL
+# ---------------------------------------------------------------------------------------------
+# A cell computes row by row (one row per sequence b), so the caches of many steps, stacked
+# along the row axis, are the cache of one "step" over (t, b) rows: one cell.backward call then
+# advances the error signals of every step k of a lag L = t - k together.
+
+
+def stack_caches(caches: list[Any]) -> Any:
+    """The T per-step caches (each a tuple of (B, ...) arrays) as one cache of T*B rows.
+
+    Row t*B + b is step t, sequence b. The result has the caches' own tuple type (a
+    NamedTuple stays one); a field that is None in every step stays None.
+    """
+    first = caches[0]
+    fields = []
+    for i, value in enumerate(first):
+        if value is None:
+            fields.append(None)
+            continue
+        stacked = np.stack([c[i] for c in caches])  # (T, B, ...)
+        fields.append(stacked.reshape(-1, *stacked.shape[2:]))  # (T*B, ...)
+    return type(first)(*fields) if hasattr(first, "_fields") else tuple(fields)
+
+
+def cache_rows(cache: Any, lo: int, hi: int) -> Any:
+    """The rows lo..hi-1 of a stacked cache (views, no copies)."""
+    fields = [None if f is None else f[lo:hi] for f in cache]
+    return type(cache)(*fields) if hasattr(cache, "_fields") else tuple(fields)
+
+
+def repeat_rows(cache: Any, r: int) -> Any:
+    """Each row of a stacked cache repeated r times in place (row i becomes rows i*r .. i*r + r-1)."""
+    fields = [None if f is None else np.repeat(f, r, axis=0) for f in cache]
+    return type(cache)(*fields) if hasattr(cache, "_fields") else tuple(fields)
+
+
+def lag_backprop(
+    cell: Cell, w: StepWeights, cache: Any, dz_direct: np.ndarray, max_lag: int
+) -> Iterator[tuple[int, np.ndarray, np.ndarray, np.ndarray]]:
+    """The (t, k) error signals lag by lag: yield (L, dgi_L, dgh_L, dz0_L) for L = 0..min(max_lag, T-1).
+
+    With g_{t,k} = dE_t/dz_k (through steps k+1..t only), g_{t,t} = dz_direct[t], and
+    (g_{t,k-1}, dgi_{t,k}, dgh_{t,k}) = cell.backward(g_{t,k}) at step k:
+
+        dgi_L[k], dgh_L[k] = dE_t/dgi_k, dE_t/dgh_k of the pair (t, k) = (k + L, k),  (T - L, B, G*H)
+        dz0_L = g_{L,-1} = dE_L/dz0 through steps 0..L,                                 (B, S)
+
+    For one lag, every k is one cell.backward call over (T - L) * B rows.
+
+    Args:
+        cache: stack_caches of the run, T*B rows.  dz_direct: (T, B, S) dE_t/dz_t from above.
+    """
+    T, B, S = dz_direct.shape
+    g = dz_direct
+    for L in range(min(max_lag, T - 1) + 1):
+        n = T - L
+        g_prev, dgi, dgh = cell.backward(w, g.reshape(n * B, S), cache_rows(cache, 0, n * B))
+        yield L, dgi.reshape(n, B, -1), dgh.reshape(n, B, -1), g_prev[:B]
+        g = g_prev.reshape(n, B, S)[1:]  # g_{k+L+1,k} = g_{(k+1)+L,(k+1)-1}
+
+
+def chain_back(cell: Cell, w: StepWeights, cache: Any, B: int, g: np.ndarray, t: int, k: int) -> np.ndarray:
+    """g · dz_t/dz_k for rows g, (B*r, S): r row vectors per sequence (row b*r + i belongs to
+    sequence b), carried from step t back through the steps t, t-1, ..., k+1 (-1 <= k <= t;
+    k = t returns g itself). ``cache``: stack_caches of the run, T*B rows.
+    """
+    r = len(g) // B
+    for j in range(t, k, -1):
+        step = cache_rows(cache, j * B, (j + 1) * B)
+        g = cell.backward(w, g, repeat_rows(step, r) if r > 1 else step)[0]  # g · dz_j/dz_{j-1}
+    return g
+
+
+def step_jacobian(cell: Cell, w: StepWeights, cache: Any) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(A, Ji, Jh) of one step from its cache of B rows: A = dz_t/dz_{t-1} = Jz + Jh W [I_H 0],
+    (B, S, S); Ji = ∂z_t/∂gi_t, Jh = ∂z_t/∂gh_t, (B, S, G*H)."""
+    Ji, Jh, Jz = cell.partials(w, cache)
+    A = Jz.copy()
+    A[:, :, : w.H] += Jh @ w.W  # through gh_t = W h_{t-1} + b_hh
+    return A, Ji, Jh
