@@ -20,6 +20,7 @@ import numpy as np
 
 from . import errors
 from .activations import Activation, get_activation
+from .gated_params import GRUParams, LSTMParams
 from .params import RNNParams, array_problem
 
 REDUCTIONS = ("sum", "mean")
@@ -131,10 +132,11 @@ def _is_float(a: np.ndarray) -> bool:
     return a.dtype.kind == "f"
 
 
-def check_params(p: RNNParams) -> None:
-    """Raise ValueError if ``p`` is not an RNNParams or holds NaN or inf."""
-    if not isinstance(p, RNNParams):
-        raise ValueError(f"p: expected manual_bptt.RNNParams, got {type(p).__name__}")
+def check_params(p: RNNParams | GRUParams | LSTMParams) -> None:
+    """Raise ValueError if ``p`` is not an RNNParams, GRUParams or LSTMParams, or holds NaN or inf."""
+    if not isinstance(p, (RNNParams, GRUParams, LSTMParams)):
+        kinds = "manual_bptt.RNNParams, GRUParams or LSTMParams"
+        raise ValueError(f"p: expected {kinds}, got {type(p).__name__}")
     for name, a in p.items():
         _check_finite(f"p.{name}", a)
 

@@ -1,56 +1,268 @@
-"""The seed's explicit sum over k, term by term, and the state Jacobians ds_t/ds_k.
+"""The seed's explicit sum over k, term by term, and the state Jacobians dz_t/dz_k, for any cell.
 
-    dE/dW = sum_t dE_t/dW,     dE_t/dW = sum_{k=0..t} dE_t/dy_hat_t · dy_hat_t/ds_t · ds_t/ds_k · ∂s_k/∂W
+    dE/dθ = sum_t dE_t/dθ,     dE_t/dθ = sum_{k=0..t} dE_t/dy_hat_t · dy_hat_t/dz_t · dz_t/dz_k · ∂z_k/∂θ
 
-with ds_t/ds_k = prod_{j=k+1..t} diag(f'(a_j)) W (the identity when t = k) and ∂s_k/∂W the
-*immediate* partial, s_{k-1} held fixed: ∂s_k[i]/∂W[m, n] = [i = m] f'(a_k)[i] s_{k-1}[n].
-The same holds for U (with x_k in place of s_{k-1}) and b.
+over the cell interface (manual_bptt.cells.base): z_t is the state ((B, S), S = H for the Elman
+cell and the GRU, S = 2H for the LSTM's [h_t; c_t]), dz_t/dz_k = A_t A_{t-1} ... A_{k+1} with
+the full step Jacobian A_j = dz_j/dz_{j-1} = Jz + Jh W [I_H 0] (the identity when t = k), and
+∂z_k/∂θ the *immediate* partial, z_{k-1} held fixed. For the Elman cell A_j = diag(f'(a_j)) W
+and ∂s_k[i]/∂W[m, n] = [i = m] f'(a_k)[i] s_{k-1}[n].
 
-In code, with delta_{t,k} := dE_t/ds_t · ds_t/ds_k · diag(f'(a_k)), a row vector (H,):
+In code, dE_t/dz_t is carried back to step k by cell.backward, which gives the signals
+dgi_k^{(t)} = dE_t/dgi_k and dgh_k^{(t)} = dE_t/dgh_k of that step alone (B, G*H), and
 
-    term_W[t, k] = delta_{t,k}^T s_{k-1}     term_U[t, k] = delta_{t,k}^T x_k     term_b[t, k] = delta_{t,k}
+    term_W[t, k] = dgh_k^{(t)T} h_{k-1}     term_U[t, k] = dgi_k^{(t)T} x_k
+    term_b_ih[t, k] = sum_b dgi_k^{(t)}     term_b_hh[t, k] = sum_b dgh_k^{(t)}
 
-Batched inputs: every term is summed over the batch (E_t is the batch's loss at time t).
-The full tensor of W terms holds T*T*H*H numbers, so terms are computed lazily: one (t, k)
-at a time (``terms.W[t, k]``), all k of one t (``terms.iter_t()``), as norms only
-(``terms.norms()``), or as the full tensor (``terms.W.full()``), which is refused past a
-documented size limit.
+(the Elman cell has one bias b, its b_ih; for it dgi = dgh = dE_t/da_k). Batched inputs: every
+term is summed over the batch (E_t is the batch's loss at time t). The full tensor of W terms
+holds T*T*G*H*H numbers, so terms are computed lazily: one (t, k) at a time (``terms.W[t, k]``),
+all k of one t (``terms.iter_t()``), as norms only (``terms.norms()``), or as the full tensor
+(``terms.W.full()``); every array over ``max_bytes`` is refused before it is allocated.
 """
 
 from __future__ import annotations
 
 from collections.abc import Iterator
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 
-from ._inputs import Batch, check_max_bytes, prepare
-from .core import Trace, lag_deltas, output_layer, run_forward
-from .params import RNNParams
+from ._inputs import check_max_bytes, prepare
+from .cells import ELMAN
+from .cells.base import Cell, StepWeights
+from .core import logits, softmax, softmax_cross_entropy
+from .drivers import (
+    cache_rows,
+    chain_back,
+    input_terms,
+    lag_backprop,
+    repeat_rows,
+    run,
+    stack_caches,
+    step_jacobian,
+)
+from .errors import DEFAULT_MAX_BYTES, NonFiniteError, TooLargeError, check_bytes
+from .gated import prepare_gated
+from .gated_params import GRUParams, LSTMParams
+
+__all__ = [
+    "MAX_FULL_BYTES",
+    "Decomposition",
+    "LagProfile",
+    "StepTerms",
+    "TermNorms",
+    "TooLargeError",
+    "decompose",
+    "state_jacobian",
+]
 
 #: Default limit, in bytes, for materializing a full (T, T, ...) tensor of terms or Jacobians.
-MAX_FULL_BYTES = 1 << 30  # 1 GiB
+MAX_FULL_BYTES = DEFAULT_MAX_BYTES  # 1 GiB
+
+_FULL_HINT = (
+    "Index one term at a time (terms.W[t, k]), iterate with terms.iter_t(), use terms.norms(), "
+    "or pass a larger max_bytes"
+)
 
 
-class TooLargeError(ValueError):
-    """A full tensor of terms would exceed the size limit (``max_bytes``)."""
+# ---------------------------------------------------------------------------------------------
+# The forward run over the cell interface, shared by decompose, state_jacobian and rtrl
+# ---------------------------------------------------------------------------------------------
+@dataclass(frozen=True, eq=False)
+class Unrolled:
+    """A validated forward run of any cell with its output layer, time-major.
+
+    Attributes:
+        cell, w: the cell and its recurrent weights (compute dtype).
+        U: (G*H, D) input weights.  V: (K, H).  c: (K,) or None.
+        bias_names: the names of the cell's biases in the params type: ("b",) for the Elman
+            cell, ("b_ih", "b_hh") for a gated cell with biases, () without.
+        tokens: (T, B) token ids or None.  X: (T, B, D) dense inputs or None.
+        z: (T + 1, B, S) states, z[0] = z0, z[t + 1] = z_t.
+        cache: the T per-step caches stacked into one cache of T*B rows (drivers.stack_caches).
+        batched: whether xs had a batch axis.  prep: the validated inputs of the params type
+            (an _inputs.Batch for the Elman cell; gated.prepare_gated's result otherwise).
+        Y, weight: (T, B) labels and the weight of each E_t, or None without labels.
+        loss: E, or None without labels.  dO: (T, B, K) dE/do_t, or None.
+        e: (T, B, S) dE_t/dz_t from the output layer (zero in the c part), or None.
+    """
+
+    cell: Cell
+    w: StepWeights
+    U: np.ndarray
+    V: np.ndarray
+    c: np.ndarray | None
+    bias_names: tuple[str, ...]
+    tokens: np.ndarray | None
+    X: np.ndarray | None
+    z: np.ndarray
+    cache: Any
+    batched: bool
+    prep: Any
+    Y: np.ndarray | None
+    weight: np.ndarray | None
+    loss: float | None
+    dO: np.ndarray | None
+    e: np.ndarray | None
+
+    @property
+    def T(self) -> int:
+        return self.z.shape[0] - 1
+
+    @property
+    def B(self) -> int:
+        return self.z.shape[1]
+
+    @property
+    def S(self) -> int:
+        return self.z.shape[2]
+
+    @property
+    def H(self) -> int:
+        return self.w.H
+
+    @property
+    def GH(self) -> int:
+        return self.U.shape[0]
+
+    @property
+    def D(self) -> int:
+        return self.U.shape[1]
+
+    @property
+    def K(self) -> int:
+        return self.V.shape[0]
+
+    @property
+    def dtype(self) -> np.dtype:
+        return self.z.dtype
+
+    def step(self, k: int) -> Any:
+        """The cache of step k, B rows."""
+        return cache_rows(self.cache, k * self.B, (k + 1) * self.B)
+
+    def h_prev(self, k: int | slice) -> np.ndarray:
+        """h_{k-1}, (B, H) (or (n, B, H) for a slice of steps); h_{-1} from z0."""
+        return self.z[k][..., : self.H]
+
+    def x_rows(self, k: int) -> np.ndarray:
+        """x_k as dense rows (B, D): a one-hot row per token (no (D, D) identity is built)."""
+        if self.tokens is None:
+            return self.X[k]
+        rows = np.zeros((self.B, self.D), dtype=self.dtype)
+        rows[np.arange(self.B), self.tokens[k]] = 1.0
+        return rows
+
+    def out(self, a: np.ndarray) -> np.ndarray:
+        """(B, ...) -> (...) for unbatched inputs."""
+        return a if self.batched else a[0]
 
 
+def unroll(
+    p: object,
+    xs: object,
+    ys: object | None,
+    *,
+    activation: str | None,
+    s0: object | None,
+    reduction: str = "sum",
+    mask: object | None = None,
+    max_bytes: int = DEFAULT_MAX_BYTES,
+    owned: bool = False,
+    what: str = "decompose",
+    labels: bool = True,
+) -> Unrolled:
+    """Validate the inputs for the params type of ``p``, run the cell and its output layer.
+
+    RNNParams: the Elman cell (activation None means "tanh"). GRUParams / LSTMParams: the
+    gated cells, validated by manual_bptt.gated (an explicit activation is a ValueError).
+    The states, the step caches and the input terms are refused over ``max_bytes`` before
+    they are allocated. ``owned``: copy the inputs (for results that outlive the call).
+    ``labels``: ys is required (False: a run without the output layer, ys must be None).
+    """
+    if not isinstance(p, (GRUParams, LSTMParams)):  # the Elman cell (prepare refuses other types)
+        batch = prepare(
+            p, xs, ys, activation="tanh" if activation is None else activation, s0=s0,
+            reduction=reduction, mask=mask, labels_required=labels,
+        )  # fmt: skip
+        if owned:
+            batch = batch.owned()
+        dt = batch.dtype
+        U, W, V = (np.asarray(m, dtype=dt) for m in (p.U, p.W, p.V))
+        b = None if p.b is None else np.asarray(p.b, dtype=dt)
+        c = None if p.c is None else np.asarray(p.c, dtype=dt)
+        w = StepWeights(W=W, WT=np.ascontiguousarray(W.T), b_hh=None, H=batch.H, act=batch.act)
+        cell, b_ih, bias_names = ELMAN, b, (() if b is None else ("b",))
+        tokens, X, z0, Y, weight, batched, prep = batch.tokens, batch.X, batch.s0, batch.Y, batch.weight, \
+            batch.batched, batch  # fmt: skip
+    else:
+        g = prepare_gated(p, xs, ys, s0=s0, reduction=reduction, mask=mask, activation=activation,
+                          labels_required=labels)  # fmt: skip
+        batch = g.batch.owned() if owned else g.batch
+        dt, cell, w, U, b_ih, V, c = g.dtype, g.cell, g.step_weights(), g.U, g.b_ih, g.V, g.c
+        bias_names = () if b_ih is None else ("b_ih", "b_hh")
+        X = None if g.X is None else (g.X.copy() if owned else g.X)
+        tokens, z0, Y, weight, batched, prep = batch.tokens, g.z0, batch.Y, g.weight, batch.batched, g
+    T, B = (tokens if tokens is not None else X).shape[:2]
+    S, GH = z0.shape[1], U.shape[0]
+    check_bytes(f"{what}: the input terms gi_t = U x_t + b_ih", (T, B, GH), dt, max_bytes)
+    check_bytes(f"{what}: the states z_t", (T + 1, B, S), dt, max_bytes)
+    gi = input_terms(U, b_ih, tokens, X)
+    first = cell.forward(w, gi[0], z0)[1]  # one step, to size the caches before running all
+    width = sum(int(np.prod(f.shape[1:])) for f in first if f is not None)
+    check_bytes(f"{what}: the step caches", (T, B, width), dt, max_bytes)
+    r = run(cell, w, gi, z0)
+    del gi
+    finite = np.isfinite(r.z[1:]).reshape(T, -1).all(axis=1)
+    if not finite.all():
+        t = int(np.argmin(finite))
+        raise NonFiniteError(
+            f"{what}: the state z_t is not finite from step t = {t} on (the recurrence overflowed)",
+            what="z_t", step=t,
+        )  # fmt: skip
+    cache = stack_caches(r.caches)
+    loss = dO = e = None
+    if labels:
+        H, K = w.H, V.shape[0]
+        n = T * B
+        logits = r.z[1:, :, :H].reshape(n, H) @ V.T  # o_t = V h_t (+ c), one row per (t, b)
+        if c is not None:
+            logits += c
+        loss = float(softmax_cross_entropy(logits, Y.reshape(n), weight.reshape(n)))  # logits -> dE/do_t
+        if not np.isfinite(loss):
+            raise NonFiniteError(f"{what}: the loss is not finite ({loss})", what="E", step=None)
+        dO = logits.reshape(T, B, K)
+        e = np.zeros((T, B, S), dtype=dt)
+        e[:, :, :H] = (logits @ V).reshape(T, B, H)  # dE_t/dh_t = V^T dE_t/do_t; nothing to c_t
+    return Unrolled(
+        cell=cell, w=w, U=U, V=V, c=c, bias_names=bias_names, tokens=tokens, X=X, z=r.z, cache=cache,
+        batched=batched, prep=prep, Y=Y, weight=weight, loss=loss, dO=dO, e=e,
+    )  # fmt: skip
+
+
+# ---------------------------------------------------------------------------------------------
+# Results
+# ---------------------------------------------------------------------------------------------
 @dataclass(frozen=True, eq=False)
 class StepTerms:
-    """All terms of one output step t: index k = 0..t.
+    """All terms of one output step t: index k = 0..t (G*H = H for the Elman cell).
 
     Attributes:
         t: the output step.
-        W: (t+1, H, H) term_W[t, k] for k = 0..t.
-        U: (t+1, H, D) term_U[t, k].
-        b: (t+1, H) term_b[t, k], or None when the model has no b.
+        W: (t+1, G*H, H) term_W[t, k] for k = 0..t.
+        U: (t+1, G*H, D) term_U[t, k].
+        b: (t+1, H) term_b[t, k] of the Elman cell, or None (no b, or a gated cell).
+        b_ih, b_hh: (t+1, G*H) terms of a gated cell's biases, or None.
     """
 
     t: int
     W: np.ndarray
     U: np.ndarray
     b: np.ndarray | None
+    b_ih: np.ndarray | None = None
+    b_hh: np.ndarray | None = None
 
 
 @dataclass(frozen=True, eq=False)
@@ -58,26 +270,29 @@ class TermNorms:
     """Frobenius norms of the terms, (T, T) each, zero where k > t.
 
     Attributes:
-        W, U: ||term_W[t, k]||_F, ||term_U[t, k]||_F.  b: ||term_b[t, k]||_2, or None.
+        W, U: ||term_W[t, k]||_F, ||term_U[t, k]||_F.  b: ||term_b[t, k]||_2 (Elman), or None.
+        b_ih, b_hh: ||term_b_ih[t, k]||_2, ||term_b_hh[t, k]||_2 (gated cells), or None.
     """
 
     W: np.ndarray
     U: np.ndarray
     b: np.ndarray | None
+    b_ih: np.ndarray | None = None
+    b_hh: np.ndarray | None = None
 
 
 @dataclass(frozen=True, eq=False)
 class LagProfile:
     """Vanishing / exploding gradients as numbers, for each lag L = t - k = 0..T-1.
 
-    Term norms are taken over the pairs (t, t - L); Jacobian norms over the pairs and the
-    batch rows. All arrays have shape (T,).
+    Term norms are taken over the pairs (t, t - L); Jacobian norms (of dz_t/dz_{t-L}, (S, S),
+    over the whole state) over the pairs and the batch rows. All arrays have shape (T,).
 
     Attributes:
         lag: 0..T-1.
         term_W_mean, term_W_max: mean and max of ||term_W[t, t-L]||_F.
-        jac_fro_mean, jac_fro_max: mean and max of ||ds_t/ds_{t-L}||_F.
-        jac_spec_mean, jac_spec_max: mean and max of the spectral norm ||ds_t/ds_{t-L}||_2.
+        jac_fro_mean, jac_fro_max: mean and max of ||dz_t/dz_{t-L}||_F.
+        jac_spec_mean, jac_spec_max: mean and max of the spectral norm ||dz_t/dz_{t-L}||_2.
     """
 
     lag: np.ndarray
@@ -89,23 +304,37 @@ class LagProfile:
     jac_spec_max: np.ndarray
 
 
+@dataclass(eq=False)
+class _LagStats:
+    """Mean and max of one norm, per lag, filled in lag by lag."""
+
+    mean: np.ndarray
+    max: np.ndarray
+
+    @classmethod
+    def zeros(cls, T: int) -> _LagStats:
+        return cls(mean=np.zeros(T), max=np.zeros(T))
+
+    def put(self, L: int, values: np.ndarray) -> None:
+        self.mean[L], self.max[L] = values.mean(), values.max()
+
+
+def _outer_sums(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """sum_b a[k, b]^T b[k, b] for every k: (n, B, I), (n, B, J) -> (n, I, J), one batched product."""
+    return np.matmul(a.transpose(0, 2, 1), b)
+
+
+def _fro(m: np.ndarray) -> np.ndarray:
+    """Frobenius norms of a stack of matrices, (n, I, J) -> (n,)."""
+    return np.sqrt(np.einsum("kij,kij->k", m, m))
+
+
 def _check_step(name: str, value: object, lo: int, hi: int) -> int:
     if isinstance(value, bool) or not isinstance(value, (int, np.integer)):
         raise ValueError(f"{name}: expected an integer step, got {value!r}")
     if not lo <= value <= hi:
         raise ValueError(f"{name}: expected {lo} <= {name} <= {hi}, got {value}")
     return int(value)
-
-
-def _guard(what: str, shape: tuple[int, ...], itemsize: int, max_bytes: int) -> None:
-    size = int(np.prod(shape, dtype=np.int64)) * itemsize
-    if size > max_bytes:
-        raise TooLargeError(
-            f"{what}: the full tensor of shape {shape} would take {size} bytes ({size / 2**20:.1f} MiB), "
-            f"over the limit of {max_bytes} bytes ({max_bytes / 2**20:.1f} MiB, max_bytes). Index one term "
-            f"at a time (terms.W[t, k]), iterate with terms.iter_t(), use terms.norms(), or pass a larger "
-            f"max_bytes."
-        )
 
 
 class TermView:
@@ -122,19 +351,20 @@ class TermView:
     @property
     def shape(self) -> tuple[int, ...]:
         """(T, T) + the parameter's shape."""
-        o = self._owner
-        T = o.batch.T
-        return {"W": (T, T, o.H, o.H), "U": (T, T, o.H, o.D), "b": (T, T, o.H)}[self.name]
+        u = self._owner._u
+        T = u.T
+        return {"W": (T, T, u.GH, u.H), "U": (T, T, u.GH, u.D)}.get(self.name, (T, T, u.GH))
 
     def __getitem__(self, index: tuple[int, int]) -> np.ndarray:
         if not (isinstance(index, tuple) and len(index) == 2):
             raise ValueError(f"terms.{self.name}[t, k]: expected two integer indices, got {index!r}")
-        T = self._owner.batch.T
+        T = self._owner.T
         t = _check_step("t", index[0], 0, T - 1)
         k = _check_step("k", index[1], 0, T - 1)
         if k > t:
             return np.zeros(self.shape[2:], dtype=self._owner.dtype)
-        return self._owner._term(self.name, self._owner.delta(t, k), k)
+        dgi, dgh = self._owner._signals(t, k)
+        return self._owner._term(self.name, dgi, dgh, k)
 
     def full(self) -> np.ndarray:
         """The whole (T, T, ...) tensor, computed lag by lag in O(T^2) recursion steps."""
@@ -148,122 +378,147 @@ class TermView:
 class Decomposition:
     """The (t, k) terms of the seed's sum and each of their factors, computed on demand.
 
-    Built by :func:`decompose`. Attributes ``W``, ``U``, ``b`` are lazy term views
-    (``b`` is None when the model has no b). Sums: sum over t and k of ``W[t, k]`` equals
-    ``bptt(...).grads.W``; likewise U and b.
+    Built by :func:`decompose`. Attributes ``W``, ``U`` and the biases (``b`` for the Elman
+    cell, ``b_ih`` and ``b_hh`` for a gated cell; None where the model has none) are lazy term
+    views. Sums: sum over t and k of ``W[t, k]`` equals ``bptt(...).grads.W``; likewise the others.
 
-    The factors of term (t, k), in the caller's layout ((...) unbatched, (B, ...) batched):
-        dE_dyhat(t)  (K,)       dE_t/dy_hat_t
-        dyhat_ds(t)  (K, H)     dy_hat_t/ds_t = (diag(y_hat_t) - y_hat_t y_hat_t^T) V
-        dE_ds(t)     (H,)       dE_t/ds_t, their product, computed stably as V^T dE_t/do_t
-        ds_ds(t, k)  (H, H)     ds_t/ds_k
-        ds_dW(k)     (H, H, H)  ∂s_k/∂W, immediate: [i, m, n] = [i = m] f'(a_k)[i] s_{k-1}[n]
-        ds_dU(k)     (H, H, D)  ∂s_k/∂U, immediate: [i, m, n] = [i = m] f'(a_k)[i] x_k[n]
-        ds_db(k)     (H, H)     ∂s_k/∂b = diag(f'(a_k))
+    The factors of term (t, k), in the caller's layout ((...) unbatched, (B, ...) batched),
+    with S the state size (H; 2H for the LSTM's z = [h; c]) and G*H the stacked gate rows:
+        dE_dyhat(t)  (K,)          dE_t/dy_hat_t
+        dyhat_ds(t)  (K, S)        dy_hat_t/dz_t = (diag(y_hat_t) - y_hat_t y_hat_t^T) V [I_H 0]
+        dE_ds(t)     (S,)          dE_t/dz_t, their product, computed stably as V^T dE_t/do_t
+        ds_ds(t, k)  (S, S)        dz_t/dz_k
+        ds_dW(k)     (S, G*H, H)   ∂z_k/∂W, immediate: [i, m, n] = Jh_k[i, m] h_{k-1}[n]
+        ds_dU(k)     (S, G*H, D)   ∂z_k/∂U, immediate: [i, m, n] = Ji_k[i, m] x_k[n]
+        ds_db(k)     (H, H)        ∂s_k/∂b = diag(f'(a_k)) (Elman cell)
+        ds_db_ih(k), ds_db_hh(k)   (S, G*H)  Ji_k, Jh_k (gated cells)
     so that term_W[t, k] = sum over the batch of dE_ds(t) · ds_ds(t, k) · ds_dW(k).
     """
 
-    def __init__(self, tr: Trace, dO: np.ndarray, loss: float, max_bytes: int) -> None:
-        self._tr = tr
-        self.batch: Batch = tr.batch
-        self.loss = loss
+    def __init__(self, u: Unrolled, max_bytes: int) -> None:
+        self._u = u
+        self.batch = u.prep
+        self.loss = u.loss
         self.max_bytes = max_bytes
-        self.H, self.D, self.K, self.dtype = tr.batch.H, tr.batch.D, tr.batch.K, tr.batch.dtype
-        T, B, H, K = self.batch.T, self.batch.B, self.H, self.K
-        self._e = (dO.reshape(T * B, K) @ tr.V).reshape(T, B, H)  # dE_t/ds_t, (T, B, H)
+        self.H, self.D, self.K, self.dtype = u.H, u.D, u.K, u.dtype
         self.W = TermView(self, "W")
         self.U = TermView(self, "U")
-        self.b = TermView(self, "b") if tr.b is not None else None
+        names = u.bias_names
+        self.b = TermView(self, "b") if "b" in names else None
+        self.b_ih = TermView(self, "b_ih") if "b_ih" in names else None
+        self.b_hh = TermView(self, "b_hh") if "b_hh" in names else None
 
     @property
     def T(self) -> int:
-        return self.batch.T
+        return self._u.T
 
-    # -- the error signal delta_{t,k} and the terms ------------------------------------
-    def delta(self, t: int, k: int) -> np.ndarray:
-        """delta_{t,k} = dE_t/da_k through steps k..t only, (B, H). Requires k <= t."""
-        tr = self._tr
-        d = self._e[t] * tr.fprime[t]  # delta_{t,t} = dE_t/ds_t * f'(a_t)
-        for j in range(t, k, -1):
-            d = (d @ tr.W) * tr.fprime[j - 1]  # delta_{t,j-1} = (W^T delta_{t,j}) * f'(a_{j-1})
-        return d
+    def _names(self) -> tuple[str, ...]:
+        return ("W", "U", *self._u.bias_names)
 
-    def _input_rows(self, k: np.ndarray | int) -> np.ndarray:
-        """x_k as dense rows, (B, D) (or (n, B, D) for an index array)."""
-        if self.batch.tokens is not None:
-            return np.eye(self.D, dtype=self.dtype)[self.batch.tokens[k]]
-        return self.batch.X[k]
+    # -- the signals dgi_k^{(t)}, dgh_k^{(t)} and the terms -----------------------------------
+    def _signals(self, t: int, k: int) -> tuple[np.ndarray, np.ndarray]:
+        """(dE_t/dgi_k, dE_t/dgh_k), (B, G*H) each, through steps k..t only. Requires k <= t."""
+        u = self._u
+        g = u.e[t]  # dE_t/dz_t
+        for j in range(t, k - 1, -1):
+            g, dgi, dgh = u.cell.backward(u.w, g, u.step(j))  # through step j: dE_t/dz_{j-1}
+        return dgi, dgh
 
-    def _s_prev_rows(self, k: np.ndarray | int) -> np.ndarray:
-        """s_{k-1}, (B, H) (or (n, B, H) for an index array); s_{-1} = s0."""
-        return self._tr.s_in[k]
-
-    def _term(self, name: str, delta: np.ndarray, k: int) -> np.ndarray:
-        """term_name[t, k] from delta_{t,k}, (B, H), summed over the batch."""
+    def _term(self, name: str, dgi: np.ndarray, dgh: np.ndarray, k: int) -> np.ndarray:
+        """term_name[t, k] from that pair's signals (B, G*H), summed over the batch."""
+        u = self._u
         if name == "W":
-            return delta.T @ self._s_prev_rows(k)  # delta^T s_{k-1}
+            return dgh.T @ u.h_prev(k)  # dgh^T h_{k-1}
         if name == "U":
-            return delta.T @ self._input_rows(k)  # delta^T x_k
-        return delta.sum(axis=0)  # delta
+            if u.tokens is None:
+                return dgi.T @ u.X[k]  # dgi^T x_k
+            out = np.zeros((u.GH, u.D), dtype=u.dtype)
+            np.add.at(out.T, u.tokens[k], dgi)  # column x_k[b] collects dgi[b]: dgi^T onehot(x_k)
+            return out
+        return (dgh if name == "b_hh" else dgi).sum(axis=0)  # b (= b_ih) or b_hh
 
     def _full(self, name: str) -> np.ndarray:
+        u = self._u
         view = getattr(self, name)
-        _guard(f"terms.{name}", view.shape, self.dtype.itemsize, self.max_bytes)
-        T = self.T
-        out = np.zeros(view.shape, dtype=self.dtype)
+        check_bytes(f"terms.{name}", view.shape, u.dtype, self.max_bytes, _FULL_HINT)
+        T, B, GH = u.T, u.B, u.GH
+        out = np.zeros(view.shape, dtype=u.dtype)
         ks = np.arange(T)
-        prev = self._s_prev_rows(ks) if name == "W" else self._input_rows(ks) if name == "U" else None
-        for L, Q in lag_deltas(self._tr, self._e, T - 1):
+        h_prev = u.h_prev(slice(0, T))
+        for L, dgi, dgh, _ in lag_backprop(u.cell, u.w, u.cache, u.e, T - 1):
             n = T - L
-            if name == "b":
-                out[ks[:n] + L, ks[:n]] = Q.sum(axis=1)
+            rows, cols = ks[:n] + L, ks[:n]
+            if name == "W":
+                out[rows, cols] = _outer_sums(dgh, h_prev[:n])
+            elif name == "U" and u.tokens is None:
+                out[rows, cols] = _outer_sums(dgi, u.X[:n])
+            elif name == "U":
+                at = (np.repeat(rows, B), np.repeat(cols, B), slice(None), u.tokens[:n].reshape(-1))
+                np.add.at(out, at, dgi.reshape(n * B, GH))  # column x_k[b] collects dgi[b]
             else:
-                out[ks[:n] + L, ks[:n]] = np.einsum("kbi,kbj->kij", Q, prev[:n])
+                out[rows, cols] = (dgh if name == "b_hh" else dgi).sum(axis=1)
         return out
 
     def iter_t(self) -> Iterator[StepTerms]:
-        """Yield StepTerms for t = 0..T-1; memory O(T * H * max(H, D)) at a time."""
+        """Yield StepTerms for t = 0..T-1; memory O(T * G*H * max(H, D)) at a time."""
+        u = self._u
         for t in range(self.T):
-            W_t = np.empty((t + 1, self.H, self.H), dtype=self.dtype)
-            U_t = np.empty((t + 1, self.H, self.D), dtype=self.dtype)
-            b_t = np.empty((t + 1, self.H), dtype=self.dtype) if self.b is not None else None
-            d = self._e[t] * self._tr.fprime[t]
+            shapes = {"W": (u.GH, u.H), "U": (u.GH, u.D)}
+            terms = {n: np.empty((t + 1, *shapes.get(n, (u.GH,))), dtype=u.dtype) for n in self._names()}
+            g = u.e[t]
             for k in range(t, -1, -1):
-                W_t[k] = self._term("W", d, k)
-                U_t[k] = self._term("U", d, k)
-                if b_t is not None:
-                    b_t[k] = d.sum(axis=0)
-                if k > 0:
-                    d = (d @ self._tr.W) * self._tr.fprime[k - 1]
-            yield StepTerms(t=t, W=W_t, U=U_t, b=b_t)
+                g, dgi, dgh = u.cell.backward(u.w, g, u.step(k))  # signals of (t, k); g = dE_t/dz_{k-1}
+                for n, arr in terms.items():
+                    arr[k] = self._term(n, dgi, dgh, k)
+            yield StepTerms(t=t, W=terms["W"], U=terms["U"], b=terms.get("b"), b_ih=terms.get("b_ih"),
+                            b_hh=terms.get("b_hh"))  # fmt: skip
+
+    def _token_groups(self) -> tuple[np.ndarray, np.ndarray]:
+        """For token inputs: (group of each (t, b) row, step of each group), grouping the rows
+        of one step with the same token, so that term_U[t, k]'s columns are sums of its rows."""
+        u = self._u
+        keys = (np.arange(u.T)[:, None] * u.D + u.tokens).reshape(-1)  # (T*B,), sorted by step
+        uniq, group = np.unique(keys, return_inverse=True)
+        return group.reshape(-1), uniq // u.D
 
     def norms(self) -> TermNorms:
-        """Norms of every term, (T, T) each, computed lag by lag without the full tensors."""
-        T = self.T
+        """Norms of every term, (T, T) each, computed lag by lag without the full tensors.
+
+        Refused (TooLargeError) when the (T, T) norms exceed max_bytes. Token inputs never
+        build a (G*H, D) term: the columns of term_U are the sums of dgi over equal tokens.
+        """
+        u = self._u
+        T, B, GH = u.T, u.B, u.GH
+        names = self._names()
+        check_bytes("terms.norms(): the (T, T) norms of every parameter's terms", (len(names), T, T),
+                    np.float64, self.max_bytes, "Use terms.iter_t(), or pass a larger max_bytes")  # fmt: skip
+        out = {n: np.zeros((T, T)) for n in names}
         ks = np.arange(T)
-        nW, nU = np.zeros((T, T)), np.zeros((T, T))
-        nb = np.zeros((T, T)) if self.b is not None else None
-        prev_s, x = self._s_prev_rows(ks), self._input_rows(ks)
-        for L, Q in lag_deltas(self._tr, self._e, T - 1):
+        h_prev = u.h_prev(slice(0, T))
+        if u.tokens is not None:
+            group, group_step = self._token_groups()
+        for L, dgi, dgh, _ in lag_backprop(u.cell, u.w, u.cache, u.e, T - 1):
             n = T - L
-            rows, cols = ks[:n] + L, ks[:n]
-            nW[rows, cols] = np.linalg.norm(np.einsum("kbi,kbj->kij", Q, prev_s[:n]), axis=(1, 2))
-            nU[rows, cols] = np.linalg.norm(np.einsum("kbi,kbj->kij", Q, x[:n]), axis=(1, 2))
-            if nb is not None:
-                nb[rows, cols] = np.linalg.norm(Q.sum(axis=1), axis=1)
-        return TermNorms(W=nW, U=nU, b=nb)
+            at = (ks[:n] + L, ks[:n])
+            out["W"][at] = _fro(_outer_sums(dgh, h_prev[:n]))
+            if u.tokens is None:
+                out["U"][at] = _fro(_outer_sums(dgi, u.X[:n]))
+            else:
+                m = int(np.searchsorted(group_step, n))  # the groups of the steps k < n
+                cols = np.zeros((m, GH), dtype=u.dtype)
+                np.add.at(cols, group[: n * B], dgi.reshape(n * B, GH))  # the nonzero columns
+                sq = np.bincount(group_step[:m], weights=np.einsum("ij,ij->i", cols, cols), minlength=n)
+                out["U"][at] = np.sqrt(sq)
+            for name in u.bias_names:
+                out[name][at] = np.linalg.norm((dgh if name == "b_hh" else dgi).sum(axis=1), axis=1)
+        return TermNorms(W=out["W"], U=out["U"], b=out.get("b"), b_ih=out.get("b_ih"), b_hh=out.get("b_hh"))
 
     # -- the named factors ----------------------------------------------------------------
-    def _out(self, a: np.ndarray) -> np.ndarray:
-        """(B, ...) -> (...) for unbatched inputs."""
-        return a if self.batch.batched else a[0]
-
-    def _softmax(self, t: int) -> np.ndarray:
-        o = self._tr.s[t] @ self._tr.V.T
-        if self._tr.c is not None:
-            o = o + self._tr.c
-        y = np.exp(o - o.max(axis=-1, keepdims=True))
-        return y / y.sum(axis=-1, keepdims=True)
+    def _y_hat(self, t: int) -> np.ndarray:
+        """softmax(o_t), (B, K), for the literal factors only (the gradients come from core's
+        softmax cross-entropy, in dE_ds)."""
+        u = self._u
+        return softmax(logits(u.z[t + 1][:, : u.H], u.V.T, u.c))  # y_hat_t = softmax(V h_t + c)
 
     def dE_dyhat(self, t: int) -> np.ndarray:
         """dE_t/dy_hat_t = -w_t / y_hat_t[y_t] at y_t, 0 elsewhere: (K,) or (B, K).
@@ -273,106 +528,131 @@ class Decomposition:
         that are not counted (mask False) give exactly 0.
         """
         t = _check_step("t", t, 0, self.T - 1)
-        y_hat = self._softmax(t)
-        rows = np.arange(self.batch.B)
+        u = self._u
+        y_hat = self._y_hat(t)
+        rows = np.arange(u.B)
         out = np.zeros_like(y_hat)
-        y = self.batch.Y[t]
-        w = self.batch.weight[t]
+        y, w = u.Y[t], u.weight[t]
         counted = w != 0  # a target that is not counted contributes exactly 0, even if y_hat[y] = 0
         with np.errstate(divide="ignore"):
             out[rows[counted], y[counted]] = -w[counted] / y_hat[rows[counted], y[counted]]
-        return self._out(out)
+        return u.out(out)
 
     def dyhat_ds(self, t: int) -> np.ndarray:
-        """dy_hat_t/ds_t = (diag(y_hat_t) - y_hat_t y_hat_t^T) V: (K, H) or (B, K, H)."""
+        """dy_hat_t/dz_t = (diag(y_hat_t) - y_hat_t y_hat_t^T) V [I_H 0]: (K, S) or (B, K, S)."""
         t = _check_step("t", t, 0, self.T - 1)
-        y_hat = self._softmax(t)
-        J = np.einsum("bi,ij->bij", y_hat, np.eye(self.K)) - y_hat[:, :, None] * y_hat[:, None, :]
-        return self._out(J @ self._tr.V)
+        u = self._u
+        y_hat = self._y_hat(t)
+        J = np.einsum("bi,ij->bij", y_hat, np.eye(u.K)) - y_hat[:, :, None] * y_hat[:, None, :]
+        out = np.zeros((u.B, u.K, u.S), dtype=u.dtype)
+        out[:, :, : u.H] = J @ u.V
+        return u.out(out)
 
     def dE_ds(self, t: int) -> np.ndarray:
-        """dE_t/ds_t = V^T w_t (y_hat_t - onehot(y_t)): (H,) or (B, H)."""
+        """dE_t/dz_t = [V^T w_t (y_hat_t - onehot(y_t)); 0]: (S,) or (B, S)."""
         t = _check_step("t", t, 0, self.T - 1)
-        return self._out(self._e[t].copy())
+        return self._u.out(self._u.e[t].copy())
 
     def ds_ds(self, t: int, k: int) -> np.ndarray:
-        """ds_t/ds_k = prod_{j=k+1..t} diag(f'(a_j)) W: (H, H) or (B, H, H); k = -1 is s0."""
+        """dz_t/dz_k = A_t ... A_{k+1}: (S, S) or (B, S, S); k = -1 is z0."""
         t = _check_step("t", t, 0, self.T - 1)
         k = _check_step("k", k, -1, t)
-        return self._out(_jacobian(self._tr, t, k))
+        return self._u.out(_jacobian(self._u, t, k))
 
-    def _immediate(self, k: int, rows: np.ndarray) -> np.ndarray:
-        """[b, i, m, n] = [i = m] f'(a_k)[b, i] rows[b, n], for a checked step k."""
-        fp = self._tr.fprime[k]  # (B, H)
-        eye = np.eye(self.H, dtype=self.dtype)
-        # [b, i, m, n] = [i = m] f'(a_k)[b, i] rows[b, n]
-        return self._out(np.einsum("im,bi,bn->bimn", eye, fp, rows))
+    def _immediate(self, k: int) -> tuple[np.ndarray, np.ndarray]:
+        """(Ji, Jh) of a checked step k, (B, S, G*H) each."""
+        u = self._u
+        Ji, Jh, _ = u.cell.partials(u.w, u.step(k))
+        return Ji, Jh
 
     def ds_dW(self, k: int) -> np.ndarray:
-        """∂s_k/∂W with s_{k-1} held fixed: (H, H, H) or (B, H, H, H), [i, m, n]."""
+        """∂z_k/∂W with z_{k-1} held fixed: (S, G*H, H) or (B, S, G*H, H), [i, m, n]."""
         k = _check_step("k", k, 0, self.T - 1)
-        return self._immediate(k, self._tr.s_prev(k))
+        Jh = self._immediate(k)[1]
+        return self._u.out(np.einsum("bim,bn->bimn", Jh, self._u.h_prev(k)))  # Jh[i, m] h_{k-1}[n]
 
     def ds_dU(self, k: int) -> np.ndarray:
-        """∂s_k/∂U with s_{k-1} held fixed: (H, H, D) or (B, H, H, D), [i, m, n]."""
+        """∂z_k/∂U with z_{k-1} held fixed: (S, G*H, D) or (B, S, G*H, D), [i, m, n]."""
         k = _check_step("k", k, 0, self.T - 1)
-        return self._immediate(k, self._input_rows(k))
+        Ji = self._immediate(k)[0]
+        return self._u.out(np.einsum("bim,bn->bimn", Ji, self._u.x_rows(k)))  # Ji[i, m] x_k[n]
 
     def ds_db(self, k: int) -> np.ndarray:
-        """∂s_k/∂b = diag(f'(a_k)): (H, H) or (B, H, H)."""
+        """∂s_k/∂b = diag(f'(a_k)) of the Elman cell: (H, H) or (B, H, H)."""
+        if self._u.cell is not ELMAN:
+            raise ValueError("ds_db: the Elman cell's bias b; a gated cell has ds_db_ih and ds_db_hh")
         k = _check_step("k", k, 0, self.T - 1)
-        return self._out(np.einsum("im,bi->bim", np.eye(self.H, dtype=self.dtype), self._tr.fprime[k]))
+        return self._u.out(self._immediate(k)[0])
+
+    def ds_db_ih(self, k: int) -> np.ndarray:
+        """∂z_k/∂b_ih = Ji_k: (S, G*H) or (B, S, G*H)."""
+        k = _check_step("k", k, 0, self.T - 1)
+        return self._u.out(self._immediate(k)[0])
+
+    def ds_db_hh(self, k: int) -> np.ndarray:
+        """∂z_k/∂b_hh = Jh_k: (S, G*H) or (B, S, G*H)."""
+        k = _check_step("k", k, 0, self.T - 1)
+        return self._u.out(self._immediate(k)[1])
 
     # -- diagnostics ----------------------------------------------------------------------
     def lag_profile(self) -> LagProfile:
-        """Norms of the terms and of ds_t/ds_{t-L} for each lag L; see LagProfile.
+        """Norms of the terms and of dz_t/dz_{t-L} for each lag L; see LagProfile.
 
-        Costs O(T^2 B H^3) for the Jacobians; refused (TooLargeError) when the Jacobians of
-        one lag, (T, B, H, H), exceed max_bytes.
+        Costs O(T^2 B S^2 G H) for the Jacobians; refused (TooLargeError), before anything is
+        allocated, when the Jacobians of one lag (T, B, S, S), the step caches repeated once
+        per state row, or the (T, T) term norms (norms()) exceed max_bytes.
         """
-        T, B, H = self.T, self.batch.B, self.H
-        _guard("lag_profile Jacobians", (T, B, H, H), self.dtype.itemsize, self.max_bytes)
+        u = self._u
+        T, B, S = u.T, u.B, u.S
+        width = sum(int(np.prod(f.shape[1:])) for f in u.cache if f is not None)
+        limit = self.max_bytes
+        check_bytes("lag_profile: the Jacobians dz_{k+L}/dz_k of one lag", (T, B, S, S), u.dtype, limit)
+        check_bytes("lag_profile: the step caches, one copy per state row", (T, B * S, width), u.dtype, limit)
+        check_bytes("lag_profile: the (T, T) term norms", (len(self._names()), T, T), np.float64, limit)
+        term_W = _LagStats.zeros(T)
+        fro, spec = _LagStats.zeros(T), _LagStats.zeros(T)
         nW = self.norms().W
         ks = np.arange(T)
-        out = {k: np.zeros(T) for k in ("tw_mean", "tw_max", "fm", "fx", "sm", "sx")}
-        J = np.broadcast_to(np.eye(H, dtype=self.dtype), (T, B, H, H)).copy()  # lag 0: identity
+        J = np.broadcast_to(np.eye(S, dtype=u.dtype), (T, B, S, S)).copy()  # lag 0: the identity
         for L in range(T):
             n = T - L
             if L > 0:
-                # J_L[k] = ds_{k+L}/ds_k = diag(f'(a_{k+L})) W J_{L-1}[k]
-                J = self._tr.fprime[L:, :, :, None] * (self._tr.W @ J[:n])
-            tw = nW[ks[:n] + L, ks[:n]]
-            fro = np.linalg.norm(J, axis=(2, 3))
-            spec = np.linalg.norm(J, ord=2, axis=(2, 3))
-            out["tw_mean"][L], out["tw_max"][L] = tw.mean(), tw.max()
-            out["fm"][L], out["fx"][L] = fro.mean(), fro.max()
-            out["sm"][L], out["sx"][L] = spec.mean(), spec.max()
+                # J_L[k] = dz_{k+L}/dz_k = dz_{k+L}/dz_{k+1} · A_{k+1} = J_{L-1}[k+1] A_{k+1}, row by row
+                steps = repeat_rows(cache_rows(u.cache, B, (n + 1) * B), S)
+                J = u.cell.backward(u.w, J[1:].reshape(n * B * S, S), steps)[0].reshape(n, B, S, S)
+            term_W.put(L, nW[ks[:n] + L, ks[:n]])
+            fro.put(L, np.linalg.norm(J, axis=(2, 3)))
+            spec.put(L, np.linalg.norm(J, ord=2, axis=(2, 3)))
         return LagProfile(
             lag=np.arange(T),
-            term_W_mean=out["tw_mean"],
-            term_W_max=out["tw_max"],
-            jac_fro_mean=out["fm"],
-            jac_fro_max=out["fx"],
-            jac_spec_mean=out["sm"],
-            jac_spec_max=out["sx"],
+            term_W_mean=term_W.mean,
+            term_W_max=term_W.max,
+            jac_fro_mean=fro.mean,
+            jac_fro_max=fro.max,
+            jac_spec_mean=spec.mean,
+            jac_spec_max=spec.max,
         )
 
 
-def _jacobian(tr: Trace, t: int, k: int) -> np.ndarray:
-    """ds_t/ds_k, (B, H, H), for -1 <= k <= t (k = -1: the initial state s0)."""
-    B, H = tr.batch.B, tr.batch.H
-    J = np.broadcast_to(np.eye(H, dtype=tr.a.dtype), (B, H, H)).copy()
-    for j in range(k + 1, t + 1):
-        J = tr.fprime[j][:, :, None] * (tr.W @ J)  # ds_j/ds_k = diag(f'(a_j)) W ds_{j-1}/ds_k
-    return J
+def _jacobian(u: Unrolled, t: int, k: int) -> np.ndarray:
+    """dz_t/dz_k, (B, S, S), for -1 <= k <= t (k = -1: the initial state z0): row i is
+    e_i^T carried back from step t through steps t..k+1, the same products as lag_profile's."""
+    B, S = u.B, u.S
+    rows = np.broadcast_to(np.eye(S, dtype=u.dtype), (B, S, S)).reshape(B * S, S).copy()
+    return chain_back(u.cell, u.w, u.cache, B, rows, t, k).reshape(B, S, S)
+
+
+def step_jacobians(u: Unrolled, k: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(A_k, Ji_k, Jh_k) of step k: A_k = dz_k/dz_{k-1} (B, S, S), Ji_k, Jh_k (B, S, G*H)."""
+    return step_jacobian(u.cell, u.w, u.step(k))
 
 
 def decompose(
-    p: RNNParams,
+    p: object,
     xs: object,
     ys: object,
     *,
-    activation: str = "tanh",
+    activation: str | None = None,
     s0: object | None = None,
     reduction: str = "sum",
     mask: object | None = None,
@@ -381,35 +661,62 @@ def decompose(
     """The terms of the seed's explicit sum over k; same inputs and checks as bptt.
 
     Args:
-        p, xs, ys, activation, s0, reduction, mask: as for :func:`manual_bptt.bptt`.
-        max_bytes: size limit for materializing any full (T, T, ...) tensor
-            (default MAX_FULL_BYTES = 1 GiB); larger requests raise TooLargeError.
+        p: RNNParams (the Elman cell), GRUParams or LSTMParams.
+        xs, ys, s0, reduction, mask: as for :func:`manual_bptt.bptt` (an LSTM's s0 is an
+            LSTMState(h, c) or an (h, c) pair).
+        activation: the Elman cell's f (None: "tanh"); with a gated cell it must be None.
+        max_bytes: size limit of what the decomposition materializes: a full (T, T, ...)
+            tensor, the (T, T) norms, lag_profile's Jacobians (default MAX_FULL_BYTES = 1 GiB);
+            larger ones raise TooLargeError before they are allocated. The forward run's arrays,
+            linear in T, are held to max(max_bytes, MAX_FULL_BYTES).
 
     Returns:
-        A Decomposition: ``terms.W[t, k]`` (H, H), ``terms.U[t, k]`` (H, D),
-        ``terms.b[t, k]`` (H,), each summed over the batch and zero for k > t.
+        A Decomposition: ``terms.W[t, k]`` (G*H, H), ``terms.U[t, k]`` (G*H, D), and the
+        biases' ``terms.b[t, k]`` (H,) (Elman) or ``terms.b_ih[t, k]``, ``terms.b_hh[t, k]``
+        (G*H,) (gated), each summed over the batch and zero for k > t.
     """
     max_bytes = check_max_bytes(max_bytes)
-    batch = prepare(p, xs, ys, activation=activation, s0=s0, reduction=reduction, mask=mask)
-    tr = run_forward(p, batch.owned())  # the terms are computed lazily, after this call returns
-    loss, dO = output_layer(tr)
-    return Decomposition(tr, dO, loss, max_bytes)
+    u = unroll(
+        p,
+        xs,
+        ys,
+        activation=activation,
+        s0=s0,
+        reduction=reduction,
+        mask=mask,
+        max_bytes=max(max_bytes, DEFAULT_MAX_BYTES),  # a small max_bytes limits what is materialized
+        owned=True,  # the terms are computed lazily, after this call returns
+    )
+    return Decomposition(u, max_bytes)
 
 
 def state_jacobian(
-    p: RNNParams, xs: object, t: int, k: int, *, activation: str = "tanh", s0: object | None = None
+    p: object,
+    xs: object,
+    t: int,
+    k: int,
+    *,
+    activation: str | None = None,
+    s0: object | None = None,
+    max_bytes: int = DEFAULT_MAX_BYTES,
 ) -> np.ndarray:
-    """ds_t/ds_k = prod_{j=k+1..t} diag(f'(a_j)) W, the identity when t == k.
+    """dz_t/dz_k = A_t ... A_{k+1} with A_j = dz_j/dz_{j-1}, the identity when t == k.
+
+    For the Elman cell A_j = diag(f'(a_j)) W; the state z_t is s_t (Elman, GRU: (H,)) or
+    [h_t; c_t] (LSTM: (2H,)).
 
     Args:
-        p, xs, activation, s0: as for :func:`manual_bptt.bptt` (no labels needed).
-        t: 0 <= t <= T-1.  k: -1 <= k <= t, where k = -1 means the initial state s0.
+        p, xs, activation, s0: as for :func:`decompose` (no labels needed).
+        t: 0 <= t <= T-1.  k: -1 <= k <= t, where k = -1 means the initial state.
+        max_bytes: size limit of the forward run's arrays (TooLargeError past it).
 
     Returns:
-        (H, H) for unbatched xs, (B, H, H) for batched xs (one Jacobian per sequence).
+        (S, S) for unbatched xs, (B, S, S) for batched xs (one Jacobian per sequence).
     """
-    batch = prepare(p, xs, None, activation=activation, s0=s0, labels_required=False)
-    t = _check_step("t", t, 0, batch.T - 1)
+    max_bytes = check_max_bytes(max_bytes)
+    u = unroll(
+        p, xs, None, activation=activation, s0=s0, max_bytes=max_bytes, what="state_jacobian", labels=False
+    )
+    t = _check_step("t", t, 0, u.T - 1)
     k = _check_step("k", k, -1, t)
-    J = _jacobian(run_forward(p, batch), t, k)
-    return J if batch.batched else J[0]
+    return u.out(_jacobian(u, t, k))

@@ -1,128 +1,146 @@
-"""Real-time recurrent learning (RTRL): the exact gradient by forward-mode sensitivities.
+"""Real-time recurrent learning (RTRL): the exact gradient by forward-mode sensitivities, for any cell.
 
 A third derivation beside the reverse recursion and the explicit sum: it carries the
-sensitivities of the state forward in time and never runs backward.
+sensitivities of the state forward in time and never runs backward. Over the cell interface
+(manual_bptt.cells.base), with A_t = dz_t/dz_{t-1} = Jz + Jh W [I_H 0] the full step Jacobian
+and Ji, Jh the step's partials with respect to gi_t = U x_t + b_ih and gh_t = W h_{t-1} + b_hh:
 
-    P^W_t = ds_t/dW = diag(f'(a_t)) (W P^W_{t-1} + ∂a_t/∂W),   ∂a_t[i]/∂W[m, n] = [i = m] s_{t-1}[n]
-    P^U_t = ds_t/dU = diag(f'(a_t)) (W P^U_{t-1} + ∂a_t/∂U),   ∂a_t[i]/∂U[m, n] = [i = m] x_t[n]
-    P^b_t = ds_t/db = diag(f'(a_t)) (W P^b_{t-1} + I)
-    P^0_t = ds_t/ds0 = diag(f'(a_t)) W P^0_{t-1},               P^0_{-1} = I
-    M_t[k] = ds_t/dx_k = diag(f'(a_t)) W M_{t-1}[k] (k < t),    M_t[t] = diag(f'(a_t)) U
+    P^W_t    = dz_t/dW    = A_t P^W_{t-1} + ∂z_t/∂W,     ∂z_t[i]/∂W[m, n] = Jh[i, m] h_{t-1}[n]
+    P^U_t    = dz_t/dU    = A_t P^U_{t-1} + ∂z_t/∂U,     ∂z_t[i]/∂U[m, n] = Ji[i, m] x_t[n]
+    P^ih_t   = dz_t/db_ih = A_t P^ih_{t-1} + Ji          (the Elman cell's b)
+    P^hh_t   = dz_t/db_hh = A_t P^hh_{t-1} + Jh          (gated cells)
+    P^0_t    = dz_t/dz0   = A_t P^0_{t-1},               P^0_{-1} = I
+    M_t[k]   = dz_t/dx_k  = A_t M_{t-1}[k] (k < t),      M_t[t] = Ji U
 
-    dE/dθ = sum_t dE_t/ds_t · P^θ_t          (θ in W, U, b, s0, x_k)
+    dE/dθ = sum_t dE_t/dz_t · P^θ_t          (θ in W, U, the biases, z0, x_k)
 
-Cost: P^W holds B*H*H*H numbers and each step multiplies it by W: O(B H^4) per step,
-O(T B H^4) in all (BPTT: O(T B H^2)). Dense-input gradients dxs add O(T^2 B H^2 D).
-The sensitivities must fit in ``max_bytes`` (default 1 GiB) or a ValueError is raised.
+For the Elman cell A_t = diag(f'(a_t)) W and Ji = Jh = diag(f'(a_t)). Cost: P^W holds
+B*S*G*H*H numbers and each step multiplies it by A_t: O(B S^2 G H^2) per step (Elman O(B H^4)),
+against O(B G H^2) for BPTT. Dense-input gradients dxs add O(T^2 B S^2 D). The sensitivities
+must fit in ``max_bytes`` (default 1 GiB), else TooLargeError (a ValueError) naming max_bytes.
 """
 
 from __future__ import annotations
 
 import numpy as np
 
-from ._inputs import check_max_bytes, prepare
-from .core import BPTTResult, final_state, output_layer, run_forward
+from ._inputs import check_max_bytes
+from .core import BPTTResult
+from .decompose import Unrolled, step_jacobians, unroll
+from .errors import DEFAULT_MAX_BYTES, TooLargeError
+from .gated import GatedBPTTResult
 from .params import RNNParams
 
 #: Default limit, in bytes, for the carried sensitivity tensors.
-MAX_RTRL_BYTES = 1 << 30  # 1 GiB
+MAX_RTRL_BYTES = DEFAULT_MAX_BYTES  # 1 GiB
+
+
+def _check_sensitivities(u: Unrolled, max_bytes: int) -> None:
+    """Refuse, before allocating them, sensitivities over max_bytes:
+    B*S*(G*H*H + G*H*D + G*H per bias + S) numbers, plus T*B*S*D for dense inputs."""
+    T, B, D, H, S, GH = u.T, u.B, u.D, u.H, u.S, u.GH
+    n_numbers = B * S * (GH * H + GH * D + GH * len(u.bias_names) + S) + (
+        T * B * S * D if u.X is not None else 0
+    )
+    need = n_numbers * u.dtype.itemsize
+    if need > max_bytes:
+        raise TooLargeError(
+            f"max_bytes: RTRL sensitivities for B={B}, H={H}, D={D}, T={T} need {need} bytes "
+            f"({need / 2**20:.1f} MiB), over the limit of {max_bytes} bytes ({max_bytes / 2**20:.1f} MiB); "
+            f"use bptt, or pass a larger max_bytes"
+        )
 
 
 def rtrl(
-    p: RNNParams,
+    p: object,
     xs: object,
     ys: object,
     *,
-    activation: str = "tanh",
+    activation: str | None = None,
     s0: object | None = None,
     reduction: str = "sum",
     mask: object | None = None,
     max_bytes: int = MAX_RTRL_BYTES,
-) -> BPTTResult:
+) -> BPTTResult | GatedBPTTResult:
     """Loss and exact gradients by real-time recurrent learning (forward mode).
 
     Same inputs, checks and result type as :func:`manual_bptt.bptt` (no truncation).
 
     Args:
-        p: RNNParams: U (H, D), W (H, H), V (K, H), b (H,) or None, c (K,) or None.
-        xs, ys, activation, s0, reduction, mask: as for bptt.
-        max_bytes: limit for the carried sensitivities, B*H*(H*H + H*D + H + H) numbers,
-            plus T*B*H*D for dense-input sensitivities.
+        p: RNNParams (U (H, D), W (H, H), V (K, H), b (H,) or None, c (K,) or None), or
+            GRUParams / LSTMParams (U (G*H, D), W (G*H, H), b_ih, b_hh (G*H,) or None, V, c).
+        xs, ys, s0, reduction, mask: as for bptt (an LSTM's s0 is an LSTMState(h, c)).
+        activation: the Elman cell's f (None: "tanh"); with a gated cell it must be None.
+        max_bytes: limit for the carried sensitivities, B*S*(G*H*H + G*H*D + G*H per bias + S)
+            numbers, plus T*B*S*D for dense-input sensitivities (S = H; 2H for the LSTM).
+
+    Returns:
+        BPTTResult for RNNParams, gated.GatedBPTTResult for GRUParams / LSTMParams.
 
     Raises:
-        ValueError naming the argument for malformed input, or naming max_bytes when the
-        sensitivities would not fit.
+        ValueError naming the argument for malformed input; TooLargeError (a ValueError)
+        naming max_bytes when the sensitivities would not fit.
     """
     max_bytes = check_max_bytes(max_bytes)
-    batch = prepare(p, xs, ys, activation=activation, s0=s0, reduction=reduction, mask=mask)
-    T, B, D, H, K = batch.T, batch.B, batch.D, batch.H, batch.K
-    dense = batch.X is not None
-    n_numbers = B * H * (H * H + H * D + 2 * H) + (T * B * H * D if dense else 0)
-    need = n_numbers * batch.dtype.itemsize
-    if need > max_bytes:
-        raise ValueError(
-            f"max_bytes: RTRL sensitivities for B={B}, H={H}, D={D}, T={T} need {need} bytes "
-            f"({need / 2**20:.1f} MiB), over the limit of {max_bytes} bytes ({max_bytes / 2**20:.1f} MiB); "
-            f"use bptt, or pass a larger max_bytes"
-        )
-    tr = run_forward(p, batch)
-    loss, dO = output_layer(tr)
-    W, U, dt = tr.W, tr.U, batch.dtype
-    eye = np.eye(H, dtype=dt)
+    u = unroll(p, xs, ys, activation=activation, s0=s0, reduction=reduction, mask=mask,
+               max_bytes=max(max_bytes, DEFAULT_MAX_BYTES), what="rtrl")  # fmt: skip
+    _check_sensitivities(u, max_bytes)
+    T, B, D, H, K, S, GH, dt = u.T, u.B, u.D, u.H, u.K, u.S, u.GH, u.dtype
+    dense = u.X is not None
+    biases = u.bias_names  # ("b",), ("b_ih", "b_hh") or ()
 
-    PW = np.zeros((B, H, H, H), dtype=dt)  # ds_t/dW [b, i, m, n]
-    PU = np.zeros((B, H, H, D), dtype=dt)  # ds_t/dU [b, i, m, n]
-    Pb = np.zeros((B, H, H), dtype=dt)  # ds_t/db [b, i, m]
-    P0 = np.broadcast_to(eye, (B, H, H)).copy()  # ds_t/ds0, starts at ds_{-1}/ds0 = I
-    M = np.zeros((T, B, H, D), dtype=dt) if dense else None  # ds_t/dx_k [k, b, i, n]
-    dW, dU, db, ds0 = (np.zeros((H, H), dt), np.zeros((H, D), dt), np.zeros(H, dt), np.zeros((B, H), dt))
+    PW = np.zeros((B, S, GH, H), dtype=dt)  # dz_t/dW [b, i, m, n]
+    PU = np.zeros((B, S, GH, D), dtype=dt)  # dz_t/dU [b, i, m, n]
+    Pb = {name: np.zeros((B, S, GH), dtype=dt) for name in biases}  # dz_t/db [b, i, m]
+    P0 = np.broadcast_to(np.eye(S, dtype=dt), (B, S, S)).copy()  # dz_t/dz0, from dz_{-1}/dz0 = I
+    M = np.zeros((T, B, S, D), dtype=dt) if dense else None  # dz_t/dx_k [k, b, i, n]
+    grad = {"W": np.zeros((GH, H), dt), "U": np.zeros((GH, D), dt), **{n: np.zeros(GH, dt) for n in biases}}
+    dz0 = np.zeros((B, S), dt)
     dX = np.zeros((T, B, D), dtype=dt) if dense else None
+    rows = np.arange(B)
 
     for t in range(T):
-        fp = tr.fprime[t]  # f'(a_t), (B, H)
-        s_prev = tr.s_prev(t)  # s_{t-1}, (B, H)
-        # W P_{t-1}: contract W[i, j] with P[b, j, ...]
-        PW = np.einsum("ij,bjmn->bimn", W, PW)
-        PU = np.einsum("ij,bjmn->bimn", W, PU)
-        Pb = np.einsum("ij,bjm->bim", W, Pb)
-        P0 = np.einsum("ij,bjm->bim", W, P0)
-        # + immediate partials of a_t
-        idx = np.arange(H)
-        PW[:, idx, idx, :] += s_prev[:, None, :]  # [i = m] s_{t-1}[n]
+        A, Ji, Jh = step_jacobians(u, t)  # A_t (B, S, S); Ji, Jh (B, S, G*H)
+        PW = (A @ PW.reshape(B, S, GH * H)).reshape(B, S, GH, H)  # A_t P^W_{t-1}
+        PW += Jh[:, :, :, None] * u.h_prev(t)[:, None, None, :]  # + Jh[i, m] h_{t-1}[n]
+        PU = (A @ PU.reshape(B, S, GH * D)).reshape(B, S, GH, D)  # A_t P^U_{t-1}
         if dense:
-            PU[:, idx, idx, :] += batch.X[t][:, None, :]  # [i = m] x_t[n]
+            PU += Ji[:, :, :, None] * u.X[t][:, None, None, :]  # + Ji[i, m] x_t[n]
         else:
-            # x_t one-hot: [i = m] [n = x_t]
-            PU[np.arange(B)[:, None], idx[None, :], idx[None, :], batch.tokens[t][:, None]] += 1.0
-        Pb[:, idx, idx] += 1.0
-        # times diag(f'(a_t))
-        PW *= fp[:, :, None, None]
-        PU *= fp[:, :, None, None]
-        Pb *= fp[:, :, None]
-        P0 *= fp[:, :, None]
+            PU[rows, :, :, u.tokens[t]] += Ji  # x_t one-hot: + Ji[i, m] [n = x_t]
+        for name, P in Pb.items():
+            Pb[name] = A @ P + (Jh if name == "b_hh" else Ji)  # A_t P^b_{t-1} + ∂z_t/∂b
+        P0 = A @ P0  # A_t P^0_{t-1}
 
-        g = dO[t] @ tr.V  # dE_t/ds_t = V^T dE_t/do_t, (B, H)
-        dW += np.einsum("bi,bimn->mn", g, PW)
-        dU += np.einsum("bi,bimn->mn", g, PU)
-        db += np.einsum("bi,bim->m", g, Pb)
-        ds0 += np.einsum("bi,bim->bm", g, P0)
+        g = u.e[t]  # dE_t/dz_t = [V^T dE_t/do_t; 0], (B, S)
+        grad["W"] += np.einsum("bi,bimn->mn", g, PW)
+        grad["U"] += np.einsum("bi,bimn->mn", g, PU)
+        for name, P in Pb.items():
+            grad[name] += np.einsum("bi,bim->m", g, P)
+        dz0 += np.einsum("bi,bim->bm", g, P0)
         if dense:
-            M[:t] = np.einsum("ij,kbjn->kbin", W, M[:t]) * fp[None, :, :, None]
-            M[t] = fp[:, :, None] * U[None]  # ds_t/dx_t = diag(f'(a_t)) U
+            M[:t] = A[None] @ M[:t]  # dz_t/dx_k = A_t dz_{t-1}/dx_k
+            M[t] = Ji @ u.U  # dz_t/dx_t = Ji U
             dX[: t + 1] += np.einsum("bi,kbin->kbn", g, M[: t + 1])
 
-    dO2 = dO.reshape(T * B, K)
-    grads = RNNParams(
-        U=dU,
-        W=dW,
-        V=dO2.T @ tr.s.reshape(T * B, H),  # dV = sum_t dE/do_t s_t^T
-        b=db if tr.b is not None else None,
-        c=dO2.sum(axis=0) if tr.c is not None else None,
-    )
-    return BPTTResult(
-        loss=loss,
+    dO2 = u.dO.reshape(T * B, K)
+    dV = dO2.T @ np.ascontiguousarray(u.z[1:, :, :H]).reshape(T * B, H)  # dV = sum_t dE/do_t h_t^T
+    dc = dO2.sum(axis=0) if u.c is not None else None  # dc = sum_t dE/do_t
+    if isinstance(p, RNNParams):
+        batch = u.prep
+        return BPTTResult(
+            loss=u.loss,
+            grads=RNNParams(U=grad["U"], W=grad["W"], V=dV, b=grad.get("b"), c=dc),
+            ds0=batch.fold_ds0(dz0),
+            dxs=batch.to_batch_first(dX) if dense else None,
+            final_state=u.out(u.z[-1]).copy(),
+        )
+    g = u.prep  # gated.GatedInputs
+    grads = type(p)._adopt(U=grad["U"], W=grad["W"], b_ih=grad.get("b_ih"), b_hh=grad.get("b_hh"), V=dV, c=dc)
+    return GatedBPTTResult(
+        loss=u.loss,
         grads=grads,
-        ds0=batch.fold_ds0(ds0),
-        dxs=batch.to_batch_first(dX) if dense else None,
-        final_state=final_state(tr),
+        ds0=g.fold_ds0(dz0),
+        dxs=g.batch.to_batch_first(dX) if dense else None,
+        final_state=g.state_out(u.z[-1]),
     )

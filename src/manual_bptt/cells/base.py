@@ -1,0 +1,89 @@
+"""The cell interface: what a recurrent cell gives the drivers. numpy only.
+
+Every cell here has torch's layer-0 layout: the input and the previous output enter through
+two stacked products of G gate blocks of H rows each,
+
+    gi_t = U x_t + b_ih          (B, G*H)   the input term: U = weight_ih (G*H, D), b_ih (G*H,)
+    gh_t = W h_{t-1} + b_hh      (B, G*H)   the recurrent term: W = weight_hh (G*H, H), b_hh (G*H,)
+    z_t  = cell(gi_t, gh_t, z_{t-1})        the state, (B, S); its first H columns are h_t
+
+and the state z_t is one flat vector of S = P*H numbers: P = 1 part (Elman s_t, GRU h_t) or
+P = 2 parts ([h_t; c_t] for the LSTM). The output layer reads h_t = z_t[:, :H].
+
+Because the parameters enter only through gi_t and gh_t, a cell needs to say just three things,
+and the drivers (full and truncated BPTT, the explicit sum over k, state Jacobians, RTRL) are
+written once over them:
+
+    forward(w, gi_t, z_prev)   -> (z_t, cache)          one step; cache: what backward needs
+    backward(w, dz_t, cache)   -> (dz_prev, dgi_t, dgh_t)
+                                  the vector-Jacobian product through one step: given dE/dz_t
+                                  (B, S), return dE/dz_{t-1} (B, S) and dE/dgi_t, dE/dgh_t (B, G*H)
+    partials(w, cache)         -> (Ji, Jh, Jz)          the step's Jacobians, for the decomposition
+                                  and RTRL: Ji = ∂z_t/∂gi_t, Jh = ∂z_t/∂gh_t (B, S, G*H) and
+                                  Jz = ∂z_t/∂z_{t-1} (B, S, S) with gi_t and gh_t held fixed
+
+From these, with h_{t-1} = z_{t-1}[:, :H] and E the loss:
+
+    dE/dU = sum_t dgi_t^T x_t      dE/db_ih = sum_t dgi_t      dE/dx_t = dgi_t U
+    dE/dW = sum_t dgh_t^T h_{t-1}  dE/db_hh = sum_t dgh_t
+    dz_t/dz_{t-1} = Jz + Jh W [I_H 0]                (the full step Jacobian, (B, S, S))
+    ∂z_k/∂W[m, n] = Jh[:, :, m] h_{k-1}[n]           (immediate: z_{k-1} held fixed)
+
+The Elman cell has a single bias b; it is its b_ih (and it has no b_hh).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+from ..activations import Activation
+
+
+@dataclass(frozen=True, eq=False)
+class StepWeights:
+    """The recurrent weights one step uses, in the compute dtype.
+
+    Attributes:
+        W: (G*H, H) recurrent weights (weight_hh).  WT: W.T, C-contiguous, (H, G*H).
+        b_hh: (G*H,) recurrent bias, or None.
+        H: hidden size.  act: the Elman cell's activation (None for gated cells).
+    """
+
+    W: np.ndarray
+    WT: np.ndarray
+    b_hh: np.ndarray | None
+    H: int
+    act: Activation | None = None
+
+
+@dataclass(frozen=True)
+class Cell:
+    """A recurrent cell for the drivers (see the module docstring for the contract).
+
+    Attributes:
+        name: "rnn", "gru" or "lstm".
+        gates: G, the number of stacked gate blocks of H rows in U, W, b_ih, b_hh.
+        parts: P, the number of H-sized parts of the state (1, or 2 for the LSTM's (h, c)).
+        forward: (w, gi_t (B, G*H), z_prev (B, S)) -> (z_t (B, S), cache).
+        backward: (w, dz_t (B, S), cache) -> (dz_prev (B, S), dgi_t (B, G*H), dgh_t (B, G*H)).
+        partials: (w, cache) -> (Ji (B, S, G*H), Jh (B, S, G*H), Jz (B, S, S)).
+    """
+
+    name: str
+    gates: int
+    parts: int
+    forward: Callable[[StepWeights, np.ndarray, np.ndarray], tuple[np.ndarray, Any]]
+    backward: Callable[[StepWeights, np.ndarray, Any], tuple[np.ndarray, np.ndarray, np.ndarray]]
+    partials: Callable[[StepWeights, Any], tuple[np.ndarray, np.ndarray, np.ndarray]]
+
+
+def recurrent_term(w: StepWeights, h_prev: np.ndarray) -> np.ndarray:
+    """gh_t = W h_{t-1} + b_hh, (B, G*H), one stacked product for every gate."""
+    gh = h_prev @ w.WT
+    if w.b_hh is not None:
+        gh += w.b_hh
+    return gh

@@ -1,0 +1,238 @@
+"""The drivers, written once over the cell interface (manual_bptt.cells.base.Cell). numpy only.
+
+Time-major inside: T steps, B sequences, D inputs, H hidden units, G gate blocks, S = P*H state
+numbers. With gi_t = U x_t + b_ih and gh_t = W h_{t-1} + b_hh (see cells.base):
+
+    run            z_t = cell(gi_t, gh_t, z_{t-1}) for t = 0..T-1, z_{-1} = z0
+    backprop       the reverse recursion of the vector-Jacobian products:
+                       g_t = dE/dz_t (direct, from above) + dE/dz_t (carried back from step t+1)
+                       (g_{t-1} carried, dgi_t, dgh_t) = cell.backward(g_t)
+                   or, truncated at tau, for every E_t only the steps k with t - tau <= k <= t
+    weight_grads   dU = sum_t dgi_t^T x_t, db_ih = sum_t dgi_t, dW = sum_t dgh_t^T h_{t-1},
+                   db_hh = sum_t dgh_t, dE/dx_t = dgi_t U: each one product over all (t, b) rows
+
+The drivers take arrays already validated (manual_bptt._inputs) in the compute dtype.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+from .cells.base import Cell, StepWeights
+
+
+@dataclass(frozen=True, eq=False)
+class Run:
+    """The forward pass of a cell over a sequence, time-major.
+
+    Attributes:
+        z: (T + 1, B, S) states, z[0] = z0 and z[t + 1] = z_t (one buffer, so that z_{t-1}
+            for every step is the view z[:-1]).
+        caches: the T per-step caches that cell.backward and cell.partials read.
+    """
+
+    z: np.ndarray
+    caches: list[Any]
+
+    @property
+    def states(self) -> np.ndarray:
+        """z_t for t = 0..T-1, (T, B, S)."""
+        return self.z[1:]
+
+    def outputs(self, H: int) -> np.ndarray:
+        """h_t for t = 0..T-1, (T, B, H): the first H numbers of each state."""
+        return self.z[1:, :, :H]
+
+    def h_prev(self, H: int) -> np.ndarray:
+        """h_{t-1} for t = 0..T-1, (T, B, H) (h_{-1} from z0)."""
+        return self.z[:-1, :, :H]
+
+
+def input_terms(
+    U: np.ndarray, b_ih: np.ndarray | None, tokens: np.ndarray | None, X: np.ndarray | None
+) -> np.ndarray:
+    """gi_t = U x_t + b_ih for every step, (T, B, G*H).
+
+    Args:
+        U: (G*H, D).  b_ih: (G*H,) or None.
+        tokens: (T, B) token ids (x_t one-hot, so U x_t = U[:, x_t]), or None.
+        X: (T, B, D) dense inputs, or None (exactly one of tokens and X is given).
+    """
+    gi = U.T[tokens] if tokens is not None else X @ U.T  # U x_t, (T, B, G*H)
+    if b_ih is not None:
+        gi = gi + b_ih
+    return np.ascontiguousarray(gi)
+
+
+def run(cell: Cell, w: StepWeights, gi: np.ndarray, z0: np.ndarray) -> Run:
+    """The recurrence z_t = cell(gi_t, W h_{t-1} + b_hh, z_{t-1}).
+
+    Args:
+        cell: the cell.  w: its recurrent weights.
+        gi: (T, B, G*H) input terms.  z0: (B, S) initial state.
+    """
+    T, B = gi.shape[:2]
+    z = np.empty((T + 1, B, z0.shape[1]), dtype=gi.dtype)
+    z[0] = z0
+    caches = []
+    for t in range(T):
+        z[t + 1], cache = cell.forward(w, gi[t], z[t])  # z_t = cell(gi_t, gh_t, z_{t-1})
+        caches.append(cache)
+    return Run(z=z, caches=caches)
+
+
+def backprop(
+    cell: Cell,
+    w: StepWeights,
+    r: Run,
+    dz_direct: np.ndarray,
+    *,
+    truncate: int | None = None,
+    dz_final: np.ndarray | None = None,
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """dE/dgi_t, dE/dgh_t (T, B, G*H) and dE/dz0 (B, S) by the reverse recursion.
+
+    Args:
+        dz_direct: (T, B, S) dE_t/dz_t, the gradient arriving at each state from above (the
+            output layer, or a caller's upstream gradient), not through the recurrence.
+        truncate: None (full BPTT) or tau >= 0: for every E_t keep exactly the terms of the
+            steps k with t - tau <= k <= t (dz0 receives E_t's gradient only when t <= tau).
+        dz_final: (B, S) gradient arriving at the final state z_{T-1} (full BPTT only), or None.
+    """
+    T, B, S = dz_direct.shape
+    GH = cell.gates * w.H
+    dgi = np.zeros((T, B, GH), dtype=dz_direct.dtype)
+    dgh = np.zeros((T, B, GH), dtype=dz_direct.dtype)
+    if truncate is None or truncate >= T - 1:
+        g = np.zeros((B, S), dtype=dz_direct.dtype) if dz_final is None else dz_final.copy()
+        for t in range(T - 1, -1, -1):
+            g = g + dz_direct[t]  # dE/dz_t = direct + carried from step t + 1
+            g, dgi[t], dgh[t] = cell.backward(w, g, r.caches[t])  # g becomes dE/dz_{t-1}
+        return dgi, dgh, g
+    if dz_final is not None:
+        raise ValueError("dz_final: only with full BPTT (truncate=None)")
+    dz0 = np.zeros((B, S), dtype=dz_direct.dtype)
+    for t in range(T):
+        g = dz_direct[t]  # dE_t/dz_t
+        for k in range(t, max(0, t - truncate) - 1, -1):
+            g, gi_k, gh_k = cell.backward(w, g, r.caches[k])  # through step k: dE_t/dz_{k-1}
+            dgi[k] += gi_k
+            dgh[k] += gh_k
+        if t <= truncate:  # the window reaches z0
+            dz0 += g
+    return dgi, dgh, dz0
+
+
+def weight_grads(
+    dgi: np.ndarray,
+    dgh: np.ndarray,
+    h_prev: np.ndarray,
+    U: np.ndarray,
+    tokens: np.ndarray | None,
+    X: np.ndarray | None,
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray | None]:
+    """(dU (G*H, D), db_ih (G*H,), dW (G*H, H), db_hh (G*H,), dX (T, B, D) or None).
+
+    Args:
+        dgi, dgh: (T, B, G*H).  h_prev: (T, B, H) h_{t-1}.  U: (G*H, D).
+        tokens: (T, B) ids or None.  X: (T, B, D) dense inputs or None.
+    """
+    T, B, GH = dgi.shape
+    H, D = h_prev.shape[-1], U.shape[1]
+    rows_i, rows_h = dgi.reshape(T * B, GH), dgh.reshape(T * B, GH)
+    dW = rows_h.T @ h_prev.reshape(T * B, H)  # dW = sum_t dgh_t^T h_{t-1}
+    if tokens is not None:
+        dUT = np.zeros((D, GH), dtype=dgi.dtype)
+        np.add.at(dUT, tokens.reshape(-1), rows_i)  # dU[:, v] = sum of dgi_t where x_t = v
+        dU, dX = np.ascontiguousarray(dUT.T), None
+    else:
+        dU = rows_i.T @ X.reshape(T * B, D)  # dU = sum_t dgi_t^T x_t
+        dX = (rows_i @ U).reshape(T, B, D)  # dE/dx_t = dgi_t U
+    return dU, rows_i.sum(axis=0), dW, rows_h.sum(axis=0), dX
+
+
+# ---------------------------------------------------------------------------------------------
+# Rows of many steps at once: the explicit sum over k, state Jacobians and RTRL
+# ---------------------------------------------------------------------------------------------
+# A cell computes row by row (one row per sequence b), so the caches of many steps, stacked
+# along the row axis, are the cache of one "step" over (t, b) rows: one cell.backward call then
+# advances the error signals of every step k of a lag L = t - k together.
+
+
+def stack_caches(caches: list[Any]) -> Any:
+    """The T per-step caches (each a tuple of (B, ...) arrays) as one cache of T*B rows.
+
+    Row t*B + b is step t, sequence b. The result has the caches' own tuple type (a
+    NamedTuple stays one); a field that is None in every step stays None.
+    """
+    first = caches[0]
+    fields = []
+    for i, value in enumerate(first):
+        if value is None:
+            fields.append(None)
+            continue
+        stacked = np.stack([c[i] for c in caches])  # (T, B, ...)
+        fields.append(stacked.reshape(-1, *stacked.shape[2:]))  # (T*B, ...)
+    return type(first)(*fields) if hasattr(first, "_fields") else tuple(fields)
+
+
+def cache_rows(cache: Any, lo: int, hi: int) -> Any:
+    """The rows lo..hi-1 of a stacked cache (views, no copies)."""
+    fields = [None if f is None else f[lo:hi] for f in cache]
+    return type(cache)(*fields) if hasattr(cache, "_fields") else tuple(fields)
+
+
+def repeat_rows(cache: Any, r: int) -> Any:
+    """Each row of a stacked cache repeated r times in place (row i becomes rows i*r .. i*r + r-1)."""
+    fields = [None if f is None else np.repeat(f, r, axis=0) for f in cache]
+    return type(cache)(*fields) if hasattr(cache, "_fields") else tuple(fields)
+
+
+def lag_backprop(
+    cell: Cell, w: StepWeights, cache: Any, dz_direct: np.ndarray, max_lag: int
+) -> Iterator[tuple[int, np.ndarray, np.ndarray, np.ndarray]]:
+    """The (t, k) error signals lag by lag: yield (L, dgi_L, dgh_L, dz0_L) for L = 0..min(max_lag, T-1).
+
+    With g_{t,k} = dE_t/dz_k (through steps k+1..t only), g_{t,t} = dz_direct[t], and
+    (g_{t,k-1}, dgi_{t,k}, dgh_{t,k}) = cell.backward(g_{t,k}) at step k:
+
+        dgi_L[k], dgh_L[k] = dE_t/dgi_k, dE_t/dgh_k of the pair (t, k) = (k + L, k),  (T - L, B, G*H)
+        dz0_L = g_{L,-1} = dE_L/dz0 through steps 0..L,                                 (B, S)
+
+    For one lag, every k is one cell.backward call over (T - L) * B rows.
+
+    Args:
+        cache: stack_caches of the run, T*B rows.  dz_direct: (T, B, S) dE_t/dz_t from above.
+    """
+    T, B, S = dz_direct.shape
+    g = dz_direct
+    for L in range(min(max_lag, T - 1) + 1):
+        n = T - L
+        g_prev, dgi, dgh = cell.backward(w, g.reshape(n * B, S), cache_rows(cache, 0, n * B))
+        yield L, dgi.reshape(n, B, -1), dgh.reshape(n, B, -1), g_prev[:B]
+        g = g_prev.reshape(n, B, S)[1:]  # g_{k+L+1,k} = g_{(k+1)+L,(k+1)-1}
+
+
+def chain_back(cell: Cell, w: StepWeights, cache: Any, B: int, g: np.ndarray, t: int, k: int) -> np.ndarray:
+    """g · dz_t/dz_k for rows g, (B*r, S): r row vectors per sequence (row b*r + i belongs to
+    sequence b), carried from step t back through the steps t, t-1, ..., k+1 (-1 <= k <= t;
+    k = t returns g itself). ``cache``: stack_caches of the run, T*B rows.
+    """
+    r = len(g) // B
+    for j in range(t, k, -1):
+        step = cache_rows(cache, j * B, (j + 1) * B)
+        g = cell.backward(w, g, repeat_rows(step, r) if r > 1 else step)[0]  # g · dz_j/dz_{j-1}
+    return g
+
+
+def step_jacobian(cell: Cell, w: StepWeights, cache: Any) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(A, Ji, Jh) of one step from its cache of B rows: A = dz_t/dz_{t-1} = Jz + Jh W [I_H 0],
+    (B, S, S); Ji = ∂z_t/∂gi_t, Jh = ∂z_t/∂gh_t, (B, S, G*H)."""
+    Ji, Jh, Jz = cell.partials(w, cache)
+    A = Jz.copy()
+    A[:, :, : w.H] += Jh @ w.W  # through gh_t = W h_{t-1} + b_hh
+    return A, Ji, Jh

@@ -1,0 +1,398 @@
+"""Backpropagation through time for the gated cells (GRU, LSTM) over the generic drivers. numpy only.
+
+Model (torch's nn.GRU / nn.LSTM layer 0, see gated_params and cells.gru / cells.lstm), then the
+output layer of the Elman model:
+
+    z_t = cell(U x_t + b_ih, W h_{t-1} + b_hh, z_{t-1})     z_t = h_t (GRU) or [h_t; c_t] (LSTM)
+    o_t = V h_t + c        y_hat_t = softmax(o_t)        E = sum_t w_t E_t,  E_t = -log y_hat_t[y_t]
+
+Names: o_t are the logits and c the output bias, as for the Elman cell; the LSTM's output gate
+is gate_o and its cell state c_t (the second part of LSTMState), never o or c.
+
+Backward (manual_bptt.drivers):
+
+    dE/do_t = w_t (y_hat_t - onehot(y_t))      dE_t/dh_t = V^T dE/do_t   (direct, into the h part)
+    g_t = dE/dz_t = direct + carried;  (g_{t-1}, dgi_t, dgh_t) = cell.backward(g_t)
+    dU = sum_t dgi_t^T x_t   db_ih = sum_t dgi_t   dW = sum_t dgh_t^T h_{t-1}   db_hh = sum_t dgh_t
+    dV = sum_t dE/do_t h_t^T   dc = sum_t dE/do_t   ds0 = g_{-1}   dE/dx_t = dgi_t U
+
+truncate=tau keeps, for every E_t, exactly the terms t - tau <= k <= t of the sum over k, the
+chain running through the full state z (h and c for the LSTM).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from ._inputs import Batch, prepare
+from .cells.base import Cell, StepWeights
+from .cells.gru import GRU
+from .cells.lstm import LSTM
+from .core import softmax_cross_entropy
+from .drivers import Run, backprop, input_terms, run, weight_grads
+from .errors import DEFAULT_MAX_BYTES, NonFiniteError, check_bytes, check_max_bytes, integer_arg
+from .gated_params import GRUParams, LSTMParams, LSTMState
+
+GatedParams = GRUParams | LSTMParams
+GatedState = np.ndarray | LSTMState
+
+#: Numbers per (t, b) row that a call keeps besides the logits, in units of H: the input terms
+#: gi (G), the states z (P), the caches (GRU: gh and n, 4; LSTM: the gates and tanh(c_t), 5) and
+#: dgi, dgh (2G), plus a (P)-wide direct gradient. GRU 3+1+4+6+1, LSTM 4+2+5+8+2.
+_ROW_NUMBERS = {"gru": 15, "lstm": 21}
+#: Bytes per step for the Python objects of a step's cache (measured: 500-800 at H = 3).
+_STEP_BYTES = 1024
+
+
+def cell_of(p: object) -> Cell:
+    """The cell of a parameters object: GRU for GRUParams, LSTM for LSTMParams; else ValueError naming p."""
+    if isinstance(p, GRUParams):
+        return GRU
+    if isinstance(p, LSTMParams):
+        return LSTM
+    raise ValueError(f"p: expected manual_bptt GRUParams or LSTMParams, got {type(p).__name__}")
+
+
+@dataclass(frozen=True, eq=False)
+class GatedInputs:
+    """Validated inputs of a gated cell, time-major, in the compute dtype.
+
+    Attributes:
+        batch: the checked xs, ys, mask and reduction (manual_bptt._inputs.Batch; its s0 is unused).
+        cell: GRU or LSTM.  H: hidden size.  dtype: the compute dtype.
+        X: (T, B, D) dense inputs in dtype, or None for tokens (batch.tokens (T, B)).
+        weight: (T, B) weight of each E_t in dtype, or None without labels.
+        z0: (B, S) initial state, S = H (GRU) or 2H (LSTM, [h0; c0]).
+        s0_shape: the shape s0 (or each of its parts) was given in: (H,) or (B, H).
+        U (G*H, D), W (G*H, H), b_ih, b_hh (G*H,) or None, V (K, H), c (K,) or None: in dtype.
+    """
+
+    batch: Batch
+    cell: Cell
+    H: int
+    dtype: np.dtype
+    X: np.ndarray | None
+    weight: np.ndarray | None
+    z0: np.ndarray
+    s0_shape: tuple[int, ...]
+    U: np.ndarray
+    W: np.ndarray
+    b_ih: np.ndarray | None
+    b_hh: np.ndarray | None
+    V: np.ndarray
+    c: np.ndarray | None
+
+    def step_weights(self) -> StepWeights:
+        """The recurrent weights W, W^T, b_hh for cell.forward / cell.backward."""
+        return StepWeights(W=self.W, WT=np.ascontiguousarray(self.W.T), b_hh=self.b_hh, H=self.H)
+
+    def input_terms(self) -> np.ndarray:
+        """gi_t = U x_t + b_ih, (T, B, G*H)."""
+        return input_terms(self.U, self.b_ih, self.batch.tokens, self.X)
+
+    def _fold(self, a: np.ndarray) -> np.ndarray:
+        """(B, H) gradient of the per-row initial state -> the shape s0 was given in."""
+        if self.s0_shape == (self.H,):
+            return a.sum(axis=0) if self.batch.batched else a[0].copy()
+        return a.copy()
+
+    def fold_ds0(self, dz0: np.ndarray) -> GatedState:
+        """dE/dz0 (B, S) -> ds0 as s0 was given: an array (GRU), LSTMState(dh0, dc0) (LSTM)."""
+        H = self.H
+        if self.cell is LSTM:
+            return LSTMState(self._fold(dz0[:, :H]), self._fold(dz0[:, H:]))
+        return self._fold(dz0)
+
+    def state_out(self, z: np.ndarray) -> GatedState:
+        """A state z (B, S) in the caller's layout: (H,) or (B, H); LSTMState(h, c) for the LSTM."""
+        H = self.H
+
+        def part(a: np.ndarray) -> np.ndarray:
+            return a.copy() if self.batch.batched else a[0].copy()
+
+        if self.cell is LSTM:
+            return LSTMState(part(z[:, :H]), part(z[:, H:]))
+        return part(z)
+
+
+def _real_array(value: object) -> np.ndarray:
+    try:
+        arr = np.asarray(value)
+    except (ValueError, TypeError) as exc:
+        raise ValueError(f"s0: cannot be read as a numeric array ({exc})") from None
+    real = np.issubdtype(arr.dtype, np.floating) or np.issubdtype(arr.dtype, np.integer)
+    if arr.dtype == object or arr.dtype == np.bool_ or not real:
+        raise ValueError(f"s0: expected a real numeric array, got dtype {arr.dtype}")
+    return arr
+
+
+def _state_parts(cell: Cell, s0: object) -> list[tuple[str, np.ndarray]]:
+    """s0 as its named parts: [("s0", h0)] for the GRU, [("s0.h", h0), ("s0.c", c0)] for the LSTM."""
+    if cell is LSTM:
+        if not isinstance(s0, tuple) or len(s0) != 2:
+            raise ValueError(
+                "s0: the LSTM's initial state is a pair, manual_bptt.LSTMState(h, c) or a tuple (h, c), "
+                f"got {type(s0).__name__}" + (f" of length {len(s0)}" if isinstance(s0, tuple) else "")
+            )
+        return [("s0.h", _real_array(s0[0])), ("s0.c", _real_array(s0[1]))]
+    if isinstance(s0, LSTMState):
+        raise ValueError("s0: the GRU's initial state is one array h0 (H,) or (B, H), got an LSTMState")
+    return [("s0", _real_array(s0))]
+
+
+def _initial_state(cell: Cell, s0: object, H: int, B: int, batched: bool) -> tuple[list[np.ndarray], tuple]:
+    """The parts of s0 as given (checked: shape (H,) or (B, H), finite, equal shapes) and that shape."""
+    if s0 is None:
+        return [], (B, H) if batched else (H,)
+    parts = _state_parts(cell, s0)
+    allowed = [(H,)] + ([(B, H)] if batched else [])
+    for name, a in parts:
+        if a.shape not in allowed:
+            want = " or ".join(str(s) for s in allowed)
+            raise ValueError(f"s0: {name} expected shape {want} (H = {H}), got {a.shape}")
+        if not np.all(np.isfinite(a)):
+            bad = tuple(int(i) for i in np.argwhere(~np.isfinite(a))[0])
+            raise ValueError(f"s0: {name} contains NaN or inf (first at index {bad})")
+    if len(parts) == 2 and parts[0][1].shape != parts[1][1].shape:
+        raise ValueError(
+            f"s0: h and c must have the same shape, got h {parts[0][1].shape} and c {parts[1][1].shape}"
+        )
+    return [a for _, a in parts], parts[0][1].shape
+
+
+def prepare_gated(
+    p: object,
+    xs: object,
+    ys: object | None,
+    *,
+    s0: object | None = None,
+    reduction: str = "sum",
+    mask: object | None = None,
+    activation: object | None = None,
+    labels_required: bool = True,
+) -> GatedInputs:
+    """Validate the inputs of a gated cell; every malformed one is a ValueError naming it.
+
+    Args:
+        p: GRUParams or LSTMParams.
+        xs, ys, mask, reduction: as for the Elman cell (manual_bptt._inputs.prepare).
+        s0: None (zeros); GRU: h0 (H,) or (B, H); LSTM: LSTMState(h0, c0) or a tuple (h0, c0),
+            parts of one shape (H,) or (B, H). An (H,) s0 with batched xs is shared by every row.
+        activation: must be None: the gated cells fix their nonlinearities.
+        labels_required: when True, ys=None is an error.
+    """
+    if activation is not None:
+        raise ValueError(
+            f"activation: applies to the Elman cell only (RNNParams); a gated cell fixes its own "
+            f"nonlinearities, so pass no activation, got {activation!r}"
+        )
+    cell = cell_of(p)
+    batch = prepare(
+        p, xs, ys, activation="tanh", s0=None, reduction=reduction, mask=mask, labels_required=labels_required
+    )
+    H, B = batch.H, batch.B
+    parts, s0_shape = _initial_state(cell, s0, H, B, batch.batched)
+    floats = [batch.dtype, *(a.dtype for a in parts if np.issubdtype(a.dtype, np.floating))]
+    dtype = np.dtype(np.result_type(*floats))
+    z0 = np.zeros((B, cell.parts * H), dtype=dtype)
+    for j, a in enumerate(parts):
+        z0[:, j * H : (j + 1) * H] = a  # broadcasts an (H,) part over the rows
+    X = None if batch.X is None else np.asarray(batch.X, dtype=dtype)
+    weight = None if batch.weight is None else np.asarray(batch.weight, dtype=dtype)
+
+    def cast(a: np.ndarray | None) -> np.ndarray | None:
+        return None if a is None else np.asarray(a, dtype=dtype)
+
+    return GatedInputs(
+        batch=batch, cell=cell, H=H, dtype=dtype, X=X, weight=weight, z0=z0, s0_shape=tuple(s0_shape),
+        U=cast(p.U), W=cast(p.W), b_ih=cast(p.b_ih), b_hh=cast(p.b_hh), V=cast(p.V), c=cast(p.c),
+    )  # fmt: skip
+
+
+def _check_size(g: GatedInputs, max_bytes: int, what: str) -> None:
+    """Refuse, before allocating, a call whose per-step arrays would pass max_bytes.
+
+    Per step: B rows of k*H + K numbers (k from _ROW_NUMBERS), 2D more for dense inputs (xs in
+    the compute dtype and dxs), and _STEP_BYTES for the step's cache objects themselves.
+    """
+    b, k = g.batch, _ROW_NUMBERS[g.cell.name]
+    dense = 0 if b.tokens is not None else 2 * b.D
+    per_step = b.B * (k * g.H + b.K + dense) + -(-_STEP_BYTES // g.dtype.itemsize)
+    check_bytes(
+        f"{what} ({g.cell.name}): the states, caches, gradients and logits, T steps of "
+        f"B*({k}*H + K{' + 2*D' if dense else ''}) numbers and {_STEP_BYTES} bytes of cache objects each",
+        (b.T, per_step),
+        g.dtype,
+        max_bytes,
+        hint="split the sequence into chunks (pass final_state on as s0), or pass a larger max_bytes",
+    )
+
+
+def _first_bad_step(a: np.ndarray) -> int | None:
+    """The first t at which a (T, ...) array is not finite, or None."""
+    bad = ~np.isfinite(a.reshape(a.shape[0], -1)).all(axis=1)
+    return int(np.argmax(bad)) if bad.any() else None
+
+
+def _check_finite(what: str, a: np.ndarray) -> None:
+    t = _first_bad_step(a)
+    if t is not None:
+        raise NonFiniteError(
+            f"{what}: not finite from step t = {t} on (the computation overflowed); "
+            "scale the parameters or inputs down",
+            what=what,
+            step=t,
+        )
+
+
+def _run(g: GatedInputs) -> tuple[StepWeights, Run]:
+    w = g.step_weights()
+    r = run(g.cell, w, g.input_terms(), g.z0)
+    _check_finite("z_t", r.states)  # h_t (and c_t)
+    return w, r
+
+
+def _logits(g: GatedInputs, h_rows: np.ndarray) -> np.ndarray:
+    """o_t = V h_t + c, one row per (t, b): (T*B, K)."""
+    o = h_rows @ g.V.T
+    if g.c is not None:
+        o += g.c
+    return o
+
+
+@dataclass(frozen=True, eq=False)
+class GatedBPTTResult:
+    """Loss and exact gradients of a gated cell.
+
+    Attributes:
+        loss: E, a Python float.
+        grads: the gradients as the parameters' type (GRUParams or LSTMParams): dE/dU (G*H, D),
+            dE/dW (G*H, H), dE/db_ih, dE/db_hh (G*H,) (None without biases), dE/dV (K, H), dE/dc (K,).
+        ds0: GRU: dE/dh0, the shape of s0 as given ((H,) or (B, H) when s0 was None);
+            LSTM: LSTMState(dE/dh0, dE/dc0), each in that shape.
+        dxs: dE/dxs, same shape as xs, for dense inputs; None for token inputs.
+        final_state: GRU h_{T-1}; LSTM LSTMState(h_{T-1}, c_{T-1}); each (H,) or (B, H).
+    """
+
+    loss: float
+    grads: GatedParams
+    ds0: GatedState
+    dxs: np.ndarray | None
+    final_state: GatedState
+
+
+def bptt(
+    p: GatedParams,
+    xs: object,
+    ys: object,
+    *,
+    s0: object | None = None,
+    truncate: int | None = None,
+    reduction: str = "sum",
+    mask: object | None = None,
+    activation: object | None = None,
+    max_bytes: int = DEFAULT_MAX_BYTES,
+) -> GatedBPTTResult:
+    """Loss and exact gradients of a GRU or LSTM with a softmax output layer, by BPTT.
+
+    Args:
+        p: GRUParams or LSTMParams (torch's layer-0 layout).
+        xs: int token ids (T,) or (B, T) in [0, D), or float dense inputs (T, D) or (B, T, D).
+        ys: int labels in [0, K), (T,) or (B, T) matching xs.
+        s0: None (zeros); GRU h0 (H,) or (B, H); LSTM LSTMState(h0, c0) or a tuple (h0, c0).
+        truncate: None for full BPTT; tau >= 0 keeps, for every E_t, exactly the terms
+            t - tau <= k <= t of the sum over k, through the full state (h and c). V, c unaffected.
+        reduction: "sum" or "mean" (over the counted targets).  mask: None or bool like ys.
+        activation: must be None (the Elman cell's argument; a ValueError for a gated cell).
+        max_bytes: refuse, before allocating, a call whose per-step arrays (see _ROW_NUMBERS)
+            would take more bytes.
+
+    Returns:
+        GatedBPTTResult (loss, grads, ds0, dxs, final_state), in float32 only when every
+        floating input is float32.
+
+    Raises:
+        ValueError naming the argument for malformed input; TooLargeError over max_bytes;
+        NonFiniteError naming the first step whose state, logits or gradient overflowed.
+    """
+    tau = None if truncate is None else integer_arg("truncate", truncate, 0)
+    max_bytes = check_max_bytes(max_bytes)
+    g = prepare_gated(p, xs, ys, s0=s0, reduction=reduction, mask=mask, activation=activation)
+    _check_size(g, max_bytes, "bptt")
+    b, H = g.batch, g.H
+    T, B, n = b.T, b.B, b.T * b.B
+    w, r = _run(g)
+    h_rows = np.ascontiguousarray(r.outputs(H)).reshape(n, H)  # h_t, one row per (t, b)
+    dO = _logits(g, h_rows)
+    _check_finite("o_t", dO.reshape(T, B, -1))
+    loss = softmax_cross_entropy(dO, b.Y.reshape(n), g.weight.reshape(n))  # dO: dE/do_t
+    dV = dO.T @ h_rows  # dV = sum_t dE/do_t h_t^T
+    dc = None if g.c is None else dO.sum(axis=0)  # dc = sum_t dE/do_t
+    dz_direct = np.zeros((T, B, g.cell.parts * H), dtype=g.dtype)
+    dz_direct[:, :, :H] = (dO @ g.V).reshape(T, B, H)  # dE_t/dh_t = V^T dE/do_t
+    del dO
+    dgi, dgh, dz0 = backprop(g.cell, w, r, dz_direct, truncate=tau)
+    _check_finite("dE/dgh_t", dgh)
+    dU, db_ih, dW, db_hh, dX = weight_grads(dgi, dgh, r.h_prev(H), g.U, b.tokens, g.X)
+    has_bias = g.b_ih is not None
+    grads = type(p)._adopt(
+        U=dU, W=dW, b_ih=db_ih if has_bias else None, b_hh=db_hh if has_bias else None, V=dV, c=dc
+    )
+    return GatedBPTTResult(
+        loss=float(loss),
+        grads=grads,
+        ds0=g.fold_ds0(dz0),
+        dxs=None if dX is None else b.to_batch_first(dX),
+        final_state=g.state_out(r.z[-1]),
+    )
+
+
+@dataclass(frozen=True, eq=False)
+class GatedForwardResult:
+    """The forward pass of a gated cell in the caller's layout (batch-first when batched).
+
+    Attributes:
+        h: outputs h_t, (T, H) or (B, T, H).
+        cell_state: the LSTM's cell states c_t, like h; None for the GRU.
+        o: logits o_t = V h_t + c, (T, K) or (B, T, K).  y_hat: softmax(o_t), like o.
+        final_state: GRU h_{T-1}; LSTM LSTMState(h_{T-1}, c_{T-1}); each (H,) or (B, H).
+    """
+
+    h: np.ndarray
+    cell_state: np.ndarray | None
+    o: np.ndarray
+    y_hat: np.ndarray
+    final_state: GatedState
+
+
+def forward(
+    p: GatedParams, xs: object, *, s0: object | None = None, max_bytes: int = DEFAULT_MAX_BYTES
+) -> GatedForwardResult:
+    """Run a GRU or LSTM forward; the same input forms and checks as bptt (no labels).
+
+    Args:
+        p: GRUParams or LSTMParams.  xs: (T,) / (B, T) token ids or (T, D) / (B, T, D) dense.
+        s0: None; GRU h0 (H,) or (B, H); LSTM LSTMState(h0, c0) or (h0, c0).
+        max_bytes: as for bptt.
+    """
+    max_bytes = check_max_bytes(max_bytes)
+    g = prepare_gated(p, xs, None, s0=s0, labels_required=False)
+    _check_size(g, max_bytes, "forward")
+    b, H = g.batch, g.H
+    T, B = b.T, b.B
+    _, r = _run(g)
+    h = np.ascontiguousarray(r.outputs(H))
+    o = _logits(g, h.reshape(T * B, H)).reshape(T, B, b.K)
+    _check_finite("o_t", o)
+    y_hat = np.exp(o - o.max(axis=-1, keepdims=True))
+    y_hat /= y_hat.sum(axis=-1, keepdims=True)
+    cell_state = b.to_batch_first(np.ascontiguousarray(r.states[:, :, H:])) if g.cell is LSTM else None
+    return GatedForwardResult(
+        h=b.to_batch_first(h),
+        cell_state=cell_state,
+        o=b.to_batch_first(o),
+        y_hat=b.to_batch_first(y_hat),
+        final_state=g.state_out(r.z[-1]),
+    )

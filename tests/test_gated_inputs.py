@@ -1,0 +1,349 @@
+"""The gated cells' parameters and inputs: shapes, refusals, caller arrays untouched, finite
+differences, overflow named by step, sizes refused before allocating.
+"""
+
+from __future__ import annotations
+
+import tracemalloc
+
+import numpy as np
+import pytest
+
+from manual_bptt import gated
+from manual_bptt.errors import NonFiniteError, TooLargeError
+from manual_bptt.gated_params import GRUParams, LSTMParams, LSTMState
+from manual_bptt.testing import assert_close, central_differences
+
+CELLS = [pytest.param(GRUParams, id="gru"), pytest.param(LSTMParams, id="lstm")]
+
+
+def small(cls, *, seed=0, D=3, H=2, K=3, T=4, B=2, scale=1.5):
+    rng = np.random.default_rng(seed)
+    p = cls.init(D, H, K, seed=seed, weight_scale=scale)
+    xs = rng.standard_normal((B, T, D))
+    ys = rng.integers(0, K, (B, T))
+    parts = [rng.standard_normal((B, H)) for _ in range(2 if cls is LSTMParams else 1)]
+    s0 = LSTMState(*parts) if cls is LSTMParams else parts[0]
+    return p, xs, ys, s0
+
+
+# ---------------------------------------------------------------------------------------------
+# Parameters
+# ---------------------------------------------------------------------------------------------
+@pytest.mark.parametrize("cls", CELLS)
+def test_init_has_torch_layout_and_range(cls):
+    G = cls.GATES
+    p = cls.init(input_size=3, hidden_size=4, output_size=5, seed=0)
+    shapes = {name: a.shape for name, a in p.items()}
+    stacked = {"U": (G * 4, 3), "W": (G * 4, 4), "b_ih": (G * 4,), "b_hh": (G * 4,)}
+    assert shapes == {**stacked, "V": (5, 4), "c": (5,)}
+    assert (p.input_size, p.hidden_size, p.output_size, p.dtype) == (3, 4, 5, np.float64)
+    for _, a in p.items():
+        assert np.all(np.abs(a) <= 0.5) and np.all(a != 0)  # U(-1/sqrt(H), 1/sqrt(H)), H = 4
+    assert not np.array_equal(p.b_ih, p.b_hh)
+    assert np.array_equal(cls.init(3, 4, 5, seed=0).W, p.W)
+    q = cls.init(3, 4, 5, seed=0, bias=False, dtype=np.float32)
+    assert q.b_ih is None and q.b_hh is None and q.c is None and q.dtype == np.float32
+
+
+@pytest.mark.parametrize("cls", CELLS)
+def test_params_are_read_only_copies(cls):
+    p0 = cls.init(2, 3, 2, seed=1)
+    arrays = {name: a.copy() for name, a in p0.items()}
+    p = cls(**arrays)
+    for name, a in p.items():
+        assert a is not arrays[name] and not np.shares_memory(a, arrays[name])
+        with pytest.raises(ValueError):
+            a[...] = 0
+    with pytest.raises(AttributeError):
+        p.U = arrays["U"]
+
+
+@pytest.mark.parametrize("cls", CELLS)
+def test_replace_gate_and_astype(cls):
+    p = cls.init(2, 3, 2, seed=1)
+    q = p.replace(b_ih=None, b_hh=None)
+    assert q.b_ih is None and q.b_hh is None and type(q) is cls
+    name = cls.GATE_NAMES[-1]
+    assert np.array_equal(p.gate("b_hh", name), p.b_hh[(cls.GATES - 1) * 3 :])
+    assert p.astype(np.float32).dtype == np.float32
+    with pytest.raises(ValueError, match="replace"):
+        p.replace(b=None)
+    with pytest.raises(ValueError, match="block"):
+        p.gate("U", "x")
+
+
+@pytest.mark.parametrize("cls", CELLS)
+@pytest.mark.parametrize(
+    "field, shape",
+    [
+        ("W", (7, 3)),
+        ("W", (10, 3)),
+        ("U", (7, 2)),
+        ("b_ih", (5,)),
+        ("b_hh", (5,)),
+        ("V", (2, 4)),
+        ("c", (3,)),
+    ],
+)
+def test_shapes_not_in_the_layout_are_refused_naming_the_field(cls, field, shape):
+    p = cls.init(2, 3, 2, seed=1)
+    arrays = dict(p.items())
+    arrays[field] = np.ones(shape)
+    with pytest.raises(ValueError, match=rf"^{field}:"):
+        cls(**arrays)
+
+
+@pytest.mark.parametrize("cls", CELLS)
+@pytest.mark.parametrize("given, missing", [("b_ih", "b_hh"), ("b_hh", "b_ih")])
+def test_one_recurrent_bias_without_the_other_is_refused(cls, given, missing):
+    p = cls.init(2, 3, 2, seed=1)
+    arrays = dict(p.items())
+    del arrays[missing]
+    with pytest.raises(ValueError, match=rf"^{given}: given without {missing}"):
+        cls(**arrays)
+
+
+# ---------------------------------------------------------------------------------------------
+# Inputs
+# ---------------------------------------------------------------------------------------------
+@pytest.mark.parametrize("cls", CELLS)
+@pytest.mark.parametrize("activation", ["tanh", "sigmoid", "relu"])
+def test_an_activation_is_refused_for_a_gated_cell(cls, activation):
+    p, xs, ys, _ = small(cls)
+    with pytest.raises(ValueError, match=r"^activation:"):
+        gated.bptt(p, xs, ys, activation=activation)
+
+
+def test_params_of_another_model_are_refused():
+    import manual_bptt as mb
+
+    p = mb.RNNParams.init(3, 2, 3, seed=0)
+    with pytest.raises(ValueError, match=r"^p:"):
+        gated.bptt(p, np.zeros((4, 3)), np.zeros(4, int))
+
+
+@pytest.mark.parametrize(
+    "s0, match",
+    [
+        (np.zeros((2, 2, 2)), "pair"),  # an array, not a pair
+        ([np.zeros((2, 2)), np.zeros((2, 2))], "pair"),  # a list, not a tuple
+        ((np.zeros((2, 2)),), "pair"),  # one part
+        ((np.zeros((2, 2)),) * 3, "pair"),  # three parts
+        ((np.zeros((2, 2)), np.zeros(2)), "same shape"),  # parts of different shapes
+        ((np.zeros(2), np.zeros((2, 2))), "same shape"),
+        ((np.zeros(3), np.zeros(3)), "shape"),  # H = 2
+        ((np.zeros(2), np.array([0.0, np.nan])), "NaN"),
+        ((np.zeros(2), np.array(["a", "b"])), "numeric"),
+    ],
+)
+def test_a_bad_lstm_initial_state_is_refused_naming_s0(s0, match):
+    p, xs, ys, _ = small(LSTMParams)
+    with pytest.raises(ValueError, match=rf"^s0:.*{match}"):
+        gated.bptt(p, xs, ys, s0=s0)
+
+
+@pytest.mark.parametrize(
+    "s0, match",
+    [
+        (LSTMState(np.zeros(2), np.zeros(2)), "LSTMState"),
+        (np.zeros(3), "shape"),
+        (np.zeros((3, 2)), "shape"),  # B = 2
+        (np.array([np.inf, 0.0]), "NaN or inf"),
+    ],
+)
+def test_a_bad_gru_initial_state_is_refused_naming_s0(s0, match):
+    p, xs, ys, _ = small(GRUParams)
+    with pytest.raises(ValueError, match=rf"^s0:.*{match}"):
+        gated.bptt(p, xs, ys, s0=s0)
+
+
+@pytest.mark.parametrize("cls", CELLS)
+def test_unbatched_xs_refuses_a_batched_s0(cls):
+    p, xs, ys, s0 = small(cls)
+    with pytest.raises(ValueError, match=r"^s0:.*shape"):
+        gated.bptt(p, xs[0], ys[0], s0=s0)
+
+
+@pytest.mark.parametrize("cls", CELLS)
+@pytest.mark.parametrize(
+    "kwargs, name",
+    [
+        ({"truncate": -1}, "truncate"),
+        ({"truncate": 1.5}, "truncate"),
+        ({"reduction": "max"}, "reduction"),
+        ({"mask": np.ones(3, bool)}, "mask"),
+        ({"max_bytes": -1}, "max_bytes"),
+    ],
+)
+def test_bad_arguments_are_refused_by_name(cls, kwargs, name):
+    p, xs, ys, _ = small(cls)
+    with pytest.raises(ValueError, match=rf"^{name}:"):
+        gated.bptt(p, xs, ys, **kwargs)
+
+
+@pytest.mark.parametrize("cls", CELLS)
+def test_bad_xs_and_ys_are_refused_by_name(cls):
+    p, xs, ys, _ = small(cls)
+    with pytest.raises(ValueError, match=r"^xs:"):
+        gated.bptt(p, xs[..., :2], ys)
+    with pytest.raises(ValueError, match=r"^ys:"):
+        gated.bptt(p, xs, ys + 10)
+    with pytest.raises(ValueError, match=r"^xs:"):
+        gated.forward(p, np.full((2, 3), 99))
+
+
+@pytest.mark.parametrize("cls", CELLS)
+@pytest.mark.parametrize("truncate", [None, 1])
+def test_caller_arrays_are_untouched(cls, truncate):
+    p, xs, ys, s0 = small(cls)
+    mask = np.ones(ys.shape, bool)
+    mask[0, 1] = False
+    before = [a.copy() for a in (xs, ys, mask, *((s0,) if cls is GRUParams else s0))]
+    params_before = [a.copy() for _, a in p.items()]
+    r = gated.bptt(p, xs, ys, s0=s0, mask=mask, truncate=truncate, reduction="mean")
+    gated.forward(p, xs, s0=s0)
+    after = [xs, ys, mask, *((s0,) if cls is GRUParams else s0)]
+    for b, a in zip(before, after, strict=True):
+        np.testing.assert_array_equal(a, b)
+    for b, (_, a) in zip(params_before, p.items(), strict=True):
+        np.testing.assert_array_equal(a, b)
+    parts = (r.final_state,) if cls is GRUParams else tuple(r.final_state)
+    for part in parts:  # the final state is the caller's to keep, sharing nothing
+        assert not any(np.shares_memory(part, a) for a in after)
+
+
+# ---------------------------------------------------------------------------------------------
+# Finite differences
+# ---------------------------------------------------------------------------------------------
+@pytest.mark.parametrize("cls", CELLS)
+@pytest.mark.parametrize("seed", [0, 1])
+def test_gradients_equal_central_finite_differences(cls, seed):
+    p, xs, ys, s0 = small(cls, seed=seed)
+    lstm = cls is LSTMParams
+    mask = np.random.default_rng(seed).random(ys.shape) < 0.8
+    mask[0, 0] = True
+    kw = {"mask": mask, "reduction": "mean"}
+    r = gated.bptt(p, xs, ys, s0=s0, **kw)
+
+    def loss(q=p, x=xs, s=s0):
+        return gated.bptt(q, x, ys, s0=s, **kw).loss
+
+    for name, a in p.items():
+        numeric = central_differences(lambda v, name=name: loss(q=p.replace(**{name: v})), a)
+        assert_close(getattr(r.grads, name), numeric, name=f"grads.{name}", rtol=1e-6, atol=1e-8)
+    assert_close(r.dxs, central_differences(lambda v: loss(x=v), xs), name="dxs", rtol=1e-6, atol=1e-8)
+    if lstm:
+        dh = central_differences(lambda v: loss(s=LSTMState(v, s0.c)), s0.h)
+        dc = central_differences(lambda v: loss(s=LSTMState(s0.h, v)), s0.c)
+        assert_close(r.ds0.h, dh, name="ds0.h", rtol=1e-6, atol=1e-8)
+        assert_close(r.ds0.c, dc, name="ds0.c", rtol=1e-6, atol=1e-8)
+    else:
+        assert_close(r.ds0, central_differences(lambda v: loss(s=v), s0), name="ds0", rtol=1e-6, atol=1e-8)
+
+
+# ---------------------------------------------------------------------------------------------
+# Results: shapes, dtypes, ds0 folding
+# ---------------------------------------------------------------------------------------------
+@pytest.mark.parametrize("cls", CELLS)
+def test_result_types_and_shapes(cls):
+    p, xs, ys, s0 = small(cls)
+    H = p.hidden_size
+    r = gated.bptt(p, xs, ys, s0=s0)
+    assert type(r.grads) is cls and isinstance(r.loss, float)
+    for name, a in r.grads.items():
+        assert a.shape == getattr(p, name).shape, name
+    assert r.dxs.shape == xs.shape
+    shared = gated.bptt(p, xs, ys, s0=tuple(a[0] for a in s0) if cls is LSTMParams else s0[0])
+    unbatched = gated.bptt(p, xs[0], ys[0])
+    tokens = gated.bptt(p, np.zeros((2, 4), int), ys)
+    assert tokens.dxs is None
+    if cls is LSTMParams:
+        assert isinstance(r.ds0, LSTMState) and isinstance(r.final_state, LSTMState)
+        assert r.ds0.h.shape == r.ds0.c.shape == (2, H) and r.final_state.c.shape == (2, H)
+        assert shared.ds0.h.shape == (H,) and unbatched.ds0.c.shape == (H,)
+    else:
+        assert r.ds0.shape == (2, H) and shared.ds0.shape == (H,) and unbatched.final_state.shape == (H,)
+
+
+@pytest.mark.parametrize("cls", CELLS)
+def test_a_shared_initial_state_gets_the_sum_over_rows(cls):
+    p, xs, ys, s0 = small(cls)
+    lstm = cls is LSTMParams
+    shared = LSTMState(s0.h[0], s0.c[0]) if lstm else s0[0]
+    rows = LSTMState(np.stack([s0.h[0]] * 2), np.stack([s0.c[0]] * 2)) if lstm else np.stack([s0[0]] * 2)
+    a, b = gated.bptt(p, xs, ys, s0=shared), gated.bptt(p, xs, ys, s0=rows)
+    for x, y in zip(a.ds0 if lstm else [a.ds0], b.ds0 if lstm else [b.ds0], strict=True):
+        assert_close(x, y.sum(axis=0), name="ds0")
+
+
+@pytest.mark.parametrize("cls", CELLS)
+def test_float32_inputs_compute_in_float32(cls):
+    p, xs, ys, s0 = small(cls)
+    p32 = p.astype(np.float32)
+    r = gated.bptt(p32, xs.astype(np.float32), ys)
+    assert all(a.dtype == np.float32 for _, a in r.grads.items()) and r.dxs.dtype == np.float32
+    r64 = gated.bptt(p, xs, ys)
+    assert_close(r.grads.W, r64.grads.W, name="float32 W", rtol=1e-4, atol=1e-5)
+    mixed = gated.bptt(p32, xs.astype(np.float32), ys, s0=s0)  # a float64 s0 makes it float64
+    assert mixed.grads.W.dtype == np.float64
+
+
+# ---------------------------------------------------------------------------------------------
+# Overflow and size
+# ---------------------------------------------------------------------------------------------
+def overflowing(cls):
+    """Parameters and dense inputs (T = 5, D = 1) whose state is exactly 0 for steps 0..2, about 1
+    (every unit, same sign) at step 3, and NaN from step 4 on: there W h_3 overflows to inf and
+    meets an opposite infinity (GRU: r_4 = σ(-inf) = 0 times gh_n = inf; LSTM: gi_4 = -inf + gh_4 = inf).
+    """
+    xs = np.array([[0.0], [0.0], [0.0], [10.0], [0.0]])
+    if cls is GRUParams:  # H = 2, blocks r, z, n
+        U = np.array([[10.0]] * 2 + [[-10.0]] * 2 + [[10.0]] * 2)  # step 3: r = 1, z = 0, n = 1: h_3 = 1
+        W = np.zeros((6, 2))
+        W[:2], W[4:] = -1e308, 1e308  # step 4: gh_r = -inf, gh_n = +inf
+    else:  # H = 3; step 3: every gate saturated, c_3 = 1, h_3 = tanh(1); step 4: gh = +inf
+        U, W = np.full((12, 1), 10.0), np.full((12, 3), 1e308)
+        xs[4] = -1e308  # gi_4 = -inf
+    return cls(U=U, W=W, V=np.ones((2, W.shape[1]))), xs
+
+
+@pytest.mark.filterwarnings("ignore::RuntimeWarning")  # the overflow is the point
+@pytest.mark.parametrize("cls", CELLS)
+def test_a_state_that_stops_being_finite_is_named_by_its_first_step(cls):
+    p, xs = overflowing(cls)
+    gated.forward(p, xs[:4])  # finite up to step 3
+    with pytest.raises(NonFiniteError, match="t = 4") as info:
+        gated.bptt(p, xs, np.zeros(5, int))
+    assert (info.value.what, info.value.step) == ("z_t", 4)
+    with pytest.raises(NonFiniteError, match="t = 4"):
+        gated.forward(p, xs)
+
+
+@pytest.mark.filterwarnings("ignore::RuntimeWarning")  # the overflow is the point
+@pytest.mark.parametrize("cls", CELLS)
+def test_logits_that_overflow_are_named_by_their_first_step(cls):
+    p, xs = overflowing(cls)
+    p = p.replace(V=np.full(p.V.shape, 1e308))  # o_3 = V h_3 overflows; o_0..o_2 = 0
+    with pytest.raises(NonFiniteError) as info:
+        gated.bptt(p, xs[:4], np.zeros(4, int))
+    assert (info.value.what, info.value.step) == ("o_t", 3)
+
+
+@pytest.mark.parametrize("cls", CELLS)
+def test_a_call_over_max_bytes_is_refused_before_allocating(cls):
+    p = cls.init(5, 64, 3, seed=0)
+    xs = np.zeros(1_000_000, dtype=np.int64)
+    ys = np.zeros(1_000_000, dtype=np.int64)
+    tracemalloc.start()
+    try:
+        with pytest.raises(TooLargeError, match=r"bytes.*max_bytes") as info:
+            gated.bptt(p, xs, ys)
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    assert peak < 100 * 2**20, peak  # the refused call needs about 7.7 GB (GRU) to 10.8 GB (LSTM)
+    assert "T steps of B*(" in str(info.value)
+    with pytest.raises(TooLargeError):
+        gated.forward(p, xs[:1000], max_bytes=1000)
+    gated.bptt(p, xs[:10], ys[:10], max_bytes=10**6)  # small enough: runs
