@@ -130,7 +130,9 @@ def _numeric(name: str, value: object) -> np.ndarray:
         arr = np.asarray(value)
     except (ValueError, TypeError) as exc:
         raise ValueError(f"{name}: cannot be read as a numeric array ({exc})") from None
-    if arr.dtype == np.bool_ or not (np.issubdtype(arr.dtype, np.floating) or np.issubdtype(arr.dtype, np.integer)):
+    if arr.dtype == np.bool_ or not (
+        np.issubdtype(arr.dtype, np.floating) or np.issubdtype(arr.dtype, np.integer)
+    ):
         raise ValueError(f"{name}: expected a real numeric array, got dtype {arr.dtype}")
     return arr
 
@@ -142,7 +144,7 @@ def _check_finite(name: str, a: np.ndarray) -> None:
 
 
 def _final_parts(p: object, d_final: object) -> list[tuple[str, np.ndarray]]:
-    """d_final as its named parts: [("d_final", dh)], or for the LSTM [("d_final.h", dh), ("d_final.c", dc)]."""
+    """d_final as its named parts: [("d_final", dh)]; for the LSTM [("d_final.h", dh), ("d_final.c", dc)]."""
     if isinstance(p, LSTMParams):
         if not isinstance(d_final, tuple) or len(d_final) != 2:
             raise ValueError(
@@ -150,9 +152,14 @@ def _final_parts(p: object, d_final: object) -> list[tuple[str, np.ndarray]]:
                 f"tuple (dh, dc), got {type(d_final).__name__}"
                 + (f" of length {len(d_final)}" if isinstance(d_final, tuple) else "")
             )
-        return [("d_final.h", _numeric("d_final.h", d_final[0])), ("d_final.c", _numeric("d_final.c", d_final[1]))]
+        return [
+            ("d_final.h", _numeric("d_final.h", d_final[0])),
+            ("d_final.c", _numeric("d_final.c", d_final[1])),
+        ]
     if isinstance(d_final, LSTMState):
-        raise ValueError("d_final: an LSTMState is the LSTM's; this cell's final state is one array (H,) or (B, H)")
+        raise ValueError(
+            "d_final: an LSTMState is the LSTM's; this cell's final state is one array (H,) or (B, H)"
+        )
     return [("d_final", _numeric("d_final", d_final))]
 
 
@@ -207,7 +214,9 @@ def backward(
     tau = check_truncate(truncate)
     limit = check_max_bytes(max_bytes)
     if not isinstance(p, (RNNParams, GRUParams, LSTMParams)):
-        raise ValueError(f"p: expected manual_bptt RNNParams, GRUParams or LSTMParams, got {type(p).__name__}")
+        raise ValueError(
+            f"p: expected manual_bptt RNNParams, GRUParams or LSTMParams, got {type(p).__name__}"
+        )
     dhs_arr = _numeric("dhs", dhs)
     final_parts = [] if d_final is None else _final_parts(p, d_final)
     cast = _compute_dtype(p, [dhs_arr, *(a for _, a in final_parts)])
@@ -219,7 +228,13 @@ def backward(
 
 
 def _upstream(
-    dhs: np.ndarray, final_parts: list[tuple[str, np.ndarray]], T: int, B: int, H: int, batched: bool, dtype: np.dtype
+    dhs: np.ndarray,
+    final_parts: list[tuple[str, np.ndarray]],
+    T: int,
+    B: int,
+    H: int,
+    batched: bool,
+    dtype: np.dtype,
 ) -> tuple[np.ndarray, np.ndarray | None]:
     """dhs checked and time-major (T, B, H) in dtype (a view when it has that dtype already),
     and d_final as one (B, S) array (S = H, or 2H for the LSTM's [dh; dc]) or None."""
@@ -238,7 +253,9 @@ def _upstream(
     part_shape = (B, H) if batched else (H,)
     for name, a in final_parts:
         if a.shape != part_shape:
-            raise ValueError(f"{name}: expected shape {part_shape} (the final state's, H = {H}), got {a.shape}")
+            raise ValueError(
+                f"{name}: expected shape {part_shape} (the final state's, H = {H}), got {a.shape}"
+            )
         _check_finite(name, a)
     d = np.concatenate([np.asarray(a, dtype=dtype).reshape(B, H) for _, a in final_parts], axis=1)
     return dhs_tm, d
