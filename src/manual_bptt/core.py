@@ -24,6 +24,8 @@ many rows, each reused:
     backward: the blocks in reverse order; for each, dE/do_t and e_t, then delta_t by the
               recursion (f'(a_t) from s_t, a cache-sized block of steps at a time), then
               that block's terms of dU, dW, db and dE/dxs, while the block is in cache.
+              The same sweep (_bptt_blocks) serves the layer alone (layer_backward, behind
+              manual_bptt.backward): there e_t is the caller's upstream dL/ds_t instead.
 Batch-first dense inputs are read in place, copied to time-major order a block at a time.
 Truncated BPTT keeps e_t for all steps (its sums over lags need them) in one (T, B, H) array.
 """
