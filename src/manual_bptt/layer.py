@@ -215,7 +215,7 @@ def backward(
     limit = check_max_bytes(max_bytes)
     if not isinstance(p, (RNNParams, GRUParams, LSTMParams)):
         raise ValueError(
-            f"p: expected manual_bptt RNNParams, GRUParams or LSTMParams, got {type(p).__name__}"
+            f"p: expected manual_bptt.RNNParams, GRUParams or LSTMParams, got {type(p).__name__}"
         )
     dhs_arr = _numeric("dhs", dhs)
     final_parts = [] if d_final is None else _final_parts(p, d_final)
