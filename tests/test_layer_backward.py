@@ -190,6 +190,8 @@ def test_float32_only_when_every_floating_input_is_float32(cell):
     p, xs, dhs, _, _ = make(cell, seed=4, s0_kind=None, d_final=False)
     p32 = p.astype(np.float32)
     assert mb.backward(p32, xs.astype(np.float32), dhs.astype(np.float32)).grads.W.dtype == np.float32
+    ints = np.round(dhs * 4).astype(np.int64)  # integers are not floating: float32 stays
+    assert mb.backward(p32, xs.astype(np.float32), ints).grads.W.dtype == np.float32
     r = mb.backward(p32, xs.astype(np.float32), dhs)  # float64 upstream: computed in float64
     assert r.grads.W.dtype == np.float64 and r.hs.dtype == np.float64
 

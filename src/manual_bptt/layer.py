@@ -168,7 +168,8 @@ def _compute_dtype(p: AnyParams, arrays: list[np.ndarray]) -> np.dtype | None:
     floating input is); None when no cast of p is needed."""
     if np.dtype(p.dtype) != np.float32:
         return None
-    return np.dtype(np.float64) if any(a.dtype != np.float32 for a in arrays) else None
+    wider = any(np.issubdtype(a.dtype, np.floating) and a.dtype != np.float32 for a in arrays)
+    return np.dtype(np.float64) if wider else None
 
 
 def backward(
