@@ -1,7 +1,7 @@
 """The backward recursion and forward pass at their edges: truncation that keeps every term,
 a single step, the ``out`` buffer, the last lag, the compute dtype of the Trace, and softmax
 with extreme logits. Some check the documented contracts of core's internal helpers
-(backward_deltas, lag_deltas, run_forward's Trace), which decompose and rtrl build on."""
+(truncated_deltas, lag_deltas, run_forward's Trace), which decompose and rtrl build on."""
 
 from __future__ import annotations
 
@@ -12,7 +12,8 @@ import torch
 from conftest import assert_identical
 from manual_bptt import RNNParams, bptt, forward
 from manual_bptt._inputs import prepare
-from manual_bptt.core import backward_deltas, lag_deltas, output_layer, run_forward
+from manual_bptt.core import delta_grads, lag_deltas, output_layer, run_forward, truncated_deltas
+from manual_bptt.testing import assert_close
 
 RNG = np.random.default_rng(31)
 D, H, K, B, T = 5, 7, 4, 3, 30
@@ -28,20 +29,22 @@ def test_truncate_of_at_least_T_minus_1_is_full_bptt_exactly(tau):
     assert_identical(bptt(P, XS, YS, truncate=tau), bptt(P, XS, YS))
 
 
-def test_backward_deltas_with_truncate_of_at_least_T_minus_1_is_the_full_recursion():
-    # tau >= T - 1 (exactly at T - 1, and above) is the full recursion. bptt routes such a
-    # tau to its blocked full recursion itself, so only a direct call reaches this branch;
-    # the lag-by-lag sum would round differently.
+@pytest.mark.parametrize("tau", [T - 1, T])
+def test_truncated_deltas_that_keep_every_term_give_the_gradients_of_the_full_recursion(tau):
+    # The lag-by-lag sum with tau >= T - 1 and bptt's blocked reverse recursion are two ways
+    # to the same g_k: their gradients agree to rounding (not bitwise: the sums differ).
     tr, e = _trace_and_e()
-    full = backward_deltas(tr, e, None)
-    for tau in (T - 1, T):
-        np.testing.assert_array_equal(backward_deltas(tr, e, tau), full)
+    dU, dW, db, ds0, dxs = delta_grads(tr, truncated_deltas(tr, e, tau))
+    full = bptt(P, XS, YS)
+    for name, got, want in (("U", dU, full.grads.U), ("W", dW, full.grads.W), ("b", db, full.grads.b),
+                            ("ds0", ds0, full.ds0), ("dxs", dxs, full.dxs)):  # fmt: skip
+        assert_close(got, want, name=name)
 
 
-def test_backward_deltas_of_a_single_step():
+def test_truncated_deltas_of_a_single_step():
     # T = 1: there is no step 1 to shape the carried term from
     tr, e = _trace_and_e(xs=XS[:, :1], ys=YS[:, :1])
-    delta = backward_deltas(tr, e, None)
+    delta = truncated_deltas(tr, e, 0)
     np.testing.assert_array_equal(delta, e * tr.fprime)  # delta_0 = e_0 * f'(a_0)
 
 
@@ -53,19 +56,19 @@ def _trace_and_e(p=P, xs=XS, ys=YS):
     return tr, e
 
 
-@pytest.mark.parametrize("tau", [None, 3])
-def test_backward_deltas_out_argument(tau):
+@pytest.mark.parametrize("tau", [0, 3])
+def test_truncated_deltas_out_argument(tau):
     # Documented: out is an optional array for the result, which may be e itself; without
     # it e is only read, and with it the result is written there and returned.
     tr, e = _trace_and_e()
     e_copy = e.copy()
-    fresh = backward_deltas(tr, e, tau)
+    fresh = truncated_deltas(tr, e, tau)
     np.testing.assert_array_equal(e, e_copy)  # e is only read when out is None
     out = np.empty_like(e)
-    into = backward_deltas(tr, e, tau, out=out)
+    into = truncated_deltas(tr, e, tau, out=out)
     assert into is out
     np.testing.assert_array_equal(into, fresh)
-    same = backward_deltas(tr, e, tau, out=e)  # overwriting e itself, as bptt does
+    same = truncated_deltas(tr, e, tau, out=e)  # overwriting e itself, as bptt does
     assert same is e
     np.testing.assert_array_equal(same, fresh)
 

@@ -12,14 +12,13 @@ import numpy as np
 from hypothesis import given, settings
 
 import manual_bptt as mb
+from conftest import examples
 from manual_bptt import drivers
 from manual_bptt._inputs import prepare
 from manual_bptt.cells import ELMAN, StepWeights
 from manual_bptt.cells.base import recurrent_term
 from manual_bptt.core import softmax_cross_entropy
 from manual_bptt.testing import assert_close, rnn_problems
-
-from conftest import examples
 
 
 def spec_bptt(p: mb.RNNParams, xs, ys, *, activation, s0, truncate, reduction, mask) -> dict[str, np.ndarray]:

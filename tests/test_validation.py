@@ -106,7 +106,6 @@ BPTT_CASES = [
     ("truncate numpy float", lambda: bptt(P, TOK, YS, truncate=np.float64(1)), "truncate"),
     ("unknown activation", lambda: bptt(P, TOK, YS, activation="softplus"), "activation"),
     ("activation wrong case", lambda: bptt(P, TOK, YS, activation="Tanh"), "activation"),
-    ("activation None", lambda: bptt(P, TOK, YS, activation=None), "activation"),
     ("unknown reduction", lambda: bptt(P, TOK, YS, reduction="avg"), "reduction"),
     ("reduction None", lambda: bptt(P, TOK, YS, reduction=None), "reduction"),
     ("p not RNNParams", lambda: bptt({"U": P.U, "W": P.W, "V": P.V}, TOK, YS), "p"),

@@ -24,13 +24,15 @@ many rows, each reused:
     backward: the blocks in reverse order; for each, dE/do_t and e_t, then delta_t by the
               recursion (f'(a_t) from s_t, a cache-sized block of steps at a time), then
               that block's terms of dU, dW, db and dE/dxs, while the block is in cache.
+              The same sweep (_bptt_blocks) serves the layer alone (layer_backward, behind
+              manual_bptt.backward): there e_t is the caller's upstream dL/ds_t instead.
 Batch-first dense inputs are read in place, copied to time-major order a block at a time.
 Truncated BPTT keeps e_t for all steps (its sums over lags need them) in one (T, B, H) array.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from functools import cached_property
 
@@ -49,6 +51,11 @@ _NUMBERS = 1 << 15
 #: Floating-point conditions that numpy would only warn about: every state, logit and error
 #: signal is checked for finiteness instead (NonFiniteError), a block of steps at a time.
 _QUIET = {"over": "ignore", "invalid": "ignore"}
+
+
+def elman_activation(activation: object) -> object:
+    """The Elman cell's activation name: None means "tanh" (anything else is checked by prepare)."""
+    return "tanh" if activation is None else activation
 
 
 def check_steps_finite(what: str, block: np.ndarray, start: int, *, last_first: bool = False) -> None:
@@ -425,41 +432,25 @@ def _fprime_buffer(batch: Batch, steps: int) -> np.ndarray:
     return np.empty((m, batch.B, batch.H), dtype=batch.dtype)
 
 
-def backward_deltas(
-    tr: Trace, e: np.ndarray, truncate: int | None, out: np.ndarray | None = None
-) -> np.ndarray:
-    """The per-step error signals g_k, (T, B, H), from which every gradient follows.
+def truncated_deltas(tr: Trace, e: np.ndarray, truncate: int, out: np.ndarray | None = None) -> np.ndarray:
+    """The per-step error signals g_k, (T, B, H), of truncated BPTT, from which every gradient follows.
 
-    Full BPTT (truncate None): g_k = delta_k = dE/da_k by the reverse recursion
-        delta_k = (e_k + W^T delta_{k+1}) * f'(a_k).
-    Truncated (truncate = tau): g_k = sum_{t=k..min(k+tau, T-1)} delta_{t,k}, where
-        delta_{t,k} = dE_t/da_k along paths inside steps k..t only:
+    g_k = sum_{t=k..min(k+tau, T-1)} delta_{t,k}, where delta_{t,k} = dE_t/da_k along paths
+    inside steps k..t only:
         delta_{t,t} = e_t * f'(a_t),  delta_{t,k-1} = (W^T delta_{t,k}) * f'(a_{k-1}).
     That is the seed's sum over k restricted to t - tau <= k <= t. It costs
-    O(min(tau, T) * T) steps, computed lag by lag: for lag L the slices
-    delta_{k+L,k} for all k form one matrix product.
-
-    bptt itself runs the full recursion a block of steps at a time (see _bptt_blocks);
-    this is the same recursion over all steps at once.
+    O(min(tau, T) * T) steps, computed lag by lag: for lag L the slices delta_{k+L,k} for
+    all k form one matrix product. (Full BPTT is the reverse recursion of _bptt_blocks; with
+    tau >= T - 1 this sum over lags gives the same g_k, at O(T^2) cost.)
 
     Args:
         tr: the forward trace.
-        e: (T, B, H) e_t = dE_t/ds_t through the output layer only.
-        truncate: None or tau >= 0.
+        e: (T, B, H) e_t = dE_t/ds_t, the direct part (not through the recurrence).
+        truncate: tau >= 0.
         out: optional (T, B, H) array for the result; it may be ``e`` itself (then e is
             overwritten), which saves one array of that size.
     """
     T = tr.batch.T
-    if truncate is None or truncate >= T - 1:
-        if out is None:
-            delta = e.copy()
-        else:
-            delta = out
-            if out is not e:
-                np.copyto(out, e)  # the recursion works in place: e_t, then delta_t
-        carry = np.zeros_like(e[0])  # W^T delta_T = 0
-        _reverse_recursion(tr, delta, 0, carry, _fprime_buffer(tr.batch, T))
-        return delta
     total = None
     for L, Q in lag_deltas(tr, e, truncate):
         if total is None:  # lag 0, Q_0 = e * f'(a): a fresh array, and e is not read again
@@ -557,7 +548,7 @@ def delta_grads(
 
     Args:
         tr: the forward trace.
-        deltas: (T, B, H) error signal of each pre-activation a_k (see backward_deltas).
+        deltas: (T, B, H) error signal of each pre-activation a_k (see truncated_deltas, _bptt_blocks).
     Returns:
         (dU (H, D), dW (H, H), db (H,) or None, ds0 in s0's shape, dxs in xs's shape or None):
         dW = sum_k g_k s_{k-1}^T,  dU = sum_k g_k x_k^T,  db = sum_k g_k,
@@ -574,36 +565,110 @@ def delta_grads(
     return sums.input_grad(), sums.dW, sums.db, ds0, dxs
 
 
-def _bptt_blocks(tr: Trace) -> tuple[float, _GradSums, np.ndarray, np.ndarray | None]:
-    """Full BPTT, a block of steps at a time, the last block first.
+#: The per-block source of e_t for _bptt_blocks: (start, end, block) -> the block's part of
+#: the loss. It writes e_t = dE_t/ds_t (the direct part, (end - start, B, H)) into block.
+Upstream = Callable[[int, int, np.ndarray], float]
 
-    For each block: the output layer (loss, dV, dc, e_t), the recursion for delta_t, and the
-    block's terms of dW, dU, db and dE/dx_k, while delta_t is in cache. One (steps, B, H)
-    block holds e_t, then delta_t; the recursion carries W^T delta_t from block to block.
+
+def _bptt_blocks(
+    tr: Trace, upstream: Upstream, sums: _GradSums, carry: np.ndarray
+) -> tuple[float, np.ndarray, np.ndarray | None]:
+    """Full BPTT, a block of steps at a time, the last block first: the one reverse recursion.
+
+    For each block: ``upstream`` writes e_t into it (bptt: the output layer, which also adds
+    its terms of dV and dc; the layer backward: the caller's dE/ds_t), then the recursion for
+    delta_t, then the block's terms of dW, dU, db and dE/dx_k, while delta_t is in cache. One
+    (steps, B, H) block holds e_t, then delta_t; the recursion carries W^T delta_t from block
+    to block.
+
+    Args:
+        tr: the forward trace (keep_a=False suffices).
+        upstream: see Upstream.
+        sums: the gradient sums that receive the terms (+=).
+        carry: (B, H) the gradient arriving at s_{T-1} from beyond the last step (zeros, or a
+            caller's dE/ds_{T-1} of the final state); overwritten, W^T delta_0 on return.
 
     Returns:
-        (loss, the gradient sums, ds0 in s0's shape, dxs in xs's shape or None).
+        (the sum of upstream's loss parts, ds0 in s0's shape, dxs in xs's shape or None).
     """
     batch = tr.batch
-    B, H, K, dt = batch.B, batch.H, batch.K, batch.dtype
+    B, H, dt = batch.B, batch.H, batch.dtype
     blocks = step_blocks(batch.T, B)
     steps = blocks[0][1]
     signal = np.empty((steps, B, H), dtype=dt)  # e_t, then delta_t, for the steps of one block
-    dO_buf = np.empty((steps * B, K), dtype=dt)
     fp_buf = _fprime_buffer(batch, steps)
     x_buf = _x_buffer(batch, blocks)
-    VT = np.ascontiguousarray(tr.V.T)  # S @ VT is a faster product than S @ V.T
-    sums = _GradSums.zeros(tr)
     dxs, dxs_tm = _input_grad_arrays(batch)
-    carry = np.zeros((B, H), dtype=dt)  # W^T delta_{t+1}; delta_T = 0
     loss = dt.type(0)
     for start, end in reversed(blocks):
         block = signal[: end - start]
-        loss += _output_block(tr, start, end, VT, dO_buf, block, sums.dV, sums.dc)  # block holds e_t
+        loss += upstream(start, end, block)  # block holds e_t
         _reverse_recursion(tr, block, start, carry, fp_buf)  # block holds delta_t
         check_steps_finite("dE/da_t", block, start, last_first=True)
         _delta_block_grads(tr, block, start, x_buf, dxs_tm, sums)
-    return float(loss), sums, batch.fold_ds0(carry), dxs  # carry = W^T delta_0 = ds0 per row
+    return float(loss), batch.fold_ds0(carry), dxs  # carry = W^T delta_0 = ds0 per row
+
+
+def _full_bptt(tr: Trace) -> tuple[float, _GradSums, np.ndarray, np.ndarray | None]:
+    """bptt's full recursion: _bptt_blocks with e_t = V^T dE/do_t from the output layer.
+
+    Returns (loss, the gradient sums, ds0 in s0's shape, dxs in xs's shape or None).
+    """
+    batch = tr.batch
+    steps = step_blocks(batch.T, batch.B)[0][1]
+    dO_buf = np.empty((steps * batch.B, batch.K), dtype=batch.dtype)
+    VT = np.ascontiguousarray(tr.V.T)  # S @ VT is a faster product than S @ V.T
+    sums = _GradSums.zeros(tr)
+
+    def from_output_layer(start: int, end: int, block: np.ndarray) -> float:
+        return _output_block(tr, start, end, VT, dO_buf, block, sums.dV, sums.dc)  # e_t = V^T dE/do_t
+
+    carry = np.zeros((batch.B, batch.H), dtype=batch.dtype)  # W^T delta_T = 0
+    loss, ds0, dxs = _bptt_blocks(tr, from_output_layer, sums, carry)
+    return loss, sums, ds0, dxs
+
+
+def layer_backward(
+    p: RNNParams, batch: Batch, dhs: np.ndarray, d_final: np.ndarray | None, truncate: int | None
+) -> tuple[Trace, np.ndarray, np.ndarray, np.ndarray | None, np.ndarray, np.ndarray | None]:
+    """The vector-Jacobian product of the Elman layer alone (manual_bptt.layer.backward).
+
+    L = sum_t <dhs_t, s_t> + <d_final, s_{T-1}>; the same recursion as bptt with e_t = dhs_t.
+
+    Args:
+        p: RNNParams (V and c are not used).  batch: the validated inputs (no labels needed).
+        dhs: (T, B, H) dL/ds_t from above, time-major, in batch.dtype (read only).
+        d_final: (B, H) dL/ds_{T-1} of the final state, or None (zeros). Under truncation it
+            is part of the upstream of step T - 1 (its chain keeps the steps T-1-tau..T-1).
+        truncate: None (full) or tau >= 0, as for bptt.
+
+    Returns:
+        (the trace, dU (H, D), dW (H, H), db (H,) or None, ds0 in s0's shape, dxs or None).
+    """
+    T, B, H, dt = batch.T, batch.B, batch.H, batch.dtype
+    with np.errstate(**_QUIET):  # overflow raises NonFiniteError, never a warning
+        if truncate is None or truncate >= T - 1:
+            tr = run_forward(p, batch, keep_a=False)
+            sums = _GradSums.zeros(tr)
+
+            def from_caller(start: int, end: int, block: np.ndarray) -> float:
+                np.copyto(block, dhs[start:end])  # e_t = dL/ds_t from above
+                return 0.0
+
+            carry = np.zeros((B, H), dtype=dt) if d_final is None else d_final.copy()
+            _, ds0, dxs = _bptt_blocks(tr, from_caller, sums, carry)
+            dU, dW, db = sums.input_grad(), sums.dW, sums.db
+        else:
+            tr = run_forward(p, batch)
+            e = tr.a  # e_t = dL/ds_t over a, needed no more (f'(a_t) comes from s_t)
+            np.copyto(e, dhs)
+            if d_final is not None:
+                e[T - 1] += d_final  # the final state's gradient: upstream of step T - 1
+            deltas = truncated_deltas(tr, e, truncate, out=e)
+            check_steps_finite("dE/da_t", deltas, 0, last_first=True)
+            dU, dW, db, ds0, dxs = delta_grads(tr, deltas)
+        check_grads_finite({"dE/dU": dU, "dE/dW": dW, "dE/db": db, "dE/ds0": ds0, "dE/dxs": dxs})
+    return tr, dU, dW, db, ds0, dxs
 
 
 def bptt(
@@ -611,7 +676,7 @@ def bptt(
     xs: object,
     ys: object,
     *,
-    activation: str = "tanh",
+    activation: str | None = None,
     s0: object | None = None,
     truncate: int | None = None,
     reduction: str = "sum",
@@ -624,7 +689,7 @@ def bptt(
         p: RNNParams: U (H, D), W (H, H), V (K, H), b (H,) or None, c (K,) or None.
         xs: int token ids (T,) or (B, T) in [0, D), or float dense inputs (T, D) or (B, T, D).
         ys: int labels in [0, K), (T,) or (B, T) matching xs.
-        activation: f, one of "tanh", "sigmoid", "relu", "identity".
+        activation: f, one of "tanh", "sigmoid", "relu", "identity"; None means "tanh".
         s0: initial state s_{-1}: None (zeros), (H,), or (B, H) for batched xs. An (H,)
             s0 with batched xs is shared by all sequences and ds0 sums over the batch.
         truncate: None for full BPTT; tau >= 0 keeps, for every E_t, exactly the terms
@@ -654,12 +719,12 @@ def bptt(
         full = tau is None or tau >= sz.T - 1
         _check_sizes("bptt", _bptt_arrays(sz, full), limit)
 
-    batch = prepare(p, xs, ys, activation=activation, s0=s0, reduction=reduction, mask=mask,
+    batch = prepare(p, xs, ys, activation=elman_activation(activation), s0=s0, reduction=reduction, mask=mask,
                     size_check=refuse_too_large)
     with np.errstate(**_QUIET):  # overflow raises NonFiniteError below, never a warning
         if tau is None or tau >= batch.T - 1:  # every term kept: the full recursion
             tr = run_forward(p, batch, keep_a=False)
-            loss, sums, ds0, dxs = _bptt_blocks(tr)
+            loss, sums, ds0, dxs = _full_bptt(tr)
             dU, dW, dV, db, dc = sums.input_grad(), sums.dW, sums.dV, sums.db, sums.dc
         else:
             # e_t = V^T dE/do_t is written over a, which is needed no more (f'(a_t) comes from
@@ -667,7 +732,7 @@ def bptt(
             tr = run_forward(p, batch)
             e = tr.a
             loss, dV, dc = output_grads(tr, e_out=e)
-            deltas = backward_deltas(tr, e, tau, out=e)
+            deltas = truncated_deltas(tr, e, tau, out=e)
             check_steps_finite("dE/da_t", deltas, 0, last_first=True)
             dU, dW, db, ds0, dxs = delta_grads(tr, deltas)
         check_grads_finite({"dE/dU": dU, "dE/dW": dW, "dE/dV": dV, "dE/db": db, "dE/dc": dc,
@@ -742,7 +807,7 @@ def forward(
     p: RNNParams,
     xs: object,
     *,
-    activation: str = "tanh",
+    activation: str | None = None,
     s0: object | None = None,
     max_bytes: int = DEFAULT_MAX_BYTES,
 ) -> ForwardResult:
@@ -750,7 +815,7 @@ def forward(
 
     Args:
         p: RNNParams.  xs: (T,) / (B, T) token ids or (T, D) / (B, T, D) dense inputs.
-        activation: "tanh", "sigmoid", "relu" or "identity".  s0: None, (H,) or (B, H).
+        activation: "tanh", "sigmoid", "relu" or "identity" (None: "tanh").  s0: None, (H,) or (B, H).
         max_bytes: the largest single array the call may allocate (default 1 GiB): a_t and
             s_t, (T, B, H), o_t and y_hat_t, (T, B, K), are each refused past it.
 
@@ -759,7 +824,7 @@ def forward(
         NonFiniteError naming the first step whose state or logits are not finite.
     """
     limit = check_max_bytes(max_bytes)
-    batch = prepare(p, xs, None, activation=activation, s0=s0, labels_required=False,
+    batch = prepare(p, xs, None, activation=elman_activation(activation), s0=s0, labels_required=False,
                     size_check=lambda sz: _check_sizes("forward", _forward_arrays(sz), limit))
     T, B, H, K = batch.T, batch.B, batch.H, batch.K
     with np.errstate(**_QUIET):  # overflow raises NonFiniteError, never a warning

@@ -211,13 +211,14 @@ def prepare_gated(
     )  # fmt: skip
 
 
-def _check_size(g: GatedInputs, max_bytes: int, what: str) -> None:
+def check_size(g: GatedInputs, max_bytes: int, what: str, extra: int = 0) -> None:
     """Refuse, before allocating, a call whose per-step arrays would pass max_bytes.
 
     Per step: B rows of k*H + K numbers (k from _ROW_NUMBERS), 2D more for dense inputs (xs in
-    the compute dtype and dxs), and _STEP_BYTES for the step's cache objects themselves.
+    the compute dtype and dxs), and _STEP_BYTES for the step's cache objects themselves;
+    ``extra``: more numbers per (t, b) row, in units of H (the layer backward's outputs h_t).
     """
-    b, k = g.batch, _ROW_NUMBERS[g.cell.name]
+    b, k = g.batch, _ROW_NUMBERS[g.cell.name] + extra
     dense = 0 if b.tokens is not None else 2 * b.D
     per_step = b.B * (k * g.H + b.K + dense) + -(-_STEP_BYTES // g.dtype.itemsize)
     check_bytes(
@@ -247,7 +248,7 @@ def _check_finite(what: str, a: np.ndarray) -> None:
         )
 
 
-def _run(g: GatedInputs) -> tuple[StepWeights, Run]:
+def run_checked(g: GatedInputs) -> tuple[StepWeights, Run]:
     w = g.step_weights()
     r = run(g.cell, w, g.input_terms(), g.z0)
     _check_finite("z_t", r.states)  # h_t (and c_t)
@@ -320,10 +321,10 @@ def bptt(
     tau = None if truncate is None else integer_arg("truncate", truncate, 0)
     max_bytes = check_max_bytes(max_bytes)
     g = prepare_gated(p, xs, ys, s0=s0, reduction=reduction, mask=mask, activation=activation)
-    _check_size(g, max_bytes, "bptt")
+    check_size(g, max_bytes, "bptt")
     b, H = g.batch, g.H
     T, B, n = b.T, b.B, b.T * b.B
-    w, r = _run(g)
+    w, r = run_checked(g)
     h_rows = np.ascontiguousarray(r.outputs(H)).reshape(n, H)  # h_t, one row per (t, b)
     dO = _logits(g, h_rows)
     _check_finite("o_t", dO.reshape(T, B, -1))
@@ -333,20 +334,46 @@ def bptt(
     dz_direct = np.zeros((T, B, g.cell.parts * H), dtype=g.dtype)
     dz_direct[:, :, :H] = (dO @ g.V).reshape(T, B, H)  # dE_t/dh_t = V^T dE/do_t
     del dO
+    grads, ds0, dxs = layer_backward(p, g, w, r, dz_direct, tau, V=dV, c=dc)
+    return GatedBPTTResult(
+        loss=float(loss), grads=grads, ds0=ds0, dxs=dxs, final_state=g.state_out(r.z[-1])
+    )
+
+
+def layer_backward(
+    p: GatedParams,
+    g: GatedInputs,
+    w: StepWeights,
+    r: Run,
+    dz_direct: np.ndarray,
+    tau: int | None,
+    *,
+    V: np.ndarray | None = None,
+    c: np.ndarray | None = None,
+) -> tuple[GatedParams, GatedState, np.ndarray | None]:
+    """The reverse recursion and the weight gradients, given the gradient from above of every state.
+
+    Shared by bptt (dz_direct = [V^T dE/do_t; 0]) and manual_bptt.layer.backward (the caller's
+    upstream gradients): one recursion, drivers.backprop.
+
+    Args:
+        p: the parameters (for the result type).  g: the validated inputs.  w, r: the forward run.
+        dz_direct: (T, B, S) the gradient arriving at each state z_t from above.
+        tau: None (full) or the truncation tau >= 0.
+        V, c: dE/dV (K, H), dE/dc (K,) to put in the result (None for the layer alone).
+
+    Returns:
+        (grads as p's type: U (G*H, D), W (G*H, H), b_ih, b_hh (G*H,) or None, V, c;
+         ds0 in the caller's layout (LSTMState for the LSTM); dxs (xs's shape) or None).
+    """
     dgi, dgh, dz0 = backprop(g.cell, w, r, dz_direct, truncate=tau)
     _check_finite("dE/dgh_t", dgh)
-    dU, db_ih, dW, db_hh, dX = weight_grads(dgi, dgh, r.h_prev(H), g.U, b.tokens, g.X)
+    dU, db_ih, dW, db_hh, dX = weight_grads(dgi, dgh, r.h_prev(g.H), g.U, g.batch.tokens, g.X)
     has_bias = g.b_ih is not None
     grads = type(p)._adopt(
-        U=dU, W=dW, b_ih=db_ih if has_bias else None, b_hh=db_hh if has_bias else None, V=dV, c=dc
+        U=dU, W=dW, b_ih=db_ih if has_bias else None, b_hh=db_hh if has_bias else None, V=V, c=c
     )
-    return GatedBPTTResult(
-        loss=float(loss),
-        grads=grads,
-        ds0=g.fold_ds0(dz0),
-        dxs=None if dX is None else b.to_batch_first(dX),
-        final_state=g.state_out(r.z[-1]),
-    )
+    return grads, g.fold_ds0(dz0), None if dX is None else g.batch.to_batch_first(dX)
 
 
 @dataclass(frozen=True, eq=False)
@@ -368,21 +395,26 @@ class GatedForwardResult:
 
 
 def forward(
-    p: GatedParams, xs: object, *, s0: object | None = None, max_bytes: int = DEFAULT_MAX_BYTES
+    p: GatedParams,
+    xs: object,
+    *,
+    s0: object | None = None,
+    activation: object | None = None,
+    max_bytes: int = DEFAULT_MAX_BYTES,
 ) -> GatedForwardResult:
     """Run a GRU or LSTM forward; the same input forms and checks as bptt (no labels).
 
     Args:
         p: GRUParams or LSTMParams.  xs: (T,) / (B, T) token ids or (T, D) / (B, T, D) dense.
         s0: None; GRU h0 (H,) or (B, H); LSTM LSTMState(h0, c0) or (h0, c0).
-        max_bytes: as for bptt.
+        activation: must be None (as for bptt).  max_bytes: as for bptt.
     """
     max_bytes = check_max_bytes(max_bytes)
-    g = prepare_gated(p, xs, None, s0=s0, labels_required=False)
-    _check_size(g, max_bytes, "forward")
+    g = prepare_gated(p, xs, None, s0=s0, activation=activation, labels_required=False)
+    check_size(g, max_bytes, "forward")
     b, H = g.batch, g.H
     T, B = b.T, b.B
-    _, r = _run(g)
+    _, r = run_checked(g)
     h = np.ascontiguousarray(r.outputs(H))
     o = _logits(g, h.reshape(T * B, H)).reshape(T, B, b.K)
     _check_finite("o_t", o)

@@ -15,7 +15,12 @@ both None, V (K, H), c (K,) or None; GRU gates r, z, n, LSTM gates i, f, g, o):
     r.loss, r.grads.U, .W, .b_ih, .b_hh, .V, .c, r.ds0, r.dxs, r.final_state
     r = ref.bptt_cell("rnn" | "gru" | "lstm", p, xs, ys, **kwargs)
 
-See `reference.gated`, `reference.decompose_gated` and `reference.torch_gated`.
+The recurrent layer alone (no output layer): L = sum_t <dhs_t, h_t> + <d_final, final state>,
+
+    r = ref.layer_backward("rnn" | "gru" | "lstm", p, xs, dhs, s0=None, d_final=None, truncate=None)
+    r.grads["U"], ["W"], ["b"] or ["b_ih"], ["b_hh"]; r.dxs, r.ds0, r.hs, r.final_state
+
+See `reference.gated`, `reference.decompose_gated`, `reference.torch_gated` and `reference.layer`.
 """
 
 from .autograd import ParamsLike, RefGrads, RefResult, bptt
@@ -39,6 +44,7 @@ from .gated import (
     gru_bptt,
     lstm_bptt,
 )
+from .layer import LayerRef, layer_backward
 from .torch_gated import (
     make_torch_gru,
     make_torch_lstm,
@@ -56,6 +62,7 @@ __all__ = [
     "GatedResult",
     "GatedTerms",
     "LSTMState",
+    "LayerRef",
     "ParamsLike",
     "RefGrads",
     "RefResult",
@@ -67,6 +74,7 @@ __all__ = [
     "gru_bptt",
     "gru_state_jacobian",
     "gru_terms",
+    "layer_backward",
     "lstm_bptt",
     "lstm_state_jacobian",
     "lstm_terms",

@@ -1,0 +1,322 @@
+"""One public API over every cell, and the backward pass of the recurrent layer alone. numpy only.
+
+    bptt(p, xs, ys, ...)         loss and exact gradients, the cell chosen by the type of p
+    forward(p, xs, ...)          the forward pass, likewise
+    backward(p, xs, dhs, ...)    the vector-Jacobian product of the recurrent layer alone
+
+p is an RNNParams (the Elman cell), a GRUParams or an LSTMParams. ``activation`` belongs to the
+Elman cell (None means "tanh"); with a gated cell any value but None is a ValueError.
+
+The layer backward has no output layer and no labels. With h_t the layer's output at step t
+(s_t for the Elman cell) and z_{T-1} its final state (h_{T-1}; the pair (h_{T-1}, c_{T-1}) for
+the LSTM, c_t its cell state), it differentiates
+
+    L = sum_t <dhs_t, h_t> + <d_final, z_{T-1}>
+
+by the same reverse recursion as bptt: bptt is this backward with dhs_t = V^T dE/do_t, plus the
+output layer's dV and dc. ``truncate=tau`` keeps, for every t, exactly the steps k with
+t - tau <= k <= t of the chain of dhs_t, through the full state. d_final is treated as part of
+the upstream gradient of step T - 1: under truncation its chain keeps the steps
+T-1-tau <= k <= T-1, like that of dhs_{T-1} (with full BPTT this is simply the whole chain).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from . import core, gated
+from ._inputs import check_truncate, prepare
+from .errors import DEFAULT_MAX_BYTES, check_max_bytes
+from .gated_params import GRUParams, LSTMParams, LSTMState
+from .params import RNNParams
+
+AnyParams = RNNParams | GRUParams | LSTMParams
+
+
+def _is_gated(p: object) -> bool:
+    return isinstance(p, (GRUParams, LSTMParams))
+
+
+def bptt(
+    p: AnyParams,
+    xs: object,
+    ys: object,
+    *,
+    s0: object | None = None,
+    truncate: int | None = None,
+    reduction: str = "sum",
+    mask: object | None = None,
+    activation: str | None = None,
+    max_bytes: int = DEFAULT_MAX_BYTES,
+) -> core.BPTTResult | gated.GatedBPTTResult:
+    """Loss and exact gradients by backpropagation through time, for any cell.
+
+    Args:
+        p: RNNParams (U (H, D), W (H, H), b (H,) or None, V (K, H), c (K,) or None), or
+            GRUParams / LSTMParams (U (G*H, D), W (G*H, H), b_ih, b_hh (G*H,) or both None,
+            V (K, H), c (K,) or None; G = 3 for r, z, n, G = 4 for i, f, g, o).
+        xs: int token ids (T,) or (B, T) in [0, D), or float dense inputs (T, D) or (B, T, D).
+        ys: int labels in [0, K), (T,) or (B, T) matching xs.
+        s0: None (zeros); Elman and GRU an array (H,) or (B, H); LSTM an LSTMState(h0, c0)
+            or a pair (h0, c0), parts of one shape (H,) or (B, H).
+        truncate: None (full BPTT) or tau >= 0: for every E_t exactly the terms of the steps
+            t - tau <= k <= t, the chain running through the full state.
+        reduction: "sum" or "mean".  mask: None or bool like ys.
+        activation: the Elman cell's f ("tanh", "sigmoid", "relu", "identity"; None: "tanh");
+            must be None for a gated cell.
+        max_bytes: the size limit, checked before allocating.
+
+    Returns:
+        core.BPTTResult (Elman) or gated.GatedBPTTResult (GRU, LSTM): loss, grads (the type of
+        p), ds0 (LSTMState(dh0, dc0) for the LSTM), dxs ((T, D) / (B, T, D), or None for
+        tokens), final_state (LSTMState(h_{T-1}, c_{T-1}) for the LSTM).
+    """
+    if _is_gated(p):
+        return gated.bptt(p, xs, ys, s0=s0, truncate=truncate, reduction=reduction, mask=mask,
+                          activation=activation, max_bytes=max_bytes)  # fmt: skip
+    return core.bptt(p, xs, ys, activation=activation, s0=s0, truncate=truncate, reduction=reduction,
+                     mask=mask, max_bytes=max_bytes)  # fmt: skip
+
+
+def forward(
+    p: AnyParams,
+    xs: object,
+    *,
+    s0: object | None = None,
+    activation: str | None = None,
+    max_bytes: int = DEFAULT_MAX_BYTES,
+) -> core.ForwardResult | gated.GatedForwardResult:
+    """The forward pass of any cell (no labels): states and logits, batch-first when batched.
+
+    Args:
+        p, xs, s0, activation, max_bytes: as for :func:`bptt`.
+
+    Returns:
+        core.ForwardResult (a, s (T, H) / (B, T, H); o, y_hat (T, K) / (B, T, K); final_state)
+        for the Elman cell; gated.GatedForwardResult (h, cell_state (the LSTM's c_t, else None),
+        o, y_hat, final_state) for the GRU and the LSTM.
+    """
+    if _is_gated(p):
+        return gated.forward(p, xs, s0=s0, activation=activation, max_bytes=max_bytes)
+    return core.forward(p, xs, activation=activation, s0=s0, max_bytes=max_bytes)
+
+
+@dataclass(frozen=True, eq=False)
+class LayerResult:
+    """The vector-Jacobian product of a recurrent layer (see :func:`backward`).
+
+    Attributes:
+        grads: dL/dθ as the type of p: U, W and the biases (b; or b_ih, b_hh), each in the
+            parameter's shape (None where p has none); V and c are None.
+        dxs: dL/dxs, the shape of xs, for dense inputs; None for token ids.
+        ds0: dL/ds0 in the shape s0 was given ((H,) or (B, H) when None); LSTMState(dh0, dc0)
+            for the LSTM.
+        hs: the outputs h_t (s_t for the Elman cell), (T, H) or (B, T, H).
+        final_state: (H,) or (B, H); LSTMState(h_{T-1}, c_{T-1}) for the LSTM.
+    """
+
+    grads: AnyParams
+    dxs: np.ndarray | None
+    ds0: np.ndarray | LSTMState
+    hs: np.ndarray
+    final_state: np.ndarray | LSTMState
+
+
+def _numeric(name: str, value: object) -> np.ndarray:
+    """value as a real numeric array (floats or integers, not bool), read only; else ValueError."""
+    try:
+        arr = np.asarray(value)
+    except (ValueError, TypeError) as exc:
+        raise ValueError(f"{name}: cannot be read as a numeric array ({exc})") from None
+    if arr.dtype == np.bool_ or not (
+        np.issubdtype(arr.dtype, np.floating) or np.issubdtype(arr.dtype, np.integer)
+    ):
+        raise ValueError(f"{name}: expected a real numeric array, got dtype {arr.dtype}")
+    return arr
+
+
+def _check_finite(name: str, a: np.ndarray) -> None:
+    if not np.isfinite(a).all():
+        bad = tuple(int(i) for i in np.argwhere(~np.isfinite(a))[0])
+        raise ValueError(f"{name}: contains NaN or inf (first at index {bad})")
+
+
+def _final_parts(p: object, d_final: object) -> list[tuple[str, np.ndarray]]:
+    """d_final as its named parts: [("d_final", dh)]; for the LSTM [("d_final.h", dh), ("d_final.c", dc)]."""
+    if isinstance(p, LSTMParams):
+        if not isinstance(d_final, tuple) or len(d_final) != 2:
+            raise ValueError(
+                "d_final: the LSTM's final-state gradient is a pair, manual_bptt.LSTMState(dh, dc) or a "
+                f"tuple (dh, dc), got {type(d_final).__name__}"
+                + (f" of length {len(d_final)}" if isinstance(d_final, tuple) else "")
+            )
+        return [
+            ("d_final.h", _numeric("d_final.h", d_final[0])),
+            ("d_final.c", _numeric("d_final.c", d_final[1])),
+        ]
+    if isinstance(d_final, LSTMState):
+        raise ValueError(
+            "d_final: an LSTMState is the LSTM's; this cell's final state is one array (H,) or (B, H)"
+        )
+    return [("d_final", _numeric("d_final", d_final))]
+
+
+def _compute_dtype(p: AnyParams, arrays: list[np.ndarray]) -> np.dtype | None:
+    """float64 when p is float32 but an upstream array is not (float32 only when every
+    floating input is); None when no cast of p is needed."""
+    if np.dtype(p.dtype) != np.float32:
+        return None
+    wider = any(np.issubdtype(a.dtype, np.floating) and a.dtype != np.float32 for a in arrays)
+    return np.dtype(np.float64) if wider else None
+
+
+def backward(
+    p: AnyParams,
+    xs: object,
+    dhs: object,
+    *,
+    s0: object | None = None,
+    d_final: object | None = None,
+    truncate: int | None = None,
+    activation: str | None = None,
+    max_bytes: int = DEFAULT_MAX_BYTES,
+) -> LayerResult:
+    """The vector-Jacobian product of the recurrent layer alone: no output layer, no labels.
+
+        L = sum_t <dhs_t, h_t> + <d_final, z_{T-1}>
+
+    with h_t the layer's output (s_t for the Elman cell) and z_{T-1} the final state
+    (the pair (h_{T-1}, c_{T-1}) for the LSTM).
+
+    Args:
+        p: RNNParams, GRUParams or LSTMParams (V and c are ignored).
+        xs: int token ids (T,) or (B, T) in [0, D), or float dense inputs (T, D) or (B, T, D).
+        dhs: (T, H) or (B, T, H) (as xs is batched or not): dL/dh_t arriving at every output
+            from above (not through the recurrence); finite real numbers.
+        s0: as for :func:`bptt`.
+        d_final: None (zeros), or dL/dz_{T-1} arriving at the final state: (H,) unbatched or
+            (B, H) batched; for the LSTM an LSTMState(dh, dc) or a pair (dh, dc) of such arrays.
+        truncate: None (full) or tau >= 0: for every t exactly the steps t - tau <= k <= t of
+            the chain of dhs_t, through the full state; d_final belongs to step T - 1 (its chain
+            keeps the steps T-1-tau <= k <= T-1).
+        activation: the Elman cell's f (None: "tanh"); must be None for a gated cell.
+        max_bytes: refuse, before allocating, a call whose arrays would pass this many bytes.
+
+    Returns:
+        LayerResult (grads, dxs, ds0, hs, final_state), in float32 only when every floating
+        input (p, xs, s0, dhs, d_final) is float32.
+
+    Raises:
+        ValueError naming the argument for malformed input (dhs, d_final, ...); TooLargeError
+        over max_bytes; NonFiniteError naming the first step that overflowed.
+    """
+    tau = check_truncate(truncate)
+    limit = check_max_bytes(max_bytes)
+    if not isinstance(p, (RNNParams, GRUParams, LSTMParams)):
+        raise ValueError(
+            f"p: expected manual_bptt.RNNParams, GRUParams or LSTMParams, got {type(p).__name__}"
+        )
+    dhs_arr = _numeric("dhs", dhs)
+    final_parts = [] if d_final is None else _final_parts(p, d_final)
+    cast = _compute_dtype(p, [dhs_arr, *(a for _, a in final_parts)])
+    if cast is not None:
+        p = p.astype(cast)
+    if _is_gated(p):
+        return _gated_backward(p, xs, dhs_arr, final_parts, s0, tau, activation, limit)
+    return _elman_backward(p, xs, dhs_arr, final_parts, s0, tau, activation, limit)
+
+
+def _upstream(
+    dhs: np.ndarray,
+    final_parts: list[tuple[str, np.ndarray]],
+    T: int,
+    B: int,
+    H: int,
+    batched: bool,
+    dtype: np.dtype,
+) -> tuple[np.ndarray, np.ndarray | None]:
+    """dhs checked and time-major (T, B, H) in dtype (a view when it has that dtype already),
+    and d_final as one (B, S) array (S = H, or 2H for the LSTM's [dh; dc]) or None."""
+    want = (B, T, H) if batched else (T, H)
+    if dhs.shape != want:
+        sizes = f"B = {B}, T = {T}, H = {H}" if batched else f"T = {T}, H = {H}"
+        raise ValueError(
+            f"dhs: expected shape {want} ({sizes}: one gradient per output h_t, "
+            f"{'batch-first like xs' if batched else 'like the unbatched xs'}), got {dhs.shape}"
+        )
+    _check_finite("dhs", dhs)
+    dhs_tm = np.asarray(dhs, dtype=dtype)
+    dhs_tm = dhs_tm.swapaxes(0, 1) if batched else dhs_tm[:, None, :]
+    if not final_parts:
+        return dhs_tm, None
+    part_shape = (B, H) if batched else (H,)
+    for name, a in final_parts:
+        if a.shape != part_shape:
+            raise ValueError(
+                f"{name}: expected shape {part_shape} (the final state's, H = {H}), got {a.shape}"
+            )
+        _check_finite(name, a)
+    d = np.concatenate([np.asarray(a, dtype=dtype).reshape(B, H) for _, a in final_parts], axis=1)
+    return dhs_tm, d
+
+
+def _elman_backward(
+    p: RNNParams,
+    xs: object,
+    dhs: np.ndarray,
+    final_parts: list[tuple[str, np.ndarray]],
+    s0: object | None,
+    tau: int | None,
+    activation: str | None,
+    limit: int,
+) -> LayerResult:
+    def refuse_too_large(sz: object) -> None:
+        full = tau is None or tau >= sz.T - 1
+        extra = [
+            ("the outputs h_t, (B, T, H)", (sz.T, sz.B, sz.H), sz.dtype),
+            ("dhs in the compute dtype, (T, B, H)", (sz.T, sz.B, sz.H), sz.dtype),
+        ]
+        core._check_sizes("backward", core._bptt_arrays(sz, full) + extra, limit)
+
+    batch = prepare(p, xs, None, activation=core.elman_activation(activation), s0=s0, labels_required=False,
+                    size_check=refuse_too_large)  # fmt: skip
+    dhs_tm, d_fin = _upstream(dhs, final_parts, batch.T, batch.B, batch.H, batch.batched, batch.dtype)
+    tr, dU, dW, db, ds0, dxs = core.layer_backward(p, batch, dhs_tm, d_fin, tau)
+    return LayerResult(
+        grads=RNNParams._adopt(U=dU, W=dW, b=db, V=None, c=None),
+        dxs=dxs,
+        ds0=ds0,
+        hs=batch.to_batch_first(tr.s),
+        final_state=core.final_state(tr),
+    )
+
+
+def _gated_backward(
+    p: GRUParams | LSTMParams,
+    xs: object,
+    dhs: np.ndarray,
+    final_parts: list[tuple[str, np.ndarray]],
+    s0: object | None,
+    tau: int | None,
+    activation: str | None,
+    limit: int,
+) -> LayerResult:
+    g = gated.prepare_gated(p, xs, None, s0=s0, activation=activation, labels_required=False)
+    gated.check_size(g, limit, "backward", extra=1)  # and the outputs h_t
+    b, H = g.batch, g.H
+    dhs_tm, d_fin = _upstream(dhs, final_parts, b.T, b.B, H, b.batched, g.dtype)
+    w, r = gated.run_checked(g)
+    dz_direct = np.zeros((b.T, b.B, g.cell.parts * H), dtype=g.dtype)
+    dz_direct[:, :, :H] = dhs_tm  # dL/dh_t from above; nothing arrives at c_t but through h_t
+    if d_fin is not None:
+        dz_direct[-1] += d_fin  # the final state's gradient: upstream of step T - 1
+    grads, ds0, dxs = gated.layer_backward(p, g, w, r, dz_direct, tau)
+    return LayerResult(
+        grads=grads,
+        dxs=dxs,
+        ds0=ds0,
+        hs=b.to_batch_first(np.ascontiguousarray(r.outputs(H))),
+        final_state=g.state_out(r.z[-1]),
+    )
