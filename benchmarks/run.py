@@ -7,14 +7,16 @@ Writes DIR/results.md (tables), DIR/results.json (every sample and the environme
 DIR/scaling.png (time and peak memory against T); DIR defaults to benchmarks/results/.
 ``--quick`` runs tiny sizes in a few seconds (the smoke test runs it); its numbers mean nothing.
 Needs numpy, torch, threadpoolctl and matplotlib; JAX (jax, jaxlib) is a contender when it is
-installed (the `bench` extra), and the results say so when it is not. A full run takes about 6
-minutes per cell and thread count.
+installed (the `bench` extra), and the results say so when it is not. A full run of the Elman
+cell at one thread takes about 6 minutes; the gated cells and every further thread count add to it.
 
 Threads: every thread count of --threads (default 1) is one section of the results, with
 numpy's BLAS (threadpoolctl), torch (set_num_threads) and XLA on that many threads. XLA fixes
 its threads when jax first runs in a process (rnnbench/jaxpeer.py), so the first count runs in
 this process and every further one in a fresh process of this runner (--no-scaling), whose
-groups are merged into these results.
+groups are merged into these results. XLA at one thread: Eigen's multi-threading off and one
+intra-op thread; at more, XLA's default, which is every logical CPU, so JAX takes part at 1
+thread and at os.cpu_count() threads only (the results note any other count).
 
 Cells (--cells, default all): rnn, the Elman cell, at every size; gru and lstm at the dense
 sizes (medium, large), against nn.GRU / nn.LSTM and JAX, with our own gated bptt once
