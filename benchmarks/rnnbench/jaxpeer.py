@@ -52,7 +52,12 @@ def available() -> bool:
     """Whether jax can be imported here (without importing it)."""
     import importlib.util
 
-    return "jax" in sys.modules or importlib.util.find_spec("jax") is not None
+    if sys.modules.get("jax") is not None:
+        return True
+    try:
+        return importlib.util.find_spec("jax") is not None
+    except (ImportError, ValueError):  # a parent package missing, or jax blocked in sys.modules
+        return False
 
 
 def missing(threads: int) -> str | None:
@@ -61,14 +66,15 @@ def missing(threads: int) -> str | None:
         return "jax is not installed: no JAX contender (pip install -e '.[bench]' adds it)"
     if threads > 1 and threads != os.cpu_count():
         return f"JAX runs only at 1 thread or at every logical CPU ({os.cpu_count()}), not at {threads}"
-    if "jax" in sys.modules and configured_threads() != threads:
+    if sys.modules.get("jax") is not None and configured_threads() != threads:
         return f"jax was set up here for {configured_threads()} thread(s), not {threads}"
     return None
 
 
 def current() -> ModuleType | None:
     """jax, when load() has set it up in this process; else None (the JAX contenders are left out)."""
-    return sys.modules["jax"] if "jax" in sys.modules and configured_threads() is not None else None
+    jax = sys.modules.get("jax")
+    return jax if jax is not None and configured_threads() is not None else None
 
 
 def load(threads: int) -> ModuleType | None:
@@ -78,7 +84,7 @@ def load(threads: int) -> ModuleType | None:
     """
     if missing(threads) is not None:
         return None
-    if "jax" not in sys.modules:
+    if sys.modules.get("jax") is None:
         flags = [f for f in os.environ.get("XLA_FLAGS", "").split() if f.split("=")[0] not in _FLAG_NAMES]
         os.environ["XLA_FLAGS"] = " ".join([*flags, *xla_flags(threads)])
         os.environ[THREADS_VARIABLE] = str(threads)
