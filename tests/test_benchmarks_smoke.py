@@ -2,6 +2,8 @@
 
 The benchmarks themselves run on demand (see the README); this only keeps the runner from
 rotting: it must run end to end, time every contender and write a table, the JSON and the plot.
+JAX is a contender only where jax is installed (the bench extra); its tests are skipped elsewhere,
+and the runner then notes it in the results.
 """
 
 from __future__ import annotations
@@ -16,7 +18,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+import manual_bptt as mb
 from manual_bptt import core
+from manual_bptt.checking import assert_close
 
 RUNNER = Path(__file__).resolve().parents[1] / "benchmarks" / "run.py"
 
@@ -31,6 +35,16 @@ def load_runner():
     return module
 
 
+def jax_installed() -> bool:
+    load_runner()
+    from rnnbench import jaxpeer
+
+    return jaxpeer.available()
+
+
+needs_jax = pytest.mark.skipif(not jax_installed(), reason="jax is not installed (the bench extra)")
+
+
 def test_quick_run_writes_every_contender_with_finite_ratios(tmp_path: Path) -> None:
     run = load_runner()
     run.main(["--quick", "--out", str(tmp_path)])
@@ -39,28 +53,52 @@ def test_quick_run_writes_every_contender_with_finite_ratios(tmp_path: Path) -> 
     result = json.loads((tmp_path / "results.json").read_text())
     assert (tmp_path / "scaling.png").stat().st_size > 0
 
-    names = (run.OURS, run.ORACLE, run.NN_RNN, run.NN_RNN_WEIGHTS, run.PRODUCTS, run.GEMM_NP, run.GEMM_TORCH)
-    groups = {(g["size"]["name"], g["dtype"]): g for g in result["groups"]}
-    assert set(groups) == {(s, d) for s in ("small", "medium", "large") for d in ("float64", "float32")}
-    for (size, dtype), g in groups.items():
-        assert set(g["contenders"]) == set(names), (size, dtype)
+    jax = jax_installed()
+    gemms = [run.GEMM_NP, run.GEMM_TORCH]
+    names = {
+        "rnn": [run.OURS, run.ORACLE, run.NN_RNN, run.NN_RNN_WEIGHTS, run.PRODUCTS, *gemms],
+        "gru": ["torch.nn.GRU", *gemms],
+        "lstm": ["torch.nn.LSTM", *gemms],
+    }
+    if jax:
+        for cell in names:
+            names[cell].append(run.JAX[cell])
+    groups = {(g["cell"], g["size"]["name"], g["dtype"]): g for g in result["groups"]}
+    sizes = {"rnn": ("small", "medium", "large"), "gru": ("medium", "large"), "lstm": ("medium", "large")}
+    assert set(groups) == {(c, s, d) for c in sizes for s in sizes[c] for d in ("float64", "float32")}
+    for (cell, size, dtype), g in groups.items():
+        assert set(g["contenders"]) == set(names[cell]), (cell, size, dtype)
         for name, row in g["contenders"].items():
             assert row["n"] >= 1 and math.isfinite(row["median"]) and row["median"] > 0, (size, dtype, name)
             assert math.isfinite(row["fraction_of_gemm"]), (size, dtype, name)
-            assert f"| {size} | {dtype} | {name} |" in md
-        assert set(g["ratios"]) == {run.ORACLE, run.NN_RNN, run.NN_RNN_WEIGHTS, run.PRODUCTS}
+            assert f"| {cell} | {size} | {dtype} | {name} |" in md
+        peer = g["fastest_peer"]
+        peers = [n for n in names[cell] if g["contenders"][n]["peer"]]
+        assert peer["name"] == min(peers, key=lambda n: g["contenders"][n]["median"])
+        if cell != "rnn":  # no gated bptt of ours yet: times, no ratios
+            assert g["ratios"] == {} and g["floor_vs_nn_rnn"] is None and "ratio" not in peer
+            continue
+        assert set(g["ratios"]) == {run.ORACLE, run.NN_RNN, run.NN_RNN_WEIGHTS, run.PRODUCTS} | (
+            {run.JAX["rnn"]} if jax else set()
+        )
         for other, r in g["ratios"].items():
             assert math.isfinite(r["ratio"]) and r["ratio"] > 0, (size, dtype, other)
-            assert f"| {size} | {dtype} | {other} | " in md
+            assert f"| {cell} | {size} | {dtype} | {other} | " in md
+        assert 0 < peer["ratio"] < math.inf
+        assert f"| {cell} | {size} | {dtype} | {peer['name']} | {run.fmt_ms(peer['median'])} |" in md
 
         floor = g["floor_vs_nn_rnn"]["ratio"]
         assert math.isfinite(floor) and floor > 0, (size, dtype)
         assert f"| {size} | {dtype} | {run.fmt_ms(g['contenders'][run.PRODUCTS]['median'])} |" in md
 
-    assert len(result["targets"]) == 8 and "## Targets" in md and "## The floor" in md
+    # per dtype: small (oracle, JAX), medium (fastest peer), large (peer, GEMM fraction, floor)
+    assert len(result["targets"]) == 2 * (6 if jax else 5)
+    assert "## Targets" in md and "### The floor" in md and "## 1 thread" in md
+    assert ("jax is not installed" in md) == (not jax)
     for method in ("bptt", "decompose", "rtrl"):
         assert math.isfinite(result["scaling"]["methods"][method]["exponent"]), method
     assert math.isfinite(result["memory"]["exponent"])
+    assert result["environment"]["torch_threads"] == 1
 
     from manual_bptt.environment import describe
 
@@ -87,8 +125,10 @@ def test_a_contender_added_to_the_lineup_is_timed_compared_and_tabled(tmp_path: 
     from rnnbench import contenders
 
     name = "another bptt"
-    monkeypatch.setattr(contenders, "LINEUP", [*contenders.LINEUP, _twin_of_ours(name)])
-    run.main(["--quick", "--sizes", "small", "--dtypes", "float64", "--no-scaling", "--out", str(tmp_path)])
+    lineup = contenders.LINEUP | {"rnn": [*contenders.LINEUP["rnn"], _twin_of_ours(name)]}
+    monkeypatch.setattr(contenders, "LINEUP", lineup)
+    argv = ["--quick", "--cells", "rnn", "--sizes", "small", "--dtypes", "float64", "--no-scaling"]
+    run.main([*argv, "--out", str(tmp_path)])
 
     (g,) = json.loads((tmp_path / "results.json").read_text())["groups"]
     md = (tmp_path / "results.md").read_text()
@@ -103,7 +143,8 @@ def test_a_contender_computing_another_loss_stops_the_run_before_timing(monkeypa
     run = load_runner()
     from rnnbench import contenders, groups
 
-    monkeypatch.setattr(contenders, "LINEUP", [*contenders.LINEUP, _twin_of_ours("off by 1e-6", 1e-6)])
+    lineup = contenders.LINEUP | {"rnn": [*contenders.LINEUP["rnn"], _twin_of_ours("off by 1e-6", 1e-6)]}
+    monkeypatch.setattr(contenders, "LINEUP", lineup)
     small = next(x for x in run.QUICK.sizes if x.name == "small")
     with pytest.raises(RuntimeError, match="small float64: off by 1e-6 computes loss"):
         groups.bench_size(small, "float64", 8, rounds=3, slot_s=0.0)
@@ -146,3 +187,113 @@ def test_products_alone_makes_every_product_of_bptt_once(size: str, rows: int, m
     step = ((s.B, s.H), (s.H, s.H))  # W s_{t-1} and W^T delta_t: one per step each way
     assert shapes.count(step) == 2 * s.T
     assert len(shapes) == 2 * s.T + len(core.step_blocks(s.T, s.B)) * (4 if s.tokens else 7)
+
+
+def _quick_size(name: str):
+    return next(x for x in load_runner().QUICK.sizes if x.name == name)
+
+
+@needs_jax
+@pytest.mark.parametrize("size", ["small", "medium", "large"])
+def test_jax_elman_computes_the_loss_and_every_gradient_of_our_bptt(size: str) -> None:
+    """Loss, dU, dW, db, dV, dc, ds0 and (dense) dxs of the JAX contender against bptt's."""
+    load_runner()
+    from rnnbench import contenders, jaxpeer
+
+    assert jaxpeer.load(1) is not None
+    s = _quick_size(size)
+    p, xs, ys = contenders.make_inputs(s, "float64")
+    call, compile_s = contenders.jax_elman(s, p, xs, ys)
+    loss, grads = call()
+    got = jaxpeer.to_numpy(grads)
+    want = mb.bptt(p, xs, ys)
+    assert compile_s > 0
+    assert_close(float(loss), want.loss, name="loss")
+    expected = [want.grads.U, want.grads.W, want.grads.b, want.grads.V, want.grads.c, want.ds0]
+    expected += [] if s.tokens else [want.dxs]
+    assert len(got) == len(expected)
+    for name, a, e in zip(["U", "W", "b", "V", "c", "ds0", "dxs"], got, expected, strict=False):
+        assert_close(a.reshape(e.shape), e, name=name)
+
+
+@needs_jax
+@pytest.mark.parametrize("cell", ["gru", "lstm"])
+@pytest.mark.parametrize("size", ["medium", "large"])
+def test_jax_gated_cells_compute_the_loss_and_every_gradient_of_torch(cell: str, size: str) -> None:
+    """JAX's GRU / LSTM against nn.GRU / nn.LSTM autograd on the same weights, float64: loss,
+    U, W, b_ih, b_hh, V, c, h0 (and c0) and xs."""
+    load_runner()
+    from rnnbench import gated, jaxpeer
+
+    assert jaxpeer.load(1) is not None
+    w, xs, ys = gated.gated_inputs(cell, _quick_size(size), "float64", seed=3)
+    loss, grads = gated.jax_gated(cell, w, xs, ys)[0]()
+    t_loss, t_grads = gated.torch_gated(cell, w, xs, ys)()
+    assert_close(float(loss), t_loss.item(), name="loss")
+    got = jaxpeer.to_numpy(grads)
+    assert len(got) == len(t_grads) == (9 if cell == "lstm" else 8)
+    for i, (a, e) in enumerate(zip(got, t_grads, strict=True)):
+        e = e.detach().numpy()
+        assert_close(a.reshape(e.shape), e, name=f"{cell} gradient {i}")
+
+
+def test_without_jax_the_run_has_no_jax_rows_and_says_why(tmp_path: Path, monkeypatch) -> None:
+    run = load_runner()
+    from rnnbench import jaxpeer
+
+    monkeypatch.setattr(jaxpeer, "available", lambda: False)
+    monkeypatch.setattr(jaxpeer, "current", lambda: None)
+    argv = ["--quick", "--cells", "rnn,gru", "--sizes", "small,medium", "--dtypes", "float64", "--no-scaling"]
+    result = run.main([*argv, "--out", str(tmp_path)])
+    md = (tmp_path / "results.md").read_text()
+    assert [g["cell"] for g in result["groups"]] == ["rnn", "rnn", "gru"]
+    for g in result["groups"]:
+        assert not any(name.startswith("JAX") for name in g["contenders"])
+        assert any("jax is not installed" in note for note in g["missing"])
+    assert "- jax is not installed" in md and "JAX jit" not in md.split("## 1 thread")[1]
+    assert result["groups"][0]["fastest_peer"]["name"] == run.NN_RNN
+
+
+def test_our_gated_bptt_gets_rows_once_manual_bptt_has_gru_params(tmp_path: Path, monkeypatch) -> None:
+    """A stand-in GRUParams and a bptt that computes nn.GRU's loss from the fields it is given:
+    our contender is then timed, checked against nn.GRU's loss (so p holds the same weights)
+    and gets ratios, a fastest-peer ratio and targets."""
+    run = load_runner()
+    from rnnbench import gated
+
+    class GRUParams:
+        def __init__(self, *, U, W, b_ih, b_hh, V, c):
+            self.weights = gated.GatedWeights(U=U, W=W, b_ih=b_ih, b_hh=b_hh, V=V, c=c)
+
+    def bptt(p, xs, ys):
+        if not isinstance(p, GRUParams):
+            raise TypeError("not a GRUParams")
+        loss, _ = gated.torch_gated("gru", p.weights, xs, ys)()
+        return type("Result", (), {"loss": loss.item()})
+
+    monkeypatch.setattr(mb, "GRUParams", GRUParams, raising=False)
+    monkeypatch.setattr(mb, "bptt", bptt)
+    assert gated.ours_missing("gru") is None and gated.ours_missing("lstm") is not None
+    argv = ["--quick", "--cells", "gru", "--sizes", "medium,large", "--dtypes", "float64", "--no-scaling"]
+    result = run.main([*argv, "--out", str(tmp_path)])
+    for g in result["groups"]:
+        assert run.OURS in g["contenders"] and "torch.nn.GRU" in g["ratios"]
+        assert 0 < g["fastest_peer"]["ratio"] < math.inf
+    assert {t["size"] for t in result["targets"]} == {"medium", "large"}
+    assert all(t["cell"] == "gru" for t in result["targets"])
+
+
+def test_a_second_thread_count_runs_in_its_own_process(tmp_path: Path) -> None:
+    """--threads 1,2: the groups of both counts, the second from a subprocess whose thread pools
+    (numpy's BLAS and torch) were at 2 threads."""
+    run = load_runner()
+    argv = ["--quick", "--cells", "rnn", "--sizes", "small", "--dtypes", "float64", "--no-scaling"]
+    result = run.main([*argv, "--threads", "1,2", "--out", str(tmp_path)])
+    assert [g["threads"] for g in result["groups"]] == [1, 2]
+    assert result["thread_runs"]["1"] == "this process"
+    child = result["thread_runs"]["2"]
+    assert child["process"] == "subprocess" and child["environment"]["torch_threads"] == 2
+    assert {p["num_threads"] for p in child["environment"]["threadpools"]} == {2}
+    md = (tmp_path / "results.md").read_text()
+    assert "## 1 thread " in md and "## 2 threads " in md
+    assert {t["threads"] for t in result["targets"]} == {1, 2}

@@ -1,8 +1,10 @@
-"""Who is timed: the contenders of one (size, dtype), their inputs and the FLOPs they are credited.
+"""Who is timed: the contenders of one (cell, size, dtype), their inputs and the FLOPs they are credited.
 
-LINEUP is the list of factories whose contenders a group times, in this order. Each factory is
-called as factory(size, dtype, gemm_n) and returns Contender objects with a role (see
-harness). Another library or another cell is another factory here; nothing else changes.
+LINEUP[cell] is the list of factories whose contenders a group of that cell times, in this
+order. Each factory is called as factory(size, dtype, gemm_n) and returns Contender objects
+with a role (see harness); a factory whose library is missing returns none, and missing()
+says why in the results. Another library or another cell is another factory here; nothing
+else changes. CELL_SIZES: the sizes each cell runs at (the gated cells: the dense sizes).
 
 FLOPs are those of the matrix products of the model, forward and backward (elementwise work
 is not counted), the same count for every contender that returns the same gradients:
@@ -14,6 +16,7 @@ gate blocks (U: (G·H, D), W: (G·H, H)) has G times the U and W products.
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Callable
 
 import numpy as np
@@ -23,17 +26,14 @@ import torch.nn.functional as F
 import manual_bptt as mb
 import reference as ref
 
+from . import gated, jaxpeer
 from .config import Size
 from .floor import products_alone
 from .harness import FLOOR, GEMM, OURS_ROLE, Contender
+from .names import GEMM_NP, GEMM_TORCH, JAX, NN_RNN, NN_RNN_WEIGHTS, ORACLE, OURS, PRODUCTS
 
-OURS = "manual_bptt.bptt"
-ORACLE = "reference.bptt (autograd oracle)"
-NN_RNN = "torch.nn.RNN"
-NN_RNN_WEIGHTS = "torch.nn.RNN (weights only)"
-PRODUCTS = "bptt's matrix products alone"
-GEMM_NP = "GEMM numpy"
-GEMM_TORCH = "GEMM torch"
+__all__ = ["GEMM_NP", "GEMM_TORCH", "JAX", "NN_RNN", "NN_RNN_WEIGHTS", "ORACLE", "OURS", "PRODUCTS"]
+
 TORCH_DTYPES = {"float64": torch.float64, "float32": torch.float32}
 
 #: factory(size, dtype, gemm_n) -> contenders.
@@ -112,7 +112,7 @@ def nn_rnn_contenders(
         return E.item()
 
     return [
-        Contender(NN_RNN, lambda: nn_rnn(every_output), model_flops(s), floor_reference=True),
+        Contender(NN_RNN, lambda: nn_rnn(every_output), model_flops(s), floor_reference=True, peer=True),
         Contender(NN_RNN_WEIGHTS, lambda: nn_rnn(weights), model_flops(s, input_grads=False)),
     ]
 
@@ -130,6 +130,33 @@ def elman_contenders(s: Size, dtype: str, gemm_n: int) -> list[Contender]:
     ]
 
 
+def jax_elman(s: Size, p: mb.RNNParams, xs: np.ndarray, ys: np.ndarray) -> tuple[Callable[[], tuple], float]:
+    """(call, compile seconds) of JAX's jit(value_and_grad) for the Elman RNN (tanh) on p's weights
+    (b and c as given, zeros where None), s0 = 0 (B, H). call() returns (E, (dU, dW, db, dV, dc,
+    ds0[, dxs])): every output bptt returns, dxs for dense inputs."""
+    H, K, dt = p.hidden_size, p.output_size, p.U.dtype
+    b = np.zeros(H, dt) if p.b is None else p.b
+    c = np.zeros(K, dt) if p.c is None else p.c
+    x = xs.reshape(s.B, s.T) if s.tokens else xs.reshape(s.B, s.T, s.D)
+    args = jaxpeer.device_args(p.U, p.W, b, p.V, c, np.zeros((s.B, H), dt), x, ys.reshape(s.B, s.T))
+    argnums = tuple(range(6 if s.tokens else 7))
+    return jaxpeer.compiled_value_and_grad(jaxpeer.elman_loss, args, argnums, tokens=s.tokens)
+
+
+def jax_elman_contenders(s: Size, dtype: str, gemm_n: int) -> list[Contender]:
+    """JAX's Elman RNN, when jax is set up in this process (jaxpeer.load); else none."""
+    if jaxpeer.current() is None:
+        return []
+    p, xs, ys = make_inputs(s, dtype)
+    call, compile_s = jax_elman(s, p, xs, ys)
+    return [Contender(JAX["rnn"], lambda: float(call()[0]), model_flops(s), peer=True, compile_s=compile_s)]
+
+
+def gated_cell_contenders(cell: str, s: Size, dtype: str, gemm_n: int) -> list[Contender]:
+    """A gated cell's contenders (rnnbench.gated), credited with G = 3 (GRU) or 4 (LSTM) gate blocks."""
+    return gated.gated_contenders(cell, s, dtype, model_flops(s, gates=gated.GATED[cell][0]))
+
+
 def gemm_contenders(s: Size, dtype: str, gemm_n: int) -> list[Contender]:
     """An N x N by N x N matrix product in numpy and in torch, every s.gemm_every-th round."""
     A_np = np.random.default_rng(1).standard_normal((gemm_n, gemm_n)).astype(dtype)
@@ -142,9 +169,25 @@ def gemm_contenders(s: Size, dtype: str, gemm_n: int) -> list[Contender]:
     ]
 
 
-LINEUP: list[Factory] = [elman_contenders, gemm_contenders]
+LINEUP: dict[str, list[Factory]] = {
+    "rnn": [elman_contenders, jax_elman_contenders, gemm_contenders],
+    "gru": [functools.partial(gated_cell_contenders, "gru"), gemm_contenders],
+    "lstm": [functools.partial(gated_cell_contenders, "lstm"), gemm_contenders],
+}
+CELL_SIZES = {"rnn": ("small", "medium", "large"), "gru": ("medium", "large"), "lstm": ("medium", "large")}
 
 
-def lineup(s: Size, dtype: str, gemm_n: int) -> list[Contender]:
-    """Every factory's contenders for one (size, dtype), in LINEUP order."""
-    return [c for factory in LINEUP for c in factory(s, dtype, gemm_n)]
+def lineup(cell: str, s: Size, dtype: str, gemm_n: int) -> list[Contender]:
+    """Every factory's contenders for one (cell, size, dtype), in LINEUP[cell] order."""
+    return [c for factory in LINEUP[cell] for c in factory(s, dtype, gemm_n)]
+
+
+def missing(cell: str, threads: int) -> list[str]:
+    """Why contenders of the issue's lineup for this cell are not in it here (empty: none missing)."""
+    notes = [] if cell == "rnn" else [m for m in [gated.ours_missing(cell)] if m]
+    jax_note = jaxpeer.missing(threads)
+    if jax_note is None and jaxpeer.current() is None:
+        jax_note = "jax was not set up in this process (jaxpeer.load)"
+    if cell != "rnn":
+        notes.append("no autograd oracle and no matrix-products floor for gated cells yet")
+    return notes + ([jax_note] if jax_note else [])

@@ -21,6 +21,7 @@ BLAS_VARIABLES = (
     "OPENBLAS_NUM_THREADS",
     "OMP_NUM_THREADS",
     "MKL_NUM_THREADS",
+    "XLA_FLAGS",
 )
 
 
@@ -37,7 +38,8 @@ def load_average() -> tuple[float, float, float] | None:
 
 def environment() -> dict:
     """describe() plus: date, logical_cpus, torch (the version imported), torch_threads,
-    torch_mkl, threadpools, env (the BLAS variables), loadavg_start, command."""
+    torch_mkl, jax (the version imported, or None), threadpools, env (the BLAS and XLA variables),
+    loadavg_start, command."""
     return {
         **describe(),
         "date": datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
@@ -45,6 +47,7 @@ def environment() -> dict:
         "torch": torch.__version__,
         "torch_threads": torch.get_num_threads(),
         "torch_mkl": bool(torch.backends.mkl.is_available()),
+        "jax": getattr(sys.modules.get("jax"), "__version__", None),
         "threadpools": thread_pools(),
         "env": {k: os.environ.get(k, "unset") for k in BLAS_VARIABLES},
         "loadavg_start": load_average(),

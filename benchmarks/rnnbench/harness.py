@@ -25,7 +25,9 @@ class Contender:
 
     flops: matrix-product FLOPs of one call; every: run in every `every`-th round;
     number: back-to-back calls per timed slot (set by calibrate); floor_reference: the
-    contender the FLOOR is compared with ('floor_vs_nn_rnn' of a group).
+    contender the FLOOR is compared with ('floor_vs_nn_rnn' of a group); peer: another
+    library's implementation of the same outputs (the group's fastest peer is the fastest of
+    these); compile_s: seconds spent compiling it before timing (JAX), else None.
     """
 
     name: str
@@ -35,6 +37,8 @@ class Contender:
     every: int = 1
     number: int = 1
     floor_reference: bool = False
+    peer: bool = False
+    compile_s: float | None = None
 
 
 def stats(xs: Sequence[float]) -> dict[str, float]:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterable
 
-from .contenders import PRODUCTS
+from .names import OURS, PRODUCTS
 
 #: Cells of a group's rows after its size and dtype.
 Cells = Callable[[dict], Iterable[list[str]]]
@@ -22,9 +22,9 @@ def table(header: list[str], align: str, rows: Iterable[list[str]]) -> list[str]
 
 
 def group_table(groups: list[dict], header: list[str], align: str, cells: Cells) -> list[str]:
-    """A table with rows for every group, each row starting with the group's size and dtype."""
-    rows = ([g["size"]["name"], g["dtype"], *c] for g in groups for c in cells(g))
-    return table(["size", "dtype", *header], "ll" + align, rows)
+    """A table with rows for every group, each row starting with the group's cell, size and dtype."""
+    rows = ([g.get("cell", "rnn"), g["size"]["name"], g["dtype"], *c] for g in groups for c in cells(g))
+    return table(["cell", "size", "dtype", *header], "lll" + align, rows)
 
 
 def header(result: dict) -> list[str]:
@@ -42,7 +42,7 @@ def header(result: dict) -> list[str]:
         + (" (QUICK: tiny sizes)" if result["quick"] else ""),
         f"- machine: {env['cpu']}, {env['logical_cpus']} logical CPUs; {env['platform']}",
         f"- python {env['python']}, numpy {env['numpy']}, torch {env['torch']} (MKL: {env['torch_mkl']}), "
-        f"torch threads {env['torch_threads']}",
+        f"torch threads {env['torch_threads']}, jax {env.get('jax') or 'not installed or not loaded'}",
         f"- thread pools during the run (threadpoolctl): {blas}",
         "- environment: " + ", ".join(f"{k}={v}" for k, v in env["env"].items()),
         f"- load average (1, 5, 15 min) at start: {env['loadavg_start']}, at end: {result['loadavg_end']}",
@@ -55,6 +55,9 @@ def header(result: dict) -> list[str]:
         "GFLOP/s counts the matrix products of forward and backward only; 'of peak' = that rate",
         "over the faster of the two GEMMs measured in the same round-robin. Ratios are ours / theirs",
         "(median over median); the spread is the IQR and range of the per-round ratios.",
+        "The fastest peer of a group is the fastest of torch.nn.RNN / nn.GRU / nn.LSTM and JAX in",
+        "that group. JAX is compiled ahead of time before the round-robin ('compile s', not timed).",
+        *(["", "Not in this run:", *(f"- {n}" for n in result["notes"])] if result.get("notes") else []),
     ]
 
 
@@ -71,11 +74,12 @@ def times(groups: list[dict]) -> list[str]:
                 fmt_ms(r["cold_median"]),
                 f"{r['gflops']:.3g}",
                 f"{r['fraction_of_gemm']:.2f}",
+                "-" if r.get("compile_s") is None else f"{r['compile_s']:.2f}",
             ]
 
     head = ["contender", "median ms", "IQR ms", "min-max ms", "rounds", "calls", "cold ms"]
-    head += ["GFLOP/s", "of peak"]
-    return ["## Times", "", *group_table(groups, head, "l" + "r" * 8, cells)]
+    head += ["GFLOP/s", "of peak", "compile s"]
+    return ["### Times", "", *group_table(groups, head, "l" + "r" * 9, cells)]
 
 
 def ratios(groups: list[dict]) -> list[str]:
@@ -91,11 +95,32 @@ def ratios(groups: list[dict]) -> list[str]:
             ]
 
     head = ["theirs", "ratio", "per-round IQR", "per-round min-max", "speedup", "cold ratio"]
-    return ["## Ratios (ours / theirs)", "", *group_table(groups, head, "l" + "r" * 5, cells)]
+    return ["### Ratios (ours / theirs)", "", *group_table(groups, head, "l" + "r" * 5, cells)]
+
+
+def fastest_peer(groups: list[dict]) -> list[str]:
+    def cells(g: dict) -> Iterable[list[str]]:
+        fp = g.get("fastest_peer")
+        if fp is None:
+            return
+        ours = g["contenders"].get(OURS)
+        has = "ratio" in fp
+        yield [
+            fp["name"],
+            fmt_ms(fp["median"]),
+            fmt_ms(ours["median"]) if ours else "-",
+            f"{fp['ratio']:.3f}" if has else "-",
+            f"{fp['round_q1']:.3f}-{fp['round_q3']:.3f}" if has else "-",
+        ]
+
+    head = ["fastest peer", "its median ms", "ours ms", "ours / fastest peer", "per-round IQR"]
+    return ["### Ours against the fastest peer", "", *group_table(groups, head, "lrrrr", cells)]
 
 
 def floor(groups: list[dict]) -> list[str]:
     def cells(g: dict) -> Iterable[list[str]]:
+        if g.get("floor_vs_nn_rnn") is None or PRODUCTS not in g["ratios"]:
+            return
         fl, r, over = g["contenders"][PRODUCTS], g["floor_vs_nn_rnn"], g["ratios"][PRODUCTS]
         yield [
             fmt_ms(fl["median"]),
@@ -107,7 +132,7 @@ def floor(groups: list[dict]) -> list[str]:
 
     head = ["floor ms", "floor GFLOP/s", "floor / nn.RNN", "per-round IQR", "bptt / floor"]
     return [
-        "## The floor: bptt's matrix products alone",
+        "### The floor: bptt's matrix products alone",
         "",
         f"`{PRODUCTS}` makes the matrix products of one bptt call, at the same shapes and in the",
         "same blocks, and nothing else (see products_alone in benchmarks/rnnbench/floor.py). Its time",
@@ -122,6 +147,8 @@ def floor(groups: list[dict]) -> list[str]:
 def targets(result: dict) -> list[str]:
     rows = (
         [
+            t["cell"],
+            str(t["threads"]),
             t["size"],
             t["dtype"],
             t["target"],
@@ -135,7 +162,7 @@ def targets(result: dict) -> list[str]:
         "",
         "The issue sets them for float64; float32 is shown against the same bounds.",
         "",
-        *table(["size", "dtype", "target", "measured", "met"], "lllrl", rows),
+        *table(["cell", "threads", "size", "dtype", "target", "measured", "met"], "lrlllrl", rows),
     ]
 
 
@@ -197,10 +224,22 @@ def memory(mem: dict) -> list[str]:
     ]
 
 
+def by_threads(groups: list[dict]) -> list[list[str]]:
+    """One section per thread count: its times, ratios, fastest peer and floor tables."""
+    counts = sorted({g.get("threads", 1) for g in groups})
+    out = []
+    for n in counts:
+        gs = [g for g in groups if g.get("threads", 1) == n]
+        title = f"## {n} thread{'s' if n > 1 else ''} (numpy's BLAS, torch and XLA)"
+        parts = [[title], times(gs), ratios(gs), fastest_peer(gs), floor(gs)]
+        out.append(["\n\n".join("\n".join(p) for p in parts)])
+    return out
+
+
 def markdown(result: dict) -> str:
     """results.md of a run (result: what results.json holds)."""
     groups = result["groups"]
-    sections = [header(result), times(groups), ratios(groups), floor(groups), targets(result)]
+    sections = [header(result), *by_threads(groups), targets(result)]
     if result.get("scaling"):
         sections += [scaling(result["scaling"]), memory(result["memory"])]
     return "\n\n".join("\n".join(section) for section in sections) + "\n"
