@@ -357,10 +357,13 @@ def localize(run: RunTarget, check: ConfigCheck, *, shrink_budget: int = SHRINK_
     field = ("W" if "W" in recurrent else recurrent[0]) if recurrent else None
     at = _where(run, cfg, fields_by_error, float32, field, smallest_T)
     shrunk, evaluations = shrink(run, cfg, field_set, check.id, shrink_budget)
-    verdict = (
-        f"{head}: {', '.join(fields)} disagree{'s' if len(fields) == 1 else ''} with the oracle; worst "
-        f"{worst.describe()}. Where: {at.where}: {at.words}."
-    )
+    if fields == (RAISED,):
+        verdict = f"{head}: {worst.note}."
+    else:
+        verdict = (
+            f"{head}: {', '.join(fields)} disagree{'s' if len(fields) == 1 else ''} with the oracle; worst "
+            f"{worst.describe()}. Where: {at.where}: {at.words}."
+        )
     if float32:
         verdict += " Compute in float64 (or check at a float32 tolerance)."
     if smallest_T is not None:
@@ -368,7 +371,8 @@ def localize(run: RunTarget, check: ConfigCheck, *, shrink_budget: int = SHRINK_
     if shrunk is not None:
         verdict += (
             f" Smallest failing configuration (greedy shrinking, {evaluations} runs): "
-            f"{describe_config(shrunk.config)} ({', '.join(shrunk.failing)} disagree)."
+            f"{describe_config(shrunk.config)}"
+            + (f" ({', '.join(shrunk.failing)} disagree)." if shrunk.failing != (RAISED,) else ".")
         )
     else:
         verdict += f" Shrinking found nothing smaller than {describe_config(cfg)}."
@@ -386,4 +390,5 @@ def localize(run: RunTarget, check: ConfigCheck, *, shrink_budget: int = SHRINK_
         shrunk=shrunk,
         shrink_evaluations=evaluations,
         verdict=verdict,
+        explanation=worst.note if fields == (RAISED,) else at.words,
     )

@@ -156,6 +156,7 @@ class Localization:
         shrunk: the smallest failing configuration found by greedy shrinking, and its check.
         shrink_evaluations: how many candidate configurations the shrinker ran.
         verdict: one paragraph, for people.
+        explanation: what the "where" class means here, in words.
     """
 
     check: ConfigCheck
@@ -171,6 +172,12 @@ class Localization:
     shrunk: ConfigCheck | None
     shrink_evaluations: int
     verdict: str
+    explanation: str = ""
+
+    @property
+    def replay_config(self) -> RNNConfig:
+        """The configuration to reproduce it on: the shrunk one when shrinking found one."""
+        return self.shrunk.config if self.shrunk is not None else self.check.config
 
 
 @dataclass(frozen=True)
@@ -220,18 +227,13 @@ class CheckResult:
         caps = self.capabilities
         out: list[str] = []
         if not caps.checkable:
-            missing = [
-                what
-                for what, ok in (
-                    ("input form", caps.forms),
-                    ("activation", caps.activations),
-                    ("float64", "float64" in caps.dtypes),
-                )
-                if not ok
-            ]
-            why = "; ".join(f"{k}: {v}" for k, v in caps.unsupported.items())
-            out.append(f"nothing could be checked: the target supports no {' and no '.join(missing)}"
-                       + (f" ({why})" if why else ""))  # fmt: skip
+            if not caps.forms:
+                missing = "no input form"
+            elif not caps.activations:
+                missing = "no activation"
+            else:
+                missing = "no float64"
+            out.append(f"nothing could be checked: the target supports {missing}")
         least = min(self.size.examples, MIN_CHECKED)
         n = len(self.checked)
         if n < least:
@@ -253,6 +255,13 @@ class CheckResult:
     def ok(self) -> bool:
         """True when the verdict is PASS."""
         return self.verdict == "PASS"
+
+    def unsupported_features(self) -> dict[str, list[str]]:
+        """why -> the features the target does not support for that reason."""
+        out: dict[str, list[str]] = {}
+        for feature, why in self.capabilities.unsupported.items():
+            out.setdefault(why, []).append(feature)
+        return out
 
     def tracebacks(self) -> list[tuple[str, ConfigCheck]]:
         """The first check of each kind of exception the target raised: (its type, the check)."""
@@ -319,14 +328,15 @@ class CheckResult:
         ]
         for kind, by_status in self.counts().items():
             total = sum(by_status.values())
-            if total:
+            if kind == "probe" and total:
+                lines.append(f"  {KINDS[kind]}: the target misbehaved in {by_status['fail']}")
+            elif total:
                 lines.append(
                     f"  {KINDS[kind]}: {by_status['pass']} agree, {by_status['fail'] + by_status['error']} "
                     f"disagree, {by_status['unsupported']} unsupported"
                 )
-        if self.capabilities.unsupported:
-            feats = "; ".join(f"{k} ({v})" for k, v in self.capabilities.unsupported.items())
-            lines.append(f"  not supported by the target, so not checked: {feats}")
+        for why, feats in self.unsupported_features().items():
+            lines.append(f"  not supported, so not checked: {', '.join(feats)} ({why})")
         if self.unsupported:
             opts = ", ".join(f"{k} ({v})" for k, v in self.unsupported_options().items())
             lines.append(f"  unsupported in the sweep (not failures, not counted as checked): {opts}")
@@ -344,7 +354,10 @@ class CheckResult:
         more = len(self.failures) - len(self.localizations)
         if self.failures and more > 0:
             first = self.failures[0]
-            lines.append(f"  ({more} more failing checks; first: #{first.id} {first.kind}: {first.message})")
+            lines.append(
+                f"  ({more} {'more ' if self.localizations else ''}failing checks; "
+                f"first: #{first.id} {first.kind}: {first.message})"
+            )
         return "\n".join(lines)
 
     def assert_ok(self) -> None:
@@ -486,4 +499,6 @@ def localization_dict(loc: Localization) -> dict[str, Any]:
         else array_dict(loc.shrunk.worst),
         "shrink_evaluations": loc.shrink_evaluations,
         "verdict": loc.verdict,
+        "explanation": loc.explanation,
+        "replay_config": config_dict(loc.replay_config),
     }

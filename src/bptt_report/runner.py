@@ -216,7 +216,7 @@ def capabilities(
                 continue
             result = misbehaviour(reply, f"the probe of {f}")
             if result is not None and result[0] == "unsupported":
-                unsupported[f] = "probed: " + result[1]
+                unsupported[f] = "probed: " + str(reply.get("detail") or result[1])
                 continue
             if result is not None and status not in ("raised", "bad_result"):
                 bad.append((f, cfgs[f], reply))
@@ -434,3 +434,19 @@ def check(
         notes=tuple(pool.notes),
         timeout=float(timeout),
     )
+
+
+def replay(target: TargetLike, cfg: RNNConfig, *, timeout: float = DEFAULT_TIMEOUT) -> list[ConfigCheck]:
+    """The target on one configuration (in a worker process) against the oracle and nn.RNN:
+    the checks, as in the sweep (``manual-bptt report --replay``)."""
+    _check_arguments(0, None, 1, 0, timeout)
+    pool = TargetPool(_resolve(target), workers=1, timeout=float(timeout))
+    try:
+        pool.start()
+        (reply,) = pool.run([("call", cfg, None)])
+    finally:
+        pool.stop.set()
+        pool.close()
+    with _one_torch_thread():
+        refs = references_batch([cfg])[0]
+    return oracle_checks(0, cfg, reply, refs)

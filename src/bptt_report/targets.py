@@ -85,6 +85,7 @@ class Unsupported(Exception):
     def __init__(self, keywords: tuple[str, ...], detail: str = "") -> None:
         super().__init__(f"unsupported option(s): {', '.join(keywords)}" + (f" ({detail})" if detail else ""))
         self.keywords = keywords
+        self.detail = detail
 
 
 class BadResult(Exception):
@@ -320,5 +321,5 @@ def call_target(fn: Callable[..., Any], p: Any, xs: Any, ys: Any, kwargs: dict[s
             raise Unsupported((m.group(1),), str(exc)) from exc
         raise
     except NotImplementedError as exc:
-        raise Unsupported(tuple(kw) or ("this configuration",), f"NotImplementedError: {exc}") from exc
+        raise Unsupported(tuple(kw) or ("this configuration",), f"raised NotImplementedError: {exc}") from exc
     return read_output(r)

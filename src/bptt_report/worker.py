@@ -172,7 +172,7 @@ def handle(fn: Callable[..., Any], request: Request) -> dict[str, Any]:
         reply["fields"], reply["notes"] = output_fields(out)
         reply["status"] = "ok"
     except Unsupported as exc:
-        reply.update(status="unsupported", keywords=list(exc.keywords), message=str(exc))
+        reply.update(status="unsupported", keywords=list(exc.keywords), message=str(exc), detail=exc.detail)
     except Mutated as exc:
         reply.update(status="mutated", inputs=exc.names)
     except BadResult as exc:
