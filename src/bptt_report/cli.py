@@ -234,7 +234,23 @@ def _on_sigterm(signum: int, frame: object) -> None:
 
 
 def run_report(args: argparse.Namespace) -> int:
-    """The ``report`` command: check, write, print the summary; the exit status (EXIT_STATUSES)."""
+    """The ``report`` command: check, write, print the summary; the exit status (EXIT_STATUSES).
+
+    SIGTERM is handled like Ctrl-C: the workers are stopped, no temporary files are left, and
+    nothing is written.
+    """
+    previous = signal.signal(signal.SIGTERM, _on_sigterm) if _main_thread() else None
+    try:
+        return _run_report(args)
+    except KeyboardInterrupt:
+        print("manual-bptt report: interrupted; no report written", file=sys.stderr)
+        return EXIT_INTERRUPTED
+    finally:
+        if previous is not None:
+            signal.signal(signal.SIGTERM, previous)
+
+
+def _run_report(args: argparse.Namespace) -> int:
     try:
         from . import runner
         from .report import write_report
@@ -263,7 +279,6 @@ def run_report(args: argparse.Namespace) -> int:
         return EXIT_USAGE
     progress = not args.no_progress and sys.stderr.isatty()
     t0 = time.perf_counter()
-    previous = signal.signal(signal.SIGTERM, _on_sigterm) if _main_thread() else None
     try:
         result = runner.check(
             args.target,
@@ -275,9 +290,6 @@ def run_report(args: argparse.Namespace) -> int:
             timeout=args.timeout,
         )
         files = write_report(result, out, plots=not args.no_plots)
-    except KeyboardInterrupt:
-        print("manual-bptt report: interrupted; no report written", file=sys.stderr)
-        return EXIT_INTERRUPTED
     except TargetError as exc:
         print(f"manual-bptt report: {exc}", file=sys.stderr)
         return EXIT_USAGE
@@ -285,9 +297,6 @@ def run_report(args: argparse.Namespace) -> int:
         print("manual-bptt report: internal error of the checker (please report it):", file=sys.stderr)
         traceback.print_exc(file=sys.stderr)
         return EXIT_INTERNAL
-    finally:
-        if previous is not None:
-            signal.signal(signal.SIGTERM, previous)
     print(result.summary())
     print(f"report: {out}/ ({', '.join(files.files)}) in {time.perf_counter() - t0:.1f} s")
     if not files.plots_written and not args.no_plots:
@@ -314,8 +323,6 @@ def _replay(args: argparse.Namespace, runner) -> int:
         ) from None
     try:
         checks = runner.replay(args.target, cfg, timeout=args.timeout)
-    except KeyboardInterrupt:
-        return EXIT_INTERRUPTED
     except ValueError as exc:  # TargetError included
         raise UsageError(str(exc)) from None
     failed = False
