@@ -190,7 +190,8 @@ def compare_fd(
 
     Args:
         name: the field.  analytic: the target's gradient.  numeric: (same shape) finite differences.
-    The worst element is the one with the largest excess over its own tolerance.
+    The worst element is the one with the largest ratio |a - n| / tolerance, so that
+    ``abs_error / tolerance`` is the elementwise criterion itself (<= 1 exactly when it passes).
     """
     n = np.asarray(numeric, dtype=np.float64)
     a, failed = _precheck(name, analytic, n)
@@ -205,7 +206,8 @@ def compare_fd(
         return ArrayCheck(name, True, 0.0, 0.0, atol, 0.0, (), 0.0, 0.0, dtype)
     err = np.abs(a - n)
     tol = atol + rtol * np.maximum(np.abs(a), np.abs(n))
-    idx = tuple(int(i) for i in np.unravel_index(int(np.argmax(err - tol)), err.shape))
+    # the worst entry is the one that uses most of its own tolerance (tol >= atol > 0)
+    idx = tuple(int(i) for i in np.unravel_index(int(np.argmax(err / tol)), err.shape))
     scale = float(np.max(np.abs(n)))
     passed = bool(np.all(err <= tol))
     return ArrayCheck(
