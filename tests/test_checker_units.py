@@ -71,3 +71,16 @@ def test_the_mutation_guard_names_each_changed_input():
     reply = worker.handle(changes, ("call", 7, prob.cfg, None))
     assert reply["status"] == "mutated" and reply["inputs"] == ["ys", "mask"]
     assert worker.handle(lambda *a, **k: None, ("call", 7, prob.cfg, None))["status"] == "bad_result"
+
+
+def test_the_worker_side_imports_neither_torch_nor_the_oracle():
+    import subprocess
+    import sys
+
+    code = (
+        "import sys; sys.modules['torch'] = None; sys.modules['reference'] = None\n"
+        "import bptt_report.worker, bptt_report.pool, bptt_report.wire\n"
+        "print('ok')"
+    )
+    r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
+    assert r.returncode == 0 and r.stdout.strip() == "ok", r.stderr

@@ -174,8 +174,7 @@ def plot_state_grads(regimes: list[dict[str, Any]], path: Path) -> None:
             shown = np.full((T, T), np.nan)
             shown[lower] = np.log10(np.maximum(values[lower], ZERO_FLOOR))
             shown[certain, :] = np.nan
-            cmap = plt.get_cmap("viridis").copy()
-            cmap.set_bad("0.85")
+            cmap = plt.get_cmap("viridis").with_extremes(bad="0.85")
             finite = shown[np.isfinite(shown)]
             limits = (float(finite.min()), float(finite.max())) if finite.size else (None, None)
             im = ax.imshow(shown, origin="upper", cmap=cmap, interpolation="nearest", aspect="equal",

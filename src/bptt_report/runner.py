@@ -154,9 +154,10 @@ def _references(configs: list[RNNConfig], jobs: int) -> list[References]:
     ``jobs`` oracle processes (spawn; they never run the target)."""
     if jobs <= 1 or len(configs) < 2 * jobs:
         return references_batch(configs)
-    n = min(len(configs), 8 * jobs)
+    n = min(len(configs), 32 * jobs)  # small chunks: an interrupt waits for the running ones only
     chunks = [list(range(i, len(configs), n)) for i in range(n)]
     out: list[References | None] = [None] * len(configs)
+    others = set(multiprocessing.active_children())
     ex = ProcessPoolExecutor(
         max_workers=jobs, mp_context=multiprocessing.get_context("spawn"), initializer=init_oracle_worker
     )
@@ -169,6 +170,8 @@ def _references(configs: list[RNNConfig], jobs: int) -> list[References]:
             for i, r in zip(idx, fut.result(), strict=True):
                 out[i] = r
     except BaseException:
+        for proc in set(multiprocessing.active_children()) - others:  # ours: stop now, not after their chunk
+            proc.kill()  # (SIGTERM is held back while they start)
         ex.shutdown(wait=False, cancel_futures=True)
         raise
     ex.shutdown(wait=True)

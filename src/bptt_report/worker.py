@@ -242,7 +242,15 @@ def _write(fd: int, data: bytes) -> None:
 def main(spec: str) -> None:
     """The worker's loop (started by bptt_report.pool): hello, then one reply per request,
     until None or the end of stdin. The protocol uses private copies of stdin and stdout;
-    the target sees /dev/null as stdin and stderr as stdout."""
+    the target sees /dev/null as stdin and stderr as stdout. When the checker goes away (a
+    closed pipe), the worker ends quietly."""
+    try:
+        _serve(spec)
+    except (BrokenPipeError, ConnectionError, EOFError):
+        os._exit(0)
+
+
+def _serve(spec: str) -> None:
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # the checker handles Ctrl-C and stops us
     if hasattr(signal, "pthread_sigmask"):
         signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGINT, signal.SIGTERM})
