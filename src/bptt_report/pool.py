@@ -52,16 +52,31 @@ _SIGNALS = {signal.SIGINT, signal.SIGTERM}
 
 @contextmanager
 def signals_blocked() -> Iterator[None]:
-    """SIGINT and SIGTERM held back meanwhile (delivered after): a process started here
-    inherits the block, so Ctrl-C during its start-up prints no traceback in it."""
-    if not hasattr(signal, "pthread_sigmask"):
-        yield
-        return
-    old = signal.pthread_sigmask(signal.SIG_BLOCK, _SIGNALS)
+    """SIGINT and SIGTERM held back meanwhile (acted on after): a process started here
+    inherits the block, so Ctrl-C during its start-up prints no traceback in it, and an
+    interrupt never lands half-way through starting it. (In the main thread the Python
+    handlers are deferred too: a signal taken by another thread, e.g. one of torch's,
+    would otherwise still raise KeyboardInterrupt here.)"""
+    caught: list[tuple[int, Any]] = []
+    saved: dict[int, Any] = {}
+    old_mask = None
     try:
+        if threading.current_thread() is threading.main_thread():
+            for sig in _SIGNALS:
+                handler = signal.getsignal(sig)
+                if callable(handler):
+                    saved[sig] = handler
+                    signal.signal(sig, lambda signum, frame: caught.append((signum, frame)))
+        if hasattr(signal, "pthread_sigmask"):
+            old_mask = signal.pthread_sigmask(signal.SIG_BLOCK, _SIGNALS)
         yield
     finally:
-        signal.pthread_sigmask(signal.SIG_SETMASK, old)
+        if old_mask is not None:
+            signal.pthread_sigmask(signal.SIG_SETMASK, old_mask)  # a pending signal reaches the recorder
+        for sig, handler in saved.items():
+            signal.signal(sig, handler)
+        for signum, frame in caught[:1]:
+            saved[signum](signum, frame)
 
 
 _BOOT = (

@@ -254,7 +254,7 @@ def capabilities(
         options = []
         for opt, kw in OPTIONS.items():
             if not has_keyword(kw):
-                unsupported[opt] = f"not in the signature (no {kw} keyword)"
+                unsupported[opt] = f"not in the signature: no {kw} keyword"
             elif forms:
                 to_probe.append(opt)
     else:
@@ -268,7 +268,7 @@ def capabilities(
         acts = ["tanh"] if forms else []
         for a in ACTIVATIONS[1:]:
             if not has_keyword("activation"):
-                unsupported[a] = "not in the signature (no activation keyword)"
+                unsupported[a] = "not in the signature: no activation keyword"
             elif forms:
                 act_probes.append(a)
         if forms:
