@@ -84,3 +84,26 @@ def test_the_worker_side_imports_neither_torch_nor_the_oracle():
     )
     r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
     assert r.returncode == 0 and r.stdout.strip() == "ok", r.stderr
+
+
+def test_one_traceback_per_kind_of_exception():
+    from bptt_report.results import CheckResult, ConfigCheck
+    from bptt_report.sweep import QUICK
+
+    cfg = probe_configs(("tokens (T,)",))["tokens (T,)"]
+    checks = tuple(
+        ConfigCheck(i, "oracle", cfg, "fail", (), msg, (), 0.0, f"Traceback {i}")
+        for i, msg in enumerate([
+            "the target called sys.exit(0) during configuration #0",
+            "the target called sys.exit(0) during configuration #1",
+            "the target raised ValueError: a",
+            "the target raised ValueError: b",
+            "the target raised KeyError: 'c'",
+        ])
+    )  # fmt: skip
+    r = CheckResult("t:f", 0, QUICK, 1, checks, (), {}, 0.0)
+    assert [(k, c.id) for k, c in r.tracebacks()] == [
+        ("the target called sys.exit(0)", 0),
+        ("the target raised ValueError", 2),
+        ("the target raised KeyError", 4),
+    ]

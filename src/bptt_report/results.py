@@ -268,7 +268,7 @@ class CheckResult:
         seen: dict[str, ConfigCheck] = {}
         for c in self.checks:
             if c.traceback:
-                key = c.message.split(":")[0]
+                key = c.message.split(" during ")[0].split(":")[0]  # e.g. "the target raised ValueError"
                 seen.setdefault(key, c)
         return list(seen.items())
 
