@@ -26,11 +26,31 @@ code without a bug, and must pass. Each bug, and where the report should put it:
     one_step_no_truncate     one_step_recurrence without the truncate keyword: localized by
                              the sequence length instead (first disagrees at T = 3)
     correct_without_mask     manual_bptt.bptt without the mask keyword: unsupported, not failing
+
+Targets that try to get a PASS without computing anything right, or to end or hang the
+checker; none of them may get PASS or exit status 0:
+
+    returns_none             returns None
+    not_implemented          raises NotImplementedError for everything
+    s0_only_transposed_dW    signature (p, xs, ys, s0=None), dW transposed
+    zeroes_ys                sets the caller's ys to 0 in place, then computes on them
+    sets_mask_all_true       ignores the mask and sets the caller's mask to all True
+    replaces_oracle          replaces reference.bptt in its process by its own wrong gradient
+    calls_sys_exit_0, calls_sys_exit_3, calls_os_exit_0, segfaults, sleeps
+
+And correct ones that support little, which must get a real check and PASS:
+
+    tokens_only              manual_bptt.bptt for token ids (T,) only (NotImplementedError else)
+    tokens_only_declared     the same, declared with bptt_supports (a ValueError else)
+    torch_free_bptt          manual_bptt.bptt, raising if torch or reference is imported in its process
 """
 
 from __future__ import annotations
 
 import dataclasses
+import os
+import sys
+import time
 
 import numpy as np
 
@@ -155,3 +175,98 @@ def one_step_no_truncate(p, xs, ys, *, activation="tanh", s0=None, reduction="su
 def correct_without_mask(p, xs, ys, *, activation="tanh", s0=None, truncate=None, reduction="sum"):
     """manual_bptt.bptt for a target that has no mask keyword (correct otherwise)."""
     return mb.bptt(p, xs, ys, activation=activation, s0=s0, truncate=truncate, reduction=reduction)
+
+
+# ---------------------------------------------------------------------------------------------
+# Attacks on the checker
+# ---------------------------------------------------------------------------------------------
+def returns_none(p, xs, ys, **kw):
+    """Computes nothing."""
+    return None
+
+
+def not_implemented(p, xs, ys, **kw):
+    """Supports nothing."""
+    raise NotImplementedError("nothing is implemented")
+
+
+def s0_only_transposed_dW(p, xs, ys, s0=None):
+    """Only the s0 keyword, and dW transposed."""
+    return transposed_dW(p, xs, ys, s0=s0)
+
+
+def zeroes_ys(p, xs, ys, **kw):
+    """Sets the caller's labels to 0, then computes correctly on them."""
+    ys[...] = 0
+    return mb.bptt(p, xs, ys, **kw)
+
+
+def sets_mask_all_true(p, xs, ys, *, mask=None, **kw):
+    """Ignores the mask, and sets the caller's mask to all True (so the oracle would too)."""
+    if mask is not None:
+        mask[...] = True
+    return mb.bptt(p, xs, ys, **kw)
+
+
+def replaces_oracle(p, xs, ys, **kw):
+    """Replaces reference.bptt in its process by transposed_dW, then returns transposed_dW."""
+    import reference
+
+    reference.bptt = transposed_dW
+    reference.autograd.bptt = transposed_dW
+    return transposed_dW(p, xs, ys, **kw)
+
+
+def calls_sys_exit_0(p, xs, ys, **kw):
+    sys.exit(0)
+
+
+def calls_sys_exit_3(p, xs, ys, **kw):
+    sys.exit(3)
+
+
+def calls_os_exit_0(p, xs, ys, **kw):
+    os._exit(0)
+
+
+def segfaults(p, xs, ys, **kw):
+    import ctypes
+
+    return ctypes.string_at(0)
+
+
+def sleeps(p, xs, ys, **kw):
+    time.sleep(10**6)
+
+
+# ---------------------------------------------------------------------------------------------
+# Correct, but supporting little
+# ---------------------------------------------------------------------------------------------
+def _token_ids(xs) -> bool:
+    a = np.asarray(xs)
+    return a.ndim == 1 and np.issubdtype(a.dtype, np.integer)
+
+
+def tokens_only(p, xs, ys, *, activation="tanh", s0=None, truncate=None, reduction="sum", mask=None):
+    """manual_bptt.bptt on token ids (T,); NotImplementedError for any other input form."""
+    if not _token_ids(xs):
+        raise NotImplementedError("token ids of shape (T,) only")
+    return mb.bptt(p, xs, ys, activation=activation, s0=s0, truncate=truncate, reduction=reduction, mask=mask)
+
+
+def tokens_only_declared(p, xs, ys, *, activation="tanh", s0=None, truncate=None, reduction="sum", mask=None):
+    """manual_bptt.bptt on token ids (T,), declared; a ValueError for anything else."""
+    if not _token_ids(xs):
+        raise ValueError("token ids of shape (T,) only")
+    return mb.bptt(p, xs, ys, activation=activation, s0=s0, truncate=truncate, reduction=reduction, mask=mask)
+
+
+tokens_only_declared.bptt_supports = {"inputs": ["tokens (T,)"]}
+
+
+def torch_free_bptt(p, xs, ys, **kw):
+    """manual_bptt.bptt, refusing to run where torch or the oracle has been imported."""
+    found = [m for m in ("torch", "reference") if m in sys.modules]
+    if found:
+        raise RuntimeError(f"{', '.join(found)} imported in the target's process")
+    return mb.bptt(p, xs, ys, **kw)

@@ -105,15 +105,17 @@ def test_broken_implementation_is_caught_and_localized(impl, named, exact, where
 
 
 def test_missing_recurrence_without_truncate_is_localized_by_sequence_length():
-    """A target without the truncate keyword: those configurations are unsupported (not
-    failures), and the lag is bounded by the shortest failing sequence instead."""
+    """A target without the truncate keyword: truncation is unsupported (not a failure, and not
+    drawn in the sweep), and the lag is bounded by the shortest failing sequence instead."""
     r = quick("broken_impls:one_step_no_truncate")
     assert not r.ok
-    assert r.unsupported_options() == {"truncate": len(r.unsupported)}
+    assert set(r.capabilities.unsupported) == {"truncate"} and not r.unsupported
+    assert all(c.config.truncate is None for c in r.checks)
     (loc,) = r.localizations
     assert loc.lag_method == "sequence length" and loc.where == "recurrence"
-    assert loc.smallest_T == 3 and loc.first_lag is None
-    assert "first disagrees at T = 3" in loc.verdict
+    assert loc.smallest_T >= 3 and loc.first_lag is None, "two steps back are needed to see the bug"
+    assert loc.shrunk is not None and loc.shrunk.config.T == 3
+    assert f"first disagrees at T = {loc.smallest_T}" in loc.verdict
 
 
 @pytest.mark.parametrize("impl", ["float32_arithmetic", "float32_outputs"])
@@ -130,12 +132,14 @@ def test_float32_implementation_fails_and_says_so(impl):
     )
 
 
-def test_unsupported_options_are_not_failures():
+def test_unsupported_options_are_not_failures_and_the_sweep_stays_inside_the_rest():
     r = quick("broken_impls:correct_without_mask")
     assert r.ok, r.summary()
-    assert r.unsupported and set(r.unsupported_options()) == {"mask"}
-    assert all(c.config.use_mask for c in r.unsupported)
-    assert "unsupported" in r.summary()
+    assert set(r.capabilities.unsupported) == {"mask"}
+    assert "no mask keyword" in r.capabilities.unsupported["mask"]
+    assert not r.unsupported and not any(c.config.use_mask for c in r.checks)
+    assert len(r.checked) == r.size.examples
+    assert "not supported, so not checked: mask" in r.summary()
 
 
 def kwargs_target(p, xs, ys, **kw):
@@ -156,21 +160,28 @@ def nan_target(p, xs, ys, **kw):
     return type(r)(loss=r.loss, grads=r.grads.replace(W=W), ds0=r.ds0, dxs=r.dxs, final_state=r.final_state)
 
 
-def test_typeerror_on_a_keyword_is_unsupported_other_errors_fail():
+def test_typeerror_on_a_keyword_is_unsupported_other_errors_fail_with_their_traceback():
     r = quick(kwargs_target, max_localized=0)
-    assert r.ok and set(r.unsupported_options()) == {"mask"}
+    assert r.ok, r.summary()
+    assert set(r.capabilities.unsupported) == {"mask"}, "only the keyword the TypeError names"
+    assert {"s0", "truncate", "reduction=mean"} <= set(r.capabilities.options)
 
     r = quick(raising_target)
     assert not r.ok and all(c.status == "fail" for c in r.checks)
     assert "raised ValueError: not implemented here" in r.failures[0].message
     assert r.localizations[0].fields == ("exception",)
+    ((kind, first),) = r.tracebacks()
+    assert kind == "the target raised ValueError"
+    assert 'raise ValueError("not implemented here")' in first.traceback
 
 
 def test_nan_in_the_target_output_fails():
     r = quick(nan_target)
     assert not r.ok
     (loc,) = r.localizations
-    assert loc.fields[0] == "W" and "not finite" in loc.worst.note
+    assert loc.fields[0] == "W" and loc.worst.note == "dW contains NaN at (0, 0)"
+    assert loc.where == "malformed output"
+    assert "np.float64" not in r.summary()
 
 
 def test_parallel_jobs_give_the_same_result():
@@ -185,10 +196,16 @@ def test_parallel_jobs_give_the_same_result():
 def test_check_rejects_bad_arguments():
     with pytest.raises(bptt_report.TargetError, match="cannot import module"):
         bptt_report.check("no_such_module_xyz:f")
-    with pytest.raises(ValueError, match="jobs"):
-        bptt_report.check(lambda *a, **k: None, jobs=2)
+    with pytest.raises(ValueError, match="cannot be imported by name"):
+        bptt_report.check(lambda *a, **k: None)
     with pytest.raises(ValueError, match="examples"):
         bptt_report.check(examples=0)
+    with pytest.raises(ValueError, match="examples"):
+        bptt_report.check(examples=10**9)
+    with pytest.raises(ValueError, match="jobs: at most"):
+        bptt_report.check(jobs=1000)
+    with pytest.raises(ValueError, match="timeout"):
+        bptt_report.check(timeout=0)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -226,9 +243,14 @@ def test_compare_never_passes_on_nan_and_names_the_worst_element():
     nan = ref.copy()
     nan[0, 1] = np.nan
     c = compare.compare_array("W", nan, ref)
-    assert not c.passed and "not finite" in c.note and "(0, 1)" in c.note
+    assert not c.passed and c.note == "dW contains NaN at (0, 1)" and c.describe() == c.note
+    nan[1, 1] = -np.inf
+    nan[0, 1] = 0.0
+    assert compare.compare_array("W", nan, ref).note == "dW contains -inf at (1, 1)"
+    assert compare.compare_array("loss", np.nan, np.float64(1.0)).note == "the loss is NaN"
     assert not compare.compare_array("W", ref.T[:1], ref).passed
-    assert "transposed" in compare.compare_array("U", np.zeros((3, 2)), np.zeros((2, 3))).note
+    shape = compare.compare_array("U", np.zeros((3, 2)), np.zeros((2, 3))).note
+    assert shape == "dU has shape (3, 2), expected (2, 3): transposed?"
     assert "missing" in compare.compare_array("W", None, ref).note
     # both exactly zero: equal, and no 0/0 anywhere
     assert compare.compare_array("b", np.zeros(3), np.zeros(3)).passed

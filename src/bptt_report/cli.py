@@ -1,11 +1,15 @@
 """The command line ``manual-bptt`` (also ``python -m bptt_report`` and ``python -m manual_bptt``).
 
     manual-bptt report [--out DIR] [--target MODULE:FUNCTION] [--seed N] [--examples N] [--jobs N]
-                       [--quick] [--no-plots] [--no-progress]
+                       [--timeout SECONDS] [--quick] [--no-plots] [--no-progress] [--replay CONFIG]
     manual-bptt train ...        the numpy-only training loop of manual_bptt.train
+    manual-bptt --version
 
-Exit status of ``report``: 0 when everything agrees, 1 when anything disagrees, 2 on a usage
-error (bad arguments, a target that cannot be loaded, PyTorch missing, --out not a directory).
+Exit status of ``report`` (EXIT_STATUSES): 0 PASS, 1 FAIL (anything disagrees, or the target
+raised, exited, crashed, hung or modified its inputs), 2 usage error (bad arguments, a target
+that cannot be loaded, an output location that cannot be written, PyTorch missing), 3
+INSUFFICIENT (too little could be checked for PASS), 4 internal error of the checker, 130
+interrupted (Ctrl-C or SIGTERM).
 
 This module imports neither torch nor the report machinery until a command needs them, so
 ``manual-bptt train`` runs with numpy alone.
@@ -15,15 +19,36 @@ from __future__ import annotations
 
 import argparse
 import importlib
+import json
+import math
+import os
+import signal
 import sys
 import time
+import traceback
 from collections.abc import Sequence
+from pathlib import Path
 
-EXIT_OK, EXIT_DISAGREE, EXIT_USAGE = 0, 1, 2
-#: Exit status after Ctrl-C (128 + SIGINT).
+EXIT_OK, EXIT_DISAGREE, EXIT_USAGE, EXIT_INSUFFICIENT, EXIT_INTERNAL = 0, 1, 2, 3, 4
+#: Exit status after Ctrl-C or SIGTERM (128 + SIGINT).
 EXIT_INTERRUPTED = 130
+#: The exit statuses of ``report``, as documented.
+EXIT_STATUSES = {
+    EXIT_OK: "PASS: everything checked agrees, and enough was checked",
+    EXIT_DISAGREE: "FAIL: a disagreement, or the target raised, exited, crashed, hung or changed its inputs",
+    EXIT_USAGE: "usage error (arguments, a target that cannot be loaded, an output location not writable)",
+    EXIT_INSUFFICIENT: "INSUFFICIENT: nothing disagrees, but too little could be checked for PASS",
+    EXIT_INTERNAL: "internal error of the checker (please report it)",
+    EXIT_INTERRUPTED: "interrupted (Ctrl-C or SIGTERM); no report written",
+}
 DEFAULT_OUT = "bptt-report"
 MAX_DEFAULT_JOBS = 8
+#: The files a report writes into DIR (a directory of one of these names is in the way).
+REPORT_FILES = ("report.json", "report.md", "errors.png", "state_grads.png", "lag_profile.png")
+
+
+class UsageError(Exception):
+    """A problem with the command line, found before any work."""
 
 
 def _integer(least: int):
@@ -40,12 +65,27 @@ def _integer(least: int):
     return parse
 
 
+def _seconds(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a number of seconds, got {text!r}") from None
+    if not (math.isfinite(value) and value > 0):
+        raise argparse.ArgumentTypeError(f"expected a positive number of seconds, got {text!r}")
+    return value
+
+
+def _usable_cpus() -> int:
+    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+
+
 def _default_jobs() -> int:
     """The CPUs this process may use, at most MAX_DEFAULT_JOBS."""
-    import os
+    return max(1, min(_usable_cpus(), MAX_DEFAULT_JOBS))
 
-    n = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
-    return max(1, min(n, MAX_DEFAULT_JOBS))
+
+def _exit_text() -> str:
+    return "Exit status: " + "; ".join(f"{k} {v}" for k, v in EXIT_STATUSES.items()) + "."
 
 
 def _add_report(sub: argparse._SubParsersAction) -> None:
@@ -54,12 +94,13 @@ def _add_report(sub: argparse._SubParsersAction) -> None:
         help="check an implementation of BPTT against PyTorch and write a report",
         description=(
             "Run a sweep of random configurations (every input form, activation, truncation, reduction, "
-            "mask, s0, bias, and weight scales from vanishing to exploding), comparing the implementation "
-            "under test with the PyTorch autograd oracle, torch.nn.RNN where it applies, and central finite "
-            "differences on a small subset. Disagreements are localized (array, element, smallest failing "
-            "T and configuration, lag). Writes report.json, report.md and PNG plots into DIR. "
-            "Exit status: 0 all agree, 1 something disagrees, 2 usage error."
+            "mask, s0, bias, and weight scales from vanishing to exploding) inside what the target "
+            "supports, comparing the implementation under test with the PyTorch autograd oracle, "
+            "torch.nn.RNN where it applies, and central finite differences on a small subset. The target "
+            "runs in separate worker processes. Disagreements are localized (array, element, smallest "
+            "failing T and configuration, lag). Writes report.json, report.md and PNG plots into DIR."
         ),
+        epilog=_exit_text(),
     )
     p.add_argument(
         "--out", metavar="DIR", default=DEFAULT_OUT, help=f"output directory (default: {DEFAULT_OUT})"
@@ -77,19 +118,34 @@ def _add_report(sub: argparse._SubParsersAction) -> None:
         type=_integer(1),
         default=None,
         metavar="N",
-        help="configurations checked against the oracle (default: 3000; 32 with --quick)",
+        help="configurations checked against the oracle (default: 3000; 32 with --quick; at most 100000)",
     )
     p.add_argument(
         "--jobs",
         type=_integer(1),
         default=None,
         metavar="N",
-        help=f"worker processes (default: the number of CPUs, at most {MAX_DEFAULT_JOBS}; 1 with --quick)",
+        help=f"worker processes (default: the number of CPUs, at most {MAX_DEFAULT_JOBS}; 1 with --quick; "
+        "at most 4 x the CPUs)",
+    )
+    p.add_argument(
+        "--timeout",
+        type=_seconds,
+        default=60.0,
+        metavar="SECONDS",
+        help="time one configuration may take in the target before its process is killed (default: 60)",
     )
     p.add_argument("--quick", action="store_true", help="a small sweep of short sequences (a few seconds)")
     p.add_argument("--no-plots", action="store_true", help="do not draw the PNG plots")
     p.add_argument(
         "--no-progress", action="store_true", help="no progress bar (also off when stderr is not a terminal)"
+    )
+    p.add_argument(
+        "--replay",
+        metavar="CONFIG",
+        default=None,
+        help="run the target on one configuration (the JSON object report.md gives for a failure) against "
+        "the oracle, print the comparison, and write nothing",
     )
     p.set_defaults(func=run_report)
 
@@ -119,23 +175,86 @@ def _train_missing(args: argparse.Namespace) -> int:
 
 def build_parser(prog: str | None = None) -> argparse.ArgumentParser:
     """The parser of ``manual-bptt`` with the subcommands report and train."""
+    from manual_bptt import __version__
+
     parser = argparse.ArgumentParser(
         prog=prog or "manual-bptt",
         description="Hand-written BPTT for the Elman RNN, proven against PyTorch autograd.",
-        epilog="Start with: manual-bptt report --out report",
+        epilog=f"Start with: manual-bptt report (writes {DEFAULT_OUT}/). {_exit_text()}",
     )
+    parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     _add_report(sub)
     _add_train(sub)
     return parser
 
 
+def check_out_dir(path: str) -> Path:
+    """--out as an absolute path, after making sure a report can be written there.
+
+    Raises:
+        UsageError with one line saying what is wrong: a file, a dangling symlink, a parent
+        that is a file, no permission, a directory in the way of a report file, ...
+    """
+    out = Path(os.path.abspath(path))
+    if out.is_symlink() and not out.exists():
+        raise UsageError(f"--out {path}: a symbolic link to {os.readlink(out)}, which does not exist")
+    if out.exists():
+        if not out.is_dir():
+            raise UsageError(f"--out {path}: exists and is not a directory")
+        for name in REPORT_FILES:
+            if (out / name).is_dir():
+                raise UsageError(f"--out {path}: {name} inside it is a directory")
+        probe_in = out
+    else:
+        probe_in = out.parent
+        ancestor = out.parent
+        while not ancestor.exists():
+            if ancestor.is_symlink():
+                raise UsageError(f"--out {path}: {ancestor} is a symbolic link that leads nowhere")
+            ancestor = ancestor.parent
+        if not ancestor.is_dir():
+            raise UsageError(f"--out {path}: {ancestor} is not a directory")
+        try:
+            out.parent.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            raise UsageError(f"--out {path}: cannot create {out.parent}: {exc.strerror or exc}") from None
+    for where in {probe_in, out.parent}:
+        try:
+            probe = where / f".{out.name}.tmp-probe-{os.getpid()}"
+            probe.mkdir()
+            probe.rmdir()
+        except OSError as exc:
+            raise UsageError(f"--out {path}: cannot write in {where}: {exc.strerror or exc}") from None
+    return out
+
+
+def _on_sigterm(signum: int, frame: object) -> None:
+    raise KeyboardInterrupt
+
+
 def run_report(args: argparse.Namespace) -> int:
-    """The ``report`` command: check, write, print the summary; the exit status."""
+    """The ``report`` command: check, write, print the summary; the exit status (EXIT_STATUSES).
+
+    SIGTERM is handled like Ctrl-C: the workers are stopped, no temporary files are left, and
+    nothing is written.
+    """
+    previous = signal.signal(signal.SIGTERM, _on_sigterm) if _main_thread() else None
     try:
+        return _run_report(args)
+    except KeyboardInterrupt:
+        print("manual-bptt report: interrupted; no report written", file=sys.stderr)
+        return EXIT_INTERRUPTED
+    finally:
+        if previous is not None:
+            signal.signal(signal.SIGTERM, previous)
+
+
+def _run_report(args: argparse.Namespace) -> int:
+    try:
+        from . import runner
         from .report import write_report
-        from .runner import check
-        from .targets import TargetError, load_target
+        from .targets import TargetError
     except ImportError as exc:
         print(
             "manual-bptt report: needs PyTorch (the oracle) and hypothesis: "
@@ -143,38 +262,76 @@ def run_report(args: argparse.Namespace) -> int:
             file=sys.stderr,
         )
         return EXIT_USAGE
-    from pathlib import Path
-
-    out = Path(args.out)
-    if out.exists() and not out.is_dir():
-        print(f"manual-bptt report: --out {out}: exists and is not a directory", file=sys.stderr)
-        return EXIT_USAGE
+    jobs = args.jobs if args.jobs is not None else (1 if args.quick else _default_jobs())
     try:
-        load_target(args.target)
-    except TargetError as exc:
+        if jobs > runner.max_jobs():
+            raise UsageError(
+                f"--jobs {jobs}: at most {runner.max_jobs()} ({runner.JOBS_PER_CPU} x the "
+                f"{runner.usable_cpus()} usable CPUs)"
+            )
+        if args.examples is not None and args.examples > runner.MAX_EXAMPLES:
+            raise UsageError(f"--examples {args.examples}: at most {runner.MAX_EXAMPLES}")
+        if args.replay is not None:
+            return _replay(args, runner)
+        out = check_out_dir(args.out)
+    except UsageError as exc:
         print(f"manual-bptt report: {exc}", file=sys.stderr)
         return EXIT_USAGE
-    jobs = args.jobs if args.jobs is not None else (1 if args.quick else _default_jobs())
     progress = not args.no_progress and sys.stderr.isatty()
     t0 = time.perf_counter()
     try:
-        result = check(
+        result = runner.check(
             args.target,
             seed=args.seed,
             examples=args.examples,
             quick=args.quick,
             jobs=jobs,
             progress=progress,
+            timeout=args.timeout,
         )
         files = write_report(result, out, plots=not args.no_plots)
-    except KeyboardInterrupt:
-        print("manual-bptt report: interrupted; no report written", file=sys.stderr)
-        return EXIT_INTERRUPTED
+    except TargetError as exc:
+        print(f"manual-bptt report: {exc}", file=sys.stderr)
+        return EXIT_USAGE
+    except Exception:
+        print("manual-bptt report: internal error of the checker (please report it):", file=sys.stderr)
+        traceback.print_exc(file=sys.stderr)
+        return EXIT_INTERNAL
     print(result.summary())
     print(f"report: {out}/ ({', '.join(files.files)}) in {time.perf_counter() - t0:.1f} s")
     if not files.plots_written and not args.no_plots:
         print(f"note: plots skipped: {files.plots_note}", file=sys.stderr)
-    return EXIT_OK if result.ok else EXIT_DISAGREE
+    return {"PASS": EXIT_OK, "FAIL": EXIT_DISAGREE, "INSUFFICIENT": EXIT_INSUFFICIENT}[result.verdict]
+
+
+def _main_thread() -> bool:
+    import threading
+
+    return threading.current_thread() is threading.main_thread()
+
+
+def _replay(args: argparse.Namespace, runner) -> int:
+    """--replay: the target on one configuration against the oracle, printed; nothing written."""
+    try:
+        fields = json.loads(args.replay)
+        from manual_bptt.testing import RNNConfig
+
+        cfg = RNNConfig(**fields)
+    except (ValueError, TypeError) as exc:
+        raise UsageError(
+            f"--replay: expected the JSON object of a configuration (as in report.md): {exc}"
+        ) from None
+    try:
+        checks = runner.replay(args.target, cfg, timeout=args.timeout)
+    except ValueError as exc:  # TargetError included
+        raise UsageError(str(exc)) from None
+    failed = False
+    for c in checks:
+        print(f"{c.kind}: {c.status}" + (f": {c.message}" if c.message else ""))
+        if c.traceback:
+            print(c.traceback.rstrip())
+        failed |= c.status != "pass"
+    return EXIT_DISAGREE if failed else EXIT_OK
 
 
 def main(argv: Sequence[str] | None = None, prog: str | None = None) -> int:

@@ -65,13 +65,23 @@ class ArrayCheck:
     def describe(self) -> str:
         """One line: the worst element, both values, the error and the tolerance."""
         if self.index is None:
-            return f"{self.name}: {self.note}"
+            return self.note
         where = "" if self.index == () else f" at index {self.index}"
         text = (
             f"{self.name}: max|actual - expected| = {self.abs_error:.3e}{where}: actual {self.actual!r}, "
             f"expected {self.expected!r}; relative error {self.rel_error:.3e}, tolerance {self.tolerance:.3e}"
         )
         return f"{text} ({self.note})" if self.note else text
+
+
+def label(name: str) -> str:
+    """How messages name a field: "the loss", "dW", "ds0"."""
+    return "the loss" if name == "loss" else f"d{name}" if name in ("U", "W", "V", "b", "c") else name
+
+
+def not_comparable(name: str, note: str, dtype: str = "") -> ArrayCheck:
+    """A failed ArrayCheck for a value that cannot be compared; ``note`` says why."""
+    return _not_comparable(name, note, dtype)
 
 
 def _not_comparable(name: str, note: str, dtype: str = "") -> ArrayCheck:
@@ -95,28 +105,36 @@ def _as_real_array(name: str, value: Any) -> tuple[np.ndarray | None, ArrayCheck
     try:
         a = np.asarray(value)
     except Exception as exc:  # a target may return anything
-        return None, _not_comparable(name, f"cannot be read as an array: {exc}")
+        return None, _not_comparable(name, f"{label(name)} cannot be read as an array: {exc}")
     if not (np.issubdtype(a.dtype, np.floating) or np.issubdtype(a.dtype, np.integer)):
-        return None, _not_comparable(name, f"has non-real dtype {a.dtype}", str(a.dtype))
+        return None, _not_comparable(
+            name, f"{label(name)} has dtype {a.dtype}, not real numbers", str(a.dtype)
+        )
     return a, None
 
 
 def _precheck(name: str, actual: Any, expected: np.ndarray) -> tuple[np.ndarray | None, ArrayCheck | None]:
     """The target's array as float64 if it is comparable with ``expected``, else a failure."""
     if actual is None:
-        return None, _not_comparable(name, "missing (None) in the target's result")
+        return None, _not_comparable(name, f"{label(name)} is missing (None) in the target's result")
     a, failed = _as_real_array(name, actual)
     if failed is not None:
         return None, failed
     dtype = str(a.dtype)
     if a.shape != expected.shape:
-        hint = " (transposed?)" if a.shape == expected.shape[::-1] and a.ndim == 2 else ""
+        hint = ": transposed?" if a.shape == expected.shape[::-1] and a.ndim == 2 else ""
         return None, _not_comparable(
-            name, f"shape {a.shape} differs from expected {expected.shape}{hint}", dtype
+            name, f"{label(name)} has shape {a.shape}, expected {expected.shape}{hint}", dtype
         )
     if not np.all(np.isfinite(a)):
-        idx = tuple(int(i) for i in np.argwhere(~np.isfinite(a))[0])
-        return None, _not_comparable(name, f"not finite: {a[idx]!r} at index {idx}", dtype)
+        bad = ~np.isfinite(a)
+        idx = tuple(int(i) for i in np.argwhere(bad)[0])
+        what = "NaN" if np.isnan(a[idx]) else ("inf" if a[idx] > 0 else "-inf")
+        where = "" if idx == () else f" at {idx}"
+        verb = "is" if idx == () else "contains"
+        count = int(np.sum(bad))
+        more = f" ({count} non-finite entries of {a.size})" if count > 1 else ""
+        return None, _not_comparable(name, f"{label(name)} {verb} {what}{where}{more}", dtype)
     return a.astype(np.float64), None
 
 
@@ -172,7 +190,8 @@ def compare_fd(
 
     Args:
         name: the field.  analytic: the target's gradient.  numeric: (same shape) finite differences.
-    The worst element is the one with the largest excess over its own tolerance.
+    The worst element is the one with the largest ratio |a - n| / tolerance, so that
+    ``abs_error / tolerance`` is the elementwise criterion itself (<= 1 exactly when it passes).
     """
     n = np.asarray(numeric, dtype=np.float64)
     a, failed = _precheck(name, analytic, n)
@@ -180,12 +199,15 @@ def compare_fd(
         return failed
     dtype = str(np.asarray(analytic).dtype)
     if not np.all(np.isfinite(n)):
-        return _not_comparable(name, "finite differences of the target's loss are not finite", dtype)
+        return _not_comparable(
+            name, f"{label(name)}: finite differences of the target's loss are not finite", dtype
+        )
     if a.size == 0:
         return ArrayCheck(name, True, 0.0, 0.0, atol, 0.0, (), 0.0, 0.0, dtype)
     err = np.abs(a - n)
     tol = atol + rtol * np.maximum(np.abs(a), np.abs(n))
-    idx = tuple(int(i) for i in np.unravel_index(int(np.argmax(err - tol)), err.shape))
+    # the worst entry is the one that uses most of its own tolerance (tol >= atol > 0)
+    idx = tuple(int(i) for i in np.unravel_index(int(np.argmax(err / tol)), err.shape))
     scale = float(np.max(np.abs(n)))
     passed = bool(np.all(err <= tol))
     return ArrayCheck(
@@ -218,10 +240,10 @@ def compare_optional(name: str, actual: Any, expected: Any) -> ArrayCheck | None
         if a.size and np.all(a == 0):
             return None
         return _not_comparable(
-            name, "returned a gradient for a parameter the model does not have", str(a.dtype)
+            name, f"{label(name)} is returned for a parameter the model does not have", str(a.dtype)
         )
     if actual is None:
-        return _not_comparable(name, "missing (None) in the target's result")
+        return _not_comparable(name, f"{label(name)} is missing (None) in the target's result")
     return compare_array(name, actual, expected)
 
 

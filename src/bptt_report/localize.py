@@ -1,6 +1,8 @@
 """Localizing a disagreement: which arrays, how short a sequence, how small a configuration, which lag.
 
-Given a configuration on which the target disagrees with the oracle:
+Given a configuration on which the target disagrees with the oracle (the target runs in its
+worker processes, through a ``RunTarget``; the oracle here, on arrays rebuilt from the
+configuration):
 
 1. Sequence length. The target and the oracle are rerun on the prefixes x_0..x_{n-1} of the
    same sequence, n = 1, 2, ...; the smallest failing n is reported. With n = 1 there is no
@@ -27,13 +29,12 @@ from typing import Any
 
 import numpy as np
 
-from manual_bptt.testing import Problem, RNNConfig, make_problem
+from manual_bptt.testing import RNNConfig
 
-from .checks import compare_output, failure_message, oracle_reference
+from .checks import Ref, compare_output, failure_message, misbehaviour, references, target_output
 from .compare import FLOAT32_BAND, RECURRENT_FIELDS, ArrayCheck, looks_like_float32
 from .results import ConfigCheck, LagStep, Localization
 from .sweep import describe_config
-from .targets import Unsupported, call_target
 
 #: Largest truncation window scanned for the lag.
 MAX_LAG_SCAN = 12
@@ -41,11 +42,14 @@ MAX_LAG_SCAN = 12
 LAGS_AFTER_FIRST = 4
 #: Largest number of candidate configurations run by the shrinker.
 SHRINK_BUDGET = 150
-#: Pseudo-field of a run in which the target raised.
+#: Pseudo-field of a run in which the target raised (or misbehaved).
 RAISED = "exception"
 
+#: Runs the target (in its worker processes) on (kind, cfg, prefix) requests: the replies.
+RunTarget = Callable[[list[tuple[str, RNNConfig, "int | None"]]], list[dict[str, Any]]]
 
-def _raised(exc: Exception) -> ArrayCheck:
+
+def _raised(note: str) -> ArrayCheck:
     return ArrayCheck(
         name=RAISED,
         passed=False,
@@ -57,64 +61,59 @@ def _raised(exc: Exception) -> ArrayCheck:
         actual=None,
         expected=None,
         dtype="",
-        note=f"the target raised {type(exc).__name__}: {exc}",
+        note=note,
     )
 
 
-def run_against_oracle(
-    fn: Callable[..., Any], prob: Problem, overrides: dict[str, Any] | None = None
-) -> tuple[list[ArrayCheck], Any] | None:
-    """(the target's arrays compared with the oracle's, the oracle's result); None if unsupported."""
-    kw = {**prob.kwargs(), **(overrides or {})}
-    try:
-        out = call_target(fn, prob.params, prob.xs, prob.ys, kw)
-    except Unsupported:
-        return None
-    except Exception as exc:
-        return [_raised(exc)], None
-    ref = oracle_reference(prob, overrides)
-    return compare_output(out, ref), ref
+Run = tuple[list[ArrayCheck], Ref | None] | None
+
+
+def run_against_oracle_many(run: RunTarget, items: list[tuple[RNNConfig, int | None]]) -> list[Run]:
+    """For each (configuration, prefix): (the target's arrays compared with the oracle's, the
+    oracle's result); ([a pseudo-array saying what happened], None) when the target raised or
+    misbehaved; None when unsupported (or the prefix counts nothing)."""
+    replies = run([("call", cfg, prefix) for cfg, prefix in items])
+    out: list[Run] = []
+    for (cfg, prefix), reply in zip(items, replies, strict=True):
+        if reply.get("status") in ("skipped", "not_run"):
+            out.append(None)
+            continue
+        bad = misbehaviour(reply, f"a localization run ({describe_config(cfg)})")
+        if bad is not None:
+            out.append(None if bad[0] == "unsupported" else ([_raised(bad[1])], None))
+            continue
+        ref = references(cfg, prefix, with_torch_rnn=False)["oracle"]
+        if not isinstance(ref, Ref):
+            out.append(None)
+            continue
+        target, notes = target_output(reply)
+        out.append((compare_output(target, ref, notes), ref))
+    return out
+
+
+def run_against_oracle(run: RunTarget, cfg: RNNConfig, prefix: int | None = None) -> Run:
+    return run_against_oracle_many(run, [(cfg, prefix)])[0]
 
 
 def _failing(arrays: list[ArrayCheck]) -> set[str]:
     return {a.name for a in arrays if not a.passed}
 
 
-def prefix(prob: Problem, n: int) -> Problem | None:
-    """The problem cut to its first n steps (None when a "mean" mask would count nothing)."""
-    c = prob.cfg
-    cut = (slice(None), slice(0, n)) if c.B is not None else (slice(0, n),)
-    mask = None if prob.mask is None else prob.mask[cut]
-    if mask is not None and c.reduction == "mean" and not mask.any():
-        return None
-    return Problem(
-        cfg=dataclasses.replace(c, T=n),
-        params=prob.params,
-        xs=prob.xs[cut],
-        ys=prob.ys[cut],
-        s0=prob.s0,
-        mask=mask,
-    )
-
-
-def smallest_failing_length(fn: Callable[..., Any], prob: Problem, fields: set[str]) -> int | None:
+def smallest_failing_length(run: RunTarget, cfg: RNNConfig, fields: set[str]) -> int | None:
     """The smallest n such that the target disagrees (on one of ``fields``) on the first n steps."""
-    for n in range(1, prob.cfg.T + 1):
-        cut = prefix(prob, n)
-        if cut is None:
-            continue
-        run = run_against_oracle(fn, cut)
-        if run is not None and _failing(run[0]) & fields:
+    runs = run_against_oracle_many(run, [(cfg, n) for n in range(1, cfg.T + 1)])
+    for n, r in enumerate(runs, start=1):
+        if r is not None and _failing(r[0]) & fields:
             return n
     return None
 
 
-def _field_value(ref: Any, name: str) -> np.ndarray:
-    value = getattr(ref, name) if name in ("ds0", "dxs") else getattr(ref.grads, name)
+def _field_value(ref: Ref, name: str) -> np.ndarray:
+    value = getattr(ref, name) if name in ("ds0", "dxs") else ref.grads[name]
     return np.asarray(value, dtype=np.float64)
 
 
-def lag_scan(fn: Callable[..., Any], prob: Problem, field: str) -> tuple[list[LagStep], int | None] | None:
+def lag_scan(run: RunTarget, cfg: RNNConfig, field: str) -> tuple[list[LagStep], int | None] | None:
     """Compare truncate = tau for tau = 0, 1, ...; (steps, first failing tau), None if unsupported.
 
     Stops LAGS_AFTER_FIRST windows after the first failing one, or at min(T - 1, MAX_LAG_SCAN).
@@ -122,11 +121,12 @@ def lag_scan(fn: Callable[..., Any], prob: Problem, field: str) -> tuple[list[La
     steps: list[LagStep] = []
     first: int | None = None
     previous = None
-    for tau in range(min(prob.cfg.T - 1, MAX_LAG_SCAN) + 1):
-        run = run_against_oracle(fn, prob, {"truncate": tau})
-        if run is None:
+    taus = list(range(min(cfg.T - 1, MAX_LAG_SCAN) + 1))
+    runs = run_against_oracle_many(run, [(dataclasses.replace(cfg, truncate=tau), None) for tau in taus])
+    for tau, r in zip(taus, runs, strict=True):
+        if r is None:
             return None
-        arrays, ref = run
+        arrays, ref = r
         if ref is None:  # the target raised
             failing = (RAISED,)
             rel = {}
@@ -183,7 +183,7 @@ def _candidates(c: RNNConfig) -> Iterator[RNNConfig]:
 
 
 def shrink(
-    fn: Callable[..., Any], cfg: RNNConfig, fields: set[str], check_id: int, budget: int = SHRINK_BUDGET
+    run: RunTarget, cfg: RNNConfig, fields: set[str], check_id: int, budget: int = SHRINK_BUDGET
 ) -> tuple[ConfigCheck | None, int]:
     """Greedy shrinking: (the smallest failing configuration's check, evaluations used)."""
     current: ConfigCheck | None = None
@@ -196,10 +196,10 @@ def shrink(
             if evaluations >= budget:
                 break
             evaluations += 1
-            run = run_against_oracle(fn, make_problem(cand))
-            if run is None:
+            r = run_against_oracle(run, cand)
+            if r is None:
                 continue
-            arrays = run[0]
+            arrays = r[0]
             if _failing(arrays) & fields:
                 current = ConfigCheck(
                     check_id, "oracle", cand, "fail", tuple(arrays), failure_message(arrays, "the oracle")
@@ -251,9 +251,9 @@ class _Where:
     first_lag: int | None = None
 
 
-def _by_lag(fn: Callable[..., Any], prob: Problem, field: str, smallest_T: int | None) -> _Where:
+def _by_lag(run: RunTarget, cfg: RNNConfig, field: str, smallest_T: int | None) -> _Where:
     """The lag of a disagreement in a recurrent field: by truncation, else by sequence length."""
-    scan = lag_scan(fn, prob, field)
+    scan = lag_scan(run, cfg, field)
     if scan is not None:
         steps, first = scan
         if first is not None:
@@ -263,7 +263,7 @@ def _by_lag(fn: Callable[..., Any], prob: Problem, field: str, smallest_T: int |
         top = steps[-1].tau if steps else 0
         why = (
             "its full-BPTT path differs from its truncated one"
-            if top >= prob.cfg.T - 1
+            if top >= cfg.T - 1
             else f"the error is at a lag beyond {top}"
         )
         words = f"it agrees with the oracle at every truncate = 0..{top} but not with full BPTT ({why})"
@@ -286,8 +286,8 @@ def _by_lag(fn: Callable[..., Any], prob: Problem, field: str, smallest_T: int |
 
 
 def _where(
-    fn: Callable[..., Any],
-    prob: Problem,
+    run: RunTarget,
+    cfg: RNNConfig,
     failing: list[ArrayCheck],
     float32: bool,
     field: str | None,
@@ -297,6 +297,9 @@ def _where(
     names = {a.name for a in failing}
     if RAISED in names:
         return _Where("undetermined", failing[0].note)
+    malformed = [a for a in failing if a.index is None]
+    if malformed:
+        return _Where("malformed output", "; ".join(a.note for a in malformed))
     if float32:
         lo, hi = FLOAT32_BAND
         how = "float32 arrays" if any(a.dtype == "float32" for a in failing) else f"{lo:g}..{hi:g}"
@@ -316,23 +319,16 @@ def _where(
             "does not go through the recurrence"
         )
         return _Where("output layer", words)
-    return _by_lag(fn, prob, field, smallest_T)
+    return _by_lag(run, cfg, field, smallest_T)
 
 
-def localize(
-    fn: Callable[..., Any], check: ConfigCheck, *, shrink_budget: int = SHRINK_BUDGET
-) -> Localization:
-    """Localize one failing check (see the module docstring)."""
+def localize(run: RunTarget, check: ConfigCheck, *, shrink_budget: int = SHRINK_BUDGET) -> Localization:
+    """Localize one failing check (see the module docstring); the target runs through ``run``."""
     cfg = check.config
-    prob = make_problem(cfg)
-    if check.kind == "oracle":
-        arrays = list(check.arrays) or None
-    else:
-        run = run_against_oracle(fn, prob)
-        arrays = None if run is None else run[0]
-    if arrays is None:  # the target raised on the original (the check has no arrays), or is unsupported
-        run = run_against_oracle(fn, prob)
-        arrays = [] if run is None else run[0]
+    arrays = list(check.arrays) if check.kind == "oracle" and check.arrays else None
+    if arrays is None:  # against another reference, or the target raised (no arrays)
+        r = run_against_oracle(run, cfg)
+        arrays = [] if r is None else r[0]
     fields_by_error = [a for a in sorted(arrays, key=lambda a: -a.rel_error) if not a.passed]
     fields = tuple(a.name for a in fields_by_error)
     head = f"#{check.id} {check.kind}"
@@ -340,7 +336,7 @@ def localize(
         return Localization(
             check=check,
             fields=check.failing,
-            worst=check.worst or _raised(RuntimeError(check.message)),
+            worst=check.worst or _raised(check.message),
             float32=looks_like_float32(list(check.arrays)),
             where="undetermined",
             first_lag=None,
@@ -356,15 +352,18 @@ def localize(
     worst = fields_by_error[0]
     float32 = looks_like_float32(arrays)
     field_set = set(fields)
-    smallest_T = smallest_failing_length(fn, prob, field_set)
+    smallest_T = smallest_failing_length(run, cfg, field_set)
     recurrent = [f for f in fields if f in RECURRENT_FIELDS]
     field = ("W" if "W" in recurrent else recurrent[0]) if recurrent else None
-    at = _where(fn, prob, fields_by_error, float32, field, smallest_T)
-    shrunk, evaluations = shrink(fn, cfg, field_set, check.id, shrink_budget)
-    verdict = (
-        f"{head}: {', '.join(fields)} disagree{'s' if len(fields) == 1 else ''} with the oracle; worst "
-        f"{worst.describe()}. Where: {at.where}: {at.words}."
-    )
+    at = _where(run, cfg, fields_by_error, float32, field, smallest_T)
+    shrunk, evaluations = shrink(run, cfg, field_set, check.id, shrink_budget)
+    if fields == (RAISED,):
+        verdict = f"{head}: {worst.note}."
+    else:
+        verdict = (
+            f"{head}: {', '.join(fields)} disagree{'s' if len(fields) == 1 else ''} with the oracle; worst "
+            f"{worst.describe()}. Where: {at.where}: {at.words}."
+        )
     if float32:
         verdict += " Compute in float64 (or check at a float32 tolerance)."
     if smallest_T is not None:
@@ -372,7 +371,8 @@ def localize(
     if shrunk is not None:
         verdict += (
             f" Smallest failing configuration (greedy shrinking, {evaluations} runs): "
-            f"{describe_config(shrunk.config)} ({', '.join(shrunk.failing)} disagree)."
+            f"{describe_config(shrunk.config)}"
+            + (f" ({', '.join(shrunk.failing)} disagree)." if shrunk.failing != (RAISED,) else ".")
         )
     else:
         verdict += f" Shrinking found nothing smaller than {describe_config(cfg)}."
@@ -390,4 +390,5 @@ def localize(
         shrunk=shrunk,
         shrink_evaluations=evaluations,
         verdict=verdict,
+        explanation=worst.note if fields == (RAISED,) else at.words,
     )

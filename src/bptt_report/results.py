@@ -18,18 +18,56 @@ from typing import Any
 from manual_bptt.testing import RNNConfig
 
 from .compare import FIELDS, ArrayCheck
-from .sweep import SweepSize, config_dict, describe_config
+from .sweep import SweepSize, config_dict, describe_config, form_name
+from .targets import FULL_SUPPORT, Capabilities
 
 #: Version of the report.json layout (see report.schema.json).
-SCHEMA_VERSION = "1.0"
+SCHEMA_VERSION = "2.0"
 #: The kinds of check, in report order, with their human names.
 KINDS: dict[str, str] = {
+    "probe": "capability probes (tiny configurations, before the sweep)",
     "oracle": "PyTorch autograd oracle (reference.bptt)",
     "torch_rnn": "torch.nn.RNN + nn.Linear + F.cross_entropy",
     "finite_differences": "central finite differences of the target's own loss",
 }
 #: Statuses of a ConfigCheck.
 STATUSES = ("pass", "fail", "unsupported", "error")
+#: Verdicts, and the exit status of ``manual-bptt report`` for each.
+VERDICTS = {"PASS": 0, "FAIL": 1, "INSUFFICIENT": 3}
+#: PASS needs at least this many configurations checked against the oracle (all of them
+#: when fewer are asked for).
+MIN_CHECKED = 20
+#: ... and each supported input form, option and activation checked at least this many times
+#: (fewer when the sweep is too small to deal that many: see required_coverage).
+MIN_PER_FEATURE = 3
+#: The share of the sweep's configurations that has each option on (see sweep.py).
+OPTION_SHARE = {"s0": 2 / 3, "truncate": 4 / 6, "mask": 1 / 2, "reduction=mean": 1 / 2}
+
+
+def features_of(cfg: RNNConfig) -> list[str]:
+    """The features a configuration exercises: its input form, its activation, its options."""
+    out = [form_name(cfg), cfg.activation]
+    if cfg.s0_kind is not None:
+        out.append("s0")
+    if cfg.truncate is not None:
+        out.append("truncate")
+    if cfg.use_mask:
+        out.append("mask")
+    if cfg.reduction == "mean":
+        out.append("reduction=mean")
+    return out
+
+
+def required_coverage(caps: Capabilities, examples: int) -> dict[str, int]:
+    """feature -> how many checked oracle configurations must exercise it for PASS:
+    min(MIN_PER_FEATURE, the count a sweep of ``examples`` deals it), at least 1."""
+    need: dict[str, int] = {}
+    for group in (caps.forms, caps.activations):
+        for name in group:
+            need[name] = min(MIN_PER_FEATURE, max(1, int(examples / len(group))))
+    for name in caps.options:
+        need[name] = min(MIN_PER_FEATURE, max(1, int(examples * OPTION_SHARE[name])))
+    return need
 
 
 @dataclass(frozen=True)
@@ -48,6 +86,7 @@ class ConfigCheck:
         message: why it failed or is unsupported; "" when it passed.
         unsupported: the keywords the target does not accept.
         seconds: wall time of the check.
+        traceback: the target's traceback when it raised, else "".
     """
 
     id: int
@@ -58,6 +97,7 @@ class ConfigCheck:
     message: str = ""
     unsupported: tuple[str, ...] = ()
     seconds: float = 0.0
+    traceback: str = ""
 
     @property
     def failing(self) -> tuple[str, ...]:
@@ -116,6 +156,7 @@ class Localization:
         shrunk: the smallest failing configuration found by greedy shrinking, and its check.
         shrink_evaluations: how many candidate configurations the shrinker ran.
         verdict: one paragraph, for people.
+        explanation: what the "where" class means here, in words.
     """
 
     check: ConfigCheck
@@ -131,6 +172,12 @@ class Localization:
     shrunk: ConfigCheck | None
     shrink_evaluations: int
     verdict: str
+    explanation: str = ""
+
+    @property
+    def replay_config(self) -> RNNConfig:
+        """The configuration to reproduce it on: the shrunk one when shrinking found one."""
+        return self.shrunk.config if self.shrunk is not None else self.check.config
 
 
 @dataclass(frozen=True)
@@ -144,6 +191,9 @@ class CheckResult:
         localizations: the localized disagreements (at most ``max_localized``).
         environment: versions of python, numpy, torch, ... and the platform.
         seconds: wall time of the sweep and the localization.
+        capabilities: what the target supports (declared or probed); the sweep is drawn inside it.
+        notes: what else happened (e.g. the sweep stopped after the target ended its workers).
+        timeout: the per-configuration timeout, seconds.
     """
 
     target: str
@@ -154,11 +204,73 @@ class CheckResult:
     localizations: tuple[Localization, ...]
     environment: dict[str, str]
     seconds: float
+    capabilities: Capabilities = FULL_SUPPORT
+    notes: tuple[str, ...] = ()
+    timeout: float = 60.0
+
+    @property
+    def checked(self) -> tuple[ConfigCheck, ...]:
+        """The oracle checks in which the target's result was really compared (pass or fail
+        with arrays), or in which it raised or misbehaved: everything but unsupported and errors."""
+        return tuple(c for c in self.checks if c.kind == "oracle" and c.status in ("pass", "fail"))
+
+    def coverage(self) -> dict[str, tuple[int, int]]:
+        """feature -> (checked oracle configurations exercising it, required for PASS)."""
+        need = required_coverage(self.capabilities, self.size.examples)
+        got: Counter[str] = Counter()
+        for c in self.checked:
+            got.update(features_of(c.config))
+        return {f: (got[f], n) for f, n in need.items()}
+
+    def shortfalls(self) -> list[str]:
+        """Why what was checked is not enough for PASS (empty when it is)."""
+        caps = self.capabilities
+        out: list[str] = []
+        if not caps.checkable:
+            if not caps.forms:
+                missing = "no input form"
+            elif not caps.activations:
+                missing = "no activation"
+            else:
+                missing = "no float64"
+            out.append(f"nothing could be checked: the target supports {missing}")
+        least = min(self.size.examples, MIN_CHECKED)
+        n = len(self.checked)
+        if n < least:
+            out.append(f"{n} configurations checked against the oracle, at least {least} needed")
+        for feature, (got, need) in self.coverage().items():
+            if got < need and caps.checkable:
+                out.append(f"{feature}: checked {got} time(s), at least {need} needed")
+        return out
+
+    @property
+    def verdict(self) -> str:
+        """ "FAIL" (anything disagrees, raised or misbehaved), else "INSUFFICIENT" (too little
+        was checked: see shortfalls), else "PASS"."""
+        if self.failures:
+            return "FAIL"
+        return "INSUFFICIENT" if self.shortfalls() else "PASS"
 
     @property
     def ok(self) -> bool:
-        """True when no check failed or errored (unsupported options do not count)."""
-        return not self.failures
+        """True when the verdict is PASS."""
+        return self.verdict == "PASS"
+
+    def unsupported_features(self) -> dict[str, list[str]]:
+        """why -> the features the target does not support for that reason."""
+        out: dict[str, list[str]] = {}
+        for feature, why in self.capabilities.unsupported.items():
+            out.setdefault(why, []).append(feature)
+        return out
+
+    def tracebacks(self) -> list[tuple[str, ConfigCheck]]:
+        """The first check of each kind of exception the target raised: (its type, the check)."""
+        seen: dict[str, ConfigCheck] = {}
+        for c in self.checks:
+            if c.traceback:
+                key = c.message.split(" during ")[0].split(":")[0]  # e.g. "the target raised ValueError"
+                seen.setdefault(key, c)
+        return list(seen.items())
 
     @property
     def failures(self) -> tuple[ConfigCheck, ...]:
@@ -208,21 +320,30 @@ class CheckResult:
     def summary(self) -> str:
         """A few lines: verdict, counts per kind, then each localized disagreement."""
         n, n_bad, n_uns = len(self.checks), len(self.failures), len(self.unsupported)
+        checked = len(self.checked)
         lines = [
-            f"{'PASS' if self.ok else 'FAIL'}: {self.target}: {n - n_bad - n_uns} "
-            f"of {n} checks agree, {n_bad} disagree, {n_uns} unsupported "
-            f"(seed {self.seed}, {self.seconds:.1f} s)"
+            f"{self.verdict}: {self.target}: {checked} of {self.size.examples} configurations checked "
+            f"against the oracle; {n - n_bad - n_uns} of {n} checks agree, {n_bad} disagree or fail, "
+            f"{n_uns} unsupported (seed {self.seed})"
         ]
         for kind, by_status in self.counts().items():
             total = sum(by_status.values())
-            if total:
+            if kind == "probe" and total:
+                lines.append(f"  {KINDS[kind]}: the target misbehaved in {by_status['fail']}")
+            elif total:
                 lines.append(
                     f"  {KINDS[kind]}: {by_status['pass']} agree, {by_status['fail'] + by_status['error']} "
                     f"disagree, {by_status['unsupported']} unsupported"
                 )
+        for why, feats in self.unsupported_features().items():
+            lines.append(f"  not supported, so not checked: {', '.join(feats)} ({why})")
         if self.unsupported:
             opts = ", ".join(f"{k} ({v})" for k, v in self.unsupported_options().items())
-            lines.append(f"  unsupported options (not failures): {opts}")
+            lines.append(f"  unsupported in the sweep (not failures, not counted as checked): {opts}")
+        for note in self.notes:
+            lines.append(f"  note: {note}")
+        if self.verdict == "INSUFFICIENT":
+            lines.append("  INSUFFICIENT: too little was checked for PASS: " + "; ".join(self.shortfalls()))
         if self.float32_suspected:
             lines.append(
                 "  float32: the disagreements are float32 rounding, checked at float64 tolerance "
@@ -233,11 +354,15 @@ class CheckResult:
         more = len(self.failures) - len(self.localizations)
         if self.failures and more > 0:
             first = self.failures[0]
-            lines.append(f"  ({more} more failing checks; first: #{first.id} {first.kind}: {first.message})")
+            lines.append(
+                f"  ({more} {'more ' if self.localizations else ''}failing checks; "
+                f"first: #{first.id} {first.kind}: {first.message})"
+            )
         return "\n".join(lines)
 
     def assert_ok(self) -> None:
-        """Raise AssertionError with the summary (and the localization) unless ``ok``."""
+        """Raise AssertionError with the summary (and the localization) unless the verdict is PASS
+        (FAIL and INSUFFICIENT both raise)."""
         if not self.ok:
             raise AssertionError(self.summary())
 
@@ -248,10 +373,24 @@ class CheckResult:
             "schema_version": SCHEMA_VERSION,
             "target": self.target,
             "ok": self.ok,
+            "verdict": self.verdict,
+            "capabilities": self.capabilities.to_dict(),
+            "coverage": {
+                "checked_configurations": len(self.checked),
+                "required_configurations": min(self.size.examples, MIN_CHECKED),
+                "features": {f: {"checked": g, "required": r} for f, (g, r) in self.coverage().items()},
+                "shortfalls": self.shortfalls(),
+            },
+            "notes": list(self.notes),
+            "tracebacks": [
+                {"exception": k, "check_id": c.id, "kind": c.kind, "traceback": c.traceback}
+                for k, c in self.tracebacks()
+            ],
             "environment": dict(self.environment),
             "settings": {
                 "seed": self.seed,
                 "jobs": self.jobs,
+                "timeout": self.timeout,
                 **dataclasses.asdict(self.size),
                 "tolerance": _tolerances(),
             },
@@ -324,6 +463,7 @@ def check_dict(c: ConfigCheck) -> dict[str, Any]:
         "message": c.message,
         "unsupported": list(c.unsupported),
         "seconds": round(c.seconds, 6),
+        "traceback": c.traceback,
     }
 
 
@@ -359,4 +499,6 @@ def localization_dict(loc: Localization) -> dict[str, Any]:
         else array_dict(loc.shrunk.worst),
         "shrink_evaluations": loc.shrink_evaluations,
         "verdict": loc.verdict,
+        "explanation": loc.explanation,
+        "replay_config": config_dict(loc.replay_config),
     }

@@ -1,23 +1,28 @@
-"""bptt_report.check: run the sweep (optionally in parallel processes) and localize what fails.
+"""bptt_report.check: probe what the target supports, run the sweep, localize what fails.
 
     result = bptt_report.check("mypackage.rnn:bptt", quick=True)
-    assert result.ok, result.summary()
+    result.assert_ok()
 
-Worker processes are started with "spawn" (safe with torch), each with one torch thread
-(and so does the calling process while it checks); the target travels to them as its
-"module:function" name.
+The target never runs in this process: it runs in worker processes (bptt_report.worker,
+started with "spawn" even for jobs=1, never importing torch or the oracle), which rebuild
+each configuration's arrays from the configuration, hand the target fresh copies, and send
+back plain arrays. The oracle and nn.RNN run here (jobs=1) or in separate oracle processes
+(jobs > 1) on arrays rebuilt the same way, and the comparison runs here. A target that
+exits, crashes or runs past the timeout ends only its worker, which is restarted.
 """
 
 from __future__ import annotations
 
 import importlib.metadata
+import math
 import multiprocessing
 import os
 import platform
+import signal
 import sys
 import time
-from collections.abc import Callable, Iterator, Sequence
-from concurrent.futures import Executor, Future, ProcessPoolExecutor, as_completed
+from collections.abc import Callable, Iterator
+from concurrent.futures import Future, ProcessPoolExecutor, ThreadPoolExecutor
 from contextlib import contextmanager
 from typing import Any
 
@@ -26,16 +31,28 @@ import torch
 
 from manual_bptt.testing import RNNConfig
 
-from .checks import run_fd_check, run_oracle_checks
+from .checks import References, fd_check, init_oracle_worker, misbehaviour, oracle_checks, references_batch
 from .localize import localize
+from .pool import DEFAULT_TIMEOUT, TargetPool, signals_blocked
 from .results import CheckResult, ConfigCheck, Localization
-from .sweep import plan_configs, plan_fd_configs, sweep_size
-from .targets import DEFAULT_TARGET, load_target, spec_of
+from .sweep import plan_configs, plan_fd_configs, probe_configs, sweep_size
+from .targets import (
+    ACTIVATIONS,
+    DEFAULT_TARGET,
+    FORMS,
+    OPTIONS,
+    Capabilities,
+    TargetError,
+    parse_declaration,
+    spec_of,
+)
 
-#: A unit of work: ("oracle" or "finite_differences", id, configuration).
-Task = tuple[str, int, RNNConfig]
 #: A target as accepted by check(): a "module:function" name or the callable itself.
 TargetLike = str | Callable[..., Any] | None
+#: Largest number of oracle configurations accepted.
+MAX_EXAMPLES = 100_000
+#: jobs may be at most this many times the usable CPUs.
+JOBS_PER_CPU = 4
 
 
 def usable_cpus() -> int:
@@ -43,6 +60,11 @@ def usable_cpus() -> int:
     if hasattr(os, "sched_getaffinity"):
         return max(1, len(os.sched_getaffinity(0)))
     return max(1, os.cpu_count() or 1)
+
+
+def max_jobs() -> int:
+    """The largest ``jobs`` accepted: JOBS_PER_CPU x the usable CPUs."""
+    return JOBS_PER_CPU * usable_cpus()
 
 
 def _version(dist: str) -> str:
@@ -69,39 +91,30 @@ def environment() -> dict[str, str]:
     }
 
 
-def _resolve(target: TargetLike) -> tuple[str, Callable[..., Any], str | None]:
-    """(description, callable, importable name or None) of a target."""
+def _resolve(target: TargetLike) -> str:
+    """The importable "module:function" name of a target (nothing is imported here).
+
+    Raises:
+        TargetError for a malformed name; ValueError for a callable that cannot be found
+        again by name (a lambda, a nested function): the target runs in another process.
+    """
     if target is None:
-        target = DEFAULT_TARGET
+        return DEFAULT_TARGET
     if isinstance(target, str):
-        return target, load_target(target), target
+        module, _, attr = target.partition(":")
+        if target.count(":") != 1 or not module or not attr:
+            raise TargetError(f"--target: expected MODULE:FUNCTION, e.g. manual_bptt:bptt, got {target!r}")
+        return target
     if not callable(target):
         raise TypeError(f"target: expected a callable or 'module:function', got {type(target).__name__}")
     spec = spec_of(target)
-    name = spec or f"{getattr(target, '__module__', '?')}.{getattr(target, '__qualname__', repr(target))}"
-    return name, target, spec
-
-
-def run_tasks(target: str | Callable[..., Any], tasks: Sequence[Task]) -> list[ConfigCheck]:
-    """Run a chunk of tasks in this process (the unit of work of a worker)."""
-    fn = load_target(target) if isinstance(target, str) else target
-    out: list[ConfigCheck] = []
-    for kind, check_id, cfg in tasks:
-        if kind == "oracle":
-            out.extend(run_oracle_checks(fn, cfg, check_id))
-        else:
-            out.append(run_fd_check(fn, cfg, check_id))
-    return out
-
-
-def localize_task(target: str | Callable[..., Any], check: ConfigCheck) -> Localization:
-    """Localize one failing check in this process (the unit of work of a worker)."""
-    fn = load_target(target) if isinstance(target, str) else target
-    return localize(fn, check)
-
-
-def _init_worker() -> None:
-    torch.set_num_threads(1)
+    if spec is None:
+        name = getattr(target, "__qualname__", repr(target))
+        raise ValueError(
+            f"target: {name} cannot be imported by name, and the target runs in a separate process; "
+            "pass a module-level function (or its 'module:function' name)"
+        )
+    return spec
 
 
 @contextmanager
@@ -136,44 +149,193 @@ def _progress(total: int, desc: str, enabled: bool) -> Any:
     return _Silent()
 
 
-@contextmanager
-def _pool(jobs: int) -> Iterator[Executor | None]:
-    """A spawn-based process pool for jobs > 1 (None for 1); cancelled on interrupt."""
-    if jobs <= 1:
-        yield None
-        return
+def _references(configs: list[RNNConfig], jobs: int) -> list[References]:
+    """The oracle's and nn.RNN's results for every configuration: here for jobs=1, else in
+    ``jobs`` oracle processes (spawn; they never run the target)."""
+    if jobs <= 1 or len(configs) < 2 * jobs:
+        return references_batch(configs)
+    n = min(len(configs), 32 * jobs)  # small chunks: an interrupt waits for the running ones only
+    chunks = [list(range(i, len(configs), n)) for i in range(n)]
+    out: list[References | None] = [None] * len(configs)
+    others = set(multiprocessing.active_children())
     ex = ProcessPoolExecutor(
-        max_workers=jobs, mp_context=multiprocessing.get_context("spawn"), initializer=_init_worker
+        max_workers=jobs, mp_context=multiprocessing.get_context("spawn"), initializer=init_oracle_worker
     )
     try:
-        yield ex
+        with signals_blocked():
+            futures: list[tuple[list[int], Future[list[References]]]] = [
+                (idx, ex.submit(references_batch, [configs[i] for i in idx])) for idx in chunks
+            ]
+        for idx, fut in futures:
+            for i, r in zip(idx, fut.result(), strict=True):
+                out[i] = r
     except BaseException:
+        for proc in set(multiprocessing.active_children()) - others:  # ours: stop now, not after their chunk
+            proc.kill()  # (SIGTERM is held back while they start)
         ex.shutdown(wait=False, cancel_futures=True)
         raise
     ex.shutdown(wait=True)
+    return [r if r is not None else {"oracle": "not computed", "torch_rnn": None} for r in out]
 
 
-def _chunks(tasks: list[Task], jobs: int) -> list[list[Task]]:
-    """Chunks of similar cost: about 8 per worker, interleaved so each mixes long and short T."""
-    n = max(1, min(len(tasks), 8 * jobs))
-    return [tasks[i::n] for i in range(n) if tasks[i::n]]
+def _in_thread(
+    pool: TargetPool, requests: list[tuple[str, RNNConfig, int | None]], bar: Any
+) -> list[dict[str, Any]]:
+    """pool.run in a helper thread, with SIGINT and SIGTERM left to the main thread (and
+    blocked in the worker processes this thread starts)."""
+    if hasattr(signal, "pthread_sigmask"):
+        signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT, signal.SIGTERM})
+    return pool.run(requests, bar.update)
+
+
+def capabilities(
+    pool: TargetPool, info: dict[str, Any]
+) -> tuple[Capabilities, list[tuple[str, RNNConfig, dict[str, Any]]]]:
+    """What the target supports: its declaration, its signature, then one probe per feature
+    not declared. Also the probes in which the target misbehaved: (feature, config, reply).
+
+    Raises:
+        TargetError for an invalid declaration.
+    """
+    if info.get("declared_error"):
+        raise TargetError(str(info["declared_error"]))
+    declared = info.get("declared")
+    decl = parse_declaration(declared) if declared is not None else {}
+    keywords = None if info.get("keywords") is None else set(info["keywords"])
+    unsupported: dict[str, str] = {}
+    sources: dict[str, str] = {}
+    bad: list[tuple[str, RNNConfig, dict[str, Any]]] = []
+
+    def has_keyword(kw: str) -> bool:
+        return keywords is None or kw in keywords
+
+    def probe(features: list[str], cfgs: dict[str, RNNConfig]) -> list[str]:
+        replies = pool.run([("call", cfgs[f], None) for f in features]) if features else []
+        ok = []
+        for f, reply in zip(features, replies, strict=True):
+            status = reply.get("status")
+            if status == "not_run":
+                unsupported[f] = "not probed: the target ended its worker processes"
+                continue
+            result = misbehaviour(reply, f"the probe of {f}")
+            if result is not None and result[0] == "unsupported":
+                unsupported[f] = "probed: " + str(reply.get("detail") or result[1])
+                continue
+            if result is not None and status not in ("raised", "bad_result"):
+                bad.append((f, cfgs[f], reply))
+            sources[f] = "probed" + (f" (the probe {result[1]}; checked in the sweep)" if result else "")
+            ok.append(f)
+        return ok
+
+    def declared_part(key: str, names: tuple[str, ...]) -> list[str] | None:
+        if key not in decl:
+            return None
+        for n in names:
+            if n in decl[key]:
+                sources[n] = "declared"
+            else:
+                unsupported[n] = f"not declared in {key}"
+        return [n for n in names if n in decl[key]]
+
+    acts_declared = declared_part("activations", ACTIVATIONS)
+    if acts_declared is not None and not has_keyword("activation"):
+        for a in [a for a in acts_declared if a != "tanh"]:
+            acts_declared.remove(a)
+            unsupported[a] = "declared, but the signature has no activation keyword"
+    base_act = acts_declared[0] if acts_declared else "tanh"
+    cfgs = probe_configs((), base_act)
+    forms = declared_part("inputs", tuple(FORMS))
+    if forms is None:
+        forms = probe(list(FORMS), cfgs)
+    cfgs = probe_configs(tuple(forms), base_act)
+    options = declared_part("options", tuple(OPTIONS))
+    to_probe: list[str] = []
+    if options is None:
+        options = []
+        for opt, kw in OPTIONS.items():
+            if not has_keyword(kw):
+                unsupported[opt] = f"not in the signature: no {kw} keyword"
+            elif forms:
+                to_probe.append(opt)
+    else:
+        for opt in list(options):
+            if not has_keyword(OPTIONS[opt]):
+                options.remove(opt)
+                unsupported[opt] = f"declared, but the signature has no {OPTIONS[opt]} keyword"
+    acts = acts_declared
+    act_probes: list[str] = []
+    if acts is None:
+        acts = ["tanh"] if forms else []
+        for a in ACTIVATIONS[1:]:
+            if not has_keyword("activation"):
+                unsupported[a] = "not in the signature: no activation keyword"
+            elif forms:
+                act_probes.append(a)
+        if forms:
+            sources.setdefault("tanh", "probed (with the input forms)")
+    ok = probe(to_probe + act_probes, cfgs) if forms else []
+    options = [o for o in OPTIONS if o in options or o in ok]
+    acts = [a for a in ACTIVATIONS if a in acts or a in ok]
+    if not forms:
+        for f in FORMS:
+            unsupported.setdefault(f, "no input form is supported")
+    dtypes = decl.get("dtypes", ("float64",))
+    if "float64" not in dtypes:
+        unsupported["float64"] = "not declared in dtypes (the checker compares float64 only)"
+    caps = Capabilities(
+        forms=tuple(f for f in FORMS if f in forms),
+        options=tuple(options),
+        activations=tuple(acts),
+        dtypes=tuple(dtypes),
+        unsupported=unsupported,
+        sources=sources,
+    )
+    return caps, bad
+
+
+def _localizable(c: ConfigCheck) -> bool:
+    """A disagreement, an exception or an unreadable result; not a crash, exit, hang or
+    modified input (rerunning those would only repeat them)."""
+    if c.arrays:
+        return True
+    return c.message.startswith(("the target raised", "the target returned", "the target's result"))
 
 
 def _select(checks: list[ConfigCheck], limit: int) -> list[ConfigCheck]:
     """Failing checks to localize: the most informative first (oracle checks, most disagreeing
     arrays, then the smallest configuration), each adding an array not already covered."""
-    failing = [c for c in checks if c.status == "fail"]
+    failing = [c for c in checks if c.status == "fail" and c.kind != "probe" and _localizable(c)]
     failing.sort(key=lambda c: (c.kind != "oracle", -len(c.failing), c.size_key(), c.id))
     chosen: list[ConfigCheck] = []
     covered: set[str] = set()
     for c in failing:
         if len(chosen) >= limit:
             break
-        names = set(c.failing) or {c.message}
+        names = set(c.failing) or {c.message.split(":")[0]}
         if not names <= covered:
             covered |= names
             chosen.append(c)
     return chosen
+
+
+def _check_arguments(seed: Any, examples: Any, jobs: Any, max_localized: Any, timeout: Any) -> None:
+    for name, value, least in (("seed", seed, 0), ("jobs", jobs, 1), ("max_localized", max_localized, 0)):
+        if isinstance(value, bool) or not isinstance(value, int) or value < least:
+            raise ValueError(f"{name}: expected an integer >= {least}, got {value!r}")
+    if jobs > max_jobs():
+        raise ValueError(
+            f"jobs: at most {max_jobs()} ({JOBS_PER_CPU} x the {usable_cpus()} usable CPUs), got {jobs}"
+        )
+    if examples is not None and (
+        isinstance(examples, bool) or not isinstance(examples, int) or not 1 <= examples <= MAX_EXAMPLES
+    ):
+        raise ValueError(f"examples: expected an integer in 1..{MAX_EXAMPLES}, got {examples!r}")
+    if (
+        isinstance(timeout, bool)
+        or not isinstance(timeout, (int, float))
+        or not (math.isfinite(timeout) and timeout > 0)
+    ):
+        raise ValueError(f"timeout: expected a positive number of seconds, got {timeout!r}")
 
 
 def check(
@@ -185,85 +347,85 @@ def check(
     jobs: int = 1,
     progress: bool = False,
     max_localized: int = 3,
+    timeout: float = DEFAULT_TIMEOUT,
 ) -> CheckResult:
     """Check an implementation of BPTT against the PyTorch oracle, nn.RNN and finite differences.
 
     Args:
-        target: the implementation: a callable with manual_bptt.bptt's signature, or its name
-            "module:function"; None checks manual_bptt.bptt. It must return an object with
-            .loss and .grads (U, W, V, b, c); .ds0 and .dxs are checked when present.
+        target: the implementation: its name "module:function", or a module-level callable
+            (found again by name: it runs in worker processes); None checks manual_bptt.bptt.
+            Its contract and how it declares what it supports: bptt_report.targets.
         seed: seeds the sweep (the configurations and their arrays).
-        examples: number of oracle configurations (default: 3000, or 32 with ``quick``).
+        examples: number of oracle configurations (default: 3000, or 32 with ``quick``), at
+            most MAX_EXAMPLES.
         quick: a small sweep of short sequences (a few seconds).
-        jobs: worker processes (1: run here). With jobs > 1 the target must be importable
-            by name (a module-level function).
+        jobs: worker processes for the target, and as many for the oracle when > 1 (at most
+            JOBS_PER_CPU x the usable CPUs). The target runs in a worker process even with 1.
         progress: show a progress bar on stderr.
         max_localized: how many disagreements (with distinct sets of arrays) to localize.
+        timeout: seconds one configuration may take in the target; past it, its process is
+            killed and that is a failure.
 
     Returns:
-        CheckResult: ``.ok``, ``.summary()``, ``.assert_ok()``, ``.failures``, ``.localizations``.
+        CheckResult: ``.verdict`` ("PASS", "FAIL", "INSUFFICIENT"), ``.ok``, ``.summary()``,
+        ``.assert_ok()`` (raises unless PASS), ``.failures``, ``.localizations``.
 
     Raises:
-        bptt_report.TargetError when a named target cannot be loaded; ValueError for bad
-        arguments (including jobs > 1 with a target that cannot be imported by name).
+        bptt_report.TargetError when the target cannot be loaded or declares something
+        invalid; ValueError for bad arguments.
     """
-    for name, value, least in (("seed", seed, 0), ("jobs", jobs, 1), ("max_localized", max_localized, 0)):
-        if isinstance(value, bool) or not isinstance(value, int) or value < least:
-            raise ValueError(f"{name}: expected an integer >= {least}, got {value!r}")
-    if examples is not None and (isinstance(examples, bool) or not isinstance(examples, int) or examples < 1):
-        raise ValueError(f"examples: expected a positive integer, got {examples!r}")
+    _check_arguments(seed, examples, jobs, max_localized, timeout)
     t0 = time.perf_counter()
-    description, fn, spec = _resolve(target)
-    if jobs > 1 and spec is None:
-        raise ValueError(
-            f"jobs={jobs}: the target {description} cannot be imported by name in worker processes; "
-            "pass a module-level function (or its 'module:function' name), or jobs=1"
-        )
+    spec = _resolve(target)
     size = sweep_size(quick=quick, examples=examples)
-    configs = plan_configs(seed, size)
-    fd_configs = plan_fd_configs(seed, size)
-    tasks: list[Task] = [("oracle", i, c) for i, c in enumerate(configs)]
-    tasks += [("finite_differences", len(configs) + i, c) for i, c in enumerate(fd_configs)]
-    carried: str | Callable[..., Any] = spec if jobs > 1 and spec is not None else fn
-
+    pool = TargetPool(spec, workers=jobs, timeout=float(timeout))
     checks: list[ConfigCheck] = []
     localizations: list[Localization] = []
-    with _one_torch_thread(), _pool(jobs) as ex:
-        bar = _progress(len(tasks), "checking", progress)
+    try:
+        info = pool.start()
+        caps, bad_probes = capabilities(pool, info)
+        configs = plan_configs(seed, size, caps)
+        fd_configs = plan_fd_configs(seed, size, caps)
+        requests = [("call", c, None) for c in configs] + [("fd", c, None) for c in fd_configs]
+        bar = _progress(len(requests), "checking", progress)
         try:
-            if ex is None:
-                for task in tasks:
-                    checks.extend(run_tasks(carried, [task]))
-                    bar.update(1)
-            else:
-                futures: dict[Future[list[ConfigCheck]], int] = {
-                    ex.submit(run_tasks, carried, chunk): len(chunk) for chunk in _chunks(tasks, jobs)
-                }
-                for fut in as_completed(futures):
-                    checks.extend(fut.result())
-                    bar.update(futures[fut])
+            with _one_torch_thread(), ThreadPoolExecutor(1) as threads:
+                fut = threads.submit(_in_thread, pool, requests, bar)
+                try:
+                    refs = _references(configs, jobs)
+                    replies = fut.result()
+                except BaseException:
+                    pool.stop.set()
+                    raise
         finally:
             bar.close()
+        n = len(configs)
+        for i, (cfg, reply, ref) in enumerate(zip(configs, replies[:n], refs, strict=True)):
+            if reply.get("status") != "not_run":
+                checks.extend(oracle_checks(i, cfg, reply, ref))
+        for j, (cfg, reply) in enumerate(zip(fd_configs, replies[n:], strict=True)):
+            if reply.get("status") != "not_run":
+                checks.append(fd_check(n + j, cfg, reply))
+        first_probe = n + len(fd_configs)
+        for k, (feature, cfg, reply) in enumerate(bad_probes):
+            _, msg, tb, _ = misbehaviour(reply, f"the probe of {feature}") or ("", "", "", ())
+            checks.append(ConfigCheck(first_probe + k, "probe", cfg, "fail", (), msg, (), 0.0, tb))
         checks.sort(key=lambda c: (c.id, c.kind))
-
-        chosen = _select(checks, max_localized)
+        chosen = [] if pool.aborted else _select(checks, max_localized)
         if chosen:
             bar = _progress(len(chosen), "localizing", progress)
             try:
-                if ex is None:
+                with _one_torch_thread():
                     for c in chosen:
-                        localizations.append(localize_task(carried, c))
-                        bar.update(1)
-                else:
-                    loc_futures = [ex.submit(localize_task, carried, c) for c in chosen]
-                    for fut in loc_futures:
-                        localizations.append(fut.result())
+                        localizations.append(localize(pool.run, c))
                         bar.update(1)
             finally:
                 bar.close()
-
+    finally:
+        pool.stop.set()
+        pool.close()
     return CheckResult(
-        target=description,
+        target=spec,
         seed=seed,
         size=size,
         jobs=jobs,
@@ -271,4 +433,23 @@ def check(
         localizations=tuple(localizations),
         environment=environment(),
         seconds=time.perf_counter() - t0,
+        capabilities=caps,
+        notes=tuple(pool.notes),
+        timeout=float(timeout),
     )
+
+
+def replay(target: TargetLike, cfg: RNNConfig, *, timeout: float = DEFAULT_TIMEOUT) -> list[ConfigCheck]:
+    """The target on one configuration (in a worker process) against the oracle and nn.RNN:
+    the checks, as in the sweep (``manual-bptt report --replay``)."""
+    _check_arguments(0, None, 1, 0, timeout)
+    pool = TargetPool(_resolve(target), workers=1, timeout=float(timeout))
+    try:
+        pool.start()
+        (reply,) = pool.run([("call", cfg, None)])
+    finally:
+        pool.stop.set()
+        pool.close()
+    with _one_torch_thread():
+        refs = references_batch([cfg])[0]
+    return oracle_checks(0, cfg, reply, refs)

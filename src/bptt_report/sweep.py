@@ -27,7 +27,10 @@ from typing import Any
 
 import numpy as np
 
-from manual_bptt.testing import WEIGHT_SCALES, RNNConfig
+from manual_bptt.testing import WEIGHT_SCALES, Problem, RNNConfig, make_problem
+
+from .targets import FORMS as FORM_NAMES
+from .targets import FULL_SUPPORT, Capabilities
 
 #: Input forms as (tokens, batched).
 FORMS: tuple[tuple[bool, bool], ...] = ((True, False), (True, True), (False, False), (False, True))
@@ -107,17 +110,46 @@ def _truncate(kind: str, T: int, rng: np.random.Generator) -> int | None:
     }[kind]
 
 
-def plan_configs(seed: int, size: SweepSize) -> list[RNNConfig]:
-    """The ``size.examples`` configurations of the sweep, deterministically from ``seed``."""
+@dataclass(frozen=True)
+class Space:
+    """The values each dimension of the sweep may take (inside what a target supports)."""
+
+    forms: tuple[tuple[bool, bool], ...]
+    activations: tuple[str, ...]
+    truncations: tuple[str, ...]
+    reductions: tuple[str, ...]
+    masks: tuple[bool, ...]
+    s0s: tuple[str | None, ...]
+
+
+def space_of(caps: Capabilities) -> Space:
+    """The sweep's values restricted to ``caps`` (each dimension keeps its order)."""
+    opts = set(caps.options)
+    return Space(
+        forms=tuple(FORM_NAMES[f] for f in FORM_NAMES if f in caps.forms),
+        activations=tuple(a for a in ACTIVATION_NAMES if a in caps.activations),
+        truncations=TRUNCATIONS if "truncate" in opts else ("none",),
+        reductions=("sum", "mean") if "reduction=mean" in opts else ("sum",),
+        masks=(False, True) if "mask" in opts else (False,),
+        s0s=(None, "shared", "per_row") if "s0" in opts else (None,),
+    )
+
+
+def plan_configs(seed: int, size: SweepSize, caps: Capabilities = FULL_SUPPORT) -> list[RNNConfig]:
+    """The ``size.examples`` configurations of the sweep, deterministically from ``seed``,
+    every one inside what ``caps`` supports (none when nothing can be checked)."""
+    if not caps.checkable:
+        return []
     n = size.examples
+    sp = space_of(caps)
     rng = np.random.default_rng([seed, 1])
-    forms = _stratified(rng, FORMS, n)
-    acts = _stratified(rng, ACTIVATION_NAMES, n)
-    truncs = _stratified(rng, TRUNCATIONS, n)
-    reductions = _stratified(rng, ("sum", "mean"), n)
-    masks = _stratified(rng, (False, True), n)
+    forms = _stratified(rng, sp.forms, n)
+    acts = _stratified(rng, sp.activations, n)
+    truncs = _stratified(rng, sp.truncations, n)
+    reductions = _stratified(rng, sp.reductions, n)
+    masks = _stratified(rng, sp.masks, n)
     biases = _stratified(rng, (True, False), n)
-    s0s = _stratified(rng, (None, "shared", "per_row"), n)
+    s0s = _stratified(rng, sp.s0s, n)
     scales = _stratified(rng, WEIGHT_SCALES, n)
     configs = []
     for i in range(n):
@@ -146,16 +178,20 @@ def plan_configs(seed: int, size: SweepSize) -> list[RNNConfig]:
     return configs
 
 
-def plan_fd_configs(seed: int, size: SweepSize) -> list[RNNConfig]:
+def plan_fd_configs(seed: int, size: SweepSize, caps: Capabilities = FULL_SUPPORT) -> list[RNNConfig]:
     """Tiny full-BPTT configurations for finite differences (tanh, sigmoid, identity: no kinks).
 
-    T <= 4, H <= 4, D <= 3, K <= 4, B <= 2: a few hundred loss evaluations each.
+    T <= 4, H <= 4, D <= 3, K <= 4, B <= 2: a few hundred loss evaluations each. Inside ``caps``.
     """
+    sp = space_of(caps)
+    smooth = tuple(a for a in ("tanh", "sigmoid", "identity") if a in sp.activations)
+    if not caps.checkable or not smooth:
+        return []
     n = size.fd_examples
     rng = np.random.default_rng([seed, 2])
-    forms = _stratified(rng, FORMS, n)
-    acts = _stratified(rng, ("tanh", "sigmoid", "identity"), n)
-    s0s = _stratified(rng, (None, "shared", "per_row"), n)
+    forms = _stratified(rng, sp.forms, n)
+    acts = _stratified(rng, smooth, n)
+    s0s = _stratified(rng, sp.s0s, n)
     configs = []
     for i in range(n):
         tokens, batched = forms[i]
@@ -171,14 +207,56 @@ def plan_fd_configs(seed: int, size: SweepSize) -> list[RNNConfig]:
                 bias=bool(rng.integers(2)),
                 activation=acts[i],
                 truncate=None,
-                reduction=str(rng.choice(["sum", "mean"])),
-                use_mask=bool(rng.integers(2)),
+                reduction=str(rng.choice(["sum", "mean"])) if len(sp.reductions) == 2 else "sum",
+                use_mask=bool(rng.integers(2)) and len(sp.masks) == 2,
                 s0_kind=s0s[i] if batched or s0s[i] != "per_row" else "shared",
                 weight_scale=float(rng.choice([0.5, 1.0, 1.5])),
                 seed=int(rng.integers(2**32)),
             )
         )
     return configs
+
+
+def problem_for(cfg: RNNConfig, prefix: int | None = None) -> Problem | None:
+    """make_problem(cfg), cut to its first ``prefix`` steps when given (None when a "mean"
+    mask would count nothing on the prefix). The worker and the checker both build the
+    arrays this way, each on its own side."""
+    prob = make_problem(cfg)
+    if prefix is None:
+        return prob
+    n = prefix
+    cut = (slice(None), slice(0, n)) if cfg.B is not None else (slice(0, n),)
+    mask = None if prob.mask is None else prob.mask[cut]
+    if mask is not None and cfg.reduction == "mean" and not mask.any():
+        return None
+    return Problem(
+        cfg=dataclasses.replace(cfg, T=n),
+        params=prob.params,
+        xs=prob.xs[cut].copy(),
+        ys=prob.ys[cut].copy(),
+        s0=prob.s0,
+        mask=None if mask is None else mask.copy(),
+    )
+
+
+def probe_configs(caps_forms: tuple[str, ...], activation: str = "tanh") -> dict[str, RNNConfig]:
+    """Tiny configurations, one per feature: each input form (with ``activation``, no options),
+    then, on the first of ``caps_forms``, each option and each activation alone."""
+    base = dict(T=3, D=4, H=3, K=2, bias=True, activation=activation, truncate=None, reduction="sum",
+                use_mask=False, s0_kind=None, weight_scale=0.5, seed=12345)  # fmt: skip
+    out: dict[str, RNNConfig] = {}
+    for name, (tokens, batched) in FORM_NAMES.items():
+        out[name] = RNNConfig(B=2 if batched else None, tokens=tokens, **base)
+    if caps_forms:
+        first = out[caps_forms[0]]
+        r = dataclasses.replace
+        out["s0"] = r(first, s0_kind="shared")
+        out["truncate"] = r(first, truncate=1)
+        out["mask"] = r(first, use_mask=True)
+        out["reduction=mean"] = r(first, reduction="mean")
+        for a in ACTIVATION_NAMES:
+            out[a] = r(first, activation=a)
+    return out
 
 
 def config_dict(cfg: RNNConfig) -> dict[str, Any]:

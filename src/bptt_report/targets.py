@@ -1,4 +1,4 @@
-"""The implementation under test: loading it by name, calling it, reading its result.
+"""The implementation under test: its contract, loading it by name, what it supports, calling it.
 
 A target is any callable with manual_bptt.bptt's signature,
 
@@ -6,9 +6,27 @@ A target is any callable with manual_bptt.bptt's signature,
 
 returning an object with ``.loss`` and ``.grads`` (U, W, V, b, c as attributes or keys), and
 optionally ``.ds0`` and ``.dxs``, which are checked when present. Only the keywords that
-differ from their defaults are passed, so a target that lacks, say, ``mask`` is still checked
-on every configuration without a mask; on the others its missing keyword is reported as
-unsupported, not as a failure. numpy only.
+differ from their defaults are passed.
+
+What it supports. A target may declare it with a ``bptt_supports`` attribute (a dict; every
+key optional):
+
+    target.bptt_supports = {
+        "inputs": ["tokens (T,)", "tokens (B, T)", "dense (T, D)", "dense (B, T, D)"],
+        "options": ["s0", "truncate", "mask", "reduction=mean"],
+        "activations": ["tanh", "sigmoid", "relu", "identity"],
+        "dtypes": ["float64"],
+    }
+
+A declared key is taken as it is (validated: an unknown name is a usage error). Each feature
+not declared is probed once on a tiny case before the sweep: it is unsupported when the
+keyword is not in the signature, or when the call raises NotImplementedError (or a TypeError
+naming the keyword); any other outcome counts as supported, so the sweep checks it (an
+exception there is a failure, with its traceback). The sweep is then drawn inside what is
+supported. The checker compares float64 only: a target without "float64" in its dtypes
+cannot be checked.
+
+The calls themselves run only in worker processes (bptt_report.worker). numpy only.
 """
 
 from __future__ import annotations
@@ -18,8 +36,8 @@ import inspect
 import os
 import re
 import sys
-from collections.abc import Callable
-from dataclasses import dataclass
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
 from typing import Any
 
 #: The keywords of manual_bptt.bptt and their defaults.
@@ -32,12 +50,33 @@ DEFAULTS: dict[str, Any] = {
 }
 #: The target checked when none is given.
 DEFAULT_TARGET = "manual_bptt:bptt"
+#: The attribute by which a target declares what it supports.
+DECLARATION = "bptt_supports"
+
+#: Input forms, as named in reports, and as (token ids, batched).
+FORMS: dict[str, tuple[bool, bool]] = {
+    "tokens (T,)": (True, False),
+    "tokens (B, T)": (True, True),
+    "dense (T, D)": (False, False),
+    "dense (B, T, D)": (False, True),
+}
+#: Options and the keyword each needs.
+OPTIONS: dict[str, str] = {"s0": "s0", "truncate": "truncate", "mask": "mask", "reduction=mean": "reduction"}
+ACTIVATIONS = ("tanh", "sigmoid", "relu", "identity")
+DTYPES = ("float64", "float32")
+#: Declaration key -> the names it may list.
+DIMENSIONS: dict[str, tuple[str, ...]] = {
+    "inputs": tuple(FORMS),
+    "options": tuple(OPTIONS),
+    "activations": ACTIVATIONS,
+    "dtypes": DTYPES,
+}
 
 _UNEXPECTED = re.compile(r"unexpected keyword argument '(\w+)'")
 
 
 class TargetError(ValueError):
-    """The target named on the command line cannot be loaded (a usage error)."""
+    """The target cannot be loaded or declares something invalid (a usage error)."""
 
 
 class Unsupported(Exception):
@@ -46,6 +85,11 @@ class Unsupported(Exception):
     def __init__(self, keywords: tuple[str, ...], detail: str = "") -> None:
         super().__init__(f"unsupported option(s): {', '.join(keywords)}" + (f" ({detail})" if detail else ""))
         self.keywords = keywords
+        self.detail = detail
+
+
+class BadResult(Exception):
+    """The target returned something that is not a result (None, or no .loss / .grads)."""
 
 
 @dataclass(frozen=True)
@@ -64,10 +108,95 @@ class TargetOutput:
     dxs: Any
 
 
+@dataclass(frozen=True)
+class Capabilities:
+    """What a target supports, and why each missing feature is missing.
+
+    Attributes:
+        forms: supported input forms (keys of FORMS).  options: supported options (keys of
+            OPTIONS).  activations: supported activations.  dtypes: declared dtypes.
+        unsupported: feature -> why it is not supported ("not in the signature", "declared",
+            "raised NotImplementedError: ...").
+        sources: feature -> how support was established ("declared", "probed", "signature").
+    """
+
+    forms: tuple[str, ...]
+    options: tuple[str, ...]
+    activations: tuple[str, ...]
+    dtypes: tuple[str, ...] = ("float64",)
+    unsupported: dict[str, str] = field(default_factory=dict)
+    sources: dict[str, str] = field(default_factory=dict)
+
+    @property
+    def checkable(self) -> bool:
+        """Whether anything can be checked: a form, an activation, and float64."""
+        return bool(self.forms) and bool(self.activations) and "float64" in self.dtypes
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "inputs": list(self.forms),
+            "options": list(self.options),
+            "activations": list(self.activations),
+            "dtypes": list(self.dtypes),
+            "unsupported": dict(self.unsupported),
+            "sources": dict(self.sources),
+        }
+
+
+#: Everything manual_bptt.bptt supports.
+FULL_SUPPORT = Capabilities(tuple(FORMS), tuple(OPTIONS), ACTIVATIONS)
+
+
+def _squash(name: str) -> str:
+    return re.sub(r"\s+", "", name).lower()
+
+
+def parse_declaration(declared: Any) -> dict[str, tuple[str, ...]]:
+    """Validate a ``bptt_supports`` declaration: key -> the canonical names it lists.
+
+    Raises:
+        TargetError naming the key or the value that is not understood.
+    """
+    if not isinstance(declared, Mapping):
+        raise TargetError(
+            f"{DECLARATION}: expected a dict with keys {', '.join(DIMENSIONS)}, got {type(declared).__name__}"
+        )
+    out: dict[str, tuple[str, ...]] = {}
+    for key, values in declared.items():
+        if key not in DIMENSIONS:
+            raise TargetError(f"{DECLARATION}: unknown key {key!r}; expected one of {', '.join(DIMENSIONS)}")
+        if isinstance(values, str) or not isinstance(values, (list, tuple, set, frozenset)):
+            raise TargetError(f"{DECLARATION}[{key!r}]: expected a list of names, got {values!r}")
+        known = {_squash(n): n for n in DIMENSIONS[key]}
+        names = []
+        for v in values:
+            if not isinstance(v, str) or _squash(v) not in known:
+                expected = ", ".join(DIMENSIONS[key])
+                raise TargetError(f"{DECLARATION}[{key!r}]: unknown value {v!r}; expected some of {expected}")
+            names.append(known[_squash(v)])
+        out[key] = tuple(n for n in DIMENSIONS[key] if n in names)
+    return out
+
+
+def _import(module_name: str, *, cwd_fallback: bool) -> Any:
+    """Import a module; the current directory is appended to sys.path (after the installed
+    packages) only when the module cannot be found without it."""
+    try:
+        return importlib.import_module(module_name)
+    except ModuleNotFoundError as exc:
+        top = module_name.split(".")[0]
+        cwd = os.getcwd()
+        if not cwd_fallback or exc.name != top or cwd in sys.path or "" in sys.path:
+            raise
+        sys.path.append(cwd)
+        return importlib.import_module(module_name)
+
+
 def load_target(spec: str) -> Callable[..., Any]:
     """Import ``"module:function"`` (the function may be dotted, ``module:Class.method``).
 
-    The current directory is importable, as with ``python -m``.
+    A module that cannot be found on sys.path is looked for in the current directory (appended
+    last, so it never shadows an installed package); never for the default target.
 
     Raises:
         TargetError naming what is wrong: the form, the module, the attribute, not callable.
@@ -77,10 +206,8 @@ def load_target(spec: str) -> Callable[..., Any]:
     module_name, attr = spec.split(":")
     if not module_name or not attr:
         raise TargetError(f"--target: expected MODULE:FUNCTION, e.g. manual_bptt:bptt, got {spec!r}")
-    if os.getcwd() not in sys.path and "" not in sys.path:
-        sys.path.insert(0, os.getcwd())
     try:
-        obj: Any = importlib.import_module(module_name)
+        obj: Any = _import(module_name, cwd_fallback=spec != DEFAULT_TARGET)
     except ImportError as exc:
         raise TargetError(f"--target {spec}: cannot import module {module_name!r}: {exc}") from exc
     except Exception as exc:  # the module itself failed while importing
@@ -97,15 +224,17 @@ def load_target(spec: str) -> Callable[..., Any]:
 
 
 def spec_of(fn: Callable[..., Any]) -> str | None:
-    """``"module:qualname"`` if that name loads ``fn`` again (so worker processes can), else None."""
+    """``"module:qualname"`` if that name finds ``fn`` again among the imported modules, else None.
+
+    Only modules already imported are looked at (nothing is imported here).
+    """
     module, qualname = getattr(fn, "__module__", None), getattr(fn, "__qualname__", None)
-    if not module or not qualname or "<" in qualname:
+    if not module or not qualname or "<" in qualname or module == "__main__" or module not in sys.modules:
         return None
-    spec = f"{module}:{qualname}"
-    try:
-        return spec if load_target(spec) is fn else None
-    except TargetError:
-        return None
+    obj: Any = sys.modules[module]
+    for part in qualname.split("."):
+        obj = getattr(obj, part, None)
+    return f"{module}:{qualname}" if obj is fn else None
 
 
 def accepted_keywords(fn: Callable[..., Any]) -> frozenset[str] | None:
@@ -119,6 +248,15 @@ def accepted_keywords(fn: Callable[..., Any]) -> frozenset[str] | None:
         return None
     kinds = (inspect.Parameter.KEYWORD_ONLY, inspect.Parameter.POSITIONAL_OR_KEYWORD)
     return frozenset(p.name for p in params if p.kind in kinds)
+
+
+def signature_text(fn: Callable[..., Any]) -> str:
+    """``name(signature)`` for messages, or the name alone."""
+    name = getattr(fn, "__name__", type(fn).__name__)
+    try:
+        return f"{name}{inspect.signature(fn)}"
+    except (TypeError, ValueError):
+        return name
 
 
 def non_default(kwargs: dict[str, Any]) -> dict[str, Any]:
@@ -138,13 +276,35 @@ def _field(obj: Any, name: str) -> Any:
     return getattr(obj, name, None)
 
 
+def read_output(r: Any) -> TargetOutput:
+    """loss, grads, ds0, dxs of a result.
+
+    Raises:
+        BadResult saying what was returned instead ("the target returned None, not an object
+        with .loss and .grads").
+    """
+    for attr in ("loss", "grads"):
+        if not (hasattr(r, attr) or (isinstance(r, dict) and attr in r)):
+            what = "None" if r is None else f"a {type(r).__name__}"
+            raise BadResult(f"the target returned {what}, not an object with .loss and .grads (no .{attr})")
+    grads = _field(r, "grads")
+    if grads is None:
+        raise BadResult("the target's result has .grads = None")
+    return TargetOutput(
+        loss=_field(r, "loss"),
+        grads={n: _field(grads, n) for n in ("U", "W", "V", "b", "c")},
+        ds0=_field(r, "ds0"),
+        dxs=_field(r, "dxs"),
+    )
+
+
 def call_target(fn: Callable[..., Any], p: Any, xs: Any, ys: Any, kwargs: dict[str, Any]) -> TargetOutput:
     """Call ``fn(p, xs, ys, **non_default(kwargs))`` and read loss, grads, ds0, dxs.
 
     Raises:
         Unsupported when a passed keyword is not accepted (by signature, or a TypeError naming
         it, or NotImplementedError).
-        AttributeError (with a clear message) when the result has no .loss or .grads.
+        BadResult when the result has no .loss or .grads.
         Anything else the target raises.
     """
     kw = non_default(kwargs)
@@ -161,14 +321,5 @@ def call_target(fn: Callable[..., Any], p: Any, xs: Any, ys: Any, kwargs: dict[s
             raise Unsupported((m.group(1),), str(exc)) from exc
         raise
     except NotImplementedError as exc:
-        raise Unsupported(tuple(kw) or ("this configuration",), str(exc)) from exc
-    for attr in ("loss", "grads"):
-        if not (hasattr(r, attr) or (isinstance(r, dict) and attr in r)):
-            raise AttributeError(f"the target's result ({type(r).__name__}) has no .{attr}")
-    grads = _field(r, "grads")
-    return TargetOutput(
-        loss=_field(r, "loss"),
-        grads={n: _field(grads, n) for n in ("U", "W", "V", "b", "c")},
-        ds0=_field(r, "ds0"),
-        dxs=_field(r, "dxs"),
-    )
+        raise Unsupported(tuple(kw) or ("this configuration",), f"raised NotImplementedError: {exc}") from exc
+    return read_output(r)

@@ -1,0 +1,276 @@
+"""The worker process in which the target runs: it never imports torch or the oracle.
+
+The checker starts it (bptt_report.pool) with the target's "module:function" name. The worker imports
+numpy, manual_bptt and the target, says hello (what the target is, its signature, what it
+declares), then answers requests, one message each, in order. A request names a
+configuration (and optionally a prefix length); the worker rebuilds its arrays with
+manual_bptt.testing.make_problem, hands the target fresh copies, and compares every input
+(U, W, V, b, c, xs, ys, mask, s0) bitwise before and after the call: a change is reported as
+such. The replies carry plain numbers and arrays only (bptt_report.wire), never objects.
+
+Kinds of request:
+    ("call", id, cfg, prefix)   the target's loss and gradients on the problem
+    ("fd", id, cfg, None)       the same, plus central differences of the target's own loss
+                                for every entry of U, W, V, b, c, s0 (when given), dense xs
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import pickle
+import signal
+import struct
+import sys
+import time
+import traceback
+from collections.abc import Callable
+from typing import Any
+
+import numpy as np
+
+from manual_bptt import RNNParams
+from manual_bptt.testing import Problem, RNNConfig, central_differences
+
+from . import wire
+from .sweep import problem_for
+from .targets import (
+    DECLARATION,
+    BadResult,
+    TargetError,
+    TargetOutput,
+    Unsupported,
+    accepted_keywords,
+    call_target,
+    load_target,
+    signature_text,
+)
+
+#: Finite-difference step.
+FD_EPS = 1e-5
+#: The inputs compared before and after every call, in report order.
+INPUTS = ("U", "W", "V", "b", "c", "xs", "ys", "mask", "s0")
+
+Request = tuple[str, int, RNNConfig, "int | None"]
+
+
+class Mutated(Exception):
+    """The target changed one of its inputs."""
+
+    def __init__(self, names: list[str]) -> None:
+        super().__init__(", ".join(names))
+        self.names = names
+
+
+def _inputs(p: RNNParams, xs: Any, ys: Any, s0: Any, mask: Any) -> dict[str, Any]:
+    return {"U": p.U, "W": p.W, "V": p.V, "b": p.b, "c": p.c, "xs": xs, "ys": ys, "mask": mask, "s0": s0}
+
+
+def _same(a: Any, b: Any) -> bool:
+    """Bitwise equality of two inputs (None only equals None)."""
+    if a is None or b is None:
+        return a is None and b is None
+    if not isinstance(a, np.ndarray) or not isinstance(b, np.ndarray):
+        return False
+    return a.dtype == b.dtype and a.shape == b.shape and a.tobytes() == b.tobytes()
+
+
+def guarded_call(fn: Callable[..., Any], prob: Problem, truncate: Any = "keep") -> TargetOutput:
+    """call_target on fresh copies of the problem's arrays (``truncate`` overriding the
+    configuration's unless "keep"); Mutated if any input changed."""
+    p = prob.params
+    copies = RNNParams(**{n: None if a is None else a.copy() for n, a in (("U", p.U), ("W", p.W),
+                       ("V", p.V), ("b", p.b), ("c", p.c))})  # fmt: skip
+    xs, ys = prob.xs.copy(), prob.ys.copy()
+    s0 = None if prob.s0 is None else prob.s0.copy()
+    mask = None if prob.mask is None else prob.mask.copy()
+    kw = {**prob.kwargs(), "s0": s0, "mask": mask}
+    if truncate != "keep":
+        kw["truncate"] = truncate
+    changed: list[str] = []
+    try:
+        out = call_target(fn, copies, xs, ys, kw)
+    finally:
+        after = _inputs(copies, xs, ys, s0, mask)
+        before = _inputs(p, prob.xs, prob.ys, prob.s0, prob.mask)
+        changed = [n for n in INPUTS if not _same(before[n], after[n])]
+        if changed:
+            raise Mutated(changed)  # a changed input matters more than what was raised
+    return out
+
+
+def _plain(value: Any) -> tuple[np.ndarray | None, str]:
+    """(a plain numeric copy of a returned value, "") or (None, why it cannot be read)."""
+    if value is None:
+        return None, ""
+    try:
+        a = np.array(value, copy=True)
+    except Exception as exc:  # a target may return anything
+        return None, f"cannot be read as an array ({type(exc).__name__}: {exc})"
+    if a.dtype.kind not in "fiub":
+        return None, f"has dtype {a.dtype}, not a real number type"
+    return a, ""
+
+
+def output_fields(out: TargetOutput) -> tuple[dict[str, Any], dict[str, str]]:
+    """(field -> plain array or None, field -> note for values that cannot be read)."""
+    raw = {"loss": out.loss, **out.grads, "ds0": out.ds0, "dxs": out.dxs}
+    fields: dict[str, Any] = {}
+    notes: dict[str, str] = {}
+    for name, value in raw.items():
+        a, note = _plain(value)
+        fields[name] = a
+        if note:
+            notes[name] = note
+    return fields, notes
+
+
+def _exception(exc: BaseException) -> dict[str, Any]:
+    return {
+        "type": type(exc).__name__,
+        "message": str(exc),
+        "traceback": "".join(traceback.format_exception(type(exc), exc, exc.__traceback__)),
+    }
+
+
+def _fd(fn: Callable[..., Any], prob: Problem, out: TargetOutput) -> dict[str, np.ndarray]:
+    """Central differences of the target's own loss for every entry of the parameters, s0 and dense xs."""
+    p = prob.params
+
+    def loss(params: RNNParams = p, xs: Any = prob.xs, s0: Any = prob.s0) -> float:
+        q = Problem(cfg=prob.cfg, params=params, xs=np.array(xs), ys=prob.ys, s0=None if s0 is None
+                    else np.array(s0), mask=prob.mask)  # fmt: skip
+        return float(np.asarray(guarded_call(fn, q, None).loss, dtype=np.float64))
+
+    numeric: dict[str, np.ndarray] = {}
+    for name, value in p.items():
+        numeric[name] = central_differences(
+            lambda a, name=name: loss(params=p.replace(**{name: np.array(a)})), value, eps=FD_EPS
+        )
+    if prob.s0 is not None and out.ds0 is not None:
+        numeric["ds0"] = central_differences(lambda a: loss(s0=a), prob.s0, eps=FD_EPS)
+    if not prob.cfg.tokens and out.dxs is not None:
+        numeric["dxs"] = central_differences(lambda a: loss(xs=a), prob.xs, eps=FD_EPS)
+    return numeric
+
+
+def handle(fn: Callable[..., Any], request: Request) -> dict[str, Any]:
+    """The reply to one request (see the module docstring)."""
+    kind, check_id, cfg, prefix = request
+    t0 = time.perf_counter()
+    reply: dict[str, Any] = {"id": check_id}
+    try:
+        prob = problem_for(cfg, prefix)
+        if prob is None:
+            reply["status"] = "skipped"
+            return reply
+        if kind == "fd":
+            out = guarded_call(fn, prob, None)
+            reply["numeric"] = _fd(fn, prob, out)
+        else:
+            out = guarded_call(fn, prob)
+        reply["fields"], reply["notes"] = output_fields(out)
+        reply["status"] = "ok"
+    except Unsupported as exc:
+        reply.update(status="unsupported", keywords=list(exc.keywords), message=str(exc), detail=exc.detail)
+    except Mutated as exc:
+        reply.update(status="mutated", inputs=exc.names)
+    except BadResult as exc:
+        reply.update(status="bad_result", message=str(exc))
+    except SystemExit as exc:
+        reply.update(status="exited", code=repr(exc.code), traceback=_exception(exc)["traceback"])
+    except Exception as exc:
+        reply.update(status="raised", **_exception(exc))
+    reply["seconds"] = time.perf_counter() - t0
+    return reply
+
+
+def hello(spec: str) -> tuple[Callable[..., Any] | None, dict[str, Any]]:
+    """Load the target: (the callable, the hello message) or (None, the error message)."""
+    try:
+        fn = load_target(spec)
+    except TargetError as exc:
+        return None, {"status": "error", "message": str(exc)}
+    except BaseException as exc:  # a target module may even call sys.exit
+        return None, {"status": "error", "message": f"--target {spec}: importing it raised {exc!r}"}
+    declared = getattr(fn, DECLARATION, None)
+    try:
+        declared_value = None if declared is None else _jsonable(declared)
+        declared_error = ""
+    except ValueError as exc:
+        declared_value, declared_error = None, str(exc)
+    keywords = accepted_keywords(fn)
+    return fn, {
+        "status": "ready",
+        "signature": signature_text(fn),
+        "keywords": None if keywords is None else sorted(keywords),
+        "declared": declared_value,
+        "declared_error": declared_error,
+        "modules": sorted(m for m in ("torch", "reference") if m in sys.modules),
+    }
+
+
+def _jsonable(value: Any) -> Any:
+    if isinstance(value, dict):
+        return {str(k): _jsonable(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple, set, frozenset)):
+        return [_jsonable(v) for v in value]
+    if isinstance(value, (str, int, bool)) or value is None:
+        return value
+    if isinstance(value, float) and math.isfinite(value):
+        return value
+    raise ValueError(f"{DECLARATION}: cannot read a {type(value).__name__} in the declaration")
+
+
+def _read(fd: int, n: int) -> bytes | None:
+    chunks, got = [], 0
+    while got < n:
+        chunk = os.read(fd, n - got)
+        if not chunk:
+            return None
+        chunks.append(chunk)
+        got += len(chunk)
+    return b"".join(chunks)
+
+
+def _write(fd: int, data: bytes) -> None:
+    view = memoryview(struct.pack(">I", len(data)) + data)
+    while view:
+        view = view[os.write(fd, view) :]
+
+
+def main(spec: str) -> None:
+    """The worker's loop (started by bptt_report.pool): hello, then one reply per request,
+    until None or the end of stdin. The protocol uses private copies of stdin and stdout;
+    the target sees /dev/null as stdin and stderr as stdout. When the checker goes away (a
+    closed pipe), the worker ends quietly."""
+    try:
+        _serve(spec)
+    except (BrokenPipeError, ConnectionError, EOFError):
+        os._exit(0)
+
+
+def _serve(spec: str) -> None:
+    signal.signal(signal.SIGINT, signal.SIG_IGN)  # the checker handles Ctrl-C and stops us
+    if hasattr(signal, "pthread_sigmask"):
+        signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGINT, signal.SIGTERM})
+    fd_in, fd_out = os.dup(0), os.dup(1)
+    devnull = os.open(os.devnull, os.O_RDONLY)
+    os.dup2(devnull, 0)
+    os.dup2(2, 1)
+    modules_before = sorted(m for m in ("torch", "reference") if m in sys.modules)
+    fn, message = hello(spec)
+    message["modules_before_target"] = modules_before
+    _write(fd_out, wire.encode(message))
+    if fn is None:
+        return
+    while True:
+        head = _read(fd_in, 4)
+        if head is None:
+            return
+        body = _read(fd_in, struct.unpack(">I", head)[0])
+        batch = None if body is None else pickle.loads(body)
+        if batch is None:
+            return
+        for request in batch:
+            _write(fd_out, wire.encode(handle(fn, request)))

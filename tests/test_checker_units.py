@@ -1,0 +1,109 @@
+"""Pieces of the checker on their own: the worker's message format, the capability
+declaration, the finite-difference criterion the plot draws, the mutation guard."""
+
+from __future__ import annotations
+
+import struct
+
+import numpy as np
+import pytest
+
+from bptt_report import compare, targets, wire, worker
+from bptt_report.sweep import probe_configs, problem_for
+
+
+def test_worker_messages_carry_numbers_and_arrays_and_nothing_else():
+    value = {"loss": np.array(1.5), "W": np.arange(6.0).reshape(2, 3), "ids": np.arange(3),
+             "ok": True, "none": None, "nan": float("nan"), "text": "x", "list": [1, 2.5]}  # fmt: skip
+    back = wire.decode(wire.encode(value))
+    assert back["loss"].shape == () and back["loss"] == 1.5
+    assert back["W"].dtype == np.float64 and np.array_equal(back["W"], value["W"])
+    assert back["ids"].dtype == value["ids"].dtype and np.isnan(back["nan"])
+    assert {k: back[k] for k in ("ok", "none", "text", "list")} == {"ok": True, "none": None, "text": "x",
+                                                                   "list": [1, 2.5]}  # fmt: skip
+    with pytest.raises(wire.WireError):
+        wire.encode({"obj": np.array([object()])})
+    with pytest.raises(wire.WireError):
+        wire.encode({"f": lambda: 0})
+    header = b'{"a": {"__array__": ["|O", [1], 0]}}'
+    with pytest.raises(wire.WireError, match="refused"):
+        wire.decode(struct.pack(">I", len(header)) + header + b"\0" * 8)
+    header = b'{"a": {"__array__": ["<f8", [100], 0]}}'
+    with pytest.raises(wire.WireError, match="outside"):
+        wire.decode(struct.pack(">I", len(header)) + header + b"\0" * 8)
+    with pytest.raises(wire.WireError):
+        wire.decode(b"\x80\x04garbage")
+
+
+def test_a_declaration_is_validated_and_its_names_normalized():
+    got = targets.parse_declaration({"inputs": ["tokens (B,T)", "tokens (T,)"], "options": ["s0"]})
+    assert got == {"inputs": ("tokens (T,)", "tokens (B, T)"), "options": ("s0",)}
+    for bad, match in [
+        ({"input": []}, "unknown key 'input'"),
+        ({"inputs": ["tokens"]}, "unknown value 'tokens'"),
+        ({"options": "s0"}, "expected a list"),
+        (["s0"], "expected a dict"),
+    ]:
+        with pytest.raises(targets.TargetError, match=match):
+            targets.parse_declaration(bad)
+
+
+def test_the_finite_difference_ratio_is_the_elementwise_criterion():
+    a = np.array([1.0, 1e-3, 0.0])
+    for n in (a + np.array([0.0, 2e-7, 0.0]), a + np.array([0.0, 0.0, 5e-8])):
+        c = compare.compare_fd("b", a, n)
+        tol = compare.FD_ATOL + compare.FD_RTOL * np.maximum(np.abs(a), np.abs(n))
+        assert c.abs_error / c.tolerance == pytest.approx(np.max(np.abs(a - n) / tol))
+        assert c.passed == (c.abs_error <= c.tolerance)
+
+
+def test_the_mutation_guard_names_each_changed_input():
+    prob = problem_for(probe_configs(("tokens (T,)",))["mask"])
+
+    def changes(p, xs, ys, **kw):
+        ys[0] += 1
+        kw["mask"][:] = False  # it has at least one True
+        raise ValueError("after changing its inputs")
+
+    with pytest.raises(worker.Mutated) as exc:
+        worker.guarded_call(changes, prob)
+    assert exc.value.names == ["ys", "mask"], "reported instead of the exception"
+    reply = worker.handle(changes, ("call", 7, prob.cfg, None))
+    assert reply["status"] == "mutated" and reply["inputs"] == ["ys", "mask"]
+    assert worker.handle(lambda *a, **k: None, ("call", 7, prob.cfg, None))["status"] == "bad_result"
+
+
+def test_the_worker_side_imports_neither_torch_nor_the_oracle():
+    import subprocess
+    import sys
+
+    code = (
+        "import sys; sys.modules['torch'] = None; sys.modules['reference'] = None\n"
+        "import bptt_report.worker, bptt_report.pool, bptt_report.wire\n"
+        "print('ok')"
+    )
+    r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
+    assert r.returncode == 0 and r.stdout.strip() == "ok", r.stderr
+
+
+def test_one_traceback_per_kind_of_exception():
+    from bptt_report.results import CheckResult, ConfigCheck
+    from bptt_report.sweep import QUICK
+
+    cfg = probe_configs(("tokens (T,)",))["tokens (T,)"]
+    checks = tuple(
+        ConfigCheck(i, "oracle", cfg, "fail", (), msg, (), 0.0, f"Traceback {i}")
+        for i, msg in enumerate([
+            "the target called sys.exit(0) during configuration #0",
+            "the target called sys.exit(0) during configuration #1",
+            "the target raised ValueError: a",
+            "the target raised ValueError: b",
+            "the target raised KeyError: 'c'",
+        ])
+    )  # fmt: skip
+    r = CheckResult("t:f", 0, QUICK, 1, checks, (), {}, 0.0)
+    assert [(k, c.id) for k, c in r.tracebacks()] == [
+        ("the target called sys.exit(0)", 0),
+        ("the target raised ValueError", 2),
+        ("the target raised KeyError", 4),
+    ]
