@@ -7,38 +7,43 @@
 
 This package uses both manual_bptt (the numpy implementation) and reference (the PyTorch
 oracle); neither of them imports it. The names below are loaded on first use, so that
-``bptt_report.cli`` (the command line, including the numpy-only ``train`` command) starts
-without importing torch.
+the target's worker processes (bptt_report.worker) never import torch.
 """
 
 from __future__ import annotations
 
-import importlib
 from typing import Any
 
-#: public name -> the submodule defining it.
-_EXPORTS = {
-    "check": "runner",
-    "CheckResult": "results",
-    "ConfigCheck": "results",
-    "Localization": "results",
-    "LagStep": "results",
-    "ArrayCheck": "compare",
-    "SCHEMA_VERSION": "results",
-    "write_report": "report",
-    "ReportFiles": "report",
-    "load_schema": "report",
-    "load_target": "targets",
-    "TargetError": "targets",
-}
-
-__all__ = sorted(_EXPORTS)
+__all__ = sorted(
+    [
+        "ArrayCheck", "CheckResult", "ConfigCheck", "LagStep", "Localization", "ReportFiles",
+        "SCHEMA_VERSION", "TargetError", "check", "load_schema", "load_target", "write_report",
+    ]
+)  # fmt: skip
 
 
 def __getattr__(name: str) -> Any:
-    if name in _EXPORTS:
-        return getattr(importlib.import_module(f".{_EXPORTS[name]}", __name__), name)
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    """The public names, each imported from its module on first use (plain imports, run late so
+    that a worker process that imports bptt_report.worker never loads torch)."""
+    if name == "check":
+        from .runner import check as value
+    elif name in ("CheckResult", "ConfigCheck", "Localization", "LagStep", "SCHEMA_VERSION"):
+        from . import results as module
+
+        value = getattr(module, name)
+    elif name == "ArrayCheck":
+        from .compare import ArrayCheck as value
+    elif name in ("write_report", "ReportFiles", "load_schema"):
+        from . import report as module
+
+        value = getattr(module, name)
+    elif name in ("load_target", "TargetError"):
+        from . import targets as module
+
+        value = getattr(module, name)
+    else:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    return value
 
 
 def __dir__() -> list[str]:

@@ -1,7 +1,7 @@
 """Checking one configuration: the target's reply against the oracle, nn.RNN, and finite differences.
 
 The references run here (or in oracle worker processes), never where the target runs, on
-arrays rebuilt from the configuration by manual_bptt.testing.make_problem:
+arrays rebuilt from the configuration by manual_bptt.problems.make_problem:
 
 oracle               reference.bptt: plain unrolled PyTorch autograd, every option
 torch_rnn            reference.torch_rnn_bptt: torch.nn.RNN + nn.Linear + F.cross_entropy,
@@ -23,7 +23,7 @@ import numpy as np
 import torch
 
 import reference
-from manual_bptt.testing import Problem, RNNConfig
+from manual_bptt.problems import Problem, RNNConfig
 
 from .compare import (
     ArrayCheck,

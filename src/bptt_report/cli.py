@@ -1,8 +1,8 @@
-"""The command line ``manual-bptt`` (also ``python -m bptt_report`` and ``python -m manual_bptt``).
+"""The ``report`` command of ``manual-bptt`` (the parser and the run; manual_bptt_cli wires it in
+beside ``train``), and ``python -m bptt_report``, which has the report command alone.
 
     manual-bptt report [--out DIR] [--target MODULE:FUNCTION] [--seed N] [--examples N] [--jobs N]
                        [--timeout SECONDS] [--quick] [--no-plots] [--no-progress] [--replay CONFIG]
-    manual-bptt train ...        the numpy-only training loop of manual_bptt.train
     manual-bptt --version
 
 Exit status of ``report`` (EXIT_STATUSES): 0 PASS, 1 FAIL (anything disagrees, or the target
@@ -11,14 +11,12 @@ that cannot be loaded, an output location that cannot be written, PyTorch missin
 INSUFFICIENT (too little could be checked for PASS), 4 internal error of the checker, 130
 interrupted (Ctrl-C or SIGTERM).
 
-This module imports neither torch nor the report machinery until a command needs them, so
-``manual-bptt train`` runs with numpy alone.
+This module imports neither torch nor the report machinery until the command runs.
 """
 
 from __future__ import annotations
 
 import argparse
-import importlib
 import json
 import math
 import os
@@ -28,6 +26,8 @@ import time
 import traceback
 from collections.abc import Sequence
 from pathlib import Path
+
+from manual_bptt.environment import usable_cpus
 
 EXIT_OK, EXIT_DISAGREE, EXIT_USAGE, EXIT_INSUFFICIENT, EXIT_INTERNAL = 0, 1, 2, 3, 4
 #: Exit status after Ctrl-C or SIGTERM (128 + SIGINT).
@@ -75,13 +75,9 @@ def _seconds(text: str) -> float:
     return value
 
 
-def _usable_cpus() -> int:
-    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
-
-
 def _default_jobs() -> int:
     """The CPUs this process may use, at most MAX_DEFAULT_JOBS."""
-    return max(1, min(_usable_cpus(), MAX_DEFAULT_JOBS))
+    return max(1, min(usable_cpus(), MAX_DEFAULT_JOBS))
 
 
 def _exit_text() -> str:
@@ -150,31 +146,9 @@ def _add_report(sub: argparse._SubParsersAction) -> None:
     p.set_defaults(func=run_report)
 
 
-def _add_train(sub: argparse._SubParsersAction) -> None:
-    help_text = "train an RNN with manual_bptt (numpy only)"
-    try:
-        train = importlib.import_module("manual_bptt.train")
-    except ModuleNotFoundError as exc:
-        if exc.name != "manual_bptt.train":
-            raise
-        p = sub.add_parser("train", help=help_text, add_help=False)
-        p.add_argument("rest", nargs=argparse.REMAINDER)
-        p.set_defaults(func=_train_missing)
-        return
-    p = sub.add_parser(
-        "train", help=help_text, description=(train.__doc__ or help_text).strip().splitlines()[0]
-    )
-    train.add_train_arguments(p)
-    p.set_defaults(func=train.run_train)
-
-
-def _train_missing(args: argparse.Namespace) -> int:
-    print("manual-bptt train: this installation has no manual_bptt.train module", file=sys.stderr)
-    return EXIT_USAGE
-
-
 def build_parser(prog: str | None = None) -> argparse.ArgumentParser:
-    """The parser of ``manual-bptt`` with the subcommands report and train."""
+    """The parser of ``python -m bptt_report`` with the subcommand report (``manual-bptt``, in
+    manual_bptt_cli, adds train beside it)."""
     from manual_bptt import __version__
 
     parser = argparse.ArgumentParser(
@@ -185,7 +159,6 @@ def build_parser(prog: str | None = None) -> argparse.ArgumentParser:
     parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     _add_report(sub)
-    _add_train(sub)
     return parser
 
 
@@ -257,7 +230,7 @@ def _run_report(args: argparse.Namespace) -> int:
         from .targets import TargetError
     except ImportError as exc:
         print(
-            "manual-bptt report: needs PyTorch (the oracle) and hypothesis: "
+            "manual-bptt report: needs PyTorch (the oracle): "
             f"pip install 'manual-bptt[report]' ({type(exc).__name__}: {exc})",
             file=sys.stderr,
         )
@@ -314,7 +287,7 @@ def _replay(args: argparse.Namespace, runner) -> int:
     """--replay: the target on one configuration against the oracle, printed; nothing written."""
     try:
         fields = json.loads(args.replay)
-        from manual_bptt.testing import RNNConfig
+        from manual_bptt.problems import RNNConfig
 
         cfg = RNNConfig(**fields)
     except (ValueError, TypeError) as exc:

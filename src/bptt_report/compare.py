@@ -20,8 +20,9 @@ from typing import Any
 
 import numpy as np
 
-#: Oracle tolerance, float64: max|a - r| <= RTOL * max|r| + ATOL.
-RTOL, ATOL = 1e-10, 1e-12
+# The oracle tolerance, float64: max|a - r| <= RTOL * max|r| + ATOL (defined once, in manual_bptt.checking).
+from manual_bptt.checking import ATOL, RTOL
+
 #: Finite-difference tolerance, elementwise: |a - n| <= FD_ATOL + FD_RTOL * max(|a|, |n|).
 FD_RTOL, FD_ATOL = 1e-6, 1e-7
 #: Relative errors in this range, the loss failing too, look like single-precision rounding.

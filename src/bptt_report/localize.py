@@ -29,7 +29,7 @@ from typing import Any
 
 import numpy as np
 
-from manual_bptt.testing import RNNConfig
+from manual_bptt.problems import RNNConfig
 
 from .checks import Ref, compare_output, failure_message, misbehaviour, references, target_output
 from .compare import FLOAT32_BAND, RECURRENT_FIELDS, ArrayCheck, looks_like_float32

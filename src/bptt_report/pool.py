@@ -33,7 +33,7 @@ from dataclasses import dataclass, field
 from multiprocessing.connection import wait
 from typing import Any
 
-from manual_bptt.testing import RNNConfig
+from manual_bptt.problems import RNNConfig
 
 from . import wire
 from .targets import TargetError

@@ -22,7 +22,7 @@ from typing import Any
 import numpy as np
 
 import manual_bptt as mb
-from manual_bptt.testing import RNNConfig, make_problem
+from manual_bptt.problems import RNNConfig, make_problem
 
 from .compare import ATOL, FD_ATOL, FD_RTOL, FIELDS, RTOL
 from .results import KINDS, MIN_CHECKED, CheckResult, Localization
@@ -263,7 +263,7 @@ def _replay_md(target: str, loc: Localization) -> list[str]:
         "import numpy as np",
         "import reference",
         "from bptt_report.targets import load_target, non_default",
-        "from manual_bptt.testing import RNNConfig, make_problem",
+        "from manual_bptt.problems import RNNConfig, make_problem",
         "",
         f'target = load_target("{target}")',
         f"prob = make_problem(RNNConfig({args}))",

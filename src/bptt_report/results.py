@@ -15,7 +15,7 @@ from collections import Counter
 from dataclasses import dataclass
 from typing import Any
 
-from manual_bptt.testing import RNNConfig
+from manual_bptt.problems import RNNConfig
 
 from .compare import FIELDS, ArrayCheck
 from .sweep import SweepSize, config_dict, describe_config, form_name
@@ -78,7 +78,7 @@ class ConfigCheck:
         id: index of the configuration in the sweep (finite-difference configurations follow
             the oracle ones).
         kind: "oracle", "torch_rnn" or "finite_differences".
-        config: the RNNConfig (arrays: manual_bptt.testing.make_problem(config)).
+        config: the RNNConfig (arrays: manual_bptt.problems.make_problem(config)).
         status: "pass"; "fail" (the target disagrees, raised, or returned something unreadable);
             "unsupported" (the target does not accept an option of this configuration);
             "error" (the reference itself could not run: a problem of this tool).

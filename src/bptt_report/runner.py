@@ -13,11 +13,8 @@ exits, crashes or runs past the timeout ends only its worker, which is restarted
 
 from __future__ import annotations
 
-import importlib.metadata
 import math
 import multiprocessing
-import os
-import platform
 import signal
 import sys
 import time
@@ -26,10 +23,10 @@ from concurrent.futures import Future, ProcessPoolExecutor, ThreadPoolExecutor
 from contextlib import contextmanager
 from typing import Any
 
-import numpy as np
 import torch
 
-from manual_bptt.testing import RNNConfig
+from manual_bptt.environment import describe, usable_cpus
+from manual_bptt.problems import RNNConfig
 
 from .checks import References, fd_check, init_oracle_worker, misbehaviour, oracle_checks, references_batch
 from .localize import localize
@@ -55,40 +52,15 @@ MAX_EXAMPLES = 100_000
 JOBS_PER_CPU = 4
 
 
-def usable_cpus() -> int:
-    """CPUs this process may run on."""
-    if hasattr(os, "sched_getaffinity"):
-        return max(1, len(os.sched_getaffinity(0)))
-    return max(1, os.cpu_count() or 1)
-
-
 def max_jobs() -> int:
     """The largest ``jobs`` accepted: JOBS_PER_CPU x the usable CPUs."""
     return JOBS_PER_CPU * usable_cpus()
 
 
-def _version(dist: str) -> str:
-    try:
-        return importlib.metadata.version(dist)
-    except importlib.metadata.PackageNotFoundError:
-        return "not installed"
-
-
 def environment() -> dict[str, str]:
-    """Versions of python, numpy, torch and the other packages involved, and the platform."""
-    import manual_bptt
-
-    return {
-        "python": platform.python_version(),
-        "numpy": np.__version__,
-        "torch": torch.__version__,
-        "manual_bptt": manual_bptt.__version__,
-        "hypothesis": _version("hypothesis"),
-        "matplotlib": _version("matplotlib"),
-        "platform": platform.platform(),
-        "machine": platform.machine(),
-        "cpus": str(usable_cpus()),
-    }
+    """Versions of python, numpy, torch and the other packages involved, the BLAS and the platform
+    (manual_bptt.environment.describe, the one description shared with the benchmarks)."""
+    return describe()
 
 
 def _resolve(target: TargetLike) -> str:

@@ -10,12 +10,12 @@ least as many configurations as values), while the combinations are random:
     reduction       sum, mean
     mask, bias      off, on
     s0              none, shared (H,), per row (B, H) (batched only; shared otherwise)
-    weight scale    spectral radius of W in manual_bptt.testing.WEIGHT_SCALES: 0.1 and 0.5
+    weight scale    spectral radius of W in manual_bptt.problems.WEIGHT_SCALES: 0.1 and 0.5
                     vanish, 1.0 is marginal, 1.5 and 3.0 explode
 
 Sizes are drawn pairwise distinct where the ranges allow (D != H != K != B), so a transposed
 array shows as a wrong shape. The arrays of each configuration come from
-manual_bptt.testing.make_problem. A small extra set of tiny configurations (smooth
+manual_bptt.problems.make_problem. A small extra set of tiny configurations (smooth
 activations, full BPTT) is checked by central finite differences. numpy only.
 """
 
@@ -27,7 +27,7 @@ from typing import Any
 
 import numpy as np
 
-from manual_bptt.testing import WEIGHT_SCALES, Problem, RNNConfig, make_problem
+from manual_bptt.problems import WEIGHT_SCALES, Problem, RNNConfig, make_problem
 
 from .targets import FORMS as FORM_NAMES
 from .targets import FULL_SUPPORT, Capabilities

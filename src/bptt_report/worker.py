@@ -4,7 +4,7 @@ The checker starts it (bptt_report.pool) with the target's "module:function" nam
 numpy, manual_bptt and the target, says hello (what the target is, its signature, what it
 declares), then answers requests, one message each, in order. A request names a
 configuration (and optionally a prefix length); the worker rebuilds its arrays with
-manual_bptt.testing.make_problem, hands the target fresh copies, and compares every input
+manual_bptt.problems.make_problem, hands the target fresh copies, and compares every input
 (U, W, V, b, c, xs, ys, mask, s0) bitwise before and after the call: a change is reported as
 such. The replies carry plain numbers and arrays only (bptt_report.wire), never objects.
 
@@ -30,7 +30,8 @@ from typing import Any
 import numpy as np
 
 from manual_bptt import RNNParams
-from manual_bptt.testing import Problem, RNNConfig, central_differences
+from manual_bptt.checking import central_differences
+from manual_bptt.problems import Problem, RNNConfig
 
 from . import wire
 from .sweep import problem_for
