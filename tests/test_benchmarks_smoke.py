@@ -57,8 +57,8 @@ def test_quick_run_writes_every_contender_with_finite_ratios(tmp_path: Path) -> 
     gemms = [run.GEMM_NP, run.GEMM_TORCH]
     names = {
         "rnn": [run.OURS, run.ORACLE, run.NN_RNN, run.NN_RNN_WEIGHTS, run.PRODUCTS, *gemms],
-        "gru": ["torch.nn.GRU", *gemms],
-        "lstm": ["torch.nn.LSTM", *gemms],
+        "gru": [run.OURS, "torch.nn.GRU", *gemms],  # ours: manual_bptt has the gated cells
+        "lstm": [run.OURS, "torch.nn.LSTM", *gemms],
     }
     if jax:
         for cell in names:
@@ -75,8 +75,11 @@ def test_quick_run_writes_every_contender_with_finite_ratios(tmp_path: Path) -> 
         peer = g["fastest_peer"]
         peers = [n for n in names[cell] if g["contenders"][n]["peer"]]
         assert peer["name"] == min(peers, key=lambda n: g["contenders"][n]["median"])
-        if cell != "rnn":  # no gated bptt of ours yet: times, no ratios
-            assert g["ratios"] == {} and g["floor_vs_nn_rnn"] is None and "ratio" not in peer
+        if cell != "rnn":  # the gated cells: ours against each peer, no floor yet
+            native = "torch.nn.GRU" if cell == "gru" else "torch.nn.LSTM"
+            assert set(g["ratios"]) == {native} | ({run.JAX[cell]} if jax else set())
+            assert all(math.isfinite(r["ratio"]) and r["ratio"] > 0 for r in g["ratios"].values())
+            assert g["floor_vs_nn_rnn"] is None and 0 < peer["ratio"] < math.inf
             continue
         assert set(g["ratios"]) == {run.ORACLE, run.NN_RNN, run.NN_RNN_WEIGHTS, run.PRODUCTS} | (
             {run.JAX["rnn"]} if jax else set()
@@ -92,7 +95,8 @@ def test_quick_run_writes_every_contender_with_finite_ratios(tmp_path: Path) -> 
         assert f"| {size} | {dtype} | {run.fmt_ms(g['contenders'][run.PRODUCTS]['median'])} |" in md
 
     # per dtype: small (oracle, JAX), medium (fastest peer), large (peer, GEMM fraction, floor)
-    assert len(result["targets"]) == 2 * (6 if jax else 5)
+    # rnn: small (oracle, JAX), medium, large (peer, GEMM, floor); gru, lstm: medium, large (peer, GEMM)
+    assert len(result["targets"]) == 2 * ((6 if jax else 5) + 3 + 3)
     assert "## Targets" in md and "### The floor" in md and "## 1 thread" in md
     assert ("jax is not installed" in md) == (not jax)
     for method in ("bptt", "decompose", "rtrl"):
