@@ -39,6 +39,7 @@ of the gated cells:
                              exchanged: immediate (lag 0); declares cells ["lstm"]
     b_ih_grad_to_b_hh        manual_bptt.bptt returning db_ih as db_hh too: only the GRU's n
                              block differs (b_hn sits inside r ⊙ (...)); every cell
+    elman_only_typeerror     manual_bptt.bptt, a TypeError for gated parameters (correct)
 
 Targets that try to get a PASS without computing anything right, or to end or hang the
 checker; none of them may get PASS or exit status 0:
@@ -290,6 +291,13 @@ def lstm_swapped_ig(p, xs, ys, **kw):
 
 
 lstm_swapped_ig.bptt_supports = {"cells": ["lstm"]}
+
+
+def elman_only_typeerror(p, xs, ys, **kw):
+    """manual_bptt.bptt for RNNParams; a TypeError for any other params type."""
+    if not isinstance(p, mb.RNNParams):
+        raise TypeError(f"expected RNNParams, got {type(p).__name__}")
+    return mb.bptt(p, xs, ys, **kw)
 
 
 def b_ih_grad_to_b_hh(p, xs, ys, **kw):

@@ -22,11 +22,11 @@ from .sweep import SweepSize, config_dict, describe_config, form_name, split_exa
 from .targets import FULL_SUPPORT, Capabilities
 
 #: Version of the report.json layout (see report.schema.json).
-SCHEMA_VERSION = "2.0"
+SCHEMA_VERSION = "3.0"
 #: The kinds of check, in report order, with their human names.
 KINDS: dict[str, str] = {
     "probe": "capability probes (tiny configurations, before the sweep)",
-    "oracle": "PyTorch autograd oracle (reference.bptt)",
+    "oracle": "PyTorch autograd oracle (reference.bptt_cell)",
     "torch_rnn": "the native torch module (nn.RNN / nn.GRU / nn.LSTM) + nn.Linear + F.cross_entropy",
     "finite_differences": "central finite differences of the target's own loss",
 }
@@ -279,7 +279,7 @@ class CheckResult:
                 )
             else:
                 caps = every[0]
-                if not caps.forms:
+                if not caps.forms or caps.cell in caps.unsupported:
                     missing = "no input form"
                 elif not caps.activations and caps.cell == "rnn":
                     missing = "no activation"

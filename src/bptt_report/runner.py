@@ -226,9 +226,9 @@ def capabilities(
     forms = declared_part("inputs", tuple(FORMS))
     if forms is None:
         forms = probe(list(FORMS), cfgs)
-    if gated and not forms:
+    if not forms and "inputs" not in decl:
         why = next((unsupported[f] for f in FORMS if f in unsupported), "no input form is supported")
-        return Capabilities((), (), (), unsupported={cell: why}, cell=cell), bad
+        return Capabilities((), (), (), unsupported={cell: why}, sources=sources, cell=cell), bad
     cfgs = probe_configs(tuple(forms), base_act, cell)
     options = declared_part("options", tuple(OPTIONS))
     to_probe: list[str] = []
