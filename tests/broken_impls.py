@@ -74,6 +74,11 @@ from manual_bptt._inputs import check_truncate, prepare
 from manual_bptt.core import BPTTResult, delta_grads, final_state, output_layer, run_forward
 
 
+def _act(p, activation):
+    """The activation for manual_bptt.bptt: the Elman cell's; None (no activation) for a gated cell."""
+    return activation if isinstance(p, mb.RNNParams) else None
+
+
 def _elman_only(p) -> None:
     if not isinstance(p, mb.RNNParams):
         raise NotImplementedError(f"the Elman cell (RNNParams) only, got {type(p).__name__}")
@@ -196,7 +201,7 @@ def one_step_no_truncate(p, xs, ys, *, activation="tanh", s0=None, reduction="su
 
 def correct_without_mask(p, xs, ys, *, activation="tanh", s0=None, truncate=None, reduction="sum"):
     """manual_bptt.bptt for a target that has no mask keyword (correct otherwise)."""
-    return mb.bptt(p, xs, ys, activation=activation, s0=s0, truncate=truncate, reduction=reduction)
+    return mb.bptt(p, xs, ys, activation=_act(p, activation), s0=s0, truncate=truncate, reduction=reduction)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -382,14 +387,16 @@ def tokens_only(p, xs, ys, *, activation="tanh", s0=None, truncate=None, reducti
     """manual_bptt.bptt on token ids (T,); NotImplementedError for any other input form."""
     if not _token_ids(xs):
         raise NotImplementedError("token ids of shape (T,) only")
-    return mb.bptt(p, xs, ys, activation=activation, s0=s0, truncate=truncate, reduction=reduction, mask=mask)
+    kw = {"s0": s0, "truncate": truncate, "reduction": reduction, "mask": mask}
+    return mb.bptt(p, xs, ys, activation=_act(p, activation), **kw)
 
 
 def tokens_only_declared(p, xs, ys, *, activation="tanh", s0=None, truncate=None, reduction="sum", mask=None):
     """manual_bptt.bptt on token ids (T,), declared; a ValueError for anything else."""
     if not _token_ids(xs):
         raise ValueError("token ids of shape (T,) only")
-    return mb.bptt(p, xs, ys, activation=activation, s0=s0, truncate=truncate, reduction=reduction, mask=mask)
+    kw = {"s0": s0, "truncate": truncate, "reduction": reduction, "mask": mask}
+    return mb.bptt(p, xs, ys, activation=_act(p, activation), **kw)
 
 
 tokens_only_declared.bptt_supports = {"inputs": ["tokens (T,)"]}

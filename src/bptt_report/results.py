@@ -42,6 +42,8 @@ MIN_CHECKED = 20
 MIN_PER_FEATURE = 3
 #: The share of the sweep's configurations that has each option on (see sweep.py).
 OPTION_SHARE = {"s0": 2 / 3, "truncate": 4 / 6, "mask": 1 / 2, "reduction=mean": 1 / 2}
+#: ... dealt in shuffled rounds of this many configurations (a smaller share may miss it).
+OPTION_ROUND = {"s0": 3, "truncate": 6, "mask": 2, "reduction=mean": 2}
 
 
 def cell_prefix(cell: str) -> str:
@@ -67,14 +69,20 @@ def features_of(cfg: RNNConfig) -> list[str]:
 def required_coverage(caps: Capabilities, examples: int) -> dict[str, int]:
     """feature -> how many checked oracle configurations must exercise it for PASS:
     min(MIN_PER_FEATURE, the count a sweep of ``examples`` deals it), at least 1 (for the
-    cell of ``caps``, ``examples`` being that cell's share of the sweep)."""
+    cell of ``caps``, ``examples`` being that cell's share of the sweep). A share too small
+    to deal every value of a dimension once (e.g. 2 configurations over 4 input forms) does
+    not require that dimension's values; the minimum number of configurations still applies."""
     need: dict[str, int] = {}
     pre = cell_prefix(caps.cell)
     groups = (caps.forms, caps.activations) if caps.cell == "rnn" else (caps.forms,)
     for group in groups:
+        if examples < len(group):
+            continue
         for name in group:
             need[pre + name] = min(MIN_PER_FEATURE, max(1, int(examples / len(group))))
     for name in caps.options:
+        if examples < OPTION_ROUND[name]:
+            continue
         need[pre + name] = min(MIN_PER_FEATURE, max(1, int(examples * OPTION_SHARE[name])))
     return need
 
