@@ -90,10 +90,11 @@ def _add_report(sub: argparse._SubParsersAction) -> None:
         "report",
         help="check an implementation of BPTT against PyTorch and write a report",
         description=(
-            "Run a sweep of random configurations (every input form, activation, truncation, reduction, "
-            "mask, s0, bias, and weight scales from vanishing to exploding) inside what the target "
-            "supports, comparing the implementation under test with the PyTorch autograd oracle, "
-            "torch.nn.RNN where it applies, and central finite differences on a small subset. The target "
+            "Run a sweep of random configurations of each cell (--cell: the Elman RNN, the GRU, the LSTM; "
+            "every input form, activation, truncation, reduction, mask, s0, bias, and weight scales from "
+            "vanishing to exploding) inside what the target supports, comparing the implementation under "
+            "test with the PyTorch autograd oracle, the cell's native torch module (nn.RNN, nn.GRU, "
+            "nn.LSTM) where it applies, and central finite differences on a small subset. The target "
             "runs in separate worker processes. Disagreements are localized (array, element, smallest "
             "failing T and configuration, lag). Writes report.json, report.md and PNG plots into DIR."
         ),

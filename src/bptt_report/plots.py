@@ -121,7 +121,7 @@ def plot_errors(result: CheckResult, path: Path) -> None:
     exact = _errors_by_field(result, ("oracle", "torch_rnn"))
     fd = _errors_by_field(result, ("finite_differences",), elementwise=True)
     norm_wise = {"ylabel": "relative error  max|a - r| / max|r|", "line_label": f" rtol {RTOL:g}"}
-    panels = [(exact, RTOL, "against the oracle and torch.nn.RNN (float64)", norm_wise)]
+    panels = [(exact, RTOL, "against the oracle and nn.RNN / nn.GRU / nn.LSTM (float64)", norm_wise)]
     if fd:
         elementwise = {
             "ylabel": f"max |a - n| / ({FD_ATOL:g} + {FD_RTOL:g} max(|a|, |n|))",

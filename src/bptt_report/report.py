@@ -322,9 +322,9 @@ def render_markdown(
         f"{result.seconds:.1f} s with {result.jobs} worker process(es) for the target "
         f"(timeout {result.timeout:g} s per configuration).",
         "",
-        f"Tolerance: `max|a - r| <= {RTOL:g} * max|r| + {ATOL:g}` per array against the oracle and nn.RNN "
-        f"(float64); `|a - n| <= {FD_ATOL:g} + {FD_RTOL:g} * max(|a|, |n|)` elementwise against central "
-        "finite differences. NaN or inf in the target's output always fails.",
+        f"Tolerance: `max|a - r| <= {RTOL:g} * max|r| + {ATOL:g}` per array against the oracle and the "
+        f"native torch module (float64); `|a - n| <= {FD_ATOL:g} + {FD_RTOL:g} * max(|a|, |n|)` "
+        "elementwise against central finite differences. NaN or inf in the target's output always fails.",
         "",
         "## Summary",
         "",
@@ -385,7 +385,8 @@ def render_markdown(
     if plots:
         captions = {
             "errors.png": (
-                "Relative error of every compared array against the oracle and nn.RNN (red: disagreeing); "
+                "Relative error of every compared array against the oracle and the native torch module, "
+                "nn.RNN / nn.GRU / nn.LSTM (red: disagreeing); "
                 "against finite differences, the elementwise criterion they are judged by, "
                 f"max |a - n| / ({FD_ATOL:g} + {FD_RTOL:g} max(|a|, |n|)), which passes below 1."
             ),
