@@ -40,6 +40,8 @@ of the gated cells:
     b_ih_grad_to_b_hh        manual_bptt.bptt returning db_ih as db_hh too: only the GRU's n
                              block differs (b_hn sits inside r ⊙ (...)); every cell
     elman_only_typeerror     manual_bptt.bptt, a TypeError for gated parameters (correct)
+    elman_only_declared_inputs  declares its input forms (not its cells), NotImplementedError
+                             for gated parameters (correct)
 
 Targets that try to get a PASS without computing anything right, or to end or hang the
 checker; none of them may get PASS or exit status 0:
@@ -408,3 +410,12 @@ def torch_free_bptt(p, xs, ys, **kw):
     if found:
         raise RuntimeError(f"{', '.join(found)} imported in the target's process")
     return mb.bptt(p, xs, ys, **kw)
+
+
+def elman_only_declared_inputs(p, xs, ys, **kw):
+    """manual_bptt.bptt for RNNParams on token ids (T,), declared; NotImplementedError for gated params."""
+    _elman_only(p)
+    return mb.bptt(p, xs, ys, **kw)
+
+
+elman_only_declared_inputs.bptt_supports = {"inputs": ["tokens (T,)"]}

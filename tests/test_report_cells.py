@@ -82,6 +82,8 @@ def test_broken_gated_targets_are_caught_and_localized_in_their_cell(impl, cell,
     assert fields <= set(loc.fields)
     if where == "immediate":
         assert loc.first_lag == 0 and loc.lag_method == "truncate"
+    if impl == "lstm_swapped_ig":  # declared: the other cells are not even probed
+        assert r.unsupported_features() == {"not declared in cells": ["rnn", "gru"]}
     if impl == "b_ih_grad_to_b_hh":
         assert set(loc.fields) == {"b_hh"} and r.supported_cells == CELLS
         assert loc.shrunk is not None and loc.shrunk.config.cell == "gru"
@@ -106,6 +108,14 @@ def test_a_typeerror_for_a_params_type_makes_that_cell_unsupported_not_failing()
     assert r.cells == ("rnn", "lstm") and r.supported_cells == ("rnn",)
     (caps,) = [c for c in r.all_capabilities if c.cell == "lstm"]
     assert caps.unsupported["lstm"].startswith("probed: raised TypeError for LSTMParams")
+
+
+def test_declared_inputs_without_cells_still_probe_each_cell():
+    r = bptt_report.check("broken_impls:elman_only_declared_inputs", quick=True)
+    r.assert_ok()
+    assert r.supported_cells == ("rnn",) and r.capabilities.sources["rnn"] == "probed (on tokens (T,))"
+    assert set(r.unsupported_features()["probed: raised NotImplementedError: the Elman cell (RNNParams) "
+                                        "only, got GRUParams"]) == {"gru"}  # fmt: skip
 
 
 def test_a_target_supporting_no_requested_cell_is_insufficient():

@@ -226,6 +226,11 @@ def capabilities(
     forms = declared_part("inputs", tuple(FORMS))
     if forms is None:
         forms = probe(list(FORMS), cfgs)
+    elif forms and "cells" not in decl:  # the forms are declared, the cell is not: probe it once
+        cfgs[cell] = cfgs[forms[0]]
+        if not probe([cell], cfgs):
+            return Capabilities((), (), (), unsupported={cell: unsupported[cell]}, cell=cell), bad
+        sources[cell] = sources.pop(cell) + f" (on {forms[0]})"
     if not forms and "inputs" not in decl:
         why = next((unsupported[f] for f in FORMS if f in unsupported), "no input form is supported")
         return Capabilities((), (), (), unsupported={cell: why}, sources=sources, cell=cell), bad
