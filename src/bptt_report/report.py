@@ -212,7 +212,9 @@ def _coverage(result: CheckResult) -> list[str]:
 def _replay_md(target: str, loc: Localization) -> list[str]:
     """How to reproduce a localized failure: the command, and a self-contained Python snippet."""
     cfg = loc.replay_config
-    field = next((f for f in loc.fields if f in FIELDS), None)
+    # a field that disagrees on the configuration replayed (the shrunk one may keep fewer)
+    fields = loc.shrunk.failing if loc.shrunk is not None and loc.shrunk.failing else loc.fields
+    field = next((f for f in fields if f in FIELDS), None)
     if field == "loss":
         show = "print(float(mine.loss), ref.loss)"
     elif field in ("ds0", "dxs"):
