@@ -27,6 +27,22 @@ code without a bug, and must pass. Each bug, and where the report should put it:
                              the sequence length instead (first disagrees at T = 3)
     correct_without_mask     manual_bptt.bptt without the mask keyword: unsupported, not failing
 
+The targets above that are written for the Elman cell (the double sum, float32) raise
+NotImplementedError for gated parameters, so they are checked on the Elman cell alone. Bugs
+of the gated cells:
+
+    gru_reset_before_matmul  a GRU whose reset gate multiplies h_{t-1} before the matrix
+                             product, n_t = tanh(U_n x_t + b_in + W_n (r_t ⊙ h_{t-1}) + b_hn)
+                             (a common textbook form, not nn.GRU's): the loss itself differs;
+                             GRUParams only (NotImplementedError else), no truncate keyword
+    lstm_swapped_ig          manual_bptt.bptt with the i and g blocks of dU, dW, db_ih, db_hh
+                             exchanged: immediate (lag 0); declares cells ["lstm"]
+    b_ih_grad_to_b_hh        manual_bptt.bptt returning db_ih as db_hh too: only the GRU's n
+                             block differs (b_hn sits inside r ⊙ (...)); every cell
+    elman_only_typeerror     manual_bptt.bptt, a TypeError for gated parameters (correct)
+    elman_only_declared_inputs  declares its input forms (not its cells), NotImplementedError
+                             for gated parameters (correct)
+
 Targets that try to get a PASS without computing anything right, or to end or hang the
 checker; none of them may get PASS or exit status 0:
 
@@ -51,6 +67,7 @@ import dataclasses
 import os
 import sys
 import time
+from types import SimpleNamespace
 
 import numpy as np
 
@@ -59,8 +76,19 @@ from manual_bptt._inputs import check_truncate, prepare
 from manual_bptt.core import BPTTResult, delta_grads, final_state, output_layer, run_forward
 
 
+def _act(p, activation):
+    """The activation for manual_bptt.bptt: the Elman cell's; None (no activation) for a gated cell."""
+    return activation if isinstance(p, mb.RNNParams) else None
+
+
+def _elman_only(p) -> None:
+    if not isinstance(p, mb.RNNParams):
+        raise NotImplementedError(f"the Elman cell (RNNParams) only, got {type(p).__name__}")
+
+
 def _double_sum(p, xs, ys, *, activation, s0, truncate, reduction, mask, bug: str | None) -> BPTTResult:
     """BPTT by the explicit double sum over (t, k), with one named bug (None: correct)."""
+    _elman_only(p)
     tau = check_truncate(truncate)
     batch = prepare(p, xs, ys, activation=activation, s0=s0, reduction=reduction, mask=mask)
     tr = run_forward(p, batch)
@@ -135,6 +163,7 @@ def _to32(a):
 
 def float32_outputs(p, xs, ys, *, activation="tanh", s0=None, truncate=None, reduction="sum", mask=None):
     """manual_bptt.bptt run in float32: every returned array is float32."""
+    _elman_only(p)
     xs = np.asarray(xs)
     xs32 = xs if np.issubdtype(xs.dtype, np.integer) else xs.astype(np.float32)
     return mb.bptt(
@@ -174,7 +203,116 @@ def one_step_no_truncate(p, xs, ys, *, activation="tanh", s0=None, reduction="su
 
 def correct_without_mask(p, xs, ys, *, activation="tanh", s0=None, truncate=None, reduction="sum"):
     """manual_bptt.bptt for a target that has no mask keyword (correct otherwise)."""
-    return mb.bptt(p, xs, ys, activation=activation, s0=s0, truncate=truncate, reduction=reduction)
+    return mb.bptt(p, xs, ys, activation=_act(p, activation), s0=s0, truncate=truncate, reduction=reduction)
+
+
+# ---------------------------------------------------------------------------------------------
+# Bugs of the gated cells
+# ---------------------------------------------------------------------------------------------
+def _sigmoid(a):
+    return 0.5 * (1.0 + np.tanh(0.5 * a))
+
+
+def gru_reset_before_matmul(p, xs, ys, *, s0=None, reduction="sum", mask=None):
+    """A GRU with n_t = tanh(U_n x_t + b_in + W_n (r_t ⊙ h_{t-1}) + b_hn): exact gradients of
+    that (different) model, full BPTT. Shapes as manual_bptt.bptt: p.U (3H, D), p.W (3H, H),
+    b_ih, b_hh (3H,) or None, V (K, H), c (K,) or None; xs (T,) / (B, T) ids or (T, D) /
+    (B, T, D); s0 None, (H,) or (B, H)."""
+    if not isinstance(p, mb.GRUParams):
+        raise NotImplementedError(f"GRUParams only, got {type(p).__name__}")
+    xs, ys = np.asarray(xs), np.asarray(ys)
+    tokens = np.issubdtype(xs.dtype, np.integer)
+    batched = ys.ndim == 2
+    H, D, K = p.hidden_size, p.input_size, p.output_size
+    X = np.eye(D)[xs] if tokens else xs.astype(np.float64)  # (..., T, D)
+    X = X if batched else X[None]  # (B, T, D)
+    Y = ys if batched else ys[None]  # (B, T)
+    B, T = Y.shape
+    m = np.ones((B, T)) if mask is None else np.asarray(mask, dtype=np.float64).reshape(B, T)
+    w = m / m.sum() if reduction == "mean" else m  # weight of each E_t
+    zero = np.zeros(3 * H)
+    b_ih = zero if p.b_ih is None else p.b_ih
+    b_hh = zero if p.b_hh is None else p.b_hh
+    c = np.zeros(K) if p.c is None else p.c
+    Wr, Wz, Wn = p.W[:H], p.W[H : 2 * H], p.W[2 * H :]
+    h = np.zeros((B, H)) if s0 is None else np.broadcast_to(np.asarray(s0, dtype=np.float64), (B, H)).copy()
+    hs, cache, loss = [h], [], 0.0
+    dO = np.zeros((B, T, K))
+    for t in range(T):
+        gi = X[:, t] @ p.U.T + b_ih  # (B, 3H)
+        r = _sigmoid(gi[:, :H] + h @ Wr.T + b_hh[:H])
+        z = _sigmoid(gi[:, H : 2 * H] + h @ Wz.T + b_hh[H : 2 * H])
+        rh = r * h
+        n = np.tanh(gi[:, 2 * H :] + rh @ Wn.T + b_hh[2 * H :])
+        cache.append((r, z, n, rh, h))
+        h = (1 - z) * n + z * h
+        hs.append(h)
+        o = h @ p.V.T + c  # (B, K)
+        o = o - o.max(axis=1, keepdims=True)
+        logp = o - np.log(np.exp(o).sum(axis=1, keepdims=True))
+        loss -= float((w[:, t] * logp[np.arange(B), Y[:, t]]).sum())
+        prob = np.exp(logp)
+        prob[np.arange(B), Y[:, t]] -= 1.0
+        dO[:, t] = w[:, t, None] * prob  # dE/do_t
+    Hs = np.stack(hs[1:], axis=1)  # (B, T, H)
+    dV = dO.reshape(-1, K).T @ Hs.reshape(-1, H)
+    dU, dW, db = np.zeros_like(p.U), np.zeros_like(p.W), np.zeros(3 * H)
+    db_hh = np.zeros(3 * H)
+    dX = np.zeros_like(X)
+    dh_next = np.zeros((B, H))
+    for t in range(T - 1, -1, -1):
+        r, z, n, rh, h_prev = cache[t]
+        dh = dO[:, t] @ p.V + dh_next  # dE/dh_t
+        dan = dh * (1 - z) * (1 - n**2)  # dE/d(pre-activation of n)
+        daz = dh * (h_prev - n) * z * (1 - z)
+        drh = dan @ Wn
+        dar = drh * h_prev * r * (1 - r)
+        da = np.concatenate([dar, daz, dan], axis=1)  # (B, 3H)
+        dU += da.T @ X[:, t]
+        dW[: 2 * H] += da[:, : 2 * H].T @ h_prev
+        dW[2 * H :] += dan.T @ rh
+        db += da.sum(axis=0)
+        db_hh += da.sum(axis=0)
+        dX[:, t] = da @ p.U
+        dh_next = dh * z + drh * r + dar @ Wr + daz @ Wz
+    shared = not batched or (s0 is not None and np.ndim(s0) == 1)
+    ds0 = dh_next.sum(axis=0) if shared else dh_next  # the shape of s0 ((H,) or (B, H))
+    biased = p.b_ih is not None
+    grads = {"U": dU, "W": dW, "b_ih": db if biased else None, "b_hh": db_hh if biased else None,
+             "V": dV, "c": None if p.c is None else dO.sum(axis=(0, 1))}  # fmt: skip
+    dxs = None if tokens else (dX if batched else dX[0])
+    return SimpleNamespace(loss=loss, grads=grads, ds0=ds0, dxs=dxs)
+
+
+def lstm_swapped_ig(p, xs, ys, **kw):
+    """manual_bptt.bptt with the i and g gate blocks of dU, dW, db_ih, db_hh exchanged."""
+    r = mb.bptt(p, xs, ys, **kw)
+    H = p.hidden_size
+    order = np.r_[2 * H : 3 * H, H : 2 * H, 0:H, 3 * H : 4 * H]  # g, f, i, o
+
+    def swap(a):
+        return None if a is None else np.asarray(a)[order]
+
+    grads = r.grads.replace(**{n: swap(getattr(r.grads, n)) for n in ("U", "W", "b_ih", "b_hh")})
+    return dataclasses.replace(r, grads=grads)
+
+
+lstm_swapped_ig.bptt_supports = {"cells": ["lstm"]}
+
+
+def elman_only_typeerror(p, xs, ys, **kw):
+    """manual_bptt.bptt for RNNParams; a TypeError for any other params type."""
+    if not isinstance(p, mb.RNNParams):
+        raise TypeError(f"expected RNNParams, got {type(p).__name__}")
+    return mb.bptt(p, xs, ys, **kw)
+
+
+def b_ih_grad_to_b_hh(p, xs, ys, **kw):
+    """manual_bptt.bptt, returning db_ih in place of db_hh (a gated cell with biases)."""
+    r = mb.bptt(p, xs, ys, **kw)
+    if isinstance(p, mb.RNNParams) or r.grads.b_ih is None:
+        return r
+    return dataclasses.replace(r, grads=r.grads.replace(b_hh=r.grads.b_ih))
 
 
 # ---------------------------------------------------------------------------------------------
@@ -251,14 +389,16 @@ def tokens_only(p, xs, ys, *, activation="tanh", s0=None, truncate=None, reducti
     """manual_bptt.bptt on token ids (T,); NotImplementedError for any other input form."""
     if not _token_ids(xs):
         raise NotImplementedError("token ids of shape (T,) only")
-    return mb.bptt(p, xs, ys, activation=activation, s0=s0, truncate=truncate, reduction=reduction, mask=mask)
+    kw = {"s0": s0, "truncate": truncate, "reduction": reduction, "mask": mask}
+    return mb.bptt(p, xs, ys, activation=_act(p, activation), **kw)
 
 
 def tokens_only_declared(p, xs, ys, *, activation="tanh", s0=None, truncate=None, reduction="sum", mask=None):
     """manual_bptt.bptt on token ids (T,), declared; a ValueError for anything else."""
     if not _token_ids(xs):
         raise ValueError("token ids of shape (T,) only")
-    return mb.bptt(p, xs, ys, activation=activation, s0=s0, truncate=truncate, reduction=reduction, mask=mask)
+    kw = {"s0": s0, "truncate": truncate, "reduction": reduction, "mask": mask}
+    return mb.bptt(p, xs, ys, activation=_act(p, activation), **kw)
 
 
 tokens_only_declared.bptt_supports = {"inputs": ["tokens (T,)"]}
@@ -270,3 +410,12 @@ def torch_free_bptt(p, xs, ys, **kw):
     if found:
         raise RuntimeError(f"{', '.join(found)} imported in the target's process")
     return mb.bptt(p, xs, ys, **kw)
+
+
+def elman_only_declared_inputs(p, xs, ys, **kw):
+    """manual_bptt.bptt for RNNParams on token ids (T,), declared; NotImplementedError for gated params."""
+    _elman_only(p)
+    return mb.bptt(p, xs, ys, **kw)
+
+
+elman_only_declared_inputs.bptt_supports = {"inputs": ["tokens (T,)"]}

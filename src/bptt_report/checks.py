@@ -1,15 +1,21 @@
-"""Checking one configuration: the target's reply against the oracle, nn.RNN, and finite differences.
+"""Checking one configuration: the target's reply against the oracle, the native torch module,
+and finite differences.
 
 The references run here (or in oracle worker processes), never where the target runs, on
 arrays rebuilt from the configuration by manual_bptt.problems.make_problem:
 
-oracle               reference.bptt: plain unrolled PyTorch autograd, every option
-torch_rnn            reference.torch_rnn_bptt: torch.nn.RNN + nn.Linear + F.cross_entropy,
-                     with the configuration's weights copied in; only where nn.RNN applies
-                     (tanh or relu, full BPTT or a window covering the whole sequence)
+oracle               reference.bptt_cell(cell, ...): plain unrolled PyTorch autograd, every
+                     option (reference.bptt for the Elman cell, gru_bptt, lstm_bptt)
+torch_rnn            the native module with the configuration's weights copied in, + nn.Linear
+                     + F.cross_entropy: torch.nn.RNN (reference.torch_rnn_bptt; tanh or relu),
+                     nn.GRU or nn.LSTM (reference.to_torch, reference.torch_gated_bptt); only
+                     for full BPTT or a window covering the whole sequence
 finite_differences   central differences of the target's own loss (computed in its worker),
                      (E(θ + eps e_i) - E(θ - eps e_i)) / (2 eps), eps = 1e-5, for every entry of
-                     U, W, V, b, c, s0 (when given) and dense xs; full BPTT only
+                     the parameters, s0 (when given) and dense xs; full BPTT only
+
+The arrays compared: loss, the cell's parameters (U, W, V, b, c; or U, W, b_ih, b_hh, V, c),
+ds0 (the LSTM's as ds0.h and ds0.c), dxs.
 """
 
 from __future__ import annotations
@@ -17,6 +23,7 @@ from __future__ import annotations
 import dataclasses
 import signal
 from dataclasses import dataclass
+from types import SimpleNamespace
 from typing import Any
 
 import numpy as np
@@ -35,47 +42,79 @@ from .compare import (
 )
 from .results import ConfigCheck
 from .sweep import problem_for
-from .targets import TargetOutput
+from .targets import PARAM_FIELDS, TargetOutput, state_parts
+
+#: The native torch module of each cell, as messages name it.
+NATIVE = {"rnn": "torch.nn.RNN", "gru": "torch.nn.GRU", "lstm": "torch.nn.LSTM"}
 
 
 @dataclass(frozen=True)
 class Ref:
-    """A reference result as plain arrays: loss (), grads U, W, V, b, c (None where absent), ds0, dxs."""
+    """A reference result as plain arrays: loss (), grads (the cell's parameters, None where
+    absent), ds0 ((H,) / (B, H); the LSTM: a pair (dh0, dc0)), dxs."""
 
     loss: float
     grads: dict[str, np.ndarray | None]
-    ds0: np.ndarray | None
+    ds0: Any
     dxs: np.ndarray | None
 
+    def fields(self) -> dict[str, Any]:
+        """The arrays by report name: loss, the parameters, ds0 (or ds0.h, ds0.c), dxs."""
+        return flat_fields(self.loss, self.grads, self.ds0, self.dxs)
 
-def _plain(r: Any) -> Ref:
+
+def flat_fields(loss: Any, grads: dict[str, Any], ds0: Any, dxs: Any) -> dict[str, Any]:
+    """loss, grads..., ds0 (a pair becomes ds0.h and ds0.c), dxs."""
+    out = {"loss": loss, **grads}
+    parts = state_parts(ds0) if isinstance(ds0, tuple) else None
+    if parts is None:
+        out["ds0"] = ds0
+    else:
+        out["ds0.h"], out["ds0.c"] = parts
+    out["dxs"] = dxs
+    return out
+
+
+def _plain(r: Any, cell: str = "rnn") -> Ref:
     def arr(a: Any) -> np.ndarray | None:
         return None if a is None else np.asarray(a, dtype=np.float64)
 
+    ds0 = getattr(r, "ds0", None)
+    parts = state_parts(ds0) if cell == "lstm" else None
     return Ref(
         loss=float(r.loss),
-        grads={n: arr(getattr(r.grads, n)) for n in ("U", "W", "V", "b", "c")},
-        ds0=arr(getattr(r, "ds0", None)),
+        grads={n: arr(getattr(r.grads, n)) for n in PARAM_FIELDS[cell]},
+        ds0=arr(ds0) if parts is None else (arr(parts[0]), arr(parts[1])),
         dxs=arr(getattr(r, "dxs", None)),
     )
 
 
 def oracle_reference(prob: Problem) -> Ref:
-    """reference.bptt on the problem's arrays, float64."""
-    return _plain(reference.bptt(prob.params, prob.xs, prob.ys, **prob.kwargs()))
+    """reference.bptt_cell(cell, ...) on the problem's arrays, float64."""
+    cell = prob.cfg.cell
+    return _plain(reference.bptt_cell(cell, prob.params, prob.xs, prob.ys, **prob.kwargs()), cell)
 
 
 def torch_rnn_applies(cfg: RNNConfig) -> bool:
-    """nn.RNN has tanh and relu only, and computes full BPTT."""
-    return cfg.activation in ("tanh", "relu") and (cfg.truncate is None or cfg.truncate >= cfg.T - 1)
+    """The native modules compute full BPTT; nn.RNN has tanh and relu only."""
+    full = cfg.truncate is None or cfg.truncate >= cfg.T - 1
+    return full and (cfg.cell != "rnn" or cfg.activation in ("tanh", "relu"))
 
 
 def torch_rnn_reference(prob: Problem) -> Ref:
     """reference.torch_rnn_bptt with the problem's U, W, V, b, c copied into nn.RNN / nn.Linear.
 
-    nn.RNN's two biases: bias_ih = b, bias_hh = 0 (their sum is our b).
+    nn.RNN's two biases: bias_ih = b, bias_hh = 0 (their sum is our b). A gated cell: its
+    nn.GRU / nn.LSTM from reference.to_torch (the layout is torch's, b_ih and b_hh as they are).
     """
     p, c = prob.params, prob.cfg
+    if c.cell != "rnn":
+        writable = SimpleNamespace(**{n: None if a is None else np.array(a) for n, a in vars(p).items()})
+        module, linear = reference.to_torch(writable, c.cell)
+        r = reference.torch_gated_bptt(
+            module, linear, prob.xs, prob.ys, s0=prob.s0, reduction=c.reduction, mask=prob.mask
+        )
+        return _plain(r, c.cell)
     rnn, linear = reference.make_torch_rnn(c.D, c.H, c.K, nonlinearity=c.activation, bias=c.bias, seed=0)
     with torch.no_grad():
         rnn.weight_ih_l0.copy_(torch.tensor(np.asarray(p.U), dtype=torch.float64))
@@ -171,13 +210,19 @@ def misbehaviour(reply: dict[str, Any], during: str) -> tuple[str, str, str, tup
     return "fail", f"no result for {during} ({status})", "", ()
 
 
-def target_output(reply: dict[str, Any]) -> tuple[TargetOutput, dict[str, str]]:
-    """The target's arrays from a reply, and field -> note for values that could not be read."""
+def target_output(reply: dict[str, Any], cell: str = "rnn") -> tuple[TargetOutput, dict[str, str]]:
+    """The target's arrays from a reply, and field -> note for values that could not be read
+    (the LSTM's ds0 as the pair (ds0.h, ds0.c), None when neither was returned)."""
     f = reply.get("fields", {})
+    if cell == "lstm":
+        h, c = f.get("ds0.h"), f.get("ds0.c")
+        ds0 = None if h is None and c is None else (h, c)
+    else:
+        ds0 = f.get("ds0")
     out = TargetOutput(
         loss=f.get("loss"),
-        grads={n: f.get(n) for n in ("U", "W", "V", "b", "c")},
-        ds0=f.get("ds0"),
+        grads={n: f.get(n) for n in PARAM_FIELDS[cell]},
+        ds0=ds0,
         dxs=f.get("dxs"),
     )
     return out, dict(reply.get("notes", {}))
@@ -186,10 +231,13 @@ def target_output(reply: dict[str, Any]) -> tuple[TargetOutput, dict[str, str]]:
 def compare_output(out: TargetOutput, ref: Ref, notes: dict[str, str] | None = None) -> list[ArrayCheck]:
     """Every array of the target's output against a reference result.
 
-    loss, U, W, V always; b, c where the model has them (None or zeros accepted where it has
-    not); ds0 and dxs when the target returns them (dxs: dense inputs only).
+    loss, U, W, V always; b, c (b_ih, b_hh, c for a gated cell) where the model has them (None
+    or zeros accepted where it has not); ds0 (the LSTM: ds0.h and ds0.c) and dxs when the
+    target returns them (dxs: dense inputs only).
     """
     notes = notes or {}
+    mine = flat_fields(out.loss, out.grads, out.ds0, out.dxs)
+    theirs = ref.fields()
 
     def cmp(name: str, actual: Any, expected: Any, optional: bool = False) -> ArrayCheck | None:
         if name in notes:
@@ -199,11 +247,11 @@ def compare_output(out: TargetOutput, ref: Ref, notes: dict[str, str] | None = N
         return compare_array(name, actual, expected)
 
     arrays = [cmp("loss", out.loss, ref.loss)]
-    arrays += [cmp(name, out.grads[name], ref.grads[name]) for name in ("U", "W", "V")]
-    for name in ("b", "c"):
-        arrays.append(cmp(name, out.grads[name], ref.grads[name], optional=True))
-    if out.ds0 is not None or "ds0" in notes:
-        arrays.append(cmp("ds0", out.ds0, ref.ds0))
+    for name in ref.grads:
+        arrays.append(cmp(name, mine.get(name), theirs[name], optional=name not in ("U", "W", "V")))
+    for name in ("ds0", "ds0.h", "ds0.c"):
+        if name in theirs and (mine.get(name) is not None or name in notes or (out.ds0 is not None)):
+            arrays.append(cmp(name, mine.get(name), theirs[name]))
     if (out.dxs is not None or "dxs" in notes) and ref.dxs is not None:
         arrays.append(cmp("dxs", out.dxs, ref.dxs))
     return [a for a in arrays if a is not None]
@@ -228,16 +276,17 @@ def oracle_checks(
     """The "oracle" check of one configuration (and "torch_rnn" where it applies) from the
     target's reply and the references; one target call serves both."""
     kinds = [kind] + (["torch_rnn"] if kind == "oracle" and refs.get("torch_rnn") is not None else [])
+    cell = cfg.cell
     seconds = float(reply.get("seconds", 0.0) or 0.0)
     bad = misbehaviour(reply, f"configuration #{check_id}")
     if bad is not None:
         status, msg, tb, uns = bad
         return [ConfigCheck(check_id, k, cfg, status, (), msg, uns, seconds, tb) for k in kinds]
-    out, notes = target_output(reply)
+    out, notes = target_output(reply, cell)
     results = []
     for k in kinds:
         ref = refs["oracle" if k != "torch_rnn" else "torch_rnn"]
-        against = "torch.nn.RNN" if k == "torch_rnn" else "the oracle"
+        against = NATIVE[cell] if k == "torch_rnn" else "the oracle"
         if not isinstance(ref, Ref):
             results.append(
                 ConfigCheck(check_id, k, cfg, "error", (), f"{against} could not run: {ref}", (), seconds)
@@ -259,11 +308,12 @@ def fd_check(check_id: int, cfg: RNNConfig, reply: dict[str, Any]) -> ConfigChec
     if bad is not None:
         status, msg, tb, uns = bad
         return ConfigCheck(check_id, "finite_differences", cfg, status, (), msg, uns, seconds, tb)
-    out, notes = target_output(reply)
+    out, notes = target_output(reply, cfg.cell)
+    mine = flat_fields(out.loss, out.grads, out.ds0, out.dxs)
     numeric = reply.get("numeric", {})
     arrays: list[ArrayCheck] = []
     for name, n in numeric.items():
-        actual = out.grads.get(name) if name in out.grads else (out.ds0 if name == "ds0" else out.dxs)
+        actual = mine.get(name)
         if name in notes:
             arrays.append(not_comparable(name, f"{name}: {notes[name]}"))
         else:

@@ -3,6 +3,7 @@ beside ``train``), and ``python -m bptt_report``, which has the report command a
 
     manual-bptt report [--out DIR] [--target MODULE:FUNCTION] [--seed N] [--examples N] [--jobs N]
                        [--timeout SECONDS] [--quick] [--no-plots] [--no-progress] [--replay CONFIG]
+                       [--cell rnn|gru|lstm|all]
     manual-bptt --version
 
 Exit status of ``report`` (EXIT_STATUSES): 0 PASS, 1 FAIL (anything disagrees, or the target
@@ -89,10 +90,11 @@ def _add_report(sub: argparse._SubParsersAction) -> None:
         "report",
         help="check an implementation of BPTT against PyTorch and write a report",
         description=(
-            "Run a sweep of random configurations (every input form, activation, truncation, reduction, "
-            "mask, s0, bias, and weight scales from vanishing to exploding) inside what the target "
-            "supports, comparing the implementation under test with the PyTorch autograd oracle, "
-            "torch.nn.RNN where it applies, and central finite differences on a small subset. The target "
+            "Run a sweep of random configurations of each cell (--cell: the Elman RNN, the GRU, the LSTM; "
+            "every input form, activation, truncation, reduction, mask, s0, bias, and weight scales from "
+            "vanishing to exploding) inside what the target supports, comparing the implementation under "
+            "test with the PyTorch autograd oracle, the cell's native torch module (nn.RNN, nn.GRU, "
+            "nn.LSTM) where it applies, and central finite differences on a small subset. The target "
             "runs in separate worker processes. Disagreements are localized (array, element, smallest "
             "failing T and configuration, lag). Writes report.json, report.md and PNG plots into DIR."
         ),
@@ -130,6 +132,13 @@ def _add_report(sub: argparse._SubParsersAction) -> None:
         default=60.0,
         metavar="SECONDS",
         help="time one configuration may take in the target before its process is killed (default: 60)",
+    )
+    p.add_argument(
+        "--cell",
+        choices=("rnn", "gru", "lstm", "all"),
+        default="all",
+        help="the cell(s) to check: the Elman RNN, the GRU, the LSTM, or all three (default: all; the "
+        "examples are split evenly over the cells the target supports)",
     )
     p.add_argument("--quick", action="store_true", help="a small sweep of short sequences (a few seconds)")
     p.add_argument("--no-plots", action="store_true", help="do not draw the PNG plots")
@@ -261,6 +270,7 @@ def _run_report(args: argparse.Namespace) -> int:
             jobs=jobs,
             progress=progress,
             timeout=args.timeout,
+            cells=args.cell,
         )
         files = write_report(result, out, plots=not args.no_plots)
     except TargetError as exc:

@@ -27,10 +27,11 @@ from manual_bptt.checking import ATOL, RTOL
 FD_RTOL, FD_ATOL = 1e-6, 1e-7
 #: Relative errors in this range, the loss failing too, look like single-precision rounding.
 FLOAT32_BAND = (1e-10, 1e-4)
-#: The arrays of a result, in report order: the loss, the parameter gradients, ds0 and dxs.
-FIELDS = ("loss", "U", "W", "V", "b", "c", "ds0", "dxs")
+#: The arrays of a result, in report order: the loss, the parameter gradients (the Elman cell's
+#: b; a gated cell's b_ih, b_hh), ds0 (the LSTM's as ds0.h and ds0.c) and dxs.
+FIELDS = ("loss", "U", "W", "V", "b", "b_ih", "b_hh", "c", "ds0", "ds0.h", "ds0.c", "dxs")
 #: Fields whose gradient flows through the recurrence (truncation changes them).
-RECURRENT_FIELDS = ("U", "W", "b", "ds0", "dxs")
+RECURRENT_FIELDS = ("U", "W", "b", "b_ih", "b_hh", "ds0", "ds0.h", "ds0.c", "dxs")
 
 
 @dataclass(frozen=True)
@@ -77,7 +78,9 @@ class ArrayCheck:
 
 def label(name: str) -> str:
     """How messages name a field: "the loss", "dW", "ds0"."""
-    return "the loss" if name == "loss" else f"d{name}" if name in ("U", "W", "V", "b", "c") else name
+    if name == "loss":
+        return "the loss"
+    return f"d{name}" if name in ("U", "W", "V", "b", "b_ih", "b_hh", "c") else name
 
 
 def not_comparable(name: str, note: str, dtype: str = "") -> ArrayCheck:

@@ -86,7 +86,7 @@ def run_against_oracle_many(run: RunTarget, items: list[tuple[RNNConfig, int | N
         if not isinstance(ref, Ref):
             out.append(None)
             continue
-        target, notes = target_output(reply)
+        target, notes = target_output(reply, cfg.cell)
         out.append((compare_output(target, ref, notes), ref))
     return out
 
@@ -109,8 +109,7 @@ def smallest_failing_length(run: RunTarget, cfg: RNNConfig, fields: set[str]) ->
 
 
 def _field_value(ref: Ref, name: str) -> np.ndarray:
-    value = getattr(ref, name) if name in ("ds0", "dxs") else ref.grads[name]
-    return np.asarray(value, dtype=np.float64)
+    return np.asarray(ref.fields()[name], dtype=np.float64)
 
 
 def lag_scan(run: RunTarget, cfg: RNNConfig, field: str) -> tuple[list[LagStep], int | None] | None:
@@ -169,9 +168,9 @@ def _candidates(c: RNNConfig) -> Iterator[RNNConfig]:
         yield r(c, reduction="sum")
     if c.bias:
         yield r(c, bias=False)
-    if c.activation != "identity":
+    if c.cell == "rnn" and c.activation != "identity":
         yield r(c, activation="identity")  # the simplest: f' = 1
-    if c.activation not in ("identity", "tanh"):
+    if c.cell == "rnn" and c.activation not in ("identity", "tanh"):
         yield r(c, activation="tanh")
     if not c.tokens:
         yield r(c, tokens=True)
@@ -315,8 +314,8 @@ def _where(
         return _Where("forward pass", words)
     if field is None:
         words = (
-            f"only {', '.join(a.name for a in failing)} disagree: the output layer o_t = V s_t + c, which "
-            "does not go through the recurrence"
+            f"only {', '.join(a.name for a in failing)} disagree: the output layer o_t = V s_t + c "
+            "(V h_t + c for a gated cell), which does not go through the recurrence"
         )
         return _Where("output layer", words)
     return _by_lag(run, cfg, field, smallest_T)

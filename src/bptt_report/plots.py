@@ -1,8 +1,10 @@
 """The report's PNG plots (needs matplotlib, the ``plot`` extra; drawn with the Agg backend).
 
 errors.png        relative error of every checked array, per field, against the tolerance
-state_grads.png   log10 ||dE_t/ds_k|| over (t, k): a vanishing and an exploding sample model
-lag_profile.png   term norm ||term_W[t, t - L]|| and ||ds_t/ds_{t-L}||_2 against the lag L
+state_grads.png   log10 ||dE_t/dz_k|| over (t, k), one column per sample model (bptt_report.regimes):
+                  the Elman cell vanishing and exploding, the GRU, the LSTM's h path and c path
+lag_profile.png   term norm ||term_W[t, t - L]||, ||dz_t/dz_{t-L}||_2 and ||dE_t/dz_{t-L}|| against
+                  the lag L (the LSTM's h and c paths apart)
 """
 
 from __future__ import annotations
@@ -119,7 +121,7 @@ def plot_errors(result: CheckResult, path: Path) -> None:
     exact = _errors_by_field(result, ("oracle", "torch_rnn"))
     fd = _errors_by_field(result, ("finite_differences",), elementwise=True)
     norm_wise = {"ylabel": "relative error  max|a - r| / max|r|", "line_label": f" rtol {RTOL:g}"}
-    panels = [(exact, RTOL, "against the oracle and torch.nn.RNN (float64)", norm_wise)]
+    panels = [(exact, RTOL, "against the oracle and nn.RNN / nn.GRU / nn.LSTM (float64)", norm_wise)]
     if fd:
         elementwise = {
             "ylabel": f"max |a - n| / ({FD_ATOL:g} + {FD_RTOL:g} max(|a|, |n|))",
@@ -149,30 +151,53 @@ def plot_errors(result: CheckResult, path: Path) -> None:
     plt.close(fig)
 
 
+def _heatmaps(regimes: list[dict[str, Any]]) -> list[tuple[str, np.ndarray, np.ndarray]]:
+    """(title, ||dE_t/d·_k|| (T, T), ||dE_t/dz_t|| (T,)) per panel: one per sample model, the
+    LSTM's as its h path and its c path (both scaled by the full state's lag-0 norm)."""
+    out = []
+    for reg in regimes:
+        full = np.asarray(reg["dE_ds_norms"], dtype=float)
+        scale = (
+            f"radius of W = {reg['spectral_radius']:g}"
+            if reg.get("cell", "rnn") == "rnn"
+            else f"init scale {reg['weight_scale']:g}"
+        )
+        head = f"{reg['name']}: {reg['activation']}, {scale}" if reg.get("cell", "rnn") == "rnn" else (
+            f"{reg['name']} ({scale})"
+        )
+        if reg.get("cell") == "lstm":
+            for part, key in (("h path ||dE_t/dh_k||", "dE_dh_norms"),
+                              ("c path ||dE_t/dc_k||", "dE_dc_norms")):  # fmt: skip
+                out.append((f"{head}, {part}", np.asarray(reg[key], dtype=float), np.diag(full)))
+        else:
+            out.append((head, full, np.diag(full)))
+    return out
+
+
 def plot_state_grads(regimes: list[dict[str, Any]], path: Path) -> None:
-    """state_grads.png: log10 ||dE_t/ds_k|| over (t, k), one column per sample model; below it the
-    same divided by ||dE_t/ds_t||, which removes the size of each E_t's own gradient and leaves
-    the growth or decay with the lag t - k."""
+    """state_grads.png: log10 ||dE_t/dz_k|| over (t, k), one column per sample model (two for the
+    LSTM: h path, c path); below it the same divided by ||dE_t/dz_t||, which removes the size
+    of each E_t's own gradient and leaves the growth or decay with the lag t - k."""
     plt = pyplot()
-    n = len(regimes)
-    fig, axes = plt.subplots(2, n, figsize=(5.0 * n, 8.6), squeeze=False)
-    for j, reg in enumerate(regimes):
-        norms = np.asarray(reg["dE_ds_norms"], dtype=float)  # (T, T), rows t, columns k
+    panels_of = _heatmaps(regimes)
+    n = len(panels_of)
+    fig, axes = plt.subplots(2, n, figsize=(4.6 * n, 8.6), squeeze=False)
+    for j, (title, norms, diag) in enumerate(panels_of):
         T = norms.shape[0]
         lower = np.tril(np.ones((T, T), dtype=bool))
-        diag = np.diag(norms)
         # rows whose E_t is already certain (dE_t/ds_t about 0): left grey, off the colour scale
         certain = diag <= CERTAIN_ROW * max(float(diag.max()), ZERO_FLOOR)
         with np.errstate(divide="ignore", invalid="ignore"):
             relative = np.where(diag[:, None] > 0, norms / diag[:, None], np.nan)
         panels = (
-            (norms, "log10 ||dE_t/ds_k||", ""),
-            (relative, "log10 ||dE_t/ds_k|| / ||dE_t/ds_t||", "relative to lag 0: "),
+            (norms, "log10 ||dE_t/dz_k||", ""),
+            (relative, "log10 ||dE_t/dz_k|| / ||dE_t/dz_t||", "rel. to lag 0: "),
         )
         for i, (values, label, prefix) in enumerate(panels):
             ax = axes[i, j]
             shown = np.full((T, T), np.nan)
             shown[lower] = np.log10(np.maximum(values[lower], ZERO_FLOOR))
+            shown[values == 0] = np.nan  # exact zeros (the c path at k = t) grey, off the scale
             shown[certain, :] = np.nan
             cmap = plt.get_cmap("viridis").with_extremes(bad="0.85")
             finite = shown[np.isfinite(shown)]
@@ -185,36 +210,47 @@ def plot_state_grads(regimes: list[dict[str, Any]], path: Path) -> None:
                 )
             ax.set_xlabel("k (the state differentiated)")
             ax.set_ylabel("t (the loss term E_t)")
-            ax.set_title(
-                f"{prefix}{reg['name']}: {reg['activation']}, radius of W = {reg['spectral_radius']:g}",
-                fontsize=10,
-            )
+            ax.set_title(f"{prefix}{title}", fontsize=9)
             fig.colorbar(im, ax=ax, shrink=0.85, label=label)
-    fig.suptitle("How far back each E_t reaches: ||dE_t/ds_k|| for k <= t", fontsize=11)
+    fig.suptitle("How far back each E_t reaches: ||dE_t/dz_k|| for k <= t (z: the full state)", fontsize=11)
     fig.tight_layout()
     fig.savefig(path, dpi=100)
     plt.close(fig)
 
 
 def plot_lag_profile(regimes: list[dict[str, Any]], path: Path) -> None:
-    """lag_profile.png: mean term norm and mean ||ds_t/ds_{t-L}||_2 against the lag L (log scale)."""
+    """lag_profile.png: mean term norm, mean ||dz_t/dz_{t-L}||_2 and mean ||dE_t/dz_{t-L}|| against
+    the lag L (log scale); the LSTM's h and c paths apart in the last panel."""
     plt = pyplot()
-    fig, axes = plt.subplots(1, 2, figsize=(11, 4.4))
+    fig, axes = plt.subplots(1, 3, figsize=(16, 4.6))
     colors = ("tab:blue", "tab:red", "tab:green", "tab:purple")
     for reg, color in zip(regimes, colors, strict=False):
         lag = np.asarray(reg["lag"])
         term = np.maximum(np.asarray(reg["term_W_mean"], dtype=float), ZERO_FLOOR)
         jac = np.maximum(np.asarray(reg["jac_spec_mean"], dtype=float), ZERO_FLOOR)
-        label = f"{reg['name']} (radius {reg['spectral_radius']:g})"
+        if reg.get("cell", "rnn") == "rnn":
+            label = f"{reg['name']} (radius {reg['spectral_radius']:g})"
+        else:
+            label = f"{reg['name']} (init scale {reg['weight_scale']:g})"
         axes[0].semilogy(lag, term, "o-", color=color, markersize=3, label=label)
         axes[1].semilogy(lag, jac, "o-", color=color, markersize=3, label=label)
+        paths = [("", "dE_ds_lag_mean", "o-")]
+        if reg.get("cell") == "lstm":
+            paths += [(", h path", "dE_dh_lag_mean", "--"), (", c path", "dE_dc_lag_mean", ":")]
+        for suffix, key, style in paths:
+            if key in reg:
+                m = np.asarray(reg[key], dtype=float)
+                shown = np.where(m > 0, m, np.nan)  # the c path is exactly 0 at lag 0
+                axes[2].semilogy(np.arange(m.size), shown, style, color=color, markersize=3,
+                                 label=label + suffix)  # fmt: skip
     axes[0].set_title("term norm: mean over t of ||term_W[t, t - L]||_F", fontsize=10)
-    axes[1].set_title("Jacobian: mean over t of ||ds_t / ds_{t-L}||_2", fontsize=10)
+    axes[1].set_title("Jacobian: mean over t of ||dz_t / dz_{t-L}||_2", fontsize=10)
+    axes[2].set_title("reach: mean over t of ||dE_t / dz_{t-L}||", fontsize=10)
     for ax in axes:
         ax.set_xlabel("lag L = t - k")
         ax.grid(alpha=0.3, which="both")
         ax.legend(fontsize=8)
-    fig.suptitle("Vanishing and exploding gradients: the seed's terms against their lag", fontsize=11)
+    fig.suptitle("Vanishing and exploding gradients, per cell: the terms against their lag", fontsize=11)
     fig.tight_layout()
     fig.savefig(path, dpi=110)
     plt.close(fig)

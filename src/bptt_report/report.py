@@ -19,20 +19,13 @@ from importlib import resources
 from pathlib import Path
 from typing import Any
 
-import numpy as np
-
 import manual_bptt as mb
-from manual_bptt.problems import RNNConfig, make_problem
+from manual_bptt.problems import RNNConfig
 
-from .compare import ATOL, FD_ATOL, FD_RTOL, FIELDS, RTOL
+from .compare import ATOL, FD_ATOL, FD_RTOL, FIELDS, RECURRENT_FIELDS, RTOL
+from .regimes import REGIME_T, sample_regimes
 from .results import KINDS, MIN_CHECKED, CheckResult, Localization
 from .sweep import ACTIVATION_NAMES, config_dict, describe_config, form_name
-
-#: The sample models of the plots: (name, activation, spectral radius of W).
-#: (tanh saturates, so its gradients cannot keep exploding; the linear RNN shows radius^L growth.)
-REGIMES: tuple[tuple[str, str, float], ...] = (("vanishing", "tanh", 0.5), ("exploding", "identity", 1.5))
-#: Their size: T steps, D token ids, H hidden units, K classes.
-REGIME_T, REGIME_D, REGIME_H, REGIME_K = 24, 6, 8, 5
 
 
 @dataclass(frozen=True)
@@ -59,56 +52,6 @@ def load_schema() -> dict[str, Any]:
 
 
 # ---------------------------------------------------------------------------------------------
-# The sample models: how far back each E_t reaches
-# ---------------------------------------------------------------------------------------------
-def regime_config(activation: str, radius: float, seed: int) -> RNNConfig:
-    """The sample model of a regime: unbatched tokens, shared s0, bias, full BPTT."""
-    return RNNConfig(
-        T=REGIME_T, B=None, D=REGIME_D, H=REGIME_H, K=REGIME_K, tokens=True, bias=True, activation=activation,
-        truncate=None, reduction="sum", use_mask=False, s0_kind="shared", weight_scale=radius, seed=seed,
-    )  # fmt: skip
-
-
-def state_gradient_norms(d: mb.Decomposition) -> np.ndarray:
-    """||dE_t/ds_k|| for k <= t, (T, T) (zero above the diagonal), by the chain rule
-    dE_t/ds_{k-1} = dE_t/ds_k · ds_k/ds_{k-1}, from manual_bptt's decomposition factors."""
-    T = d.T
-    J = [None] + [d.ds_ds(k, k - 1) for k in range(1, T)]  # ds_k/ds_{k-1}, (H, H)
-    out = np.zeros((T, T))
-    for t in range(T):
-        g = d.dE_ds(t)  # dE_t/ds_t, (H,)
-        out[t, t] = np.linalg.norm(g)
-        for k in range(t, 0, -1):
-            g = g @ J[k]  # dE_t/ds_{k-1}
-            out[t, k - 1] = np.linalg.norm(g)
-    return out
-
-
-def sample_regimes(seed: int) -> list[dict[str, Any]]:
-    """The vanishing and exploding sample models: lag profile and ||dE_t/ds_k|| (JSON-ready)."""
-    out = []
-    for i, (name, activation, radius) in enumerate(REGIMES):
-        cfg = regime_config(activation, radius, int(np.random.default_rng([seed, 3, i]).integers(2**32)))
-        prob = make_problem(cfg)
-        d = mb.decompose(prob.params, prob.xs, prob.ys, activation=activation, s0=prob.s0)
-        lp = d.lag_profile()
-        out.append(
-            {
-                "name": name,
-                "activation": activation,
-                "spectral_radius": radius,
-                "config": config_dict(cfg),
-                "lag": lp.lag.tolist(),
-                "term_W_mean": lp.term_W_mean.tolist(),
-                "jac_spec_mean": lp.jac_spec_mean.tolist(),
-                "jac_fro_mean": lp.jac_fro_mean.tolist(),
-                "dE_ds_norms": state_gradient_norms(d).tolist(),
-            }
-        )
-    return out
-
-
-# ---------------------------------------------------------------------------------------------
 # report.md
 # ---------------------------------------------------------------------------------------------
 def _e(x: float | None) -> str:
@@ -130,17 +73,20 @@ def _table(header: list[str], rows: list[list[str]], align: str | None = None) -
 
 
 def _capabilities_md(result: CheckResult) -> list[str]:
-    """Supported features (and how that is known), then the unsupported ones with the reason."""
-    caps = result.capabilities
+    """Supported features per cell (and how that is known), then the unsupported ones with the reason."""
     rows = []
-    for what, names in (
-        ("input forms", caps.forms),
-        ("options", caps.options),
-        ("activations", caps.activations),
-    ):
-        if names:
-            rows.append([what, ", ".join(f"{n} ({caps.sources.get(n, 'probed')})" for n in names)])
-    out = _table(["supported", "how it is known"], rows, "ll") if rows else ["Nothing is supported."]
+    several = len(result.cells) > 1
+    for caps in result.all_capabilities:
+        for what, names in (
+            ("input forms", caps.forms),
+            ("options", caps.options),
+            ("activations", caps.activations),
+        ):
+            if names:
+                cell = [caps.cell] if several else []
+                rows.append([*cell, what, ", ".join(f"{n} ({caps.sources.get(n, 'probed')})" for n in names)])
+    header = [*(["cell"] if several else []), "supported", "how it is known"]
+    out = _table(header, rows, "l" * len(header)) if rows else ["Nothing is supported."]
     unsupported = result.unsupported_features()
     if unsupported:
         out.append("")
@@ -167,6 +113,31 @@ def summary_table(result: CheckResult) -> list[str]:
     return _table(["check", "configurations", "agree", "disagree", "unsupported"], rows)
 
 
+def _cells_table(result: CheckResult) -> list[str]:
+    """One row per requested cell: supported, configurations checked, and the worst relative
+    error over every array against the oracle, the native module and finite differences."""
+    native = {"rnn": "nn.RNN", "gru": "nn.GRU", "lstm": "nn.LSTM"}
+    planned = result.examples_by_cell()
+    checked = result.checked_by_cell()
+    rows = []
+    for cell in result.cells:
+        if cell not in result.supported_cells:
+            caps = next(c for c in result.all_capabilities if c.cell == cell)
+            why = caps.unsupported.get(cell) or next(iter(caps.unsupported.values()), "")
+            rows.append([cell, "no: " + why.replace("|", "\\|"), "0", "-", "-", "-"])
+            continue
+
+        def worst(kind: str, cell: str = cell) -> str:
+            errs = [e for e, _, _ in result.worst_errors(kind, cell).values()]
+            return _e(max(errs)) if errs else "-"
+
+        rows.append([cell, "yes", f"{checked[cell]} of {planned[cell]}", worst("oracle"),
+                     f"{worst('torch_rnn')} ({native[cell]})", worst("finite_differences")])  # fmt: skip
+    header = ["cell", "supported", "checked (oracle)", "worst vs oracle", "worst vs native module",
+              "worst vs finite diff."]  # fmt: skip
+    return _table(header, rows, "llrrrr")
+
+
 def _worst_table(result: CheckResult) -> list[str]:
     rows = []
     fd = result.worst_errors("finite_differences")
@@ -190,7 +161,7 @@ def _worst_table(result: CheckResult) -> list[str]:
             "oracle checks",
             "worst rel. error (oracle)",
             "at",
-            "worst (nn.RNN)",
+            "worst (nn.RNN / nn.GRU / nn.LSTM)",
             "worst (finite diff.)",
             "vs 1e-10",
         ],
@@ -217,20 +188,21 @@ def _coverage(result: CheckResult) -> list[str]:
     configs = [c.config for c in result.checked]
     # (dimension, value of a configuration, the order of the values)
     dims: list[tuple[str, Callable[[RNNConfig], str], tuple[str, ...]]] = [
+        ("cell", lambda c: c.cell, ("rnn", "gru", "lstm")),
         ("input form", form_name, ()),
-        ("activation", lambda c: c.activation, ACTIVATION_NAMES),
+        ("activation (Elman cell)", lambda c: str(c.activation), ACTIVATION_NAMES),
         ("truncation", _truncation_kind, ("none", "0", "1", "2..T-2", ">= T-1 (full)")),
         ("reduction", lambda c: c.reduction, ("sum", "mean")),
         ("mask", lambda c: "yes" if c.use_mask else "no", ("no", "yes")),
         ("s0", lambda c: str(c.s0_kind), ("None", "shared", "per_row")),
         ("bias", lambda c: "yes" if c.bias else "no", ("no", "yes")),
-        ("spectral radius of W", lambda c: f"{c.weight_scale:g}", ()),
+        ("weight scale (Elman cell: spectral radius of W)", lambda c: f"{c.weight_scale:g}", ()),
         ("T", _length_bin, ("1", "2-4", "5-16", "17+")),
     ]
     rows = []
     for name, key, order in dims:
         counts: dict[str, int] = {}
-        for c in configs:
+        for c in configs if not name.startswith("activation") else [c for c in configs if c.cell == "rnn"]:
             counts[key(c)] = counts.get(key(c), 0) + 1
         values = sorted(counts, key=lambda v: (order.index(v) if v in order else len(order), v))
         rows.append([name, ", ".join(f"{v}: {counts[v]}" for v in values)])
@@ -240,11 +212,16 @@ def _coverage(result: CheckResult) -> list[str]:
 def _replay_md(target: str, loc: Localization) -> list[str]:
     """How to reproduce a localized failure: the command, and a self-contained Python snippet."""
     cfg = loc.replay_config
-    field = next((f for f in loc.fields if f in FIELDS), None)
+    # a field that disagrees on the configuration replayed (the shrunk one may keep fewer)
+    fields = loc.shrunk.failing if loc.shrunk is not None and loc.shrunk.failing else loc.fields
+    field = next((f for f in fields if f in FIELDS), None)
     if field == "loss":
         show = "print(float(mine.loss), ref.loss)"
     elif field in ("ds0", "dxs"):
         show = f"print(np.max(np.abs(np.asarray(mine.{field}) - ref.{field})))"
+    elif field in ("ds0.h", "ds0.c"):
+        i = 0 if field == "ds0.h" else 1
+        show = f"print(np.max(np.abs(np.asarray(mine.ds0[{i}]) - ref.ds0[{i}])))"
     elif field is not None:
         show = f"print(np.max(np.abs(np.asarray(mine.grads.{field}) - ref.grads.{field})))"
     else:
@@ -268,7 +245,9 @@ def _replay_md(target: str, loc: Localization) -> list[str]:
         f'target = load_target("{target}")',
         f"prob = make_problem(RNNConfig({args}))",
         "mine = target(prob.params, prob.xs.copy(), prob.ys.copy(), **non_default(prob.kwargs()))",
-        "ref = reference.bptt(prob.params, prob.xs, prob.ys, **prob.kwargs())",
+        "ref = reference.bptt(prob.params, prob.xs, prob.ys, **prob.kwargs())"
+        if cfg.cell == "rnn"
+        else f"ref = reference.bptt_cell({cfg.cell!r}, prob.params, prob.xs, prob.ys, **prob.kwargs())",
         show,
         "```",
     ]
@@ -299,7 +278,7 @@ def _localization_md(target: str, loc: Localization) -> list[str]:
         f = loc.field
         others = [
             n
-            for n in ("U", "W", "b", "ds0", "dxs")
+            for n in RECURRENT_FIELDS
             if n != f and any(n in s.rel_errors for s in loc.lag_steps)
         ]
         header = [
@@ -345,9 +324,9 @@ def render_markdown(
         f"{result.seconds:.1f} s with {result.jobs} worker process(es) for the target "
         f"(timeout {result.timeout:g} s per configuration).",
         "",
-        f"Tolerance: `max|a - r| <= {RTOL:g} * max|r| + {ATOL:g}` per array against the oracle and nn.RNN "
-        f"(float64); `|a - n| <= {FD_ATOL:g} + {FD_RTOL:g} * max(|a|, |n|)` elementwise against central "
-        "finite differences. NaN or inf in the target's output always fails.",
+        f"Tolerance: `max|a - r| <= {RTOL:g} * max|r| + {ATOL:g}` per array against the oracle and the "
+        f"native torch module (float64); `|a - n| <= {FD_ATOL:g} + {FD_RTOL:g} * max(|a|, |n|)` "
+        "elementwise against central finite differences. NaN or inf in the target's output always fails.",
         "",
         "## Summary",
         "",
@@ -369,6 +348,7 @@ def render_markdown(
     if n_uns:
         opts = ", ".join(f"`{k}` ({v} checks)" for k, v in result.unsupported_options().items())
         lines += [f"Unsupported in the sweep, skipped, not failures and not counted as checked: {opts}.", ""]
+    lines += ["## Cells", "", *_cells_table(result), ""]
     lines += ["## Worst relative error per array", "", *_worst_table(result), ""]
     if result.localizations:
         lines += ["## Disagreements, localized", ""]
@@ -397,7 +377,8 @@ def render_markdown(
         rows = [[f, str(g), str(r), "ok" if g >= r else "**short**"] for f, (g, r) in need.items()]
         lines += [
             "Each supported feature, in configurations checked against the oracle, and the minimum "
-            f"for PASS (besides at least {min(result.size.examples, MIN_CHECKED)} configurations in all):",
+            f"for PASS (besides at least {MIN_CHECKED} configurations per cell, or all of a cell's share "
+            f"when it is smaller: {result.required_configurations()} in all):",
             "",
             *_table(["feature", "checked", "required", ""], rows, "lrrl"),
             "",
@@ -406,19 +387,26 @@ def render_markdown(
     if plots:
         captions = {
             "errors.png": (
-                "Relative error of every compared array against the oracle and nn.RNN (red: disagreeing); "
+                "Relative error of every compared array against the oracle and the native torch module, "
+                "nn.RNN / nn.GRU / nn.LSTM (red: disagreeing); "
                 "against finite differences, the elementwise criterion they are judged by, "
                 f"max |a - n| / ({FD_ATOL:g} + {FD_RTOL:g} max(|a|, |n|)), which passes below 1."
             ),
             "state_grads.png": (
-                "||dE_t/ds_k|| over (t, k) for a sample model in a vanishing and an exploding regime; "
-                "below, divided by ||dE_t/ds_t||. A grey row is an E_t whose softmax is already certain "
+                "||dE_t/dz_k|| over (t, k), z_k the full state, for each cell's sample model: the Elman "
+                "cell in a vanishing and an exploding regime, the GRU, and the LSTM twice, its h path "
+                "||dE_t/dh_k|| and its c path ||dE_t/dc_k|| (the cell state, whose Jacobian in c_(k-1) is "
+                "diag(f_k) with no squashing on the way: with forget gates near 1 it keeps long lags alive; "
+                "at k = t it is 0, since E_t reads h_t only); "
+                "below, divided by ||dE_t/dz_t||. A grey row is an E_t whose softmax is already certain "
                 "of the right class, so that ||dE_t/ds_t|| is below 1e-8 of the largest (or exactly 0): "
                 "every gradient of that E_t is about 0, and the row is left out so that it does not "
                 "stretch the colour scale."
             ),
             "lag_profile.png": (
-                "Term norm and state Jacobian norm against the lag L = t - k. In the exploding sample "
+                "Term norm, state Jacobian norm and ||dE_t/dz_(t-L)|| against the lag L = t - k, one line "
+                "per sample model (the LSTM's h and c paths dashed and dotted in the right panel: the c "
+                "path is the one that keeps long lags alive in these samples). In the exploding sample "
                 "(identity, radius 1.5) ||ds_t/ds_k|| grows like 1.5^L while the terms stay about flat: "
                 "the term is dE_t/ds_t · ds_t/ds_k · ∂s_k/∂W, and ∂s_k/∂W is built from the state "
                 "s_(k-1), which in this linear model itself grows like 1.5^k. At a fixed t a longer lag "
@@ -432,25 +420,33 @@ def render_markdown(
         lines += [f"Not drawn: {plots_note}", ""]
     lines += ["Sample models (computed with manual_bptt.decompose):", ""]
     rows = []
+    half = REGIME_T // 2
     for reg in regimes:
         tw = reg["term_W_mean"]
+        scale = (f"radius of W {reg['spectral_radius']:g}" if reg["cell"] == "rnn"
+                 else f"init scale {reg['weight_scale']:g}")  # fmt: skip
+        paths = [("z", reg["dE_ds_lag_mean"])]
+        if reg["cell"] == "lstm":
+            paths += [("h", reg["dE_dh_lag_mean"]), ("c", reg["dE_dc_lag_mean"])]
+        reach = ", ".join(f"{n}: {_e(m[half])}" for n, m in paths)
         rows.append(
-            [reg["name"], reg["activation"], f"{reg['spectral_radius']:g}", _e(tw[0]), _e(tw[len(tw) // 2]),
-             _e(reg["jac_spec_mean"][len(tw) // 2])]
+            [reg["name"], reg["cell"], reg["activation"] or "-", scale, _e(tw[0]), _e(tw[half]),
+             _e(reg["jac_spec_mean"][half]), reach]
         )  # fmt: skip
-    half = REGIME_T // 2
     lines += [
         *_table(
             [
-                "regime",
+                "sample",
+                "cell",
                 "f",
-                "radius of W",
+                "scale",
                 "term norm, lag 0",
                 f"term norm, lag {half}",
-                f"mean spectral norm of ds_t/ds_(t-{half})",
+                f"mean spectral norm of dz_t/dz_(t-{half})",
+                f"mean ||dE_t/d·_(t-{half})||",
             ],
             rows,
-            "llrrrr",
+            "llllrrrl",
         ),
         "",
     ]
@@ -500,7 +496,7 @@ def write_report(result: CheckResult, out_dir: str | os.PathLike[str], *, plots:
     if out.exists() and not out.is_dir():
         raise NotADirectoryError(f"--out {out}: exists and is not a directory")
     out.parent.mkdir(parents=True, exist_ok=True)
-    regimes = sample_regimes(result.seed)
+    regimes = sample_regimes(result.seed, result.cells)
     tmp = out.parent / f".{out.name}.tmp-{secrets.token_hex(6)}"
     tmp.mkdir()  # mode 0o777 less the umask: it becomes DIR when DIR is new
     try:

@@ -18,16 +18,16 @@ from typing import Any
 from manual_bptt.problems import RNNConfig
 
 from .compare import FIELDS, ArrayCheck
-from .sweep import SweepSize, config_dict, describe_config, form_name
+from .sweep import SweepSize, config_dict, describe_config, form_name, split_examples
 from .targets import FULL_SUPPORT, Capabilities
 
 #: Version of the report.json layout (see report.schema.json).
-SCHEMA_VERSION = "2.0"
+SCHEMA_VERSION = "3.0"
 #: The kinds of check, in report order, with their human names.
 KINDS: dict[str, str] = {
     "probe": "capability probes (tiny configurations, before the sweep)",
-    "oracle": "PyTorch autograd oracle (reference.bptt)",
-    "torch_rnn": "torch.nn.RNN + nn.Linear + F.cross_entropy",
+    "oracle": "PyTorch autograd oracle (reference.bptt_cell)",
+    "torch_rnn": "the native torch module (nn.RNN / nn.GRU / nn.LSTM) + nn.Linear + F.cross_entropy",
     "finite_differences": "central finite differences of the target's own loss",
 }
 #: Statuses of a ConfigCheck.
@@ -42,11 +42,19 @@ MIN_CHECKED = 20
 MIN_PER_FEATURE = 3
 #: The share of the sweep's configurations that has each option on (see sweep.py).
 OPTION_SHARE = {"s0": 2 / 3, "truncate": 4 / 6, "mask": 1 / 2, "reduction=mean": 1 / 2}
+#: ... dealt in shuffled rounds of this many configurations (a smaller share may miss it).
+OPTION_ROUND = {"s0": 3, "truncate": 6, "mask": 2, "reduction=mean": 2}
+
+
+def cell_prefix(cell: str) -> str:
+    """How a gated cell's features are named: "gru: s0"; the Elman cell's have no prefix."""
+    return "" if cell == "rnn" else f"{cell}: "
 
 
 def features_of(cfg: RNNConfig) -> list[str]:
-    """The features a configuration exercises: its input form, its activation, its options."""
-    out = [form_name(cfg), cfg.activation]
+    """The features a configuration exercises: its input form, its activation (the Elman
+    cell), its options; a gated cell's prefixed with the cell ("gru: s0")."""
+    out = [form_name(cfg)] + ([str(cfg.activation)] if cfg.cell == "rnn" else [])
     if cfg.s0_kind is not None:
         out.append("s0")
     if cfg.truncate is not None:
@@ -55,18 +63,27 @@ def features_of(cfg: RNNConfig) -> list[str]:
         out.append("mask")
     if cfg.reduction == "mean":
         out.append("reduction=mean")
-    return out
+    return [cell_prefix(cfg.cell) + f for f in out]
 
 
 def required_coverage(caps: Capabilities, examples: int) -> dict[str, int]:
     """feature -> how many checked oracle configurations must exercise it for PASS:
-    min(MIN_PER_FEATURE, the count a sweep of ``examples`` deals it), at least 1."""
+    min(MIN_PER_FEATURE, the count a sweep of ``examples`` deals it), at least 1 (for the
+    cell of ``caps``, ``examples`` being that cell's share of the sweep). A share too small
+    to deal every value of a dimension once (e.g. 2 configurations over 4 input forms) does
+    not require that dimension's values; the minimum number of configurations still applies."""
     need: dict[str, int] = {}
-    for group in (caps.forms, caps.activations):
+    pre = cell_prefix(caps.cell)
+    groups = (caps.forms, caps.activations) if caps.cell == "rnn" else (caps.forms,)
+    for group in groups:
+        if examples < len(group):
+            continue
         for name in group:
-            need[name] = min(MIN_PER_FEATURE, max(1, int(examples / len(group))))
+            need[pre + name] = min(MIN_PER_FEATURE, max(1, int(examples / len(group))))
     for name in caps.options:
-        need[name] = min(MIN_PER_FEATURE, max(1, int(examples * OPTION_SHARE[name])))
+        if examples < OPTION_ROUND[name]:
+            continue
+        need[pre + name] = min(MIN_PER_FEATURE, max(1, int(examples * OPTION_SHARE[name])))
     return need
 
 
@@ -191,9 +208,13 @@ class CheckResult:
         localizations: the localized disagreements (at most ``max_localized``).
         environment: versions of python, numpy, torch, ... and the platform.
         seconds: wall time of the sweep and the localization.
-        capabilities: what the target supports (declared or probed); the sweep is drawn inside it.
+        capabilities: what the target supports (declared or probed) for the Elman cell (the
+            first requested cell when it is not requested); the sweep is drawn inside it.
         notes: what else happened (e.g. the sweep stopped after the target ended its workers).
         timeout: the per-configuration timeout, seconds.
+        cell_capabilities: the capabilities of every requested cell, in the order rnn, gru,
+            lstm (empty: just ``capabilities``). A cell the target does not support has no
+            input form, and its ``unsupported`` says why.
     """
 
     target: str
@@ -207,6 +228,26 @@ class CheckResult:
     capabilities: Capabilities = FULL_SUPPORT
     notes: tuple[str, ...] = ()
     timeout: float = 60.0
+    cell_capabilities: tuple[Capabilities, ...] = ()
+
+    @property
+    def all_capabilities(self) -> tuple[Capabilities, ...]:
+        """The capabilities of each requested cell."""
+        return self.cell_capabilities or (self.capabilities,)
+
+    @property
+    def cells(self) -> tuple[str, ...]:
+        """The requested cells."""
+        return tuple(c.cell for c in self.all_capabilities)
+
+    @property
+    def supported_cells(self) -> tuple[str, ...]:
+        """The requested cells that the target supports (so that the sweep checks them)."""
+        return tuple(c.cell for c in self.all_capabilities if c.checkable)
+
+    def examples_by_cell(self) -> dict[str, int]:
+        """cell -> its share of the sweep's oracle configurations (sweep.split_examples)."""
+        return split_examples(self.size.examples, self.supported_cells)
 
     @property
     def checked(self) -> tuple[ConfigCheck, ...]:
@@ -214,34 +255,67 @@ class CheckResult:
         with arrays), or in which it raised or misbehaved: everything but unsupported and errors."""
         return tuple(c for c in self.checks if c.kind == "oracle" and c.status in ("pass", "fail"))
 
+    def checked_by_cell(self) -> dict[str, int]:
+        """cell -> the number of checked oracle configurations (every requested cell)."""
+        n = Counter(c.config.cell for c in self.checked)
+        return {cell: n[cell] for cell in self.cells}
+
     def coverage(self) -> dict[str, tuple[int, int]]:
-        """feature -> (checked oracle configurations exercising it, required for PASS)."""
-        need = required_coverage(self.capabilities, self.size.examples)
+        """feature -> (checked oracle configurations exercising it, required for PASS), for
+        every supported cell."""
+        share = self.examples_by_cell()
+        need: dict[str, int] = {}
+        for caps in self.all_capabilities:
+            if caps.checkable:
+                need.update(required_coverage(caps, share[caps.cell]))
         got: Counter[str] = Counter()
         for c in self.checked:
             got.update(features_of(c.config))
         return {f: (got[f], n) for f, n in need.items()}
 
     def shortfalls(self) -> list[str]:
-        """Why what was checked is not enough for PASS (empty when it is)."""
-        caps = self.capabilities
+        """Why what was checked is not enough for PASS (empty when it is): the minimum applies
+        to each supported cell; a cell the target does not support is listed apart (see
+        unsupported_features), unless it supports none."""
         out: list[str] = []
-        if not caps.checkable:
-            if not caps.forms:
-                missing = "no input form"
-            elif not caps.activations:
-                missing = "no activation"
+        every = self.all_capabilities
+        if not self.supported_cells:
+            if len(every) > 1:
+                out.append(
+                    "nothing could be checked: the target supports none of the cells "
+                    + ", ".join(c.cell for c in every)
+                )
             else:
-                missing = "no float64"
-            out.append(f"nothing could be checked: the target supports {missing}")
-        least = min(self.size.examples, MIN_CHECKED)
-        n = len(self.checked)
-        if n < least:
-            out.append(f"{n} configurations checked against the oracle, at least {least} needed")
+                caps = every[0]
+                if not caps.forms or caps.cell in caps.unsupported:
+                    missing = "no input form"
+                elif not caps.activations and caps.cell == "rnn":
+                    missing = "no activation"
+                else:
+                    missing = "no float64"
+                out.append(f"nothing could be checked: the target supports {missing}")
+            least = min(self.size.examples, MIN_CHECKED)
+            n = len(self.checked)
+            if n < least:
+                out.append(f"{n} configurations checked against the oracle, at least {least} needed")
+            return out
+        checked = self.checked_by_cell()
+        for cell, share in self.examples_by_cell().items():
+            least = min(share, MIN_CHECKED)
+            if checked[cell] < least:
+                out.append(
+                    f"{cell_prefix(cell)}{checked[cell]} configurations checked against the oracle, "
+                    f"at least {least} needed"
+                )
         for feature, (got, need) in self.coverage().items():
-            if got < need and caps.checkable:
+            if got < need:
                 out.append(f"{feature}: checked {got} time(s), at least {need} needed")
         return out
+
+    def required_configurations(self) -> int:
+        """The checked oracle configurations PASS needs in all (the sum over supported cells)."""
+        share = self.examples_by_cell()
+        return sum(min(n, MIN_CHECKED) for n in share.values()) or min(self.size.examples, MIN_CHECKED)
 
     @property
     def verdict(self) -> str:
@@ -257,10 +331,13 @@ class CheckResult:
         return self.verdict == "PASS"
 
     def unsupported_features(self) -> dict[str, list[str]]:
-        """why -> the features the target does not support for that reason."""
+        """why -> the features the target does not support for that reason (a gated cell's
+        prefixed, "gru: mask"; a cell it does not support at all by its name, "gru")."""
         out: dict[str, list[str]] = {}
-        for feature, why in self.capabilities.unsupported.items():
-            out.setdefault(why, []).append(feature)
+        for caps in self.all_capabilities:
+            for feature, why in caps.unsupported.items():
+                name = feature if feature in self.cells else cell_prefix(caps.cell) + feature
+                out.setdefault(why, []).append(name)
         return out
 
     def tracebacks(self) -> list[tuple[str, ConfigCheck]]:
@@ -297,12 +374,15 @@ class CheckResult:
             out[c.kind][c.status] += 1
         return out
 
-    def worst_errors(self, kind: str = "oracle") -> dict[str, tuple[float, int, int]]:
-        """field -> (worst relative error, id of that check, number of checks of the field)."""
+    def worst_errors(
+        self, kind: str = "oracle", cell: str | None = None
+    ) -> dict[str, tuple[float, int, int]]:
+        """field -> (worst relative error, id of that check, number of checks of the field), over
+        the checks of ``kind`` (and of ``cell``, when given)."""
         worst: dict[str, tuple[float, int, int]] = {}
         seen: Counter[str] = Counter()
         for c in self.checks:
-            if c.kind != kind:
+            if c.kind != kind or (cell is not None and c.config.cell != cell):
                 continue
             for a in c.arrays:
                 seen[a.name] += 1
@@ -335,6 +415,11 @@ class CheckResult:
                     f"  {KINDS[kind]}: {by_status['pass']} agree, {by_status['fail'] + by_status['error']} "
                     f"disagree, {by_status['unsupported']} unsupported"
                 )
+        if len(self.cells) > 1 or self.cells != ("rnn",):
+            per = self.checked_by_cell()
+            said = [f"{c} {per[c]} checked" if c in self.supported_cells else f"{c} unsupported"
+                    for c in self.cells]  # fmt: skip
+            lines.append("  cells: " + ", ".join(said))
         for why, feats in self.unsupported_features().items():
             lines.append(f"  not supported, so not checked: {', '.join(feats)} ({why})")
         if self.unsupported:
@@ -375,9 +460,25 @@ class CheckResult:
             "ok": self.ok,
             "verdict": self.verdict,
             "capabilities": self.capabilities.to_dict(),
+            "cells": {
+                caps.cell: {
+                    "supported": caps.checkable,
+                    "capabilities": caps.to_dict(),
+                    "planned_configurations": self.examples_by_cell().get(caps.cell, 0),
+                    "checked_configurations": self.checked_by_cell()[caps.cell],
+                    "worst_rel_error": {
+                        kind: {
+                            f: {"rel_error": _num(e), "check_id": i, "checks": n}
+                            for f, (e, i, n) in self.worst_errors(kind, caps.cell).items()
+                        }
+                        for kind in ("oracle", "torch_rnn", "finite_differences")
+                    },
+                }
+                for caps in self.all_capabilities
+            },
             "coverage": {
                 "checked_configurations": len(self.checked),
-                "required_configurations": min(self.size.examples, MIN_CHECKED),
+                "required_configurations": self.required_configurations(),
                 "features": {f: {"checked": g, "required": r} for f, (g, r) in self.coverage().items()},
                 "shortfalls": self.shortfalls(),
             },

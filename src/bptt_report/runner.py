@@ -13,6 +13,7 @@ exits, crashes or runs past the timeout ends only its worker, which is restarted
 
 from __future__ import annotations
 
+import dataclasses
 import math
 import multiprocessing
 import signal
@@ -32,9 +33,10 @@ from .checks import References, fd_check, init_oracle_worker, misbehaviour, orac
 from .localize import localize
 from .pool import DEFAULT_TIMEOUT, TargetPool, signals_blocked
 from .results import CheckResult, ConfigCheck, Localization
-from .sweep import plan_configs, plan_fd_configs, probe_configs, sweep_size
+from .sweep import plan_configs, plan_fd_configs, probe_configs, split_examples, sweep_size
 from .targets import (
     ACTIVATIONS,
+    CELLS,
     DEFAULT_TARGET,
     FORMS,
     OPTIONS,
@@ -161,10 +163,12 @@ def _in_thread(
 
 
 def capabilities(
-    pool: TargetPool, info: dict[str, Any]
+    pool: TargetPool, info: dict[str, Any], cell: str = "rnn"
 ) -> tuple[Capabilities, list[tuple[str, RNNConfig, dict[str, Any]]]]:
-    """What the target supports: its declaration, its signature, then one probe per feature
-    not declared. Also the probes in which the target misbehaved: (feature, config, reply).
+    """What the target supports for ``cell``: its declaration, its signature, then one probe
+    per feature not declared. Also the probes in which the target misbehaved: (feature,
+    config, reply). A cell it does not support (not declared in "cells", or every input form
+    unsupported) has no forms, and ``unsupported`` = {cell: why}.
 
     Raises:
         TargetError for an invalid declaration.
@@ -173,6 +177,9 @@ def capabilities(
         raise TargetError(str(info["declared_error"]))
     declared = info.get("declared")
     decl = parse_declaration(declared) if declared is not None else {}
+    if "cells" in decl and cell not in decl["cells"]:
+        return Capabilities((), (), (), unsupported={cell: "not declared in cells"}, cell=cell), []
+    gated = cell != "rnn"
     keywords = None if info.get("keywords") is None else set(info["keywords"])
     unsupported: dict[str, str] = {}
     sources: dict[str, str] = {}
@@ -182,7 +189,7 @@ def capabilities(
         return keywords is None or kw in keywords
 
     def probe(features: list[str], cfgs: dict[str, RNNConfig]) -> list[str]:
-        replies = pool.run([("call", cfgs[f], None) for f in features]) if features else []
+        replies = pool.run([("probe", cfgs[f], None) for f in features]) if features else []
         ok = []
         for f, reply in zip(features, replies, strict=True):
             status = reply.get("status")
@@ -209,17 +216,25 @@ def capabilities(
                 unsupported[n] = f"not declared in {key}"
         return [n for n in names if n in decl[key]]
 
-    acts_declared = declared_part("activations", ACTIVATIONS)
-    if acts_declared is not None and not has_keyword("activation"):
+    acts_declared = [] if gated else declared_part("activations", ACTIVATIONS)
+    if acts_declared and not has_keyword("activation"):
         for a in [a for a in acts_declared if a != "tanh"]:
             acts_declared.remove(a)
             unsupported[a] = "declared, but the signature has no activation keyword"
     base_act = acts_declared[0] if acts_declared else "tanh"
-    cfgs = probe_configs((), base_act)
+    cfgs = probe_configs((), base_act, cell)
     forms = declared_part("inputs", tuple(FORMS))
     if forms is None:
         forms = probe(list(FORMS), cfgs)
-    cfgs = probe_configs(tuple(forms), base_act)
+    elif forms and "cells" not in decl:  # the forms are declared, the cell is not: probe it once
+        cfgs[cell] = cfgs[forms[0]]
+        if not probe([cell], cfgs):
+            return Capabilities((), (), (), unsupported={cell: unsupported[cell]}, cell=cell), bad
+        sources[cell] = sources.pop(cell) + f" (on {forms[0]})"
+    if not forms and "inputs" not in decl:
+        why = next((unsupported[f] for f in FORMS if f in unsupported), "no input form is supported")
+        return Capabilities((), (), (), unsupported={cell: why}, sources=sources, cell=cell), bad
+    cfgs = probe_configs(tuple(forms), base_act, cell)
     options = declared_part("options", tuple(OPTIONS))
     to_probe: list[str] = []
     if options is None:
@@ -236,7 +251,7 @@ def capabilities(
                 unsupported[opt] = f"declared, but the signature has no {OPTIONS[opt]} keyword"
     acts = acts_declared
     act_probes: list[str] = []
-    if acts is None:
+    if acts is None and not gated:
         acts = ["tanh"] if forms else []
         for a in ACTIVATIONS[1:]:
             if not has_keyword("activation"):
@@ -247,7 +262,7 @@ def capabilities(
             sources.setdefault("tanh", "probed (with the input forms)")
     ok = probe(to_probe + act_probes, cfgs) if forms else []
     options = [o for o in OPTIONS if o in options or o in ok]
-    acts = [a for a in ACTIVATIONS if a in acts or a in ok]
+    acts = [a for a in ACTIVATIONS if a in (acts or ()) or a in ok]
     if not forms:
         for f in FORMS:
             unsupported.setdefault(f, "no input form is supported")
@@ -261,8 +276,21 @@ def capabilities(
         dtypes=tuple(dtypes),
         unsupported=unsupported,
         sources=sources,
+        cell=cell,
     )
     return caps, bad
+
+
+def parse_cells(cells: Any) -> tuple[str, ...]:
+    """The requested cells, in the order rnn, gru, lstm: "all", one name, or several.
+
+    Raises:
+        ValueError naming ``cells`` and what is wrong.
+    """
+    names = list(CELLS) if cells == "all" else [cells] if isinstance(cells, str) else cells
+    if not isinstance(names, (list, tuple)) or not names or any(c not in CELLS for c in names):
+        raise ValueError(f"cells: expected 'all' or some of {', '.join(CELLS)}, got {cells!r}")
+    return tuple(c for c in CELLS if c in names)
 
 
 def _localizable(c: ConfigCheck) -> bool:
@@ -320,8 +348,10 @@ def check(
     progress: bool = False,
     max_localized: int = 3,
     timeout: float = DEFAULT_TIMEOUT,
+    cells: str | tuple[str, ...] | list[str] = "all",
 ) -> CheckResult:
-    """Check an implementation of BPTT against the PyTorch oracle, nn.RNN and finite differences.
+    """Check an implementation of BPTT against the PyTorch oracle, the native torch module
+    (nn.RNN / nn.GRU / nn.LSTM) and finite differences, on each cell.
 
     Args:
         target: the implementation: its name "module:function", or a module-level callable
@@ -337,6 +367,9 @@ def check(
         max_localized: how many disagreements (with distinct sets of arrays) to localize.
         timeout: seconds one configuration may take in the target; past it, its process is
             killed and that is a failure.
+        cells: "all" (the default: the Elman RNN, the GRU and the LSTM), "rnn", "gru", "lstm",
+            or a list of them. The examples are split evenly over the cells the target supports
+            (sweep.split_examples); a cell it does not support is listed as unsupported.
 
     Returns:
         CheckResult: ``.verdict`` ("PASS", "FAIL", "INSUFFICIENT"), ``.ok``, ``.summary()``,
@@ -347,6 +380,7 @@ def check(
         invalid; ValueError for bad arguments.
     """
     _check_arguments(seed, examples, jobs, max_localized, timeout)
+    wanted = parse_cells(cells)
     t0 = time.perf_counter()
     spec = _resolve(target)
     size = sweep_size(quick=quick, examples=examples)
@@ -355,9 +389,22 @@ def check(
     localizations: list[Localization] = []
     try:
         info = pool.start()
-        caps, bad_probes = capabilities(pool, info)
-        configs = plan_configs(seed, size, caps)
-        fd_configs = plan_fd_configs(seed, size, caps)
+        every: list[Capabilities] = []
+        bad_probes = []
+        for cell in wanted:
+            caps, bad = capabilities(pool, info, cell)
+            every.append(caps)
+            bad_probes += bad
+        caps = next((c for c in every if c.cell == "rnn"), every[0])
+        share = split_examples(size.examples, tuple(c.cell for c in every if c.checkable))
+        configs, fd_configs = [], []
+        for c in every:
+            if c.checkable:
+                n = share[c.cell]
+                fd = max(1, round(size.fd_examples * n / size.examples))
+                cell_size = dataclasses.replace(size, examples=n, fd_examples=fd)
+                configs += plan_configs(seed, cell_size, c)
+                fd_configs += plan_fd_configs(seed, cell_size, c)
         requests = [("call", c, None) for c in configs] + [("fd", c, None) for c in fd_configs]
         bar = _progress(len(requests), "checking", progress)
         try:
@@ -408,6 +455,7 @@ def check(
         capabilities=caps,
         notes=tuple(pool.notes),
         timeout=float(timeout),
+        cell_capabilities=tuple(every),
     )
 
 

@@ -1,17 +1,21 @@
 """The sweep: which random configurations are checked, drawn deterministically from a seed.
 
-Every categorical choice is stratified: its values are dealt out in shuffled rounds, so each
+The sweep covers each cell the target supports (the Elman RNN, the GRU, the LSTM; see
+split_examples), each with its own stream of random numbers: the Elman cell's configurations
+are exactly those of a sweep without cells, for the same seed and count. Within a cell every
+categorical choice is stratified: its values are dealt out in shuffled rounds, so each
 value of each dimension appears about equally often (and at least once when there are at
 least as many configurations as values), while the combinations are random:
 
     input form      tokens (T,), tokens (B, T), dense (T, D), dense (B, T, D)
-    activation      tanh, sigmoid, relu, identity
+    activation      tanh, sigmoid, relu, identity (the Elman cell; None for a gated cell)
     truncation      None (twice as often), 0, 1, about T/2, beyond T - 1
     reduction       sum, mean
     mask, bias      off, on
     s0              none, shared (H,), per row (B, H) (batched only; shared otherwise)
-    weight scale    spectral radius of W in manual_bptt.problems.WEIGHT_SCALES: 0.1 and 0.5
-                    vanish, 1.0 is marginal, 1.5 and 3.0 explode
+    weight scale    manual_bptt.problems.WEIGHT_SCALES; the Elman cell: the spectral radius of
+                    W, 0.1 and 0.5 vanish, 1.0 is marginal, 1.5 and 3.0 explode; a gated cell:
+                    the init scale, gates from their linear middle (0.1) into saturation (3.0)
 
 Sizes are drawn pairwise distinct where the ranges allow (D != H != K != B), so a transposed
 array shows as a wrong shape. The arrays of each configuration come from
@@ -27,7 +31,7 @@ from typing import Any
 
 import numpy as np
 
-from manual_bptt.problems import WEIGHT_SCALES, Problem, RNNConfig, make_problem
+from manual_bptt.problems import CELLS, WEIGHT_SCALES, Problem, RNNConfig, make_problem
 
 from .targets import FORMS as FORM_NAMES
 from .targets import FULL_SUPPORT, Capabilities
@@ -70,6 +74,21 @@ def sweep_size(*, quick: bool, examples: int | None) -> SweepSize:
         return base
     fd = max(1, min(base.fd_examples, examples // 20)) if examples >= 2 else 1
     return dataclasses.replace(base, examples=examples, fd_examples=fd)
+
+
+def split_examples(total: int, cells: tuple[str, ...]) -> dict[str, int]:
+    """cell -> its share of ``total`` configurations, as even as possible (the first cells take
+    the remainder), each at least 1: the default 3000 over three cells is 1000 each, over the
+    Elman cell alone 3000."""
+    if not cells:
+        return {}
+    q, r = divmod(total, len(cells))
+    return {c: max(1, q + (i < r)) for i, c in enumerate(cells)}
+
+
+def _stream(seed: int, tag: int, cell: str) -> np.random.Generator:
+    """The cell's random numbers: the Elman cell keeps [seed, tag], as before cells existed."""
+    return np.random.default_rng([seed, tag] if cell == "rnn" else [seed, tag, CELLS.index(cell)])
 
 
 def _stratified(rng: np.random.Generator, values: tuple[Any, ...], n: int) -> list[Any]:
@@ -115,7 +134,7 @@ class Space:
     """The values each dimension of the sweep may take (inside what a target supports)."""
 
     forms: tuple[tuple[bool, bool], ...]
-    activations: tuple[str, ...]
+    activations: tuple[str | None, ...]
     truncations: tuple[str, ...]
     reductions: tuple[str, ...]
     masks: tuple[bool, ...]
@@ -125,9 +144,10 @@ class Space:
 def space_of(caps: Capabilities) -> Space:
     """The sweep's values restricted to ``caps`` (each dimension keeps its order)."""
     opts = set(caps.options)
+    acts = tuple(a for a in ACTIVATION_NAMES if a in caps.activations) if caps.cell == "rnn" else (None,)
     return Space(
         forms=tuple(FORM_NAMES[f] for f in FORM_NAMES if f in caps.forms),
-        activations=tuple(a for a in ACTIVATION_NAMES if a in caps.activations),
+        activations=acts,
         truncations=TRUNCATIONS if "truncate" in opts else ("none",),
         reductions=("sum", "mean") if "reduction=mean" in opts else ("sum",),
         masks=(False, True) if "mask" in opts else (False,),
@@ -136,15 +156,16 @@ def space_of(caps: Capabilities) -> Space:
 
 
 def plan_configs(seed: int, size: SweepSize, caps: Capabilities = FULL_SUPPORT) -> list[RNNConfig]:
-    """The ``size.examples`` configurations of the sweep, deterministically from ``seed``,
-    every one inside what ``caps`` supports (none when nothing can be checked)."""
+    """The ``size.examples`` configurations of the sweep for the cell ``caps.cell``,
+    deterministically from ``seed``, every one inside what ``caps`` supports (none when nothing
+    can be checked)."""
     if not caps.checkable:
         return []
     n = size.examples
     sp = space_of(caps)
-    rng = np.random.default_rng([seed, 1])
+    rng = _stream(seed, 1, caps.cell)
     forms = _stratified(rng, sp.forms, n)
-    acts = _stratified(rng, sp.activations, n)
+    acts = _stratified(rng, sp.activations, n) if caps.cell == "rnn" else [None] * n
     truncs = _stratified(rng, sp.truncations, n)
     reductions = _stratified(rng, sp.reductions, n)
     masks = _stratified(rng, sp.masks, n)
@@ -173,6 +194,7 @@ def plan_configs(seed: int, size: SweepSize, caps: Capabilities = FULL_SUPPORT) 
                 s0_kind=s0_kind,
                 weight_scale=scales[i],
                 seed=int(rng.integers(2**32)),
+                cell=caps.cell,
             )
         )
     return configs
@@ -181,14 +203,15 @@ def plan_configs(seed: int, size: SweepSize, caps: Capabilities = FULL_SUPPORT) 
 def plan_fd_configs(seed: int, size: SweepSize, caps: Capabilities = FULL_SUPPORT) -> list[RNNConfig]:
     """Tiny full-BPTT configurations for finite differences (tanh, sigmoid, identity: no kinks).
 
-    T <= 4, H <= 4, D <= 3, K <= 4, B <= 2: a few hundred loss evaluations each. Inside ``caps``.
+    T <= 4, H <= 4, D <= 3, K <= 4, B <= 2: a few hundred loss evaluations each. Inside ``caps``
+    (a gated cell: activation None, every gate smooth).
     """
     sp = space_of(caps)
-    smooth = tuple(a for a in ("tanh", "sigmoid", "identity") if a in sp.activations)
+    smooth = tuple(a for a in ("tanh", "sigmoid", "identity", None) if a in sp.activations)
     if not caps.checkable or not smooth:
         return []
     n = size.fd_examples
-    rng = np.random.default_rng([seed, 2])
+    rng = _stream(seed, 2, caps.cell)
     forms = _stratified(rng, sp.forms, n)
     acts = _stratified(rng, smooth, n)
     s0s = _stratified(rng, sp.s0s, n)
@@ -212,6 +235,7 @@ def plan_fd_configs(seed: int, size: SweepSize, caps: Capabilities = FULL_SUPPOR
                 s0_kind=s0s[i] if batched or s0s[i] != "per_row" else "shared",
                 weight_scale=float(rng.choice([0.5, 1.0, 1.5])),
                 seed=int(rng.integers(2**32)),
+                cell=caps.cell,
             )
         )
     return configs
@@ -239,11 +263,15 @@ def problem_for(cfg: RNNConfig, prefix: int | None = None) -> Problem | None:
     )
 
 
-def probe_configs(caps_forms: tuple[str, ...], activation: str = "tanh") -> dict[str, RNNConfig]:
-    """Tiny configurations, one per feature: each input form (with ``activation``, no options),
-    then, on the first of ``caps_forms``, each option and each activation alone."""
-    base = dict(T=3, D=4, H=3, K=2, bias=True, activation=activation, truncate=None, reduction="sum",
-                use_mask=False, s0_kind=None, weight_scale=0.5, seed=12345)  # fmt: skip
+def probe_configs(
+    caps_forms: tuple[str, ...], activation: str | None = "tanh", cell: str = "rnn"
+) -> dict[str, RNNConfig]:
+    """Tiny configurations of ``cell``, one per feature: each input form (with ``activation``,
+    the Elman cell only, no options), then, on the first of ``caps_forms``, each option and
+    (the Elman cell) each activation alone."""
+    act = activation if cell == "rnn" else None
+    base = dict(T=3, D=4, H=3, K=2, bias=True, activation=act, truncate=None, reduction="sum",
+                use_mask=False, s0_kind=None, weight_scale=0.5, seed=12345, cell=cell)  # fmt: skip
     out: dict[str, RNNConfig] = {}
     for name, (tokens, batched) in FORM_NAMES.items():
         out[name] = RNNConfig(B=2 if batched else None, tokens=tokens, **base)
@@ -254,7 +282,7 @@ def probe_configs(caps_forms: tuple[str, ...], activation: str = "tanh") -> dict
         out["truncate"] = r(first, truncate=1)
         out["mask"] = r(first, use_mask=True)
         out["reduction=mean"] = r(first, reduction="mean")
-        for a in ACTIVATION_NAMES:
+        for a in ACTIVATION_NAMES if cell == "rnn" else ():
             out[a] = r(first, activation=a)
     return out
 
@@ -276,21 +304,23 @@ def form_name(cfg: RNNConfig) -> str:
 
 
 def describe_config(cfg: RNNConfig) -> str:
-    """A short one-line description, e.g. "T=3 B=None D=2 H=4 K=3 tokens tanh full sum ..."."""
+    """A short one-line description, e.g. "T=3 B=None D=2 H=4 K=3 tokens tanh full sum ..."
+    (a gated cell: "GRU T=3 ..." or "LSTM T=3 ...", without an activation)."""
     parts = [
+        *([] if cfg.cell == "rnn" else [cfg.cell.upper()]),
         f"T={cfg.T}",
         f"B={cfg.B}",
         f"D={cfg.D}",
         f"H={cfg.H}",
         f"K={cfg.K}",
         form_name(cfg),
-        cfg.activation,
+        *([cfg.activation] if cfg.cell == "rnn" else []),
         "full BPTT" if cfg.truncate is None else f"truncate={cfg.truncate}",
         f"reduction={cfg.reduction}",
         "mask" if cfg.use_mask else "no mask",
         f"s0={cfg.s0_kind}",
         "bias" if cfg.bias else "no bias",
-        f"radius(W)={cfg.weight_scale:g}",
+        f"radius(W)={cfg.weight_scale:g}" if cfg.cell == "rnn" else f"weight_scale={cfg.weight_scale:g}",
         f"seed={cfg.seed}",
     ]
     return " ".join(parts)

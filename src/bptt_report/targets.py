@@ -8,6 +8,12 @@ returning an object with ``.loss`` and ``.grads`` (U, W, V, b, c as attributes o
 optionally ``.ds0`` and ``.dxs``, which are checked when present. Only the keywords that
 differ from their defaults are passed.
 
+The cells. ``p`` is an RNNParams (the Elman cell), a GRUParams or an LSTMParams, as for
+manual_bptt.bptt. For a gated cell the target never receives ``activation``, its grads are
+U, W, b_ih, b_hh, V, c, and for the LSTM s0 is an LSTMState(h, c) and ds0 a pair (dh0, dc0)
+(``.h`` / ``.c``, or a 2-tuple). A target that raises NotImplementedError (or TypeError) for
+a params type does not support that cell: it is listed as unsupported, not failing.
+
 What it supports. A target may declare it with a ``bptt_supports`` attribute (a dict; every
 key optional):
 
@@ -16,12 +22,14 @@ key optional):
         "options": ["s0", "truncate", "mask", "reduction=mean"],
         "activations": ["tanh", "sigmoid", "relu", "identity"],
         "dtypes": ["float64"],
+        "cells": ["rnn", "gru", "lstm"],
     }
 
 A declared key is taken as it is (validated: an unknown name is a usage error). Each feature
 not declared is probed once on a tiny case before the sweep: it is unsupported when the
 keyword is not in the signature, or when the call raises NotImplementedError (or a TypeError
-naming the keyword); any other outcome counts as supported, so the sweep checks it (an
+naming the keyword; for a cell, any TypeError on every input form); any other outcome counts
+as supported, so the sweep checks it (an
 exception there is a failure, with its traceback). The sweep is then drawn inside what is
 supported. The checker compares float64 only: a target without "float64" in its dtypes
 cannot be checked.
@@ -64,12 +72,21 @@ FORMS: dict[str, tuple[bool, bool]] = {
 OPTIONS: dict[str, str] = {"s0": "s0", "truncate": "truncate", "mask": "mask", "reduction=mean": "reduction"}
 ACTIVATIONS = ("tanh", "sigmoid", "relu", "identity")
 DTYPES = ("float64", "float32")
+#: The cells, by the type of the parameters: RNNParams, GRUParams, LSTMParams.
+CELLS = ("rnn", "gru", "lstm")
+#: The gradient fields of each cell's parameters, in report order.
+PARAM_FIELDS: dict[str, tuple[str, ...]] = {
+    "rnn": ("U", "W", "V", "b", "c"),
+    "gru": ("U", "W", "b_ih", "b_hh", "V", "c"),
+    "lstm": ("U", "W", "b_ih", "b_hh", "V", "c"),
+}
 #: Declaration key -> the names it may list.
 DIMENSIONS: dict[str, tuple[str, ...]] = {
     "inputs": tuple(FORMS),
     "options": tuple(OPTIONS),
     "activations": ACTIVATIONS,
     "dtypes": DTYPES,
+    "cells": CELLS,
 }
 
 _UNEXPECTED = re.compile(r"unexpected keyword argument '(\w+)'")
@@ -98,8 +115,9 @@ class TargetOutput:
 
     Attributes:
         loss: the loss as returned (normally a float).
-        grads: {"U", "W", "V", "b", "c"} -> array or None.
-        ds0, dxs: the arrays, or None when the result has no such attribute (or it is None).
+        grads: the cell's parameter names (PARAM_FIELDS) -> array or None.
+        ds0, dxs: the arrays, or None when the result has no such attribute (or it is None);
+            for the LSTM ds0 is a pair (dh0, dc0).
     """
 
     loss: Any
@@ -118,6 +136,8 @@ class Capabilities:
         unsupported: feature -> why it is not supported ("not in the signature", "declared",
             "raised NotImplementedError: ...").
         sources: feature -> how support was established ("declared", "probed", "signature").
+        cell: the cell these capabilities are for ("rnn", "gru", "lstm"); a gated cell has no
+            activations.
     """
 
     forms: tuple[str, ...]
@@ -126,14 +146,17 @@ class Capabilities:
     dtypes: tuple[str, ...] = ("float64",)
     unsupported: dict[str, str] = field(default_factory=dict)
     sources: dict[str, str] = field(default_factory=dict)
+    cell: str = "rnn"
 
     @property
     def checkable(self) -> bool:
-        """Whether anything can be checked: a form, an activation, and float64."""
-        return bool(self.forms) and bool(self.activations) and "float64" in self.dtypes
+        """Whether anything can be checked: a form, an activation (the Elman cell), and float64."""
+        acts = bool(self.activations) or self.cell != "rnn"
+        return bool(self.forms) and acts and "float64" in self.dtypes
 
     def to_dict(self) -> dict[str, Any]:
         return {
+            "cell": self.cell,
             "inputs": list(self.forms),
             "options": list(self.options),
             "activations": list(self.activations),
@@ -143,8 +166,32 @@ class Capabilities:
         }
 
 
-#: Everything manual_bptt.bptt supports.
+#: Everything manual_bptt.bptt supports (the Elman cell).
 FULL_SUPPORT = Capabilities(tuple(FORMS), tuple(OPTIONS), ACTIVATIONS)
+
+
+def full_support(cell: str) -> Capabilities:
+    """Everything manual_bptt.bptt supports for ``cell``."""
+    if cell == "rnn":
+        return FULL_SUPPORT
+    return Capabilities(tuple(FORMS), tuple(OPTIONS), (), cell=cell)
+
+
+def cell_of_params(p: Any) -> str:
+    """ "gru" / "lstm" for GRUParams / LSTMParams (by their G = 3 / 4 gate blocks), else "rnn"."""
+    gates = getattr(type(p), "GATES", 0)
+    return {3: "gru", 4: "lstm"}.get(gates, "rnn")
+
+
+def state_parts(value: Any) -> tuple[Any, Any] | None:
+    """(h, c) of an LSTM state or its gradient: ``.h`` / ``.c``, or a 2-sequence; None otherwise."""
+    if value is None:
+        return None
+    if hasattr(value, "h") and hasattr(value, "c"):
+        return value.h, value.c
+    if isinstance(value, (tuple, list)) and len(value) == 2:
+        return value[0], value[1]
+    return None
 
 
 def _squash(name: str) -> str:
@@ -276,8 +323,8 @@ def _field(obj: Any, name: str) -> Any:
     return getattr(obj, name, None)
 
 
-def read_output(r: Any) -> TargetOutput:
-    """loss, grads, ds0, dxs of a result.
+def read_output(r: Any, cell: str = "rnn") -> TargetOutput:
+    """loss, grads (the cell's PARAM_FIELDS), ds0, dxs of a result.
 
     Raises:
         BadResult saying what was returned instead ("the target returned None, not an object
@@ -292,22 +339,26 @@ def read_output(r: Any) -> TargetOutput:
         raise BadResult("the target's result has .grads = None")
     return TargetOutput(
         loss=_field(r, "loss"),
-        grads={n: _field(grads, n) for n in ("U", "W", "V", "b", "c")},
+        grads={n: _field(grads, n) for n in PARAM_FIELDS[cell]},
         ds0=_field(r, "ds0"),
         dxs=_field(r, "dxs"),
     )
 
 
-def call_target(fn: Callable[..., Any], p: Any, xs: Any, ys: Any, kwargs: dict[str, Any]) -> TargetOutput:
+def call_target(
+    fn: Callable[..., Any], p: Any, xs: Any, ys: Any, kwargs: dict[str, Any], *, probe: bool = False
+) -> TargetOutput:
     """Call ``fn(p, xs, ys, **non_default(kwargs))`` and read loss, grads, ds0, dxs.
 
     Raises:
         Unsupported when a passed keyword is not accepted (by signature, or a TypeError naming
-        it, or NotImplementedError).
+        it, or NotImplementedError); in a ``probe`` of a gated cell, also on any other
+        TypeError (the target does not take this params type; in the sweep it is a failure).
         BadResult when the result has no .loss or .grads.
         Anything else the target raises.
     """
     kw = non_default(kwargs)
+    cell = cell_of_params(p)
     accepted = accepted_keywords(fn)
     if accepted is not None:
         missing = tuple(k for k in kw if k not in accepted)
@@ -319,7 +370,11 @@ def call_target(fn: Callable[..., Any], p: Any, xs: Any, ys: Any, kwargs: dict[s
         m = _UNEXPECTED.search(str(exc))
         if m and m.group(1) in kw:
             raise Unsupported((m.group(1),), str(exc)) from exc
+        if cell != "rnn" and probe:
+            raise Unsupported((cell,), f"raised TypeError for {type(p).__name__}: {exc}") from exc
         raise
     except NotImplementedError as exc:
+        if cell != "rnn" and not kw:
+            raise Unsupported((cell,), f"raised NotImplementedError: {exc}") from exc
         raise Unsupported(tuple(kw) or ("this configuration",), f"raised NotImplementedError: {exc}") from exc
-    return read_output(r)
+    return read_output(r, cell)

@@ -5,17 +5,25 @@ numpy, manual_bptt and the target, says hello (what the target is, its signature
 declares), then answers requests, one message each, in order. A request names a
 configuration (and optionally a prefix length); the worker rebuilds its arrays with
 manual_bptt.problems.make_problem, hands the target fresh copies, and compares every input
-(U, W, V, b, c, xs, ys, mask, s0) bitwise before and after the call: a change is reported as
+(the parameters: U, W, V, b, c, or U, W, b_ih, b_hh, V, c for a gated cell; xs, ys, mask,
+s0, the LSTM's as s0.h and s0.c) bitwise before and after the call: a change is reported as
 such. The replies carry plain numbers and arrays only (bptt_report.wire), never objects.
 
 Kinds of request:
     ("call", id, cfg, prefix)   the target's loss and gradients on the problem
+    ("probe", id, cfg, None)    the same, where a TypeError for a gated params type means
+                                that the target does not support the cell
     ("fd", id, cfg, None)       the same, plus central differences of the target's own loss
-                                for every entry of U, W, V, b, c, s0 (when given), dense xs
+                                for every entry of the parameters, s0 (when given; the
+                                LSTM's h and c parts each), dense xs
+
+Replies name the arrays flat: loss, the cell's parameters, ds0 (the LSTM: ds0.h and ds0.c),
+dxs.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import math
 import os
 import pickle
@@ -29,8 +37,8 @@ from typing import Any
 
 import numpy as np
 
-from manual_bptt import RNNParams
 from manual_bptt.checking import central_differences
+from manual_bptt.gated_params import LSTMState
 from manual_bptt.problems import Problem, RNNConfig
 
 from . import wire
@@ -45,12 +53,11 @@ from .targets import (
     call_target,
     load_target,
     signature_text,
+    state_parts,
 )
 
 #: Finite-difference step.
 FD_EPS = 1e-5
-#: The inputs compared before and after every call, in report order.
-INPUTS = ("U", "W", "V", "b", "c", "xs", "ys", "mask", "s0")
 
 Request = tuple[str, int, RNNConfig, "int | None"]
 
@@ -63,8 +70,23 @@ class Mutated(Exception):
         self.names = names
 
 
-def _inputs(p: RNNParams, xs: Any, ys: Any, s0: Any, mask: Any) -> dict[str, Any]:
-    return {"U": p.U, "W": p.W, "V": p.V, "b": p.b, "c": p.c, "xs": xs, "ys": ys, "mask": mask, "s0": s0}
+def _inputs(p: Any, xs: Any, ys: Any, s0: Any, mask: Any) -> dict[str, Any]:
+    params = {name: getattr(p, name) for name in _param_names(p)}
+    parts = state_parts(s0) if isinstance(s0, tuple) else None
+    state = {"s0": s0} if parts is None else {"s0.h": parts[0], "s0.c": parts[1]}
+    return {**params, "xs": xs, "ys": ys, "mask": mask, **state}
+
+
+def _param_names(p: Any) -> tuple[str, ...]:
+    return tuple(f.name for f in dataclasses.fields(p))
+
+
+def _copy_state(s0: Any) -> Any:
+    if s0 is None:
+        return None
+    if isinstance(s0, tuple):
+        return LSTMState(s0[0].copy(), s0[1].copy())
+    return s0.copy()
 
 
 def _same(a: Any, b: Any) -> bool:
@@ -76,25 +98,26 @@ def _same(a: Any, b: Any) -> bool:
     return a.dtype == b.dtype and a.shape == b.shape and a.tobytes() == b.tobytes()
 
 
-def guarded_call(fn: Callable[..., Any], prob: Problem, truncate: Any = "keep") -> TargetOutput:
+def guarded_call(
+    fn: Callable[..., Any], prob: Problem, truncate: Any = "keep", *, probe: bool = False
+) -> TargetOutput:
     """call_target on fresh copies of the problem's arrays (``truncate`` overriding the
     configuration's unless "keep"); Mutated if any input changed."""
     p = prob.params
-    copies = RNNParams(**{n: None if a is None else a.copy() for n, a in (("U", p.U), ("W", p.W),
-                       ("V", p.V), ("b", p.b), ("c", p.c))})  # fmt: skip
+    copies = type(p)(**{n: None if (a := getattr(p, n)) is None else a.copy() for n in _param_names(p)})
     xs, ys = prob.xs.copy(), prob.ys.copy()
-    s0 = None if prob.s0 is None else prob.s0.copy()
+    s0 = _copy_state(prob.s0)
     mask = None if prob.mask is None else prob.mask.copy()
     kw = {**prob.kwargs(), "s0": s0, "mask": mask}
     if truncate != "keep":
         kw["truncate"] = truncate
     changed: list[str] = []
     try:
-        out = call_target(fn, copies, xs, ys, kw)
+        out = call_target(fn, copies, xs, ys, kw, probe=probe)
     finally:
         after = _inputs(copies, xs, ys, s0, mask)
         before = _inputs(p, prob.xs, prob.ys, prob.s0, prob.mask)
-        changed = [n for n in INPUTS if not _same(before[n], after[n])]
+        changed = [n for n in before if not _same(before[n], after.get(n))]
         if changed:
             raise Mutated(changed)  # a changed input matters more than what was raised
     return out
@@ -113,15 +136,27 @@ def _plain(value: Any) -> tuple[np.ndarray | None, str]:
     return a, ""
 
 
-def output_fields(out: TargetOutput) -> tuple[dict[str, Any], dict[str, str]]:
-    """(field -> plain array or None, field -> note for values that cannot be read)."""
-    raw = {"loss": out.loss, **out.grads, "ds0": out.ds0, "dxs": out.dxs}
-    fields: dict[str, Any] = {}
+def output_fields(out: TargetOutput, cell: str = "rnn") -> tuple[dict[str, Any], dict[str, str]]:
+    """(field -> plain array or None, field -> note for values that cannot be read); the
+    LSTM's ds0 as the two fields ds0.h and ds0.c."""
+    raw = {"loss": out.loss, **out.grads}
     notes: dict[str, str] = {}
+    if cell == "lstm":
+        parts = state_parts(out.ds0)
+        if out.ds0 is not None and parts is None:
+            notes["ds0.h"] = notes["ds0.c"] = (
+                f"is a {type(out.ds0).__name__}, not a pair (dh0, dc0) (an LSTMState or a 2-tuple)"
+            )
+            parts = (None, None)
+        raw["ds0.h"], raw["ds0.c"] = parts or (None, None)
+    else:
+        raw["ds0"] = out.ds0
+    raw["dxs"] = out.dxs
+    fields: dict[str, Any] = {}
     for name, value in raw.items():
         a, note = _plain(value)
         fields[name] = a
-        if note:
+        if note and name not in notes:
             notes[name] = note
     return fields, notes
 
@@ -135,12 +170,13 @@ def _exception(exc: BaseException) -> dict[str, Any]:
 
 
 def _fd(fn: Callable[..., Any], prob: Problem, out: TargetOutput) -> dict[str, np.ndarray]:
-    """Central differences of the target's own loss for every entry of the parameters, s0 and dense xs."""
+    """Central differences of the target's own loss for every entry of the parameters, s0 (the
+    LSTM's h and c parts each) and dense xs."""
     p = prob.params
 
-    def loss(params: RNNParams = p, xs: Any = prob.xs, s0: Any = prob.s0) -> float:
-        q = Problem(cfg=prob.cfg, params=params, xs=np.array(xs), ys=prob.ys, s0=None if s0 is None
-                    else np.array(s0), mask=prob.mask)  # fmt: skip
+    def loss(params: Any = p, xs: Any = prob.xs, s0: Any = prob.s0) -> float:
+        q = Problem(cfg=prob.cfg, params=params, xs=np.array(xs), ys=prob.ys, s0=_copy_state(s0),
+                    mask=prob.mask)  # fmt: skip
         return float(np.asarray(guarded_call(fn, q, None).loss, dtype=np.float64))
 
     numeric: dict[str, np.ndarray] = {}
@@ -148,7 +184,11 @@ def _fd(fn: Callable[..., Any], prob: Problem, out: TargetOutput) -> dict[str, n
         numeric[name] = central_differences(
             lambda a, name=name: loss(params=p.replace(**{name: np.array(a)})), value, eps=FD_EPS
         )
-    if prob.s0 is not None and out.ds0 is not None:
+    if isinstance(prob.s0, tuple) and out.ds0 is not None:
+        h0, c0 = prob.s0
+        numeric["ds0.h"] = central_differences(lambda a: loss(s0=LSTMState(np.array(a), c0)), h0, eps=FD_EPS)
+        numeric["ds0.c"] = central_differences(lambda a: loss(s0=LSTMState(h0, np.array(a))), c0, eps=FD_EPS)
+    elif prob.s0 is not None and out.ds0 is not None:
         numeric["ds0"] = central_differences(lambda a: loss(s0=a), prob.s0, eps=FD_EPS)
     if not prob.cfg.tokens and out.dxs is not None:
         numeric["dxs"] = central_differences(lambda a: loss(xs=a), prob.xs, eps=FD_EPS)
@@ -169,8 +209,8 @@ def handle(fn: Callable[..., Any], request: Request) -> dict[str, Any]:
             out = guarded_call(fn, prob, None)
             reply["numeric"] = _fd(fn, prob, out)
         else:
-            out = guarded_call(fn, prob)
-        reply["fields"], reply["notes"] = output_fields(out)
+            out = guarded_call(fn, prob, probe=kind == "probe")
+        reply["fields"], reply["notes"] = output_fields(out, cfg.cell)
         reply["status"] = "ok"
     except Unsupported as exc:
         reply.update(status="unsupported", keywords=list(exc.keywords), message=str(exc), detail=exc.detail)

@@ -42,10 +42,11 @@ from .checking import (
     max_rel_error,
     result_fields,
 )
-from .problems import REDUCTIONS, S0_KINDS, WEIGHT_SCALES, Problem, RNNConfig, make_problem
+from .problems import CELLS, REDUCTIONS, S0_KINDS, WEIGHT_SCALES, Problem, RNNConfig, make_problem
 
 __all__ = [
     "ATOL",
+    "CELLS",
     "RTOL",
     "S0_KINDS",
     "WEIGHT_SCALES",
@@ -95,6 +96,7 @@ def rnn_configs(
     s0_kinds: Sequence[str | None] = S0_KINDS,
     weight_scales: Sequence[float] = WEIGHT_SCALES,
     distinct_sizes: bool = True,
+    cells: Sequence[str] = ("rnn",),
 ) -> RNNConfig:
     """Strategy for RNNConfig.
 
@@ -109,7 +111,13 @@ def rnn_configs(
         distinct_sizes: draw T, D, H, K (and B when batched) pairwise different, so that a
             transposed or mis-indexed array shows up as a shape or value error. The ranges
             must leave room for that.
+        cells: the cells to draw from, some of "rnn", "gru", "lstm" (default: the Elman cell
+            alone, drawn exactly as before the option existed). A gated configuration has
+            activation None.
     """
+    cells = list(cells)
+    if not cells or any(c not in CELLS for c in cells):
+        raise InvalidArgument(f"cells: need a non-empty list of {CELLS}, got {cells!r}")
     _check_range("T", min_T, max_T, 1)
     _check_range("B", min_B, max_B, 1)
     _check_range("D", min_D, max_D, 1)
@@ -134,8 +142,9 @@ def rnn_configs(
     H = size("H", min_H, max_H)
     D = size("D", min_D, max_D)
     T = size("T", min_T, max_T)
+    cell = draw(st.sampled_from(cells)) if len(cells) > 1 else cells[0]
     names = sorted(ACTIVATIONS) if activations is None else list(activations)
-    activation = draw(st.sampled_from(names))
+    activation = draw(st.sampled_from(names)) if cell == "rnn" else None
     truncate = draw(st.none() | st.integers(0, T + 2)) if truncation else None
     kinds = [k for k in s0_kinds if B is not None or k != "per_row"]
     return RNNConfig(
@@ -153,6 +162,7 @@ def rnn_configs(
         s0_kind=draw(st.sampled_from(kinds)),
         weight_scale=draw(st.sampled_from(list(weight_scales))),
         seed=draw(st.integers(0, 2**32 - 1)),
+        cell=cell,
     )
 
 
