@@ -47,7 +47,7 @@ from .pool import DEFAULT_TIMEOUT, TargetPool
 from .targets import TargetError, spec_of
 
 #: The lower-precision verdict: the module's error may be this many times the baseline's.
-FACTOR = 8.0
+FACTOR = 16.0
 #: Unit roundoff of each dtype (half the distance from 1 to the next number).
 UNIT = {"float64": 2.0**-53, "float32": 2.0**-24, "bfloat16": 2.0**-8, "float16": 2.0**-11}
 #: Configurations by default, and with quick=True.
@@ -457,28 +457,40 @@ class ModuleCheckResult:
         }  # fmt: skip
 
 
-def _findings_of(i: int, ev: Evaluation) -> list[str]:
-    """The findings of configuration #i (other than the array table)."""
+def _finding_of(ev: Evaluation) -> str | None:
+    """What went wrong in one configuration, other than the array table (None: nothing)."""
     st, r = ev.status, ev.reply
-    where = f"during configuration #{i}"
     if st == "ok":
-        out = []
-        if r.get("mutated"):
-            out.append(f"the module modified its input {', '.join(r['mutated'])} in place {where}")
-        return out
+        return f"the module modified its input {', '.join(r['mutated'])} in place" if r.get("mutated") else None
     if st == "raised":
-        return [f"the module raised {r.get('type')}: {r.get('message')} {where}"]
+        return f"the module raised {r.get('type')}: {r.get('message')}"
     if st == "exited":
-        return [f"the module called sys.exit({r.get('code')}) {where}"]
+        return f"the module called sys.exit({r.get('code')})"
     if st == "died":
-        return [f"the module's process ended with status {r.get('exitcode')} {where}"]
+        return f"the module's process ended with status {r.get('exitcode')}"
     if st == "timeout":
-        return [f"the module took longer than the timeout {where} (its process was killed)"]
+        return "the module took longer than the timeout (its process was killed)"
     if st == "garbled":
-        return [f"the module's process sent an unreadable reply {where} ({r.get('detail')})"]
+        return f"the module's process sent an unreadable reply ({r.get('detail')})"
     if st == "not_run":
-        return []
-    return [f"unexpected reply {st!r} {where}"]
+        return None
+    return f"unexpected reply {st!r}"
+
+
+def findings_of(evals: list[Evaluation]) -> list[str]:
+    """One line per kind of finding, with the configurations it happened in."""
+    seen: dict[str, list[int]] = {}
+    for i, ev in enumerate(evals):
+        f = _finding_of(ev)
+        if f is not None:
+            seen.setdefault(f, []).append(i)
+    out = []
+    for f, where in seen.items():
+        if len(where) == 1:
+            out.append(f"{f} during configuration #{where[0]}")
+        else:
+            out.append(f"{f} in {len(where)} of {len(evals)} configurations (first #{where[0]})")
+    return out
 
 
 def _spec(factory: str | Callable[..., Any]) -> str:
@@ -541,9 +553,10 @@ def check_module(
         probe(session, np.random.default_rng([seed, 1]))
         cases = [draw_case(rng, cell, dtype, quick, bias=(i % 4 != 3)) for i in range(n)]
         evals = session.evaluate(cases)
-        findings: list[str] = []
-        for i, ev in enumerate(evals):
-            findings += _findings_of(i, ev)
+        findings = findings_of(evals)
+        not_run = sum(ev.status == "not_run" for ev in evals)
+        if not_run:
+            findings.append(f"{not_run} of {n} configurations were not run: " + "; ".join(note.replace("the target", "the module") for note in session.pool.notes))
         checked = [(i, ev) for i, ev in enumerate(evals) if ev.status == "ok"]
         arrays = _summaries(checked)
         forward_bad = [a.name for a in arrays if not a.ok and a.name in FORWARD]
