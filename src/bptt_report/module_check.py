@@ -584,6 +584,10 @@ def check_module(
             from .module_localize import localize as run_localize
 
             loc = run_localize(session, evals, forward_bad, grads_bad)
+        elif localize:
+            from .module_localize import profile_only
+
+            loc = profile_only(session, evals)
     finally:
         session.close()
     configs = [

@@ -279,6 +279,18 @@ def localize(
     return loc
 
 
+def profile_only(session: Session, evals: list[Evaluation]) -> Localization | None:
+    """For a module that passes: the lag profile of the first configuration, for the plot."""
+    idx = next((i for i, ev in enumerate(evals) if ev.status == "ok"), None)
+    if idx is None:
+        return None
+    case = evals[idx].case
+    loc = Localization(idx, _sizes(case))
+    loc.lags = lag_profile(session.evaluate([at_step(case, t) for t in range(case["T"])]), session.dtype)
+    loc.first_wrong_lag = next((p.lag for p in loc.lags if not p.ok), None)
+    return loc
+
+
 def _sizes(case: dict[str, Any]) -> dict[str, int]:
     return {k: int(case[k]) for k in ("D", "H", "T", "B")}
 
