@@ -18,10 +18,9 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
 
-import user_modules  # noqa: E402
-
-from bptt_report import module_check as mc  # noqa: E402
-from bptt_report import module_worker as mw  # noqa: E402
+import user_modules
+from bptt_report import module_check as mc
+from bptt_report import module_worker as mw
 
 
 def main() -> None:
@@ -30,7 +29,10 @@ def main() -> None:
     ap.add_argument("--configs", type=int, default=200)
     args = ap.parse_args()
     modules = {
-        "rnn": {"correct_rnn": user_modules.correct_rnn, "rnn_float16_accumulation": user_modules.rnn_float16_accumulation},
+        "rnn": {
+            "correct_rnn": user_modules.correct_rnn,
+            "rnn_float16_accumulation": user_modules.rnn_float16_accumulation,
+        },
         "gru": {"correct_gru": user_modules.correct_gru},
         "lstm": {"correct_lstm": user_modules.correct_lstm},
     }
@@ -51,7 +53,11 @@ def main() -> None:
                     if name == next(iter(facts)):
                         base_rel.setdefault(e.name, []).append(e.base_rel)
         print(f"## {cell} at {args.dtype}, {args.configs} configurations")
-        print("| array | baseline rel. error median | max | " + " | ".join(f"{n} max ratio" for n in facts) + " |")
+        print(
+            "| array | baseline rel. error median | max | "
+            + " | ".join(f"{n} max ratio" for n in facts)
+            + " |"
+        )
         for a, v in base_rel.items():
             cols = " | ".join(f"{max(ratios[n][a]):.2f}" for n in facts)
             print(f"| {a} | {np.median(v):.2e} | {max(v):.2e} | {cols} |")

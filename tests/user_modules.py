@@ -32,7 +32,7 @@ class ElmanFunction(torch.autograd.Function):
     no gradient), "half" (the parameter gradients accumulated in float16)."""
 
     @staticmethod
-    def forward(ctx, x, h0, U, W, b_ih, b_hh, flags):  # noqa: N803
+    def forward(ctx, x, h0, U, W, b_ih, b_hh, flags):
         h, hs = h0, []
         for t in range(x.shape[1]):
             a = x[:, t] @ U.T + h @ W.T  # a_t, (B, H)
@@ -78,7 +78,7 @@ class GRUFunction(torch.autograd.Function):
     matrix product, n = tanh(U_n x + b_in + W_n (r * h) + b_hn) (a different function)."""
 
     @staticmethod
-    def forward(ctx, x, h0, U, W, b_ih, b_hh, flags):  # noqa: N803
+    def forward(ctx, x, h0, U, W, b_ih, b_hh, flags):
         H = h0.shape[1]
         h, hs, saved = h0, [], []
         reset_first = "reset_first" in flags
@@ -147,7 +147,7 @@ class LSTMFunction(torch.autograd.Function):
     the gradients of the i and g gate pre-activations exchanged."""
 
     @staticmethod
-    def forward(ctx, x, h0, c0, U, W, b_ih, b_hh, flags):  # noqa: N803
+    def forward(ctx, x, h0, c0, U, W, b_ih, b_hh, flags):
         H = h0.shape[1]
         h, c, hs, cs, gates = h0, c0, [], [], []
         for t in range(x.shape[1]):

@@ -177,7 +177,10 @@ def _add_check_module(sub: argparse._SubParsersAction) -> None:
         help="the module's parameters and inputs (default: float64)",
     )
     p.add_argument(
-        "--out", metavar="DIR", default=DEFAULT_MODULE_OUT, help=f"output directory (default: {DEFAULT_MODULE_OUT})"
+        "--out",
+        metavar="DIR",
+        default=DEFAULT_MODULE_OUT,
+        help=f"output directory (default: {DEFAULT_MODULE_OUT})",
     )
     p.add_argument("--seed", type=_integer(0), default=0, metavar="N", help="seed (default: 0)")
     p.add_argument(

@@ -42,7 +42,7 @@ from manual_bptt.checking import ATOL, RTOL
 from manual_bptt.errors import integer_arg
 
 from . import module_worker
-from .module_worker import DTYPES, GATES, PARAM_NAMES
+from .module_worker import DTYPES, GATES
 from .pool import DEFAULT_TIMEOUT, TargetPool
 from .targets import TargetError, spec_of
 
@@ -54,6 +54,7 @@ UNIT = {"float64": 2.0**-53, "float32": 2.0**-24, "bfloat16": 2.0**-8, "float16"
 DEFAULT_EXAMPLES, QUICK_EXAMPLES = 12, 4
 MAX_EXAMPLES = 1000
 CELLS = tuple(GATES)
+NATIVE = {"rnn": "RNN", "gru": "GRU", "lstm": "LSTM"}
 #: Our notation for the arrays compared (torch name -> name in the report's sentences).
 NOTATION = {
     "out": "h_t", "h_n": "h_n", "c_n": "c_n",
@@ -187,7 +188,9 @@ def native_factory(cell: str, activation: str) -> Callable[..., Any]:
     return nn.GRU if cell == "gru" else nn.LSTM
 
 
-def baseline(cell: str, activation: str, settings: dict[str, Any], case: dict[str, Any]) -> dict[str, np.ndarray]:
+def baseline(
+    cell: str, activation: str, settings: dict[str, Any], case: dict[str, Any]
+) -> dict[str, np.ndarray]:
     """torch's native module at the module's dtype and device on case (in this process)."""
     factory = native_factory(cell, activation)
     m = module_worker.build(factory, settings, case)
@@ -237,7 +240,9 @@ class ArrayError:
         return self.base / self.scale if self.scale > 0 else 0.0
 
 
-def judge(name: str, a: np.ndarray | None, ref: np.ndarray, base: np.ndarray | None, dtype: str) -> ArrayError:
+def judge(
+    name: str, a: np.ndarray | None, ref: np.ndarray, base: np.ndarray | None, dtype: str
+) -> ArrayError:
     """The verdict on one array (see the module docstring)."""
     note = ""
     if a is None:
@@ -349,7 +354,9 @@ def probe(session: Session, rng: np.random.Generator) -> None:
                     "('tanh' or 'relu'), as torch.nn.RNN has"
                 )
             if nl not in ("tanh", "relu"):
-                raise UsageError(f"{session.settings['factory']}: nonlinearity {nl!r}: expected 'tanh' or 'relu'")
+                raise UsageError(
+                    f"{session.settings['factory']}: nonlinearity {nl!r}: expected 'tanh' or 'relu'"
+                )
             session.activation = nl
 
 
@@ -402,7 +409,11 @@ class ModuleCheckResult:
     def table(self) -> str:
         """The per-array table (markdown)."""
         low = self.dtype != "float64"
-        head = "| array | module rel. error | " + ("baseline rel. error | ratio | " if low else "tolerance | ") + "verdict |"
+        head = (
+            "| array | module rel. error | "
+            + ("baseline rel. error | ratio | " if low else "tolerance | ")
+            + "verdict |"
+        )
         rows = [head, "|" + " --- |" * (5 if low else 4)]
         for a in self.arrays:
             name = f"{a.name} ({NOTATION[a.name]})"
@@ -418,17 +429,20 @@ class ModuleCheckResult:
         rule = (
             f"tolerance max|a-b| <= {RTOL:g} max|ref| + {ATOL:g}"
             if self.dtype == "float64"
-            else f"error within {self.factor:g}x that of {self.baseline_name} at {self.dtype} on {self.device}"
+            else f"error within {self.factor:g}x that of {self.baseline_name} at {self.dtype}, {self.device}"
         )
         lines = [
             f"{self.verdict}: {self.factory} (--cell {self.cell}, {self.dtype}, {self.device}"
             + (f", nonlinearity {self.activation}" if self.cell == "rnn" else "")
-            + f"): {self.checked} of {self.examples} configurations checked against the float64 reference; {rule}",
+            + f"): {self.checked} of {self.examples} configurations checked against the float64 "
+            f"reference; {rule}",
         ]
         lines += [f"- {f}" for f in self.findings]
         if self.nondeterminism:
             sizes = ", ".join(f"{k} {v:.1e}" for k, v in self.nondeterminism.items())
-            lines.append(f"- nondeterministic (two identical calls differ, not judged as wrong): max|diff| {sizes}")
+            lines.append(
+                f"- nondeterministic (two identical calls differ, not judged as wrong): max|diff| {sizes}"
+            )
         if self.arrays:
             lines.append(self.table())
         if self.localization is not None and self.localization.sentence:
@@ -461,7 +475,9 @@ def _finding_of(ev: Evaluation) -> str | None:
     """What went wrong in one configuration, other than the array table (None: nothing)."""
     st, r = ev.status, ev.reply
     if st == "ok":
-        return f"the module modified its input {', '.join(r['mutated'])} in place" if r.get("mutated") else None
+        return (
+            f"the module modified its input {', '.join(r['mutated'])} in place" if r.get("mutated") else None
+        )
     if st == "raised":
         return f"the module raised {r.get('type')}: {r.get('message')}"
     if st == "exited":
@@ -556,14 +572,19 @@ def check_module(
         findings = findings_of(evals)
         not_run = sum(ev.status == "not_run" for ev in evals)
         if not_run:
-            findings.append(f"{not_run} of {n} configurations were not run: " + "; ".join(note.replace("the target", "the module") for note in session.pool.notes))
+            findings.append(
+                f"{not_run} of {n} configurations were not run: "
+                + "; ".join(note.replace("the target", "the module") for note in session.pool.notes)
+            )
         checked = [(i, ev) for i, ev in enumerate(evals) if ev.status == "ok"]
         arrays = _summaries(checked)
         forward_bad = [a.name for a in arrays if not a.ok and a.name in FORWARD]
         grads_bad = [a.name for a in arrays if not a.ok and a.name not in FORWARD]
         if forward_bad:
-            findings.insert(0, f"the forward is wrong: {', '.join(forward_bad)} differ from the reference"
-                            + ("" if not grads_bad else " (the gradients, computed through it, differ too)"))  # fmt: skip
+            also = "" if not grads_bad else " (the gradients, computed through it, differ too)"
+            findings.insert(
+                0, f"the forward is wrong: {', '.join(forward_bad)} differ from the reference{also}"
+            )
         elif grads_bad:
             findings.insert(0, f"the gradients are wrong: {', '.join(NOTATION[n] for n in grads_bad)}"
                             f" ({', '.join(n + '.grad' for n in grads_bad)})")  # fmt: skip
@@ -590,14 +611,12 @@ def check_module(
             loc = profile_only(session, evals)
     finally:
         session.close()
-    configs = [
-        {"D": c["D"], "H": c["H"], "T": c["T"], "B": c["B"], "bias": c["bias"]} for c in cases
-    ]
+    configs = [{"D": c["D"], "H": c["H"], "T": c["T"], "B": c["B"], "bias": c["bias"]} for c in cases]
     return ModuleCheckResult(
         factory=spec, cell=cell, dtype=dtype, device=device, activation=session.activation, seed=seed,
         examples=n, verdict=verdict, findings=findings, arrays=arrays, configs=configs,
         nondeterminism=nondet, localization=loc, checked=len(checked), seconds=time.perf_counter() - t0,
-        baseline_name="" if dtype == "float64" else f"torch.nn.{ {'rnn': 'RNN', 'gru': 'GRU', 'lstm': 'LSTM'}[cell] }",
+        baseline_name="" if dtype == "float64" else f"torch.nn.{NATIVE[cell]}",
     )  # fmt: skip
 
 
@@ -610,9 +629,7 @@ def _summaries(checked: list[tuple[int, Evaluation]]) -> list[ArraySummary]:
             bad[e.name] = bad.get(e.name, False) or not e.ok
             if e.name not in worst or not (e.ratio <= worst[e.name][0].ratio):
                 worst[e.name] = (e, i)
-    return [
-        ArraySummary(n, e.rel, e.base_rel, e.ratio, not bad[n], i) for n, (e, i) in worst.items()
-    ]
+    return [ArraySummary(n, e.rel, e.base_rel, e.ratio, not bad[n], i) for n, (e, i) in worst.items()]
 
 
 def _usage(fn: Callable[..., int], *args: Any) -> int:

@@ -119,7 +119,9 @@ def lag_profile(evals: list[Evaluation], dtype: str) -> list[LagPoint]:
             k = t - lag
             refs.append(ev.ref["x"][:, k])
             a = ev.arrays.get("x")
-            mods.append(a[:, k] if a is not None and a.shape == ev.ref["x"].shape else np.full_like(refs[-1], np.nan))
+            mods.append(
+                a[:, k] if a is not None and a.shape == ev.ref["x"].shape else np.full_like(refs[-1], np.nan)
+            )
             if ev.base is not None:
                 bases.append(ev.base["x"][:, k])
         if not refs:
@@ -170,7 +172,10 @@ def _gate_patterns(cell: str, ev: Evaluation, bad: list[str]) -> list[str]:
         wrong_blocks[n] = [names[g] for g in wrong]
         if len(wrong) == 2:
             i, j = wrong
-            if max_abs_diff(blocks_a[i], blocks_r[j]) <= tol and max_abs_diff(blocks_a[j], blocks_r[i]) <= tol:
+            if (
+                max_abs_diff(blocks_a[i], blocks_r[j]) <= tol
+                and max_abs_diff(blocks_a[j], blocks_r[i]) <= tol
+            ):
                 swapped.setdefault((names[i], names[j]), []).append(n)
     out = []
     for (gi, gj), arrays in swapped.items():
@@ -180,7 +185,11 @@ def _gate_patterns(cell: str, ev: Evaluation, bad: list[str]) -> list[str]:
         )
     rest = {n: b for n, b in wrong_blocks.items() if not any(n in a for a in swapped.values())}
     if rest and not swapped:
-        parts = [f"{NOTATION[n]} in gate block{'s' if len(b) > 1 else ''} {', '.join(b)}" for n, b in rest.items() if b]
+        parts = [
+            f"{NOTATION[n]} in gate block{'s' if len(b) > 1 else ''} {', '.join(b)}"
+            for n, b in rest.items()
+            if b
+        ]
         if parts:
             out.append("wrong " + "; ".join(parts))
     return out
@@ -221,7 +230,9 @@ def localize(
     """The localization of the first failing configuration (None when none was run)."""
     idx = next((i for i, ev in enumerate(evals) if ev.status == "ok" and ev.failing()), None)
     if idx is None:
-        mutated = next((i for i, ev in enumerate(evals) if ev.status == "ok" and ev.reply.get("mutated")), None)
+        mutated = next(
+            (i for i, ev in enumerate(evals) if ev.status == "ok" and ev.reply.get("mutated")), None
+        )
         if mutated is None:
             return None
         ev = evals[mutated]
@@ -303,7 +314,8 @@ def _sentence(loc: Localization, bad: list[str], dtype: str, ev: Evaluation) -> 
         tail = [p for p in lags if p.lag >= L]
         cut = all(p.module <= 1e-6 * p.ref for p in tail if p.ref > 0)
         if cut:
-            main = f"{names} wrong from lag {L} on: the recurrence is cut after {_WORDS.get(L - 1, f'{L - 1} steps')}"
+            steps = _WORDS.get(L - 1, f"{L - 1} steps")
+            main = f"{names} wrong from lag {L} on: the recurrence is cut after {steps}"
         else:
             main = (
                 f"{names} wrong from lag {L} on: right at lags 0 to {L - 1}, the gradient carried back "
@@ -328,7 +340,9 @@ def _sentence(loc: Localization, bad: list[str], dtype: str, ev: Evaluation) -> 
     extra = "; ".join(loc.patterns)
     where = []
     if loc.steps_wrong:
-        where.append(f"with the upstream gradient at one step t only, wrong for t in {_ranges(loc.steps_wrong)}")
+        where.append(
+            f"with the upstream gradient at one step t only, wrong for t in {_ranges(loc.steps_wrong)}"
+        )
     if loc.smallest_T is not None:
         where.append(f"smallest failing T = {loc.smallest_T}")
     return main + (f"; {extra}" if extra else "") + (f" ({'; '.join(where)})" if where else "")

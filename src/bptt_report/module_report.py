@@ -67,7 +67,7 @@ def markdown(r: ModuleCheckResult, plot: str | None) -> str:
         if loc.lags:
             lines += [
                 "",
-                "Lag profile: the upstream gradient at one step t only; max|dE_t/dx_k| against the lag t - k.",
+                "Lag profile: the upstream gradient at one step t only; max|dE_t/dx_k| by the lag t - k.",
                 "",
                 "| lag | reference | module | error | agrees |",
                 "| --- | --- | --- | --- | --- |",
@@ -78,8 +78,16 @@ def markdown(r: ModuleCheckResult, plot: str | None) -> str:
             ]
         if plot:
             lines += ["", f"![lag profile]({plot})"]
-    lines += ["", "## Configurations", "", "| # | D | H | T | B | bias |", "| --- | --- | --- | --- | --- | --- |"]
-    lines += [f"| {i} | {c['D']} | {c['H']} | {c['T']} | {c['B']} | {c['bias']} |" for i, c in enumerate(r.configs)]
+    lines += [
+        "",
+        "## Configurations",
+        "",
+        "| # | D | H | T | B | bias |",
+        "| --- | --- | --- | --- | --- | --- |",
+    ]
+    lines += [
+        f"| {i} | {c['D']} | {c['H']} | {c['T']} | {c['B']} | {c['bias']} |" for i, c in enumerate(r.configs)
+    ]
     return "\n".join(lines) + "\n"
 
 

@@ -132,7 +132,9 @@ def _grads(m: Any, names: list[str]) -> dict[str, Any]:
     return {n: own[n].grad for n in names}
 
 
-def call(m: Any, settings: dict[str, Any], case: dict[str, Any]) -> tuple[dict[str, np.ndarray], list[str], list[str]]:
+def call(
+    m: Any, settings: dict[str, Any], case: dict[str, Any]
+) -> tuple[dict[str, np.ndarray], list[str], list[str]]:
     """One forward and backward of ``m`` on ``case``: (float64 arrays by name, the inputs it
     modified, notes). The upstream gradients are applied with torch.autograd.backward."""
     import torch
@@ -145,7 +147,9 @@ def call(m: Any, settings: dict[str, Any], case: dict[str, Any]) -> tuple[dict[s
 
     x, h0 = leaf(case["x"]), leaf(case["h0"])
     c0 = leaf(case["c0"]) if cell == "lstm" else None
-    ups = {k: torch.tensor(case[k], dtype=dtype, device=device) for k in ("dout", "dh_n", "dc_n") if k in case}
+    ups = {
+        k: torch.tensor(case[k], dtype=dtype, device=device) for k in ("dout", "dh_n", "dc_n") if k in case
+    }
     own = dict(m.named_parameters())
     watched = {"x": x, "h0": h0, **({"c0": c0} if c0 is not None else {}), **ups, **own}
     before = {k: v.detach().clone() for k, v in watched.items()}
@@ -156,7 +160,9 @@ def call(m: Any, settings: dict[str, Any], case: dict[str, Any]) -> tuple[dict[s
         want["c_n"] = tuple(case["dc_n"].shape)
     for name, t in (("out", out), ("h_n", h_n), ("c_n", c_n)):
         if name in want and tuple(t.shape) != want[name]:
-            raise UsageProblem(f"the forward returned {name} of shape {tuple(t.shape)}, expected {want[name]}")
+            raise UsageProblem(
+                f"the forward returned {name} of shape {tuple(t.shape)}, expected {want[name]}"
+            )
     outs = [out, h_n] + ([c_n] if cell == "lstm" else [])
     grads_in = [ups["dout"], ups["dh_n"]] + ([ups["dc_n"]] if cell == "lstm" else [])
     pairs = [(o, g) for o, g in zip(outs, grads_in, strict=True) if o.requires_grad]
@@ -228,7 +234,9 @@ def handle(factory: Callable[..., Any], settings: dict[str, Any], request: tuple
     except SystemExit as exc:
         reply.update(status="exited", code=repr(exc.code), traceback=traceback.format_exc())
     except Exception as exc:
-        reply.update(status="raised", type=type(exc).__name__, message=str(exc), traceback=traceback.format_exc())
+        reply.update(
+            status="raised", type=type(exc).__name__, message=str(exc), traceback=traceback.format_exc()
+        )
     reply["seconds"] = time.perf_counter() - t0
     return reply
 
