@@ -58,7 +58,11 @@ class ElmanFunction(torch.autograd.Function):
             h = hs[:, t]
             prev = hs[:, t - 1] if t > 0 else h0
             da = (dout[:, t] + carried) * (1 - h * h)  # dL/da_t = dL/dh_t * tanh'(a_t)
-            dU = _sum_into(dU, da.T @ x[:, t], half)
+            if "random_order" in flags:  # the batch summed in a random order, as atomics would
+                perm = torch.randperm(da.shape[0])
+                dU = _sum_into(dU, da[perm].T @ x[perm, t], half)
+            else:
+                dU = _sum_into(dU, da.T @ x[:, t], half)
             dW = _sum_into(dW, da.T @ (h if "dw_h_t" in flags else prev), half)
             db = _sum_into(db, da.sum(0), half)
             dx[:, t] = da @ U
@@ -256,6 +260,10 @@ def rnn_bias_ih_to_hh(**kw):
 
 def rnn_float16_accumulation(**kw):
     return UserLayer("rnn", flags={"half"}, **kw)
+
+
+def rnn_random_summation_order(**kw):
+    return UserLayer("rnn", flags={"random_order"}, **kw)
 
 
 def rnn_mutates_h0(**kw):
