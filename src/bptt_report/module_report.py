@@ -97,15 +97,21 @@ def draw_lag_profile(r: ModuleCheckResult, path: Path) -> None:
     loc = r.localization
     lags = [p.lag for p in loc.lags]
     fig, ax = plt.subplots(figsize=(6.4, 4.0))
-    tiny = 1e-300
-    ax.semilogy(lags, [max(p.ref, tiny) for p in loc.lags], "o-", label="reference (float64)")
-    ax.semilogy(lags, [max(p.module, tiny) if math.isfinite(p.module) else float("nan") for p in loc.lags],
-                "s--", label=f"module ({r.dtype})")  # fmt: skip
-    ax.semilogy(lags, [max(p.err, tiny) if math.isfinite(p.err) else float("nan") for p in loc.lags],
-                ":", color="gray", label="max|module - reference|")  # fmt: skip
+    series = [[p.ref for p in loc.lags], [p.module for p in loc.lags], [p.err for p in loc.lags]]
+    positive = [v for ser in series for v in ser if math.isfinite(v) and v > 0]
+    floor = 1e-3 * min(positive) if positive else 1e-300  # zeros are drawn here (a log scale has no 0)
+
+    def shown(values: list[float]) -> list[float]:
+        return [max(v, floor) if math.isfinite(v) else float("nan") for v in values]
+
+    ax.semilogy(lags, shown(series[0]), "o-", label="reference (float64)")
+    ax.semilogy(lags, shown(series[1]), "s--", label=f"module ({r.dtype})")
+    ax.semilogy(lags, shown(series[2]), ":", color="gray", label="max|module - reference|")
     bad = [p for p in loc.lags if not p.ok]
     if bad:
-        ax.semilogy([p.lag for p in bad], [max(p.ref, tiny) for p in bad], "rx", ms=10, label="disagrees")
+        ax.semilogy([p.lag for p in bad], shown([p.ref for p in bad]), "rx", ms=10, label="disagrees")
+    ax.axhline(floor, color="lightgray", lw=0.8)
+    ax.text(lags[-1], floor, "0", va="bottom", ha="right", fontsize=8, color="gray")
     ax.set_xlabel("lag t - k")
     ax.set_ylabel("max |dE_t / dx_k|")
     ax.set_title(f"{r.factory}: {NOTATION['x']} by lag ({r.verdict})", fontsize=9)
