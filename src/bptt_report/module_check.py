@@ -327,8 +327,10 @@ class Session:
     def start(self) -> None:
         try:
             self.pool.start()
-        except TargetError as exc:
-            raise UsageError(str(exc)) from None
+        except TargetError as exc:  # the pool names the worker by its settings: name the factory
+            raise UsageError(
+                str(exc).replace(f"--target {self.pool.spec}", self.settings["factory"])
+            ) from None
 
     def evaluate(self, cases: Sequence[dict[str, Any]]) -> list[Evaluation]:
         """Run the module on every case (in the workers), then the reference and the baseline here."""
@@ -411,7 +413,7 @@ class ModuleCheckResult:
         )
         rows = [head, "|" + " --- |" * (5 if low else 4)]
         for a in self.arrays:
-            name = f"{a.name} ({NOTATION[a.name]})"
+            name = a.name if NOTATION[a.name] == a.name else f"{a.name} ({NOTATION[a.name]})"
             verdict = "ok" if a.ok else "WRONG"
             if low:
                 rows.append(f"| {name} | {a.rel:.2e} | {a.base_rel:.2e} | {a.ratio:.1f} | {verdict} |")
