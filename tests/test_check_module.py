@@ -101,7 +101,7 @@ def test_torchs_own_elman_layer_passes_at_float32():
     """(nn.GRU, nn.LSTM: the reference test above in this process, and the command-line test.)"""
     r = check_module("torch.nn:RNN", cell="rnn", dtype="float32", **QUICK)
     assert r.verdict == "PASS" and r.baseline_name == "torch.nn.RNN", r.summary()
-    assert all(a.ratio == 1.0 for a in r.arrays)  # the baseline is the module itself
+    assert all(a.ratio <= 2 for a in r.arrays)  # the baseline is the module itself (in another process)
 
 
 def test_a_module_named_differently_is_checked_through_the_adapter_hook():
