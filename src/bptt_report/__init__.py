@@ -3,6 +3,8 @@
     import bptt_report
     result = bptt_report.check("mypackage.rnn:bptt", quick=True)   # or a callable; None: manual_bptt.bptt
     assert result.ok, result.summary()
+    r = bptt_report.check_module("torch.nn:LSTM", cell="lstm", dtype="float32")  # a PyTorch layer
+    r.assert_ok()
     bptt_report.write_report(result, "report/")                    # report.json, report.md, PNG plots
 
 This package uses both manual_bptt (the numpy implementation) and reference (the PyTorch
@@ -18,6 +20,7 @@ __all__ = sorted(
     [
         "ArrayCheck", "CheckResult", "ConfigCheck", "LagStep", "Localization", "ReportFiles",
         "SCHEMA_VERSION", "TargetError", "check", "load_schema", "load_target", "write_report",
+        "check_module", "ModuleCheckResult", "write_module_report",
     ]
 )  # fmt: skip
 
@@ -27,6 +30,12 @@ def __getattr__(name: str) -> Any:
     that a worker process that imports bptt_report.worker never loads torch)."""
     if name == "check":
         from .runner import check as value
+    elif name in ("check_module", "ModuleCheckResult"):
+        from . import module_check as module
+
+        value = getattr(module, name)
+    elif name == "write_module_report":
+        from .module_report import write_module_report as value
     elif name in ("CheckResult", "ConfigCheck", "Localization", "LagStep", "SCHEMA_VERSION"):
         from . import results as module
 

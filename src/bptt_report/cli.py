@@ -4,6 +4,9 @@ beside ``train``), and ``python -m bptt_report``, which has the report command a
     manual-bptt report [--out DIR] [--target MODULE:FUNCTION] [--seed N] [--examples N] [--jobs N]
                        [--timeout SECONDS] [--quick] [--no-plots] [--no-progress] [--replay CONFIG]
                        [--cell rnn|gru|lstm|all]
+    manual-bptt check-module MODULE:FACTORY --cell rnn|gru|lstm [--device cpu|cuda]
+                       [--dtype float64|float32|bfloat16|float16] [--out DIR] [--seed N] [--examples N]
+                       [--timeout SECONDS] [--quick] [--no-plots]
     manual-bptt --version
 
 Exit status of ``report`` (EXIT_STATUSES): 0 PASS, 1 FAIL (anything disagrees, or the target
@@ -155,6 +158,96 @@ def _add_report(sub: argparse._SubParsersAction) -> None:
     p.set_defaults(func=run_report)
 
 
+DEFAULT_MODULE_OUT = "check-module-report"
+
+
+def _add_check_module(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser(
+        "check-module",
+        help="check a PyTorch RNN/GRU/LSTM layer against the float64 reference and write a report",
+        description=(
+            "Check a PyTorch recurrent layer, built by FACTORY(input_size=D, hidden_size=H, bias=..., "
+            "batch_first=True) (torch.nn:LSTM itself is one), against the hand-written reference in "
+            "float64: forward (out, h_n, c_n) first, then every parameter's .grad, x.grad, h0.grad "
+            "(c0.grad), on random configurations with random upstream gradients. Below float64 the "
+            "module is judged against torch's own nn.RNN/nn.GRU/nn.LSTM at the same dtype and device. "
+            "The module runs in separate worker processes. A failure is localized (smallest T, the "
+            "upstream step, the lag). Writes report.json, report.md and lag_profile.png into DIR."
+        ),
+        epilog=_exit_text(),
+    )
+    p.add_argument("factory", metavar="MODULE:FACTORY", help="the factory of the layer, e.g. torch.nn:LSTM")
+    p.add_argument("--cell", required=True, choices=("rnn", "gru", "lstm"), help="the layer's equations")
+    p.add_argument("--device", default="cpu", help="cpu or cuda (or cuda:N) (default: cpu)")
+    p.add_argument(
+        "--dtype",
+        default="float64",
+        choices=("float64", "float32", "bfloat16", "float16"),
+        help="the module's parameters and inputs (default: float64)",
+    )
+    p.add_argument(
+        "--out",
+        metavar="DIR",
+        default=DEFAULT_MODULE_OUT,
+        help=f"output directory (default: {DEFAULT_MODULE_OUT})",
+    )
+    p.add_argument("--seed", type=_integer(0), default=0, metavar="N", help="seed (default: 0)")
+    p.add_argument(
+        "--examples", type=_integer(1), default=None, metavar="N",
+        help="random configurations (default: 12; 4 with --quick; at most 1000)",
+    )  # fmt: skip
+    p.add_argument(
+        "--timeout", type=_seconds, default=60.0, metavar="SECONDS",
+        help="time one configuration may take in the module before its process is killed (default: 60)",
+    )  # fmt: skip
+    p.add_argument("--quick", action="store_true", help="four configurations of short sequences")
+    p.add_argument("--no-plots", action="store_true", help="do not draw lag_profile.png")
+    p.set_defaults(func=run_check_module)
+
+
+def run_check_module(args: argparse.Namespace) -> int:
+    """The ``check-module`` command: check, write, print the summary; the exit status (EXIT_STATUSES)."""
+    previous = signal.signal(signal.SIGTERM, _on_sigterm) if _main_thread() else None
+    try:
+        return _run_check_module(args)
+    except KeyboardInterrupt:
+        print("manual-bptt check-module: interrupted; no report written", file=sys.stderr)
+        return EXIT_INTERRUPTED
+    finally:
+        if previous is not None:
+            signal.signal(signal.SIGTERM, previous)
+
+
+def _run_check_module(args: argparse.Namespace) -> int:
+    name = "manual-bptt check-module"
+    try:
+        from .module_check import UsageError as ModuleUsageError
+        from .module_check import check_module
+        from .module_report import write_module_report
+    except ImportError as exc:
+        print(f"{name}: needs PyTorch: pip install 'manual-bptt[report]' ({type(exc).__name__}: {exc})",
+              file=sys.stderr)  # fmt: skip
+        return EXIT_USAGE
+    t0 = time.perf_counter()
+    try:
+        out = check_out_dir(args.out)
+        result = check_module(
+            args.factory, cell=args.cell, device=args.device, dtype=args.dtype, seed=args.seed,
+            examples=args.examples, quick=args.quick, timeout=args.timeout,
+        )  # fmt: skip
+        files = write_module_report(result, out, plots=not args.no_plots)
+    except (UsageError, ModuleUsageError) as exc:
+        print(f"{name}: {exc}", file=sys.stderr)
+        return EXIT_USAGE
+    except Exception:
+        print(f"{name}: internal error of the checker (please report it):", file=sys.stderr)
+        traceback.print_exc(file=sys.stderr)
+        return EXIT_INTERNAL
+    print(result.summary())
+    print(f"report: {out}/ ({', '.join(files)}) in {time.perf_counter() - t0:.1f} s")
+    return {"PASS": EXIT_OK, "FAIL": EXIT_DISAGREE, "INSUFFICIENT": EXIT_INSUFFICIENT}[result.verdict]
+
+
 def build_parser(prog: str | None = None) -> argparse.ArgumentParser:
     """The parser of ``python -m bptt_report`` with the subcommand report (``manual-bptt``, in
     manual_bptt_cli, adds train beside it)."""
@@ -168,6 +261,7 @@ def build_parser(prog: str | None = None) -> argparse.ArgumentParser:
     parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     _add_report(sub)
+    _add_check_module(sub)
     return parser
 
 

@@ -1,6 +1,7 @@
 """manual_bptt_cli: the command line ``manual-bptt`` (also ``python -m manual_bptt_cli``).
 
     manual-bptt report ...     check an implementation of BPTT against PyTorch (bptt_report.cli)
+    manual-bptt check-module   check a PyTorch recurrent layer against the reference (bptt_report.cli)
     manual-bptt train ...      train a character-level model with manual_bptt (bptt_train.cli)
     manual-bptt --version
 
@@ -20,6 +21,7 @@ __all__ = ["EXIT_USAGE", "PROG", "build_parser", "main"]
 PROG = "manual-bptt"
 EXIT_USAGE = 2
 REPORT_HELP = "check an implementation of BPTT against PyTorch and write a report"
+CHECK_MODULE_HELP = "check a PyTorch RNN/GRU/LSTM layer against the float64 reference and write a report"
 TRAIN_HELP = "train a character-level RNN with manual_bptt (numpy only)"
 
 
@@ -39,6 +41,13 @@ def _add_report_command(sub: argparse._SubParsersAction) -> None:
 def _add_report_placeholder(sub: argparse._SubParsersAction) -> None:
     """``report`` listed by name only, when another command was chosen (the checker is not loaded)."""
     sub.add_parser("report", help=REPORT_HELP, add_help=False)
+
+
+def _add_check_module_command(sub: argparse._SubParsersAction) -> None:
+    """The ``check-module`` subcommand, with the options and the run of bptt_report.cli."""
+    from bptt_report.cli import _add_check_module
+
+    _add_check_module(sub)
 
 
 def _add_train_command(sub: argparse._SubParsersAction) -> None:
@@ -67,8 +76,10 @@ def build_parser(prog: str | None = None, command: str | None = None) -> argpars
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     if command == "train":
         _add_report_placeholder(sub)
+        sub.add_parser("check-module", help=CHECK_MODULE_HELP, add_help=False)
     else:
         _add_report_command(sub)
+        _add_check_module_command(sub)
     _add_train_command(sub)
     return parser
 

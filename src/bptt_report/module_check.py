@@ -1,0 +1,650 @@
+"""``check_module``: a PyTorch recurrent layer (anyone's) against the hand-written float64 reference.
+
+    import bptt_report
+    r = bptt_report.check_module("mypkg.layers:MyLSTM", cell="lstm", dtype="float32")
+    r.assert_ok()                    # or: assert r.ok, r.summary()
+
+The module is built by ``FACTORY(input_size=D, hidden_size=H, bias=..., batch_first=True)``
+(``torch.nn:LSTM`` itself is a valid factory) and runs in worker processes
+(bptt_report.module_worker, through bptt_report.pool): an exit, crash, timeout or a modified
+input is a finding about the module, never a crash of the checker. For each random
+configuration (D, H, T, B all different; random, nonzero and different b_ih and b_hh; random
+h0 (and c0); random upstream gradients on out, h_n (and c_n)) every value is rounded to the
+module's dtype first, and the reference, ``manual_bptt.forward``/``manual_bptt.backward`` in
+float64, is computed from the rounded values. Compared: out, h_n (c_n), then the gradients
+of weight_ih_l0, weight_hh_l0, bias_ih_l0, bias_hh_l0, x, h0 (c0). The forward is judged
+first: a wrong forward is reported as such.
+
+The verdict (``ArrayError.ok``), per array and configuration, with err = max|a - ref| and
+scale = max|ref|:
+    float64      err <= RTOL * scale + ATOL (the library's tolerance; NaN fails);
+    lower        err <= FACTOR * max(base, UNIT[dtype] * scale) + ATOL, where base is the error,
+                 measured in the same run on the same rounded values, of torch's own
+                 nn.RNN / nn.GRU / nn.LSTM at the same dtype and device (the baseline), and
+                 UNIT the dtype's unit roundoff (a floor for a baseline that happens to be exact).
+``ratio`` is err / max(base, UNIT * scale) (the number compared with FACTOR).
+
+Localization of a failure (bptt_report.module_localize) and the files (bptt_report.module_report).
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+import manual_bptt as mb
+from manual_bptt.checking import ATOL, RTOL
+from manual_bptt.errors import integer_arg
+
+from . import module_worker
+from .module_worker import DTYPES, GATES
+from .pool import DEFAULT_TIMEOUT, TargetPool
+from .targets import TargetError, spec_of
+
+#: The lower-precision verdict: the module's error may be this many times the baseline's.
+FACTOR = 16.0
+#: Unit roundoff of each dtype (half the distance from 1 to the next number).
+UNIT = {"float64": 2.0**-53, "float32": 2.0**-24, "bfloat16": 2.0**-8, "float16": 2.0**-11}
+#: Configurations by default, and with quick=True.
+DEFAULT_EXAMPLES, QUICK_EXAMPLES = 12, 4
+MAX_EXAMPLES = 1000
+CELLS = tuple(GATES)
+NATIVE = {"rnn": "RNN", "gru": "GRU", "lstm": "LSTM"}
+#: Our notation for the arrays compared (torch name -> name in the report's sentences).
+NOTATION = {
+    "out": "h_t", "h_n": "h_n", "c_n": "c_n",
+    "weight_ih_l0": "dU", "weight_hh_l0": "dW", "bias_ih_l0": "db_ih", "bias_hh_l0": "db_hh",
+    "x": "dx", "h0": "dh0", "c0": "dc0",
+}  # fmt: skip
+FORWARD = ("out", "h_n", "c_n")
+
+
+class UsageError(ValueError):
+    """The module, the factory or the options do not allow a check (exit status 2)."""
+
+
+class ModulePool(TargetPool):
+    """TargetPool whose workers run bptt_report.module_worker with ``settings`` (JSON)."""
+
+    def _start(self):  # type: ignore[override]
+        import json
+        import subprocess
+        import sys
+
+        from .pool import _Worker, signals_blocked
+
+        args = [sys.executable, "-c", module_worker.BOOT, json.dumps(sys.path), self.spec]
+        with signals_blocked():
+            p = subprocess.Popen(args, stdin=subprocess.PIPE, stdout=subprocess.PIPE, start_new_session=True)
+        return _Worker(process=p, since=time.monotonic())
+
+
+# ---------------------------------------------------------------------------------------------
+# Configurations
+# ---------------------------------------------------------------------------------------------
+def _round(a: np.ndarray, dtype: str) -> np.ndarray:
+    """a rounded to dtype (through torch, which has bfloat16), back in float64."""
+    import torch
+
+    return torch.tensor(a, dtype=torch.float64).to(getattr(torch, dtype)).to(torch.float64).numpy().copy()
+
+
+def draw_sizes(rng: np.random.Generator, quick: bool) -> tuple[int, int, int, int]:
+    """(D, H, T, B), all different."""
+    while True:
+        D, H = int(rng.integers(2, 7)), int(rng.integers(3, 8))
+        T = int(rng.integers(4, 8) if quick else rng.integers(5, 11))
+        B = int(rng.integers(2, 5))
+        if len({D, H, T, B}) == 4:
+            return D, H, T, B
+
+
+def draw_case(rng: np.random.Generator, cell: str, dtype: str, quick: bool, bias: bool) -> dict[str, Any]:
+    """One random configuration, every array rounded to dtype (float64 values)."""
+    D, H, T, B = draw_sizes(rng, quick)
+    G = GATES[cell]
+    k = 1.0 / math.sqrt(H)
+    params = {
+        "weight_ih_l0": rng.uniform(-k, k, (G * H, D)),  # U (G*H, D)
+        "weight_hh_l0": rng.uniform(-k, k, (G * H, H)),  # W (G*H, H)
+    }
+    if bias:
+        for n in ("bias_ih_l0", "bias_hh_l0"):  # nonzero, and different from each other
+            v = rng.uniform(0.1, 0.5, G * H) * rng.choice([-1.0, 1.0], G * H)
+            params[n] = v
+    case: dict[str, Any] = {
+        "D": D, "H": H, "T": T, "B": B, "bias": bias, "params": params,
+        "x": rng.standard_normal((B, T, D)),  # (B, T, D)
+        "h0": 0.5 * rng.standard_normal((1, B, H)),  # (1, B, H)
+        "dout": rng.standard_normal((B, T, H)),  # dL/dout, (B, T, H)
+        "dh_n": rng.standard_normal((1, B, H)),  # dL/dh_n, (1, B, H)
+    }  # fmt: skip
+    if cell == "lstm":
+        case["c0"] = 0.5 * rng.standard_normal((1, B, H))
+        case["dc_n"] = rng.standard_normal((1, B, H))
+    return rounded(case, dtype)
+
+
+def rounded(case: dict[str, Any], dtype: str) -> dict[str, Any]:
+    """A copy of case with every array rounded to dtype."""
+    out = dict(case)
+    out["params"] = {n: _round(a, dtype) for n, a in case["params"].items()}
+    for k in ("x", "h0", "c0", "dout", "dh_n", "dc_n"):
+        if k in case:
+            out[k] = _round(case[k], dtype)
+    return out
+
+
+def reference(cell: str, activation: str, case: dict[str, Any]) -> dict[str, np.ndarray]:
+    """The hand-written forward and backward (manual_bptt, float64) on case, under the torch names."""
+    P = case["params"]
+    H = case["H"]
+    U, W = P["weight_ih_l0"], P["weight_hh_l0"]
+    V = np.zeros((1, H))  # the layer alone: no output layer
+    b_ih, b_hh = P.get("bias_ih_l0"), P.get("bias_hh_l0")
+    h0 = case["h0"][0]  # (B, H)
+    if cell == "rnn":
+        p: Any = mb.RNNParams(U=U, W=W, V=V, b=None if b_ih is None else b_ih + b_hh)
+        s0, d_final, act = h0, case["dh_n"][0], activation
+    else:
+        cls = mb.GRUParams if cell == "gru" else mb.LSTMParams
+        p = cls(U=U, W=W, b_ih=b_ih, b_hh=b_hh, V=V)
+        act = None
+        if cell == "gru":
+            s0, d_final = h0, case["dh_n"][0]
+        else:
+            s0, d_final = mb.LSTMState(h0, case["c0"][0]), mb.LSTMState(case["dh_n"][0], case["dc_n"][0])
+    r = mb.backward(p, case["x"], case["dout"], s0=s0, d_final=d_final, activation=act)
+    ref = {"out": r.hs}
+    if cell == "lstm":
+        ref["h_n"], ref["c_n"] = r.final_state.h[None], r.final_state.c[None]
+    else:
+        ref["h_n"] = r.final_state[None]
+    ref["weight_ih_l0"], ref["weight_hh_l0"] = r.grads.U, r.grads.W
+    if b_ih is not None:
+        if cell == "rnn":
+            ref["bias_ih_l0"] = ref["bias_hh_l0"] = r.grads.b  # b = b_ih + b_hh
+        else:
+            ref["bias_ih_l0"], ref["bias_hh_l0"] = r.grads.b_ih, r.grads.b_hh
+    ref["x"] = r.dxs
+    if cell == "lstm":
+        ref["h0"], ref["c0"] = r.ds0.h[None], r.ds0.c[None]
+    else:
+        ref["h0"] = r.ds0[None]
+    return ref
+
+
+def native_factory(cell: str, activation: str) -> Callable[..., Any]:
+    """torch's own nn.RNN (with the module's nonlinearity), nn.GRU or nn.LSTM, as a factory."""
+    from torch import nn
+
+    if cell == "rnn":
+        return lambda **kw: nn.RNN(nonlinearity=activation, **kw)
+    return nn.GRU if cell == "gru" else nn.LSTM
+
+
+def baseline(
+    cell: str, activation: str, settings: dict[str, Any], case: dict[str, Any]
+) -> dict[str, np.ndarray]:
+    """torch's native module at the module's dtype and device on case (in this process)."""
+    factory = native_factory(cell, activation)
+    m = module_worker.build(factory, settings, case)
+    arrays, _, _ = module_worker.call(m, settings, case)
+    return arrays
+
+
+# ---------------------------------------------------------------------------------------------
+# Comparison
+# ---------------------------------------------------------------------------------------------
+def max_abs_diff(a: np.ndarray, b: np.ndarray) -> float:
+    """max|a - b|; inf for NaN/inf anywhere or a shape mismatch; 0 for empty arrays."""
+    if a.shape != b.shape:
+        return math.inf
+    if a.size == 0:
+        return 0.0
+    d = np.abs(a - b)
+    return float(d.max()) if np.isfinite(d).all() else math.inf
+
+
+@dataclass(frozen=True)
+class ArrayError:
+    """One array of one configuration: err = max|module - ref|, scale = max|ref|, base = the
+    baseline's err (None at float64), allowed (the bound on err), ratio (see the module docstring)."""
+
+    name: str
+    err: float
+    scale: float
+    base: float | None
+    allowed: float
+    ratio: float
+    note: str = ""
+
+    @property
+    def ok(self) -> bool:
+        return self.err <= self.allowed
+
+    @property
+    def rel(self) -> float:
+        """err / scale (the relative error reported in the tables)."""
+        return self.err / self.scale if self.scale > 0 else (0.0 if self.err == 0 else math.inf)
+
+    @property
+    def base_rel(self) -> float | None:
+        if self.base is None:
+            return None
+        return self.base / self.scale if self.scale > 0 else 0.0
+
+
+def judge(
+    name: str, a: np.ndarray | None, ref: np.ndarray, base: np.ndarray | None, dtype: str
+) -> ArrayError:
+    """The verdict on one array (see the module docstring)."""
+    note = ""
+    if a is None:
+        a, note = np.full(ref.shape, np.nan), "not returned"
+    elif a.shape != ref.shape:
+        note = f"shape {a.shape}, expected {ref.shape}"
+    err = max_abs_diff(a, ref)
+    scale = float(np.abs(ref).max()) if ref.size else 0.0
+    if dtype == "float64":
+        allowed = RTOL * scale + ATOL
+        return ArrayError(name, err, scale, None, allowed, err / allowed, note)
+    b = max_abs_diff(base, ref) if base is not None else math.inf
+    floor = max(b, UNIT[dtype] * scale)
+    allowed = FACTOR * floor + ATOL
+    ratio = err / floor if floor > 0 else (0.0 if err == 0 else math.inf)
+    return ArrayError(name, err, scale, b, allowed, ratio, note)
+
+
+def compare(
+    arrays: dict[str, np.ndarray], ref: dict[str, np.ndarray], base: dict[str, np.ndarray] | None, dtype: str
+) -> list[ArrayError]:
+    """Every reference array judged, forward first."""
+    return [judge(n, arrays.get(n), r, None if base is None else base.get(n), dtype) for n, r in ref.items()]
+
+
+# ---------------------------------------------------------------------------------------------
+# Evaluation of cases through the pool
+# ---------------------------------------------------------------------------------------------
+@dataclass
+class Evaluation:
+    """One case: the module's reply, the reference, the baseline and the array verdicts."""
+
+    case: dict[str, Any]
+    reply: dict[str, Any]
+    ref: dict[str, np.ndarray] | None = None
+    base: dict[str, np.ndarray] | None = None
+    errors: list[ArrayError] = field(default_factory=list)
+
+    @property
+    def status(self) -> str:
+        return str(self.reply.get("status"))
+
+    @property
+    def arrays(self) -> dict[str, np.ndarray]:
+        return self.reply.get("arrays") or {}
+
+    def failing(self) -> list[str]:
+        return [e.name for e in self.errors if not e.ok]
+
+    def forward_failing(self) -> list[str]:
+        return [n for n in self.failing() if n in FORWARD]
+
+    @property
+    def agrees(self) -> bool:
+        return self.status == "ok" and not self.failing() and not self.reply.get("mutated")
+
+
+class Session:
+    """A running check: the worker pool, the settings, and what it has learnt of the module."""
+
+    def __init__(self, spec: str, cell: str, dtype: str, device: str, timeout: float) -> None:
+        self.cell, self.dtype, self.device = cell, dtype, device
+        self.settings = {"factory": spec, "cell": cell, "dtype": dtype, "device": device}
+        import json
+
+        self.pool = ModulePool(json.dumps(self.settings), workers=1, timeout=timeout)
+        self.activation = "tanh"
+        self._activation_read = False
+
+    def _read_activation(self, nl: Any) -> None:
+        """The Elman module's nonlinearity (its attribute, as torch.nn.RNN has it)."""
+        spec = self.settings["factory"]
+        if nl is None:
+            raise UsageError(
+                f"{spec}: the Elman module needs an attribute nonlinearity ('tanh' or 'relu'), as "
+                "torch.nn.RNN has"
+            )
+        if nl not in ("tanh", "relu"):
+            raise UsageError(f"{spec}: nonlinearity {nl!r}: expected 'tanh' or 'relu'")
+        self.activation, self._activation_read = nl, True
+
+    def start(self) -> None:
+        try:
+            self.pool.start()
+        except TargetError as exc:  # the pool names the worker by its settings: name the factory
+            raise UsageError(
+                str(exc).replace(f"--target {self.pool.spec}", self.settings["factory"])
+            ) from None
+
+    def evaluate(self, cases: Sequence[dict[str, Any]]) -> list[Evaluation]:
+        """Run the module on every case (in the workers), then the reference and the baseline here."""
+        replies = self.pool.run([("run", c, None) for c in cases])
+        for reply in replies:
+            if reply.get("status") == "usage":
+                raise UsageError(f"{self.settings['factory']}: {reply.get('message')}")
+        if self.cell == "rnn" and not self._activation_read:
+            first = next((r for r in replies if r.get("status") == "ok"), None)
+            if first is not None:
+                self._read_activation(first.get("nonlinearity"))
+        evals = []
+        for case, reply in zip(cases, replies, strict=True):
+            ev = Evaluation(case=case, reply=reply)
+            if ev.status == "ok":
+                ev.ref = reference(self.cell, self.activation, case)
+                if self.dtype != "float64":
+                    ev.base = baseline(self.cell, self.activation, self.settings, case)
+                ev.errors = compare(ev.arrays, ev.ref, ev.base, self.dtype)
+            evals.append(ev)
+        return evals
+
+    def close(self) -> None:
+        self.pool.close()
+
+
+# ---------------------------------------------------------------------------------------------
+# The result
+# ---------------------------------------------------------------------------------------------
+@dataclass
+class ArraySummary:
+    """The worst configuration of one array: relative errors of the module and the baseline."""
+
+    name: str
+    rel: float
+    base_rel: float | None
+    ratio: float
+    ok: bool
+    worst_config: int
+
+
+@dataclass
+class ModuleCheckResult:
+    """What check_module found. ``verdict`` is PASS, FAIL or INSUFFICIENT; ``ok`` is PASS."""
+
+    factory: str
+    cell: str
+    dtype: str
+    device: str
+    activation: str
+    seed: int
+    examples: int
+    verdict: str
+    findings: list[str]
+    arrays: list[ArraySummary]
+    configs: list[dict[str, Any]]
+    nondeterminism: dict[str, float]
+    localization: Any = None
+    checked: int = 0
+    seconds: float = 0.0
+    factor: float = FACTOR
+    baseline_name: str = ""
+
+    @property
+    def ok(self) -> bool:
+        return self.verdict == "PASS"
+
+    def assert_ok(self) -> None:
+        """AssertionError with the summary unless the verdict is PASS."""
+        if not self.ok:
+            raise AssertionError(self.summary())
+
+    def table(self) -> str:
+        """The per-array table (markdown)."""
+        low = self.dtype != "float64"
+        head = (
+            "| array | module rel. error | "
+            + ("baseline rel. error | ratio | " if low else "tolerance | ")
+            + "verdict |"
+        )
+        rows = [head, "|" + " --- |" * (5 if low else 4)]
+        for a in self.arrays:
+            name = a.name if NOTATION[a.name] == a.name else f"{a.name} ({NOTATION[a.name]})"
+            verdict = "ok" if a.ok else "WRONG"
+            if low:
+                rows.append(f"| {name} | {a.rel:.2e} | {a.base_rel:.2e} | {a.ratio:.1f} | {verdict} |")
+            else:
+                rows.append(f"| {name} | {a.rel:.2e} | {RTOL:.0e} rel + {ATOL:.0e} | {verdict} |")
+        return "\n".join(rows)
+
+    def summary(self) -> str:
+        """A few lines: the verdict, the findings, the table, the localization sentence."""
+        rule = (
+            f"tolerance max|a-b| <= {RTOL:g} max|ref| + {ATOL:g}"
+            if self.dtype == "float64"
+            else f"error within {self.factor:g}x that of {self.baseline_name} at {self.dtype}, {self.device}"
+        )
+        lines = [
+            f"{self.verdict}: {self.factory} (--cell {self.cell}, {self.dtype}, {self.device}"
+            + (f", nonlinearity {self.activation}" if self.cell == "rnn" else "")
+            + f"): {self.checked} of {self.examples} configurations checked against the float64 "
+            f"reference; {rule}",
+        ]
+        lines += [f"- {f}" for f in self.findings]
+        if self.nondeterminism:
+            sizes = ", ".join(f"{k} {v:.1e}" for k, v in self.nondeterminism.items())
+            lines.append(
+                f"- nondeterministic (two identical calls differ, not judged as wrong): max|diff| {sizes}"
+            )
+        if self.arrays:
+            lines.append(self.table())
+        if self.localization is not None and self.localization.sentence:
+            lines.append(f"Where: {self.localization.sentence}")
+        return "\n".join(lines)
+
+    def to_json(self) -> dict[str, Any]:
+        def num(v: float | None) -> Any:
+            return None if v is None else (v if math.isfinite(v) else str(v))
+
+        return {
+            "factory": self.factory, "cell": self.cell, "dtype": self.dtype, "device": self.device,
+            "activation": self.activation, "seed": self.seed, "examples": self.examples,
+            "checked": self.checked, "verdict": self.verdict, "findings": self.findings,
+            "factor": self.factor, "baseline": self.baseline_name or None,
+            "arrays": [
+                {"name": a.name, "notation": NOTATION[a.name], "rel_error": num(a.rel),
+                 "baseline_rel_error": num(a.base_rel), "ratio": num(a.ratio), "ok": a.ok,
+                 "worst_config": a.worst_config}
+                for a in self.arrays
+            ],
+            "configs": self.configs,
+            "nondeterminism": {k: num(v) for k, v in self.nondeterminism.items()},
+            "localization": None if self.localization is None else self.localization.to_json(),
+            "seconds": self.seconds,
+        }  # fmt: skip
+
+
+def _finding_of(ev: Evaluation) -> str | None:
+    """What went wrong in one configuration, other than the array table (None: nothing)."""
+    st, r = ev.status, ev.reply
+    if st == "ok":
+        return (
+            f"the module modified its input {', '.join(r['mutated'])} in place" if r.get("mutated") else None
+        )
+    if st == "raised":
+        return f"the module raised {r.get('type')}: {r.get('message')}"
+    if st == "exited":
+        return f"the module called sys.exit({r.get('code')})"
+    if st == "died":
+        return f"the module's process ended with status {r.get('exitcode')}"
+    if st == "timeout":
+        return "the module took longer than the timeout (its process was killed)"
+    if st == "garbled":
+        return f"the module's process sent an unreadable reply ({r.get('detail')})"
+    if st == "not_run":
+        return None
+    return f"unexpected reply {st!r}"
+
+
+def findings_of(evals: list[Evaluation]) -> list[str]:
+    """One line per kind of finding, with the configurations it happened in."""
+    seen: dict[str, list[int]] = {}
+    for i, ev in enumerate(evals):
+        f = _finding_of(ev)
+        if f is not None:
+            seen.setdefault(f, []).append(i)
+    out = []
+    for f, where in seen.items():
+        if len(where) == 1:
+            out.append(f"{f} during configuration #{where[0]}")
+        else:
+            out.append(f"{f} in {len(where)} of {len(evals)} configurations (first #{where[0]})")
+    return out
+
+
+def _spec(factory: str | Callable[..., Any]) -> str:
+    if isinstance(factory, str):
+        return factory
+    spec = spec_of(factory)
+    if spec is None:
+        raise UsageError(
+            f"factory: {factory!r} cannot be found again by name in a fresh process; pass 'MODULE:FACTORY' "
+            "or a function defined at the top level of an importable module"
+        )
+    return spec
+
+
+def check_module(
+    factory: str | Callable[..., Any],
+    *,
+    cell: str,
+    device: str = "cpu",
+    dtype: str = "float64",
+    seed: int = 0,
+    examples: int | None = None,
+    quick: bool = False,
+    timeout: float = DEFAULT_TIMEOUT,
+    localize: bool = True,
+) -> ModuleCheckResult:
+    """Check a PyTorch recurrent layer against the float64 reference (see the module docstring).
+
+    Args:
+        factory: "MODULE:FACTORY", or a factory defined at the top level of an importable module.
+        cell: "rnn", "gru" or "lstm".  device: "cpu" or "cuda" (or "cuda:N").
+        dtype: "float64", "float32", "bfloat16" or "float16" (the module's parameters and inputs).
+        seed: of the configurations.  examples: how many (default 12; 4 with quick; at most 1000).
+        quick: short sequences and few configurations.  timeout: seconds per configuration.
+        localize: on a failure, localize it (smallest T, the upstream step, the lag profile).
+
+    Returns:
+        ModuleCheckResult (.verdict, .ok, .summary(), .assert_ok(), .to_json()).
+
+    Raises:
+        UsageError (a ValueError) for bad options, a factory that cannot be loaded, a module
+        without the parameter names or with a forward of the wrong structure, a missing CUDA device.
+    """
+    t0 = time.perf_counter()
+    if cell not in CELLS:
+        raise UsageError(f"cell: expected one of {', '.join(CELLS)}, got {cell!r}")
+    if dtype not in DTYPES:
+        raise UsageError(f"dtype: expected one of {', '.join(DTYPES)}, got {dtype!r}")
+    n = _usage(integer_arg, "examples", examples, 1) if examples is not None else None
+    if n is not None and n > MAX_EXAMPLES:
+        raise UsageError(f"examples: at most {MAX_EXAMPLES}, got {n}")
+    n = n or (QUICK_EXAMPLES if quick else DEFAULT_EXAMPLES)
+    seed = _usage(integer_arg, "seed", seed, 0)
+    _check_device(device)
+    spec = _spec(factory)
+    session = Session(spec, cell, dtype, device, timeout)
+    rng = np.random.default_rng(seed)
+    try:
+        session.start()
+        cases = [draw_case(rng, cell, dtype, quick, bias=(i % 4 != 1)) for i in range(n)]
+        evals = session.evaluate(cases)
+        findings = findings_of(evals)
+        not_run = sum(ev.status == "not_run" for ev in evals)
+        if not_run:
+            findings.append(
+                f"{not_run} of {n} configurations were not run: "
+                + "; ".join(note.replace("the target", "the module") for note in session.pool.notes)
+            )
+        checked = [(i, ev) for i, ev in enumerate(evals) if ev.status == "ok"]
+        arrays = _summaries(checked)
+        forward_bad = [a.name for a in arrays if not a.ok and a.name in FORWARD]
+        grads_bad = [a.name for a in arrays if not a.ok and a.name not in FORWARD]
+        if forward_bad:
+            also = "" if not grads_bad else " (the gradients, computed through it, differ too)"
+            findings.insert(
+                0, f"the forward is wrong: {', '.join(forward_bad)} differ from the reference{also}"
+            )
+        elif grads_bad:
+            findings.insert(0, f"the gradients are wrong: {', '.join(NOTATION[n] for n in grads_bad)}"
+                            f" ({', '.join(n + '.grad' for n in grads_bad)})")  # fmt: skip
+        nondet: dict[str, float] = {}
+        for _, ev in checked:
+            for k, v in (ev.reply.get("repeat") or {}).items():
+                nondet[k] = max(nondet.get(k, 0.0), float(v))
+        failed = bool(findings)
+        if failed:
+            verdict = "FAIL"
+        elif len(checked) < n:
+            verdict = "INSUFFICIENT"
+            findings.append(f"only {len(checked)} of {n} configurations could be run")
+        else:
+            verdict = "PASS"
+        loc = None
+        if failed and localize:
+            from .module_localize import localize as run_localize
+
+            loc = run_localize(session, evals, forward_bad, grads_bad)
+        elif localize:
+            from .module_localize import profile_only
+
+            loc = profile_only(session, evals)
+    finally:
+        session.close()
+    configs = [{"D": c["D"], "H": c["H"], "T": c["T"], "B": c["B"], "bias": c["bias"]} for c in cases]
+    return ModuleCheckResult(
+        factory=spec, cell=cell, dtype=dtype, device=device, activation=session.activation, seed=seed,
+        examples=n, verdict=verdict, findings=findings, arrays=arrays, configs=configs,
+        nondeterminism=nondet, localization=loc, checked=len(checked), seconds=time.perf_counter() - t0,
+        baseline_name="" if dtype == "float64" else f"torch.nn.{NATIVE[cell]}",
+    )  # fmt: skip
+
+
+def _summaries(checked: list[tuple[int, Evaluation]]) -> list[ArraySummary]:
+    """Per array, the configuration with the largest ratio."""
+    worst: dict[str, tuple[ArrayError, int]] = {}
+    bad: dict[str, bool] = {}
+    for i, ev in checked:
+        for e in ev.errors:
+            bad[e.name] = bad.get(e.name, False) or not e.ok
+            if e.name not in worst or not (e.ratio <= worst[e.name][0].ratio):
+                worst[e.name] = (e, i)
+    return [ArraySummary(n, e.rel, e.base_rel, e.ratio, not bad[n], i) for n, (e, i) in worst.items()]
+
+
+def _usage(fn: Callable[..., int], *args: Any) -> int:
+    try:
+        return fn(*args)
+    except ValueError as exc:
+        raise UsageError(str(exc)) from None
+
+
+def _check_device(device: str) -> None:
+    import torch
+
+    if not isinstance(device, str) or not (device == "cpu" or device.startswith("cuda")):
+        raise UsageError(f"device: expected 'cpu' or 'cuda' (or 'cuda:N'), got {device!r}")
+    if device.startswith("cuda"):
+        if not torch.cuda.is_available():
+            raise UsageError(f"device {device}: no CUDA device is available to torch {torch.__version__}"
+                             + (" (a CPU-only build)" if torch.version.cuda is None else ""))  # fmt: skip
+        try:
+            torch.empty(1, device=device)
+        except Exception as exc:
+            raise UsageError(f"device {device}: {exc}") from None
