@@ -255,7 +255,7 @@ def build_parser(prog: str | None = None) -> argparse.ArgumentParser:
 
     parser = argparse.ArgumentParser(
         prog=prog or "manual-bptt",
-        description="Hand-written BPTT for the Elman RNN, proven against PyTorch autograd.",
+        description="Hand-written BPTT for the Elman RNN, GRU and LSTM, proven against PyTorch autograd.",
         epilog=f"Start with: manual-bptt report (writes {DEFAULT_OUT}/). {_exit_text()}",
     )
     parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")

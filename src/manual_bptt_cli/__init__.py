@@ -69,7 +69,7 @@ def build_parser(prog: str | None = None, command: str | None = None) -> argpars
     """
     parser = argparse.ArgumentParser(
         prog=prog or PROG,
-        description="Hand-written BPTT for the Elman RNN, proven against PyTorch autograd.",
+        description="Hand-written BPTT for the Elman RNN, GRU and LSTM, proven against PyTorch autograd.",
         epilog=f"Start with: {prog or PROG} report --quick",
     )
     parser.add_argument("--version", action="version", version=f"%(prog)s {_version()}")
