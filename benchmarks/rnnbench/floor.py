@@ -82,7 +82,7 @@ def _backward_products(p: mb.RNNParams, blocks, states: np.ndarray, X: np.ndarra
 
 
 def gated_products_alone(
-    p: mb.GRUParams | mb.LSTMParams,
+    p: object,
     T: int,
     B: int,
     X: np.ndarray | None,
@@ -99,7 +99,8 @@ def gated_products_alone(
     multiplied are not the model's; they stay finite.
 
     Args:
-        p: GRUParams or LSTMParams.  T, B: steps and sequences.
+        p: the weights: anything with U (G*H, D), W (G*H, H) and V (K, H) (GRUParams, LSTMParams).
+        T, B: steps and sequences.
         X: dense inputs, time-major and C-contiguous (T, B, D), or None for token inputs.
         mm: the matrix product, called as mm(a, b) or mm(a, b, out=c).
     """

@@ -130,14 +130,15 @@ def floor(groups: list[dict]) -> list[str]:
             f"{over['ratio']:.3f}",
         ]
 
-    head = ["floor ms", "floor GFLOP/s", "floor / nn.RNN", "per-round IQR", "bptt / floor"]
+    head = ["floor ms", "floor GFLOP/s", "floor / torch layer", "per-round IQR", "bptt / floor"]
     return [
         "### The floor: bptt's matrix products alone",
         "",
         f"`{PRODUCTS}` makes the matrix products of one bptt call, at the same shapes and in the",
-        "same blocks, and nothing else (see products_alone in benchmarks/rnnbench/floor.py). Its time",
-        "is a floor for any bptt built on the same products with this BLAS; 'floor / nn.RNN' is the",
-        "best ratio to torch.nn.RNN such a bptt could reach, and 'bptt / floor' is what the",
+        "same blocks, and nothing else (see products_alone and gated_products_alone in",
+        "benchmarks/rnnbench/floor.py). Its time is a floor for any bptt built on the same products",
+        "with this BLAS; 'floor / torch layer' is the best ratio to the row's torch.nn.RNN, nn.GRU or",
+        "nn.LSTM such a bptt could reach, and 'bptt / floor' is what the",
         "elementwise work, validation and copies of a real call add.",
         "",
         *group_table(groups, head, "r" * 5, cells),
