@@ -1,4 +1,4 @@
-"""Backpropagation through time for the gated cells (GRU, LSTM) over the generic drivers. numpy only.
+"""Backpropagation through time for the gated cells (GRU, LSTM): validation, results, dispatch. numpy only.
 
 Model (torch's nn.GRU / nn.LSTM layer 0, see gated_params and cells.gru / cells.lstm), then the
 output layer of the Elman model:
@@ -9,7 +9,9 @@ output layer of the Elman model:
 Names: o_t are the logits and c the output bias, as for the Elman cell; the LSTM's output gate
 is gate_o and its cell state c_t (the second part of LSTMState), never o or c.
 
-Backward (manual_bptt.drivers):
+Backward: full BPTT runs the fast path (manual_bptt.gated_fast: preallocated buffers, one stacked
+product per step, blocks of steps); truncated BPTT runs the generic drivers (manual_bptt.drivers)
+over the spec cells, from the fast path's forward states. Both compute:
 
     dE/do_t = w_t (y_hat_t - onehot(y_t))      dE_t/dh_t = V^T dE/do_t   (direct, into the h part)
     g_t = dE/dz_t = direct + carried;  (g_{t-1}, dgi_t, dgh_t) = cell.backward(g_t)
