@@ -99,6 +99,7 @@ from rnnbench.contenders import (
 from rnnbench.environment import environment, load_average
 from rnnbench.floor import products_alone
 from rnnbench.groups import bench_size
+from rnnbench.layerbench import cell_memory, layer_backward
 from rnnbench.plots import plot
 from rnnbench.scaling import peak_memory, scaling
 from rnnbench.tables import fmt_ms, markdown
@@ -219,6 +220,11 @@ def measure(args: argparse.Namespace, cfg: Config, sizes: list[Size], dtypes: li
             result["scaling"] = scaling(cfg)
             log("peak memory")
             result["memory"] = peak_memory(cfg)
+            result["cell_memory"] = cell_memory(cfg, args.cells)
+            log("the layer alone: mb.backward against the torch layer's backward")
+            dense = [s for s in sizes if not s.tokens]
+            rounds = max(3, round(5 * args.rounds))
+            result["layer_backward"] = layer_backward(dense, args.cells, dtypes[0], rounds, cfg.slot_s)
     result["loadavg_end"] = load_average()
     for n in args.threads[1:]:
         sub = measure_in_subprocess(args, n)

@@ -57,8 +57,8 @@ def test_quick_run_writes_every_contender_with_finite_ratios(tmp_path: Path) -> 
     gemms = [run.GEMM_NP, run.GEMM_TORCH]
     names = {
         "rnn": [run.OURS, run.ORACLE, run.NN_RNN, run.NN_RNN_WEIGHTS, run.PRODUCTS, *gemms],
-        "gru": [run.OURS, "torch.nn.GRU", *gemms],  # ours: manual_bptt has the gated cells
-        "lstm": [run.OURS, "torch.nn.LSTM", *gemms],
+        "gru": [run.OURS, "torch.nn.GRU", run.PRODUCTS, *gemms],  # ours and the floor of its products
+        "lstm": [run.OURS, "torch.nn.LSTM", run.PRODUCTS, *gemms],
     }
     if jax:
         for cell in names:
@@ -75,11 +75,11 @@ def test_quick_run_writes_every_contender_with_finite_ratios(tmp_path: Path) -> 
         peer = g["fastest_peer"]
         peers = [n for n in names[cell] if g["contenders"][n]["peer"]]
         assert peer["name"] == min(peers, key=lambda n: g["contenders"][n]["median"])
-        if cell != "rnn":  # the gated cells: ours against each peer, no floor yet
+        if cell != "rnn":  # the gated cells: ours against each peer and the floor, no oracle
             native = "torch.nn.GRU" if cell == "gru" else "torch.nn.LSTM"
-            assert set(g["ratios"]) == {native} | ({run.JAX[cell]} if jax else set())
+            assert set(g["ratios"]) == {native, run.PRODUCTS} | ({run.JAX[cell]} if jax else set())
             assert all(math.isfinite(r["ratio"]) and r["ratio"] > 0 for r in g["ratios"].values())
-            assert g["floor_vs_nn_rnn"] is None and 0 < peer["ratio"] < math.inf
+            assert 0 < g["floor_vs_nn_rnn"]["ratio"] < math.inf and 0 < peer["ratio"] < math.inf
             continue
         assert set(g["ratios"]) == {run.ORACLE, run.NN_RNN, run.NN_RNN_WEIGHTS, run.PRODUCTS} | (
             {run.JAX["rnn"]} if jax else set()
@@ -95,8 +95,8 @@ def test_quick_run_writes_every_contender_with_finite_ratios(tmp_path: Path) -> 
         assert f"| {size} | {dtype} | {run.fmt_ms(g['contenders'][run.PRODUCTS]['median'])} |" in md
 
     # per dtype: small (oracle, JAX), medium (fastest peer), large (peer, GEMM fraction, floor)
-    # rnn: small (oracle, JAX), medium, large (peer, GEMM, floor); gru, lstm: medium, large (peer, GEMM)
-    assert len(result["targets"]) == 2 * ((6 if jax else 5) + 3 + 3)
+    # rnn: small (oracle, JAX), medium, large (peer, GEMM, floor); gru, lstm: medium, large (the same)
+    assert len(result["targets"]) == 2 * ((6 if jax else 5) + 4 + 4)
     assert "## Targets" in md and "### The floor" in md and "## 1 thread" in md
     assert ("jax is not installed" in md) == (not jax)
     for method in ("bptt", "decompose", "rtrl"):
@@ -191,6 +191,32 @@ def test_products_alone_makes_every_product_of_bptt_once(size: str, rows: int, m
     step = ((s.B, s.H), (s.H, s.H))  # W s_{t-1} and W^T delta_t: one per step each way
     assert shapes.count(step) == 2 * s.T
     assert len(shapes) == 2 * s.T + len(core.step_blocks(s.T, s.B)) * (4 if s.tokens else 7)
+
+
+@pytest.mark.parametrize("cell", ["gru", "lstm"])
+@pytest.mark.parametrize("size", ["medium", "large"])
+@pytest.mark.parametrize("rows", [1024, 7])
+def test_gated_products_alone_makes_every_product_of_the_gated_bptt_once(cell, size, rows, monkeypatch):
+    """The gated floor's FLOPs are the model's with G gate blocks; two (B, *) products per step."""
+    run = load_runner()
+    from rnnbench import gated as rg
+    from rnnbench.floor import gated_products_alone
+
+    monkeypatch.setattr(core, "_ROWS", rows)
+    s = _quick_size(size)
+    G = rg.GATED[cell][0]
+    w, xs, _ = rg.gated_inputs(cell, s, "float64")
+    shapes: list[tuple[tuple[int, ...], tuple[int, ...]]] = []
+
+    def mm(a, b, out=None):
+        shapes.append((a.shape, b.shape))
+        assert np.isfinite(a).all() and np.isfinite(b).all()
+        return np.matmul(a, b, out=out)
+
+    gated_products_alone(rg.ours_params(cell, w), s.T, s.B, np.ascontiguousarray(xs.swapaxes(0, 1)), mm)
+    assert sum(2 * a[0] * a[1] * b[1] for a, b in shapes) == run.model_flops(s, gates=G)
+    per_step = [((s.B, s.H), (s.H, G * s.H)), ((s.B, G * s.H), (G * s.H, s.H))]
+    assert [shapes.count(x) for x in per_step] == [s.T, s.T]
 
 
 def _quick_size(name: str):

@@ -189,5 +189,5 @@ def missing(cell: str, threads: int) -> list[str]:
     if jax_note is None and jaxpeer.current() is None:
         jax_note = "jax was not set up in this process (jaxpeer.load)"
     if cell != "rnn":
-        notes.append("no autograd oracle and no matrix-products floor for gated cells yet")
+        notes.append("no autograd oracle for gated cells (the oracle is timed for the Elman cell only)")
     return notes + ([jax_note] if jax_note else [])

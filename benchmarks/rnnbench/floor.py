@@ -79,3 +79,63 @@ def _backward_products(p: mb.RNNParams, blocks, states: np.ndarray, X: np.ndarra
         if X is not None:
             dU += mm(e_blk.reshape(n, H).T, X[start:end].reshape(n, D))  # dU = sum_t delta_t x_t^T
             mm(e_blk.reshape(n, H), U, out=dx[:n])  # dE/dx_t = U^T delta_t
+
+
+def gated_products_alone(
+    p: object,
+    T: int,
+    B: int,
+    X: np.ndarray | None,
+    mm: Callable[..., np.ndarray] = np.matmul,
+) -> None:
+    """The matrix products of one gated bptt call (GRU G = 3, LSTM G = 4), and nothing else.
+
+    The same products as manual_bptt.bptt's fast path for the gated cells (gated_fast), at the
+    same shapes, in the same blocks of steps and order: per block, U x_t (dense) over its rows
+    into a (rows, G*H) block, then W h_{t-1} step by step, one stacked (B, G*H) product each;
+    backward, the blocks last first: V h_t, dV, V^T dE/do, then W^T dE/dgh_t step by step, then
+    dW, dU and dE/dx over the block's rows. Left out: validation, the gate arithmetic, softmax
+    and loss, every other elementwise pass and copy. As for products_alone, the numbers
+    multiplied are not the model's; they stay finite.
+
+    Args:
+        p: the weights: anything with U (G*H, D), W (G*H, H) and V (K, H) (GRUParams, LSTMParams).
+        T, B: steps and sequences.
+        X: dense inputs, time-major and C-contiguous (T, B, D), or None for token inputs.
+        mm: the matrix product, called as mm(a, b) or mm(a, b, out=c).
+    """
+    U, W, V = (np.asarray(m) for m in (p.U, p.W, p.V))
+    (GH, D), H, K = U.shape, W.shape[1], V.shape[0]
+    dt = U.dtype
+    blocks = step_blocks(T, B)
+    steps = blocks[0][1]
+    UT, WT, VT = (np.ascontiguousarray(m.T) for m in (U, W, V))
+    hs = np.empty((T + 1, B, H), dtype=dt)
+    hs[...] = 0.01
+    gates = np.empty((T, B, GH), dtype=dt)
+    gi = np.empty((steps * B, GH), dtype=dt)
+    for start, end in blocks:  # forward
+        n = (end - start) * B
+        if X is not None:
+            mm(X[start:end].reshape(n, D), UT, out=gi[:n])  # U x_t
+        for t in range(start, end):
+            mm(hs[t], WT, out=gates[t])  # W h_{t-1}, (B, G*H)
+    dO = np.empty((steps * B, K), dtype=dt)
+    e = np.empty((steps * B, H), dtype=dt)
+    dx = np.empty((steps * B, D), dtype=dt)
+    carry = np.empty((B, H), dtype=dt)
+    dW, dU, dV = np.zeros_like(W), np.zeros_like(U), np.zeros_like(V)
+    for start, end in reversed(blocks):  # backward
+        n = (end - start) * B
+        Hrows = hs[start + 1 : end + 1].reshape(n, H)
+        mm(Hrows, VT, out=dO[:n])  # o_t = V h_t
+        dV += mm(dO[:n].T, Hrows)  # dV = sum_t dE/do_t h_t^T
+        mm(dO[:n], V, out=e[:n])  # V^T dE/do_t
+        for t in range(end - 1, start - 1, -1):
+            mm(gates[t], W, out=carry)  # W^T dE/dgh_t
+        rows = gates[start:end].reshape(n, GH)
+        dW += mm(rows.T, hs[start:end].reshape(n, H))  # dW = sum_t dgh_t^T h_{t-1}
+        if X is not None:
+            x = X[start:end].reshape(n, D)
+            dU += mm(rows.T, x)  # dU = sum_t dgi_t^T x_t
+            mm(rows, U, out=dx[:n])  # dE/dx_t = dgi_t U

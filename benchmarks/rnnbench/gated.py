@@ -1,4 +1,4 @@
-"""The gated cells' contenders: torch.nn.GRU / nn.LSTM, JAX, and our own gated bptt once it exists.
+"""The gated cells' contenders: torch.nn.GRU / nn.LSTM, JAX, our own gated bptt and its floor.
 
 Every contender of a gated group holds the same weights (GatedWeights, torch's layer-0 layout:
 U = weight_ih (G*H, D) with gate blocks r, z, n (GRU) or i, f, g, o (LSTM), W = weight_hh
@@ -23,8 +23,9 @@ import manual_bptt as mb
 
 from . import jaxpeer
 from .config import Size
-from .harness import OURS_ROLE, Contender
-from .names import JAX, OURS, TORCH_GATED
+from .floor import gated_products_alone
+from .harness import FLOOR, OURS_ROLE, Contender
+from .names import JAX, OURS, PRODUCTS, TORCH_GATED
 
 #: cell -> (G, the name of manual_bptt's parameter class, torch module).
 GATED = {"gru": (3, "GRUParams", torch.nn.GRU), "lstm": (4, "LSTMParams", torch.nn.LSTM)}
@@ -141,11 +142,16 @@ def gated_contenders(cell: str, s: Size, dtype: str, flops: float) -> list[Conte
     """Ours (when it exists), nn.GRU / nn.LSTM and JAX (when it is loaded), for one group."""
     w, xs, ys = gated_inputs(cell, s, dtype)
     out = []
-    if ours_missing(cell) is None:
+    ours = ours_missing(cell) is None
+    if ours:
         p = ours_params(cell, w)
         out.append(Contender(OURS, lambda: mb.bptt(p, xs, ys).loss, flops, role=OURS_ROLE))
     torch_call = torch_gated(cell, w, xs, ys)
-    out.append(Contender(TORCH_GATED[cell], lambda: torch_call()[0].item(), flops, peer=True))
+    call_torch = lambda: torch_call()[0].item()  # noqa: E731
+    out.append(Contender(TORCH_GATED[cell], call_torch, flops, peer=True, floor_reference=ours))
+    if ours:  # the floor: the products of our fast path alone, on time-major inputs made here
+        X_tm = np.ascontiguousarray(xs.swapaxes(0, 1))
+        out.append(Contender(PRODUCTS, lambda: gated_products_alone(w, s.T, s.B, X_tm), flops, role=FLOOR))
     if jaxpeer.current() is not None:
         call, compile_s = jax_gated(cell, w, xs, ys)
         out.append(Contender(JAX[cell], lambda: float(call()[0]), flops, peer=True, compile_s=compile_s))

@@ -130,14 +130,15 @@ def floor(groups: list[dict]) -> list[str]:
             f"{over['ratio']:.3f}",
         ]
 
-    head = ["floor ms", "floor GFLOP/s", "floor / nn.RNN", "per-round IQR", "bptt / floor"]
+    head = ["floor ms", "floor GFLOP/s", "floor / torch layer", "per-round IQR", "bptt / floor"]
     return [
         "### The floor: bptt's matrix products alone",
         "",
         f"`{PRODUCTS}` makes the matrix products of one bptt call, at the same shapes and in the",
-        "same blocks, and nothing else (see products_alone in benchmarks/rnnbench/floor.py). Its time",
-        "is a floor for any bptt built on the same products with this BLAS; 'floor / nn.RNN' is the",
-        "best ratio to torch.nn.RNN such a bptt could reach, and 'bptt / floor' is what the",
+        "same blocks, and nothing else (see products_alone and gated_products_alone in",
+        "benchmarks/rnnbench/floor.py). Its time is a floor for any bptt built on the same products",
+        "with this BLAS; 'floor / torch layer' is the best ratio to the row's torch.nn.RNN, nn.GRU or",
+        "nn.LSTM such a bptt could reach, and 'bptt / floor' is what the",
         "elementwise work, validation and copies of a real call add.",
         "",
         *group_table(groups, head, "r" * 5, cells),
@@ -236,10 +237,53 @@ def by_threads(groups: list[dict]) -> list[list[str]]:
     return out
 
 
+def layer_tables(layer_rows: list[dict] | None, memory: dict | None) -> list[str]:
+    """Markdown for the layer-backward rows and the per-cell memory."""
+    lines: list[str] = []
+    if layer_rows:
+        lines += [
+            "## The layer alone: mb.backward against the torch layer's backward",
+            "",
+            "Forward and the vector-Jacobian product of the recurrent layer with the same upstream",
+            "gradients dL/dh_t, for every weight and bias, the inputs and the initial state.",
+            "",
+            "| cell | size | dtype | torch | ours ms | torch ms | ours / torch |",
+            "| --- | --- | --- | --- | ---: | ---: | ---: |",
+            *(
+                f"| {r['cell']} | {r['size']} | {r['dtype']} | {r['torch']} | {r['ours_ms']:.1f} | "
+                f"{r['torch_ms']:.1f} | {r['ratio']:.3f} |"
+                for r in layer_rows
+            ),
+            "",
+        ]
+    if memory:
+        lines += [
+            "## Peak memory of bptt against T, every cell",
+            "",
+            "bytes per step: the slope of the peak over the largest T; kept per step: what the",
+            "backward must keep (states, the gates it reads, dE/dx_t).",
+            "",
+            "| cell | T | peak MB | exponent | bytes per step | kept per step | per step / kept |",
+            "| --- | --- | --- | ---: | ---: | ---: | ---: |",
+            *(
+                f"| {cell} | {m['T'][0]}..{m['T'][-1]} | {m['peak_bytes'][-1] / 1e6:.1f} | "
+                f"{m['exponent']:.3f} | "
+                f"{m['bytes_per_step']:.0f} | {m['kept_bytes_per_step']} | "
+                f"{m['bytes_per_step'] / m['kept_bytes_per_step']:.3f} |"
+                for cell, m in memory.items()
+            ),
+            "",
+        ]
+    return lines
+
+
 def markdown(result: dict) -> str:
     """results.md of a run (result: what results.json holds)."""
     groups = result["groups"]
     sections = [header(result), *by_threads(groups), targets(result)]
     if result.get("scaling"):
         sections += [scaling(result["scaling"]), memory(result["memory"])]
+    layer = layer_tables(result.get("layer_backward"), result.get("cell_memory"))
+    if layer:
+        sections.append(layer)
     return "\n\n".join("\n".join(section) for section in sections) + "\n"

@@ -1,4 +1,4 @@
-"""Backpropagation through time for the gated cells (GRU, LSTM) over the generic drivers. numpy only.
+"""Backpropagation through time for the gated cells (GRU, LSTM): validation, results, dispatch. numpy only.
 
 Model (torch's nn.GRU / nn.LSTM layer 0, see gated_params and cells.gru / cells.lstm), then the
 output layer of the Elman model:
@@ -9,7 +9,9 @@ output layer of the Elman model:
 Names: o_t are the logits and c the output bias, as for the Elman cell; the LSTM's output gate
 is gate_o and its cell state c_t (the second part of LSTMState), never o or c.
 
-Backward (manual_bptt.drivers):
+Backward: full BPTT runs the fast path (manual_bptt.gated_fast: preallocated buffers, one stacked
+product per step, blocks of steps); truncated BPTT runs the generic drivers (manual_bptt.drivers)
+over the spec cells, from the fast path's forward states. Both compute:
 
     dE/do_t = w_t (y_hat_t - onehot(y_t))      dE_t/dh_t = V^T dE/do_t   (direct, into the h part)
     g_t = dE/dz_t = direct + carried;  (g_{t-1}, dgi_t, dgh_t) = cell.backward(g_t)
@@ -26,13 +28,14 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from . import gated_fast
 from ._inputs import Batch, prepare
 from .cells.base import Cell, StepWeights
 from .cells.gru import GRU
 from .cells.lstm import LSTM
 from .core import softmax_cross_entropy
-from .drivers import Run, backprop, input_terms, run, weight_grads
-from .errors import DEFAULT_MAX_BYTES, NonFiniteError, check_bytes, check_max_bytes, integer_arg
+from .drivers import Run, backprop, input_terms, weight_grads
+from .errors import DEFAULT_MAX_BYTES, check_bytes, check_max_bytes, integer_arg
 from .gated_params import GRUParams, LSTMParams, LSTMState
 
 GatedParams = GRUParams | LSTMParams
@@ -231,28 +234,81 @@ def check_size(g: GatedInputs, max_bytes: int, what: str, extra: int = 0) -> Non
     )
 
 
-def _first_bad_step(a: np.ndarray) -> int | None:
-    """The first t at which a (T, ...) array is not finite, or None."""
-    bad = ~np.isfinite(a.reshape(a.shape[0], -1)).all(axis=1)
-    return int(np.argmax(bad)) if bad.any() else None
-
-
-def _check_finite(what: str, a: np.ndarray) -> None:
-    t = _first_bad_step(a)
-    if t is not None:
-        raise NonFiniteError(
-            f"{what}: not finite from step t = {t} on (the computation overflowed); "
-            "scale the parameters or inputs down",
-            what=what,
-            step=t,
-        )
-
-
 def run_checked(g: GatedInputs) -> tuple[StepWeights, Run]:
-    w = g.step_weights()
-    r = run(g.cell, w, g.input_terms(), g.z0)
-    _check_finite("z_t", r.states)  # h_t (and c_t)
-    return w, r
+    """The recurrent weights and the forward run for the generic drivers (truncated BPTT).
+
+    The run is the fast path's forward (NonFiniteError "z_t" on overflow) seen as the spec's
+    per-step caches (gated_fast.spec_run), so every method reports the same states.
+    """
+    return g.step_weights(), gated_fast.spec_run(fast_forward(g))
+
+
+def fast_forward(g: GatedInputs) -> gated_fast.FastForward:
+    """The forward pass of the fast path over validated inputs (NonFiniteError "z_t" on overflow)."""
+    b = g.batch
+    return gated_fast.forward(g.cell is LSTM, g.U, g.W, g.b_ih, g.b_hh, b.tokens, g.X, g.z0)
+
+
+def _input_grad_arrays(g: GatedInputs) -> tuple[np.ndarray | None, np.ndarray | None]:
+    """(dxs in the caller's layout, its time-major (T, B, D) view), or (None, None) for tokens."""
+    b = g.batch
+    if b.tokens is not None:
+        return None, None
+    if b.batched:
+        dxs = np.empty((b.B, b.T, b.D), dtype=g.dtype)
+        return dxs, dxs.swapaxes(0, 1)
+    dxs = np.empty((b.T, b.D), dtype=g.dtype)
+    return dxs, dxs[:, None, :]
+
+
+def fast_backward(
+    p: GatedParams,
+    g: GatedInputs,
+    fw: gated_fast.FastForward,
+    upstream: gated_fast.Upstream,
+    dz_final: np.ndarray | None,
+    *,
+    V: np.ndarray | None = None,
+    c: np.ndarray | None = None,
+) -> tuple[float, GatedParams, GatedState, np.ndarray | None]:
+    """Full BPTT by the fast path (gated_fast.backward) after fast_forward.
+
+    Args:
+        upstream: the per-block source of dE_t/dh_t (gated_fast.Upstream).
+        dz_final: (B, S) gradient arriving at the final state from beyond, or None.
+        V, c: dE/dV, dE/dc to put in the result (None for the layer alone).
+
+    Returns:
+        (loss, grads as p's type, ds0 in the caller's layout, dxs (xs's shape) or None).
+    """
+    b = g.batch
+    dxs, dxs_tm = _input_grad_arrays(g)
+    sw = gated_fast.backward(fw, g.U, g.W, g.b_ih is not None, b.tokens, g.X, upstream, dz_final, dxs_tm)
+    grads = type(p)._adopt(U=sw.dU, W=sw.dW, b_ih=sw.db_ih, b_hh=sw.db_hh, V=V, c=c)
+    return sw.loss, grads, g.fold_ds0(sw.dz0), dxs
+
+
+def fast_layer_backward(
+    p: GatedParams, g: GatedInputs, dhs: np.ndarray, d_final: np.ndarray | None
+) -> tuple[GatedParams, GatedState, np.ndarray | None, np.ndarray, GatedState]:
+    """The vector-Jacobian product of the layer alone by the fast path (full BPTT).
+
+    Args:
+        dhs: (T, B, H) dL/dh_t from above, time-major (read only).
+        d_final: (B, S) dL/dz_{T-1} of the final state, or None.
+
+    Returns:
+        (grads as p's type (V, c None), ds0 in the caller's layout, dxs or None,
+         h_t (T, B, H) time-major, the final state in the caller's layout).
+    """
+    fw = fast_forward(g)
+
+    def from_caller(start: int, end: int, out: np.ndarray) -> float:
+        np.copyto(out, dhs[start:end])  # dL/dh_t from above
+        return 0.0
+
+    _, grads, ds0, dxs = fast_backward(p, g, fw, from_caller, d_final)
+    return grads, ds0, dxs, fw.hs[1:], g.state_out(fw.final_z())
 
 
 def _logits(g: GatedInputs, h_rows: np.ndarray) -> np.ndarray:
@@ -324,10 +380,16 @@ def bptt(
     check_size(g, max_bytes, "bptt")
     b, H = g.batch, g.H
     T, B, n = b.T, b.B, b.T * b.B
+    if tau is None or tau >= T - 1:  # every term kept: the fast path (gated_fast)
+        fw = fast_forward(g)
+        upstream, dV, dc = gated_fast.output_upstream(fw, g.V, g.c, b.Y, g.weight)
+        loss, grads, ds0, dxs = fast_backward(p, g, fw, upstream, None, V=dV, c=dc)
+        final = g.state_out(fw.final_z())
+        return GatedBPTTResult(loss=loss, grads=grads, ds0=ds0, dxs=dxs, final_state=final)
     w, r = run_checked(g)
     h_rows = np.ascontiguousarray(r.outputs(H)).reshape(n, H)  # h_t, one row per (t, b)
     dO = _logits(g, h_rows)
-    _check_finite("o_t", dO.reshape(T, B, -1))
+    gated_fast.check_finite("o_t", dO.reshape(T, B, -1))
     loss = softmax_cross_entropy(dO, b.Y.reshape(n), g.weight.reshape(n))  # dO: dE/do_t
     dV = dO.T @ h_rows  # dV = sum_t dE/do_t h_t^T
     dc = None if g.c is None else dO.sum(axis=0)  # dc = sum_t dE/do_t
@@ -367,7 +429,7 @@ def layer_backward(
          ds0 in the caller's layout (LSTMState for the LSTM); dxs (xs's shape) or None).
     """
     dgi, dgh, dz0 = backprop(g.cell, w, r, dz_direct, truncate=tau)
-    _check_finite("dE/dgh_t", dgh)
+    gated_fast.check_finite("dE/dgh_t", dgh)
     dU, db_ih, dW, db_hh, dX = weight_grads(dgi, dgh, r.h_prev(g.H), g.U, g.batch.tokens, g.X)
     has_bias = g.b_ih is not None
     grads = type(p)._adopt(
@@ -414,17 +476,17 @@ def forward(
     check_size(g, max_bytes, "forward")
     b, H = g.batch, g.H
     T, B = b.T, b.B
-    _, r = run_checked(g)
-    h = np.ascontiguousarray(r.outputs(H))
+    fw = fast_forward(g)
+    h = fw.hs[1:]
     o = _logits(g, h.reshape(T * B, H)).reshape(T, B, b.K)
-    _check_finite("o_t", o)
+    gated_fast.check_finite("o_t", o)
     y_hat = np.exp(o - o.max(axis=-1, keepdims=True))
     y_hat /= y_hat.sum(axis=-1, keepdims=True)
-    cell_state = b.to_batch_first(np.ascontiguousarray(r.states[:, :, H:])) if g.cell is LSTM else None
+    cell_state = b.to_batch_first(fw.cs[1:]) if g.cell is LSTM else None
     return GatedForwardResult(
         h=b.to_batch_first(h),
         cell_state=cell_state,
         o=b.to_batch_first(o),
         y_hat=b.to_batch_first(y_hat),
-        final_state=g.state_out(r.z[-1]),
+        final_state=g.state_out(fw.final_z()),
     )

@@ -1,0 +1,273 @@
+"""The gated cells' fast path (manual_bptt.gated_fast) against the spec and against the oracle.
+
+The spec is cells.gru / cells.lstm run by the generic drivers (drivers.run, backprop,
+weight_grads), step by step, with its own forward; the oracle is reference.bptt_cell (plain
+autograd). Every comparison is the project's strict one (manual_bptt.testing.assert_close:
+max|a - b| <= 1e-10 max|ref| + 1e-12, and NaN fails).
+"""
+
+from __future__ import annotations
+
+import tracemalloc
+import warnings
+from dataclasses import dataclass
+
+import numpy as np
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+import manual_bptt as mb
+from conftest import examples, oracle_close
+from manual_bptt import drivers, gated
+from manual_bptt.core import softmax_cross_entropy, step_blocks
+from manual_bptt.gated_params import GRUParams, LSTMParams, LSTMState
+from manual_bptt.testing import assert_close
+from reference import bptt_cell
+
+CELLS = [pytest.param(GRUParams, id="gru"), pytest.param(LSTMParams, id="lstm")]
+FIELDS = ("U", "W", "b_ih", "b_hh", "V", "c")
+
+
+@dataclass(frozen=True)
+class Problem:
+    p: GRUParams | LSTMParams
+    xs: np.ndarray
+    ys: np.ndarray
+    kwargs: dict
+
+
+def make(cls, *, D=3, H=4, K=5, T=6, B=2, seed=0, tokens=False, batched=True, bias=True, out_bias=True,
+         s0_kind="rows", use_mask=False, reduction="sum", weight_scale=1.0) -> Problem:  # fmt: skip
+    """A random problem; s0_kind None (zeros), "shared" ((H,) for every row) or "rows" ((B, H))."""
+    rng = np.random.default_rng(seed)
+    p = cls.init(D, H, K, seed=seed, bias=bias, weight_scale=weight_scale)
+    if not out_bias:
+        p = p.replace(c=None)
+    lead = (B, T) if batched else (T,)
+    xs = rng.integers(0, D, lead) if tokens else weight_scale * rng.standard_normal((*lead, D))
+    ys = rng.integers(0, K, lead)
+    kwargs: dict = {"reduction": reduction}
+    if use_mask:
+        mask = rng.random(lead) < 0.7
+        mask.flat[0] = True
+        kwargs["mask"] = mask
+    if s0_kind is not None:
+        shape = (B, H) if (s0_kind == "rows" and batched) else (H,)
+        parts = [rng.standard_normal(shape) for _ in range(2 if cls is LSTMParams else 1)]
+        kwargs["s0"] = LSTMState(*parts) if cls is LSTMParams else parts[0]
+    return Problem(p, xs, ys, kwargs)
+
+
+@st.composite
+def problems(draw, cls, T_max=7, B_max=3, scale_max=8.0):
+    return make(
+        cls,
+        D=draw(st.integers(1, 5)),
+        H=draw(st.integers(1, 5)),
+        K=draw(st.integers(2, 5)),
+        T=draw(st.integers(1, T_max)),
+        B=draw(st.integers(1, B_max)),
+        seed=draw(st.integers(0, 2**31 - 1)),
+        tokens=draw(st.booleans()),
+        batched=draw(st.booleans()),
+        bias=draw(st.booleans()),
+        out_bias=draw(st.booleans()),
+        s0_kind=draw(st.sampled_from([None, "shared", "rows"])),
+        use_mask=draw(st.booleans()),
+        reduction=draw(st.sampled_from(["sum", "mean"])),
+        weight_scale=draw(st.floats(0.3, scale_max)),  # up to deep saturation of the gates
+    )
+
+
+def spec_bptt(p, xs, ys, **kwargs) -> dict:
+    """Loss and gradients by the spec cell over the generic drivers, with the spec's own forward."""
+    g = gated.prepare_gated(p, xs, ys, **kwargs)
+    b, H = g.batch, g.H
+    T, B, n = b.T, b.B, b.T * b.B
+    w = g.step_weights()
+    r = drivers.run(g.cell, w, g.input_terms(), g.z0)  # the spec's forward, step by step
+    h = np.ascontiguousarray(r.outputs(H)).reshape(n, H)
+    dO = h @ g.V.T + (0.0 if g.c is None else g.c)
+    loss = softmax_cross_entropy(dO, b.Y.reshape(n), g.weight.reshape(n))
+    dz = np.zeros((T, B, g.cell.parts * H), dtype=g.dtype)
+    dz[:, :, :H] = (dO @ g.V).reshape(T, B, H)
+    dgi, dgh, dz0 = drivers.backprop(g.cell, w, r, dz)
+    dU, db_ih, dW, db_hh, dX = drivers.weight_grads(dgi, dgh, r.h_prev(H), g.U, b.tokens, g.X)
+    bias = g.b_ih is not None
+    return {
+        "loss": np.asarray(float(loss)), "U": dU, "W": dW, "b_ih": db_ih if bias else None,
+        "b_hh": db_hh if bias else None, "V": dO.T @ h, "c": None if g.c is None else dO.sum(axis=0),
+        "ds0": g.fold_ds0(dz0), "dxs": None if dX is None else b.to_batch_first(dX),
+        "final_state": g.state_out(r.z[-1]),
+    }  # fmt: skip
+
+
+def result_items(r) -> dict:
+    """The fields of a bptt result (our GatedBPTTResult or the oracle's GatedResult) by name."""
+    out = {"loss": np.asarray(float(r.loss))}
+    out |= {name: getattr(r.grads, name) for name in FIELDS}
+    out |= {"ds0": r.ds0, "dxs": r.dxs, "final_state": r.final_state}
+    return out
+
+
+def assert_same(got: dict, want: dict, where: str, keys=None) -> None:
+    """Every entry equal within the strict tolerance (NaN fails); None exactly where None."""
+    for name in keys or want:
+        a, b = got[name], want[name]
+        if b is None:
+            assert a is None, f"{where}: {name} should be None"
+            continue
+        pairs = zip(a, b, strict=True) if isinstance(b, LSTMState) else [(a, b)]
+        for part, (x, y) in enumerate(pairs):
+            assert np.shape(x) == np.shape(y), (where, name, np.shape(x), np.shape(y))
+            assert_close(x, y, name=f"{where}: {name}" + (f"[{part}]" if isinstance(b, LSTMState) else ""))
+
+
+# ---------------------------------------------------------------------------------------------
+# The fast path against the spec and the oracle
+# ---------------------------------------------------------------------------------------------
+@pytest.mark.parametrize("cls", CELLS)
+@settings(max_examples=examples(0.5))
+@given(data=st.data())
+def test_fast_bptt_equals_the_spec_over_the_generic_drivers(cls, data):
+    prob = data.draw(problems(cls))
+    r = mb.bptt(prob.p, prob.xs, prob.ys, **prob.kwargs)
+    assert_same(result_items(r), spec_bptt(prob.p, prob.xs, prob.ys, **prob.kwargs), "fast vs spec")
+
+
+@pytest.mark.parametrize("cls", CELLS)
+@settings(max_examples=examples(0.25))
+@given(data=st.data())
+def test_fast_bptt_equals_the_autograd_oracle(cls, data):
+    prob = data.draw(problems(cls, scale_max=4.0))
+    cell = "lstm" if cls is LSTMParams else "gru"
+    r = mb.bptt(prob.p, prob.xs, prob.ys, **prob.kwargs)
+    ref = bptt_cell(cell, prob.p, prob.xs, prob.ys, **prob.kwargs)
+    got, want = result_items(r), result_items(ref)
+    for name, b in want.items():
+        if b is None:
+            assert got[name] is None, name
+            continue
+        for x, y in zip(got[name], b, strict=True) if isinstance(b, LSTMState) else [(got[name], b)]:
+            oracle_close(x, y, name=name, key=f"{cell}.fast.{name}")
+
+
+@pytest.mark.parametrize("cls", CELLS)
+@pytest.mark.parametrize("B, T", [(40, 60), (1, 1100), (1500, 2)])
+def test_fast_bptt_over_several_blocks_of_steps_equals_the_spec(cls, B, T):
+    assert len(step_blocks(T, B)) > 1 or T * B > 1024
+    prob = make(cls, D=3, H=3, K=4, T=T, B=B, seed=11, use_mask=True, s0_kind="rows")
+    r = mb.bptt(prob.p, prob.xs, prob.ys, **prob.kwargs)
+    assert_same(result_items(r), spec_bptt(prob.p, prob.xs, prob.ys, **prob.kwargs), f"B={B} T={T}")
+
+
+@pytest.mark.parametrize("cls", CELLS)
+def test_saturated_gates_give_exact_gradients_without_warnings(cls):
+    # weight_scale 60: exp(-a) of the sigmoids overflows to inf for many entries (sigmoid 0)
+    prob = make(cls, D=4, H=5, K=3, T=9, B=3, seed=2, weight_scale=60.0)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        r = mb.bptt(prob.p, prob.xs, prob.ys, **prob.kwargs)
+    assert_same(result_items(r), spec_bptt(prob.p, prob.xs, prob.ys, **prob.kwargs), "saturated")
+
+
+@pytest.mark.parametrize("cls", CELLS)
+def test_fast_bptt_in_float32_stays_float32_and_near_float64(cls):
+    prob = make(cls, D=4, H=5, K=3, T=20, B=3, seed=4, s0_kind=None)
+    p32 = cls(**{k: getattr(prob.p, k).astype(np.float32) for k in FIELDS})
+    r32 = mb.bptt(p32, prob.xs.astype(np.float32), prob.ys)
+    r64 = mb.bptt(prob.p, prob.xs, prob.ys)
+    for name in FIELDS:
+        a, b = getattr(r32.grads, name), getattr(r64.grads, name)
+        assert a.dtype == np.float32, name
+        assert np.abs(a - b).max() <= 1e-4 * np.abs(b).max() + 1e-6, name
+    assert r32.dxs.dtype == np.float32
+
+
+@pytest.mark.parametrize("cls", CELLS)
+def test_fast_bptt_leaves_the_inputs_unchanged(cls):
+    prob = make(cls, T=5, B=3, seed=8, use_mask=True)
+    before = [a.copy() for a in (*prob.p.arrays(), prob.xs, prob.ys)]
+    mb.bptt(prob.p, prob.xs, prob.ys, **prob.kwargs)
+    for a, b in zip((*prob.p.arrays(), prob.xs, prob.ys), before, strict=True):
+        np.testing.assert_array_equal(a, b)
+
+
+@pytest.mark.parametrize("cls", CELLS)
+def test_overflowing_logits_name_their_first_step(cls):
+    prob = make(cls, T=40, B=30, seed=9, s0_kind=None)  # 1200 rows: two blocks of steps
+    h00 = mb.forward(prob.p, prob.xs).h[0, 0]  # h_0 of row 0
+    V = prob.p.V.copy()
+    V[0] = 1.7e308 * np.sign(h00)  # o_0[0] = 1.7e308 (sum |h_0| + 1) overflows; every entry finite
+    c = np.zeros(prob.p.output_size)
+    c[0] = 1.7e308
+    huge = prob.p.replace(V=V, c=c)
+    with pytest.raises(mb.NonFiniteError) as info:
+        mb.bptt(huge, prob.xs, prob.ys)
+    assert info.value.what == "o_t" and info.value.step == 0
+
+
+def test_a_comparison_with_nan_fails():
+    # the helper these tests compare with must reject NaN where the reference is finite
+    with pytest.raises(AssertionError):
+        assert_same({"U": np.array([np.nan, 1.0])}, {"U": np.array([0.0, 1.0])}, "nan")
+
+
+# ---------------------------------------------------------------------------------------------
+# The layer alone (mb.backward) by the fast path
+# ---------------------------------------------------------------------------------------------
+@pytest.mark.parametrize("cls", CELLS)
+@settings(max_examples=examples(0.25))
+@given(data=st.data(), with_final=st.booleans())
+def test_fast_layer_backward_equals_the_spec(cls, data, with_final):
+    prob = data.draw(problems(cls))
+    p, xs = prob.p, prob.xs
+    s0 = prob.kwargs.get("s0")
+    g = gated.prepare_gated(p, xs, None, s0=s0, labels_required=False)
+    b, H, S = g.batch, g.H, g.cell.parts * g.H
+    rng = np.random.default_rng(data.draw(st.integers(0, 2**31 - 1)))
+    dhs_tm = rng.standard_normal((b.T, b.B, H))
+    dhs = b.to_batch_first(dhs_tm)
+    d_final = None
+    dz = np.zeros((b.T, b.B, S))
+    dz[:, :, :H] = dhs_tm
+    if with_final:
+        parts = [rng.standard_normal((b.B, H) if b.batched else (H,)) for _ in range(S // H)]
+        d_final = LSTMState(*parts) if cls is LSTMParams else parts[0]
+        dz[-1] += np.concatenate([np.broadcast_to(q, (b.B, H)) for q in parts], axis=1)
+    lb = mb.backward(p, xs, dhs, s0=s0, d_final=d_final)
+    w = g.step_weights()
+    r = drivers.run(g.cell, w, g.input_terms(), g.z0)
+    dgi, dgh, dz0 = drivers.backprop(g.cell, w, r, dz)
+    dU, db_ih, dW, db_hh, dX = drivers.weight_grads(dgi, dgh, r.h_prev(H), g.U, b.tokens, g.X)
+    bias = g.b_ih is not None
+    want = {"U": dU, "W": dW, "b_ih": db_ih if bias else None, "b_hh": db_hh if bias else None,
+            "ds0": g.fold_ds0(dz0), "dxs": None if dX is None else b.to_batch_first(dX),
+            "hs": b.to_batch_first(np.ascontiguousarray(r.outputs(H)))}  # fmt: skip
+    got = {name: getattr(lb.grads, name) for name in ("U", "W", "b_ih", "b_hh")}
+    got |= {"ds0": lb.ds0, "dxs": lb.dxs, "hs": lb.hs}
+    assert_same(got, want, "layer fast vs spec")
+
+
+# ---------------------------------------------------------------------------------------------
+# Memory: linear in T, about what the backward must keep
+# ---------------------------------------------------------------------------------------------
+@pytest.mark.parametrize("cls", CELLS)
+def test_peak_memory_is_linear_in_T_and_near_the_kept_buffers(cls):
+    B, D, H, K = 8, 4, 32, 8
+    lstm = cls is LSTMParams
+    kept_per_row = (1 + 4 + (2 if lstm else 0)) * H  # h_t, the gates; c_t and tanh(c_t)
+    peaks, kept = {}, {}
+    for T in (256, 1024):
+        prob = make(cls, D=D, H=H, K=K, T=T, B=B, seed=1, tokens=True, s0_kind=None)
+        mb.bptt(prob.p, prob.xs, prob.ys)
+        tracemalloc.start()
+        mb.bptt(prob.p, prob.xs, prob.ys)
+        peaks[T] = tracemalloc.get_traced_memory()[1]
+        tracemalloc.stop()
+        kept[T] = 8 * T * B * kept_per_row
+        assert kept[T] <= peaks[T] <= 1.3 * kept[T] + 3_000_000, (T, peaks[T], kept[T])
+    # the growth per step is what the backward keeps per step (blocks of steps are a constant)
+    slope = (peaks[1024] - peaks[256]) / (kept[1024] - kept[256])
+    assert 0.95 <= slope <= 1.25, (slope, peaks, kept)
