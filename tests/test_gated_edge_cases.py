@@ -204,15 +204,18 @@ def test_gated_calls_refuse_other_parameters_and_missing_labels():
     refused("ys: required (integer labels in [0, K)), got None", lambda: gated.bptt(p, xs, None))
 
 
-def mixed_and_widened(cell, reduction):
+def mixed_and_widened(cell, reduction, tokens=False):
     """bptt with float32 parameters and inputs but a float64 s0 (so computed in float64), and the
     same call with the parameters and inputs widened to float64 first (exact: the same numbers)."""
     p, xs, ys = small(cell, T=7)
-    p32, xs32 = p.astype(np.float32), xs.astype(np.float32)
+    if tokens:  # U x_t + b_ih is then a gather of U's columns plus b_ih: summed in float64
+        xs = np.random.default_rng(6).integers(0, 2, ys.shape)
+    p32, xs32 = p.astype(np.float32), (xs if tokens else xs.astype(np.float32))
     h0 = np.random.default_rng(5).standard_normal((2, 4))
     s0 = mb.LSTMState(h0, -h0) if cell == "lstm" else h0
     mixed = mb.bptt(p32, xs32, ys, s0=s0, reduction=reduction)
-    wide = mb.bptt(p32.astype(np.float64), xs32.astype(np.float64), ys, s0=s0, reduction=reduction)
+    wide = mb.bptt(p32.astype(np.float64), xs32 if tokens else xs32.astype(np.float64), ys, s0=s0,
+                   reduction=reduction)
     return mixed, wide
 
 
@@ -226,8 +229,9 @@ def test_an_integer_initial_state_keeps_a_float32_call_in_float32(cell):
 
 
 @pytest.mark.parametrize("cell", CELLS)
-def test_a_float64_initial_state_widens_a_float32_call_exactly(cell):
-    mixed, wide = mixed_and_widened(cell, "sum")
+@pytest.mark.parametrize("tokens", [False, True])
+def test_a_float64_initial_state_widens_a_float32_call_exactly(cell, tokens):
+    mixed, wide = mixed_and_widened(cell, "sum", tokens)
     assert mixed.grads.W.dtype == np.float64
     assert abs(mixed.loss - wide.loss) <= 1e-12 * abs(wide.loss)
     for (name, a), (_, b) in zip(mixed.grads.items(), wide.grads.items(), strict=True):
@@ -242,3 +246,31 @@ def test_a_float64_initial_state_widens_the_mean_weights_exactly(cell):
     assert abs(mixed.loss - wide.loss) <= 1e-12 * abs(wide.loss)
     for (name, a), (_, b) in zip(mixed.grads.items(), wide.grads.items(), strict=True):
         assert_close(a, b, name=name)
+
+
+# ---------------------------------------------------------------------------------------------
+# The parameters of a gated cell
+# ---------------------------------------------------------------------------------------------
+@pytest.mark.parametrize("cell", CELLS)
+def test_gate_blocks_are_torch_row_blocks_of_the_stacked_fields(cell):
+    P = CELLS[cell]
+    p = P.init(2, 3, 4, seed=7)
+    for j, block in enumerate(P.GATE_NAMES):
+        for name in ("U", "W", "b_ih", "b_hh"):
+            np.testing.assert_array_equal(p.gate(name, block), getattr(p, name)[3 * j : 3 * (j + 1)])
+    assert p.replace(b_ih=None, b_hh=None).gate("b_ih", P.GATE_NAMES[0]) is None
+    refused("name: expected one of U, W, b_ih, b_hh, got 'V'", lambda: p.gate("V", P.GATE_NAMES[0]))
+    refused(f"block: expected one of {list(P.GATE_NAMES)}, got 'x'", lambda: p.gate("U", "x"))
+    refused("dtype: expected float32 or float64, got float16", lambda: p.astype(np.float16))
+    refused("input_size: expected an integer >= 1, got 0", lambda: P.init(0, 3, 4))
+    refused("input_size: expected an integer >= 1, got 2.0", lambda: P.init(2.0, 3, 4))
+
+
+@pytest.mark.parametrize("cell", CELLS)
+def test_gated_gradients_are_read_only(cell):
+    p, xs, ys = small(cell)
+    for r in (mb.bptt(p, xs, ys), mb.rtrl(p, xs, ys)):
+        for name, a in r.grads.items():
+            assert not a.flags.writeable, name
+            with pytest.raises(ValueError, match="read-only"):
+                a[...] = 0
