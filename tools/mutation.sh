@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Mutation testing of src/manual_bptt with mutmut 3, one module at a time (on demand, not CI).
 #
-#   tools/mutation.sh MODULE...   MODULE: _inputs activations params core decompose rtrl, or all
+#   tools/mutation.sh MODULE...   MODULE: one of MODULES below (cells.gru for cells/gru.py), or all
 #   tools/mutation.sh summary     print the per-module counts of the last runs (no run)
 #
 # The configuration is [tool.mutmut] in pyproject.toml; mutmut works in ./mutants (git-ignored;
@@ -11,7 +11,12 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-MODULES=(_inputs activations params core decompose rtrl)
+# Every module of the gradient code (a dotted name for a subpackage: cells.gru is cells/gru.py).
+# Not mutated: __init__, environment, problems, checking, testing (see [tool.mutmut]).
+MODULES=(
+    cells.base cells.elman cells.gru cells.lstm drivers gated gated_params layer errors
+    core decompose rtrl _inputs params activations
+)
 MUTMUT=${MUTMUT:-mutmut}
 # the summary imports mutmut: use the Python next to the mutmut command unless PYTHON is set
 PY=${PYTHON:-$(dirname "$(command -v "$MUTMUT" || echo ./mutmut)")/python}
@@ -19,21 +24,26 @@ PY=${PYTHON:-$(dirname "$(command -v "$MUTMUT" || echo ./mutmut)")/python}
 CHILDREN=${MUTATION_CHILDREN:-2}
 
 summary() {
-    "$PY" - "$@" <<'PY'
+    "$PY" - "$@" "--" "${MODULES[@]}" <<'PY'
 import json, re, sys
 from pathlib import Path
 
 from mutmut.stats import status_by_exit_code
 
-modules = sys.argv[1:] or ["_inputs", "activations", "params", "core", "decompose", "rtrl"]
+args = sys.argv[1:]
+cut = args.index("--")
+modules = args[:cut] or args[cut + 1 :]
 cols = ["killed", "survived", "timeout", "no tests", "suspicious", "other"]
-print(f"{'module':12s} {'total':>5s} " + " ".join(f"{c:>10s}" for c in cols) + f" {'pragma':>6s}")
+print(f"{'module':14s} {'total':>5s} " + " ".join(f"{c:>10s}" for c in cols) + f" {'pragma':>6s}")
+grand = dict.fromkeys(["total", *cols], 0)
+ran = 0
 for m in modules:
-    meta = Path("mutants/src/manual_bptt") / f"{m}.py.meta"
-    src = Path("src/manual_bptt") / f"{m}.py"
+    rel = m.replace(".", "/") + ".py"
+    meta = Path("mutants/src/manual_bptt") / f"{rel}.meta"
+    src = Path("src/manual_bptt") / rel
     pragmas = sum("pragma: no mutate" in line for line in src.read_text().splitlines())
     if not meta.exists():
-        print(f"{m:12s} (not run)")
+        print(f"{m:14s} (not run)")
         continue
     codes = json.loads(meta.read_text())["exit_code_by_key"]
     counts = dict.fromkeys(cols, 0)
@@ -45,9 +55,15 @@ for m in modules:
         counts[status if status in counts else "other"] += 1
         if status == "survived":
             survivors.append(name)
-    print(f"{m:12s} {len(codes):5d} " + " ".join(f"{counts[c]:10d}" for c in cols) + f" {pragmas:6d}")
+    print(f"{m:14s} {len(codes):5d} " + " ".join(f"{counts[c]:10d}" for c in cols) + f" {pragmas:6d}")
+    ran += 1
+    grand["total"] += len(codes)
+    for c in cols:
+        grand[c] += counts[c]
     for name in survivors:
         print(f"    survived: {name}")
+if ran > 1:
+    print(f"{'all':14s} {grand['total']:5d} " + " ".join(f"{grand[c]:10d}" for c in cols))
 PY
 }
 
@@ -70,7 +86,7 @@ for m in "$@"; do
     esac
 done
 for m in "$@"; do
-    echo "=== mutmut: src/manual_bptt/$m.py ==="
+    echo "=== mutmut: src/manual_bptt/${m//.//}.py ==="
     start=$(date +%s)
     # Naming the module's mutants re-runs all of them (and only them), using the tests that
     # the stats run found to cover each mutated function.
