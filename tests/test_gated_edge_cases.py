@@ -238,8 +238,6 @@ def test_a_float64_initial_state_widens_a_float32_call_exactly(cell, tokens):
         assert_close(a, b, name=name)
 
 
-@pytest.mark.xfail(strict=True, reason="known defect: a gated call made float64 by s0 alone takes the "
-                   "weights of reduction='mean' (1/n) rounded to float32 (relative error about 4e-8)")
 @pytest.mark.parametrize("cell", CELLS)
 def test_a_float64_initial_state_widens_the_mean_weights_exactly(cell):
     mixed, wide = mixed_and_widened(cell, "mean")  # 1/14 is not a float32 number

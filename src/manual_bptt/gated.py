@@ -203,7 +203,12 @@ def prepare_gated(
     for j, a in enumerate(parts):
         z0[:, j * H : (j + 1) * H] = a  # broadcasts an (H,) part over the rows
     X = None if batch.X is None else np.asarray(batch.X, dtype=dtype)
-    weight = None if batch.weight is None else np.asarray(batch.weight, dtype=dtype)
+    weight = batch.weight
+    if weight is not None and weight.dtype != dtype:  # s0 widened the computation: 1/n in that dtype
+        counted = weight != 0  # the weights are 1, or 1/n with reduction="mean", where counted
+        weight = counted.astype(dtype)
+        if reduction == "mean":
+            weight /= int(counted.sum())
 
     def cast(a: np.ndarray | None) -> np.ndarray | None:
         return None if a is None else np.asarray(a, dtype=dtype)
