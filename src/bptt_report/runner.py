@@ -32,7 +32,7 @@ from .checks import References, fd_check, init_oracle_worker, misbehaviour, orac
 from .localize import localize
 from .pool import DEFAULT_TIMEOUT, TargetPool, signals_blocked
 from .results import CheckResult, ConfigCheck, Localization
-from .sweep import plan_configs, plan_fd_configs, probe_configs, sweep_size
+from .sweep import plan_configs, plan_fd_configs, probe_configs
 from .targets import (
     ACTIVATIONS,
     DEFAULT_TARGET,
@@ -50,6 +50,16 @@ TargetLike = str | Callable[..., Any] | None
 MAX_EXAMPLES = 100_000
 #: jobs may be at most this many times the usable CPUs.
 JOBS_PER_CPU = 4
+#: A sweep of fewer requests (oracle and finite-difference configurations) runs on one target
+#: worker with the oracle in this process, whatever ``jobs`` says: starting the oracle processes
+#: (spawn, import torch) costs seconds, which only a sweep about this big wins back on 2 cores
+#: (measured: README, "How many processes").
+PARALLEL_FROM = 600
+
+
+def effective_jobs(jobs: int, requests: int) -> int:
+    """The processes worth starting for a sweep of ``requests``: ``jobs``, or 1 below PARALLEL_FROM."""
+    return jobs if requests >= PARALLEL_FROM else 1
 
 
 def max_jobs() -> int:
@@ -320,6 +330,8 @@ def check(
     progress: bool = False,
     max_localized: int = 3,
     timeout: float = DEFAULT_TIMEOUT,
+    scheduler: str | None = None,
+    profile: str | None = None,
 ) -> CheckResult:
     """Check an implementation of BPTT against the PyTorch oracle, nn.RNN and finite differences.
 
@@ -333,10 +345,17 @@ def check(
         quick: a small sweep of short sequences (a few seconds).
         jobs: worker processes for the target, and as many for the oracle when > 1 (at most
             JOBS_PER_CPU x the usable CPUs). The target runs in a worker process even with 1.
+            A sweep smaller than PARALLEL_FROM runs on one (effective_jobs). With
+            ``scheduler="local"``: the number of Dask workers.
         progress: show a progress bar on stderr.
         max_localized: how many disagreements (with distinct sets of arrays) to localize.
         timeout: seconds one configuration may take in the target; past it, its process is
             killed and that is a failure.
+        scheduler: run the sweep on a Dask distributed cluster: the scheduler's address, or
+            "local" for a LocalCluster of ``jobs`` workers here (bptt_report.executors; needs
+            the ``dist`` extra). The probes and the localization still run here.
+        profile: "quick", "default" or "thorough" (bptt_report.profiles); ``quick=True`` is
+            "quick".
 
     Returns:
         CheckResult: ``.verdict`` ("PASS", "FAIL", "INSUFFICIENT"), ``.ok``, ``.summary()``,
@@ -347,10 +366,19 @@ def check(
         invalid; ValueError for bad arguments.
     """
     _check_arguments(seed, examples, jobs, max_localized, timeout)
+    if scheduler is not None:
+        if not isinstance(scheduler, str) or not scheduler:
+            raise ValueError(f"scheduler: expected an address or 'local', got {scheduler!r}")
+        from .executors import require_dask
+
+        require_dask()
+    from .profiles import profile_size
+
     t0 = time.perf_counter()
     spec = _resolve(target)
-    size = sweep_size(quick=quick, examples=examples)
-    pool = TargetPool(spec, workers=jobs, timeout=float(timeout))
+    size = profile_size(profile, quick=quick, examples=examples)
+    pool = TargetPool(spec, workers=1 if scheduler is not None else jobs, timeout=float(timeout))
+    dask_aborted = False
     checks: list[ConfigCheck] = []
     localizations: list[Localization] = []
     try:
@@ -361,14 +389,25 @@ def check(
         requests = [("call", c, None) for c in configs] + [("fd", c, None) for c in fd_configs]
         bar = _progress(len(requests), "checking", progress)
         try:
-            with _one_torch_thread(), ThreadPoolExecutor(1) as threads:
-                fut = threads.submit(_in_thread, pool, requests, bar)
-                try:
-                    refs = _references(configs, jobs)
-                    replies = fut.result()
-                except BaseException:
-                    pool.stop.set()
-                    raise
+            if scheduler is not None:
+                from .executors import dask_sweep
+
+                outcome = dask_sweep(
+                    scheduler, spec, requests, jobs=jobs, timeout=float(timeout), on_progress=bar.update
+                )
+                replies, refs = outcome.replies, outcome.refs[: len(configs)]
+                pool.notes.extend(outcome.notes)
+                dask_aborted = outcome.aborted
+            else:
+                pool.n = effective_jobs(jobs, len(requests))
+                with _one_torch_thread(), ThreadPoolExecutor(1) as threads:
+                    fut = threads.submit(_in_thread, pool, requests, bar)
+                    try:
+                        refs = _references(configs, pool.n)
+                        replies = fut.result()
+                    except BaseException:
+                        pool.stop.set()
+                        raise
         finally:
             bar.close()
         n = len(configs)
@@ -383,7 +422,7 @@ def check(
             _, msg, tb, _ = misbehaviour(reply, f"the probe of {feature}") or ("", "", "", ())
             checks.append(ConfigCheck(first_probe + k, "probe", cfg, "fail", (), msg, (), 0.0, tb))
         checks.sort(key=lambda c: (c.id, c.kind))
-        chosen = [] if pool.aborted else _select(checks, max_localized)
+        chosen = [] if pool.aborted or dask_aborted else _select(checks, max_localized)
         if chosen:
             bar = _progress(len(chosen), "localizing", progress)
             try:
