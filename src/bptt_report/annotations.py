@@ -5,14 +5,17 @@
 for the first failure of each array (loss, U, W, V, b, c, ds0, dxs; by configuration number),
 plus one for the first failure that has no array (the target raised, crashed, hung, changed its
 inputs). SENTENCE is the localization sentence when that failure was localized, else the array's
-worst element against the reference. GitHub shows each line as an annotation on the file and
-line of the target's function. stdlib only; the target's module is located, never imported.
+worst element against the reference (followed by the localization sentence of another
+configuration in which the array fails, when there is one). GitHub shows each line as an
+annotation on the file and line of the target's function. stdlib only; the target's module
+is located, never imported.
 """
 
 from __future__ import annotations
 
 import os
 import re
+import sys
 from importlib.machinery import PathFinder
 
 from .compare import FIELDS
@@ -41,10 +44,10 @@ def command(file: str | None, line: int | None, title: str, message: str) -> str
 
 def target_location(spec: str) -> tuple[str | None, int | None]:
     """The source file of the target's module (relative to the working directory when inside
-    it) and the line of ``def FUNCTION``, found on sys.path without importing anything; (None,
-    None) when it cannot be found."""
+    it) and the line of ``def FUNCTION`` (or ``FUNCTION =``), found on sys.path (then in the
+    current directory) without importing anything; (None, None) when it cannot be found."""
     module, _, attr = spec.partition(":")
-    path = None
+    path: list[str] | None = [*sys.path, os.getcwd()]  # the current directory last, as load_target does
     origin = None
     for part in module.split("."):
         found = PathFinder.find_spec(part, path)
@@ -57,7 +60,8 @@ def target_location(spec: str) -> tuple[str | None, int | None]:
     line = None
     try:
         with open(origin, encoding="utf-8") as f:
-            pattern = re.compile(rf"^\s*def\s+{re.escape(attr.split('.')[-1])}\s*\(")
+            name = re.escape(attr.split(".")[-1])
+            pattern = re.compile(rf"^\s*(def\s+{name}\s*\(|{name}\s*=)")
             for n, text in enumerate(f, start=1):
                 if pattern.match(text):
                     line = n
@@ -101,6 +105,9 @@ def annotation_lines(result: CheckResult) -> list[str]:
             )
             arr = next(a for a in c.arrays if a.name == name)
             detail = loc.verdict if loc is not None else arr.describe()
+            covering = next((x for x in result.localizations if name in x.check.failing), None)
+            if loc is None and covering is not None:  # localized on another configuration
+                detail += f". Localized on configuration #{covering.check.id}: {covering.verdict}"
         else:
             title = f"bptt_report: the target failed ({c.kind})"
             detail = loc.verdict if loc is not None else c.message

@@ -274,7 +274,7 @@ def dask_sweep(
     """
     own_client, cluster = (client, None) if client is not None else _connect(scheduler, jobs)
     token = uuid.uuid4().hex
-    path = list(sys.path)
+    path = [*sys.path, os.getcwd()]  # a target found in the current directory, as load_target does
     n = len(requests)
     try:
         threads = sum(own_client.nthreads().values()) or 1
