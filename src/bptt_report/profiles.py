@@ -2,11 +2,12 @@
 
     quick      32 configurations, T <= 7, H <= 5: a few seconds (also ``--quick``)
     default    3000 configurations, T <= 32, H <= 10: about a minute on 2 cores
-    thorough   many more configurations, T up to 192, H up to 64, B up to 8, more finite
-               differences; measured size and time in the README ("The thorough profile"),
-               the sweep worth a Dask cluster (``--scheduler``)
+    thorough   3000 configurations, T up to 128, H up to 64, B up to 6, more finite
+               differences, and (for manual_bptt's own bptt) RTRL and decomposition
+               cross-checks (bptt_report.crosschecks): the sweep worth a Dask cluster
+               (``--scheduler``); its measured time is in the README ("Where the sweep runs")
 
-Every profile draws the same kinds of configuration (bptt_report.sweep), only more and larger.
+Every profile draws the same kinds of configuration (bptt_report.sweep), only larger.
 """
 
 from __future__ import annotations
@@ -16,7 +17,7 @@ import dataclasses
 from .sweep import FULL, QUICK, SweepSize
 
 #: The thorough sweep.
-THOROUGH = SweepSize(examples=6000, max_T=192, max_B=8, max_D=16, max_H=64, max_K=12, fd_examples=120)
+THOROUGH = SweepSize(examples=3000, max_T=128, max_B=6, max_D=12, max_H=64, max_K=12, fd_examples=80)
 #: Profile name -> its sweep.
 PROFILES: dict[str, SweepSize] = {"quick": QUICK, "default": FULL, "thorough": THOROUGH}
 

@@ -31,6 +31,7 @@ from manual_bptt.problems import RNNConfig
 from .checks import References, fd_check, init_oracle_worker, misbehaviour, oracle_checks, references_batch
 from .localize import localize
 from .pool import DEFAULT_TIMEOUT, TargetPool, signals_blocked
+from .profiles import profile_size
 from .results import CheckResult, ConfigCheck, Localization
 from .sweep import plan_configs, plan_fd_configs, probe_configs
 from .targets import (
@@ -54,7 +55,7 @@ JOBS_PER_CPU = 4
 #: worker with the oracle in this process, whatever ``jobs`` says: starting the oracle processes
 #: (spawn, import torch) costs seconds, which only a sweep about this big wins back on 2 cores
 #: (measured: README, "How many processes").
-PARALLEL_FROM = 600
+PARALLEL_FROM = 1000
 
 
 def effective_jobs(jobs: int, requests: int) -> int:
@@ -283,10 +284,15 @@ def _localizable(c: ConfigCheck) -> bool:
     return c.message.startswith(("the target raised", "the target returned", "the target's result"))
 
 
+#: The kinds of check that ran the target itself (the others are probes, or cross-checks of
+#: manual_bptt's other methods): only those are localized.
+_TARGET_KINDS = ("oracle", "torch_rnn", "finite_differences")
+
+
 def _select(checks: list[ConfigCheck], limit: int) -> list[ConfigCheck]:
     """Failing checks to localize: the most informative first (oracle checks, most disagreeing
     arrays, then the smallest configuration), each adding an array not already covered."""
-    failing = [c for c in checks if c.status == "fail" and c.kind != "probe" and _localizable(c)]
+    failing = [c for c in checks if c.status == "fail" and c.kind in _TARGET_KINDS and _localizable(c)]
     failing.sort(key=lambda c: (c.kind != "oracle", -len(c.failing), c.size_key(), c.id))
     chosen: list[ConfigCheck] = []
     covered: set[str] = set()
@@ -372,8 +378,6 @@ def check(
         from .executors import require_dask
 
         require_dask()
-    from .profiles import profile_size
-
     t0 = time.perf_counter()
     spec = _resolve(target)
     size = profile_size(profile, quick=quick, examples=examples)
@@ -417,6 +421,12 @@ def check(
         for j, (cfg, reply) in enumerate(zip(fd_configs, replies[n:], strict=True)):
             if reply.get("status") != "not_run":
                 checks.append(fd_check(n + j, cfg, reply))
+        if profile == "thorough":
+            from .crosschecks import cross_checks
+
+            extra, extra_notes = cross_checks(spec, configs, list(refs), float(timeout))
+            checks.extend(extra)
+            pool.notes.extend(extra_notes)
         first_probe = n + len(fd_configs)
         for k, (feature, cfg, reply) in enumerate(bad_probes):
             _, msg, tb, _ = misbehaviour(reply, f"the probe of {feature}") or ("", "", "", ())
