@@ -9,6 +9,10 @@ each configuration's arrays from the configuration, hand the target fresh copies
 back plain arrays. The oracle and nn.RNN run here (jobs=1) or in separate oracle processes
 (jobs > 1) on arrays rebuilt the same way, and the comparison runs here. A target that
 exits, crashes or runs past the timeout ends only its worker, which is restarted.
+
+With ``scheduler=`` the sweep's configurations run on a Dask cluster instead
+(bptt_report.executors: the target still in worker processes of its own there, the oracle in
+the Dask worker processes); the probes, the comparison and the localization stay here.
 """
 
 from __future__ import annotations
