@@ -143,3 +143,16 @@ def test_target_location_finds_the_function_without_importing_it():
     file, line = target_location("manual_bptt.core:bptt")
     assert file.endswith("core.py") and "def bptt(" in Path(file).read_text().splitlines()[line - 1]
     assert "no_such_module_xyz" not in sys.modules
+
+
+def test_the_annotations_option_prints_the_lines_after_the_summary(tmp_path, capsys):
+    from bptt_report.cli import EXIT_DISAGREE, main
+
+    argv = ["report", "--quick", "--examples", "8", "--no-plots", "--no-progress", "--annotations",
+            "--target", "broken_impls:sign_error", "--out", str(tmp_path / "r")]  # fmt: skip
+    assert main(argv) == EXIT_DISAGREE
+    out = capsys.readouterr().out.splitlines()
+    lines = [x for x in out if x.startswith("::error ")]
+    assert lines and all(ANNOTATION.match(x) for x in lines)
+    assert out[0].startswith("FAIL: broken_impls:sign_error")
+    assert validate((tmp_path / "r" / "report.xml").read_text(), XSD) == []
