@@ -107,6 +107,16 @@ def _close_pools(keep: str | None = None) -> None:
 atexit.register(_close_pools)
 
 
+def close_sweep(token: str) -> None:
+    """Stop the target processes of the sweep ``token`` in this Dask worker (run on every worker
+    when the sweep ends)."""
+    with _POOLS_LOCK:
+        pools = [_POOLS.pop(k) for k in [k for k in _POOLS if k[0] == token]]
+    for p in pools:
+        p.stop.set()
+        p.close()
+
+
 def _worker_path(client_path: list[str]) -> list[str]:
     """This process's sys.path, then the checker's entries that exist here too (a target
     importable beside the checker on a shared file system, or on this machine)."""
@@ -347,6 +357,10 @@ def dask_sweep(
             raise
         notes[:0] = _retried(own_client, token, parts, done_on)
     finally:
+        try:
+            own_client.run(close_sweep, token)
+        except Exception:  # a worker gone meanwhile: its processes went with it
+            pass
         if client is None:
             own_client.close()
             if cluster is not None:
