@@ -57,3 +57,13 @@ def test_a_thorough_check_of_manual_bptt_cross_checks_rtrl_and_the_decomposition
     assert "manual_bptt.rtrl" in r.summary()
     plain = bptt_report.check("broken_impls:sign_error", profile="thorough", max_localized=0)
     assert plain.counts()["rtrl"] == dict.fromkeys(("pass", "fail", "unsupported", "error"), 0)
+
+
+def test_the_thorough_sweep_keeps_long_sequences_out_of_the_chaotic_regime():
+    cfgs = profiles.conditioned(plan_configs(0, profiles.THOROUGH))
+    long = [c for c in cfgs if c.T > profiles.LONG_T]
+    assert long and max(c.weight_scale for c in long) == profiles.LONG_RADIUS
+    assert any(c.weight_scale == 3.0 for c in cfgs if c.T <= profiles.LONG_T)  # exploding, on short ones
+    raw = plan_configs(0, profiles.THOROUGH)
+    assert [c.seed for c in cfgs] == [c.seed for c in raw]
+    assert sum(a != b for a, b in zip(cfgs, raw, strict=True)) > 100

@@ -35,7 +35,7 @@ from manual_bptt.problems import RNNConfig
 from .checks import References, fd_check, init_oracle_worker, misbehaviour, oracle_checks, references_batch
 from .localize import localize
 from .pool import DEFAULT_TIMEOUT, TargetPool, signals_blocked
-from .profiles import profile_size
+from .profiles import conditioned, profile_size
 from .results import CheckResult, ConfigCheck, Localization
 from .sweep import plan_configs, plan_fd_configs, probe_configs
 from .targets import (
@@ -393,6 +393,8 @@ def check(
         info = pool.start()
         caps, bad_probes = capabilities(pool, info)
         configs = plan_configs(seed, size, caps)
+        if profile == "thorough":
+            configs = conditioned(configs)
         fd_configs = plan_fd_configs(seed, size, caps)
         requests = [("call", c, None) for c in configs] + [("fd", c, None) for c in fd_configs]
         bar = _progress(len(requests), "checking", progress)
