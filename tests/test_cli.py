@@ -40,7 +40,8 @@ def test_report_on_manual_bptt_exits_0_and_writes_the_report(tmp_path, capsys):
     assert code == 0, out + err
     assert out.startswith("PASS: manual_bptt:bptt")
     files = sorted(p.name for p in (tmp_path / "r").iterdir())
-    assert files == ["errors.png", "lag_profile.png", "report.json", "report.md", "state_grads.png"]
+    expected = ["errors.png", "lag_profile.png", "report.json", "report.md", "report.xml", "state_grads.png"]
+    assert files == expected
     data = json.loads((tmp_path / "r" / "report.json").read_text())
     assert data["ok"] is True and data["settings"]["seed"] == 3 and data["target"] == "manual_bptt:bptt"
 

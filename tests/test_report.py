@@ -185,13 +185,23 @@ def test_nan_in_the_target_output_fails():
     assert "np.float64" not in r.summary()
 
 
-def test_parallel_jobs_give_the_same_result():
+def test_parallel_jobs_give_the_same_result(monkeypatch):
+    import bptt_report.runner
+
+    monkeypatch.setattr(bptt_report.runner, "PARALLEL_FROM", 0)  # two workers even for this small sweep
     serial = bptt_report.check("broken_impls:sign_error", quick=True, examples=8, max_localized=1)
     parallel = bptt_report.check("broken_impls:sign_error", quick=True, examples=8, max_localized=1, jobs=2)
     assert [(c.id, c.kind, c.status, c.failing) for c in serial.checks] == [
         (c.id, c.kind, c.status, c.failing) for c in parallel.checks
     ]
     assert serial.localizations[0].verdict == parallel.localizations[0].verdict
+
+
+def test_a_sweep_too_small_to_gain_runs_on_one_worker():
+    from bptt_report.runner import PARALLEL_FROM, effective_jobs
+
+    assert effective_jobs(4, PARALLEL_FROM - 1) == 1
+    assert effective_jobs(4, PARALLEL_FROM) == 4 and effective_jobs(1, 10**5) == 1
 
 
 def test_check_rejects_bad_arguments():
@@ -326,7 +336,7 @@ def read_png(path: Path) -> tuple[int, int]:
 def test_report_files_json_schema_and_pngs(written):
     files, out = written
     assert files.plots_written and files.plots_note == ""
-    assert set(files.files) == {"report.json", "report.md", *plots.PLOT_FILES}
+    assert set(files.files) == {"report.json", "report.md", "report.xml", *plots.PLOT_FILES}
     assert sorted(p.name for p in out.iterdir()) == sorted(files.files)
     data = json.loads((out / "report.json").read_text())
     schema = bptt_report.load_schema()
@@ -370,7 +380,7 @@ def test_passing_report_validates(tmp_path):
         "files": [],
         "note": "plots were not requested (--no-plots)",
     }
-    assert files.files == ("report.md", "report.json")
+    assert files.files == ("report.md", "report.xml", "report.json")
 
 
 def test_missing_matplotlib_skips_plots_with_a_clear_note(broken_result, tmp_path, monkeypatch):

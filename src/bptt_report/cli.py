@@ -4,6 +4,7 @@ beside ``train``), and ``python -m bptt_report``, which has the report command a
     manual-bptt report [--out DIR] [--target MODULE:FUNCTION] [--seed N] [--examples N] [--jobs N]
                        [--timeout SECONDS] [--quick] [--no-plots] [--no-progress] [--replay CONFIG]
                        [--cell rnn|gru|lstm|all]
+                       [--profile quick|default|thorough] [--scheduler ADDRESS|local] [--annotations]
     manual-bptt check-module MODULE:FACTORY --cell rnn|gru|lstm [--device cpu|cuda]
                        [--dtype float64|float32|bfloat16|float16] [--out DIR] [--seed N] [--examples N]
                        [--timeout SECONDS] [--quick] [--no-plots]
@@ -48,7 +49,7 @@ EXIT_STATUSES = {
 DEFAULT_OUT = "bptt-report"
 MAX_DEFAULT_JOBS = 8
 #: The files a report writes into DIR (a directory of one of these names is in the way).
-REPORT_FILES = ("report.json", "report.md", "errors.png", "state_grads.png", "lag_profile.png")
+REPORT_FILES = ("report.json", "report.md", "report.xml", "errors.png", "state_grads.png", "lag_profile.png")
 
 
 class UsageError(Exception):
@@ -127,7 +128,29 @@ def _add_report(sub: argparse._SubParsersAction) -> None:
         default=None,
         metavar="N",
         help=f"worker processes (default: the number of CPUs, at most {MAX_DEFAULT_JOBS}; 1 with --quick; "
-        "at most 4 x the CPUs)",
+        "at most 4 x the CPUs; one when the sweep is too small to gain from more; with --scheduler local: "
+        "the number of Dask workers)",
+    )
+    p.add_argument(
+        "--profile",
+        choices=("quick", "default", "thorough"),
+        default=None,
+        help="size of the sweep: quick (= --quick), default, or thorough (T up to 128, H up to 64, "
+        "RTRL and decomposition cross-checks for manual_bptt's own bptt: the sweep worth a cluster)",
+    )
+    p.add_argument(
+        "--scheduler",
+        metavar="ADDRESS",
+        default=None,
+        help="run the sweep on the Dask distributed cluster whose scheduler is at ADDRESS "
+        "(e.g. tcp://10.0.0.5:8786), or 'local' for a LocalCluster of --jobs workers here; needs "
+        "pip install 'manual-bptt[dist]'",
+    )
+    p.add_argument(
+        "--annotations",
+        action="store_true",
+        help="also print a GitHub Actions '::error file=...,title=...::' line for the first failure "
+        "of each array",
     )
     p.add_argument(
         "--timeout",
@@ -347,6 +370,15 @@ def _run_report(args: argparse.Namespace) -> int:
             )
         if args.examples is not None and args.examples > runner.MAX_EXAMPLES:
             raise UsageError(f"--examples {args.examples}: at most {runner.MAX_EXAMPLES}")
+        if args.quick and args.profile not in (None, "quick"):
+            raise UsageError(f"--quick and --profile {args.profile} contradict each other")
+        if args.scheduler is not None:
+            from .executors import DaskMissing, require_dask
+
+            try:
+                require_dask()
+            except DaskMissing as exc:
+                raise UsageError(str(exc)) from None
         if args.replay is not None:
             return _replay(args, runner)
         out = check_out_dir(args.out)
@@ -365,9 +397,17 @@ def _run_report(args: argparse.Namespace) -> int:
             progress=progress,
             timeout=args.timeout,
             cells=args.cell,
+            **_dist_arguments(args),
         )
         files = write_report(result, out, plots=not args.no_plots)
     except TargetError as exc:
+        print(f"manual-bptt report: {exc}", file=sys.stderr)
+        return EXIT_USAGE
+    except ValueError as exc:
+        from .executors import SchedulerError
+
+        if not isinstance(exc, SchedulerError):
+            raise
         print(f"manual-bptt report: {exc}", file=sys.stderr)
         return EXIT_USAGE
     except Exception:
@@ -375,10 +415,26 @@ def _run_report(args: argparse.Namespace) -> int:
         traceback.print_exc(file=sys.stderr)
         return EXIT_INTERNAL
     print(result.summary())
+    if args.annotations:
+        from .annotations import annotation_lines
+
+        for line in annotation_lines(result):
+            print(line)
     print(f"report: {out}/ ({', '.join(files.files)}) in {time.perf_counter() - t0:.1f} s")
     if not files.plots_written and not args.no_plots:
         print(f"note: plots skipped: {files.plots_note}", file=sys.stderr)
     return {"PASS": EXIT_OK, "FAIL": EXIT_DISAGREE, "INSUFFICIENT": EXIT_INSUFFICIENT}[result.verdict]
+
+
+def _dist_arguments(args: argparse.Namespace) -> dict[str, object]:
+    """check()'s profile and scheduler arguments, passed only when given (so a check() without
+    them keeps working)."""
+    out: dict[str, object] = {}
+    if args.profile is not None and not args.quick:
+        out["profile"] = args.profile
+    if args.scheduler is not None:
+        out["scheduler"] = args.scheduler
+    return out
 
 
 def _main_thread() -> bool:

@@ -131,12 +131,19 @@ class TargetPool:
         workers: how many processes at most.
         timeout: seconds one request may take.
         max_losses: lost workers after which the remaining requests are not run.
+        path: the workers' sys.path (default: this process's).
     """
 
     def __init__(
-        self, spec: str, workers: int = 1, timeout: float = DEFAULT_TIMEOUT, max_losses: int = MAX_LOSSES
+        self,
+        spec: str,
+        workers: int = 1,
+        timeout: float = DEFAULT_TIMEOUT,
+        max_losses: int = MAX_LOSSES,
+        path: list[str] | None = None,
     ) -> None:
         self.spec = spec
+        self.path = None if path is None else list(path)
         self.n = max(1, workers)
         self.timeout = float(timeout)
         self.max_losses = max_losses
@@ -152,7 +159,8 @@ class TargetPool:
         return self.losses >= self.max_losses
 
     def _start(self) -> _Worker:
-        args = [sys.executable, "-c", _BOOT, json.dumps(sys.path), self.spec]
+        path = sys.path if self.path is None else self.path
+        args = [sys.executable, "-c", _BOOT, json.dumps(path), self.spec]
         with signals_blocked():
             p = subprocess.Popen(args, stdin=subprocess.PIPE, stdout=subprocess.PIPE, start_new_session=True)
         return _Worker(process=p, since=time.monotonic())

@@ -479,7 +479,8 @@ def _write_text(path: Path, text: str) -> None:
 
 
 def write_report(result: CheckResult, out_dir: str | os.PathLike[str], *, plots: bool = True) -> ReportFiles:
-    """Write report.json, report.md and the plots into ``out_dir``, atomically.
+    """Write report.json, report.md, report.xml (JUnit, bptt_report.junit) and the plots into
+    ``out_dir``, atomically.
 
     Args:
         result: from bptt_report.check.
@@ -508,9 +509,13 @@ def write_report(result: CheckResult, out_dir: str | os.PathLike[str], *, plots:
             except plotting.PlotsUnavailable as exc:
                 note = str(exc)
         _write_text(tmp / "report.md", render_markdown(result, regimes, written, note))
+        from .junit import junit_xml
+
+        _write_text(tmp / "report.xml", junit_xml(result))  # JUnit XML, for CI systems
         data = report_dict(result, regimes, written, note)
         _write_text(tmp / "report.json", json.dumps(data, indent=1, allow_nan=False) + "\n")
-        files = [*written, "report.md", "report.json"]  # report.json last: it marks a complete report
+        # report.json last: it marks a complete report
+        files = [*written, "report.md", "report.xml", "report.json"]
         if not out.exists():
             os.rename(tmp, out)
         else:

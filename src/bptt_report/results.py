@@ -29,6 +29,8 @@ KINDS: dict[str, str] = {
     "oracle": "PyTorch autograd oracle (reference.bptt_cell)",
     "torch_rnn": "the native torch module (nn.RNN / nn.GRU / nn.LSTM) + nn.Linear + F.cross_entropy",
     "finite_differences": "central finite differences of the target's own loss",
+    "rtrl": "manual_bptt.rtrl (forward mode) against the oracle (thorough profile)",
+    "decompose": "manual_bptt.decompose's explicit sum over (t, k) against the oracle (thorough profile)",
 }
 #: Statuses of a ConfigCheck.
 STATUSES = ("pass", "fail", "unsupported", "error")

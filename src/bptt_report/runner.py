@@ -9,6 +9,10 @@ each configuration's arrays from the configuration, hand the target fresh copies
 back plain arrays. The oracle and nn.RNN run here (jobs=1) or in separate oracle processes
 (jobs > 1) on arrays rebuilt the same way, and the comparison runs here. A target that
 exits, crashes or runs past the timeout ends only its worker, which is restarted.
+
+With ``scheduler=`` the sweep's configurations run on a Dask cluster instead
+(bptt_report.executors: the target still in worker processes of its own there, the oracle in
+the Dask worker processes); the probes, the comparison and the localization stay here.
 """
 
 from __future__ import annotations
@@ -32,6 +36,7 @@ from manual_bptt.problems import RNNConfig
 from .checks import References, fd_check, init_oracle_worker, misbehaviour, oracle_checks, references_batch
 from .localize import localize
 from .pool import DEFAULT_TIMEOUT, TargetPool, signals_blocked
+from .profiles import conditioned, profile_size
 from .results import CheckResult, ConfigCheck, Localization
 from .sweep import plan_configs, plan_fd_configs, probe_configs, split_examples, sweep_size
 from .targets import (
@@ -52,6 +57,16 @@ TargetLike = str | Callable[..., Any] | None
 MAX_EXAMPLES = 100_000
 #: jobs may be at most this many times the usable CPUs.
 JOBS_PER_CPU = 4
+#: A sweep of fewer requests (oracle and finite-difference configurations) runs on one target
+#: worker with the oracle in this process, whatever ``jobs`` says: starting the oracle processes
+#: (spawn, import torch) costs seconds, which only a sweep about this big wins back on 2 cores
+#: (measured: README, "How many processes").
+PARALLEL_FROM = 1000
+
+
+def effective_jobs(jobs: int, requests: int) -> int:
+    """The processes worth starting for a sweep of ``requests``: ``jobs``, or 1 below PARALLEL_FROM."""
+    return jobs if requests >= PARALLEL_FROM else 1
 
 
 def max_jobs() -> int:
@@ -301,10 +316,15 @@ def _localizable(c: ConfigCheck) -> bool:
     return c.message.startswith(("the target raised", "the target returned", "the target's result"))
 
 
+#: The kinds of check that ran the target itself (the others are probes, or cross-checks of
+#: manual_bptt's other methods): only those are localized.
+_TARGET_KINDS = ("oracle", "torch_rnn", "finite_differences")
+
+
 def _select(checks: list[ConfigCheck], limit: int) -> list[ConfigCheck]:
     """Failing checks to localize: the most informative first (oracle checks, most disagreeing
     arrays, then the smallest configuration), each adding an array not already covered."""
-    failing = [c for c in checks if c.status == "fail" and c.kind != "probe" and _localizable(c)]
+    failing = [c for c in checks if c.status == "fail" and c.kind in _TARGET_KINDS and _localizable(c)]
     failing.sort(key=lambda c: (c.kind != "oracle", -len(c.failing), c.size_key(), c.id))
     chosen: list[ConfigCheck] = []
     covered: set[str] = set()
@@ -349,6 +369,8 @@ def check(
     max_localized: int = 3,
     timeout: float = DEFAULT_TIMEOUT,
     cells: str | tuple[str, ...] | list[str] = "all",
+    scheduler: str | None = None,
+    profile: str | None = None,
 ) -> CheckResult:
     """Check an implementation of BPTT against the PyTorch oracle, the native torch module
     (nn.RNN / nn.GRU / nn.LSTM) and finite differences, on each cell.
@@ -363,6 +385,8 @@ def check(
         quick: a small sweep of short sequences (a few seconds).
         jobs: worker processes for the target, and as many for the oracle when > 1 (at most
             JOBS_PER_CPU x the usable CPUs). The target runs in a worker process even with 1.
+            A sweep smaller than PARALLEL_FROM runs on one (effective_jobs). With
+            ``scheduler="local"``: the number of Dask workers.
         progress: show a progress bar on stderr.
         max_localized: how many disagreements (with distinct sets of arrays) to localize.
         timeout: seconds one configuration may take in the target; past it, its process is
@@ -370,6 +394,11 @@ def check(
         cells: "all" (the default: the Elman RNN, the GRU and the LSTM), "rnn", "gru", "lstm",
             or a list of them. The examples are split evenly over the cells the target supports
             (sweep.split_examples); a cell it does not support is listed as unsupported.
+        scheduler: run the sweep on a Dask distributed cluster: the scheduler's address, or
+            "local" for a LocalCluster of ``jobs`` workers here (bptt_report.executors; needs
+            the ``dist`` extra). The probes and the localization still run here.
+        profile: "quick", "default" or "thorough" (bptt_report.profiles); ``quick=True`` is
+            "quick".
 
     Returns:
         CheckResult: ``.verdict`` ("PASS", "FAIL", "INSUFFICIENT"), ``.ok``, ``.summary()``,
@@ -381,10 +410,17 @@ def check(
     """
     _check_arguments(seed, examples, jobs, max_localized, timeout)
     wanted = parse_cells(cells)
+    if scheduler is not None:
+        if not isinstance(scheduler, str) or not scheduler:
+            raise ValueError(f"scheduler: expected an address or 'local', got {scheduler!r}")
+        from .executors import require_dask
+
+        require_dask()
     t0 = time.perf_counter()
     spec = _resolve(target)
-    size = sweep_size(quick=quick, examples=examples)
-    pool = TargetPool(spec, workers=jobs, timeout=float(timeout))
+    size = profile_size(profile, quick=quick, examples=examples)
+    pool = TargetPool(spec, workers=1 if scheduler is not None else jobs, timeout=float(timeout))
+    dask_aborted = False
     checks: list[ConfigCheck] = []
     localizations: list[Localization] = []
     try:
@@ -405,17 +441,30 @@ def check(
                 cell_size = dataclasses.replace(size, examples=n, fd_examples=fd)
                 configs += plan_configs(seed, cell_size, c)
                 fd_configs += plan_fd_configs(seed, cell_size, c)
+        if profile == "thorough":
+            configs = conditioned(configs)
         requests = [("call", c, None) for c in configs] + [("fd", c, None) for c in fd_configs]
         bar = _progress(len(requests), "checking", progress)
         try:
-            with _one_torch_thread(), ThreadPoolExecutor(1) as threads:
-                fut = threads.submit(_in_thread, pool, requests, bar)
-                try:
-                    refs = _references(configs, jobs)
-                    replies = fut.result()
-                except BaseException:
-                    pool.stop.set()
-                    raise
+            if scheduler is not None:
+                from .executors import dask_sweep
+
+                outcome = dask_sweep(
+                    scheduler, spec, requests, jobs=jobs, timeout=float(timeout), on_progress=bar.update
+                )
+                replies, refs = outcome.replies, outcome.refs[: len(configs)]
+                pool.notes.extend(outcome.notes)
+                dask_aborted = outcome.aborted
+            else:
+                pool.n = effective_jobs(jobs, len(requests))
+                with _one_torch_thread(), ThreadPoolExecutor(1) as threads:
+                    fut = threads.submit(_in_thread, pool, requests, bar)
+                    try:
+                        refs = _references(configs, pool.n)
+                        replies = fut.result()
+                    except BaseException:
+                        pool.stop.set()
+                        raise
         finally:
             bar.close()
         n = len(configs)
@@ -425,12 +474,18 @@ def check(
         for j, (cfg, reply) in enumerate(zip(fd_configs, replies[n:], strict=True)):
             if reply.get("status") != "not_run":
                 checks.append(fd_check(n + j, cfg, reply))
+        if profile == "thorough":
+            from .crosschecks import cross_checks
+
+            extra, extra_notes = cross_checks(spec, configs, list(refs), float(timeout))
+            checks.extend(extra)
+            pool.notes.extend(extra_notes)
         first_probe = n + len(fd_configs)
         for k, (feature, cfg, reply) in enumerate(bad_probes):
             _, msg, tb, _ = misbehaviour(reply, f"the probe of {feature}") or ("", "", "", ())
             checks.append(ConfigCheck(first_probe + k, "probe", cfg, "fail", (), msg, (), 0.0, tb))
         checks.sort(key=lambda c: (c.id, c.kind))
-        chosen = [] if pool.aborted else _select(checks, max_localized)
+        chosen = [] if pool.aborted or dask_aborted else _select(checks, max_localized)
         if chosen:
             bar = _progress(len(chosen), "localizing", progress)
             try:

@@ -1,0 +1,62 @@
+"""The thorough profile's cross-checks: when the target is manual_bptt's own bptt, its other two
+derivations (RTRL and the explicit decomposition, bptt_report.methods) are checked against the
+same oracle results on a subset of the sweep's configurations.
+
+The subset: full-BPTT configurations with T <= MAX_T, H <= MAX_H and at most MAX_B rows (RTRL
+costs O(T B S^2 G H^2), the decomposition O(T^2 B G H^2)), the first MAX_CHECKS of the sweep.
+Each method runs in its own worker process (bptt_report.pool), like a target; the checks have
+kind "rtrl" or "decompose", with the configuration's number.
+"""
+
+from __future__ import annotations
+
+from manual_bptt.problems import RNNConfig
+
+from .checks import References, oracle_checks
+from .pool import TargetPool
+from .results import ConfigCheck
+
+#: The names under which manual_bptt's bptt is checked (the cross-checks apply to these only).
+OWN_TARGETS = frozenset({"manual_bptt:bptt", "manual_bptt.layer:bptt", "manual_bptt.core:bptt"})
+#: kind -> the method's target name.
+METHODS = {"rtrl": "bptt_report.methods:rtrl", "decompose": "bptt_report.methods:decomposed"}
+#: Bounds of the subset.
+MAX_T, MAX_H, MAX_B, MAX_CHECKS = 24, 16, 4, 150
+
+
+def subset(configs: list[RNNConfig]) -> list[int]:
+    """The sweep positions of the configurations cross-checked."""
+    pick = [
+        i
+        for i, c in enumerate(configs)
+        if c.truncate is None and c.T <= MAX_T and c.H <= MAX_H and (c.B or 1) <= MAX_B
+    ]
+    return pick[:MAX_CHECKS]
+
+
+def cross_checks(
+    spec: str, configs: list[RNNConfig], refs: list[References | None], timeout: float
+) -> tuple[list[ConfigCheck], list[str]]:
+    """The rtrl and decompose checks of ``configs`` against their oracle ``refs`` (empty unless
+    ``spec`` is manual_bptt's bptt), and notes on what happened."""
+    if spec not in OWN_TARGETS:
+        return [], []
+    chosen = [i for i in subset(configs) if refs[i] is not None]
+    out: list[ConfigCheck] = []
+    notes: list[str] = []
+    for kind, method in METHODS.items():
+        pool = TargetPool(method, workers=1, timeout=timeout)
+        try:
+            pool.start()
+            replies = pool.run([("call", configs[i], None) for i in chosen])
+        finally:
+            pool.stop.set()
+            pool.close()
+        notes.extend(f"{kind} cross-check: {n}" for n in pool.notes)
+        for i, reply in zip(chosen, replies, strict=True):
+            if reply.get("status") == "not_run":
+                continue
+            ref = refs[i]
+            assert ref is not None
+            out.extend(oracle_checks(i, configs[i], reply, {"oracle": ref["oracle"]}, kind=kind))
+    return out, notes

@@ -1,0 +1,29 @@
+"""Targets for the Dask sweep tests (importable by name from the Dask workers' subprocesses).
+
+kills_its_dask_worker_once   manual_bptt.bptt, except that the first call made under a Dask
+                             worker (a parent process other than the checker's, whose pid is in
+                             BPTT_TEST_CHECKER_PID) kills that parent with SIGKILL: a Dask worker
+                             lost mid-batch. The marker file BPTT_TEST_KILL_MARKER makes it once.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+
+import manual_bptt
+
+
+def kills_its_dask_worker_once(p, xs, ys, **kwargs):
+    marker = os.environ.get("BPTT_TEST_KILL_MARKER")
+    checker = os.environ.get("BPTT_TEST_CHECKER_PID")
+    parent = os.getppid()
+    if marker and checker and str(parent) != checker:
+        try:
+            fd = os.open(marker, os.O_CREAT | os.O_EXCL | os.O_WRONLY)
+        except FileExistsError:
+            pass
+        else:
+            os.close(fd)
+            os.kill(parent, signal.SIGKILL)
+    return manual_bptt.bptt(p, xs, ys, **kwargs)
