@@ -43,8 +43,11 @@ def _clean(text: str) -> str:
 
 
 def group_name(c: ConfigCheck) -> str:
-    """The configuration group of a check: its input form and activation."""
-    return f"{form_name(c.config)}, {c.config.activation}"
+    """The configuration group of a check: its cell, input form and (Elman cell) activation."""
+    cfg = c.config
+    if cfg.cell == "rnn":
+        return f"rnn, {form_name(cfg)}, {cfg.activation}"
+    return f"{cfg.cell}, {form_name(cfg)}"
 
 
 def _seconds(checks: list[ConfigCheck]) -> str:

@@ -38,7 +38,7 @@ from .localize import localize
 from .pool import DEFAULT_TIMEOUT, TargetPool, signals_blocked
 from .profiles import conditioned, profile_size
 from .results import CheckResult, ConfigCheck, Localization
-from .sweep import plan_configs, plan_fd_configs, probe_configs, split_examples, sweep_size
+from .sweep import plan_configs, plan_fd_configs, probe_configs, split_examples
 from .targets import (
     ACTIVATIONS,
     CELLS,
