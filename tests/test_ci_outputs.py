@@ -61,11 +61,12 @@ def test_report_xml_of_a_failing_check_is_valid_junit_with_the_localization_sent
     (loc,) = failing.localizations
     messages = [f.get("message") for f in root.iter("failure")]
     assert loc.verdict in messages
-    # one test case per configuration group and kind, each failing group named after its form and activation
+    # one test case per configuration group and kind; a failing group is named by cell, form and activation
     names = [(c.get("classname"), c.get("name")) for c in root.iter("testcase")]
     assert len(names) == len(set(names))
     failing_groups = {
-        (f"bptt_report.{c.kind}", f"{form_name(c.config)}, {c.config.activation}") for c in failing.failures
+        (f"bptt_report.{c.kind}", f"{c.config.cell}, {form_name(c.config)}, {c.config.activation}")
+        for c in failing.failures
     }
     with_failure = {
         (c.get("classname"), c.get("name")) for c in root.iter("testcase") if c.find("failure") is not None
