@@ -19,7 +19,7 @@ from typing import ClassVar, NamedTuple
 import numpy as np
 
 from .errors import integer_arg
-from .params import _FLOAT_DTYPES, _frozen_copy
+from .params import _FLOAT_DTYPES, ParamsArrays, _frozen_copy
 
 
 class LSTMState(NamedTuple):
@@ -33,7 +33,7 @@ class LSTMState(NamedTuple):
 
 
 @dataclass(frozen=True, eq=False, kw_only=True)
-class _GatedParams:
+class _GatedParams(ParamsArrays):
     """Parameters (or gradients, which live in the same space) of a gated cell.
 
     Attributes:
@@ -91,38 +91,11 @@ class _GatedParams:
         if self.c is not None and self.c.shape != (V.shape[0],):
             raise ValueError(f"c: expected shape (K,) = ({V.shape[0]},), got {self.c.shape}")
 
-    @classmethod
-    def _adopt(cls, **arrays: np.ndarray | None):
-        """Keep the given arrays, just computed and referenced nowhere else, without copying
-        (bptt's gradients); they are made read-only."""
-        self = cls.__new__(cls)
-        for f in fields(cls):
-            value = arrays.get(f.name)
-            if value is not None:
-                value.flags.writeable = False
-            object.__setattr__(self, f.name, value)
-        return self
-
     # -- sizes -----------------------------------------------------------------
-    @property
-    def input_size(self) -> int:
-        """D: the input dimension (the vocabulary size for token inputs)."""
-        return int(self.U.shape[1])
-
     @property
     def hidden_size(self) -> int:
         """H: the size of h_t (and of the LSTM's c_t)."""
         return int(self.W.shape[1])
-
-    @property
-    def output_size(self) -> int:
-        """K: the number of classes."""
-        return int(self.V.shape[0])
-
-    @property
-    def dtype(self) -> np.dtype:
-        """The common floating dtype of the arrays (float32 only if all are float32)."""
-        return np.result_type(*self.arrays())
 
     def arrays(self) -> tuple[np.ndarray, ...]:
         """The non-None arrays in the order U, W, b_ih, b_hh, V, c."""

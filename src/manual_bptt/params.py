@@ -52,8 +52,44 @@ def _frozen_copy(name: str, value: object, dtype: np.dtype | None = None) -> np.
     return out
 
 
+class ParamsArrays:
+    """What every params type shares (RNNParams, GRUParams, LSTMParams): adopting computed arrays
+    without a copy, and the sizes D and K and the dtype read from the fields U (. , D), V (K, H)."""
+
+    @classmethod
+    def _adopt(cls, **arrays: np.ndarray | None):
+        """An instance that keeps the given float arrays instead of copying them.
+
+        For arrays the library has just computed (bptt's gradients, in the shapes of the
+        parameters) and keeps no other reference to: copying them would only cost time. They
+        are made read-only here.
+        """
+        self = cls.__new__(cls)
+        for f in fields(cls):
+            value = arrays.get(f.name)
+            if value is not None:
+                value.flags.writeable = False
+            object.__setattr__(self, f.name, value)
+        return self
+
+    @property
+    def input_size(self) -> int:
+        """D: the input dimension (the vocabulary size for token inputs)."""
+        return int(self.U.shape[1])
+
+    @property
+    def output_size(self) -> int:
+        """K: the number of classes."""
+        return int(self.V.shape[0])
+
+    @property
+    def dtype(self) -> np.dtype:
+        """The common floating dtype of the arrays (float32 only if all are float32)."""
+        return np.result_type(*self.arrays())
+
+
 @dataclass(frozen=True, eq=False)
-class RNNParams:
+class RNNParams(ParamsArrays):
     """Parameters (or gradients, which live in the same space) of the RNN.
 
     Attributes:
@@ -98,42 +134,11 @@ class RNNParams:
         if c is not None and c.shape != (V.shape[0],):
             raise ValueError(f"c: expected shape (K,) = ({V.shape[0]},), got {c.shape}")
 
-    @classmethod
-    def _adopt(cls, **arrays: np.ndarray | None) -> RNNParams:
-        """An RNNParams that keeps the given float arrays instead of copying them.
-
-        For arrays the library has just computed (bptt's gradients, in the shapes of the
-        parameters) and keeps no other reference to: copying them would only cost time. They
-        are made read-only here.
-        """
-        self = cls.__new__(cls)
-        for f in fields(cls):
-            value = arrays.get(f.name)
-            if value is not None:
-                value.flags.writeable = False
-            object.__setattr__(self, f.name, value)
-        return self
-
     # -- sizes -----------------------------------------------------------------
-    @property
-    def input_size(self) -> int:
-        """D: the input dimension (the vocabulary size for token inputs)."""
-        return int(self.U.shape[1])
-
     @property
     def hidden_size(self) -> int:
         """H: the state dimension."""
         return int(self.U.shape[0])
-
-    @property
-    def output_size(self) -> int:
-        """K: the number of classes."""
-        return int(self.V.shape[0])
-
-    @property
-    def dtype(self) -> np.dtype:
-        """The common floating dtype of the arrays (float32 only if all are float32)."""
-        return np.result_type(*self.arrays())
 
     def arrays(self) -> tuple[np.ndarray, ...]:
         """The non-None arrays in the order U, W, V, b, c."""
