@@ -253,23 +253,6 @@ def hello(settings: dict[str, Any]) -> tuple[Callable[..., Any] | None, dict[str
     return factory, {"status": "ready", "modules": sorted(m for m in ("reference",) if m in sys.modules)}
 
 
-def _read(fd: int, n: int) -> bytes | None:
-    chunks, got = [], 0
-    while got < n:
-        chunk = os.read(fd, n - got)
-        if not chunk:
-            return None
-        chunks.append(chunk)
-        got += len(chunk)
-    return b"".join(chunks)
-
-
-def _write(fd: int, data: bytes) -> None:
-    view = memoryview(struct.pack(">I", len(data)) + data)
-    while view:
-        view = view[os.write(fd, view) :]
-
-
 def main(settings_json: str) -> None:
     """The worker's loop (started by bptt_report.pool): hello, then one reply per request."""
     try:
@@ -287,16 +270,16 @@ def _serve(settings: dict[str, Any]) -> None:
     os.dup2(devnull, 0)
     os.dup2(2, 1)
     factory, message = hello(settings)
-    _write(fd_out, wire.encode(message))
+    wire.write_frame(fd_out, wire.encode(message))
     if factory is None:
         return
     while True:
-        head = _read(fd_in, 4)
+        head = wire.read_exact(fd_in, 4)
         if head is None:
             return
-        body = _read(fd_in, struct.unpack(">I", head)[0])
+        body = wire.read_exact(fd_in, struct.unpack(">I", head)[0])
         batch = None if body is None else pickle.loads(body)
         if batch is None:
             return
         for request in batch:
-            _write(fd_out, wire.encode(handle(factory, settings, request)))
+            wire.write_frame(fd_out, wire.encode(handle(factory, settings, request)))

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import math
+import os
 import struct
 from typing import Any
 
@@ -87,3 +88,23 @@ def decode(message: bytes) -> Any:
         raise
     except Exception as exc:  # anything malformed
         raise WireError(f"malformed message: {type(exc).__name__}: {exc}") from exc
+
+
+def read_exact(fd: int, n: int) -> bytes | None:
+    """Exactly ``n`` bytes from the file descriptor ``fd``, or None at the end of the stream (the
+    worker processes' side of the framing: a 4-byte big-endian length, then the message)."""
+    chunks, got = [], 0
+    while got < n:
+        chunk = os.read(fd, n - got)
+        if not chunk:
+            return None
+        chunks.append(chunk)
+        got += len(chunk)
+    return b"".join(chunks)
+
+
+def write_frame(fd: int, data: bytes) -> None:
+    """``data`` to ``fd`` behind its 4-byte big-endian length, all of it."""
+    view = memoryview(struct.pack(">I", len(data)) + data)
+    while view:
+        view = view[os.write(fd, view) :]

@@ -263,23 +263,6 @@ def _jsonable(value: Any) -> Any:
     raise ValueError(f"{DECLARATION}: cannot read a {type(value).__name__} in the declaration")
 
 
-def _read(fd: int, n: int) -> bytes | None:
-    chunks, got = [], 0
-    while got < n:
-        chunk = os.read(fd, n - got)
-        if not chunk:
-            return None
-        chunks.append(chunk)
-        got += len(chunk)
-    return b"".join(chunks)
-
-
-def _write(fd: int, data: bytes) -> None:
-    view = memoryview(struct.pack(">I", len(data)) + data)
-    while view:
-        view = view[os.write(fd, view) :]
-
-
 def main(spec: str) -> None:
     """The worker's loop (started by bptt_report.pool): hello, then one reply per request,
     until None or the end of stdin. The protocol uses private copies of stdin and stdout;
@@ -302,16 +285,16 @@ def _serve(spec: str) -> None:
     modules_before = sorted(m for m in ("torch", "reference") if m in sys.modules)
     fn, message = hello(spec)
     message["modules_before_target"] = modules_before
-    _write(fd_out, wire.encode(message))
+    wire.write_frame(fd_out, wire.encode(message))
     if fn is None:
         return
     while True:
-        head = _read(fd_in, 4)
+        head = wire.read_exact(fd_in, 4)
         if head is None:
             return
-        body = _read(fd_in, struct.unpack(">I", head)[0])
+        body = wire.read_exact(fd_in, struct.unpack(">I", head)[0])
         batch = None if body is None else pickle.loads(body)
         if batch is None:
             return
         for request in batch:
-            _write(fd_out, wire.encode(handle(fn, request)))
+            wire.write_frame(fd_out, wire.encode(handle(fn, request)))
