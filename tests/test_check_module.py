@@ -15,6 +15,7 @@ import pytest
 import torch
 
 from bptt_report import module_check as mc
+from bptt_report import module_session as ms
 from bptt_report.module_check import FACTOR, UsageError, check_module
 
 QUICK = {"quick": True, "examples": 2}
@@ -29,7 +30,7 @@ def test_a_drawn_configuration_has_unequal_sizes_distinct_biases_and_random_upst
     rng = np.random.default_rng(3)
     for cell in mc.CELLS:
         for _ in range(20):
-            c = mc.draw_case(rng, cell, "float32", False, bias=True)
+            c = ms.draw_case(rng, cell, "float32", False, bias=True)
             assert len({c["D"], c["H"], c["T"], c["B"]}) == 4
             b_ih, b_hh = c["params"]["bias_ih_l0"], c["params"]["bias_hh_l0"]
             assert np.all(b_ih != 0) and np.all(b_hh != 0) and not np.allclose(b_ih, b_hh)
@@ -40,8 +41,8 @@ def test_a_drawn_configuration_has_unequal_sizes_distinct_biases_and_random_upst
 
 def test_bfloat16_rounding_is_exact_in_bfloat16():
     a = np.random.default_rng(0).standard_normal(50)
-    r = mc._round(a, "bfloat16")
-    assert np.array_equal(mc._round(r, "bfloat16"), r) and not np.array_equal(r, a)
+    r = ms._round(a, "bfloat16")
+    assert np.array_equal(ms._round(r, "bfloat16"), r) and not np.array_equal(r, a)
 
 
 @pytest.mark.parametrize("cell", mc.CELLS)
@@ -51,10 +52,10 @@ def test_the_reference_equals_torchs_own_layer_at_float64(cell):
     settings = {"cell": cell, "dtype": "float64", "device": "cpu"}
     rng = np.random.default_rng(1)
     for bias in (True, False):
-        case = mc.draw_case(rng, cell, "float64", False, bias=bias)
-        ref = mc.reference(cell, "tanh", case)
-        native = mc.baseline(cell, "tanh", settings, case)
-        for e in mc.compare(native, ref, None, "float64"):
+        case = ms.draw_case(rng, cell, "float64", False, bias=bias)
+        ref = ms.reference(cell, "tanh", case)
+        native = ms.baseline(cell, "tanh", settings, case)
+        for e in ms.compare(native, ref, None, "float64"):
             assert e.ok, e
 
 
@@ -63,15 +64,15 @@ def test_nan_fails_the_verdict_at_every_dtype():
     bad = ref.copy()
     bad[0, 1] = np.nan
     for dtype in ("float64", "float32"):
-        e = mc.judge("x", bad, ref, None if dtype == "float64" else ref.copy(), dtype)
+        e = ms.judge("x", bad, ref, None if dtype == "float64" else ref.copy(), dtype)
         assert not e.ok and math.isinf(e.err)
 
 
 def test_the_lower_precision_verdict_is_relative_to_the_baseline():
     ref = np.ones(4)
     base = ref + 1e-7
-    assert mc.judge("x", ref + (FACTOR - 1) * 1e-7, ref, base, "float32").ok
-    assert not mc.judge("x", ref + (FACTOR + 1) * 1e-7, ref, base, "float32").ok
+    assert ms.judge("x", ref + (FACTOR - 1) * 1e-7, ref, base, "float32").ok
+    assert not ms.judge("x", ref + (FACTOR + 1) * 1e-7, ref, base, "float32").ok
 
 
 def test_usage_errors_before_any_work():
@@ -140,7 +141,7 @@ def test_the_gru_reset_gate_before_the_matrix_product_is_a_forward_error():
 
 def test_swapped_lstm_i_and_g_gate_gradients_are_named():
     r = check_module("user_modules:lstm_i_g_swapped", cell="lstm", **QUICK)
-    assert not any(n in failing(r) for n in mc.FORWARD)
+    assert not any(n in failing(r) for n in ms.FORWARD)
     assert "the i and g gate gradients are swapped" in r.localization.sentence
     assert "the i and g gate blocks of dU, dW, db_ih, db_hh are exchanged" in r.localization.sentence
 

@@ -31,330 +31,35 @@ from __future__ import annotations
 
 import math
 import time
-from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
+from collections.abc import Callable
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 
-import manual_bptt as mb
 from manual_bptt.checking import ATOL, RTOL
 from manual_bptt.errors import integer_arg
 
-from . import module_worker
-from .module_worker import DTYPES, GATES
-from .pool import DEFAULT_TIMEOUT, TargetPool
-from .targets import TargetError, spec_of
+from .module_session import (
+    CELLS,
+    DEFAULT_EXAMPLES,
+    FACTOR,
+    FORWARD,
+    MAX_EXAMPLES,
+    NATIVE,
+    NOTATION,
+    QUICK_EXAMPLES,
+    ArrayError,
+    Evaluation,
+    Session,
+    UsageError,
+    draw_case,
+)
+from .module_worker import DTYPES
+from .pool import DEFAULT_TIMEOUT
+from .targets import spec_of
 
-#: The lower-precision verdict: the module's error may be this many times the baseline's.
-FACTOR = 16.0
-#: Unit roundoff of each dtype (half the distance from 1 to the next number).
-UNIT = {"float64": 2.0**-53, "float32": 2.0**-24, "bfloat16": 2.0**-8, "float16": 2.0**-11}
-#: Configurations by default, and with quick=True.
-DEFAULT_EXAMPLES, QUICK_EXAMPLES = 12, 4
-MAX_EXAMPLES = 1000
-CELLS = tuple(GATES)
-NATIVE = {"rnn": "RNN", "gru": "GRU", "lstm": "LSTM"}
-#: Our notation for the arrays compared (torch name -> name in the report's sentences).
-NOTATION = {
-    "out": "h_t", "h_n": "h_n", "c_n": "c_n",
-    "weight_ih_l0": "dU", "weight_hh_l0": "dW", "bias_ih_l0": "db_ih", "bias_hh_l0": "db_hh",
-    "x": "dx", "h0": "dh0", "c0": "dc0",
-}  # fmt: skip
-FORWARD = ("out", "h_n", "c_n")
-
-
-class UsageError(ValueError):
-    """The module, the factory or the options do not allow a check (exit status 2)."""
-
-
-class ModulePool(TargetPool):
-    """TargetPool whose workers run bptt_report.module_worker with ``settings`` (JSON)."""
-
-    def _start(self):  # type: ignore[override]
-        import json
-        import subprocess
-        import sys
-
-        from .pool import _Worker, signals_blocked
-
-        args = [sys.executable, "-c", module_worker.BOOT, json.dumps(sys.path), self.spec]
-        with signals_blocked():
-            p = subprocess.Popen(args, stdin=subprocess.PIPE, stdout=subprocess.PIPE, start_new_session=True)
-        return _Worker(process=p, since=time.monotonic())
-
-
-# ---------------------------------------------------------------------------------------------
-# Configurations
-# ---------------------------------------------------------------------------------------------
-def _round(a: np.ndarray, dtype: str) -> np.ndarray:
-    """a rounded to dtype (through torch, which has bfloat16), back in float64."""
-    import torch
-
-    return torch.tensor(a, dtype=torch.float64).to(getattr(torch, dtype)).to(torch.float64).numpy().copy()
-
-
-def draw_sizes(rng: np.random.Generator, quick: bool) -> tuple[int, int, int, int]:
-    """(D, H, T, B), all different."""
-    while True:
-        D, H = int(rng.integers(2, 7)), int(rng.integers(3, 8))
-        T = int(rng.integers(4, 8) if quick else rng.integers(5, 11))
-        B = int(rng.integers(2, 5))
-        if len({D, H, T, B}) == 4:
-            return D, H, T, B
-
-
-def draw_case(rng: np.random.Generator, cell: str, dtype: str, quick: bool, bias: bool) -> dict[str, Any]:
-    """One random configuration, every array rounded to dtype (float64 values)."""
-    D, H, T, B = draw_sizes(rng, quick)
-    G = GATES[cell]
-    k = 1.0 / math.sqrt(H)
-    params = {
-        "weight_ih_l0": rng.uniform(-k, k, (G * H, D)),  # U (G*H, D)
-        "weight_hh_l0": rng.uniform(-k, k, (G * H, H)),  # W (G*H, H)
-    }
-    if bias:
-        for n in ("bias_ih_l0", "bias_hh_l0"):  # nonzero, and different from each other
-            v = rng.uniform(0.1, 0.5, G * H) * rng.choice([-1.0, 1.0], G * H)
-            params[n] = v
-    case: dict[str, Any] = {
-        "D": D, "H": H, "T": T, "B": B, "bias": bias, "params": params,
-        "x": rng.standard_normal((B, T, D)),  # (B, T, D)
-        "h0": 0.5 * rng.standard_normal((1, B, H)),  # (1, B, H)
-        "dout": rng.standard_normal((B, T, H)),  # dL/dout, (B, T, H)
-        "dh_n": rng.standard_normal((1, B, H)),  # dL/dh_n, (1, B, H)
-    }  # fmt: skip
-    if cell == "lstm":
-        case["c0"] = 0.5 * rng.standard_normal((1, B, H))
-        case["dc_n"] = rng.standard_normal((1, B, H))
-    return rounded(case, dtype)
-
-
-def rounded(case: dict[str, Any], dtype: str) -> dict[str, Any]:
-    """A copy of case with every array rounded to dtype."""
-    out = dict(case)
-    out["params"] = {n: _round(a, dtype) for n, a in case["params"].items()}
-    for k in ("x", "h0", "c0", "dout", "dh_n", "dc_n"):
-        if k in case:
-            out[k] = _round(case[k], dtype)
-    return out
-
-
-def reference(cell: str, activation: str, case: dict[str, Any]) -> dict[str, np.ndarray]:
-    """The hand-written forward and backward (manual_bptt, float64) on case, under the torch names."""
-    P = case["params"]
-    H = case["H"]
-    U, W = P["weight_ih_l0"], P["weight_hh_l0"]
-    V = np.zeros((1, H))  # the layer alone: no output layer
-    b_ih, b_hh = P.get("bias_ih_l0"), P.get("bias_hh_l0")
-    h0 = case["h0"][0]  # (B, H)
-    if cell == "rnn":
-        p: Any = mb.RNNParams(U=U, W=W, V=V, b=None if b_ih is None else b_ih + b_hh)
-        s0, d_final, act = h0, case["dh_n"][0], activation
-    else:
-        cls = mb.GRUParams if cell == "gru" else mb.LSTMParams
-        p = cls(U=U, W=W, b_ih=b_ih, b_hh=b_hh, V=V)
-        act = None
-        if cell == "gru":
-            s0, d_final = h0, case["dh_n"][0]
-        else:
-            s0, d_final = mb.LSTMState(h0, case["c0"][0]), mb.LSTMState(case["dh_n"][0], case["dc_n"][0])
-    r = mb.backward(p, case["x"], case["dout"], s0=s0, d_final=d_final, activation=act)
-    ref = {"out": r.hs}
-    if cell == "lstm":
-        ref["h_n"], ref["c_n"] = r.final_state.h[None], r.final_state.c[None]
-    else:
-        ref["h_n"] = r.final_state[None]
-    ref["weight_ih_l0"], ref["weight_hh_l0"] = r.grads.U, r.grads.W
-    if b_ih is not None:
-        if cell == "rnn":
-            ref["bias_ih_l0"] = ref["bias_hh_l0"] = r.grads.b  # b = b_ih + b_hh
-        else:
-            ref["bias_ih_l0"], ref["bias_hh_l0"] = r.grads.b_ih, r.grads.b_hh
-    ref["x"] = r.dxs
-    if cell == "lstm":
-        ref["h0"], ref["c0"] = r.ds0.h[None], r.ds0.c[None]
-    else:
-        ref["h0"] = r.ds0[None]
-    return ref
-
-
-def native_factory(cell: str, activation: str) -> Callable[..., Any]:
-    """torch's own nn.RNN (with the module's nonlinearity), nn.GRU or nn.LSTM, as a factory."""
-    from torch import nn
-
-    if cell == "rnn":
-        return lambda **kw: nn.RNN(nonlinearity=activation, **kw)
-    return nn.GRU if cell == "gru" else nn.LSTM
-
-
-def baseline(
-    cell: str, activation: str, settings: dict[str, Any], case: dict[str, Any]
-) -> dict[str, np.ndarray]:
-    """torch's native module at the module's dtype and device on case (in this process)."""
-    factory = native_factory(cell, activation)
-    m = module_worker.build(factory, settings, case)
-    arrays, _, _ = module_worker.call(m, settings, case)
-    return arrays
-
-
-# ---------------------------------------------------------------------------------------------
-# Comparison
-# ---------------------------------------------------------------------------------------------
-def max_abs_diff(a: np.ndarray, b: np.ndarray) -> float:
-    """max|a - b|; inf for NaN/inf anywhere or a shape mismatch; 0 for empty arrays."""
-    if a.shape != b.shape:
-        return math.inf
-    if a.size == 0:
-        return 0.0
-    d = np.abs(a - b)
-    return float(d.max()) if np.isfinite(d).all() else math.inf
-
-
-@dataclass(frozen=True)
-class ArrayError:
-    """One array of one configuration: err = max|module - ref|, scale = max|ref|, base = the
-    baseline's err (None at float64), allowed (the bound on err), ratio (see the module docstring)."""
-
-    name: str
-    err: float
-    scale: float
-    base: float | None
-    allowed: float
-    ratio: float
-    note: str = ""
-
-    @property
-    def ok(self) -> bool:
-        return self.err <= self.allowed
-
-    @property
-    def rel(self) -> float:
-        """err / scale (the relative error reported in the tables)."""
-        return self.err / self.scale if self.scale > 0 else (0.0 if self.err == 0 else math.inf)
-
-    @property
-    def base_rel(self) -> float | None:
-        if self.base is None:
-            return None
-        return self.base / self.scale if self.scale > 0 else 0.0
-
-
-def judge(
-    name: str, a: np.ndarray | None, ref: np.ndarray, base: np.ndarray | None, dtype: str
-) -> ArrayError:
-    """The verdict on one array (see the module docstring)."""
-    note = ""
-    if a is None:
-        a, note = np.full(ref.shape, np.nan), "not returned"
-    elif a.shape != ref.shape:
-        note = f"shape {a.shape}, expected {ref.shape}"
-    err = max_abs_diff(a, ref)
-    scale = float(np.abs(ref).max()) if ref.size else 0.0
-    if dtype == "float64":
-        allowed = RTOL * scale + ATOL
-        return ArrayError(name, err, scale, None, allowed, err / allowed, note)
-    b = max_abs_diff(base, ref) if base is not None else math.inf
-    floor = max(b, UNIT[dtype] * scale)
-    allowed = FACTOR * floor + ATOL
-    ratio = err / floor if floor > 0 else (0.0 if err == 0 else math.inf)
-    return ArrayError(name, err, scale, b, allowed, ratio, note)
-
-
-def compare(
-    arrays: dict[str, np.ndarray], ref: dict[str, np.ndarray], base: dict[str, np.ndarray] | None, dtype: str
-) -> list[ArrayError]:
-    """Every reference array judged, forward first."""
-    return [judge(n, arrays.get(n), r, None if base is None else base.get(n), dtype) for n, r in ref.items()]
-
-
-# ---------------------------------------------------------------------------------------------
-# Evaluation of cases through the pool
-# ---------------------------------------------------------------------------------------------
-@dataclass
-class Evaluation:
-    """One case: the module's reply, the reference, the baseline and the array verdicts."""
-
-    case: dict[str, Any]
-    reply: dict[str, Any]
-    ref: dict[str, np.ndarray] | None = None
-    base: dict[str, np.ndarray] | None = None
-    errors: list[ArrayError] = field(default_factory=list)
-
-    @property
-    def status(self) -> str:
-        return str(self.reply.get("status"))
-
-    @property
-    def arrays(self) -> dict[str, np.ndarray]:
-        return self.reply.get("arrays") or {}
-
-    def failing(self) -> list[str]:
-        return [e.name for e in self.errors if not e.ok]
-
-    def forward_failing(self) -> list[str]:
-        return [n for n in self.failing() if n in FORWARD]
-
-    @property
-    def agrees(self) -> bool:
-        return self.status == "ok" and not self.failing() and not self.reply.get("mutated")
-
-
-class Session:
-    """A running check: the worker pool, the settings, and what it has learnt of the module."""
-
-    def __init__(self, spec: str, cell: str, dtype: str, device: str, timeout: float) -> None:
-        self.cell, self.dtype, self.device = cell, dtype, device
-        self.settings = {"factory": spec, "cell": cell, "dtype": dtype, "device": device}
-        import json
-
-        self.pool = ModulePool(json.dumps(self.settings), workers=1, timeout=timeout)
-        self.activation = "tanh"
-        self._activation_read = False
-
-    def _read_activation(self, nl: Any) -> None:
-        """The Elman module's nonlinearity (its attribute, as torch.nn.RNN has it)."""
-        spec = self.settings["factory"]
-        if nl is None:
-            raise UsageError(
-                f"{spec}: the Elman module needs an attribute nonlinearity ('tanh' or 'relu'), as "
-                "torch.nn.RNN has"
-            )
-        if nl not in ("tanh", "relu"):
-            raise UsageError(f"{spec}: nonlinearity {nl!r}: expected 'tanh' or 'relu'")
-        self.activation, self._activation_read = nl, True
-
-    def start(self) -> None:
-        try:
-            self.pool.start()
-        except TargetError as exc:  # the pool names the worker by its settings: name the factory
-            raise UsageError(
-                str(exc).replace(f"--target {self.pool.spec}", self.settings["factory"])
-            ) from None
-
-    def evaluate(self, cases: Sequence[dict[str, Any]]) -> list[Evaluation]:
-        """Run the module on every case (in the workers), then the reference and the baseline here."""
-        replies = self.pool.run([("run", c, None) for c in cases])
-        for reply in replies:
-            if reply.get("status") == "usage":
-                raise UsageError(f"{self.settings['factory']}: {reply.get('message')}")
-        if self.cell == "rnn" and not self._activation_read:
-            first = next((r for r in replies if r.get("status") == "ok"), None)
-            if first is not None:
-                self._read_activation(first.get("nonlinearity"))
-        evals = []
-        for case, reply in zip(cases, replies, strict=True):
-            ev = Evaluation(case=case, reply=reply)
-            if ev.status == "ok":
-                ev.ref = reference(self.cell, self.activation, case)
-                if self.dtype != "float64":
-                    ev.base = baseline(self.cell, self.activation, self.settings, case)
-                ev.errors = compare(ev.arrays, ev.ref, ev.base, self.dtype)
-            evals.append(ev)
-        return evals
-
-    def close(self) -> None:
-        self.pool.close()
+__all__ = ["CELLS", "FACTOR", "MAX_EXAMPLES", "NOTATION", "ModuleCheckResult", "UsageError", "check_module"]
 
 
 # ---------------------------------------------------------------------------------------------

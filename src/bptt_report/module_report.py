@@ -12,7 +12,8 @@ import math
 import os
 from pathlib import Path
 
-from .module_check import FACTOR, NOTATION, ModuleCheckResult
+from .module_check import ModuleCheckResult
+from .module_session import FACTOR, NOTATION
 from .plots import PlotsUnavailable, pyplot
 
 FILES = ("report.json", "report.md", "lag_profile.png")
