@@ -28,9 +28,6 @@ from __future__ import annotations
 
 import json
 import os
-import pickle
-import signal
-import struct
 import sys
 import time
 import traceback
@@ -262,24 +259,9 @@ def main(settings_json: str) -> None:
 
 
 def _serve(settings: dict[str, Any]) -> None:
-    signal.signal(signal.SIGINT, signal.SIG_IGN)  # the checker handles Ctrl-C and stops us
-    if hasattr(signal, "pthread_sigmask"):
-        signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGINT, signal.SIGTERM})
-    fd_in, fd_out = os.dup(0), os.dup(1)
-    devnull = os.open(os.devnull, os.O_RDONLY)
-    os.dup2(devnull, 0)
-    os.dup2(2, 1)
+    fd_in, fd_out = wire.private_stdio()
     factory, message = hello(settings)
     wire.write_frame(fd_out, wire.encode(message))
     if factory is None:
         return
-    while True:
-        head = wire.read_exact(fd_in, 4)
-        if head is None:
-            return
-        body = wire.read_exact(fd_in, struct.unpack(">I", head)[0])
-        batch = None if body is None else pickle.loads(body)
-        if batch is None:
-            return
-        for request in batch:
-            wire.write_frame(fd_out, wire.encode(handle(factory, settings, request)))
+    wire.serve_requests(fd_in, fd_out, lambda request: handle(factory, settings, request))

@@ -11,7 +11,10 @@ from __future__ import annotations
 import json
 import math
 import os
+import pickle
+import signal
 import struct
+from collections.abc import Callable
 from typing import Any
 
 import numpy as np
@@ -108,3 +111,32 @@ def write_frame(fd: int, data: bytes) -> None:
     view = memoryview(struct.pack(">I", len(data)) + data)
     while view:
         view = view[os.write(fd, view) :]
+
+
+def private_stdio() -> tuple[int, int]:
+    """A worker process's start: Ctrl-C left to the checker, and private copies (fd_in, fd_out) of
+    stdin and stdout for the protocol, while the code under test sees /dev/null as stdin and
+    stderr as stdout."""
+    signal.signal(signal.SIGINT, signal.SIG_IGN)  # the checker handles Ctrl-C and stops us
+    if hasattr(signal, "pthread_sigmask"):
+        signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGINT, signal.SIGTERM})
+    fd_in, fd_out = os.dup(0), os.dup(1)
+    devnull = os.open(os.devnull, os.O_RDONLY)
+    os.dup2(devnull, 0)
+    os.dup2(2, 1)
+    return fd_in, fd_out
+
+
+def serve_requests(fd_in: int, fd_out: int, handle: Callable[[Any], dict[str, Any]]) -> None:
+    """Answer each request of each batch the checker sends, one framed reply per request, until a
+    None batch or the end of the stream."""
+    while True:
+        head = read_exact(fd_in, 4)
+        if head is None:
+            return
+        body = read_exact(fd_in, struct.unpack(">I", head)[0])
+        batch = None if body is None else pickle.loads(body)
+        if batch is None:
+            return
+        for request in batch:
+            write_frame(fd_out, encode(handle(request)))

@@ -26,9 +26,6 @@ from __future__ import annotations
 import dataclasses
 import math
 import os
-import pickle
-import signal
-import struct
 import sys
 import time
 import traceback
@@ -275,26 +272,11 @@ def main(spec: str) -> None:
 
 
 def _serve(spec: str) -> None:
-    signal.signal(signal.SIGINT, signal.SIG_IGN)  # the checker handles Ctrl-C and stops us
-    if hasattr(signal, "pthread_sigmask"):
-        signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGINT, signal.SIGTERM})
-    fd_in, fd_out = os.dup(0), os.dup(1)
-    devnull = os.open(os.devnull, os.O_RDONLY)
-    os.dup2(devnull, 0)
-    os.dup2(2, 1)
+    fd_in, fd_out = wire.private_stdio()
     modules_before = sorted(m for m in ("torch", "reference") if m in sys.modules)
     fn, message = hello(spec)
     message["modules_before_target"] = modules_before
     wire.write_frame(fd_out, wire.encode(message))
     if fn is None:
         return
-    while True:
-        head = wire.read_exact(fd_in, 4)
-        if head is None:
-            return
-        body = wire.read_exact(fd_in, struct.unpack(">I", head)[0])
-        batch = None if body is None else pickle.loads(body)
-        if batch is None:
-            return
-        for request in batch:
-            wire.write_frame(fd_out, wire.encode(handle(fn, request)))
+    wire.serve_requests(fd_in, fd_out, lambda request: handle(fn, request))
