@@ -152,17 +152,7 @@ def torch_gated_bptt(
     cell = cell_of(module)
     dtype = module.weight_ih_l0.dtype
     D, H = module.input_size, module.hidden_size
-    xs = np.asarray(xs)
-    tokens = bool(np.issubdtype(xs.dtype, np.integer))
-    batched = xs.ndim == (2 if tokens else 3)
-    if tokens:
-        xs_leaf = None
-        x = F.one_hot(torch.tensor(xs, dtype=torch.int64), D).to(dtype)  # (T, D) or (B, T, D)
-    else:
-        xs_leaf = torch.tensor(xs, dtype=dtype, requires_grad=True)  # (T, D) or (B, T, D)
-        x = xs_leaf
-    ys_t = torch.tensor(np.asarray(ys), dtype=torch.int64)  # (T,) or (B, T)
-    B = ys_t.shape[0] if batched else 1
+    x, xs_leaf, ys_t, batched, B = torch_rnn.native_inputs(xs, ys, D, dtype)
 
     # Initial state, each part shaped as given; the module wants (1, B, H) batched or (1, H) unbatched.
     parts = (s0,) if cell == "gru" else split_lstm_state(s0)

@@ -54,6 +54,23 @@ def params_from_torch(rnn: nn.RNN, linear: nn.Linear) -> SimpleNamespace:
     )
 
 
+def native_inputs(xs: np.ndarray, ys: np.ndarray, D: int, dtype: torch.dtype) -> tuple:
+    """The inputs of a native torch module, batch-first as given: (x, the leaf of dense xs or None,
+    the labels as int64, batched?, B). Token ids become one-hot rows of D (and have no leaf)."""
+    xs = np.asarray(xs)
+    tokens = bool(np.issubdtype(xs.dtype, np.integer))
+    batched = xs.ndim == (2 if tokens else 3)
+    if tokens:
+        xs_leaf = None
+        x = F.one_hot(torch.tensor(xs, dtype=torch.int64), D).to(dtype)  # (T, D) or (B, T, D)
+    else:
+        xs_leaf = torch.tensor(xs, dtype=dtype, requires_grad=True)  # (T, D) or (B, T, D)
+        x = xs_leaf
+    ys_t = torch.tensor(np.asarray(ys), dtype=torch.int64)  # (T,) or (B, T)
+    B = ys_t.shape[0] if batched else 1
+    return x, xs_leaf, ys_t, batched, B
+
+
 def torch_rnn_bptt(
     rnn: nn.RNN,
     linear: nn.Linear,
@@ -77,17 +94,7 @@ def torch_rnn_bptt(
         raise ValueError("need a single-layer nn.RNN with batch_first=True")
     dtype = rnn.weight_ih_l0.dtype
     D, H = rnn.input_size, rnn.hidden_size
-    xs = np.asarray(xs)
-    tokens = bool(np.issubdtype(xs.dtype, np.integer))
-    batched = xs.ndim == (2 if tokens else 3)
-    if tokens:
-        xs_leaf = None
-        x = F.one_hot(torch.tensor(xs, dtype=torch.int64), D).to(dtype)  # (T, D) or (B, T, D)
-    else:
-        xs_leaf = torch.tensor(xs, dtype=dtype, requires_grad=True)  # (T, D) or (B, T, D)
-        x = xs_leaf
-    ys_t = torch.tensor(np.asarray(ys), dtype=torch.int64)  # (T,) or (B, T)
-    B = ys_t.shape[0] if batched else 1
+    x, xs_leaf, ys_t, batched, B = native_inputs(xs, ys, D, dtype)
 
     # Initial state s0, shaped as given; nn.RNN wants (1, B, H) batched or (1, H) unbatched.
     if s0 is None:
