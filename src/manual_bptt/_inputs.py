@@ -137,7 +137,10 @@ def check_params(p: RNNParams | GRUParams | LSTMParams) -> None:
     if not isinstance(p, (RNNParams, GRUParams, LSTMParams)):
         kinds = "manual_bptt.RNNParams, GRUParams or LSTMParams"
         raise ValueError(f"p: expected {kinds}, got {type(p).__name__}")
-    for name, a in p.items():
+    arrays = p.items()
+    if errors.all_finite(*(a for _, a in arrays)):
+        return
+    for name, a in arrays:
         _check_finite(f"p.{name}", a)
 
 

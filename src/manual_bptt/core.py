@@ -39,7 +39,7 @@ from functools import cached_property
 import numpy as np
 
 from ._inputs import Batch, Sizes, check_max_bytes, check_truncate, prepare
-from .errors import DEFAULT_MAX_BYTES, NonFiniteError, check_bytes
+from .errors import DEFAULT_MAX_BYTES, NonFiniteError, all_finite, check_bytes
 from .params import RNNParams
 
 #: Rows (t, b) per block of steps (at least one step per block), where work is done a block
@@ -61,7 +61,7 @@ def elman_activation(activation: object) -> object:
 def check_steps_finite(what: str, block: np.ndarray, start: int, *, last_first: bool = False) -> None:
     """Raise NonFiniteError naming the first step of ``block`` that holds NaN or inf.
 
-    One np.isfinite over the whole block; the search for the step runs only on failure.
+    One sum over the whole block (see all_finite); the search for the step runs only on failure.
 
     Args:
         what: the quantity, e.g. "s_t" (the states), "o_t" (the logits), "dE/da_t".
@@ -70,9 +70,9 @@ def check_steps_finite(what: str, block: np.ndarray, start: int, *, last_first: 
         last_first: the block was computed from its last step down (the backward pass):
             name the highest bad step, the first one reached.
     """
-    finite = np.isfinite(block)
-    if finite.all():
+    if all_finite(block):
         return
+    finite = np.isfinite(block)
     bad_steps = np.flatnonzero(~finite.reshape(len(block), -1).all(axis=1))
     t = start + int(bad_steps[-1] if last_first else bad_steps[0])
     order = "the first reached by the backward pass, which runs from t = T - 1 down" if last_first else (
@@ -90,6 +90,8 @@ def check_steps_finite(what: str, block: np.ndarray, start: int, *, last_first: 
 
 def check_grads_finite(arrays: dict[str, np.ndarray | None]) -> None:
     """Raise NonFiniteError naming the first gradient (e.g. "dE/dW") that holds NaN or inf."""
+    if all_finite(*arrays.values()):
+        return
     for name, a in arrays.items():
         if a is not None and not np.isfinite(a).all():
             raise NonFiniteError(
@@ -157,7 +159,7 @@ class BPTTResult:
     final_state: np.ndarray
 
 
-def run_forward(p: RNNParams, batch: Batch, *, keep_a: bool = True) -> Trace:
+def run_forward(p: RNNParams, batch: Batch, *, keep_a: bool = True, check_states: bool = True) -> Trace:
     """The recurrence a_t = U x_t + W s_{t-1} + b, s_t = f(a_t) over a validated batch.
 
     Args:
@@ -165,6 +167,11 @@ def run_forward(p: RNNParams, batch: Batch, *, keep_a: bool = True) -> Trace:
         batch: the validated inputs.
         keep_a: keep every a_t in Trace.a, (T, B, H); if False, a_t exists only a block of
             steps at a time (in one reused block) and Trace.a is None.
+        check_states: raise NonFiniteError at the first step whose state s_t is not finite.
+            bptt passes False: a non-finite s_t makes the loss of its step non-finite (NaN
+            and inf survive every product and sum of the output layer, masked steps
+            included, since 0 * inf is NaN), the loss is checked a block at a time
+            (_output_block), and the search that follows names the first such state.
     """
     dt = batch.dtype
     T, B, H = batch.T, batch.B, batch.H
@@ -176,7 +183,7 @@ def run_forward(p: RNNParams, batch: Batch, *, keep_a: bool = True) -> Trace:
     a = np.empty((T if keep_a else blocks[0][1], B, H), dtype=dt)
     states = np.empty((T + 1, B, H), dtype=dt)  # s_{-1} = s0, s_0, ..., s_{T-1}
     with np.errstate(**_QUIET):
-        _recurrence(batch, blocks, a, keep_a, states, U, W, b)
+        _recurrence(batch, blocks, a, keep_a, states, U, W, b, check_states)
     return Trace(
         batch=batch, a=a if keep_a else None, s=states[1:], s_in=states[:-1], U=U, W=W, V=V, b=b, c=c
     )
@@ -191,10 +198,11 @@ def _recurrence(
     U: np.ndarray,
     W: np.ndarray,
     b: np.ndarray | None,
+    check_states: bool,
 ) -> None:
     """Fill states, (T + 1, B, H), with s0, s_0, ..., s_{T-1}, and a with a_t (see run_forward).
 
-    Raises NonFiniteError at the first step whose state is not finite.
+    With check_states, raises NonFiniteError at the first step whose state is not finite.
     """
     B, H = batch.B, batch.H
     states[0] = batch.s0  # s_{-1} = s0
@@ -218,7 +226,8 @@ def _recurrence(
             np.dot(s_prev, WT, out=recur)  # W s_{t-1}
             a_t += recur  # a_t = (U x_t + b) + W s_{t-1}
             f(a_t, out=s_t)  # s_t = f(a_t)
-        check_steps_finite("s_t", states[start + 1 : end + 1], start)
+        if check_states:
+            check_steps_finite("s_t", states[start + 1 : end + 1], start)
 
 
 def step_blocks(T: int, B: int) -> list[tuple[int, int]]:
@@ -364,8 +373,11 @@ def _output_block(
 
 
 def _raise_output_overflow(tr: Trace, start: int, end: int) -> None:
-    """NonFiniteError at the first step in [start, end) whose logits o_t or loss E_t is not finite."""
+    """NonFiniteError at the first step whose state s_t is not finite (bptt's forward pass does
+    not check them: see run_forward), else at the first step in [start, end) whose logits o_t
+    or loss E_t is not finite."""
     batch = tr.batch
+    check_steps_finite("s_t", tr.s, 0)
     o = logits(tr.s[start:end], tr.V.T, tr.c)  # o_t, (steps, B, K)
     check_steps_finite("o_t", o, start)
     z = o - o.max(axis=-1, keepdims=True)  # log-sum-exp, as in softmax_cross_entropy
@@ -419,10 +431,10 @@ def _reverse_recursion(
     for hi in range(start + len(delta), start, -m):  # sub-blocks of steps [lo, hi), the last first
         lo = max(hi - m, start)
         fp = prime(s[lo:hi], out=fp_buf[: hi - lo])  # f'(a_t) from s_t
-        for t in range(hi - 1, lo - 1, -1):
-            d_t = delta[t - start]
+        # the steps t = hi - 1, ..., lo as views, the last first (no per-step indexing)
+        for d_t, fp_t in zip(delta[lo - start : hi - start][::-1], fp[::-1], strict=True):
             carry += d_t  # e_t + W^T delta_{t+1}; e_t is read before delta_t is written over it
-            np.multiply(carry, fp[t - lo], out=d_t)  # delta_t = (e_t + W^T delta_{t+1}) * f'(a_t)
+            np.multiply(carry, fp_t, out=d_t)  # delta_t = (e_t + W^T delta_{t+1}) * f'(a_t)
             np.dot(d_t, W, out=carry)  # W^T delta_t, for step t - 1
 
 
@@ -723,13 +735,13 @@ def bptt(
                     size_check=refuse_too_large)
     with np.errstate(**_QUIET):  # overflow raises NonFiniteError below, never a warning
         if tau is None or tau >= batch.T - 1:  # every term kept: the full recursion
-            tr = run_forward(p, batch, keep_a=False)
+            tr = run_forward(p, batch, keep_a=False, check_states=False)
             loss, sums, ds0, dxs = _full_bptt(tr)
             dU, dW, dV, db, dc = sums.input_grad(), sums.dW, sums.dV, sums.db, sums.dc
         else:
             # e_t = V^T dE/do_t is written over a, which is needed no more (f'(a_t) comes from
             # s_t), and the truncated g_k over e_t in turn: one (T, B, H) array for the three
-            tr = run_forward(p, batch)
+            tr = run_forward(p, batch, check_states=False)
             e = tr.a
             loss, dV, dc = output_grads(tr, e_out=e)
             deltas = truncated_deltas(tr, e, tau, out=e)

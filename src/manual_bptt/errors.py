@@ -75,3 +75,20 @@ def check_bytes(what: str, shape: tuple[int, ...], dtype: object, max_bytes: int
             f"({size / 2**20:.1f} MiB), over the limit of {max_bytes} bytes ({max_bytes / 2**20:.1f} MiB, "
             f"max_bytes); nothing was allocated" + (f". {hint}" if hint else "")
         )
+
+
+def all_finite(*arrays: np.ndarray | None) -> bool:
+    """True when no array (None is skipped) holds NaN or inf; exact, and one sum per array.
+
+    A NaN or an infinity anywhere makes the sum NaN or infinite, so a finite sum of the sums
+    proves every entry finite; only a sum that overflowed although every entry is finite
+    needs the exact elementwise test, which then decides. The sums cost no temporary array,
+    unlike np.isfinite(a).all().
+    """
+    total = 0.0
+    for a in arrays:
+        if a is not None:
+            total += float(np.add.reduce(a, axis=None))
+    if math.isfinite(total):
+        return True
+    return all(a is None or bool(np.isfinite(a).all()) for a in arrays)
