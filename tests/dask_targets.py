@@ -4,6 +4,8 @@ kills_its_dask_worker_once   manual_bptt.bptt, except that the first call made u
                              worker (a parent process other than the checker's, whose pid is in
                              BPTT_TEST_CHECKER_PID) kills that parent with SIGKILL: a Dask worker
                              lost mid-batch. The marker file BPTT_TEST_KILL_MARKER makes it once.
+set_environ                  os.environ.update, for Client.run (os.environ.update itself would
+                             update an unpickled copy of os.environ on the Dask worker).
 """
 
 from __future__ import annotations
@@ -12,6 +14,10 @@ import os
 import signal
 
 import manual_bptt
+
+
+def set_environ(values):
+    os.environ.update(values)
 
 
 def kills_its_dask_worker_once(p, xs, ys, **kwargs):

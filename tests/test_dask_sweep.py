@@ -1,6 +1,7 @@
-"""The sweep on a Dask cluster (bptt_report.executors): the same checks and verdict as --jobs 1,
-a Dask worker killed mid-batch has its batch retried (and the result says so), and --scheduler
-without Dask installed says how to install it. One 2-worker LocalCluster serves the module."""
+"""The sweep on a Dask cluster (bptt_report.executors): the same checks, verdict and numbers as
+--jobs 1 (bptt_report.threads), a Dask worker killed mid-batch has its batch retried (and the
+result says so), and --scheduler without Dask installed says how to install it. One 2-worker
+LocalCluster serves the module."""
 
 from __future__ import annotations
 
@@ -11,8 +12,10 @@ import sys
 import pytest
 
 import bptt_report
-from bptt_report import executors
+import dask_targets
+from bptt_report import executors, runner, threads
 from bptt_report.cli import EXIT_USAGE, main
+from bptt_report.sweep import SweepSize, plan_configs
 
 
 def _comparable(result: bptt_report.CheckResult) -> dict:
@@ -47,15 +50,43 @@ def test_a_sweep_on_a_local_cluster_gives_the_same_report_as_jobs_1(cluster):
     assert [loc.verdict for loc in on_dask.localizations] == [loc.verdict for loc in serial.localizations]
 
 
+#: Sizes of the thorough sweep (T up to 128 only, to keep the references cheap).
+LONG_AND_WIDE = SweepSize(examples=400, max_T=128, max_B=6, max_D=12, max_H=64, max_K=12, fd_examples=1)
+
+
+def _long_and_wide(seed, size, caps):
+    """Configurations of thorough sizes whose dW sums a product over T * B >= 300 rows at H
+    >= 32 (where a BLAS on two threads adds in another order than on one), with cheap
+    references (full BPTT or a window of 0 or 1 steps): the first ``size.examples`` of them."""
+    drawn = plan_configs(seed, LONG_AND_WIDE, caps)
+    big = [c for c in drawn if c.T * (c.B or 1) >= 300 and c.H >= 32 and c.truncate in (None, 0, 1)]
+    return big[: size.examples]
+
+
+def test_long_and_wide_configurations_give_the_same_numbers_on_dask_and_with_jobs_1(cluster, monkeypatch):
+    # the Dask nanny starts its workers with one BLAS thread; a shell leaves every CPU to it
+    monkeypatch.setattr(runner, "plan_configs", _long_and_wide)
+    for name in threads.THREAD_VARIABLES:
+        monkeypatch.delenv(name, raising=False)
+    kw = dict(examples=24, max_localized=0, seed=0)
+    serial = bptt_report.check(jobs=1, **kw)
+    on_dask = bptt_report.check(scheduler=cluster.scheduler_address, **kw)
+    assert serial.verdict == on_dask.verdict and not serial.failures, serial.summary()  # too few for PASS
+    assert {c.config.cell for c in serial.checks} == {"rnn", "gru", "lstm"}
+    assert min(c.config.T * (c.config.B or 1) for c in serial.checks if c.kind == "oracle") >= 300
+    assert _comparable(on_dask) == _comparable(serial)  # every relative error, to the last bit
+
+
 def test_a_dask_worker_killed_mid_batch_has_its_batch_retried(cluster, tmp_path, monkeypatch):
     monkeypatch.setenv("BPTT_TEST_KILL_MARKER", str(tmp_path / "killed"))
     monkeypatch.setenv("BPTT_TEST_CHECKER_PID", str(os.getpid()))
-    # the Dask workers started before the variables were set: hand them over with the task's path
+    # the Dask workers started before the variables were set: hand them over
     from distributed import Client
 
     with Client(cluster.scheduler_address) as client:
         client.run(
-            os.environ.update, {k: os.environ[k] for k in ("BPTT_TEST_KILL_MARKER", "BPTT_TEST_CHECKER_PID")}
+            dask_targets.set_environ,
+            {k: os.environ[k] for k in ("BPTT_TEST_KILL_MARKER", "BPTT_TEST_CHECKER_PID")},
         )
     result = bptt_report.check("dask_targets:kills_its_dask_worker_once", quick=True, examples=24,
                                scheduler=cluster.scheduler_address)  # fmt: skip

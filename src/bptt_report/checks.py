@@ -32,6 +32,7 @@ import torch
 import reference
 from manual_bptt.problems import Problem, RNNConfig
 
+from . import threads
 from .compare import (
     ArrayCheck,
     compare_array,
@@ -159,11 +160,11 @@ def references_batch(cfgs: list[RNNConfig]) -> list[References]:
 
 
 def init_oracle_worker() -> None:
-    """An oracle worker: one torch thread, Ctrl-C left to the checker."""
+    """An oracle worker: the thread settings of bptt_report.threads, Ctrl-C left to the checker."""
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     if hasattr(signal, "pthread_sigmask"):
         signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGINT, signal.SIGTERM})
-    torch.set_num_threads(1)
+    threads.fix()
 
 
 # ---------------------------------------------------------------------------------------------

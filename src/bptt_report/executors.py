@@ -35,6 +35,7 @@ from typing import Any
 
 from manual_bptt.problems import RNNConfig
 
+from . import threads
 from .pool import DEFAULT_TIMEOUT, TargetPool
 from .targets import TargetError
 
@@ -143,8 +144,6 @@ def run_batch(
         {"worker", "replies", "refs" (None for other requests), "notes", "aborted"}, or
         {"worker", "error"} when the target cannot be loaded here.
     """
-    import torch
-
     from .checks import references
 
     where = _address()
@@ -177,16 +176,15 @@ def run_batch(
             box["error"] = exc
 
     thread = threading.Thread(target=target_side, name="bptt-report-target", daemon=True)
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)  # tiny matrices: one thread is fastest
     try:
         thread.start()
-        refs = [
-            references(cfg) if kind == "call" and prefix is None else None for kind, cfg, prefix in requests
-        ]
+        with threads.fixed():  # the same numbers as in the checker's or its oracle processes
+            refs = [
+                references(cfg) if kind == "call" and prefix is None else None
+                for kind, cfg, prefix in requests
+            ]
     finally:
         thread.join()
-        torch.set_num_threads(before)
     if "error" in box:
         raise box["error"]
     return {

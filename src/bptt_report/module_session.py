@@ -9,7 +9,6 @@ from __future__ import annotations
 import json
 import math
 import sys
-import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -21,7 +20,7 @@ from manual_bptt.checking import ATOL, RTOL
 
 from . import module_worker
 from .module_worker import GATES
-from .pool import TargetPool, _Worker
+from .pool import TargetPool
 from .targets import TargetError
 
 #: The lower-precision verdict: the module's error may be this many times the baseline's.
@@ -49,15 +48,8 @@ class UsageError(ValueError):
 class ModulePool(TargetPool):
     """TargetPool whose workers run bptt_report.module_worker with ``settings`` (JSON)."""
 
-    def _start(self):  # type: ignore[override]
-        import subprocess
-
-        from .pool import signals_blocked
-
-        args = [sys.executable, "-c", module_worker.BOOT, json.dumps(sys.path), self.spec]
-        with signals_blocked():
-            p = subprocess.Popen(args, stdin=subprocess.PIPE, stdout=subprocess.PIPE, start_new_session=True)
-        return _Worker(process=p, since=time.monotonic())
+    def _command(self) -> list[str]:
+        return [sys.executable, "-c", module_worker.BOOT, json.dumps(sys.path), self.spec]
 
 
 # ---------------------------------------------------------------------------------------------

@@ -3,9 +3,11 @@ their own, so a Ctrl-C in the terminal reaches only the checker), restarted when
 ends or hangs one, stopped on interrupt. The checker's side; numpy only.
 
 The worker gets this process's sys.path, so it imports the same packages (and never runs
-the calling script again, as multiprocessing's spawn would). Requests travel on its stdin
-(length-prefixed pickles, from the checker: trusted); replies on a copy of its stdout
-(length-prefixed bptt_report.wire messages); the target's own prints go to stderr.
+the calling script again, as multiprocessing's spawn would), and the environment of
+bptt_report.threads.environment (its BLAS and OpenMP pools on one thread, wherever the sweep
+runs). Requests travel on its stdin (length-prefixed pickles, from the checker: trusted);
+replies on a copy of its stdout (length-prefixed bptt_report.wire messages); the target's own
+prints go to stderr.
 
 Requests go out in batches (several per message, up to two batches in flight per worker);
 replies come back one per request, in order, as bptt_report.wire messages. A worker whose
@@ -35,7 +37,7 @@ from typing import Any
 
 from manual_bptt.problems import RNNConfig
 
-from . import wire
+from . import threads, wire
 from .targets import TargetError
 
 #: Requests per message.
@@ -158,11 +160,20 @@ class TargetPool:
     def aborted(self) -> bool:
         return self.losses >= self.max_losses
 
-    def _start(self) -> _Worker:
+    def _command(self) -> list[str]:
+        """The command line of a worker process."""
         path = sys.path if self.path is None else self.path
-        args = [sys.executable, "-c", _BOOT, json.dumps(path), self.spec]
+        return [sys.executable, "-c", _BOOT, json.dumps(path), self.spec]
+
+    def _start(self) -> _Worker:
         with signals_blocked():
-            p = subprocess.Popen(args, stdin=subprocess.PIPE, stdout=subprocess.PIPE, start_new_session=True)
+            p = subprocess.Popen(
+                self._command(),
+                stdin=subprocess.PIPE,
+                stdout=subprocess.PIPE,
+                start_new_session=True,
+                env=threads.environment(),
+            )
         return _Worker(process=p, since=time.monotonic())
 
     @staticmethod

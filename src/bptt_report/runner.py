@@ -23,16 +23,14 @@ import multiprocessing
 import signal
 import sys
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from concurrent.futures import Future, ProcessPoolExecutor, ThreadPoolExecutor
-from contextlib import contextmanager
 from typing import Any
-
-import torch
 
 from manual_bptt.environment import describe, usable_cpus
 from manual_bptt.problems import RNNConfig
 
+from . import threads
 from .checks import References, fd_check, init_oracle_worker, misbehaviour, oracle_checks, references_batch
 from .localize import localize
 from .pool import DEFAULT_TIMEOUT, TargetPool, signals_blocked
@@ -104,18 +102,6 @@ def _resolve(target: TargetLike) -> str:
             "pass a module-level function (or its 'module:function' name)"
         )
     return spec
-
-
-@contextmanager
-def _one_torch_thread() -> Iterator[None]:
-    """torch on one thread meanwhile (restored after): on these tiny matrices extra threads
-    only add synchronization, about 10x slower on 2 cores."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    try:
-        yield
-    finally:
-        torch.set_num_threads(before)
 
 
 def _progress(total: int, desc: str, enabled: bool) -> Any:
@@ -457,8 +443,8 @@ def check(
                 dask_aborted = outcome.aborted
             else:
                 pool.n = effective_jobs(jobs, len(requests))
-                with _one_torch_thread(), ThreadPoolExecutor(1) as threads:
-                    fut = threads.submit(_in_thread, pool, requests, bar)
+                with threads.fixed(), ThreadPoolExecutor(1) as helper:
+                    fut = helper.submit(_in_thread, pool, requests, bar)
                     try:
                         refs = _references(configs, pool.n)
                         replies = fut.result()
@@ -489,7 +475,7 @@ def check(
         if chosen:
             bar = _progress(len(chosen), "localizing", progress)
             try:
-                with _one_torch_thread():
+                with threads.fixed():
                     for c in chosen:
                         localizations.append(localize(pool.run, c))
                         bar.update(1)
@@ -525,6 +511,6 @@ def replay(target: TargetLike, cfg: RNNConfig, *, timeout: float = DEFAULT_TIMEO
     finally:
         pool.stop.set()
         pool.close()
-    with _one_torch_thread():
+    with threads.fixed():
         refs = references_batch([cfg])[0]
     return oracle_checks(0, cfg, reply, refs)
