@@ -378,14 +378,15 @@ def _targets(
     _check_labels(ys_arr, counted, K)
     Y = ys_arr if counted is None else np.where(counted, ys_arr, 0)  # padding -> 0 (weight 0)
     Y = np.ascontiguousarray((Y if sizes.batched else Y[None]).T, dtype=np.int64)
-    if counted is None:
-        counted_tb = np.ones((T, B), dtype=bool)
+    if counted is None:  # every target counts
+        n = T * B
+        weight = np.ones((T, B), dtype=sizes.dtype)
     else:
         counted_tb = (counted if sizes.batched else counted[None]).T
-    n = int(counted_tb.sum())
-    if reduction == "mean" and n == 0:
-        raise ValueError("mask: no target is counted, so reduction='mean' is undefined")
-    weight = counted_tb.astype(sizes.dtype)
+        n = int(counted_tb.sum())
+        if reduction == "mean" and n == 0:
+            raise ValueError("mask: no target is counted, so reduction='mean' is undefined")
+        weight = counted_tb.astype(sizes.dtype)
     if reduction == "mean":
         weight /= n
     return Y, weight

@@ -32,6 +32,7 @@ Truncated BPTT keeps e_t for all steps (its sums over lags need them) in one (T,
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from functools import cached_property
@@ -39,7 +40,7 @@ from functools import cached_property
 import numpy as np
 
 from ._inputs import Batch, Sizes, check_max_bytes, check_truncate, prepare
-from .errors import DEFAULT_MAX_BYTES, NonFiniteError, all_finite, check_bytes
+from .errors import DEFAULT_MAX_BYTES, NonFiniteError, all_finite, check_bytes, nbytes
 from .params import RNNParams
 
 #: Rows (t, b) per block of steps (at least one step per block), where work is done a block
@@ -162,6 +163,9 @@ class BPTTResult:
 def run_forward(p: RNNParams, batch: Batch, *, keep_a: bool = True, check_states: bool = True) -> Trace:
     """The recurrence a_t = U x_t + W s_{t-1} + b, s_t = f(a_t) over a validated batch.
 
+    Called inside ``np.errstate(**_QUIET)`` (bptt, forward, the layer backward): overflow is
+    found by the finiteness checks, never reported as a warning.
+
     Args:
         p: the parameters.
         batch: the validated inputs.
@@ -182,8 +186,7 @@ def run_forward(p: RNNParams, batch: Batch, *, keep_a: bool = True, check_states
     blocks = step_blocks(T, B)
     a = np.empty((T if keep_a else blocks[0][1], B, H), dtype=dt)
     states = np.empty((T + 1, B, H), dtype=dt)  # s_{-1} = s0, s_0, ..., s_{T-1}
-    with np.errstate(**_QUIET):
-        _recurrence(batch, blocks, a, keep_a, states, U, W, b, check_states)
+    _recurrence(batch, blocks, a, keep_a, states, U, W, b, check_states)
     return Trace(
         batch=batch, a=a if keep_a else None, s=states[1:], s_in=states[:-1], U=U, W=W, V=V, b=b, c=c
     )
@@ -206,8 +209,11 @@ def _recurrence(
     """
     B, H = batch.B, batch.H
     states[0] = batch.s0  # s_{-1} = s0
-    UT = np.ascontiguousarray(U.T)  # x @ UT is a faster product than x @ U.T
-    WT = np.ascontiguousarray(W.T)
+    if batch.tokens is not None and blocks[0][1] * B < batch.D:
+        UT = U.T  # fewer rows to gather than U has columns: gathered from U itself, no copy
+    else:
+        UT = np.ascontiguousarray(U.T)  # contiguous rows to gather, and x @ UT is faster than x @ U.T
+    WT = np.ascontiguousarray(W.T)  # s_{t-1} @ WT: the per-step product, faster than with W.T
     x_buf = _x_buffer(batch, blocks)
     recur = np.empty((B, H), dtype=states.dtype)
     f = batch.act.f
@@ -310,8 +316,11 @@ class _GradSums:
 
     dW (H, H), dV (K, H), db (H,) or None, dc (K,) or None; dU (H, D) for dense inputs, or
     for token inputs dUT (D, H), its transpose, whose row v collects the g_k with x_k = v.
+    All of them are views of one zeroed buffer (``flat``): one allocation, and one sum tells
+    whether every entry is finite (see all_finite).
     """
 
+    flat: np.ndarray
     dU: np.ndarray | None
     dUT: np.ndarray | None
     dW: np.ndarray
@@ -322,15 +331,24 @@ class _GradSums:
     @classmethod
     def zeros(cls, tr: Trace) -> _GradSums:
         batch = tr.batch
-        D, H, K, dt = batch.D, batch.H, batch.K, batch.dtype
+        D, H, K = batch.D, batch.H, batch.K
         tokens = batch.tokens is not None
+        nb = 0 if tr.b is None else H
+        nc = 0 if tr.c is None else K
+        # [dU or dUT | dW | dV | db | dc], each a view of its slice
+        w0 = D * H
+        v0 = w0 + H * H
+        b0 = v0 + K * H
+        flat = np.zeros(b0 + nb + nc, dtype=batch.dtype)
+        dU = flat[:w0].reshape((D, H) if tokens else (H, D))
         return cls(
-            dU=None if tokens else np.zeros((H, D), dtype=dt),
-            dUT=np.zeros((D, H), dtype=dt) if tokens else None,
-            dW=np.zeros((H, H), dtype=dt),
-            dV=np.zeros((K, H), dtype=dt),
-            db=None if tr.b is None else np.zeros(H, dtype=dt),
-            dc=None if tr.c is None else np.zeros(K, dtype=dt),
+            flat=flat,
+            dU=None if tokens else dU,
+            dUT=dU if tokens else None,
+            dW=flat[w0:v0].reshape(H, H),
+            dV=flat[v0:b0].reshape(K, H),
+            db=flat[b0 : b0 + nb] if nb else None,
+            dc=flat[b0 + nb :] if nc else None,
         )
 
     def input_grad(self) -> np.ndarray:
@@ -354,7 +372,7 @@ def _output_block(
         dV += sum_t dE/do_t s_t^T,   dc += sum_t dE/do_t   (added in place).
 
     Args:
-        VT: (H, K) V^T, C-contiguous.  dO_buf: scratch of at least (end - start) B rows of K.
+        VT: (H, K) V^T (a view of V).  dO_buf: scratch of at least (end - start) B rows of K.
         e_out: (end - start, B, H), receives e_t.  dV: (K, H).  dc: (K,) or None.
     """
     batch = tr.batch
@@ -363,7 +381,7 @@ def _output_block(
     dO = logits(S, VT, tr.c, out=dO_buf[:n])  # o_t, one row per (t, b)
     y, w = batch.Y[start:end].reshape(n), batch.weight[start:end].reshape(n)
     loss = softmax_cross_entropy(dO, y, w)  # dO now holds dE/do_t
-    if not np.isfinite(loss):  # a logit o_t or a term E_t overflowed: find the step
+    if not math.isfinite(loss):  # a logit o_t or a term E_t overflowed: find the step
         _raise_output_overflow(tr, start, end)
     dV += dO.T @ S  # dV += sum_t dE/do_t s_t^T
     if dc is not None:
@@ -403,7 +421,7 @@ def output_grads(tr: Trace, e_out: np.ndarray) -> tuple[float, np.ndarray, np.nd
     """
     batch = tr.batch
     blocks = step_blocks(batch.T, batch.B)
-    VT = np.ascontiguousarray(tr.V.T)  # S @ VT is a faster product than S @ V.T
+    VT = tr.V.T  # S @ V^T: BLAS reads the transpose in place (a contiguous copy measured no faster)
     dO_buf = np.empty((blocks[0][1] * batch.B, batch.K), dtype=batch.dtype)
     dV = np.zeros((batch.K, batch.H), dtype=batch.dtype)
     dc = None if tr.c is None else np.zeros(batch.K, dtype=batch.dtype)
@@ -629,7 +647,7 @@ def _full_bptt(tr: Trace) -> tuple[float, _GradSums, np.ndarray, np.ndarray | No
     batch = tr.batch
     steps = step_blocks(batch.T, batch.B)[0][1]
     dO_buf = np.empty((steps * batch.B, batch.K), dtype=batch.dtype)
-    VT = np.ascontiguousarray(tr.V.T)  # S @ VT is a faster product than S @ V.T
+    VT = tr.V.T  # S @ V^T: BLAS reads the transpose in place (a contiguous copy measured no faster)
     sums = _GradSums.zeros(tr)
 
     def from_output_layer(start: int, end: int, block: np.ndarray) -> float:
@@ -738,6 +756,9 @@ def bptt(
             tr = run_forward(p, batch, keep_a=False, check_states=False)
             loss, sums, ds0, dxs = _full_bptt(tr)
             dU, dW, dV, db, dc = sums.input_grad(), sums.dW, sums.dV, sums.db, sums.dc
+            # the arrays that hold every gradient's numbers: one sum each decides "all finite"
+            # (for tokens dU is dUT transposed, the same numbers)
+            covering = (sums.flat, ds0, dxs)
         else:
             # e_t = V^T dE/do_t is written over a, which is needed no more (f'(a_t) comes from
             # s_t), and the truncated g_k over e_t in turn: one (T, B, H) array for the three
@@ -747,8 +768,10 @@ def bptt(
             deltas = truncated_deltas(tr, e, tau, out=e)
             check_steps_finite("dE/da_t", deltas, 0, last_first=True)
             dU, dW, db, ds0, dxs = delta_grads(tr, deltas)
-        check_grads_finite({"dE/dU": dU, "dE/dW": dW, "dE/dV": dV, "dE/db": db, "dE/dc": dc,
-                            "dE/ds0": ds0, "dE/dxs": dxs})
+            covering = None
+        if covering is None or not all_finite(*covering):  # the dict is built only to search it
+            check_grads_finite({"dE/dU": dU, "dE/dW": dW, "dE/dV": dV, "dE/db": db, "dE/dc": dc,
+                                "dE/ds0": ds0, "dE/dxs": dxs})
     grads = RNNParams._adopt(U=dU, W=dW, V=dV, b=db, c=dc)  # fresh arrays: no copies
     return BPTTResult(loss=loss, grads=grads, ds0=ds0, dxs=dxs, final_state=final_state(tr))
 
@@ -785,10 +808,14 @@ def _forward_arrays(sz: Sizes) -> list[tuple[str, tuple[int, ...], np.dtype]]:
 
 
 def _check_sizes(caller: str, arrays: list[tuple[str, tuple[int, ...], np.dtype]], max_bytes: int) -> None:
-    """TooLargeError for the first array over max_bytes, before anything is allocated."""
+    """TooLargeError for the first array over max_bytes, before anything is allocated.
+
+    The message is written only for an array that is refused (check_bytes raises there).
+    """
     for what, shape, dtype in arrays:
-        check_bytes(f"{caller}: {what}", shape, dtype, max_bytes,
-                    hint="Split the input into shorter chunks (carry final_state as s0), or raise max_bytes")
+        if nbytes(shape, dtype.itemsize) > max_bytes:
+            hint = "Split the input into shorter chunks (carry final_state as s0), or raise max_bytes"
+            check_bytes(f"{caller}: {what}", shape, dtype, max_bytes, hint=hint)
 
 
 def final_state(tr: Trace) -> np.ndarray:

@@ -8,6 +8,7 @@ Shapes: U (H, D), W (H, H), V (K, H), b (H,) or None, c (K,) or None.
 
 from __future__ import annotations
 
+import functools
 import numbers
 from dataclasses import dataclass, fields
 
@@ -52,6 +53,12 @@ def _frozen_copy(name: str, value: object, dtype: np.dtype | None = None) -> np.
     return out
 
 
+@functools.cache
+def _field_names(cls: type) -> tuple[str, ...]:
+    """The names of the dataclass fields of ``cls`` in order (ClassVars excluded), read once."""
+    return tuple(f.name for f in fields(cls))
+
+
 class ParamsArrays:
     """What every params type shares (RNNParams, GRUParams, LSTMParams): adopting computed arrays
     without a copy, and the sizes D and K and the dtype read from the fields U (. , D), V (K, H)."""
@@ -65,11 +72,11 @@ class ParamsArrays:
         are made read-only here.
         """
         self = cls.__new__(cls)
-        for f in fields(cls):
-            value = arrays.get(f.name)
+        for name in _field_names(cls):
+            value = arrays.get(name)
             if value is not None:
                 value.flags.writeable = False
-            object.__setattr__(self, f.name, value)
+            object.__setattr__(self, name, value)
         return self
 
     @property
@@ -146,7 +153,8 @@ class RNNParams(ParamsArrays):
 
     def items(self) -> list[tuple[str, np.ndarray]]:
         """(name, array) pairs of the non-None arrays, in the order U, W, V, b, c."""
-        return [(f.name, getattr(self, f.name)) for f in fields(self) if getattr(self, f.name) is not None]
+        pairs = (("U", self.U), ("W", self.W), ("V", self.V), ("b", self.b), ("c", self.c))
+        return [(name, a) for name, a in pairs if a is not None]
 
     def astype(self, dtype: np.dtype | type) -> RNNParams:
         """A copy with every array cast to ``dtype`` (float32 or float64)."""
