@@ -74,6 +74,28 @@ def test_label_message_points_at_the_first_bad_label_after_a_zero():
         bptt(P, TOK, ys)
 
 
+@pytest.mark.parametrize("dtype", [np.int8, np.int16, np.int32, np.int64, np.uint8, np.uint32, np.uint64])
+def test_token_ids_and_labels_of_every_integer_width_are_range_checked(dtype):
+    """Ids and labels are range-checked by one maximum over their unsigned reading: negative
+    ids of every width (the most negative included), ids equal to D or K, and the same in a
+    strided view are refused with the element named; every id in range is accepted."""
+    tok, ys = TOK.astype(dtype), YS.astype(dtype)
+    want = bptt(P, TOK, YS)
+    got = bptt(P, tok[:, ::-1][:, ::-1], ys)  # a strided (reversed twice) view of the same ids
+    assert got.loss == want.loss
+    lowest = np.iinfo(dtype).min
+    for bad_value in ([-1, lowest] if lowest < 0 else []) + [D]:
+        bad = tok.copy()
+        bad[1, 2] = bad_value
+        with pytest.raises(ValueError, match=rf"^xs: token id {bad_value} at index \(1, 2\) is outside"):
+            bptt(P, bad[:, ::-1][:, ::-1], ys)
+    for bad_value in ([-1, lowest] if lowest < 0 else []) + [K]:
+        bad = ys.copy()
+        bad[0, 4] = bad_value
+        with pytest.raises(ValueError, match=rf"^ys: label {bad_value} at index \(0, 4\) is outside"):
+            bptt(P, tok, bad)
+
+
 def test_ragged_mask_message_names_mask():
     # the message names "mask"
     mask = [[True] * T, [True] * (T - 1)]

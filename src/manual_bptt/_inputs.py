@@ -328,7 +328,7 @@ def _scan_xs(xs_arr: np.ndarray, sizes: Sizes) -> tuple[np.ndarray | None, np.nd
     """(tokens (T, B) int64, None) for token ids in [0, D), or (None, X (T, B, D)) for finite dense input."""
     D = sizes.D
     if sizes.tokens:
-        if xs_arr.min() < 0 or xs_arr.max() >= D:
+        if not _all_in_range(xs_arr, D):
             bad = np.argwhere((xs_arr < 0) | (xs_arr >= D))[0]
             raise ValueError(
                 f"xs: token id {int(xs_arr[tuple(bad)])} at index {tuple(int(i) for i in bad)} "
@@ -392,8 +392,19 @@ def _targets(
     return Y, weight
 
 
+def _all_in_range(ids: np.ndarray, n: int) -> bool:
+    """True when every integer in ``ids`` lies in [0, n), by one maximum: read as unsigned
+    integers of the same width, the negative ones become at least 2**63 (or 2**31, ...)."""
+    if ids.size == 0:
+        return True
+    unsigned = ids if ids.dtype.kind == "u" else ids.view(f"u{ids.dtype.itemsize}")
+    return int(unsigned.max()) < n
+
+
 def _check_labels(ys_arr: np.ndarray, counted: np.ndarray | None, K: int) -> None:
     """Every label where ``counted`` is True (everywhere when None) lies in [0, K)."""
+    if counted is None and _all_in_range(ys_arr, K):
+        return
     outside = (ys_arr < 0) | (ys_arr >= K)
     if counted is not None:
         outside &= counted
