@@ -293,3 +293,19 @@ def test_caller_arrays_are_untouched(cell, truncate):
     for a, b in zip(args, before, strict=True):
         np.testing.assert_array_equal(a, b)
     assert not np.shares_memory(r.hs, dhs) and not np.shares_memory(r.dxs, xs)
+
+
+@pytest.mark.parametrize("cell", list(CELLS))
+def test_a_truncation_that_keeps_every_step_is_the_full_backward_bitwise(cell):
+    """truncate >= T - 1 keeps every term, and runs the full recursion itself: the result is
+    the untruncated one to the last bit (the sum over lags, which adds the same terms in
+    another order, differs in the last bits, so this pins which code runs)."""
+    p, xs, dhs, s0, d_final = make(cell, D=4, H=5, T=7, B=3, seed=3)
+    full = mb.backward(p, xs, dhs, s0=s0, d_final=d_final)
+    for tau in (6, 7, 50):
+        r = mb.backward(p, xs, dhs, s0=s0, d_final=d_final, truncate=tau)
+        for name, a in full.grads.items():
+            assert np.array_equal(getattr(r.grads, name), a), (tau, name)
+        assert np.array_equal(r.dxs, full.dxs), tau
+    lagged = mb.backward(p, xs, dhs, s0=s0, d_final=d_final, truncate=5)  # drops the lag-6 terms
+    assert not np.array_equal(lagged.grads.W, full.grads.W)

@@ -81,3 +81,33 @@ def test_max_bytes_must_be_a_non_negative_integer(bad):
         mb.bptt(P, np.zeros(3, np.int64), np.zeros(3, np.int64), max_bytes=bad)
     with pytest.raises(ValueError, match=r"^max_bytes"):
         mb.forward(P, np.zeros(3, np.int64), max_bytes=bad)
+
+
+@pytest.mark.parametrize(
+    ("H_", "K_", "dtype", "first"),
+    [
+        (4, 2, np.float64, "the states s_t, (T + 1, B, H)"),  # (T+1)BH > TBK, > TB int64
+        (2, 9, np.float64, "the logits o_t and y_hat_t, (T, B, K) each"),  # TBK the largest
+        (1, 1, np.float32, "the token ids, (T, B) int64"),  # 8 bytes per id against 4 per state
+    ],
+)
+def test_forward_names_the_array_it_refuses_with_its_exact_size(H_, K_, dtype, first):
+    """Each array forward allocates has its own refusal; the limit is set between the largest
+    array and the others, so exactly that one is refused, named as documented."""
+    B_, T_ = 3, 40
+    p = mb.RNNParams.init(5, H_, K_, seed=0, dtype=dtype)
+    xs = np.zeros((B_, T_), np.int64)
+    itemsize = np.dtype(dtype).itemsize
+    sizes = {
+        "the states s_t, (T + 1, B, H)": ((T_ + 1, B_, H_), itemsize),
+        "the logits o_t and y_hat_t, (T, B, K) each": ((T_, B_, K_), itemsize),
+        "the token ids, (T, B) int64": ((T_, B_), 8),
+    }
+    nbytes = {what: int(np.prod(shape)) * size for what, (shape, size) in sizes.items()}
+    limit = max(v for what, v in nbytes.items() if what != first)
+    assert nbytes[first] > limit
+    err, _ = refused(lambda: mb.forward(p, xs, max_bytes=limit))
+    shape, _ = sizes[first]
+    want = f"forward: {first}: an array of shape {shape} would take {nbytes[first]} bytes"
+    assert str(err).startswith(want), str(err)
+    mb.forward(p, xs, max_bytes=nbytes[first])  # the same call at exactly its size runs

@@ -95,3 +95,98 @@ def test_just_below_overflow_is_finite_and_warning_free():
 def test_nonfinite_error_is_a_floating_point_error_exported_by_the_package():
     assert mb.NonFiniteError is mb.errors.NonFiniteError
     assert issubclass(mb.NonFiniteError, FloatingPointError)
+
+
+# ---------------------------------------------------------------------------------------------
+# the output layer, the layer backward and the gradient sums: each overflow named exactly
+# ---------------------------------------------------------------------------------------------
+def saturating(v_column, dtype=np.float64, c=None):
+    """H = 2, tokens of a vocabulary of 2: token 0 leaves s_t = 0, token 1 saturates it at
+    s_t = (1, 1) (tanh(100) is 1.0 exactly); V's first column is ``v_column`` and its second
+    0, so o_t = v_column at the steps of token 1 and o_t = c (or 0) at the others."""
+    U = np.array([[0.0, 100.0], [0.0, 100.0]])
+    V = np.zeros((len(v_column), 2))
+    V[:, 0] = v_column
+    return mb.RNNParams(U=U, W=np.zeros((2, 2)), V=V, b=None, c=c).astype(dtype)
+
+
+def test_logits_that_overflow_are_named_at_their_first_step_by_forward_and_bptt():
+    """o_t = V s_t = 1e308 + 1e308 overflows only at the steps of token 1, the first being t = 2."""
+    p = saturating(np.array([1e308, 0.0])).replace(V=np.array([[1e308, 1e308], [0.0, 0.0]]))
+    xs = np.array([0, 0, 1, 0, 1])
+    ys = np.zeros(5, dtype=np.int64)
+    calls = (lambda: mb.forward(p, xs), lambda: mb.bptt(p, xs, ys), lambda: mb.bptt(p, xs, ys, truncate=1))
+    for call in calls:
+        err = raises_nonfinite(call)
+        assert (err.what, err.step) == ("o_t", 2), (err.what, err.step)
+        assert str(err).startswith("o_t: not finite (NaN or inf) at step t = 2 "), str(err)
+
+
+@pytest.mark.parametrize("truncate", [None, 2])
+def test_finite_logits_whose_loss_overflows_name_the_first_such_step(truncate):
+    """o_t = (1.7e308, -1.7e308) is finite, but E_t = max o_t - o_t[y_t] overflows for label 1:
+    the first step with token 1 and label 1 is t = 3 (at t = 1 the label is 0)."""
+    p = saturating(np.array([1.7e308, -1.7e308]))
+    xs = np.array([0, 1, 0, 1, 1, 0])
+    ys = np.array([1, 0, 1, 1, 1, 1])
+    err = raises_nonfinite(lambda: mb.bptt(p, xs, ys, truncate=truncate))
+    assert (err.what, err.step) == ("E_t", 3), (err.what, err.step)
+    assert str(err).startswith("E_t: not finite (NaN or inf) at step t = 3 "), str(err)
+    assert np.isfinite(mb.forward(p, xs).o).all()  # the logits themselves are finite
+
+
+def test_a_sum_of_finite_losses_that_overflows_is_named_as_the_sum():
+    """float32: E_t = 2e38 - 0 at both steps, each finite; their sum 4e38 overflows."""
+    p = saturating(np.array([2e38, 0.0]), dtype=np.float32)
+    xs, ys = np.array([1, 1]), np.array([1, 1])
+    err = raises_nonfinite(lambda: mb.bptt(p, xs, ys))
+    assert (err.what, err.step) == ("E", None)
+    assert str(err) == "E: the sum of the finite terms w_t E_t of steps 0..1 overflowed in float32"
+    one = mb.bptt(p, xs[:1], ys[:1])  # one step alone is finite
+    assert one.loss == pytest.approx(2e38, rel=1e-6)
+
+
+def test_layer_backward_under_truncation_names_the_first_step_the_backward_pass_reaches():
+    """Elman layer, states all 0 (U = 0, s0 = 0), W = 2 I, dL/ds_7 = 1e308 and 0 elsewhere:
+    the chain from step 7 doubles per step, so delta_{7,k} = 2^(7-k) 1e308 overflows for every
+    k <= 6. With tau = 3 the steps 4, 5, 6 overflow; the backward pass reaches 6 first."""
+    T, H = 10, 3
+    p = mb.RNNParams(U=np.zeros((H, 2)), W=2.0 * np.eye(H), V=np.zeros((1, H)))
+    dhs = np.zeros((T, H))
+    dhs[7] = 1e308
+    err = raises_nonfinite(lambda: mb.backward(p, np.zeros(T, dtype=np.int64), dhs, truncate=3))
+    assert (err.what, err.step) == ("dE/da_t", 6), (err.what, err.step)
+    assert str(err).startswith("dE/da_t: not finite (NaN or inf) at step t = 6 "), str(err)
+
+
+def _layer_case(name):
+    """float32 Elman layers whose error signals are finite but one gradient's sum overflows:
+    (params, xs, dhs, s0, the gradient named)."""
+    T, H, D = 10, 2, 10
+    dhs = np.full((T, H), 1e38, dtype=np.float32)
+    zeros_UW = dict(U=np.zeros((H, D)), W=np.zeros((H, H)), V=np.zeros((1, H)))
+    if name == "dE/dU":  # the same token at every step: one column of dU sums 10 x 1e38
+        return mb.RNNParams(**zeros_UW), np.zeros(T, dtype=np.int64), dhs, None
+    if name == "dE/dW":  # distinct tokens (dU finite), s_{t-1} near tanh(1): dW sums 10 x 1e38
+        p = mb.RNNParams(U=np.ones((H, D)), W=np.zeros((H, H)), V=np.zeros((1, H)))
+        return p, np.arange(T), 3 * dhs, np.full(H, 0.5, dtype=np.float32)
+    if name == "dE/db":  # states 0: dU, dW finite; db sums 10 x 1e38
+        return mb.RNNParams(**zeros_UW, b=np.zeros(H)), np.arange(T), dhs, None
+    one = np.zeros((T, H), dtype=np.float32)
+    one[0] = 1e10
+    if name == "dE/ds0":  # dE/ds0 = W^T g_0 = 1e30 x 1e10
+        p = mb.RNNParams(U=np.zeros((H, D)), W=np.full((H, H), 1e30), V=np.zeros((1, H)))
+        return p, np.arange(T), one, None
+    # dE/dxs: dense zeros (states 0), dE/dx_0 = U^T g_0 = 1e30 x 1e10
+    p = mb.RNNParams(U=np.full((H, D), 1e30), W=np.zeros((H, H)), V=np.zeros((1, H)))
+    return p, np.zeros((T, D), dtype=np.float32), one, None
+
+
+@pytest.mark.parametrize("name", ["dE/dU", "dE/dW", "dE/db", "dE/ds0", "dE/dxs"])
+def test_layer_backward_names_the_gradient_whose_sum_overflows(name):
+    p, xs, dhs, s0 = _layer_case(name)
+    p = p.astype(np.float32)
+    err = raises_nonfinite(lambda: mb.backward(p, xs, dhs, s0=s0))
+    assert (err.what, err.step) == (name, None), (err.what, name)
+    want = f"{name}: not finite (NaN or inf): the sum over the steps overflowed in float32"
+    assert str(err).startswith(want), str(err)

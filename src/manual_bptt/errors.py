@@ -83,7 +83,8 @@ def all_finite(*arrays: np.ndarray | None) -> bool:
     A NaN or an infinity anywhere makes the sum NaN or infinite, so a finite sum of the sums
     proves every entry finite; only a sum that overflowed although every entry is finite
     needs the exact elementwise test, which then decides. The sums cost no temporary array,
-    unlike np.isfinite(a).all().
+    unlike np.isfinite(a).all(). Call it inside np.errstate(over="ignore"): finite entries near
+    the largest float may sum to inf, which numpy would report as a RuntimeWarning.
     """
     total = 0.0
     for a in arrays:
