@@ -1,6 +1,9 @@
-"""--profile: the sweep sizes, and the thorough profile's RTRL and decomposition cross-checks."""
+"""--profile: the sweep sizes, the thorough profile's conditioning (radius caps, short truncation
+windows), and its RTRL and decomposition cross-checks."""
 
 from __future__ import annotations
+
+import dataclasses
 
 import numpy as np
 import pytest
@@ -12,12 +15,18 @@ from bptt_report.sweep import FULL, QUICK, SweepSize, plan_configs
 from manual_bptt.problems import RNNConfig, make_problem
 
 
+@pytest.fixture(scope="module")
+def thorough_plan():
+    """5000 configurations of the thorough sweep's ranges (seed 0), as drawn and as conditioned."""
+    raw = plan_configs(0, dataclasses.replace(profiles.THOROUGH, examples=5000))
+    return raw, profiles.conditioned(raw)
+
+
 def test_profiles_name_the_quick_default_and_thorough_sweeps():
     assert profiles.profile_size(None) == FULL and profiles.profile_size(None, quick=True) == QUICK
     t = profiles.profile_size("thorough")
-    assert (
-        t.examples >= FULL.examples and t.max_H == 64 and 100 <= t.max_T and t.fd_examples > FULL.fd_examples
-    )
+    assert (t.examples, t.max_T, t.max_H, t.max_B, t.fd_examples) == (12000, 256, 64, 6, 200)
+    assert t.examples >= 3 * FULL.examples and t.fd_examples > FULL.fd_examples
     assert profiles.profile_size("thorough", examples=40).examples == 40
     with pytest.raises(ValueError, match="profile: expected one of quick, default, thorough"):
         profiles.profile_size("huge")
@@ -25,10 +34,26 @@ def test_profiles_name_the_quick_default_and_thorough_sweeps():
         profiles.profile_size("thorough", quick=True)
 
 
-def test_the_thorough_sweep_reaches_long_sequences_and_wide_states():
-    cfgs = plan_configs(0, profiles.THOROUGH)
-    assert max(c.T for c in cfgs) > 100 and max(c.H for c in cfgs) == 64
-    assert 50 <= len(crosschecks.subset(cfgs)) <= crosschecks.MAX_CHECKS
+def test_the_thorough_sweep_reaches_long_sequences_and_wide_states(thorough_plan):
+    _, cfgs = thorough_plan
+    assert max(c.T for c in cfgs) == 256 and max(c.H for c in cfgs) == 64
+    assert max(c.T for c in cfgs if c.truncate is None) > 200
+    picked = [cfgs[i] for i in crosschecks.subset(cfgs)]
+    assert 300 <= len(picked) <= crosschecks.MAX_CHECKS and max(c.T for c in picked) > 100
+    assert all(c.T <= crosschecks.MAX_T and c.H <= crosschecks.MAX_H and c.truncate is None for c in picked)
+
+
+def test_the_cross_check_subset_is_spread_over_the_sweep_and_its_cells():
+    base = dict(T=5, B=None, D=3, H=4, K=2, tokens=True, bias=True, truncate=None, reduction="sum",
+                use_mask=False, s0_kind=None, weight_scale=1.0)  # fmt: skip
+    cfgs = [
+        RNNConfig(**base, activation="tanh" if cell == "rnn" else None, seed=i, cell=cell)
+        for cell in ("rnn", "gru", "lstm")
+        for i in range(crosschecks.MAX_CHECKS)
+    ]
+    picked = crosschecks.subset(cfgs)
+    assert len(picked) <= crosschecks.MAX_CHECKS
+    assert {cfgs[i].cell for i in picked} == {"rnn", "gru", "lstm"}
 
 
 @pytest.mark.parametrize("tokens, B", [(True, None), (False, 3)])
@@ -59,11 +84,27 @@ def test_a_thorough_check_of_manual_bptt_cross_checks_rtrl_and_the_decomposition
     assert plain.counts()["rtrl"] == dict.fromkeys(("pass", "fail", "unsupported", "error"), 0)
 
 
-def test_the_thorough_sweep_keeps_long_sequences_out_of_the_chaotic_regime():
-    cfgs = profiles.conditioned(plan_configs(0, profiles.THOROUGH))
-    long = [c for c in cfgs if c.T > profiles.LONG_T]
-    assert long and max(c.weight_scale for c in long) == profiles.LONG_RADIUS
-    assert any(c.weight_scale == 3.0 for c in cfgs if c.T <= profiles.LONG_T)  # exploding, on short ones
-    raw = plan_configs(0, profiles.THOROUGH)
+def test_the_thorough_sweep_keeps_long_sequences_out_of_the_chaotic_regime(thorough_plan):
+    raw, cfgs = thorough_plan
+    (t1, r1), (t2, r2) = profiles.RADIUS_CAPS
+    assert max(c.weight_scale for c in cfgs if c.T > t1) == r1
+    assert max(c.weight_scale for c in cfgs if c.T > t2) == r2
+    assert any(c.weight_scale == 3.0 for c in cfgs if c.T <= t1)  # exploding, on short ones
     assert [c.seed for c in cfgs] == [c.seed for c in raw]
     assert sum(a != b for a, b in zip(cfgs, raw, strict=True)) > 100
+
+
+def test_the_thorough_sweep_draws_windows_of_more_than_one_step_on_short_sequences(thorough_plan):
+    raw, cfgs = thorough_plan
+    windowed = [(a, b) for a, b in zip(raw, cfgs, strict=True) if a.truncate is not None and a.truncate > 1]
+    assert max(b.T for _, b in windowed) <= profiles.WINDOW_T < max(a.T for a, _ in windowed)
+    for a, b in windowed:
+        if a.truncate >= a.T - 1:  # beyond T - 1 stays as far beyond
+            assert b.truncate - (b.T - 1) == a.truncate - (a.T - 1)
+        else:  # about T/2 stays about T/2
+            assert b.truncate == b.T // 2 < b.T - 1
+        if a.T <= profiles.WINDOW_T:
+            assert b.T == a.T
+        else:
+            assert profiles.WINDOW_T // 2 < b.T <= profiles.WINDOW_T
+    assert all(a == b for a, b in zip(raw, cfgs, strict=True) if a.truncate in (None, 0, 1) and a.T <= 32)

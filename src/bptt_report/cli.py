@@ -135,8 +135,9 @@ def _add_report(sub: argparse._SubParsersAction) -> None:
         "--profile",
         choices=("quick", "default", "thorough"),
         default=None,
-        help="size of the sweep: quick (= --quick), default, or thorough (T up to 128, H up to 64, "
-        "RTRL and decomposition cross-checks for manual_bptt's own bptt: the sweep worth a cluster)",
+        help="size of the sweep: quick (= --quick), default, or thorough (12000 configurations, T up to "
+        "256, H up to 64, RTRL and decomposition cross-checks for manual_bptt's own bptt: the sweep worth "
+        "a cluster)",
     )
     p.add_argument(
         "--scheduler",

@@ -2,11 +2,15 @@
 
     quick      32 configurations, T <= 7, H <= 5: a few seconds (also ``--quick``)
     default    3000 configurations, T <= 32, H <= 10: about a minute on 2 cores
-    thorough   3000 configurations, T up to 128, H up to 64, B up to 6 (radius(W) <= 1.5
-               beyond T = 32: see conditioned), more finite differences, and (for
-               manual_bptt's own bptt) RTRL and decomposition cross-checks
-               (bptt_report.crosschecks): the sweep worth a Dask cluster (``--scheduler``);
-               its measured time is in the README ("Where the sweep runs")
+    thorough   12000 configurations, T up to 256, H up to 64, B up to 6 (conditioned: the
+               radius of W capped by length, truncation windows of more than one step on at
+               most WINDOW_T steps), more finite differences, and (for manual_bptt's own bptt)
+               RTRL and decomposition cross-checks on a subset of T <= 128
+               (bptt_report.crosschecks): the sweep worth a Dask cluster (``--scheduler``). Its
+               count comes from a measured rate: a sample of 3000 of its configurations (all
+               three cells, --jobs 1) took 203 s, 0.068 s per configuration (one of 2000:
+               0.066 s), on the project's 2-core machine while it was shared (load average
+               about 4), so that the whole sweep is a run of 10 to 20 minutes with --jobs 1
 
 Every profile draws the same kinds of configuration (bptt_report.sweep), only larger.
 """
@@ -20,28 +24,54 @@ from manual_bptt.problems import RNNConfig
 from .sweep import FULL, QUICK, SweepSize
 
 #: The thorough sweep.
-THOROUGH = SweepSize(examples=3000, max_T=128, max_B=6, max_D=12, max_H=64, max_K=12, fd_examples=80)
+THOROUGH = SweepSize(examples=12000, max_T=256, max_B=6, max_D=12, max_H=64, max_K=12, fd_examples=200)
 #: Profile name -> its sweep.
 PROFILES: dict[str, SweepSize] = {"quick": QUICK, "default": FULL, "thorough": THOROUGH}
 
 
-#: In the thorough sweep, a sequence longer than this is drawn with radius(W) at most
-#: LONG_RADIUS: with radius 3.0 and T in the hundreds the forward pass is chaotic (tanh) or
-#: overflows towards 1e28 (relu), float64 rounding grows past the tolerance (relative 1e-10)
-#: in any implementation, and the oracle and nn.RNN disagree with each other there too (measured
-#: in the thorough sweep of seed 0: 16 of 4047 checks, all radius 3.0 and T >= 62).
-LONG_T, LONG_RADIUS = 32, 1.5
+#: In the thorough sweep, the radius of W (a gated cell: its weight scale) is capped by length:
+#: a sequence longer than T is drawn with a radius of at most r, for each (T, r) here. Beyond
+#: T = 32, 1.5: with radius 3.0 and T in the hundreds the forward pass is chaotic (tanh) or
+#: overflows towards 1e28 (relu), float64 rounding grows past the tolerance (relative 1e-10) in
+#: any implementation, and the oracle and nn.RNN disagree with each other there too (measured in
+#: the thorough sweep of seed 0 with T up to 128: 16 of 4047 checks, all radius 3.0 and T >= 62).
+#: Beyond T = 128, 1.0: relu at radius 1.5 grows as 1.5^T, and the relative error of manual_bptt
+#: against the oracle reached 3.0e-10 for T in 161..192 and 5.6e-6 for T in 225..256, nn.RNN
+#: against the oracle 1.5e-6 (the 1390 relu configurations of radius 1.0 or 1.5 and T > 32 among
+#: the first 15000 Elman configurations of the thorough ranges, seed 0); at radius 1.5 and
+#: T <= 128 the worst was 4.8e-12, at radius 1.0 and any T up to 256, 5.9e-15.
+RADIUS_CAPS = ((32, 1.5), (128, 1.0))
+#: In the thorough sweep, a truncation window of more than one step (about T/2, or beyond T - 1)
+#: is drawn on at most WINDOW_T steps: the oracle unrolls a graph per step over the window
+#: (O(T x window) steps): with T up to 256 and no such bound, those configurations took 94 of
+#: the 101 s of the references of a 300-configuration sample (a GRU with a window beyond T - 1:
+#: 2.3 s each). Full BPTT and windows of 0 and 1 steps keep T up to 256.
+WINDOW_T = 64
+
+
+def _windowed(c: RNNConfig) -> RNNConfig:
+    """``c`` with a truncation window of more than one step on at most WINDOW_T steps: T halved
+    (rounded up) until it fits, the window (about T/2, or as far beyond T - 1) on the new T."""
+    if c.truncate is None or c.truncate <= 1 or c.T <= WINDOW_T:
+        return c
+    T = c.T
+    while T > WINDOW_T:
+        T = -(-T // 2)
+    window = T - 1 + (c.truncate - (c.T - 1)) if c.truncate >= c.T - 1 else T // 2
+    return dataclasses.replace(c, T=T, truncate=window)
+
+
+def _capped(c: RNNConfig) -> RNNConfig:
+    """``c`` with its radius within RADIUS_CAPS for its length."""
+    cap = min((r for t, r in RADIUS_CAPS if c.T > t), default=c.weight_scale)
+    return dataclasses.replace(c, weight_scale=cap) if c.weight_scale > cap else c
 
 
 def conditioned(configs: list[RNNConfig]) -> list[RNNConfig]:
-    """The thorough sweep's configurations with the radius of W capped at LONG_RADIUS where
-    T > LONG_T (each one otherwise unchanged, its seed included)."""
-    return [
-        dataclasses.replace(c, weight_scale=LONG_RADIUS)
-        if c.T > LONG_T and c.weight_scale > LONG_RADIUS
-        else c
-        for c in configs
-    ]
+    """The thorough sweep's configurations with a truncation window of more than one step on at
+    most WINDOW_T steps, then the radius of W within RADIUS_CAPS (each one otherwise unchanged,
+    its seed included)."""
+    return [_capped(_windowed(c)) for c in configs]
 
 
 def profile_size(profile: str | None, *, quick: bool = False, examples: int | None = None) -> SweepSize:
