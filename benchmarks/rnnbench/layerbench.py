@@ -87,6 +87,11 @@ def layer_backward(sizes: list[Size], cells: list[str], dtype: str, rounds: int,
     return rows
 
 
+#: The size limit of the memory runs: the LSTM's step caches at T = 8192 (B = 8, H = 128) are one
+#: array of 1.4 GB, over bptt's default limit of 1 GiB (this machine has 24 GiB).
+MEMORY_MAX_BYTES = 8 << 30
+
+
 def cell_memory(cfg: Config, cells: list[str]) -> dict:
     """Peak traced memory of one bptt call against T for every cell (dense inputs)."""
     B, D, H, K = cfg.memory_dims
@@ -101,7 +106,8 @@ def cell_memory(cfg: Config, cells: list[str]) -> dict:
         peaks = []
         for T in cfg.memory_T:
             xs, ys = rng.standard_normal((B, T, D)), rng.integers(0, K, size=(B, T))
-            peaks.append(traced_peak(lambda p=p, xs=xs, ys=ys: mb.bptt(p, xs, ys)))
+            call = lambda p=p, xs=xs, ys=ys: mb.bptt(p, xs, ys, max_bytes=MEMORY_MAX_BYTES)  # noqa: E731
+            peaks.append(traced_peak(call))
         Ts = list(cfg.memory_T)
         n_fit = min(4, len(Ts))
         per_step, offset = np.polyfit(Ts[-n_fit:], peaks[-n_fit:], 1)
