@@ -8,6 +8,7 @@ from __future__ import annotations
 import dataclasses
 import os
 import sys
+import threading
 
 import pytest
 
@@ -75,6 +76,39 @@ def test_long_and_wide_configurations_give_the_same_numbers_on_dask_and_with_job
     assert {c.config.cell for c in serial.checks} == {"rnn", "gru", "lstm"}
     assert min(c.config.T * (c.config.B or 1) for c in serial.checks if c.kind == "oracle") >= 300
     assert _comparable(on_dask) == _comparable(serial)  # every relative error, to the last bit
+
+
+def _blas_threads() -> list[int]:
+    from threadpoolctl import threadpool_info
+
+    return [d["num_threads"] for d in threadpool_info() if d["user_api"] == "blas"]
+
+
+def test_the_blas_limit_holds_while_any_thread_computes_references():
+    import torch
+
+    torch_before, blas_before = torch.get_num_threads(), _blas_threads()
+    with threads.fixed(), threads.fixed():
+        assert torch.get_num_threads() == threads.THREADS and set(_blas_threads()) == {threads.THREADS}
+    assert (torch.get_num_threads(), _blas_threads()) == (torch_before, blas_before)
+    entered, leave = threading.Event(), threading.Event()
+
+    def other() -> None:
+        with threads.fixed():
+            entered.set()
+            leave.wait(10)
+
+    helper = threading.Thread(target=other)
+    with threads.fixed():
+        helper.start()
+        entered.wait(10)
+    try:  # out first, while the other thread is still inside: its limit stays
+        assert set(_blas_threads()) == {threads.THREADS} and torch.get_num_threads() == torch_before
+    finally:
+        leave.set()
+        helper.join()
+    env = threads.environment({"OMP_NUM_THREADS": "8", "PATH": "/bin"})
+    assert env["PATH"] == "/bin" and all(env[v] == str(threads.THREADS) for v in threads.THREAD_VARIABLES)
 
 
 def test_a_dask_worker_killed_mid_batch_has_its_batch_retried(cluster, tmp_path, monkeypatch):

@@ -20,8 +20,10 @@ numpy only at import (torch and threadpoolctl are imported when the settings are
 from __future__ import annotations
 
 import os
+import threading
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
+from typing import Any
 
 #: Threads of every BLAS, OpenMP and torch pool in a process that computes for a sweep.
 THREADS = 1
@@ -47,7 +49,7 @@ def environment(base: Mapping[str, str] | None = None) -> dict[str, str]:
 
 def fix() -> None:
     """This process's torch and numpy BLAS pools on THREADS threads from now on (a process
-    that only computes references: an oracle process)."""
+    that only computes references: an oracle process, from its main thread)."""
     import torch
     from threadpoolctl import threadpool_limits
 
@@ -55,17 +57,38 @@ def fix() -> None:
     threadpool_limits(THREADS)
 
 
+#: The BLAS limit of fixed() (the process's): how many threads are inside, and the limiter that
+#: restores the earlier setting when the last one leaves.
+_LOCK = threading.Lock()
+_inside = 0
+_blas: Any = None
+
+
 @contextmanager
 def fixed() -> Iterator[None]:
-    """torch and numpy's BLAS (every pool threadpoolctl knows) on THREADS threads meanwhile,
-    restored after: around the references computed in a process that does other things too."""
+    """torch and numpy's BLAS on THREADS threads meanwhile, restored after: around the references
+    computed in a process that does other things too.
+
+    torch's count belongs to the calling thread (OpenMP), so each thread sets and restores its
+    own; the BLAS limit (threadpoolctl) is the process's, so threads inside at once (a Dask
+    worker with several threads) share it: the first one in applies it, the last one out
+    restores it, and none leaves the others without it."""
     import torch
     from threadpoolctl import threadpool_limits
 
+    global _inside, _blas
+    with _LOCK:
+        if _inside == 0:
+            _blas = threadpool_limits(THREADS, user_api="blas")
+        _inside += 1
     before = torch.get_num_threads()
     torch.set_num_threads(THREADS)
     try:
-        with threadpool_limits(THREADS):
-            yield
+        yield
     finally:
         torch.set_num_threads(before)
+        with _LOCK:
+            _inside -= 1
+            if _inside == 0 and _blas is not None:
+                _blas.restore_original_limits()
+                _blas = None
