@@ -2,11 +2,11 @@
 
 A report's numbers must not depend on where its sweep ran (``--jobs``, ``--scheduler``). They
 would: a BLAS on two threads cuts a long product's sum into other partial sums than on one
-(OpenBLAS, the gated cells' dW = sum_t dgh_t^T h_{t-1}, a (G*H, T*B) @ (T*B, H) product: the
-last bits differ once T*B is in the hundreds), and a Dask nanny starts its workers with
-OMP_NUM_THREADS=1 and the like, while a shell leaves every pool at the number of CPUs. So every
-process that computes for a sweep runs its BLAS, OpenMP and torch pools on THREADS threads
-(the matrices are small: one thread is also the fastest):
+(OpenBLAS, a cell's dW = sum_t dgh_t^T h_{t-1}, a (G*H, T*B) @ (T*B, H) product: the last bits
+differ once T*B is in the hundreds, for the Elman cell, the GRU and the LSTM alike), and a Dask
+nanny starts its workers with OMP_NUM_THREADS=1 and the like, while a shell leaves every pool
+at the number of CPUs. So every process that computes for a sweep runs its BLAS, OpenMP and
+torch pools on THREADS threads:
 
 - the processes that run the target, the cross-checked methods and the finite differences
   (bptt_report.pool, bptt_report.module_session) start with ``environment()``: the thread
@@ -14,7 +14,8 @@ process that computes for a sweep runs its BLAS, OpenMP and torch pools on THREA
 - where the references are computed (the checker, its oracle processes, a Dask worker):
   inside ``fixed()``, or after ``fix()`` in a process of its own.
 
-numpy only at import (torch and threadpoolctl are imported when the settings are applied).
+The standard library only at import (torch and threadpoolctl are imported when the settings
+are applied).
 """
 
 from __future__ import annotations
