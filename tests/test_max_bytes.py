@@ -111,3 +111,108 @@ def test_forward_names_the_array_it_refuses_with_its_exact_size(H_, K_, dtype, f
     want = f"forward: {first}: an array of shape {shape} would take {nbytes[first]} bytes"
     assert str(err).startswith(want), str(err)
     mb.forward(p, xs, max_bytes=nbytes[first])  # the same call at exactly its size runs
+
+
+def bptt_sizes(T_, B_, D_, H_, K_, itemsize, tokens):
+    """What bptt counts against max_bytes, derived from the sizes: {what: (shape, bytes)}, in the
+    order it checks them. A block of logits has min(T, max(1, 1024 // B)) steps of B rows."""
+    rows = min(T_, max(1, 1024 // B_)) * B_
+    arrays = {
+        "the states s_t, (T + 1, B, H)": ((T_ + 1, B_, H_), itemsize),
+        "the labels, (T, B) int64": ((T_, B_), 8),
+        "a block of logits o_t, (rows, K)": ((rows, K_), itemsize),
+        "dE/dU, (H, D)": ((H_, D_), itemsize),
+    }
+    if tokens:
+        arrays["the token ids, (T, B) int64"] = ((T_, B_), 8)
+    else:
+        arrays["dE/dxs, (B, T, D)"] = ((B_, T_, D_), itemsize)
+    return {what: (shape, int(np.prod(shape)) * size) for what, (shape, size) in arrays.items()}
+
+
+def bptt_inputs(T_, B_, D_, dtype, tokens, batched=True):
+    lead = (B_, T_) if batched else (T_,)
+    xs = np.zeros(lead, np.int64) if tokens else np.zeros((*lead, D_), dtype)
+    return xs, np.zeros(lead, np.int64)
+
+
+@pytest.mark.parametrize(
+    ("T_", "B_", "D_", "H_", "K_", "dtype", "tokens", "first"),
+    [
+        (40, 3, 5, 4, 2, np.float64, True, "the states s_t, (T + 1, B, H)"),
+        # 8 bytes per label against 4 per float32 state (H = 1); dense inputs, as token ids
+        # would be the same size as the labels
+        (40, 3, 1, 1, 1, np.float32, False, "the labels, (T, B) int64"),
+        # a block of logits: all T B rows (T < 1024 // B), 1024 // B steps of B rows, one step
+        # of B > 1024 rows, and 1024 // B steps when B does not divide 1024
+        (40, 3, 2, 1, 50, np.float64, True, "a block of logits o_t, (rows, K)"),
+        (40, 64, 2, 1, 50, np.float64, True, "a block of logits o_t, (rows, K)"),
+        (3, 2000, 2, 1, 50, np.float64, True, "a block of logits o_t, (rows, K)"),
+        (10, 300, 2, 1, 50, np.float64, True, "a block of logits o_t, (rows, K)"),
+        (40, 3, 500, 2, 2, np.float64, True, "dE/dU, (H, D)"),
+        (40, 3, 50, 1, 1, np.float64, False, "dE/dxs, (B, T, D)"),
+    ],
+)
+@pytest.mark.parametrize("truncate", [None, 5])
+def test_bptt_names_the_array_it_refuses_with_its_exact_shape_and_size(
+    T_, B_, D_, H_, K_, dtype, tokens, first, truncate
+):
+    """Each array bptt counts has its own refusal; the limit is set between the largest array
+    and the others, so exactly that one is refused, named as documented."""
+    p = mb.RNNParams.init(D_, H_, K_, seed=0, dtype=dtype)
+    xs, ys = bptt_inputs(T_, B_, D_, dtype, tokens)
+    sizes = bptt_sizes(T_, B_, D_, H_, K_, np.dtype(dtype).itemsize, tokens)
+    # the truncated run's e_t, (T, B, H), is smaller than the states: never the largest
+    limit = max(n for what, (_, n) in sizes.items() if what != first)
+    shape, need = sizes[first]
+    assert need > limit
+    err, _ = refused(lambda: mb.bptt(p, xs, ys, truncate=truncate, max_bytes=limit))
+    want = f"bptt: {first}: an array of shape {shape} would take {need} bytes "
+    assert str(err).startswith(want), str(err)
+    r = mb.bptt(p, xs, ys, truncate=truncate, max_bytes=need)  # the same call at exactly its size runs
+    assert np.isfinite(r.loss)
+
+
+@pytest.mark.parametrize(("tokens", "first"), [(True, "the states s_t"), (False, "dE/dxs")])
+def test_bptt_counts_an_unbatched_input_as_one_sequence(tokens, first):
+    """xs of shape (T,) or (T, D): B = 1 in the shapes of the message."""
+    T_, D_, H_ = 40, 50 if not tokens else 2, 4
+    p = mb.RNNParams.init(D_, H_, 2, seed=0)
+    xs, ys = bptt_inputs(T_, 1, D_, np.float64, tokens, batched=False)
+    shape = (T_ + 1, 1, H_) if tokens else (1, T_, D_)
+    need = int(np.prod(shape)) * 8
+    err, _ = refused(lambda: mb.bptt(p, xs, ys, max_bytes=need - 1))
+    assert str(err).startswith(f"bptt: {first}"), str(err)
+    assert f": an array of shape {shape} would take {need} bytes " in str(err), str(err)
+    mb.bptt(p, xs, ys, max_bytes=need)
+
+
+def test_bptt_refuses_the_first_array_over_the_limit_in_its_order():
+    """Sizes that grow along bptt's order (states < labels < logits < dE/dU < dE/dxs): with the
+    limit at the size of one array, every later array is over it, and the next one is named."""
+    T_, B_, D_, H_, K_ = 5, 2, 40, 1, 3
+    p = mb.RNNParams.init(D_, H_, K_, seed=0, dtype=np.float32)
+    xs, ys = bptt_inputs(T_, B_, D_, np.float32, tokens=False)
+    sizes = list(bptt_sizes(T_, B_, D_, H_, K_, 4, tokens=False).items())
+    assert [n for _, (_, n) in sizes] == sorted({n for _, (_, n) in sizes})  # strictly growing
+    limits = [0] + [n for _, (_, n) in sizes[:-1]]
+    for limit, (what, (shape, need)) in zip(limits, sizes, strict=True):
+        err, _ = refused(lambda limit=limit: mb.bptt(p, xs, ys, max_bytes=limit))
+        want = f"bptt: {what}: an array of shape {shape} would take {need} bytes "
+        assert str(err).startswith(want), str(err)
+    mb.bptt(p, xs, ys, max_bytes=sizes[-1][1][1])
+
+
+def test_bptt_with_token_inputs_names_the_labels_before_the_token_ids_of_the_same_size():
+    """Token ids and labels are both (T, B) int64, and the labels are counted first: with float32
+    and H = 1 they are the largest arrays, and the labels are the ones refused."""
+    T_, B_, D_, H_, K_ = 40, 3, 2, 1, 1
+    p = mb.RNNParams.init(D_, H_, K_, seed=0, dtype=np.float32)
+    xs, ys = bptt_inputs(T_, B_, D_, np.float32, tokens=True)
+    sizes = bptt_sizes(T_, B_, D_, H_, K_, 4, tokens=True)
+    ids = sizes["the token ids, (T, B) int64"][1]
+    assert ids == sizes["the labels, (T, B) int64"][1] == max(n for _, n in sizes.values())
+    err, _ = refused(lambda: mb.bptt(p, xs, ys, max_bytes=ids - 1))
+    want = f"bptt: the labels, (T, B) int64: an array of shape {(T_, B_)} would take {ids} bytes "
+    assert str(err).startswith(want), str(err)
+    mb.bptt(p, xs, ys, max_bytes=ids)

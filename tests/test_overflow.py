@@ -190,3 +190,134 @@ def test_layer_backward_names_the_gradient_whose_sum_overflows(name):
     assert (err.what, err.step) == (name, None), (err.what, name)
     want = f"{name}: not finite (NaN or inf): the sum over the steps overflowed in float32"
     assert str(err).startswith(want), str(err)
+
+
+# ---------------------------------------------------------------------------------------------
+# bptt: every step's terms finite, one gradient's sum over the steps overflows (float32)
+# ---------------------------------------------------------------------------------------------
+BPTT_ORDER = ["dE/dU", "dE/dW", "dE/dV", "dE/db", "dE/dc", "dE/ds0", "dE/dxs"]
+BIG = 2.0**126  # 8.5e37: ten of them overflow float32's 3.4e38, four do not
+#: e_t = V^T dE/do_t = (a, a) for V = a * SAME, (a, -a) for V = a * ORTHOGONAL, when every logit
+#: is 0 and the label 0 of K = 2 (dE/do_t = (-1/2, 1/2)); ORTHOGONAL's rows are orthogonal to
+#: states with two equal entries, so the logits V s_t stay 0 however large s_t is.
+SAME = np.array([[-1.0, -1.0], [1.0, 1.0]])
+ORTHOGONAL = np.array([[-1.0, 1.0], [1.0, -1.0]])
+
+
+def _bptt_case(case):
+    """float32 Elman cells (H = 2, weights and inputs powers of 2 or 0, so the products that
+    cancel are exact and every logit is 0) whose states, logits, loss and dE/da_t are finite,
+    while the gradients of the test's ``past_float32`` overflow: their sums over the steps (for
+    dE/ds0 = W^T delta_0 and dE/dx_0 = U^T delta_0, the sum inside one product).
+    Returns (params, xs, ys, activation, extra keyword arguments of bptt).
+
+    dE/dc = sum_t dE/do_t has no case: |dE/do_t| <= 1 per step (w_t <= 1 with reduction="sum"),
+    so its sum could overflow float32 only past 3.4e38 steps; nor can its place in the order
+    be seen.
+    """
+    T, H = 10, 2
+    labels, one_token, distinct = np.zeros(T, dtype=np.int64), np.zeros(T, dtype=np.int64), np.arange(T)
+    half = np.full(H, 0.5, dtype=np.float32)
+    if case == "dE/dU, dE/dW, dE/db":  # identity, W = 0: s_t = s0 = 1/2, delta_t = e_t = (BIG, -BIG);
+        # one token: a column of dU sums 10 x BIG, dW 10 x BIG / 2, db 10 x BIG
+        p = mb.RNNParams(U=np.full((H, 1), 0.5), W=np.zeros((H, H)), V=BIG * ORTHOGONAL, b=np.zeros(H))
+        return p, one_token, labels, "identity", {"s0": half}
+    if case == "dE/dW, dE/db":  # the same with distinct tokens: each column of dU holds one delta_t
+        p = mb.RNNParams(U=np.full((H, T), 0.5), W=np.zeros((H, H)), V=BIG * ORTHOGONAL, b=np.zeros(H))
+        return p, distinct, labels, "identity", {"s0": half}
+    if case == "dE/dW, dE/dV":  # identity, W = 0: s_t = (BIG, BIG), s0 = 0, delta_t = e_t = (1, -1):
+        # dU sums 10 x 1, dW 9 x BIG, dV 10 x BIG / 2
+        p = mb.RNNParams(U=np.full((H, 1), BIG), W=np.zeros((H, H)), V=ORTHOGONAL)
+        return p, one_token, labels, "identity", {}
+    if case == "dE/dV":  # as above with delta_t = e_t = 2^-10 (1, -1): dW (9 x 2^116) stays finite
+        p = mb.RNNParams(U=np.full((H, 1), BIG), W=np.zeros((H, H)), V=2.0**-10 * ORTHOGONAL)
+        return p, one_token, labels, "identity", {}
+    if case == "dE/db":  # states 0: dW = dV = 0; distinct tokens: dU finite; db sums 10 x BIG
+        p = mb.RNNParams(U=np.zeros((H, T)), W=np.zeros((H, H)), V=BIG * SAME, b=np.zeros(H))
+        return p, distinct, labels, "tanh", {}
+    if case == "dE/dV, dE/db, dE/ds0":
+        return _states_and_signals_apart()
+    if case == "dE/db, dE/ds0":  # states 0, K = 3: e_t = (BIG, 0) for label 0, (0, BIG) for label 1
+        # (V's rows (-BIG, 0), (0, -BIG), (BIG, BIG)); W^T = [[0, 2^10], [0, 0]] sends (BIG, 0) to 0,
+        # so delta_t = e_t: db sums 9 x BIG; label 1 at step 0: dE/ds0 = W^T delta_0 = (2^10 BIG, 0)
+        V = BIG * np.array([[-1.0, 0.0], [0.0, -1.0], [1.0, 1.0]])
+        p = mb.RNNParams(U=np.zeros((H, T)), W=np.array([[0.0, 0.0], [2.0**10, 0.0]]), V=V, b=np.zeros(H))
+        ys = labels.copy()
+        ys[0] = 1
+        return p, distinct, ys, "tanh", {}
+    first = {"mask": np.arange(T) == 0}  # only step 0 counted: delta_0 = e_0, every other delta_t 0
+    if case == "dE/ds0":  # states 0 (U = 0): dW = dV = 0, dU = delta_0 = 2^40 (token inputs: no dxs);
+        # dE/ds0 = W^T delta_0 = 2^100 x 2 x 2^40
+        p = mb.RNNParams(U=np.zeros((H, 1)), W=np.full((H, H), 2.0**100), V=2.0**40 * SAME)
+        return p, one_token, labels, "tanh", first
+    xs = np.zeros((T, 3), dtype=np.float32)  # dense zeros: states 0, dU = dW = dV = 0
+    if case == "dE/ds0, dE/dxs":  # dE/ds0 = W^T delta_0 and dE/dx_0 = U^T delta_0 = 2^100 x 2 x 2^40
+        p = mb.RNNParams(U=np.full((H, 3), 2.0**100), W=np.full((H, H), 2.0**100), V=2.0**40 * SAME)
+        return p, xs, labels, "tanh", first
+    assert case == "dE/dxs"  # W = 0, so dE/ds0 = 0; dE/dx_0 = U^T delta_0 = 2^100 x 2 x 2^40
+    p = mb.RNNParams(U=np.full((H, 3), 2.0**100), W=np.zeros((H, H)), V=2.0**40 * SAME)
+    return p, xs, labels, "tanh", first
+
+
+def _states_and_signals_apart():
+    """dV and db both overflow, dW does not: the large states and the large dE/da_t are in
+    different sequences of a batch of 2 (T = 128, identity, K = 3, H = 2, W = [[1, -1], [-1, 1]]).
+
+    Sequence 0, token 0 (U's column (BIG, BIG)), labels 0: s_t = (BIG, BIG), which W sends to 0
+    and V (rows 0, (1, -1), (-1, 1)) to logits 0; dE/do_t = (-2/3, 1/3, 1/3), so e_t = 0 and
+    delta_t = 0, while dV's first row sums 128 x 2/3 x BIG.
+    Sequence 1, tokens 1..128 (zero columns of U): states 0, labels 0 but the last 1, so e_t = 0
+    but e_127 = (-1, 1); W^T doubles it at each step back: delta_t = 2^(127-t) (-1, 1), finite
+    (2^127 at t = 0), but db sums 2^128 - 1, and dE/ds0 = W^T delta_0 = 2^128 (-1, 1).
+    dW = sum_t delta_t s_{t-1}^T = 0 (each row has one of the two 0), dU: one delta_t per token.
+    Truncated (delta_t keeps at most one step of the chain) only dV overflows.
+    """
+    T, H = 128, 2
+    U = np.zeros((H, T + 1))
+    U[:, 0] = BIG
+    V = np.array([[0.0, 0.0], [1.0, -1.0], [-1.0, 1.0]])
+    p = mb.RNNParams(U=U, W=np.array([[1.0, -1.0], [-1.0, 1.0]]), V=V, b=np.zeros(H))
+    xs = np.stack([np.zeros(T, dtype=np.int64), np.arange(1, T + 1)])
+    ys = np.zeros((2, T), dtype=np.int64)
+    ys[1, -1] = 1
+    return p, xs, ys, "identity", {}
+
+
+TWO_WAYS = [None, 1]  # full BPTT, and truncated BPTT with one step of the chain (T >= 10)
+
+
+@pytest.mark.parametrize(
+    ("case", "truncate", "past_float32"),
+    [
+        *[("dE/dU, dE/dW, dE/db", t, ["dE/dU", "dE/dW", "dE/db"]) for t in TWO_WAYS],
+        *[("dE/dW, dE/db", t, ["dE/dW", "dE/db"]) for t in TWO_WAYS],
+        *[("dE/dW, dE/dV", t, ["dE/dW", "dE/dV"]) for t in TWO_WAYS],
+        *[("dE/dV", t, ["dE/dV"]) for t in TWO_WAYS],
+        ("dE/dV, dE/db, dE/ds0", None, ["dE/dV", "dE/db", "dE/ds0"]),
+        ("dE/dV, dE/db, dE/ds0", 1, ["dE/dV"]),
+        *[("dE/db", t, ["dE/db"]) for t in TWO_WAYS],
+        *[("dE/db, dE/ds0", t, ["dE/db", "dE/ds0"]) for t in TWO_WAYS],
+        *[("dE/ds0", t, ["dE/ds0"]) for t in TWO_WAYS],
+        *[("dE/ds0, dE/dxs", t, ["dE/ds0", "dE/dxs"]) for t in TWO_WAYS],
+        *[("dE/dxs", t, ["dE/dxs"]) for t in TWO_WAYS],
+    ],
+)
+def test_bptt_names_the_first_gradient_whose_sum_overflows(case, truncate, past_float32):
+    """bptt names the first in BPTT_ORDER of the gradients past float32's range (``past_float32``,
+    checked on the same case in float64); the cases where two or three overflow pin the order."""
+    name = past_float32[0]
+    p, xs, ys, act, kw = _bptt_case(case)
+    p32 = p.astype(np.float32)
+    err = raises_nonfinite(lambda: mb.bptt(p32, xs, ys, activation=act, truncate=truncate, **kw))
+    assert (err.what, err.step) == (name, None), (err.what, name)
+    want = f"{name}: not finite (NaN or inf): the sum over the steps overflowed in float32"
+    assert str(err).startswith(want), str(err)
+    # the same case in float64 is finite, and exactly the gradients expected are past float32's range
+    xs64 = xs.astype(np.float64) if xs.dtype.kind == "f" else xs
+    r = mb.bptt(p.astype(np.float64), xs64, ys, activation=act, truncate=truncate, **kw)
+    grads = {"dE/dU": r.grads.U, "dE/dW": r.grads.W, "dE/dV": r.grads.V, "dE/db": r.grads.b,
+             "dE/dc": r.grads.c, "dE/ds0": r.ds0, "dE/dxs": r.dxs}
+    assert np.isfinite(r.loss) and all(np.isfinite(g).all() for g in grads.values() if g is not None)
+    top = np.finfo(np.float32).max
+    big = [g for g in BPTT_ORDER if grads[g] is not None and np.abs(grads[g]).max() > top]
+    assert big == past_float32, big
