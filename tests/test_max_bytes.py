@@ -216,3 +216,18 @@ def test_bptt_with_token_inputs_names_the_labels_before_the_token_ids_of_the_sam
     want = f"bptt: the labels, (T, B) int64: an array of shape {(T_, B_)} would take {ids} bytes "
     assert str(err).startswith(want), str(err)
     mb.bptt(p, xs, ys, max_bytes=ids)
+
+
+@pytest.mark.parametrize("call", ["bptt", "forward", "backward"])
+def test_a_refusal_says_what_to_do_instead(call):
+    """Every Elman refusal ends with the same advice: shorter chunks carried by final_state, or
+    a larger max_bytes."""
+    xs = np.zeros((3, 50), np.int64)
+    calls = {
+        "bptt": lambda: mb.bptt(P, xs, xs, max_bytes=100),
+        "forward": lambda: mb.forward(P, xs, max_bytes=100),
+        "backward": lambda: mb.backward(P, xs, np.zeros((3, 50, H)), max_bytes=100),
+    }
+    err, _ = refused(calls[call])
+    advice = "Split the input into shorter chunks (carry final_state as s0), or raise max_bytes"
+    assert str(err).endswith(f"nothing was allocated. {advice}"), str(err)

@@ -321,3 +321,72 @@ def test_bptt_names_the_first_gradient_whose_sum_overflows(case, truncate, past_
     top = np.finfo(np.float32).max
     big = [g for g in BPTT_ORDER if grads[g] is not None and np.abs(grads[g]).max() > top]
     assert big == past_float32, big
+
+
+# ---------------------------------------------------------------------------------------------
+# the exact first step, at block boundaries, with the whole message
+# ---------------------------------------------------------------------------------------------
+def accumulating(H=2, D=2):
+    """Identity activation, W = I, U's column of token 1 is 1e308: s_t = s_{t-1} + U x_t, so the
+    state is 1e308 after the first token 1 and inf after the second (s0 = 0)."""
+    U = np.zeros((H, D))
+    U[:, 1] = 1e308
+    return mb.RNNParams(U=U, W=np.eye(H), V=np.zeros((2, H)), b=None, c=None)
+
+
+@pytest.mark.parametrize(("B", "T", "second"), [(1, 6, 3), (4, 600, 255), (4, 600, 256), (4, 600, 511)])
+def test_a_state_that_overflows_is_named_at_its_exact_step_by_forward_and_bptt(B, T, second):
+    """Token 1 at step 1 and at step `second` (0 elsewhere): s_t is finite before `second` and
+    inf from it on, in every sequence. With B = 4 a block holds 256 steps, so 255 is the last
+    step of the first block, 256 the first of the second, 511 the last of the second."""
+    xs = np.zeros((B, T), dtype=np.int64)
+    xs[:, [1, second]] = 1
+    ys = np.zeros((B, T), dtype=np.int64)
+    p = accumulating()
+    want = (
+        f"s_t: not finite (NaN or inf) at step t = {second} (the first such step): the computation "
+        "overflowed in float64. The recursion grows without bound over these steps (e.g. the identity "
+        "or relu activation with W of spectral radius above 1); use shorter sequences (truncate=, or "
+        "chunks carried by s0=), smaller weights, or float64"
+    )
+    for call in (
+        lambda: mb.forward(p, xs, activation="identity"),
+        lambda: mb.bptt(p, xs, ys, activation="identity"),
+        lambda: mb.bptt(p, xs, ys, activation="identity", truncate=2),
+    ):
+        err = raises_nonfinite(call)
+        assert (err.what, err.step) == ("s_t", second)
+        assert str(err) == want
+
+
+def test_an_output_bias_that_makes_the_logits_overflow_is_counted():
+    """V s_t = 1e308 is finite; with c = 1e308 the logit o_t[0] = 2e308 overflows at step 2."""
+    p = saturating(np.array([1e308, 0.0]), c=np.array([1e308, 0.0]))
+    xs = np.array([0, 0, 1, 0])
+    err = raises_nonfinite(lambda: mb.bptt(p, xs, np.zeros(4, dtype=np.int64)))
+    assert (err.what, err.step) == ("o_t", 2)
+
+
+def test_a_loss_that_overflows_is_named_in_a_batch_and_masked_steps_do_not_count():
+    """Two sequences; E_t overflows (as in the test above) at step 4 of sequence 1 only; at
+    step 1 of sequence 0 it is finite but masked (weight 0): the first bad step is 4."""
+    p = saturating(np.array([1.7e308, -1.7e308]))
+    xs = np.array([[0, 1, 0, 0, 0, 0], [0, 0, 0, 0, 1, 0]])
+    ys = np.array([[0, 0, 0, 0, 0, 0], [0, 0, 0, 0, 1, 0]])
+    mask = np.ones((2, 6), dtype=bool)
+    mask[0, 1] = False
+    for reduction in ("sum", "mean"):
+        err = raises_nonfinite(lambda reduction=reduction: mb.bptt(p, xs, ys, mask=mask, reduction=reduction))
+        assert (err.what, err.step) == ("E_t", 4), (reduction, err.what, err.step)
+
+
+def test_truncated_bptt_names_the_first_step_its_backward_pass_reaches():
+    """States all 0 (U = 0), W = 2 I, V = (1e308, -1e308) per column: e_t = V^T dE/do_t is
+    +-1e308 at every step (finite) and doubles across one step: with truncate = 2 every
+    dE/da_k with k <= T - 2 overflows; the backward pass reaches k = T - 2 first."""
+    T, H = 9, 2
+    V = np.array([[1e308, 1e308], [-1e308, -1e308]])
+    p = mb.RNNParams(U=np.zeros((H, 2)), W=2.0 * np.eye(H), V=V, b=None, c=None)
+    xs, ys = np.zeros(T, dtype=np.int64), np.zeros(T, dtype=np.int64)
+    err = raises_nonfinite(lambda: mb.bptt(p, xs, ys, truncate=2))
+    assert (err.what, err.step) == ("dE/da_t", T - 2), (err.what, err.step)
