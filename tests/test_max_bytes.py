@@ -231,3 +231,18 @@ def test_a_refusal_says_what_to_do_instead(call):
     err, _ = refused(calls[call])
     advice = "Split the input into shorter chunks (carry final_state as s0), or raise max_bytes"
     assert str(err).endswith(f"nothing was allocated. {advice}"), str(err)
+
+
+def test_a_refusal_without_advice_ends_where_the_size_is_said():
+    """check_bytes appends advice only when given: the decomposition's refusals carry none."""
+    from manual_bptt.errors import check_bytes
+
+    with pytest.raises(TooLargeError) as info:
+        check_bytes("x: the states", (10, 10), np.float64, 799)
+    assert str(info.value) == (
+        "x: the states: an array of shape (10, 10) would take 800 bytes (0.0 MiB), over the limit of "
+        "799 bytes (0.0 MiB, max_bytes); nothing was allocated"
+    )
+    with pytest.raises(TooLargeError, match=r"nothing was allocated\. Try less\.$"):
+        check_bytes("x", (10, 10), np.float64, 799, hint="Try less.")
+    check_bytes("x", (10, 10), np.float64, 800)  # exactly at the limit: allowed

@@ -312,3 +312,15 @@ def test_a_call_does_not_depend_on_a_previous_call():
     assert np.array_equal(forward(P, TOK, activation="sigmoid", s0=S0).final_state, fa1)
     # and the result does not depend on whether the call comes first in the process
     assert all_bytes(bptt(P, TOK, YS, **kw)) == a1
+
+
+def test_integer_arg_takes_zero_and_up_by_default_and_refuses_bools():
+    from manual_bptt.errors import integer_arg
+
+    assert integer_arg("n", 0) == 0 and integer_arg("n", np.int32(7)) == 7
+    with pytest.raises(ValueError, match=r"^n: expected an integer >= 0, got -1$"):
+        integer_arg("n", -1)
+    with pytest.raises(ValueError, match=r"^n: expected an integer >= 0, got True$"):
+        integer_arg("n", True)
+    with pytest.raises(ValueError, match=r"^n: expected an integer >= 2, got 1$"):
+        integer_arg("n", 1, 2)
