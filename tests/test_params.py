@@ -77,3 +77,49 @@ def test_init_float32():
     for (name, x), (_, y) in zip(p32.items(), p64.items(), strict=True):
         assert x.dtype == np.float32, name
         np.testing.assert_array_equal(x, y.astype(np.float32), err_msg=name)
+
+
+@pytest.mark.parametrize("name", ["input_size", "hidden_size", "output_size"])
+def test_init_refuses_a_zero_size_naming_it(name):
+    sizes = {"input_size": 3, "hidden_size": 4, "output_size": 2} | {name: 0}
+    with pytest.raises(ValueError, match=rf"^{name}: expected an integer >= 1, got 0$"):
+        RNNParams.init(**sizes)
+
+
+def test_init_with_weight_scale_zero_gives_zero_weights():
+    """weight_scale is documented as >= 0: zero is allowed and zeroes U, W and V (not the biases)."""
+    p = RNNParams.init(3, 4, 2, seed=0, weight_scale=0.0)
+    assert not p.U.any() and not p.W.any() and not p.V.any() and p.b.any()
+
+
+def test_a_masked_array_is_refused_with_what_to_pass_instead():
+    want = (
+        "U: a numpy masked array, whose mask would be silently dropped: pass the plain data "
+        "(np.ma.getdata) and give which targets count as mask= (a bool array)"
+    )
+    with pytest.raises(ValueError) as info:
+        RNNParams(U=np.ma.masked_array(np.ones((4, 3))), W=np.eye(4), V=np.ones((2, 4)))
+    assert str(info.value) == want
+
+
+class _Detachable:
+    """An array-like with a detach() method and no requires_grad attribute (not a tensor)."""
+
+    def __init__(self, a):
+        self.a = np.asarray(a)
+
+    def detach(self):
+        return self
+
+    def __array__(self, dtype=None, copy=None):
+        return self.a if dtype is None else self.a.astype(dtype)
+
+
+def test_an_array_like_with_detach_but_no_requires_grad_is_read_as_an_array():
+    p = RNNParams(U=_Detachable(np.ones((4, 3))), W=np.eye(4), V=np.ones((2, 4)))
+    assert np.array_equal(p.U, np.ones((4, 3)))
+
+
+def test_an_unreadable_value_names_the_exception_that_numpy_raised():
+    with pytest.raises(ValueError, match=r"^W: cannot be read as a numeric array \(ValueError: "):
+        RNNParams(U=np.ones((2, 3)), W=[[1.0, 2.0], [3.0]], V=np.ones((2, 2)))
