@@ -11,6 +11,7 @@ import pytest
 import reference as ref
 from conftest import assert_identical
 from manual_bptt import RNNParams, bptt, decompose
+from manual_bptt import forward as mb_forward
 from manual_bptt._inputs import prepare
 
 D, H, K, B, T = 3, 4, 5, 2, 6
@@ -220,3 +221,120 @@ def test_batch_s0_has_the_compute_dtype(s0):
     batch = prepare(p32, TOK, YS, activation="tanh", s0=s0_arr)
     assert batch.dtype == np.float32 and batch.s0.dtype == np.float32
     np.testing.assert_array_equal(batch.s0, 0.0 if s0 is None else 1.0)
+
+
+# ---------------------------------------------------------------------------------------------
+# messages for inputs read another way than meant, whole
+# ---------------------------------------------------------------------------------------------
+TOKEN_IDS = " (shape (T,) or (B, T), values in [0, D))"
+
+
+def test_a_single_out_of_range_token_id_is_refused():
+    """One step, one id: the range check does not skip arrays of one element."""
+    with pytest.raises(ValueError, match=r"^xs: token id 3 at index \(0,\) is outside \[0, D\) with D = 3$"):
+        bptt(P, np.array([D]), np.array([0]))
+    with pytest.raises(ValueError, match=r"^ys: label 5 at index \(0,\) is outside \[0, K\) with K = 5$"):
+        bptt(P, np.array([0]), np.array([K]))
+
+
+def test_token_ids_passed_as_floats_with_labels_of_their_shape():
+    """Float (B, T) with T != D is read as dense (T = B, D = T) and refused for its width, with
+    the hint when its entries are whole numbers, without it otherwise."""
+    xs = TOK.astype(np.float64)  # (2, 6), D = 3
+    msg = f"xs: last axis is {T} but U has D = {D} columns; a float array is read as dense vectors: " \
+          f"pass token ids as integers{TOKEN_IDS}"
+    with pytest.raises(ValueError) as info:
+        bptt(P, xs, YS)
+    assert str(info.value) == msg
+    with pytest.raises(ValueError) as info:
+        bptt(P, xs + 0.5, YS)
+    assert str(info.value) == f"xs: last axis is {T} but U has D = {D} columns"
+    nan_ids = xs.copy()
+    nan_ids[0, 0] = np.nan  # not whole numbers: no hint
+    with pytest.raises(ValueError) as info:
+        bptt(P, nan_ids, YS)
+    assert str(info.value) == f"xs: last axis is {T} but U has D = {D} columns"
+
+
+def test_float_token_ids_of_width_D_with_labels_of_their_shape_blame_xs():
+    """Float (B, T) with T = D reads as dense (T, D): ys of xs's shape is then the wrong shape,
+    and the message says why (xs passed token ids as floats), with the shape it needs."""
+    xs = RNG.integers(0, D, (4, D)).astype(np.float64)  # (4, 3): read as dense T = 4, D = 3
+    ys = RNG.integers(0, K, (4, D))
+    want = (
+        f"xs: a float array of shape (4, {D}) is read as dense vectors (T, D) = (4, {D}), which needs "
+        f"ys of shape (4,), but ys has the shape of xs, as for token ids: pass token ids as an integer "
+        f"array (e.g. xs.astype(np.int64)){TOKEN_IDS}"
+    )
+    with pytest.raises(ValueError) as info:
+        bptt(P, xs, ys)
+    assert str(info.value) == want
+    with pytest.raises(ValueError, match=r"^ys: expected shape \(4,\) to match xs, got \(3, 4\)$"):
+        bptt(P, xs, ys.T)  # another wrong shape: the plain message
+
+
+def test_one_hot_rows_passed_as_integers_blame_xs_only_when_every_row_is_one_hot():
+    eye = np.eye(D, dtype=np.int64)[RNG.integers(0, D, 5)]  # (5, 3), one 1 per row
+    ys = RNG.integers(0, K, 5)
+    want = (
+        f"xs: an integer array of shape (5, {D}) is read as (B, T) token ids, but its shape is (T, D) "
+        f"with D = {D} (U's columns), every row is one-hot (0/1 entries, a single 1) and ys has shape "
+        "(5,): to pass one-hot vectors, give them as float dense input (xs.astype(np.float64)), or as "
+        "token ids (xs.argmax(axis=-1))"
+    )
+    with pytest.raises(ValueError) as info:
+        bptt(P, eye, ys)
+    assert str(info.value) == want
+    plain = r"^ys: expected shape \(5, 3\) to match xs, got \(5,\)$"
+    two_ones = eye.copy()
+    two_ones[0] = 1  # 0/1 entries, but a row with three 1s
+    with pytest.raises(ValueError, match=plain):
+        bptt(P, two_ones, ys)
+    column_sums_one = np.zeros((D, D), dtype=np.int64)
+    column_sums_one[0] = 1  # rows (1, 1, 1), (0, 0, 0), (0, 0, 0): every column sums to 1
+    with pytest.raises(ValueError, match=r"^ys: expected shape \(3, 3\) to match xs, got \(3,\)$"):
+        bptt(P, column_sums_one, ys[:D])
+
+
+def test_one_dimensional_floats_are_told_to_be_token_ids():
+    with pytest.raises(ValueError) as info:
+        bptt(P, TOK[0].astype(np.float64), YS[0])
+    assert str(info.value) == (
+        f"xs: dense inputs must have shape (T, D) or (B, T, D), got ({T},); token ids must be an "
+        f"integer array (e.g. xs.astype(np.int64)){TOKEN_IDS}"
+    )
+    with pytest.raises(ValueError) as info:
+        bptt(P, np.zeros((2, 2, 2, D)), YS)
+    assert str(info.value) == f"xs: dense inputs must have shape (T, D) or (B, T, D), got (2, 2, 2, {D})"
+
+
+def test_a_ragged_input_names_the_exception_numpy_raised():
+    with pytest.raises(ValueError, match=r"^xs: cannot be read as an array \(ValueError: "):
+        bptt(P, [[0, 1], [2]], YS)
+
+
+def test_padding_labels_work_with_a_single_class():
+    """K = 1: masked positions hold padding (-100); the loss is 0 and every gradient finite."""
+    p = RNNParams.init(D, H, 1, seed=1)
+    ys = np.zeros((B, T), dtype=np.int64)
+    ys[0, 2] = -100
+    mask = ys != -100
+    r = bptt(p, TOK, ys, mask=mask)
+    assert r.loss == 0.0 and all(np.isfinite(a).all() for a in r.grads.arrays())
+
+
+def test_weights_whose_sum_is_inf_minus_inf_are_checked_without_a_warning():
+    """W (16 entries) holds 1e308 at flat indices 0 and 8 and -1e308 at 1 and 9: numpy's
+    pairwise sum adds 0 and 8 (inf), 1 and 9 (-inf), then the two (NaN, an "invalid" warning).
+    The finiteness check of the parameters takes that silently, then finds every entry finite;
+    the states stay 0 (U = 0, s0 = 0)."""
+    import warnings
+
+    W = np.zeros((H, H))
+    W.flat[[0, 8]] = 1e308
+    W.flat[[1, 9]] = -1e308
+    p = RNNParams(U=np.zeros((H, D)), W=W, V=np.zeros((K, H)))
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        r = mb_forward(p, TOK)
+    assert r.s.shape == (B, T, H)
