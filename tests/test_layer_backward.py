@@ -309,3 +309,96 @@ def test_a_truncation_that_keeps_every_step_is_the_full_backward_bitwise(cell):
         assert np.array_equal(r.dxs, full.dxs), tau
     lagged = mb.backward(p, xs, dhs, s0=s0, d_final=d_final, truncate=5)  # drops the lag-6 terms
     assert not np.array_equal(lagged.grads.W, full.grads.W)
+
+
+# ---------------------------------------------------------------------------------------------
+# Whole messages, and upstream arrays of other dtypes
+# ---------------------------------------------------------------------------------------------
+@pytest.mark.parametrize("cell", sorted(CELLS))
+def test_the_dhs_messages_whole(cell):
+    p, xs, dhs, _, _ = make(cell, T=5, B=2, H=4)
+    with pytest.raises(ValueError) as info:
+        mb.backward(p, xs, dhs[:, :-1])
+    assert str(info.value) == (
+        "dhs: expected shape (2, 5, 4) (B = 2, T = 5, H = 4: one gradient per output h_t, "
+        "batch-first like xs), got (2, 4, 4)"
+    )
+    with pytest.raises(ValueError) as info:
+        mb.backward(p, xs[0], dhs)
+    assert str(info.value) == (
+        "dhs: expected shape (5, 4) (T = 5, H = 4: one gradient per output h_t, like the unbatched "
+        "xs), got (2, 5, 4)"
+    )
+    bad = dhs.copy()
+    bad[1, 3, 2] = np.nan
+    with pytest.raises(ValueError) as info:
+        mb.backward(p, xs, bad)
+    assert str(info.value) == "dhs: contains NaN or inf (first at index (1, 3, 2))"
+
+
+def test_the_d_final_messages_whole():
+    p, xs, dhs, _, _ = make("lstm", H=4)
+    with pytest.raises(ValueError) as info:
+        mb.backward(p, xs, dhs, d_final=np.zeros((2, 4)))
+    assert str(info.value) == (
+        "d_final: the LSTM's final-state gradient is a pair, manual_bptt.LSTMState(dh, dc) or a tuple "
+        "(dh, dc), got ndarray"
+    )
+    with pytest.raises(ValueError) as info:
+        mb.backward(p, xs, dhs, d_final=(np.zeros((2, 4)),) * 3)
+    assert str(info.value).endswith("got tuple of length 3")
+    for i, part in enumerate(("h", "c")):
+        pair = [np.zeros((2, 4)), np.zeros((2, 4))]
+        pair[i] = "x"
+        want = rf"^d_final\.{part}: expected a real numeric array, got dtype <U1$"
+        with pytest.raises(ValueError, match=want):
+            mb.backward(p, xs, dhs, d_final=tuple(pair))
+    p, xs, dhs, _, _ = make("rnn", H=4)
+    with pytest.raises(ValueError) as info:
+        mb.backward(p, xs, dhs, d_final=mb.LSTMState(np.zeros((2, 4)), np.zeros((2, 4))))
+    assert str(info.value) == (
+        "d_final: an LSTMState is the LSTM's; this cell's final state is one array (H,) or (B, H)"
+    )
+    want = r"^p: expected manual_bptt.RNNParams, GRUParams or LSTMParams, got dict$"
+    with pytest.raises(ValueError, match=want):
+        mb.backward({}, xs, dhs)
+
+
+@pytest.mark.parametrize("cell", sorted(CELLS))
+def test_a_size_refusal_of_the_layer_names_backward(cell):
+    p, xs, dhs, _, _ = make(cell, T=5, B=2)
+    with pytest.raises(mb.TooLargeError) as info:
+        mb.backward(p, xs, dhs, max_bytes=100)
+    assert str(info.value).startswith("backward")
+
+
+@pytest.mark.parametrize("cell", sorted(CELLS))
+@pytest.mark.parametrize("dtype", [np.float64, np.float32])
+def test_integer_upstream_gradients_are_taken_in_the_compute_dtype(cell, dtype):
+    """Integer dhs and d_final are numbers like any other: the result is that of the same
+    values as floats, in the parameters' dtype."""
+    p, xs, dhs, s0, d_final = make(cell, seed=6)
+    p = p.astype(dtype)
+    xs = xs.astype(dtype)
+    if s0 is not None:
+        s0 = mb.LSTMState(*(a.astype(dtype) for a in s0)) if cell == "lstm" else s0.astype(dtype)
+    ints = np.round(dhs * 3).astype(np.int64)
+    if cell == "lstm":
+        fin = mb.LSTMState(*(np.round(a * 3).astype(np.int64) for a in d_final))
+        fin_f = mb.LSTMState(*(a.astype(dtype) for a in fin))
+    else:
+        fin = np.round(d_final * 3).astype(np.int64)
+        fin_f = fin.astype(dtype)
+    for truncate in (None, 1):
+        got = mb.backward(p, xs, ints, s0=s0, d_final=fin, truncate=truncate)
+        want = mb.backward(p, xs, ints.astype(dtype), s0=s0, d_final=fin_f, truncate=truncate)
+        assert got.grads.W.dtype == dtype
+        for name, a in want.grads.items():
+            assert np.array_equal(getattr(got.grads, name), a), (truncate, name)
+
+
+def test_a_half_precision_upstream_computes_in_float64():
+    """float32 only when every floating input is float32: float16 dhs is floating and not float32."""
+    p, xs, dhs, _, _ = make("rnn", seed=4, s0_kind=None, d_final=False)
+    r = mb.backward(p.astype(np.float32), xs.astype(np.float32), dhs.astype(np.float16))
+    assert r.grads.W.dtype == np.float64
