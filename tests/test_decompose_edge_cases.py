@@ -136,3 +136,90 @@ def test_lag_profile_refusal_names_the_jacobians():
     with pytest.raises(TooLargeError, match=msg):
         dec.lag_profile()
 
+
+
+# ---------------------------------------------------------------------------------------------
+# the unrolled run behind decompose, state_jacobian and rtrl: overflow, sizes, owned inputs
+# ---------------------------------------------------------------------------------------------
+def _accumulating():
+    """Identity activation, W = I, U's column of token 1 is 1e308: the state is 1e308 after
+    the first token 1 and inf after the second."""
+    U = np.zeros((2, 2))
+    U[:, 1] = 1e308
+    return mb.RNNParams(U=U, W=np.eye(2), V=np.zeros((2, 2)))
+
+
+def test_an_overflowing_recurrence_is_named_at_its_first_step_by_every_unrolled_method():
+    import warnings
+
+    p, xs, ys = _accumulating(), np.array([0, 1, 0, 0, 1, 0]), np.zeros(6, dtype=np.int64)
+    calls = {
+        "decompose": lambda: mb.decompose(p, xs, ys, activation="identity"),
+        "state_jacobian": lambda: mb.state_jacobian(p, xs, 5, 1, activation="identity"),
+        "rtrl": lambda: mb.rtrl(p, xs, ys, activation="identity"),
+    }
+    for name, call in calls.items():
+        with warnings.catch_warnings():
+            warnings.simplefilter("error")
+            with pytest.raises(mb.NonFiniteError) as info:
+                call()
+        err = info.value
+        assert (err.what, err.step) == ("z_t", 4), name
+        want = f"{name}: the state z_t is not finite from step t = 4 on (the recurrence overflowed)"
+        assert str(err) == want
+
+
+def test_a_loss_that_overflows_is_refused_by_decompose():
+    """Finite states and logits (1.7e308, -1.7e308) whose cross-entropy for label 1 is inf."""
+    U = np.array([[0.0, 100.0], [0.0, 100.0]])
+    V = np.array([[1.7e308, 0.0], [-1.7e308, 0.0]])
+    p = mb.RNNParams(U=U, W=np.zeros((2, 2)), V=V)
+    with pytest.raises(mb.NonFiniteError) as info:
+        mb.decompose(p, np.array([0, 1]), np.array([1, 1]))
+    assert (info.value.what, info.value.step) == ("E", None)
+    assert str(info.value) == "decompose: the loss is not finite (inf)"
+
+
+@pytest.mark.parametrize("cell", ["rnn", "gru", "lstm"])
+def test_the_forward_run_refuses_the_input_terms_then_the_states_by_name_and_size(cell):
+    """state_jacobian holds its forward run to max_bytes (decompose to at least 1 GiB)."""
+    params = {"rnn": mb.RNNParams, "gru": mb.GRUParams, "lstm": mb.LSTMParams}[cell]
+    G, P = {"rnn": (1, 1), "gru": (3, 1), "lstm": (4, 2)}[cell]
+    T_, B_, H_ = 6, 2, 3
+    p = params.init(4, H_, 2, seed=0)
+    xs = np.zeros((B_, T_), np.int64)
+    terms = T_ * B_ * G * H_ * 8
+    states = (T_ + 1) * B_ * P * H_ * 8
+    with pytest.raises(mb.TooLargeError) as info:
+        mb.state_jacobian(p, xs, 3, 1, max_bytes=terms - 1)
+    assert str(info.value).startswith(
+        f"state_jacobian: the input terms gi_t = U x_t + b_ih: an array of shape ({T_}, {B_}, {G * H_}) "
+        f"would take {terms} bytes"
+    )
+    if states > terms:
+        with pytest.raises(mb.TooLargeError) as info:
+            mb.state_jacobian(p, xs, 3, 1, max_bytes=states - 1)
+        assert str(info.value).startswith(
+            f"state_jacobian: the states z_t: an array of shape ({T_ + 1}, {B_}, {P * H_}) would take "
+            f"{states} bytes"
+        )
+    if cell != "rnn":  # the gated cells' step caches are wider than their states
+        caches = r"^state_jacobian: the step caches: an array of shape \(6, 2, "
+        with pytest.raises(mb.TooLargeError, match=caches):
+            mb.state_jacobian(p, xs, 3, 1, max_bytes=max(terms, states))
+
+
+@pytest.mark.parametrize("cell", ["gru", "lstm"])
+def test_a_gated_decomposition_keeps_its_own_copy_of_the_inputs(cell):
+    """The terms are computed lazily: changing the caller's xs, s0 or labels after the call
+    must not change them."""
+    params = {"gru": mb.GRUParams, "lstm": mb.LSTMParams}[cell]
+    rng = np.random.default_rng(3)
+    p = params.init(3, 4, 2, seed=1)
+    xs, ys = rng.standard_normal((2, 5, 3)), rng.integers(0, 2, (2, 5))
+    want = mb.decompose(p, xs.copy(), ys.copy())
+    dec = mb.decompose(p, xs, ys)
+    xs += 1.0
+    ys[:] = 1 - ys
+    for name in ("U", "W"):
+        assert np.array_equal(getattr(dec, name).full(), getattr(want, name).full()), name

@@ -213,7 +213,8 @@ def unroll(
     first = cell.forward(w, gi[0], z0)[1]  # one step, to size the caches before running all
     width = sum(int(np.prod(f.shape[1:])) for f in first if f is not None)
     check_bytes(f"{what}: the step caches", (T, B, width), dt, max_bytes)
-    r = run(cell, w, gi, z0)
+    with np.errstate(over="ignore", invalid="ignore"):  # overflow is named below, never a warning
+        r = run(cell, w, gi, z0)
     del gi
     finite = np.isfinite(r.z[1:]).reshape(T, -1).all(axis=1)
     if not finite.all():
@@ -227,10 +228,11 @@ def unroll(
     if labels:
         H, K = w.H, V.shape[0]
         n = T * B
-        logits = r.z[1:, :, :H].reshape(n, H) @ V.T  # o_t = V h_t (+ c), one row per (t, b)
-        if c is not None:
-            logits += c
-        loss = float(softmax_cross_entropy(logits, Y.reshape(n), weight.reshape(n)))  # logits -> dE/do_t
+        with np.errstate(over="ignore", invalid="ignore"):  # a loss that overflows is named below
+            logits = r.z[1:, :, :H].reshape(n, H) @ V.T  # o_t = V h_t (+ c), one row per (t, b)
+            if c is not None:
+                logits += c
+            loss = float(softmax_cross_entropy(logits, Y.reshape(n), weight.reshape(n)))  # logits -> dE/do_t
         if not np.isfinite(loss):
             raise NonFiniteError(f"{what}: the loss is not finite ({loss})", what="E", step=None)
         dO = logits.reshape(T, B, K)
