@@ -153,7 +153,7 @@ class RNNParams(ParamsArrays):
 
     def items(self) -> list[tuple[str, np.ndarray]]:
         """(name, array) pairs of the non-None arrays, in the order U, W, V, b, c."""
-        pairs = (("U", self.U), ("W", self.W), ("V", self.V), ("b", self.b), ("c", self.c))
+        pairs = ((name, getattr(self, name)) for name in _field_names(type(self)))
         return [(name, a) for name, a in pairs if a is not None]
 
     def astype(self, dtype: np.dtype | type) -> RNNParams:
