@@ -123,3 +123,64 @@ def test_an_array_like_with_detach_but_no_requires_grad_is_read_as_an_array():
 def test_an_unreadable_value_names_the_exception_that_numpy_raised():
     with pytest.raises(ValueError, match=r"^W: cannot be read as a numeric array \(ValueError: "):
         RNNParams(U=np.ones((2, 3)), W=[[1.0, 2.0], [3.0]], V=np.ones((2, 2)))
+
+
+# ---------------------------------------------------------------------------------------------
+# Finiteness of the parameters: decided once per instance, never trusted for a writeable array
+# ---------------------------------------------------------------------------------------------
+def _finite_params(cls_name: str):
+    import manual_bptt as mb
+
+    if cls_name == "rnn":
+        return mb.RNNParams.init(3, 4, 2, seed=0)
+    cls = mb.GRUParams if cls_name == "gru" else mb.LSTMParams
+    return cls.init(3, 4, 2, seed=0)
+
+
+@pytest.mark.parametrize("cls_name", ["rnn", "gru", "lstm"])
+def test_nonfinite_parameters_are_refused_on_every_call_naming_the_first_field(cls_name):
+    import manual_bptt as mb
+
+    p = _finite_params(cls_name)
+    xs, ys = np.array([0, 2, 1]), np.array([1, 0, 1])
+    bptt = mb.bptt  # the cell is chosen by the type of p
+    bptt(p, xs, ys)  # finite: accepted
+    V = p.V.copy()
+    V[1, 0] = np.nan
+    W = p.W.copy()
+    W[0, 1] = -np.inf
+    bad = p.replace(W=W, V=V)  # two fields not finite: the first in field order is named
+    for _ in range(2):  # the remembered answer refuses again
+        with pytest.raises(ValueError, match=r"^p\.W: contains NaN or inf \(first at index \(0, 1\)\)$"):
+            bptt(bad, xs, ys)
+    assert bad._nonfinite_names() == ["W", "V"]
+    assert p._nonfinite_names() == []
+
+
+def test_an_array_made_writeable_again_is_checked_afresh():
+    import manual_bptt as mb
+
+    p = _finite_params("rnn")
+    xs, ys = np.array([0, 2, 1]), np.array([1, 0, 1])
+    mb.bptt(p, xs, ys)  # "every entry finite" is now remembered
+    p.U.flags.writeable = True  # the user takes the array back and writes inf into it
+    p.U[2, 1] = np.inf
+    with pytest.raises(ValueError, match=r"^p\.U: contains NaN or inf \(first at index \(2, 1\)\)$"):
+        mb.bptt(p, xs, ys)
+    p.U[2, 1] = 0.5  # finite again while writeable: accepted, nothing remembered
+    mb.bptt(p, xs, ys)
+    p.U[2, 1] = np.nan
+    with pytest.raises(ValueError, match=r"^p\.U: contains NaN or inf"):
+        mb.bptt(p, xs, ys)
+
+
+def test_gradients_that_overflowed_are_refused_as_parameters():
+    import manual_bptt as mb
+
+    huge = np.finfo(np.float64).max
+    g = RNNParams._adopt(U=np.full((4, 3), huge), W=np.zeros((4, 4)), V=np.full((2, 4), np.inf))
+    # the entries of U are finite although their sum overflows: only V is named, and no warning
+    with np.errstate(all="raise"):
+        assert g._nonfinite_names() == ["V"]
+        with pytest.raises(ValueError, match=r"^p\.V: contains NaN or inf \(first at index \(0, 0\)\)$"):
+            mb.bptt(g, np.array([0, 1]), np.array([1, 0]))

@@ -57,7 +57,7 @@ def check_max_bytes(max_bytes: object) -> int:
 
 def nbytes(shape: tuple[int, ...], itemsize: int) -> int:
     """Bytes of an array of ``shape`` and ``itemsize``, as an exact Python int (no overflow)."""
-    return math.prod(int(n) for n in shape) * int(itemsize)
+    return math.prod(map(int, shape)) * int(itemsize)
 
 
 def check_bytes(what: str, shape: tuple[int, ...], dtype: object, max_bytes: int, hint: str = "") -> None:

@@ -14,7 +14,7 @@ from dataclasses import dataclass, fields
 
 import numpy as np
 
-from .errors import integer_arg
+from .errors import all_finite, integer_arg
 
 _FLOAT_DTYPES = (np.dtype(np.float32), np.dtype(np.float64))
 
@@ -78,6 +78,31 @@ class ParamsArrays:
                 value.flags.writeable = False
             object.__setattr__(self, name, value)
         return self
+
+    def _nonfinite_names(self) -> list[str]:
+        """The names of the arrays that hold NaN or inf, in field order; [] when every entry is finite.
+
+        "Every entry is finite" is decided once per instance and remembered (the one exception to
+        "no state": a fact about arrays that cannot change). The arrays are read-only, so the answer
+        cannot change, and bptt and the other gradient functions ask it on every call. An array whose
+        writeable flag was set back to True by hand is not trusted: while any array is writeable,
+        the answer is computed afresh on every call and not remembered.
+        """
+        arrays = [a for a in (getattr(self, name) for name in _field_names(type(self))) if a is not None]
+        writeable = False
+        for a in arrays:
+            writeable = writeable or a.flags.writeable
+        finite = None if writeable else self.__dict__.get("_all_finite")
+        if finite is None:
+            # finite entries near the largest float may sum to inf: all_finite decides, no warning
+            with np.errstate(over="ignore", invalid="ignore"):
+                finite = all_finite(*arrays)
+            if not writeable:
+                object.__setattr__(self, "_all_finite", finite)
+        if finite:
+            return []
+        pairs = ((name, getattr(self, name)) for name in _field_names(type(self)))
+        return [name for name, a in pairs if a is not None and not np.isfinite(a).all()]
 
     @property
     def input_size(self) -> int:
