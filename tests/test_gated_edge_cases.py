@@ -285,3 +285,45 @@ def test_gated_init_and_construction_messages_name_the_argument(cell):
     p = P.init(2, 3, 4, seed=0)
     for name in ("U", "W", "V"):
         refused(f"{name}: required, got None", lambda name=name: P(**{**dict(p.items()), name: None}))
+
+
+@pytest.mark.parametrize("cell", CELLS)
+def test_gated_construction_refuses_every_wrong_shape_with_its_whole_message(cell):
+    P = CELLS[cell]
+    G, blocks = (3, "r/z/n") if cell == "gru" else (4, "i/f/g/o")
+    H, D, K = 3, 2, 5
+    p = P.init(D, H, K, seed=0)
+    fields = dict(p.items())
+
+    def build(**changed):
+        return lambda: P(**{**fields, **changed})
+
+    refused(f"W: expected shape (G*H, H) with G = {G} ({blocks}), got ({G * H},)", build(W=p.W[:, 0]))
+    refused(f"W: expected shape (G*H, H) with G = {G} ({blocks}), got ({G * H}, 0)", build(W=p.W[:, :0]))
+    W_short = p.W[:-1]
+    refused(f"W: expected shape (G*H, H) = ({G * H}, {H}) with G = {G} ({blocks}), got {W_short.shape}: "
+            f"{G * H - 1} rows is not {G} blocks of H = {H}", build(W=W_short))
+    refused(f"U: expected shape (G*H, D) = ({G * H}, D) with D >= 1, got ({G * H - 1}, {D})",
+            build(U=p.U[1:]))
+    for name in ("b_ih", "b_hh"):
+        refused(f"{name}: expected shape (G*H,) = ({G * H},), got ({G * H + 1},)",
+                build(**{name: np.zeros(G * H + 1)}))
+    refused(f"V: expected shape (K, H) with H = {H} to match W, got (0, {H})", build(V=p.V[:0], c=None))
+    refused(f"c: expected shape (K,) = ({K},), got ({H},)", build(c=np.zeros(H)))
+    # an array that is not real numbers is named by its field
+    refused("b_hh: expected a real numeric array, got dtype bool", build(b_hh=np.ones(G * H, dtype=bool)))
+
+
+@pytest.mark.parametrize("cell", CELLS)
+def test_gated_construction_copies_every_field_after_missing_biases(cell):
+    """With b_ih = b_hh = None, V and c are still read-only copies, never the caller's arrays."""
+    P = CELLS[cell]
+    p = P.init(2, 3, 4, seed=0)
+    V, c = p.V.copy(), p.c.copy()
+    q = P(U=p.U, W=p.W, V=V, c=c)
+    assert q.b_ih is None and q.b_hh is None
+    for mine, theirs in ((q.V, V), (q.c, c)):
+        assert not np.shares_memory(mine, theirs) and not mine.flags.writeable
+        assert np.array_equal(mine, theirs)
+    V[0, 0] += 1.0  # the caller's array changes, the parameters do not
+    assert q.V[0, 0] == p.V[0, 0]
