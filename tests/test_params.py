@@ -184,3 +184,35 @@ def test_gradients_that_overflowed_are_refused_as_parameters():
         assert g._nonfinite_names() == ["V"]
         with pytest.raises(ValueError, match=r"^p\.V: contains NaN or inf \(first at index \(0, 0\)\)$"):
             mb.bptt(g, np.array([0, 1]), np.array([1, 0]))
+
+
+def test_read_only_parameters_are_scanned_for_finiteness_once_however_many_calls(monkeypatch):
+    """The scan is remembered per instance while every array is read-only, and repeated on every
+    call while one is writeable; a fresh instance of the same values is scanned once again."""
+    import manual_bptt as mb
+    import manual_bptt.params as params_module
+
+    scans = []
+    real = params_module.all_finite
+    def counted(*arrays):
+        scans.append(len(arrays))
+        return real(*arrays)
+
+    monkeypatch.setattr(params_module, "all_finite", counted)
+    p = _finite_params("rnn")
+    xs, ys = np.array([0, 2, 1]), np.array([1, 0, 1])
+    for _ in range(3):
+        mb.bptt(p, xs, ys)
+    assert scans == [5]  # U, W, V, b, c: once
+    q = p.replace(c=None)
+    mb.bptt(q, xs, ys)
+    mb.bptt(q, xs, ys)
+    assert scans == [5, 4]
+    q.W.flags.writeable = True
+    for _ in range(2):
+        mb.bptt(q, xs, ys)
+    assert scans == [5, 4, 4, 4]
+    q.W.flags.writeable = False  # read-only again: remembered from the next scan on
+    for _ in range(2):
+        mb.bptt(q, xs, ys)
+    assert scans == [5, 4, 4, 4, 4]

@@ -86,13 +86,16 @@ class ParamsArrays:
         "no state": a fact about arrays that cannot change). The arrays are read-only, so the answer
         cannot change, and bptt and the other gradient functions ask it on every call. An array whose
         writeable flag was set back to True by hand is not trusted: while any array is writeable,
-        the answer is computed afresh on every call and not remembered.
+        the answer is computed afresh on every call, and what was remembered is forgotten (an
+        array written and made read-only again between two calls is not noticed).
         """
         arrays = [a for a in (getattr(self, name) for name in _field_names(type(self))) if a is not None]
         writeable = False
         for a in arrays:
             writeable = writeable or a.flags.writeable
-        finite = None if writeable else self.__dict__.get("_all_finite")
+        if writeable:  # the arrays may have been written: forget what was remembered
+            self.__dict__.pop("_all_finite", None)
+        finite = self.__dict__.get("_all_finite")
         if finite is None:
             # finite entries near the largest float may sum to inf: all_finite decides, no warning
             with np.errstate(over="ignore", invalid="ignore"):
