@@ -1,9 +1,11 @@
-"""The decomposition (and RTRL) at their edges: float32 terms and factors stay float32, softmax
-factors with extreme logits, uncounted targets whose y_hat underflows, steps past the end,
-max_bytes = 0, and the names in size refusals."""
+"""The decomposition (and RTRL) at their edges: float32 terms and factors stay float32 (and
+float32 sizes count 4 bytes a number), softmax factors with extreme logits, uncounted targets
+whose y_hat underflows, steps past the end, max_bytes = 0, the whole messages of size refusals,
+the inputs a decomposition owns, and the bias views it has."""
 
 from __future__ import annotations
 
+import tracemalloc
 import warnings
 
 import numpy as np
@@ -11,7 +13,9 @@ import pytest
 import torch
 
 import manual_bptt as mb
+import reference as ref
 from manual_bptt import RNNParams, TooLargeError, decompose, rtrl, state_jacobian
+from manual_bptt.testing import assert_close
 
 D, H, K, B, T = 3, 4, 5, 2, 6
 RNG = np.random.default_rng(77)
@@ -223,3 +227,255 @@ def test_a_gated_decomposition_keeps_its_own_copy_of_the_inputs(cell):
     ys[:] = 1 - ys
     for name in ("U", "W"):
         assert np.array_equal(getattr(dec, name).full(), getattr(want, name).full()), name
+
+
+@pytest.mark.parametrize("cell", ["rnn", "gru", "lstm"])
+def test_a_decomposition_of_unbatched_token_ids_keeps_its_own_copy(cell):
+    """Unbatched int64 token ids and labels are read time-major without a conversion (a view of
+    the caller's arrays): the lazy terms and factors must still not see later changes."""
+    params = {"rnn": mb.RNNParams, "gru": mb.GRUParams, "lstm": mb.LSTMParams}[cell]
+    rng = np.random.default_rng(4)
+    p = params.init(3, 2, 2, seed=2)
+    xs, ys = rng.integers(0, 3, 5), rng.integers(0, 2, 5)
+    want = mb.decompose(p, xs.copy(), ys.copy())
+    dec = mb.decompose(p, xs, ys)
+    xs[:] = (xs + 1) % 3
+    ys[:] = 1 - ys
+    for name in ("U", "W"):
+        assert np.array_equal(getattr(dec, name).full(), getattr(want, name).full()), name
+    for t in range(5):
+        assert np.array_equal(dec.dE_dyhat(t), want.dE_dyhat(t)), t
+        assert np.array_equal(dec.ds_dU(t), want.ds_dU(t)), t
+
+
+@pytest.mark.parametrize("cell", ["rnn", "gru", "lstm"])
+def test_state_jacobian_reads_dense_inputs_without_copying_them(cell):
+    """state_jacobian's result does not outlive the call, so the caller's float64 xs is read in
+    place: the traced peak stays far below the size of xs (3.2 MB)."""
+    params = {"rnn": mb.RNNParams, "gru": mb.GRUParams, "lstm": mb.LSTMParams}[cell]
+    xs = np.random.default_rng(5).standard_normal((2, 50, 4000))
+    p = params.init(4000, 2, 2, seed=0)
+    tracemalloc.start()
+    try:
+        J = mb.state_jacobian(p, xs, 49, 1)
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    assert J.shape[0] == 2
+    assert peak < xs.nbytes / 2, (peak, xs.nbytes)
+
+
+@pytest.mark.parametrize("cell", ["gru", "lstm"])
+def test_gated_gradient_methods_require_labels(cell):
+    """decompose and rtrl of a gated cell refuse ys=None with the ValueError naming ys."""
+    params = {"gru": mb.GRUParams, "lstm": mb.LSTMParams}[cell]
+    p = params.init(3, 2, 2, seed=0)
+    xs = np.zeros((2, 4), np.int64)
+    for call in (mb.decompose, mb.rtrl):
+        with pytest.raises(ValueError) as info:
+            call(p, xs, None)
+        assert str(info.value) == "ys: required (integer labels in [0, K)), got None", call.__name__
+
+
+def test_a_loss_that_overflows_or_is_nan_is_named_without_a_warning():
+    """The logits' overflow (an inf - inf in the shift of log-sum-exp gives NaN) and an infinite
+    loss are reported by the NonFiniteError alone, never by a numpy RuntimeWarning."""
+    U = np.array([[0.0, 100.0], [0.0, 100.0]])  # token 1: h_t = (tanh(100), tanh(100)) = (1, 1)
+    cases = {
+        "inf": (np.array([[1.7e308, 0.0], [-1.7e308, 0.0]]), np.array([1, 1])),  # logits (1.7e308, -1.7e308)
+        "nan": (np.array([[1.7e308, 1.7e308], [0.0, 0.0]]), np.array([0, 0])),  # logits (inf, 0)
+    }
+    for value, (V, ys) in cases.items():
+        p = mb.RNNParams(U=U, W=np.zeros((2, 2)), V=V)
+        for name, call in (("decompose", mb.decompose), ("rtrl", mb.rtrl)):
+            with warnings.catch_warnings():
+                warnings.simplefilter("error")
+                with pytest.raises(mb.NonFiniteError) as info:
+                    call(p, np.array([0, 1]), ys)
+            assert str(info.value) == f"{name}: the loss is not finite ({value})"
+
+
+# ---------------------------------------------------------------------------------------------
+# float32 sizes are counted at 4 bytes a number, and float32 work is not widened
+# ---------------------------------------------------------------------------------------------
+def test_float32_full_tensors_and_lag_profile_fit_their_exact_float32_size():
+    """A float32 term tensor of exactly max_bytes is allowed (one byte less is refused), and so
+    are lag_profile's float32 Jacobians (T, B, H, H) and step caches (T, B*H, H), equal in size."""
+    for name, shape in (("W", (T, T, H, H)), ("U", (T, T, H, D)), ("b", (T, T, H))):
+        size = int(np.prod(shape)) * 4
+        full = getattr(decompose(P32, TOK, YS, max_bytes=size), name).full()
+        assert full.dtype == F32 and full.nbytes == size, name
+        with pytest.raises(TooLargeError, match=rf"^terms\.{name}: an array of shape"):
+            getattr(decompose(P32, TOK, YS, max_bytes=size - 1), name).full()
+    xs, ys = TOK[:, :4], YS[:, :4]  # T = 4: the (3, T, T) float64 norms (384 bytes) fit as well
+    jac = 4 * B * H * H * 4
+    prof = decompose(P32, xs, ys, max_bytes=jac).lag_profile()
+    assert prof.jac_fro_max[0] == pytest.approx(2.0)  # the lag-0 identity, H = 4
+    with pytest.raises(TooLargeError, match=rf"^lag_profile: the Jacobians .* would take {jac} bytes"):
+        decompose(P32, xs, ys, max_bytes=jac - 1).lag_profile()
+
+
+def test_float32_forward_run_fits_its_exact_float32_size():
+    """state_jacobian holds its forward run to max_bytes at 4 bytes a float32 number: the
+    states (T + 1, B, H), the largest array, fit exactly; one byte less names them."""
+    states = (T + 1) * B * H * 4
+    J = state_jacobian(P32, TOK, 4, 1, max_bytes=states)
+    assert J.dtype == F32
+    np.testing.assert_array_equal(J, state_jacobian(P32, TOK, 4, 1))
+    with pytest.raises(TooLargeError) as info:
+        state_jacobian(P32, TOK, 4, 1, max_bytes=states - 1)
+    assert str(info.value).startswith(
+        f"state_jacobian: the states z_t: an array of shape ({T + 1}, {B}, {H}) would take {states} bytes"
+    )
+
+
+def test_float32_token_norms_sum_the_columns_in_float32_like_the_terms():
+    """For token inputs norms().U adds the rows of dgi with equal tokens into a float32 column,
+    exactly as the float32 term U[t, k] does: a row of dgi = 1e-10 vanishes next to one of 1 in
+    both, so the norm is exactly that of the term.
+
+    Identity activation, W = 1, s0 = (100, -23), V = (0, 1)^T, labels 0: dgi = (1, 1.03e-10)."""
+    f32 = np.float32
+    p = mb.RNNParams(U=np.zeros((1, 1), f32), W=np.ones((1, 1), f32), V=np.array([[0.0], [1.0]], f32))
+    s0 = np.array([[100.0], [-23.0]], f32)
+    dec = decompose(p, np.zeros((2, 1), np.int64), np.zeros((2, 1), np.int64), activation="identity", s0=s0)
+    dgi = dec.dE_ds(0)[:, 0]
+    assert dgi[0] == 1 and 0 < dgi[1] < 2e-10 and dgi.dtype == F32
+    term = dec.U[0, 0]
+    assert term.dtype == F32 and term[0, 0] == 1  # 1 + 1.03e-10 rounds to 1 in float32
+    assert dec.norms().U[0, 0] == np.linalg.norm(term.astype(np.float64)) == 1.0
+
+
+def test_float32_parameters_with_a_float64_state_are_computed_in_float64():
+    """float32 parameters widened by a float64 s0: the compute dtype is float64 for every array,
+    token inputs and no bias included (U's columns are then the input terms as they stand), so
+    the terms are float64 and sum to the float64 BPTT gradient."""
+    rng = np.random.default_rng(6)
+    p = mb.RNNParams(U=rng.standard_normal((H, D)), W=0.5 * rng.standard_normal((H, H)),
+                     V=rng.standard_normal((K, H))).astype(np.float32)
+    s0 = rng.standard_normal((B, H))  # float64
+    dec = decompose(p, TOK, YS, s0=s0)
+    r = mb.bptt(p, TOK, YS, s0=s0)
+    o = ref.bptt(p, TOK, YS, s0=s0)
+    for name in ("W", "U"):
+        full = getattr(dec, name).full()
+        assert full.dtype == np.float64, name
+        assert_close(full.sum(axis=(0, 1)), getattr(r.grads, name), name=f"sum of terms.{name} vs bptt")
+        assert_close(full.sum(axis=(0, 1)), getattr(o.grads, name), name=f"sum of terms.{name} vs oracle")
+    J = state_jacobian(p, TOK, 4, 1, s0=s0)
+    assert J.dtype == np.float64
+    np.testing.assert_array_equal(J, dec.ds_ds(4, 1))
+
+
+# ---------------------------------------------------------------------------------------------
+# whole messages of the refusals, and the step checks of every factor
+# ---------------------------------------------------------------------------------------------
+def _size_message(what, shape, limit, hint=""):
+    """The whole TooLargeError message for a float64 array of ``shape`` over ``limit`` bytes."""
+    size = int(np.prod(shape)) * 8
+    return (f"{what}: an array of shape {shape} would take {size} bytes ({size / 2**20:.1f} MiB), over the "
+            f"limit of {limit} bytes ({limit / 2**20:.1f} MiB, max_bytes); nothing was allocated"
+            + (f". {hint}" if hint else ""))
+
+
+def test_full_and_norms_refusals_say_what_to_do_instead():
+    """The whole messages of a refused full() and norms(): what, shape, bytes, limit, and the
+    lazier way to get the terms."""
+    dec = decompose(P, TOK, YS, max_bytes=100)
+    with pytest.raises(TooLargeError) as info:
+        dec.W.full()
+    assert str(info.value) == _size_message(
+        "terms.W", (T, T, H, H), 100,
+        "Index one term at a time (terms.W[t, k]), iterate with terms.iter_t(), use terms.norms(), "
+        "or pass a larger max_bytes",
+    )  # fmt: skip
+    with pytest.raises(TooLargeError) as info:
+        dec.norms()
+    assert str(info.value) == _size_message(
+        "terms.norms(): the (T, T) norms of every parameter's terms", (3, T, T), 100,
+        "Use terms.iter_t(), or pass a larger max_bytes",
+    )  # fmt: skip
+
+
+@pytest.mark.parametrize("cell", ["gru", "lstm"])
+def test_lag_profile_refuses_the_step_caches_repeated_per_state_row(cell):
+    """A gated cell's step caches (GRU: 5 (B, H) fields; LSTM: gates (B, 4H), c_{t-1}, tanh(c_t))
+    are wider than its state: lag_profile repeats them once per state row, (T, B*S, width),
+    allowed at exactly max_bytes and refused, by name and size, one byte below."""
+    params = {"gru": mb.GRUParams, "lstm": mb.LSTMParams}[cell]
+    Hn, Tn = 3, 4
+    S, width = (Hn, 5 * Hn) if cell == "gru" else (2 * Hn, 6 * Hn)
+    p = params.init(3, Hn, 2, seed=0)
+    xs, ys = TOK[:, :Tn], YS[:, :Tn] % 2
+    shape = (Tn, B * S, width)
+    size = int(np.prod(shape)) * 8
+    assert size > Tn * B * S * S * 8 and size > 4 * Tn * Tn * 8  # the Jacobians and norms fit
+    prof = decompose(p, xs, ys, max_bytes=size).lag_profile()
+    assert prof.jac_spec_max[0] == pytest.approx(1.0)
+    with pytest.raises(TooLargeError) as info:
+        decompose(p, xs, ys, max_bytes=size - 1).lag_profile()
+    want = _size_message("lag_profile: the step caches, one copy per state row", shape, size - 1)
+    assert str(info.value) == want
+
+
+def test_ds_db_of_a_gated_cell_names_the_gated_bias_factors():
+    """ds_db is the Elman cell's factor: a gated cell is refused with a message naming its own."""
+    dec = decompose(mb.GRUParams.init(3, 2, 2, seed=0), TOK, YS % 2)
+    with pytest.raises(ValueError) as info:
+        dec.ds_db(0)
+    assert str(info.value) == "ds_db: the Elman cell's bias b; a gated cell has ds_db_ih and ds_db_hh"
+
+
+@pytest.mark.parametrize("factor", ["ds_db_ih", "ds_db_hh"])
+def test_gated_bias_factors_refuse_steps_past_the_end_naming_k(factor):
+    """ds_db_ih(k) and ds_db_hh(k) accept 0 <= k <= T - 1 only, with the ValueError naming k."""
+    dec = decompose(mb.GRUParams.init(3, 2, 2, seed=0), TOK, YS % 2)
+    call = getattr(dec, factor)
+    assert call(T - 1).shape == (B, 2, 6)
+    for k in (T, T + 1, -1):
+        with pytest.raises(ValueError) as info:
+            call(k)
+        assert str(info.value) == f"k: expected 0 <= k <= {T - 1}, got {k}", k
+
+
+# ---------------------------------------------------------------------------------------------
+# what a decomposition exposes: the bias views the model has, its inputs, the array protocol
+# ---------------------------------------------------------------------------------------------
+@pytest.mark.parametrize(
+    ("cell", "bias", "names"),
+    [("rnn", True, ("b",)), ("rnn", False, ()), ("gru", True, ("b_ih", "b_hh")), ("gru", False, ()),
+     ("lstm", False, ())],
+)  # fmt: skip
+def test_bias_views_exist_exactly_for_the_biases_of_the_model(cell, bias, names):
+    """b (Elman) or b_ih and b_hh (gated) are term views when the model has them, else None,
+    in the decomposition, its norms and each StepTerms."""
+    params = {"rnn": mb.RNNParams, "gru": mb.GRUParams, "lstm": mb.LSTMParams}[cell]
+    p = params.init(D, 2, 2, seed=0, bias=bias)
+    dec = decompose(p, TOK, YS % 2)
+    nrm = dec.norms()
+    step = next(dec.iter_t())
+    for name in ("b", "b_ih", "b_hh"):
+        assert (getattr(dec, name) is not None) == (name in names), name
+        assert (getattr(nrm, name) is not None) == (name in names), name
+        assert (getattr(step, name) is not None) == (name in names), name
+
+
+def test_a_decomposition_exposes_its_validated_inputs():
+    """``batch``: the checked inputs, time-major and owned (no memory shared with the caller's)."""
+    dec = decompose(P, TOK, YS)
+    batch = dec.batch
+    assert (batch.T, batch.B, batch.D, batch.H, batch.K, batch.batched) == (T, B, D, H, K, True)
+    np.testing.assert_array_equal(batch.tokens, TOK.T)
+    np.testing.assert_array_equal(batch.Y, YS.T)
+    assert not np.shares_memory(batch.tokens, TOK) and not np.shares_memory(batch.Y, YS)
+
+
+def test_term_views_follow_the_array_protocol():
+    """``view.__array__(dtype)`` returns the full tensor in that dtype (as np.asarray does)."""
+    dec = decompose(P, TOK, YS)
+    full = dec.W.full()
+    for dtype in (np.float32, np.float64):
+        for a in (dec.W.__array__(dtype), np.asarray(dec.W, dtype=dtype)):
+            assert a.dtype == np.dtype(dtype)
+            np.testing.assert_array_equal(a, full.astype(dtype))
+    assert dec.W.__array__().dtype == np.float64
