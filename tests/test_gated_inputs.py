@@ -1,20 +1,25 @@
 """The gated cells' parameters and inputs: shapes, refusals, caller arrays untouched, finite
-differences, overflow named by step, sizes refused before allocating.
+differences, overflow named by step (never a warning, with or without truncation), sizes refused
+before allocating, exact identities (a truncation that keeps every step, an unbatched call) and
+the compute dtype (float32 only when every floating input is float32, else float64).
 """
 
 from __future__ import annotations
 
 import tracemalloc
+import warnings
 
 import numpy as np
 import pytest
 
+import manual_bptt as mb
 from manual_bptt import gated
 from manual_bptt.errors import NonFiniteError, TooLargeError
 from manual_bptt.gated_params import GRUParams, LSTMParams, LSTMState
 from manual_bptt.testing import assert_close, central_differences
 
 CELLS = [pytest.param(GRUParams, id="gru"), pytest.param(LSTMParams, id="lstm")]
+HAS_LONGDOUBLE = np.finfo(np.longdouble).nmant > np.finfo(np.float64).nmant
 
 
 def small(cls, *, seed=0, D=3, H=2, K=3, T=4, B=2, scale=1.5):
@@ -347,3 +352,219 @@ def test_a_call_over_max_bytes_is_refused_before_allocating(cls):
     with pytest.raises(TooLargeError):
         gated.forward(p, xs[:1000], max_bytes=1000)
     gated.bptt(p, xs[:10], ys[:10], max_bytes=10**6)  # small enough: runs
+
+
+@pytest.mark.parametrize("cls", CELLS)
+@pytest.mark.parametrize("truncate", [0, 1, 2])
+def test_truncated_bptt_names_the_first_step_whose_logits_overflow(cls, truncate):
+    """Unbatched, T = 4: o_t = V h_t is 0 at steps 0..2 and overflows at step 3 (see overflowing);
+    the windowed recursion names the logits and that step, with the whole message."""
+    p, xs = overflowing(cls)
+    p = p.replace(V=np.full(p.V.shape, 1e308))
+    with pytest.raises(NonFiniteError) as info:
+        gated.bptt(p, xs[:4], np.zeros(4, int), truncate=truncate)
+    assert (info.value.what, info.value.step) == ("o_t", 3)
+    assert str(info.value) == (
+        "o_t: not finite from step t = 3 on (the computation overflowed); scale the parameters or inputs down"
+    )
+
+
+def saturated_output(cls, a=1e308):
+    """H = D = 1, K = 2, no weights (U = W = 0), the candidate's bias 0.2: 0 < h_t < 0.2 at every
+    step; V = (a, -a). The logits ±a h_t are finite and so is the loss (2 a h_t per step, label 1),
+    but dE_t/dh_t = V^T (y_hat_t - onehot(1)) = V^T (1, -1) = 2a overflows at every step."""
+    G = cls.GATES
+    b_ih = np.zeros(G)
+    b_ih[2] = 0.2  # the GRU's n block, the LSTM's g block
+    p = cls(U=np.zeros((G, 1)), W=np.zeros((G, 1)), b_ih=b_ih, b_hh=np.zeros(G), V=np.array([[a], [-a]]))
+    return p, np.zeros((3, 1)), np.ones(3, dtype=np.int64)
+
+
+@pytest.mark.parametrize("cls", CELLS)
+@pytest.mark.parametrize("truncate", [None, 0, 1])
+def test_a_gradient_from_the_output_layer_that_overflows_is_named_dE_dgh_t(cls, truncate):
+    """Finite states, logits and loss, an infinite dE_t/dh_t from step 0 on: full and truncated
+    BPTT name the first step whose dE/dgh_t is not finite, with the whole message."""
+    p, xs, ys = saturated_output(cls)
+    h = gated.forward(p.replace(V=np.ones((2, 1))), xs).h
+    assert np.all((h > 0) & (h < 0.2))
+    with pytest.raises(NonFiniteError) as info:
+        gated.bptt(p, xs, ys, truncate=truncate)
+    assert (info.value.what, info.value.step) == ("dE/dgh_t", 0)
+    assert str(info.value) == (
+        "dE/dgh_t: not finite from step t = 0 on (the computation overflowed); "
+        "scale the parameters or inputs down"
+    )
+
+
+@pytest.mark.parametrize("cls", CELLS)
+def test_overflow_is_named_and_never_a_warning_with_or_without_truncation(cls):
+    """forward, full and truncated bptt and the truncated layer backward raise NonFiniteError
+    for logits or gradients that overflow, and numpy warns of nothing on the way."""
+    p, xs = overflowing(cls)
+    big_v = p.replace(V=np.full(p.V.shape, 1e308))
+    q, xs_q, ys_q = saturated_output(cls)
+    calls = {
+        "forward, o_t": lambda: gated.forward(big_v, xs[:4]),
+        "bptt, o_t": lambda: gated.bptt(big_v, xs[:4], np.zeros(4, int)),
+        "bptt truncate=1, o_t": lambda: gated.bptt(big_v, xs[:4], np.zeros(4, int), truncate=1),
+        "bptt, dE/dgh_t": lambda: gated.bptt(q, xs_q, ys_q),
+        "bptt truncate=1, dE/dgh_t": lambda: gated.bptt(q, xs_q, ys_q, truncate=1),
+        "backward truncate=1, z_t": lambda: mb.backward(p, xs, np.ones((5, p.hidden_size)), truncate=1),
+    }
+    for label, call in calls.items():
+        with warnings.catch_warnings():
+            warnings.simplefilter("error")  # a RuntimeWarning is an error, not NonFiniteError
+            try:
+                call()
+            except NonFiniteError:
+                continue
+            except RuntimeWarning as w:
+                pytest.fail(f"{label}: numpy warned: {w}")
+        pytest.fail(f"{label}: no NonFiniteError")
+
+
+# ---------------------------------------------------------------------------------------------
+# Exact identities: a truncation that keeps every step, an unbatched call
+# ---------------------------------------------------------------------------------------------
+@pytest.mark.parametrize("cls", CELLS)
+def test_a_truncation_that_keeps_every_step_is_full_bptt_bitwise(cls):
+    """truncate >= T - 1 keeps every term and runs the full recursion itself: every result is the
+    untruncated one to the last bit (the windowed recursion adds the same terms by other code,
+    which differs in the last bits)."""
+    p, xs, ys, s0 = small(cls, T=6, B=3, H=4, D=3)
+    full = gated.bptt(p, xs, ys, s0=s0)
+    parts = (lambda r: [r.ds0]) if cls is GRUParams else (lambda r: list(r.ds0))
+    finals = (lambda r: [r.final_state]) if cls is GRUParams else (lambda r: list(r.final_state))
+    for tau in (5, 6, 7, 50):
+        r = gated.bptt(p, xs, ys, s0=s0, truncate=tau)
+        assert r.loss == full.loss, tau
+        for name, a in full.grads.items():
+            assert np.array_equal(getattr(r.grads, name), a), (tau, name)
+        assert np.array_equal(r.dxs, full.dxs), tau
+        for a, b in zip(parts(r) + finals(r), parts(full) + finals(full), strict=True):
+            assert np.array_equal(a, b), tau
+    lagged = gated.bptt(p, xs, ys, s0=s0, truncate=4)  # drops the lag-5 terms
+    assert not np.array_equal(lagged.grads.W, full.grads.W)
+
+
+@pytest.mark.parametrize("cls", CELLS)
+def test_an_unbatched_call_is_the_one_row_batched_call_bitwise(cls):
+    """Every result of an unbatched call is row 0 of the same call batched with B = 1, to the
+    last bit, signed zeros included. The LSTM's forget gate is closed (f_t = 0 exactly), so
+    dE/dc0 = dE/dc_0 ⊙ f_0 is a zero that keeps the sign of dE/dc_0."""
+    p, xs, ys, _ = small(cls, B=1, H=4, seed=3)
+    if cls is LSTMParams:
+        b_ih = p.b_ih.copy()
+        b_ih[4:8] = -1000.0  # gate_f = σ(-1000 + ...) = 0
+        p = p.replace(b_ih=b_ih)
+    one, row = gated.bptt(p, xs[0], ys[0]), gated.bptt(p, xs, ys)
+
+    def same(a, b, what):
+        assert a.shape == b.shape and np.array_equal(a, b), what
+        assert np.array_equal(np.signbit(a), np.signbit(b)), f"{what}: the signs of zero differ"
+
+    assert one.loss == row.loss
+    for name, a in one.grads.items():
+        same(a, getattr(row.grads, name), name)
+    same(one.dxs, row.dxs[0], "dxs")
+    if cls is LSTMParams:
+        assert np.all(one.ds0.c == 0) and np.signbit(one.ds0.c).any()  # -0.0 among them
+        for name in ("h", "c"):
+            same(getattr(one.ds0, name), getattr(row.ds0, name)[0], f"ds0.{name}")
+            same(getattr(one.final_state, name), getattr(row.final_state, name)[0], f"final_state.{name}")
+    else:
+        same(one.ds0, row.ds0[0], "ds0")
+        same(one.final_state, row.final_state[0], "final_state")
+
+
+# ---------------------------------------------------------------------------------------------
+# The compute dtype: float32 only when every floating input is float32, else float64
+# ---------------------------------------------------------------------------------------------
+@pytest.mark.parametrize("cls", CELLS)
+def test_an_integer_initial_state_is_rounded_once_to_the_compute_dtype(cls):
+    """An integer s0 is s0.astype(compute dtype): 2**60 + 2**36 + 1 rounds to 2**60 + 2**37 in
+    float32 (rounded through float64 first it would be the tie 2**60 + 2**36, then 2**60). The
+    float32 call gives the results of the float32 s0 bitwise; with W = 0 and the update (GRU)
+    or forget (LSTM) gate saturated open, h0 (GRU) or c0 (LSTM) is carried unchanged to T - 1."""
+    G, H = cls.GATES, 2
+    big = np.array([[2**60 + 2**36 + 1, -(2**60) - 2**36 - 1]], dtype=np.int64)
+    assert int(big.astype(np.float32)[0, 0]) == 2**60 + 2**37
+    b_ih = np.zeros(G * H)
+    b_ih[H : 2 * H] = 100.0  # z_t = 1 (GRU), gate_f = 1 (LSTM)
+    if cls is LSTMParams:
+        b_ih[:H] = -100.0  # gate_i = 0: c_t = c_{t-1} exactly
+    p = cls(U=np.ones((G * H, 1)), W=np.zeros((G * H, H)), b_ih=b_ih, b_hh=np.zeros(G * H),
+            V=np.ones((2, H))).astype(np.float32)  # fmt: skip
+    xs = np.ones((1, 3, 1), dtype=np.float32)
+    s0 = big if cls is GRUParams else LSTMState(np.zeros((1, H), dtype=np.int64), big)
+    s0_32 = big.astype(np.float32) if cls is GRUParams else LSTMState(*(a.astype(np.float32) for a in s0))
+    r, r32 = gated.forward(p, xs, s0=s0), gated.forward(p, xs, s0=s0_32)
+    carried = r.final_state if cls is GRUParams else r.final_state.c
+    assert carried.dtype == np.float32 and np.array_equal(carried, big.astype(np.float32))
+    for name in ("h", "o", "y_hat"):
+        assert np.array_equal(getattr(r, name), getattr(r32, name)), name
+
+
+@pytest.mark.parametrize("cls", CELLS)
+@pytest.mark.parametrize(
+    "s0_dtype, dtype", [(None, np.float32), (np.float32, np.float32), (np.float64, np.float64)]
+)
+def test_prepare_gated_gives_every_array_in_the_compute_dtype(cls, s0_dtype, dtype):
+    """float32 parameters and dense inputs: the inputs, the initial state, the weights and the
+    parameters are all in float32, or all in float64 when s0 is float64."""
+    p, xs, ys, s0 = small(cls)
+    s0 = None if s0_dtype is None else (s0.astype(s0_dtype) if cls is GRUParams else
+                                        LSTMState(*(a.astype(s0_dtype) for a in s0)))  # fmt: skip
+    g = gated.prepare_gated(p.astype(np.float32), xs.astype(np.float32), ys, s0=s0, reduction="mean")
+    assert g.dtype == dtype
+    arrays = {"X": g.X, "z0": g.z0, "weight": g.weight, "U": g.U, "W": g.W, "b_ih": g.b_ih, "b_hh": g.b_hh,
+              "V": g.V, "c": g.c}  # fmt: skip
+    assert {name: a.dtype for name, a in arrays.items()} == dict.fromkeys(arrays, np.dtype(dtype))
+
+
+def longdouble_s0(cls, s0):
+    """s0 (float64 values) as np.longdouble, and as float64."""
+    if cls is GRUParams:
+        return s0.astype(np.longdouble), s0
+    return LSTMState(*(a.astype(np.longdouble) for a in s0)), s0
+
+
+@pytest.mark.skipif(not HAS_LONGDOUBLE, reason="np.longdouble is float64 on this platform")
+@pytest.mark.parametrize("cls", CELLS)
+def test_a_longdouble_initial_state_is_never_narrowed_to_float32(cls):
+    """float32 only when every floating input is float32: a longdouble s0 with float32 parameters
+    and inputs gives the float64 call's results to float64 accuracy."""
+    p, xs, ys, s0 = small(cls)
+    wide_s0, s0_64 = longdouble_s0(cls, s0)
+    p32, xs32 = p.astype(np.float32), xs.astype(np.float32)
+    r = gated.bptt(p32, xs32, ys, s0=wide_s0, reduction="mean")
+    ref = gated.bptt(p32.astype(np.float64), xs32.astype(np.float64), ys, s0=s0_64, reduction="mean")
+    assert r.grads.W.dtype != np.float32
+    assert abs(r.loss - ref.loss) <= 1e-10 * abs(ref.loss)
+    for name, a in ref.grads.items():
+        assert_close(getattr(r.grads, name), a, name=f"grads.{name}")
+    assert_close(r.dxs, ref.dxs, name="dxs")
+
+
+@pytest.mark.skipif(not HAS_LONGDOUBLE, reason="np.longdouble is float64 on this platform")
+@pytest.mark.parametrize("cls", CELLS)
+@pytest.mark.parametrize("truncate", [None, 1])
+def test_a_longdouble_initial_state_computes_in_float64_like_the_elman_cell(cls, truncate):
+    """A floating dtype other than float32 and float64 computes in float64 (as the Elman cell's
+    inputs do): a longdouble s0 of float64 values gives the float64 call's results bitwise, and
+    float64 gradients (never longdouble: parameters hold float32 or float64 only), also for
+    forward and the layer backward."""
+    p, xs, ys, s0 = small(cls)
+    wide_s0, s0_64 = longdouble_s0(cls, s0)
+    p32, xs32 = p.astype(np.float32), xs.astype(np.float32)
+    kw = {"reduction": "mean", "truncate": truncate}
+    r = gated.bptt(p32, xs32, ys, s0=wide_s0, **kw)
+    ref = gated.bptt(p32.astype(np.float64), xs32.astype(np.float64), ys, s0=s0_64, **kw)
+    assert r.grads.dtype == np.float64 and r.loss == ref.loss
+    for name, a in ref.grads.items():
+        assert getattr(r.grads, name).dtype == np.float64 and np.array_equal(getattr(r.grads, name), a), name
+    assert np.array_equal(r.dxs, ref.dxs) and r.dxs.dtype == np.float64
+    assert gated.forward(p32, xs32, s0=wide_s0).h.dtype == np.float64
+    dhs = np.ones((2, 4, p.hidden_size))
+    assert mb.backward(p, xs, dhs, s0=wide_s0, truncate=truncate).grads.dtype == np.float64

@@ -199,6 +199,8 @@ def prepare_gated(
     parts, s0_shape = _initial_state(cell, s0, H, B, batch.batched)
     floats = [batch.dtype, *(a.dtype for a in parts if np.issubdtype(a.dtype, np.floating))]
     dtype = np.dtype(np.result_type(*floats))
+    if dtype not in (np.float32, np.float64):  # as _inputs.prepare: a longdouble s0 computes in float64
+        dtype = np.dtype(np.float64)
     z0 = np.zeros((B, cell.parts * H), dtype=dtype)
     for j, a in enumerate(parts):
         z0[:, j * H : (j + 1) * H] = a  # broadcasts an (H,) part over the rows
@@ -393,13 +395,14 @@ def bptt(
         return GatedBPTTResult(loss=loss, grads=grads, ds0=ds0, dxs=dxs, final_state=final)
     w, r = run_checked(g)
     h_rows = np.ascontiguousarray(r.outputs(H)).reshape(n, H)  # h_t, one row per (t, b)
-    dO = _logits(g, h_rows)
-    gated_fast.check_finite("o_t", dO.reshape(T, B, -1))
-    loss = softmax_cross_entropy(dO, b.Y.reshape(n), g.weight.reshape(n))  # dO: dE/do_t
-    dV = dO.T @ h_rows  # dV = sum_t dE/do_t h_t^T
-    dc = None if g.c is None else dO.sum(axis=0)  # dc = sum_t dE/do_t
-    dz_direct = np.zeros((T, B, g.cell.parts * H), dtype=g.dtype)
-    dz_direct[:, :, :H] = (dO @ g.V).reshape(T, B, H)  # dE_t/dh_t = V^T dE/do_t
+    with np.errstate(**gated_fast._QUIET):  # overflow is named (o_t, dE/dgh_t), never a warning
+        dO = _logits(g, h_rows)
+        gated_fast.check_finite("o_t", dO.reshape(T, B, -1))
+        loss = softmax_cross_entropy(dO, b.Y.reshape(n), g.weight.reshape(n))  # dO: dE/do_t
+        dV = dO.T @ h_rows  # dV = sum_t dE/do_t h_t^T
+        dc = None if g.c is None else dO.sum(axis=0)  # dc = sum_t dE/do_t
+        dz_direct = np.zeros((T, B, g.cell.parts * H), dtype=g.dtype)
+        dz_direct[:, :, :H] = (dO @ g.V).reshape(T, B, H)  # dE_t/dh_t = V^T dE/do_t
     del dO
     grads, ds0, dxs = layer_backward(p, g, w, r, dz_direct, tau, V=dV, c=dc)
     return GatedBPTTResult(
@@ -433,9 +436,10 @@ def layer_backward(
         (grads as p's type: U (G*H, D), W (G*H, H), b_ih, b_hh (G*H,) or None, V, c;
          ds0 in the caller's layout (LSTMState for the LSTM); dxs (xs's shape) or None).
     """
-    dgi, dgh, dz0 = backprop(g.cell, w, r, dz_direct, truncate=tau)
-    gated_fast.check_finite("dE/dgh_t", dgh)
-    dU, db_ih, dW, db_hh, dX = weight_grads(dgi, dgh, r.h_prev(g.H), g.U, g.batch.tokens, g.X)
+    with np.errstate(**gated_fast._QUIET):  # as on the fast path: overflow is named, never a warning
+        dgi, dgh, dz0 = backprop(g.cell, w, r, dz_direct, truncate=tau)
+        gated_fast.check_finite("dE/dgh_t", dgh)
+        dU, db_ih, dW, db_hh, dX = weight_grads(dgi, dgh, r.h_prev(g.H), g.U, g.batch.tokens, g.X)
     has_bias = g.b_ih is not None
     grads = type(p)._adopt(
         U=dU, W=dW, b_ih=db_ih if has_bias else None, b_hh=db_hh if has_bias else None, V=V, c=c
@@ -483,7 +487,8 @@ def forward(
     T, B = b.T, b.B
     fw = fast_forward(g)
     h = fw.hs[1:]
-    o = _logits(g, h.reshape(T * B, H)).reshape(T, B, b.K)
+    with np.errstate(**gated_fast._QUIET):  # logits that overflow are named, never a warning
+        o = _logits(g, h.reshape(T * B, H)).reshape(T, B, b.K)
     gated_fast.check_finite("o_t", o)
     y_hat = np.exp(o - o.max(axis=-1, keepdims=True))
     y_hat /= y_hat.sum(axis=-1, keepdims=True)
