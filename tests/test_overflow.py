@@ -390,3 +390,79 @@ def test_truncated_bptt_names_the_first_step_its_backward_pass_reaches():
     xs, ys = np.zeros(T, dtype=np.int64), np.zeros(T, dtype=np.int64)
     err = raises_nonfinite(lambda: mb.bptt(p, xs, ys, truncate=2))
     assert (err.what, err.step) == ("dE/da_t", T - 2), (err.what, err.step)
+
+
+# ---------------------------------------------------------------------------------------------
+# The loss and the gradient sums: named alike for every cell, by bptt full and truncated and by
+# the layer backward
+# ---------------------------------------------------------------------------------------------
+CELL_PARAMS = {"rnn": mb.RNNParams, "gru": mb.GRUParams, "lstm": mb.LSTMParams}
+TRUNCATIONS = [None, 1]
+
+
+def one_unit(cell, *, V, c=None):
+    """D = H = 1, K = 2, U = 0 (so that any input leaves the pre-activations alone), W and the
+    biases of init, the given V (2, 1) and c."""
+    p = CELL_PARAMS[cell].init(1, 1, 2, seed=3)
+    return p.replace(U=np.zeros_like(p.U), V=np.asarray(V, dtype=float).reshape(2, 1), c=c)
+
+
+@pytest.mark.parametrize("cell", CELL_PARAMS)
+@pytest.mark.parametrize("truncate", TRUNCATIONS)
+def test_finite_loss_terms_whose_sum_overflows_are_named_E(cell, truncate):
+    """V = 0 and c = (5e307, -5e307): o_t = c at every step, E_t = 1e308 for label 1 (finite),
+    four of them sum past float64's 1.8e308."""
+    p = one_unit(cell, V=[0.0, 0.0], c=np.array([5e307, -5e307]))
+    xs, ys = np.zeros((4, 1)), np.ones(4, dtype=np.int64)
+    assert mb.bptt(p, xs[:1], ys[:1]).loss == pytest.approx(1e308)  # one term: finite
+    err = raises_nonfinite(lambda: mb.bptt(p, xs, ys, truncate=truncate))
+    assert (err.what, err.step) == ("E", None)
+    assert str(err) == "E: the sum of the finite terms w_t E_t of steps 0..3 overflowed in float64"
+
+
+@pytest.mark.parametrize("cell", CELL_PARAMS)
+@pytest.mark.parametrize("truncate", TRUNCATIONS)
+def test_a_loss_term_that_overflows_with_finite_logits_is_named_at_its_step(cell, truncate):
+    """V = 0 and c = (1.2e308, -1.2e308): finite logits o_t = c at every step. Label 0 gives
+    E_t = 0 (steps 0..2); label 1 at step 3 gives E_3 = 2.4e308, past float64's 1.8e308."""
+    p = one_unit(cell, V=[0.0, 0.0], c=np.array([1.2e308, -1.2e308]))
+    xs, ys = np.zeros((4, 1)), np.array([0, 0, 0, 1])
+    err = raises_nonfinite(lambda: mb.bptt(p, xs, ys, truncate=truncate))
+    assert (err.what, err.step) == ("E_t", 3)
+    assert str(err).startswith("E_t: not finite (NaN or inf) at step t = 3 (the first such step)")
+    assert mb.bptt(p, xs[:3], ys[:3], truncate=truncate).loss == 0.0
+
+
+@pytest.mark.parametrize("cell", CELL_PARAMS)
+@pytest.mark.parametrize("truncate", TRUNCATIONS)
+def test_a_gradient_sum_that_overflows_is_named_by_bptt_and_the_layer_backward(cell, truncate):
+    """x_t = 1e308 with U = 0: every state and every per-step term is finite, but dE/dU = sum_t
+    g_t x_t^T passes 1.8e308 over 40 steps. The first gradient in field order is dE/dU."""
+    p = one_unit(cell, V=[1.0, -1.0])
+    xs = np.full((40, 1), 1e308)
+    ys = np.zeros(40, dtype=np.int64)
+    want = "dE/dU: not finite (NaN or inf): the sum over the steps overflowed in float64; " \
+        "use shorter sequences, smaller weights, or float64"
+    for call in (lambda: mb.bptt(p, xs, ys, truncate=truncate),
+                 lambda: mb.backward(p, xs, np.ones((40, 1)), truncate=truncate)):
+        err = raises_nonfinite(call)
+        assert (err.what, err.step, str(err)) == ("dE/dU", None, want)
+    assert np.isfinite(mb.bptt(p, xs[:2], ys[:2], truncate=truncate).grads.U).all()  # two steps: finite
+
+
+@pytest.mark.parametrize("cell", CELL_PARAMS)
+@pytest.mark.parametrize("truncate", TRUNCATIONS)
+def test_finite_block_losses_whose_sum_overflows_are_named_E(cell, truncate):
+    """The output layer runs a block of steps at a time: one term E_t = 1e308 at the first and
+    at the last step of a long sequence (label 1; label 0 gives E_t = 0) makes each block's part
+    finite and only their sum overflow; without the first step the loss is finite."""
+    from manual_bptt.core import step_blocks
+
+    T = step_blocks(10**6, 1)[0][1] + 1  # one step more than a block holds
+    p = one_unit(cell, V=[0.0, 0.0], c=np.array([5e307, -5e307]))
+    xs, ys = np.zeros((T, 1)), np.zeros(T, dtype=np.int64)
+    ys[[0, -1]] = 1
+    err = raises_nonfinite(lambda: mb.bptt(p, xs, ys, truncate=truncate))
+    assert (err.what, err.step) == ("E", None)
+    assert str(err) == f"E: the sum of the finite terms w_t E_t of steps 0..{T - 1} overflowed in float64"
+    assert mb.bptt(p, xs[1:], ys[1:], truncate=truncate).loss == pytest.approx(1e308)

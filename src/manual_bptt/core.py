@@ -392,18 +392,31 @@ def _output_block(
 
 def _raise_output_overflow(tr: Trace, start: int, end: int) -> None:
     """NonFiniteError at the first step whose state s_t is not finite (bptt's forward pass does
-    not check them: see run_forward), else at the first step in [start, end) whose logits o_t
-    or loss E_t is not finite."""
+    not check them: see run_forward), else as raise_loss_overflow for the steps [start, end)."""
     batch = tr.batch
     check_steps_finite("s_t", tr.s, 0)
-    o = logits(tr.s[start:end], tr.V.T, tr.c)  # o_t, (steps, B, K)
+    raise_loss_overflow(tr.s[start:end], tr.V, tr.c, batch.Y[start:end], batch.weight[start:end], start)
+
+
+def raise_loss_overflow(
+    S: np.ndarray, V: np.ndarray, c: np.ndarray | None, Y: np.ndarray, weight: np.ndarray, start: int
+) -> None:
+    """NonFiniteError at the first step whose logits o_t or loss E_t is not finite, else for the
+    sum E of finite terms that overflowed. For a loss found not finite; every cell's.
+
+    Args:
+        S: (n, B, H) the states (s_t, or h_t) of the steps start, ..., start + n - 1.
+        V: (K, H).  c: (K,) or None.  Y: (n, B) labels.  weight: (n, B) the weights w_t.
+    """
+    o = logits(S, V.T, c)  # o_t, (n, B, K)
     check_steps_finite("o_t", o, start)
     z = o - o.max(axis=-1, keepdims=True)  # log-sum-exp, as in softmax_cross_entropy
-    z_y = np.take_along_axis(z, batch.Y[start:end, :, None], axis=-1)[..., 0]
-    E_t = (np.log(np.exp(z).sum(axis=-1)) - z_y) * batch.weight[start:end]  # w_t E_t, (steps, B)
+    z_y = np.take_along_axis(z, Y[:, :, None], axis=-1)[..., 0]
+    E_t = (np.log(np.exp(z).sum(axis=-1)) - z_y) * weight  # w_t E_t, (n, B)
     check_steps_finite("E_t", E_t, start)
+    last = start + len(S) - 1
     raise NonFiniteError(
-        f"E: the sum of the finite terms w_t E_t of steps {start}..{end - 1} overflowed in {batch.dtype}",
+        f"E: the sum of the finite terms w_t E_t of steps {start}..{last} overflowed in {S.dtype}",
         what="E",
         step=None,
     )
@@ -769,6 +782,8 @@ def bptt(
             check_steps_finite("dE/da_t", deltas, 0, last_first=True)
             dU, dW, db, ds0, dxs = delta_grads(tr, deltas)
             covering = None
+        if not math.isfinite(loss):  # every block's part is finite (_output_block), their sum is not
+            raise_loss_overflow(tr.s, tr.V, tr.c, batch.Y, batch.weight, 0)
         if covering is None or not all_finite(*covering):  # the dict is built only to search it
             check_grads_finite({"dE/dU": dU, "dE/dW": dW, "dE/dV": dV, "dE/db": db, "dE/dc": dc,
                                 "dE/ds0": ds0, "dE/dxs": dxs})

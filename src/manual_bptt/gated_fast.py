@@ -32,7 +32,7 @@ import numpy as np
 
 from .cells.gru import GRUCache
 from .cells.lstm import LSTMCache
-from .core import _add_rows_by_token, softmax_cross_entropy, step_blocks
+from .core import _add_rows_by_token, raise_loss_overflow, softmax_cross_entropy, step_blocks
 from .drivers import Run
 from .errors import NonFiniteError
 
@@ -416,7 +416,8 @@ def output_upstream(
 
     For the steps of each block: o_t = V h_t + c, dE/do_t = w_t (y_hat_t - onehot(y_t)),
     dV += sum_t dE/do_t h_t^T, dc += sum_t dE/do_t, dE_t/dh_t = V^T dE/do_t.
-    Raises NonFiniteError "o_t" at the first step (of all) whose logits are not finite.
+    Raises NonFiniteError "o_t" at the first step (of all) whose logits are not finite, and "E_t"
+    or "E" (see core.raise_loss_overflow) for the block whose loss is not finite.
     """
     B, H, K = fw.hs.shape[1], fw.H, V.shape[0]
     T = fw.gates.shape[0]
@@ -440,6 +441,8 @@ def output_upstream(
             for s, e in step_blocks(T, B):
                 check_finite("o_t", logits(s, e).reshape(e - s, B, K), s)
         part = softmax_cross_entropy(dO, Y[start:end].reshape(n), weight[start:end].reshape(n))
+        if not np.isfinite(part):  # a term w_t E_t, or their sum, overflowed: name it
+            raise_loss_overflow(fw.hs[start + 1 : end + 1], V, c, Y[start:end], weight[start:end], start)
         np.add(dV, dO.T @ fw.hs[start + 1 : end + 1].reshape(n, H), out=dV)  # dV += sum_t dE/do_t h_t^T
         if dc is not None:
             np.add(dc, dO.sum(axis=0), out=dc)  # dc += sum_t dE/do_t
