@@ -19,7 +19,7 @@ from hypothesis import strategies as st
 
 import manual_bptt as mb
 from conftest import examples, oracle_close
-from manual_bptt import drivers, gated
+from manual_bptt import drivers, gated, gated_fast
 from manual_bptt.core import softmax_cross_entropy, step_blocks
 from manual_bptt.gated_params import GRUParams, LSTMParams, LSTMState
 from manual_bptt.testing import assert_close
@@ -271,3 +271,184 @@ def test_peak_memory_is_linear_in_T_and_near_the_kept_buffers(cls):
     # the growth per step is what the backward keeps per step (blocks of steps are a constant)
     slope = (peaks[1024] - peaks[256]) / (kept[1024] - kept[256])
     assert 0.95 <= slope <= 1.25, (slope, peaks, kept)
+
+
+def peak_bytes(call) -> int:
+    """The peak of the bytes allocated (tracemalloc) during call(), after one untraced warm-up call."""
+    call()
+    tracemalloc.start()
+    try:
+        call()
+        return tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+
+
+@pytest.mark.parametrize("cls", CELLS)
+def test_a_float32_call_takes_half_the_memory_of_the_float64_call(cls):
+    # every float buffer (states, gates, scratch, direct gradients, logits, the negated U^T and
+    # W^T) has the compute dtype, so float32 halves the peak; the one exception is the boolean
+    # finiteness scan of a block (a byte per entry, at most (rows, 4H)), which halving the float64
+    # peak counts only half of. One block of 1024 rows: the block buffers weigh as much as the rest.
+    T, B, D, H, K = 1, 1024, 2, 64, 64
+    prob = make(cls, D=D, H=H, K=K, T=T, B=B, seed=3, s0_kind=None)
+    p32, xs32 = prob.p.astype(np.float32), prob.xs.astype(np.float32)
+    slack = T * B * 4 * H // 2 + 32 * 1024
+    calls = {
+        "bptt": (lambda: mb.bptt(prob.p, prob.xs, prob.ys), lambda: mb.bptt(p32, xs32, prob.ys)),
+        "forward": (lambda: mb.forward(prob.p, prob.xs), lambda: mb.forward(p32, xs32)),
+    }
+    for name, (call64, call32) in calls.items():
+        peak64, peak32 = peak_bytes(call64), peak_bytes(call32)
+        assert peak32 <= peak64 / 2 + slack, (name, peak32, peak64)
+
+
+@pytest.mark.parametrize("cls", CELLS)
+def test_dense_inputs_are_copied_one_block_of_steps_at_a_time(cls):
+    # batch-first xs is read time-major through one block-sized copy of x_t, reused for every
+    # block (forward and backward); D dominates, so the peak counts those copies
+    B, T, D, H, K = 32, 64, 256, 2, 2  # two blocks of 1024 rows (t, b)
+    prob = make(cls, D=D, H=H, K=K, T=T, B=B, seed=5, s0_kind=None)
+    rows = step_blocks(T, B)[0][1] * B
+    assert rows == T * B // 2
+    block = 8 * rows * D  # one block of x_t in float64
+    dxs = 8 * T * B * D  # dE/dxs, the result
+    # forward: the copy of one block (and the small states)
+    assert peak_bytes(lambda: mb.forward(prob.p, prob.xs)) <= 1.5 * block
+    # bptt: dE/dxs, and per block the copy of x_t and the block's dE/dx_t = dgi_t U
+    assert peak_bytes(lambda: mb.bptt(prob.p, prob.xs, prob.ys)) <= dxs + 2.5 * block
+
+
+@pytest.mark.parametrize("cls", CELLS)
+@pytest.mark.parametrize("dtype", [np.float64, np.float32])
+def test_token_inputs_hold_at_most_two_arrays_the_size_of_U(cls, dtype):
+    # a vocabulary far larger than the sequence: U dominates. The forward holds U with its
+    # sigmoid rows negated and that transposed (U x_t is a row of it), the backward dU^T, which
+    # the tokens' rows are added to, and dU; never a third array of U's size, in U's dtype
+    prob = make(cls, D=4096, H=8, K=4, T=4, B=2, seed=6, tokens=True, s0_kind=None)
+    p = prob.p.astype(dtype)
+    assert peak_bytes(lambda: mb.bptt(p, prob.xs, prob.ys)) <= 2.25 * p.U.nbytes
+
+
+# ---------------------------------------------------------------------------------------------
+# The forward buffers and the backward's inputs
+# ---------------------------------------------------------------------------------------------
+@pytest.mark.parametrize("cls", CELLS)
+@pytest.mark.parametrize("dtype", [np.float64, np.float32])
+def test_the_forward_keeps_its_buffers_in_the_compute_dtype_and_the_gru_no_cell_state(cls, dtype):
+    T, B, D, H = 5, 3, 3, 4
+    prob = make(cls, D=D, H=H, T=T, B=B, seed=13, s0_kind=None)
+    p, xs = prob.p.astype(dtype), prob.xs.astype(dtype)
+    g = gated.prepare_gated(p, xs, None, labels_required=False)
+    fw = gated.fast_forward(g)
+    assert fw.H == H and fw.G == (4 if cls is LSTMParams else 3)
+    assert fw.hs.shape == (T + 1, B, H) and fw.gates.shape == (T, B, 4 * H)
+    kept = [fw.hs, fw.gates]
+    if cls is LSTMParams:
+        assert fw.cs.shape == (T + 1, B, H) and fw.tanh_c.shape == (T, B, H)
+        kept += [fw.cs, fw.tanh_c]
+        np.testing.assert_array_equal(fw.tanh_c, np.tanh(fw.cs[1:]))
+    else:
+        assert fw.cs is None and fw.tanh_c is None
+    assert [a.dtype for a in kept] == [np.dtype(dtype)] * len(kept)
+    np.testing.assert_array_equal(g.batch.to_batch_first(fw.hs[1:]), mb.forward(p, xs).h)
+
+
+@pytest.mark.parametrize("cls", CELLS)
+def test_the_backward_reads_the_final_state_gradient_without_writing_to_it(cls):
+    # gated_fast.backward overwrites fw's gates (documented) and nothing else it is given
+    T, B, D, H = 4, 3, 3, 4
+    prob = make(cls, D=D, H=H, T=T, B=B, seed=12)
+    s0 = prob.kwargs["s0"]
+    g = gated.prepare_gated(prob.p, prob.xs, None, s0=s0, labels_required=False)
+    rng = np.random.default_rng(12)
+    dhs_tm = rng.standard_normal((T, B, H))
+    dz_final = rng.standard_normal((B, g.cell.parts * H))
+    before = dz_final.copy()
+
+    def from_caller(start: int, end: int, out: np.ndarray) -> float:
+        np.copyto(out, dhs_tm[start:end])
+        return 0.0
+
+    fw = gated.fast_forward(g)
+    dxs_tm = np.empty((T, B, D))
+    sw = gated_fast.backward(fw, g.U, g.W, True, None, g.X, from_caller, dz_final, dxs_tm)
+    np.testing.assert_array_equal(dz_final, before)
+    # what it computed is the layer's vector-Jacobian product with that final-state gradient
+    d_final = LSTMState(before[:, :H], before[:, H:]) if cls is LSTMParams else before
+    lb = mb.backward(prob.p, prob.xs, g.batch.to_batch_first(dhs_tm), s0=s0, d_final=d_final)
+    assert_close(sw.dW, lb.grads.W, name="W")
+    assert_close(sw.dz0, np.concatenate(lb.ds0, axis=1) if cls is LSTMParams else lb.ds0, name="ds0")
+
+
+# ---------------------------------------------------------------------------------------------
+# Overflow over several blocks of steps
+# ---------------------------------------------------------------------------------------------
+ROWS_OF_ONE_STEP = 1100  # B > core._ROWS: every block of steps is one step
+
+
+def overflowing_rows(cls, B: int = ROWS_OF_ONE_STEP):
+    """Parameters and dense inputs (B, T = 5, D = 1), every row alike, whose state is exactly 0 for
+    steps 0..2, about 1 at step 3 and NaN from step 4 on (W h_3 overflows to inf and meets an
+    opposite infinity: GRU r_4 = σ(-inf) = 0 times gh_n = inf; LSTM gi_4 = -inf + gh_4 = inf)."""
+    xs = np.array([[0.0], [0.0], [0.0], [10.0], [0.0]])
+    if cls is GRUParams:  # H = 2, blocks r, z, n; step 3: r = 1, z = 0, n = 1
+        U = np.array([[10.0]] * 2 + [[-10.0]] * 2 + [[10.0]] * 2)
+        W = np.zeros((6, 2))
+        W[:2], W[4:] = -1e308, 1e308
+    else:  # H = 3; step 3: every gate saturated, c_3 = 1, h_3 = tanh(1)
+        U, W = np.full((12, 1), 10.0), np.full((12, 3), 1e308)
+        xs[4] = -1e308
+    return cls(U=U, W=W, V=np.ones((2, W.shape[1]))), np.broadcast_to(xs, (B, *xs.shape)).copy()
+
+
+def overflow_message(what: str, t: int) -> str:
+    return (
+        f"{what}: not finite from step t = {t} on (the computation overflowed); "
+        "scale the parameters or inputs down"
+    )
+
+
+@pytest.mark.parametrize("cls", CELLS)
+def test_a_state_that_overflows_in_a_later_block_is_named_by_its_step_in_the_sequence(cls):
+    p, xs = overflowing_rows(cls)
+    assert step_blocks(5, xs.shape[0]) == [(t, t + 1) for t in range(5)]
+    for call in (lambda: mb.forward(p, xs), lambda: mb.bptt(p, xs, np.zeros(xs.shape[:2], int))):
+        with pytest.raises(mb.NonFiniteError) as info:
+            call()
+        assert (info.value.what, info.value.step) == ("z_t", 4)
+        assert str(info.value) == overflow_message("z_t", 4)
+
+
+@pytest.mark.parametrize("cls", CELLS)
+def test_a_call_after_one_that_overflowed_computes_as_if_alone(cls):
+    # the overflowing call leaves NaN states in memory it frees; the next call of the same
+    # shapes checks each block's states only once computed, so it never sees them
+    p, xs = overflowing_rows(cls)
+    calm = xs.copy()
+    calm[:, 3] = 0.0  # every state exactly 0
+    for _ in range(3):
+        with pytest.raises(mb.NonFiniteError):
+            mb.forward(p, xs)
+        fw = mb.forward(p, calm)
+        assert not fw.h.any() and (fw.cell_state is None or not fw.cell_state.any())
+
+
+@pytest.mark.parametrize("cls", CELLS)
+def test_logits_that_overflow_in_a_later_block_are_named_by_their_step_in_the_sequence(cls):
+    # the states are exactly 0 up to step 2 and about 1 from step 3 on (a saturated step): the
+    # logits o_t[0] = 1.7e308 (sum_i h_t[i] + 1) are finite up to step 2 and overflow from step 3
+    H = 2
+    blocks = (10.0, -10.0, 10.0) if cls is GRUParams else (10.0,) * 4  # GRU r = 1, z = 0; LSTM all gates open
+    U = np.repeat(np.array(blocks), H)[:, None]
+    V = np.zeros((2, H))
+    V[0] = 1.7e308
+    p = cls(U=U, W=np.zeros((U.shape[0], H)), V=V, c=np.array([1.7e308, 0.0]))
+    xs = np.zeros((ROWS_OF_ONE_STEP, 5, 1))
+    xs[:, 3] = 10.0
+    h = mb.forward(p, xs[:, :3]).h
+    assert not h.any()
+    with pytest.raises(mb.NonFiniteError) as info:
+        mb.bptt(p, xs, np.zeros(xs.shape[:2], int))
+    assert (info.value.what, info.value.step) == ("o_t", 3)
+    assert str(info.value) == overflow_message("o_t", 3)
