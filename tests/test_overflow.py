@@ -466,3 +466,46 @@ def test_finite_block_losses_whose_sum_overflows_are_named_E(cell, truncate):
     assert (err.what, err.step) == ("E", None)
     assert str(err) == f"E: the sum of the finite terms w_t E_t of steps 0..{T - 1} overflowed in float64"
     assert mb.bptt(p, xs[1:], ys[1:], truncate=truncate).loss == pytest.approx(1e308)
+
+
+def still_states(cell, *, V_scale=50.0):
+    """Gated, D = 1, H = 4, K = 2, with the candidate's biases 0: with inputs 0 every state is
+    exactly 0 (n_t = 0 for the GRU; g_t = 0, so c_t = 0 and h_t = 0, for the LSTM), whatever U and
+    W are. The gradients of the gates' pre-activations are not 0 (through n_t, or g_t), and are
+    scaled up by V."""
+    P = CELL_PARAMS[cell]
+    p = P.init(1, 4, 2, seed=5)
+    H, cand = 4, 2  # the GRU's n block and the LSTM's g block are both the third
+    b_ih, b_hh = p.b_ih.copy(), p.b_hh.copy()
+    b_ih[cand * H : (cand + 1) * H] = 0.0
+    b_hh[cand * H : (cand + 1) * H] = 0.0
+    return p.replace(b_ih=b_ih, b_hh=b_hh, V=V_scale * p.V)
+
+
+@pytest.mark.parametrize("cell", ["gru", "lstm"])
+@pytest.mark.parametrize("part", ["ds0", "dxs"])
+def test_a_gated_initial_state_or_input_gradient_that_overflows_is_named(cell, part):
+    """dE/ds0 = W^T dgh_0 and dE/dx_t = U^T dgi_t. With every state 0 (still_states) W and U never
+    enter the forward run, so they can be +-1e308 with the signs of dgh_0 (read off db_hh of one
+    step) or dgi_0 (db_ih): the products sum past the largest float. Named by bptt, full (T = 1)
+    and truncated to tau = 0 (T = 2, where step 1's chain stops at step 1), and by the layer
+    backward; the LSTM's state gradient is its h part."""
+    p = still_states(cell)
+    xs1, ys1 = np.zeros((1, 1)), np.zeros(1, dtype=np.int64)
+    probe = mb.bptt(p, xs1, ys1).grads
+    assert np.all(mb.forward(p, np.zeros((2, 1))).h == 0)
+    if part == "ds0":
+        p = p.replace(W=1e308 * np.sign(probe.b_hh)[:, None] * np.ones_like(p.W))
+        name = "dE/ds0" if cell == "gru" else "dE/ds0.h"
+    else:
+        p = p.replace(U=1e308 * np.sign(probe.b_ih)[:, None] * np.ones_like(p.U))
+        name = "dE/dxs"
+    want = f"{name}: not finite (NaN or inf): the sum over the steps overflowed in float64; " \
+        "use shorter sequences, smaller weights, or float64"
+    dhs = np.tile(p.V[0] - p.V[1], (2, 1))  # the direction the loss pulls h_t in
+    for call in (lambda: mb.bptt(p, xs1, ys1),
+                 lambda: mb.bptt(p, np.zeros((2, 1)), np.zeros(2, dtype=np.int64), truncate=0),
+                 lambda: mb.backward(p, xs1, dhs[:1]),
+                 lambda: mb.backward(p, np.zeros((2, 1)), dhs, truncate=0)):
+        err = raises_nonfinite(call)
+        assert (err.what, err.step, str(err)) == (name, None, want)

@@ -414,9 +414,14 @@ def raise_loss_overflow(
     z_y = np.take_along_axis(z, Y[:, :, None], axis=-1)[..., 0]
     E_t = (np.log(np.exp(z).sum(axis=-1)) - z_y) * weight  # w_t E_t, (n, B)
     check_steps_finite("E_t", E_t, start)
-    last = start + len(S) - 1
+    raise_loss_sum_overflow(start, start + len(S) - 1, S.dtype)
+
+
+def raise_loss_sum_overflow(first: int, last: int, dtype: np.dtype) -> None:
+    """NonFiniteError for the loss E: its finite terms w_t E_t of steps first..last sum past the
+    largest float of ``dtype``."""
     raise NonFiniteError(
-        f"E: the sum of the finite terms w_t E_t of steps {start}..{last} overflowed in {S.dtype}",
+        f"E: the sum of the finite terms w_t E_t of steps {first}..{last} overflowed in {dtype}",
         what="E",
         step=None,
     )
@@ -783,7 +788,7 @@ def bptt(
             dU, dW, db, ds0, dxs = delta_grads(tr, deltas)
             covering = None
         if not math.isfinite(loss):  # every block's part is finite (_output_block), their sum is not
-            raise_loss_overflow(tr.s, tr.V, tr.c, batch.Y, batch.weight, 0)
+            raise_loss_sum_overflow(0, batch.T - 1, batch.dtype)
         if covering is None or not all_finite(*covering):  # the dict is built only to search it
             check_grads_finite({"dE/dU": dU, "dE/dW": dW, "dE/dV": dV, "dE/db": db, "dE/dc": dc,
                                 "dE/ds0": ds0, "dE/dxs": dxs})

@@ -33,7 +33,7 @@ from ._inputs import Batch, prepare
 from .cells.base import Cell, StepWeights
 from .cells.gru import GRU
 from .cells.lstm import LSTM
-from .core import check_grads_finite, raise_loss_overflow, softmax_cross_entropy
+from .core import check_grads_finite, raise_loss_overflow, raise_loss_sum_overflow, softmax_cross_entropy
 from .drivers import Run, backprop, input_terms, weight_grads
 from .errors import DEFAULT_MAX_BYTES, check_bytes, check_max_bytes, integer_arg
 from .gated_params import GRUParams, LSTMParams, LSTMState
@@ -392,7 +392,9 @@ def bptt(
         fw = fast_forward(g)
         upstream, dV, dc = gated_fast.output_upstream(fw, g.V, g.c, b.Y, g.weight)
         loss, grads, ds0, dxs = fast_backward(p, g, fw, upstream, None, V=dV, c=dc)
-        check_loss_and_grads(g, fw.hs[1:], loss, grads, ds0, dxs)
+        if not np.isfinite(loss):  # every block's part is finite (output_upstream), their sum is not
+            raise_loss_sum_overflow(0, T - 1, g.dtype)
+        check_grads(grads, ds0, dxs)
         final = g.state_out(fw.final_z())
         return GatedBPTTResult(loss=loss, grads=grads, ds0=ds0, dxs=dxs, final_state=final)
     w, r = run_checked(g)
@@ -409,40 +411,23 @@ def bptt(
         dz_direct[:, :, :H] = (dO @ g.V).reshape(T, B, H)  # dE_t/dh_t = V^T dE/do_t
     del dO
     grads, ds0, dxs = layer_backward(p, g, w, r, dz_direct, tau, V=dV, c=dc)
-    check_loss_and_grads(g, r.outputs(H), loss, grads, ds0, dxs)
+    check_grads(grads, ds0, dxs)
     return GatedBPTTResult(
         loss=float(loss), grads=grads, ds0=ds0, dxs=dxs, final_state=g.state_out(r.z[-1])
     )
 
 
-def check_loss_and_grads(
-    g: GatedInputs,
-    hs: np.ndarray,
-    loss: float | None,
-    grads: GatedParams,
-    ds0: GatedState,
-    dxs: np.ndarray | None,
-) -> None:
-    """NonFiniteError when the loss or a gradient is not finite, as for the Elman cell.
-
-    The loss first: the first step whose loss term w_t E_t is not finite, else the sum E of
-    finite terms that overflowed. Then the first gradient, in the order of the parameters'
-    fields, then ds0 (the LSTM's h part, then its c part) and dxs, whose sum over the steps
-    overflowed. Only the failing case costs more than one sum per array.
-
-    Args:
-        hs: (T, B, H) the outputs h_t (read only on failure).  loss: None for the layer alone.
-    """
-    b = g.batch
-    with np.errstate(**gated_fast._QUIET):  # named by NonFiniteError, never a warning
-        if loss is not None and not np.isfinite(loss):
-            raise_loss_overflow(hs, g.V, g.c, b.Y, g.weight, 0)
-        arrays = {f"dE/d{name}": a for name, a in grads.items()}
-        if isinstance(ds0, LSTMState):
-            arrays.update({"dE/ds0.h": ds0.h, "dE/ds0.c": ds0.c})
-        else:
-            arrays["dE/ds0"] = ds0
-        arrays["dE/dxs"] = dxs
+def check_grads(grads: GatedParams, ds0: GatedState, dxs: np.ndarray | None) -> None:
+    """NonFiniteError naming the first gradient whose sum over the steps overflowed, as for the
+    Elman cell: in the order of the parameters' fields, then ds0 (the LSTM's h part, then its c
+    part) and dxs. One sum per array unless one is not finite."""
+    arrays = {f"dE/d{name}": a for name, a in grads.items()}
+    if isinstance(ds0, LSTMState):
+        arrays.update({"dE/ds0.h": ds0.h, "dE/ds0.c": ds0.c})
+    else:
+        arrays["dE/ds0"] = ds0
+    arrays["dE/dxs"] = dxs
+    with np.errstate(**gated_fast._QUIET):  # finite entries may sum to inf: all_finite decides
         check_grads_finite(arrays)
 
 
