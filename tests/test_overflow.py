@@ -422,11 +422,14 @@ def test_finite_loss_terms_whose_sum_overflows_are_named_E(cell, truncate):
 
 @pytest.mark.parametrize("cell", CELL_PARAMS)
 @pytest.mark.parametrize("truncate", TRUNCATIONS)
-def test_a_loss_term_that_overflows_with_finite_logits_is_named_at_its_step(cell, truncate):
+@pytest.mark.parametrize("T", [4, 1100])
+def test_a_loss_term_that_overflows_with_finite_logits_is_named_at_its_step(cell, truncate, T):
     """V = 0 and c = (1.2e308, -1.2e308): finite logits o_t = c at every step. Label 0 gives
-    E_t = 0 (steps 0..2); label 1 at step 3 gives E_3 = 2.4e308, past float64's 1.8e308."""
+    E_t = 0; label 1 at step 3 gives E_3 = 2.4e308, past float64's 1.8e308. T = 1100: step 3 is
+    in the first of two blocks of steps, which the output layer reaches last."""
     p = one_unit(cell, V=[0.0, 0.0], c=np.array([1.2e308, -1.2e308]))
-    xs, ys = np.zeros((4, 1)), np.array([0, 0, 0, 1])
+    xs, ys = np.zeros((T, 1)), np.zeros(T, dtype=np.int64)
+    ys[3] = 1
     err = raises_nonfinite(lambda: mb.bptt(p, xs, ys, truncate=truncate))
     assert (err.what, err.step) == ("E_t", 3)
     assert str(err).startswith("E_t: not finite (NaN or inf) at step t = 3 (the first such step)")
