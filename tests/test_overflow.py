@@ -11,6 +11,7 @@ No numpy RuntimeWarning may escape (warnings are errors inside these tests).
 
 from __future__ import annotations
 
+import gc
 import warnings
 
 import numpy as np
@@ -81,6 +82,13 @@ def test_backward_overflow_names_the_first_step_reached_by_the_backward_pass(tru
     assert err.what == "dE/da_t"
     # |dE/da_t| ~ 2^(T-1-t) |e|: past 1.8e308 about 1020 steps below the last one
     assert T - 1 - 1030 <= err.step <= T - 1 - 1010, err.step
+    assert str(err) == (
+        f"dE/da_t: not finite (NaN or inf) at step t = {err.step} (the first reached by the backward "
+        "pass, which runs from t = T - 1 down): the computation overflowed in float64. The recursion "
+        "grows without bound over these steps (e.g. the identity or relu activation with W of spectral "
+        "radius above 1); use shorter sequences (truncate=, or chunks carried by s0=), smaller weights, "
+        "or float64"
+    )
 
 
 def test_just_below_overflow_is_finite_and_warning_free():
@@ -455,6 +463,26 @@ def test_a_gradient_sum_that_overflows_is_named_by_bptt_and_the_layer_backward(c
 
 @pytest.mark.parametrize("cell", CELL_PARAMS)
 @pytest.mark.parametrize("truncate", TRUNCATIONS)
+def test_finite_loss_terms_of_one_block_whose_sum_overflows_name_the_steps_summed(cell, truncate):
+    """Four terms E_t = 1e308 at steps 0..3 of T = 1100: their sum overflows inside the first
+    block of steps (1024 steps for B = 1). The message names the steps whose terms were being
+    summed: that block where the output layer runs a block at a time (the Elman cell, and the
+    gated cells' full path), all T steps where it runs on every step at once (the gated cells'
+    truncated path)."""
+    from manual_bptt.core import step_blocks
+
+    T, block = 1100, step_blocks(1100, 1)[0][1]
+    p = one_unit(cell, V=[0.0, 0.0], c=np.array([5e307, -5e307]))
+    xs, ys = np.zeros((T, 1)), np.zeros(T, dtype=np.int64)
+    ys[:4] = 1
+    err = raises_nonfinite(lambda: mb.bptt(p, xs, ys, truncate=truncate))
+    last = T - 1 if (cell != "rnn" and truncate is not None) else block - 1
+    assert (err.what, err.step) == ("E", None)
+    assert str(err) == f"E: the sum of the finite terms w_t E_t of steps 0..{last} overflowed in float64"
+
+
+@pytest.mark.parametrize("cell", CELL_PARAMS)
+@pytest.mark.parametrize("truncate", TRUNCATIONS)
 def test_finite_block_losses_whose_sum_overflows_are_named_E(cell, truncate):
     """The output layer runs a block of steps at a time: one term E_t = 1e308 at the first and
     at the last step of a long sequence (label 1; label 0 gives E_t = 0) makes each block's part
@@ -512,3 +540,32 @@ def test_a_gated_initial_state_or_input_gradient_that_overflows_is_named(cell, p
                  lambda: mb.backward(p, np.zeros((2, 1)), dhs, truncate=0)):
         err = raises_nonfinite(call)
         assert (err.what, err.step, str(err)) == (name, None, want)
+
+
+@pytest.mark.parametrize("call", ["forward", "backward", "backward_truncated"])
+def test_a_call_after_one_whose_states_overflowed_computes_as_if_alone(call):
+    """Each block of steps checks only the states it has computed: a call right after one that
+    overflowed (whose inf may be left in the memory the next call is given) runs as if alone.
+    B = 256 makes blocks of 4 steps; identity, U x_t = 10 and W = 1e77 I make s_t about
+    10^(1 + 77 t): s_3 is finite, s_4, the first state of the second block, is not."""
+    B, T = 256, 8
+    from manual_bptt.core import step_blocks
+
+    assert step_blocks(T, B)[1][0] == 4
+    xs = np.zeros((B, T), dtype=np.int64)
+    bad = mb.RNNParams(U=np.full((H, D), 10.0), W=1e77 * np.eye(H), V=np.ones((K, H)))
+    good = bad.replace(W=0.5 * np.eye(H))
+    dhs = np.ones((B, T, H))
+    run = {
+        "forward": lambda p: mb.forward(p, xs, activation="identity").s,
+        "backward": lambda p: mb.backward(p, xs, dhs, activation="identity").grads.W,
+        "backward_truncated": lambda p: mb.backward(p, xs, dhs, activation="identity", truncate=1).grads.W,
+    }[call]
+    alone = run(good)
+    for _ in range(3):
+        err = raises_nonfinite(lambda: run(bad))
+        assert (err.what, err.step) == ("s_t", 4)
+        err.__traceback__ = None  # frees the failed call's arrays for the next call to be given
+        del err
+        gc.collect()
+        np.testing.assert_array_equal(run(good), alone)
