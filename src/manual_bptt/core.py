@@ -52,6 +52,7 @@ _NUMBERS = 1 << 15
 #: Floating-point conditions that numpy would only warn about: every state, logit and error
 #: signal is checked for finiteness instead (NonFiniteError), a block of steps at a time.
 _QUIET = {"over": "ignore", "invalid": "ignore"}
+_INT64 = np.dtype(np.int64)  # the copies of token ids and labels
 
 
 def elman_activation(activation: object) -> object:
@@ -802,14 +803,14 @@ def _bptt_arrays(sz: Sizes, full: bool) -> list[tuple[str, tuple[int, ...], np.d
     rows = step_blocks(T, B)[0][1] * B  # rows (t, b) of one block of steps
     arrays = [
         ("the states s_t, (T + 1, B, H)", (T + 1, B, H), dt),
-        ("the labels, (T, B) int64", (T, B), np.dtype(np.int64)),
+        ("the labels, (T, B) int64", (T, B), _INT64),
         ("a block of logits o_t, (rows, K)", (rows, K), dt),
         ("dE/dU, (H, D)", (H, D), dt),
     ]
     if not full:
         arrays.append(("e_t and the truncated dE/da_t, (T, B, H)", (T, B, H), dt))
     if sz.tokens:
-        arrays.append(("the token ids, (T, B) int64", (T, B), np.dtype(np.int64)))
+        arrays.append(("the token ids, (T, B) int64", (T, B), _INT64))
     else:
         arrays.append(("dE/dxs, (B, T, D)", (B, T, D), dt))
     return arrays
@@ -823,7 +824,7 @@ def _forward_arrays(sz: Sizes) -> list[tuple[str, tuple[int, ...], np.dtype]]:
         ("the logits o_t and y_hat_t, (T, B, K) each", (T, B, K), dt),
     ]
     if sz.tokens:
-        arrays.append(("the token ids, (T, B) int64", (T, B), np.dtype(np.int64)))
+        arrays.append(("the token ids, (T, B) int64", (T, B), _INT64))
     return arrays
 
 
