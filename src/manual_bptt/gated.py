@@ -287,12 +287,20 @@ def fast_backward(
 
     Returns:
         (loss, grads as p's type, ds0 in the caller's layout, dxs (xs's shape) or None).
+
+    Raises:
+        NonFiniteError for the loss when upstream's finite parts sum past the largest float, and
+        for a gradient whose sum over the steps overflowed (check_grads).
     """
     b = g.batch
     dxs, dxs_tm = _input_grad_arrays(g)
     sw = gated_fast.backward(fw, g.U, g.W, g.b_ih is not None, b.tokens, g.X, upstream, dz_final, dxs_tm)
+    if not np.isfinite(sw.loss):  # every block's part is finite (output_upstream), their sum is not
+        raise_loss_sum_overflow(0, b.T - 1, g.dtype)
     grads = type(p)._adopt(U=sw.dU, W=sw.dW, b_ih=sw.db_ih, b_hh=sw.db_hh, V=V, c=c)
-    return sw.loss, grads, g.fold_ds0(sw.dz0), dxs
+    ds0 = g.fold_ds0(sw.dz0)
+    check_grads(grads, ds0, dxs)
+    return sw.loss, grads, ds0, dxs
 
 
 def fast_layer_backward(
@@ -392,9 +400,6 @@ def bptt(
         fw = fast_forward(g)
         upstream, dV, dc = gated_fast.output_upstream(fw, g.V, g.c, b.Y, g.weight)
         loss, grads, ds0, dxs = fast_backward(p, g, fw, upstream, None, V=dV, c=dc)
-        if not np.isfinite(loss):  # every block's part is finite (output_upstream), their sum is not
-            raise_loss_sum_overflow(0, T - 1, g.dtype)
-        check_grads(grads, ds0, dxs)
         final = g.state_out(fw.final_z())
         return GatedBPTTResult(loss=loss, grads=grads, ds0=ds0, dxs=dxs, final_state=final)
     w, r = run_checked(g)
@@ -411,7 +416,6 @@ def bptt(
         dz_direct[:, :, :H] = (dO @ g.V).reshape(T, B, H)  # dE_t/dh_t = V^T dE/do_t
     del dO
     grads, ds0, dxs = layer_backward(p, g, w, r, dz_direct, tau, V=dV, c=dc)
-    check_grads(grads, ds0, dxs)
     return GatedBPTTResult(
         loss=float(loss), grads=grads, ds0=ds0, dxs=dxs, final_state=g.state_out(r.z[-1])
     )
@@ -456,6 +460,10 @@ def layer_backward(
     Returns:
         (grads as p's type: U (G*H, D), W (G*H, H), b_ih, b_hh (G*H,) or None, V, c;
          ds0 in the caller's layout (LSTMState for the LSTM); dxs (xs's shape) or None).
+
+    Raises:
+        NonFiniteError at the first step whose dE/dgh_t is not finite, and for a gradient
+        whose sum over the steps overflowed (check_grads).
     """
     with np.errstate(**gated_fast._QUIET):  # as on the fast path: overflow is named, never a warning
         dgi, dgh, dz0 = backprop(g.cell, w, r, dz_direct, truncate=tau)
@@ -465,7 +473,9 @@ def layer_backward(
     grads = type(p)._adopt(
         U=dU, W=dW, b_ih=db_ih if has_bias else None, b_hh=db_hh if has_bias else None, V=V, c=c
     )
-    return grads, g.fold_ds0(dz0), None if dX is None else g.batch.to_batch_first(dX)
+    ds0, dxs = g.fold_ds0(dz0), None if dX is None else g.batch.to_batch_first(dX)
+    check_grads(grads, ds0, dxs)
+    return grads, ds0, dxs
 
 
 @dataclass(frozen=True, eq=False)
