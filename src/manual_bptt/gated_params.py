@@ -97,14 +97,6 @@ class _GatedParams(ParamsArrays):
         """H: the size of h_t (and of the LSTM's c_t)."""
         return int(self.W.shape[1])
 
-    def arrays(self) -> tuple[np.ndarray, ...]:
-        """The non-None arrays in the order U, W, b_ih, b_hh, V, c."""
-        return tuple(a for _, a in self.items())
-
-    def items(self) -> list[tuple[str, np.ndarray]]:
-        """(name, array) pairs of the non-None arrays, in the order U, W, b_ih, b_hh, V, c."""
-        return [(f.name, getattr(self, f.name)) for f in fields(self) if getattr(self, f.name) is not None]
-
     def gate(self, name: str, block: str) -> np.ndarray | None:
         """The H rows of gate ``block`` (e.g. "n") of the stacked field ``name`` (U, W, b_ih, b_hh)."""
         if block not in self.GATE_NAMES:

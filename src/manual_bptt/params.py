@@ -89,10 +89,8 @@ class ParamsArrays:
         the answer is computed afresh on every call, and what was remembered is forgotten (an
         array written and made read-only again between two calls is not noticed).
         """
-        arrays = [a for a in (getattr(self, name) for name in _field_names(type(self))) if a is not None]
-        writeable = False
-        for a in arrays:
-            writeable = writeable or a.flags.writeable
+        arrays = self.arrays()
+        writeable = any(a.flags.writeable for a in arrays)
         if writeable:  # the arrays may have been written: forget what was remembered
             self.__dict__.pop("_all_finite", None)
         finite = self.__dict__.get("_all_finite")
@@ -104,8 +102,18 @@ class ParamsArrays:
                 object.__setattr__(self, "_all_finite", finite)
         if finite:
             return []
+        return [name for name, a in self.items() if not np.isfinite(a).all()]
+
+    def items(self) -> list[tuple[str, np.ndarray]]:
+        """(name, array) pairs of the non-None arrays, in field order (RNNParams: U, W, V, b, c;
+        GRUParams, LSTMParams: U, W, b_ih, b_hh, V, c)."""
         pairs = ((name, getattr(self, name)) for name in _field_names(type(self)))
-        return [name for name, a in pairs if a is not None and not np.isfinite(a).all()]
+        return [(name, a) for name, a in pairs if a is not None]
+
+    def arrays(self) -> tuple[np.ndarray, ...]:
+        """The non-None arrays, in field order (see items)."""
+        values = (getattr(self, name) for name in _field_names(type(self)))
+        return tuple(a for a in values if a is not None)
 
     @property
     def input_size(self) -> int:
@@ -174,15 +182,6 @@ class RNNParams(ParamsArrays):
     def hidden_size(self) -> int:
         """H: the state dimension."""
         return int(self.U.shape[0])
-
-    def arrays(self) -> tuple[np.ndarray, ...]:
-        """The non-None arrays in the order U, W, V, b, c."""
-        return tuple(a for a in (self.U, self.W, self.V, self.b, self.c) if a is not None)
-
-    def items(self) -> list[tuple[str, np.ndarray]]:
-        """(name, array) pairs of the non-None arrays, in the order U, W, V, b, c."""
-        pairs = ((name, getattr(self, name)) for name in _field_names(type(self)))
-        return [(name, a) for name, a in pairs if a is not None]
 
     def astype(self, dtype: np.dtype | type) -> RNNParams:
         """A copy with every array cast to ``dtype`` (float32 or float64)."""
