@@ -18,6 +18,7 @@ import numpy as np
 import pytest
 
 import manual_bptt as mb
+from manual_bptt.core import step_blocks
 
 H, D, K = 4, 3, 2
 
@@ -469,8 +470,6 @@ def test_finite_loss_terms_of_one_block_whose_sum_overflows_name_the_steps_summe
     summed: that block where the output layer runs a block at a time (the Elman cell, and the
     gated cells' full path), all T steps where it runs on every step at once (the gated cells'
     truncated path)."""
-    from manual_bptt.core import step_blocks
-
     T, block = 1100, step_blocks(1100, 1)[0][1]
     p = one_unit(cell, V=[0.0, 0.0], c=np.array([5e307, -5e307]))
     xs, ys = np.zeros((T, 1)), np.zeros(T, dtype=np.int64)
@@ -487,8 +486,6 @@ def test_finite_block_losses_whose_sum_overflows_are_named_E(cell, truncate):
     """The output layer runs a block of steps at a time: one term E_t = 1e308 at the first and
     at the last step of a long sequence (label 1; label 0 gives E_t = 0) makes each block's part
     finite and only their sum overflow; without the first step the loss is finite."""
-    from manual_bptt.core import step_blocks
-
     T = step_blocks(10**6, 1)[0][1] + 1  # one step more than a block holds
     p = one_unit(cell, V=[0.0, 0.0], c=np.array([5e307, -5e307]))
     xs, ys = np.zeros((T, 1)), np.zeros(T, dtype=np.int64)
@@ -549,8 +546,6 @@ def test_a_call_after_one_whose_states_overflowed_computes_as_if_alone(call):
     B = 256 makes blocks of 4 steps; identity, U x_t = 10 and W = 1e77 I make s_t about
     10^(1 + 77 t): s_3 is finite, s_4, the first state of the second block, is not."""
     B, T = 256, 8
-    from manual_bptt.core import step_blocks
-
     assert step_blocks(T, B)[1][0] == 4
     xs = np.zeros((B, T), dtype=np.int64)
     bad = mb.RNNParams(U=np.full((H, D), 10.0), W=1e77 * np.eye(H), V=np.ones((K, H)))

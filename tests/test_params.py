@@ -6,6 +6,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
+import manual_bptt as mb
+import manual_bptt.params as params_module
 from manual_bptt import RNNParams
 
 D, H, K = 3, 4, 5
@@ -129,8 +131,6 @@ def test_an_unreadable_value_names_the_exception_that_numpy_raised():
 # Finiteness of the parameters: decided once per instance, never trusted for a writeable array
 # ---------------------------------------------------------------------------------------------
 def _finite_params(cls_name: str):
-    import manual_bptt as mb
-
     if cls_name == "rnn":
         return mb.RNNParams.init(3, 4, 2, seed=0)
     cls = mb.GRUParams if cls_name == "gru" else mb.LSTMParams
@@ -139,8 +139,6 @@ def _finite_params(cls_name: str):
 
 @pytest.mark.parametrize("cls_name", ["rnn", "gru", "lstm"])
 def test_nonfinite_parameters_are_refused_on_every_call_naming_the_first_field(cls_name):
-    import manual_bptt as mb
-
     p = _finite_params(cls_name)
     xs, ys = np.array([0, 2, 1]), np.array([1, 0, 1])
     bptt = mb.bptt  # the cell is chosen by the type of p
@@ -158,8 +156,6 @@ def test_nonfinite_parameters_are_refused_on_every_call_naming_the_first_field(c
 
 
 def test_an_array_made_writeable_again_is_checked_afresh():
-    import manual_bptt as mb
-
     p = _finite_params("rnn")
     xs, ys = np.array([0, 2, 1]), np.array([1, 0, 1])
     mb.bptt(p, xs, ys)  # "every entry finite" is now remembered
@@ -175,8 +171,6 @@ def test_an_array_made_writeable_again_is_checked_afresh():
 
 
 def test_gradients_that_overflowed_are_refused_as_parameters():
-    import manual_bptt as mb
-
     huge = np.finfo(np.float64).max
     g = RNNParams._adopt(U=np.full((4, 3), huge), W=np.zeros((4, 4)), V=np.full((2, 4), np.inf))
     # the entries of U are finite although their sum overflows: only V is named, and no warning
@@ -189,9 +183,6 @@ def test_gradients_that_overflowed_are_refused_as_parameters():
 def test_read_only_parameters_are_scanned_for_finiteness_once_however_many_calls(monkeypatch):
     """The scan is remembered per instance while every array is read-only, and repeated on every
     call while one is writeable; a fresh instance of the same values is scanned once again."""
-    import manual_bptt as mb
-    import manual_bptt.params as params_module
-
     scans = []
     real = params_module.all_finite
     def counted(*arrays):
