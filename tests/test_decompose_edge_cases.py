@@ -18,6 +18,7 @@ from manual_bptt import RNNParams, TooLargeError, decompose, rtrl, state_jacobia
 from manual_bptt.testing import assert_close
 
 D, H, K, B, T = 3, 4, 5, 2, 6
+PARAMS = {"rnn": mb.RNNParams, "gru": mb.GRUParams, "lstm": mb.LSTMParams}  # the params type of each cell
 RNG = np.random.default_rng(77)
 P = RNNParams.init(D, H, K, seed=9)
 P32 = P.astype(np.float32)
@@ -187,7 +188,7 @@ def test_a_loss_that_overflows_is_refused_by_decompose():
 @pytest.mark.parametrize("cell", ["rnn", "gru", "lstm"])
 def test_the_forward_run_refuses_the_input_terms_then_the_states_by_name_and_size(cell):
     """state_jacobian holds its forward run to max_bytes (decompose to at least 1 GiB)."""
-    params = {"rnn": mb.RNNParams, "gru": mb.GRUParams, "lstm": mb.LSTMParams}[cell]
+    params = PARAMS[cell]
     G, P = {"rnn": (1, 1), "gru": (3, 1), "lstm": (4, 2)}[cell]
     T_, B_, H_ = 6, 2, 3
     p = params.init(4, H_, 2, seed=0)
@@ -217,7 +218,7 @@ def test_the_forward_run_refuses_the_input_terms_then_the_states_by_name_and_siz
 def test_a_gated_decomposition_keeps_its_own_copy_of_the_inputs(cell):
     """The terms are computed lazily: changing the caller's xs, s0 or labels after the call
     must not change them."""
-    params = {"gru": mb.GRUParams, "lstm": mb.LSTMParams}[cell]
+    params = PARAMS[cell]
     rng = np.random.default_rng(3)
     p = params.init(3, 4, 2, seed=1)
     xs, ys = rng.standard_normal((2, 5, 3)), rng.integers(0, 2, (2, 5))
@@ -233,7 +234,7 @@ def test_a_gated_decomposition_keeps_its_own_copy_of_the_inputs(cell):
 def test_a_decomposition_of_unbatched_token_ids_keeps_its_own_copy(cell):
     """Unbatched int64 token ids and labels are read time-major without a conversion (a view of
     the caller's arrays): the lazy terms and factors must still not see later changes."""
-    params = {"rnn": mb.RNNParams, "gru": mb.GRUParams, "lstm": mb.LSTMParams}[cell]
+    params = PARAMS[cell]
     rng = np.random.default_rng(4)
     p = params.init(3, 2, 2, seed=2)
     xs, ys = rng.integers(0, 3, 5), rng.integers(0, 2, 5)
@@ -252,7 +253,7 @@ def test_a_decomposition_of_unbatched_token_ids_keeps_its_own_copy(cell):
 def test_state_jacobian_reads_dense_inputs_without_copying_them(cell):
     """state_jacobian's result does not outlive the call, so the caller's float64 xs is read in
     place: the traced peak stays far below the size of xs (3.2 MB)."""
-    params = {"rnn": mb.RNNParams, "gru": mb.GRUParams, "lstm": mb.LSTMParams}[cell]
+    params = PARAMS[cell]
     xs = np.random.default_rng(5).standard_normal((2, 50, 4000))
     p = params.init(4000, 2, 2, seed=0)
     tracemalloc.start()
@@ -268,7 +269,7 @@ def test_state_jacobian_reads_dense_inputs_without_copying_them(cell):
 @pytest.mark.parametrize("cell", ["gru", "lstm"])
 def test_gated_gradient_methods_require_labels(cell):
     """decompose and rtrl of a gated cell refuse ys=None with the ValueError naming ys."""
-    params = {"gru": mb.GRUParams, "lstm": mb.LSTMParams}[cell]
+    params = PARAMS[cell]
     p = params.init(3, 2, 2, seed=0)
     xs = np.zeros((2, 4), np.int64)
     for call in (mb.decompose, mb.rtrl):
@@ -402,7 +403,7 @@ def test_lag_profile_refuses_the_step_caches_repeated_per_state_row(cell):
     """A gated cell's step caches (GRU: 5 (B, H) fields; LSTM: gates (B, 4H), c_{t-1}, tanh(c_t))
     are wider than its state: lag_profile repeats them once per state row, (T, B*S, width),
     allowed at exactly max_bytes and refused, by name and size, one byte below."""
-    params = {"gru": mb.GRUParams, "lstm": mb.LSTMParams}[cell]
+    params = PARAMS[cell]
     Hn, Tn = 3, 4
     S, width = (Hn, 5 * Hn) if cell == "gru" else (2 * Hn, 6 * Hn)
     p = params.init(3, Hn, 2, seed=0)
@@ -449,7 +450,7 @@ def test_gated_bias_factors_refuse_steps_past_the_end_naming_k(factor):
 def test_bias_views_exist_exactly_for_the_biases_of_the_model(cell, bias, names):
     """b (Elman) or b_ih and b_hh (gated) are term views when the model has them, else None,
     in the decomposition, its norms and each StepTerms."""
-    params = {"rnn": mb.RNNParams, "gru": mb.GRUParams, "lstm": mb.LSTMParams}[cell]
+    params = PARAMS[cell]
     p = params.init(D, 2, 2, seed=0, bias=bias)
     dec = decompose(p, TOK, YS % 2)
     nrm = dec.norms()
