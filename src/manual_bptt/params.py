@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import functools
 import numbers
+import operator
 from dataclasses import dataclass, fields
 
 import numpy as np
@@ -57,6 +58,13 @@ def _frozen_copy(name: str, value: object, dtype: np.dtype | None = None) -> np.
 def _field_names(cls: type) -> tuple[str, ...]:
     """The names of the dataclass fields of ``cls`` in order (ClassVars excluded), read once."""
     return tuple(f.name for f in fields(cls))
+
+
+@functools.cache
+def _field_values(cls: type) -> operator.attrgetter:
+    """A function of an instance of ``cls`` that returns its fields' values, in order (made once:
+    the gradient functions read the parameters' arrays on every call)."""
+    return operator.attrgetter(*_field_names(cls))
 
 
 class ParamsArrays:
@@ -112,8 +120,7 @@ class ParamsArrays:
 
     def arrays(self) -> tuple[np.ndarray, ...]:
         """The non-None arrays, in field order (see items)."""
-        values = (getattr(self, name) for name in _field_names(type(self)))
-        return tuple(a for a in values if a is not None)
+        return tuple([a for a in _field_values(type(self))(self) if a is not None])
 
     @property
     def input_size(self) -> int:
