@@ -1,9 +1,11 @@
 """Shared test configuration: Hypothesis profiles and the result-vs-oracle checker.
 
-Hypothesis profiles (chosen by ``choose_profile``, shown in the pytest header):
-    ci        CI runs: derandomized (same examples every run), bounded example counts so the
-              whole suite stays well under 3 minutes on 2 cores, no deadline, print_blob.
-    dev       local default: random examples, fewer of them, no deadline.
+Hypothesis profiles (chosen by ``choose_profile``, shown in the pytest header with -v):
+    ci        the default, on CI and off it: derandomized (the same examples every run, so two
+              runs of the test command collect and run the same examples), bounded example
+              counts so the whole suite stays well under 3 minutes on 2 cores, no deadline,
+              print_blob.
+    dev       ``HYPOTHESIS_PROFILE=dev``: random examples, fewer of them, no deadline.
     thorough  ``HYPOTHESIS_PROFILE=thorough``: 2000 examples per property, no deadline.
     mutation  mutation testing (selected when MUTANT_UNDER_TEST is set, which mutmut does for
               every test run it makes): derandomized, few examples, no shrinking, no example
@@ -58,21 +60,22 @@ PROFILES: dict[str, dict[str, Any]] = {
 for _name, _kwargs in PROFILES.items():
     settings.register_profile(_name, **_kwargs)
 
-_FALSY = ("", "0", "false", "no", "off")
-
-
 def choose_profile(env: Mapping[str, str]) -> str:
     """HYPOTHESIS_PROFILE if set, else "mutation" under mutmut (MUTANT_UNDER_TEST set, even to
-    ""), else "ci" when CI is truthy, else "dev"."""
+    ""), else "ci", whether CI is set or not (the random "dev" profile is opt-in)."""
     explicit = env.get("HYPOTHESIS_PROFILE", "").strip()
     if explicit:
         return explicit
     if "MUTANT_UNDER_TEST" in env:
         return "mutation"
-    if env.get("CI", "").strip().lower() not in _FALSY:
-        return "ci"
-    return "dev"
+    return "ci"
 
+
+# The helper modules beside this file (broken_impls, user_modules, locations, ...) are imported by
+# name, in the tests and in the checker's worker processes (which get this sys.path).
+_TESTS = os.path.dirname(os.path.abspath(__file__))
+if _TESTS not in sys.path:
+    sys.path.insert(0, _TESTS)
 
 ACTIVE_PROFILE = choose_profile(os.environ)
 settings.load_profile(ACTIVE_PROFILE)
@@ -195,7 +198,10 @@ def check() -> Callable[..., dict[str, float]]:
 
 
 def pytest_terminal_summary(terminalreporter: Any) -> None:
-    if not WORST_REL_ERRORS:
+    """The worst relative errors seen, with -v or when a test failed (a quiet run prints only
+    its result line and its failures)."""
+    failed = terminalreporter.stats.get("failed") or terminalreporter.stats.get("error")
+    if not WORST_REL_ERRORS or not (failed or terminalreporter.config.option.verbose > 0):
         return
     terminalreporter.section("worst relative error vs the oracle, float64: max|a-b| / max(max|ref|, 1e-2)")
     for field, (err, where) in sorted(WORST_REL_ERRORS.items(), key=lambda kv: -kv[1][0]):

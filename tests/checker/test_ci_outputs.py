@@ -14,9 +14,10 @@ from bptt_report.annotations import annotation_lines, command, target_location
 from bptt_report.junit import junit_counts, junit_xml
 from bptt_report.results import CheckResult
 from bptt_report.sweep import form_name
+from locations import DATA
 from xsd_check import validate
 
-XSD = Path(__file__).parent / "data" / "junit.xsd"
+XSD = DATA / "junit.xsd"
 
 
 @pytest.fixture(scope="module")

@@ -7,7 +7,6 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
-from pathlib import Path
 
 import numpy as np
 import pytest
@@ -15,8 +14,7 @@ import pytest
 import manual_bptt.checking as checking
 import manual_bptt.problems as problems
 import manual_bptt.testing as testing
-
-SRC = Path(__file__).resolve().parents[1] / "src"
+from locations import SRC
 
 PROBLEM_NAMES = ("RNNConfig", "Problem", "make_problem", "WEIGHT_SCALES", "S0_KINDS")
 CHECKING_NAMES = (

@@ -16,12 +16,8 @@ from pathlib import Path
 import pytest
 
 from bptt_report import cli, runner, targets
+from locations import SRC, TESTS
 from manual_bptt import __version__
-
-TESTS = Path(__file__).resolve().parent
-SRC = TESTS.parent / "src"
-if str(TESTS) not in sys.path:
-    sys.path.insert(0, str(TESTS))
 
 
 def run(argv, capsys):

@@ -19,9 +19,7 @@ import pytest
 
 import manual_bptt
 import manual_bptt_cli
-
-TESTS = Path(__file__).resolve().parent
-SRC = TESTS.parent / "src"
+from locations import SRC, TESTS
 
 
 def subprocess_env() -> dict[str, str]:

@@ -12,21 +12,19 @@ import pytest
 from hypothesis import settings
 
 from conftest import ACTIVE_PROFILE, PROFILES, choose_profile
-
-ROOT = Path(__file__).resolve().parents[1]
+from locations import ROOT
 
 
 @pytest.mark.parametrize(
     ("env", "expected"),
     [
-        ({}, "dev"),
+        ({}, "ci"),
         ({"CI": "true"}, "ci"),
-        ({"CI": "1"}, "ci"),
-        ({"CI": "false"}, "dev"),
-        ({"CI": ""}, "dev"),
-        ({"CI": "0"}, "dev"),
+        ({"CI": "false"}, "ci"),
+        ({"HYPOTHESIS_PROFILE": "dev"}, "dev"),
         ({"CI": "true", "HYPOTHESIS_PROFILE": "thorough"}, "thorough"),
         ({"HYPOTHESIS_PROFILE": "ci"}, "ci"),
+        ({"MUTANT_UNDER_TEST": ""}, "mutation"),
     ],
 )
 def test_choose_profile(env, expected):
@@ -48,7 +46,7 @@ def test_ci_environment_gets_our_ci_profile():
     env["CI"] = "true"
     env["PYTHONPATH"] = os.pathsep.join([str(ROOT / "src"), env.get("PYTHONPATH", "")])
     proc = subprocess.run(
-        [sys.executable, "-m", "pytest", "--collect-only", "-p", "no:cacheprovider",
+        [sys.executable, "-m", "pytest", "--collect-only", "-v", "-p", "no:cacheprovider",
          str(Path(__file__))],
         cwd=ROOT, env=env, capture_output=True, text=True, timeout=120,
     )

@@ -19,10 +19,11 @@ import numpy as np
 import pytest
 
 import manual_bptt as mb
+from locations import ROOT
 from manual_bptt import core
 from manual_bptt.checking import assert_close
 
-RUNNER = Path(__file__).resolve().parents[1] / "benchmarks" / "run.py"
+RUNNER = ROOT / "benchmarks" / "run.py"
 
 
 @functools.cache

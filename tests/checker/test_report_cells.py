@@ -7,8 +7,6 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import json
-import sys
-from pathlib import Path
 
 import numpy as np
 import pytest
@@ -23,9 +21,6 @@ from manual_bptt.testing import rnn_configs
 
 jsonschema = pytest.importorskip("jsonschema")
 
-TESTS = Path(__file__).resolve().parent
-if str(TESTS) not in sys.path:
-    sys.path.insert(0, str(TESTS))
 
 CELLS = ("rnn", "gru", "lstm")
 

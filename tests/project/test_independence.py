@@ -28,7 +28,8 @@ from pathlib import Path
 
 import pytest
 
-SRC = Path(__file__).resolve().parents[1] / "src"
+from locations import SRC
+
 #: Our packages, and the packages of ours each one may import (besides itself).
 ALLOWED_IMPORTS: dict[str, set[str]] = {
     "manual_bptt": set(),

@@ -23,10 +23,6 @@ import manual_bptt as mb
 from bptt_report import compare, plots, report, sweep, targets
 from manual_bptt.testing import WEIGHT_SCALES
 
-TESTS = Path(__file__).resolve().parent
-if str(TESTS) not in sys.path:  # broken_impls must be importable by name (also in worker processes)
-    sys.path.insert(0, str(TESTS))
-
 
 def quick(target, **kw):
     return bptt_report.check(target, quick=True, max_localized=kw.pop("max_localized", 1), **kw)

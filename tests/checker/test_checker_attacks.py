@@ -11,16 +11,11 @@ from __future__ import annotations
 
 import json
 import sys
-from pathlib import Path
 
 import pytest
 
 import bptt_report
 from bptt_report import cli
-
-TESTS = Path(__file__).resolve().parent
-if str(TESTS) not in sys.path:
-    sys.path.insert(0, str(TESTS))
 
 #: target -> (a phrase the failure must contain, the verdict, the timeout to use)
 ATTACKS = {

@@ -1,9 +1,10 @@
 """The README's examples run, and print what the README says they print."""
 
 import doctest
-from pathlib import Path
 
-README = Path(__file__).resolve().parents[1] / "README.md"
+from locations import ROOT
+
+README = ROOT / "README.md"
 
 
 def test_readme_examples_print_what_they_show():

@@ -12,16 +12,11 @@ import json
 import os
 import subprocess
 import sys
-from pathlib import Path
 
 import pytest
 
 from bptt_report import cli
-
-TESTS = Path(__file__).resolve().parent
-SRC = TESTS.parent / "src"
-if str(TESTS) not in sys.path:
-    sys.path.insert(0, str(TESTS))
+from locations import SRC, TESTS
 
 
 def run(argv, capsys):
