@@ -35,11 +35,16 @@ direction), one sequence at a time. With upstream gradients given, autograd diff
 with respect to every parameter (by its torch name), x, h0 and c0. Every step is one iteration of
 an explicit Python loop; nn.RNN / nn.GRU / nn.LSTM are never called here.
 
+truncate=tau (one direction only) truncates every layer's own recurrence: the gradient arriving at
+layer l's h_t (d_outputs for the top layer, the gradient of layer l+1's input at step t below it)
+is carried back through layer l over the steps t - tau .. t only; between layers it passes at the
+same step, untruncated (see truncated_backward).
+
     import reference as ref
     spec = ref.StackSpec("lstm", input_size=3, hidden_size=5, num_layers=2, bidirectional=True,
                          proj_size=2)
     r = ref.stack_backward(spec, params, x, h0=None, c0=None, lengths=None,
-                           d_outputs=dy, d_h_n=dh, d_c_n=dc)
+                           d_outputs=dy, d_h_n=dh, d_c_n=dc, truncate=None)
     r.outputs, r.h_n, r.c_n, r.grads["weight_hr_l1_reverse"], r.dx, r.dh0, r.dc0
 
 `params` is a plain dict from torch's parameter names to float arrays (see StackSpec.param_shapes);
@@ -444,11 +449,12 @@ def stack_backward(
     d_outputs: Any = None,
     d_h_n: Any = None,
     d_c_n: Any = None,
+    truncate: int | None = None,
     dtype: torch.dtype = torch.float64,
 ) -> StackResult:
     """The layer's outputs and final states, and (when any upstream gradient is given) the
     gradients of L = sum <d_outputs, outputs> + <d_h_n, h_n> + <d_c_n, c_n>, by autograd through
-    the unrolled loops of the module docstring.
+    the unrolled loops of the module docstring (truncated: see truncated_backward).
 
     spec:   the configuration (StackSpec).  params: torch's names -> arrays (spec.param_shapes()).
     x:      (B, T, D) batch-first or (T, D) unbatched, dense floats.
@@ -456,6 +462,8 @@ def stack_backward(
     c0:     the LSTM's: None (zeros) or (L * dirs, B, H).
     lengths: None (every sequence T steps) or (B,) integers in 1..T, in any order.
     d_outputs, d_h_n, d_c_n: None (zero) or arrays of the shapes of outputs, h_n, c_n.
+    truncate: None (full) or tau >= 0, one direction only: every layer's recurrence truncated
+          at tau (truncated_backward); the outputs and final states are unchanged.
     Returns StackResult (see its docstring for the shapes); nothing the caller passed is modified.
     """
     if not isinstance(spec, StackSpec):
@@ -464,6 +472,11 @@ def stack_backward(
     inp = check_stack_inputs(
         spec, x, h0=h0, c0=c0, lengths=lengths, d_outputs=d_outputs, d_h_n=d_h_n, d_c_n=d_c_n
     )
+    if truncate is not None:
+        if isinstance(truncate, bool) or not isinstance(truncate, numbers.Integral) or truncate < 0:
+            raise ValueError(f"truncate: expected None or an integer >= 0, got {truncate!r}")
+        if spec.bidirectional:
+            raise ValueError("truncate: only for one-direction stacks (bidirectional=False)")
     L, dirs, H, H_out = spec.num_layers, spec.directions, spec.hidden_size, spec.out_size
     B, T = inp.x.shape[:2]
     lstm = spec.cell == "lstm"
@@ -506,7 +519,10 @@ def stack_backward(
         for upstream, value in ((inp.d_outputs, outputs), (inp.d_h_n, h_n_t), (inp.d_c_n, c_n_t)):
             if upstream is not None:
                 objective = objective + (torch.tensor(upstream, dtype=dtype) * value).sum()  # <d, value>
-        objective.backward()
+        if truncate is None:
+            objective.backward()
+        else:
+            truncated_backward(spec, leaves, inp, x_leaf, h0_leaf, c0_leaf, int(truncate))
 
         def grad_of(leaf: Tensor) -> np.ndarray:
             return (torch.zeros_like(leaf) if leaf.grad is None else leaf.grad).detach().numpy()
@@ -530,3 +546,79 @@ def stack_backward(
         dh0=out(dh0, 1),
         dc0=out(dc0, 1),
     )
+
+
+def truncated_backward(
+    spec: StackSpec,
+    leaves: Mapping[str, Tensor],
+    inp: StackInputs,
+    x_leaf: Tensor,
+    h0_leaf: Tensor,
+    c0_leaf: Tensor | None,
+    tau: int,
+) -> None:
+    """Truncated BPTT of a one-direction stack: accumulates into the .grad of every leaf.
+
+    Every layer's own recurrence is truncated at tau; the gradient passes from a layer to the one
+    below at the same step, untruncated. Layer by layer, the top one first:
+
+        up_l[b, t] = d_outputs[b, t] for the top layer, dL/d(input of layer l+1)[b, t] below it
+        for every sequence b and t = 0 .. n_b - 1: a fresh graph over the steps
+            max(0, t - tau) .. t of layer l (the state entering it a constant unless the window
+            reaches h0), from the layer's input held as a leaf, and the backward of
+            <up_l[b, t], h_t> (+ <d_h_n[l, b], h_t> + <d_c_n[l, b], c_t> at t = n_b - 1: the
+            final state's gradient belongs to the sequence's own last step)
+        up_{l-1} = the gradient of layer l's input leaf
+
+    For one layer this is reference.layer_backward's truncation; with tau >= T - 1 it is full BPTT.
+    """
+    L, B, T, H_out = spec.num_layers, inp.x.shape[0], inp.x.shape[1], spec.out_size
+    lstm, dtype = spec.cell == "lstm", x_leaf.dtype
+
+    def start_state(layer: int, b: int) -> tuple[Tensor, ...]:
+        return (h0_leaf[layer, b : b + 1],) + ((c0_leaf[layer, b : b + 1],) if lstm else ())
+
+    with torch.no_grad():  # every layer's input and every state, without a graph
+        inputs = [x_leaf.detach()]  # inputs[l]: the input of layer l, (B, T, D_l)
+        states = []  # states[l][b][t]: the state of layer l, sequence b, at step t < n_b
+        for layer in range(L):
+            step = direction_step(spec, leaves, layer, 0)
+            out = torch.zeros((B, T, H_out), dtype=dtype)  # 0 past each length
+            rows = []
+            for b in range(B):
+                state, row = start_state(layer, b), []
+                for t in range(int(inp.lengths[b])):
+                    state = step(inputs[layer][b : b + 1, t], state)
+                    row.append(state)
+                    out[b, t] = state[0][0]
+                rows.append(row)
+            states.append(rows)
+            inputs.append(out)
+
+    def upstream(a: np.ndarray | None, shape: tuple[int, ...]) -> Tensor:
+        return torch.zeros(shape, dtype=dtype) if a is None else torch.tensor(a, dtype=dtype)
+
+    up = upstream(inp.d_outputs, (B, T, H_out))
+    d_h = upstream(inp.d_h_n, (L, B, H_out))
+    d_c = upstream(inp.d_c_n, (L, B, spec.hidden_size)) if lstm else None
+    for layer in reversed(range(L)):
+        x_l = x_leaf if layer == 0 else inputs[layer].clone().requires_grad_(True)  # the input, a leaf
+        step = direction_step(spec, leaves, layer, 0)
+        for b in range(B):
+            n_b = int(inp.lengths[b])
+            for t in range(n_b):
+                start = max(0, t - tau)
+                if start == 0:
+                    state = start_state(layer, b)  # h0 (and c0), in the graph
+                else:
+                    state = tuple(part.detach() for part in states[layer][b][start - 1])  # a constant
+                for k in range(start, t + 1):
+                    state = step(x_l[b : b + 1, k], state)  # the state at k
+                L_t = (up[b, t] * state[0][0]).sum()  # <up_l[b, t], h_t>
+                if t == n_b - 1:  # the final state's gradient, at the sequence's own last step
+                    L_t = L_t + (d_h[layer, b] * state[0][0]).sum()
+                    if lstm:
+                        L_t = L_t + (d_c[layer, b] * state[1][0]).sum()
+                L_t.backward()
+        if layer > 0:
+            up = torch.zeros_like(x_l) if x_l.grad is None else x_l.grad  # dL/d(outputs of layer l - 1)

@@ -17,6 +17,9 @@ What is proven here:
   each sequence reversed within its length; a stack of two layers is the composition of two
   one-layer stacks (values and every gradient); each sequence of a batch is the unbatched oracle on
   its own steps; nothing at a padded step changes anything; finite differences of the objective;
+- truncation (one direction): one layer is reference.layer_backward(truncate=tau) for every tau;
+  tau >= T - 1 is full BPTT; with lengths each row is the unbatched truncated run on its own steps;
+  two truncated layers are the composition of two truncated one-layer stacks;
 - the adapters round-trip losslessly (dict -> module -> dict, module -> dict -> module, float64 and
   float32); bad input is a ValueError naming the argument; caller arrays are left untouched.
 """
@@ -357,14 +360,19 @@ def layer_params(spec: ref.StackSpec, params: dict, layer: int) -> tuple[ref.Sta
     return one, renamed
 
 
-@pytest.mark.parametrize("bidirectional", [False, True], ids=["one-direction", "bidirectional"])
+@pytest.mark.parametrize(
+    "bidirectional,truncate", [(False, None), (True, None), (False, 1)],
+    ids=["one-direction", "bidirectional", "truncated"],
+)  # fmt: skip
 @pytest.mark.parametrize("variant", list(VARIANTS))
-def test_two_layers_are_the_composition_of_two_one_layer_stacks(variant, bidirectional):
+def test_two_layers_are_the_composition_of_two_one_layer_stacks(variant, bidirectional, truncate):
     """Layer 1 run on layer 0's outputs; then layer 0 run with layer 1's dx as its d_outputs: the
-    same outputs, states and gradients (every parameter, x, h0, c0) as the two-layer stack."""
+    same outputs, states and gradients (every parameter, x, h0, c0) as the two-layer stack; under
+    truncation too (every layer's recurrence truncated, the path between layers not)."""
     spec, params, kw = stack_problem(
-        variant, L=2, bidirectional=bidirectional, bias=True, lengths="ones", seed=8
+        variant, L=2, bidirectional=bidirectional, bias=True, lengths="ones", T=6, seed=8
     )
+    kw["truncate"] = truncate
     dirs, lstm = spec.directions, spec.cell == "lstm"
     r = oracle(spec, params, kw)
 
@@ -378,10 +386,11 @@ def test_two_layers_are_the_composition_of_two_one_layer_stacks(variant, bidirec
     forward0 = oracle(spec0, params0, {"x": kw["x"], "lengths": kw["lengths"], **{
         k: v for s in states for k, v in rows(0, s).items()}})  # fmt: skip
     kw1 = {"x": forward0.outputs, "lengths": kw["lengths"], "d_outputs": kw["d_outputs"]}
+    kw1["truncate"] = truncate
     for name in states + finals:
         kw1.update(rows(1, name))
     top = oracle(spec1, params1, kw1)
-    kw0 = {"x": kw["x"], "lengths": kw["lengths"], "d_outputs": top.dx}
+    kw0 = {"x": kw["x"], "lengths": kw["lengths"], "d_outputs": top.dx, "truncate": truncate}
     for name in states + finals:
         kw0.update(rows(0, name))
     bottom = oracle(spec0, params0, kw0)
@@ -396,6 +405,73 @@ def test_two_layers_are_the_composition_of_two_one_layer_stacks(variant, bidirec
         for name in part_params:
             stacked = name.replace("_l0", f"_l{layer}", 1)
             assert_close(r.grads[stacked], part.grads[name], name=f"{label}: grads[{stacked}]")
+
+
+@pytest.mark.parametrize("variant", ["rnn-tanh", "rnn-relu", "gru", "lstm"])
+def test_truncated_one_layer_is_the_truncated_one_layer_oracle(variant):
+    """L = 1, one direction, no lengths: reference.layer_backward(truncate=tau) for every tau, at
+    1e-13; a window that drops terms changes the gradient (the test sees the window)."""
+    T = 6
+    spec, params, kw = stack_problem(
+        variant, L=1, bidirectional=False, bias=True, lengths="none", T=T, seed=4
+    )
+    cell, nonlinearity, _ = VARIANTS[variant]
+    p = SimpleNamespace(U=params["weight_ih_l0"], W=params["weight_hh_l0"], V=np.zeros((1, 4)), c=None)
+    if cell == "rnn":
+        p.b = params["bias_ih_l0"] + params["bias_hh_l0"]
+    else:
+        p.b_ih, p.b_hh = params["bias_ih_l0"], params["bias_hh_l0"]
+    lstm = cell == "lstm"
+    s0 = (kw["h0"][0], kw["c0"][0]) if lstm else kw["h0"][0]
+    d_final = (kw["d_h_n"][0], kw["d_c_n"][0]) if lstm else kw["d_h_n"][0]
+    full = oracle(spec, params, kw)
+    for tau in range(T + 1):
+        r = oracle(spec, params, {**kw, "truncate": tau})
+        one = ref.layer_backward(cell, p, kw["x"], kw["d_outputs"], s0=s0, d_final=d_final, truncate=tau,
+                                 activation=nonlinearity)  # fmt: skip
+
+        def close(a, e, name, tau=tau):
+            assert_close(a, e, name=f"{variant} tau={tau}: {name}", rtol=1e-13, atol=1e-15)
+
+        close(r.grads["weight_hh_l0"], one.grads["W"], "weight_hh_l0")
+        close(r.grads["weight_ih_l0"], one.grads["U"], "weight_ih_l0")
+        close(r.grads["bias_hh_l0"], one.grads["b" if cell == "rnn" else "b_hh"], "bias_hh_l0")
+        close(r.dx, one.dxs, "dx")
+        close(r.dh0[0], one.ds0[0] if lstm else one.ds0, "dh0")
+        if lstm:
+            close(r.dc0[0], one.ds0[1], "dc0")
+        np.testing.assert_array_equal(r.outputs, full.outputs)
+        if tau == 0:  # the recurrence cut at every step: not the full gradient
+            assert np.max(np.abs(r.grads["weight_hh_l0"] - full.grads["weight_hh_l0"])) > 1e-6
+        if tau >= T - 1:
+            assert_stack_agree(r, full, label=f"tau={tau} is full BPTT", rtol=1e-13, atol=1e-15, record=False)
+
+
+@pytest.mark.parametrize("variant", list(VARIANTS))
+def test_truncated_stack_rows_are_the_unbatched_truncated_oracle_on_their_own_steps(variant):
+    """With lengths, truncation counts each sequence's own steps and d_h_n / d_c_n belong to its own
+    last step: row b is the unbatched truncated run of x[b, :n_b]; tau >= T - 1 is full BPTT."""
+    spec, params, kw = stack_problem(variant, L=2, bidirectional=False, bias=True, lengths="different",
+                                     T=6, seed=13)  # fmt: skip
+    r = oracle(spec, params, {**kw, "truncate": 1})
+    lstm = spec.cell == "lstm"
+    total = {name: 0.0 for name in params}
+    for b, n in enumerate(kw["lengths"]):
+        one = {"x": kw["x"][b, :n], "h0": kw["h0"][:, b], "d_outputs": kw["d_outputs"][b, :n],
+               "d_h_n": kw["d_h_n"][:, b], "truncate": 1}  # fmt: skip
+        if lstm:
+            one.update(c0=kw["c0"][:, b], d_c_n=kw["d_c_n"][:, b])
+        s = oracle(spec, params, one)
+        assert_close(r.dx[b, :n], s.dx, name=f"row {b}: dx")
+        assert np.all(r.dx[b, n:] == 0.0)
+        for field in ("dh0",) + (("dc0",) if lstm else ()):
+            assert_close(getattr(r, field)[:, b], getattr(s, field), name=f"row {b}: {field}")
+        for name in params:
+            total[name] = total[name] + s.grads[name]
+    for name in params:
+        assert_close(r.grads[name], total[name], name=f"grads[{name}] summed over the rows")
+    assert_stack_agree(oracle(spec, params, {**kw, "truncate": 5}), oracle(spec, params, kw),
+                       label="tau = T - 1", record=False)  # fmt: skip
 
 
 @pytest.mark.parametrize("variant", list(VARIANTS))
@@ -560,6 +636,9 @@ def bad_input_cases():
          r"unexpected \['weight_hr_l0'\]"),
         ("param shape", lambda: ref.make_torch_stack(spec, {**params, "weight_ih_l1": np.zeros((16, 4))}),
          r"params\['weight_ih_l1'\]: expected shape \(16, 8\), got \(16, 4\)"),
+        ("truncate bidirectional", call(truncate=1), "truncate: only for one-direction stacks"),
+        ("truncate < 0", call(truncate=-1), "truncate: expected None or an integer >= 0"),
+        ("truncate bool", call(truncate=True), "truncate: expected None or an integer >= 0"),
         ("proj >= H", lambda: ref.StackSpec("lstm", 2, 4, proj_size=4), "proj_size: expected 0"),
         ("proj < 0", lambda: ref.StackSpec("lstm", 2, 4, proj_size=-1), "proj_size: expected an integer"),
         ("proj for a GRU", lambda: ref.StackSpec("gru", 2, 4, proj_size=2), "proj_size: only the LSTM"),
