@@ -515,11 +515,11 @@ def stack_backward(
 
     grads = dx = dh0 = dc0 = None
     if inp.wants_backward:
-        objective = torch.zeros((), dtype=dtype)
-        for upstream, value in ((inp.d_outputs, outputs), (inp.d_h_n, h_n_t), (inp.d_c_n, c_n_t)):
-            if upstream is not None:
-                objective = objective + (torch.tensor(upstream, dtype=dtype) * value).sum()  # <d, value>
         if truncate is None:
+            objective = torch.zeros((), dtype=dtype)
+            for upstream, value in ((inp.d_outputs, outputs), (inp.d_h_n, h_n_t), (inp.d_c_n, c_n_t)):
+                if upstream is not None:
+                    objective = objective + (torch.tensor(upstream, dtype=dtype) * value).sum()  # <d, value>
             objective.backward()
         else:
             truncated_backward(spec, leaves, inp, x_leaf, h0_leaf, c0_leaf, int(truncate))
