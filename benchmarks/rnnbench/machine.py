@@ -6,9 +6,9 @@ results.json's "machine" (made by summary() from the environment and the groups)
 * machine-dependent: every time and FLOP rate, ours / torch and ours / JAX, the floor / torch
   layer ratio, and the two GEMMs against each other (numpy's BLAS against torch's: which kernel
   each library selects on this CPU, OpenBLAS's and MKL's);
-* not (to first order): bptt / floor (both run on numpy's BLAS, the same products; the
-  difference is our own elementwise work, validation and copies), the scaling exponents in T
-  and the memory slopes (bytes per step: what the algorithm keeps).
+* less so: bptt / floor (both run on numpy's BLAS, the same products; what it adds is our own
+  elementwise work, validation and copies, whose share grows on a CPU whose products are faster);
+* not: the memory slopes (bytes per step: what the algorithm keeps) and the scaling exponents in T.
 """
 
 from __future__ import annotations
@@ -19,9 +19,10 @@ from .names import GEMM_NP, GEMM_TORCH, OURS, PRODUCTS
 #: The sentence results.md prints under the machine's description.
 DEPENDS = (
     "Machine-dependent: every time and rate, ours / torch and ours / JAX, 'floor / torch layer' and "
-    "GEMM numpy / GEMM torch (numpy's BLAS against torch's on this CPU). Not machine-dependent to "
-    "first order: 'bptt / floor' (the same products on the same BLAS; the rest is our own work), "
-    "the scaling exponents in T and the memory slopes."
+    "GEMM numpy / GEMM torch (numpy's BLAS against torch's on this CPU). Less so: 'bptt / floor' (the "
+    "same products on the same BLAS; what it adds is our own elementwise work, whose share grows where "
+    "products are faster). Not machine-dependent: the memory slopes (bytes per step) and the scaling "
+    "exponents in T."
 )
 
 
