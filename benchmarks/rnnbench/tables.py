@@ -104,12 +104,17 @@ def machine(m: dict) -> list[str]:
         f"- torch's BLAS: {tb['blas_info']} ({mkl}); torch's own kernels: {tb['cpu_capability']}",
         "",
         m["depends"],
-        "",
-        "The floor measured here (bptt's matrix products alone, see below) and the two GEMMs of the same",
-        "round-robin (GEMM numpy / torch: time ratio, above 1 when numpy's BLAS is the slower here):",
-        "",
-        *table(head, "llll" + "r" * 7, (cells(r) for r in m["floor"])),
-    ]
+    ] + (
+        [
+            "",
+            "The floor measured here (bptt's matrix products alone, see below) and the two GEMMs of the same",
+            "round-robin (GEMM numpy / torch: time ratio, above 1 when numpy's BLAS is the slower here):",
+            "",
+            *table(head, "llll" + "r" * 7, (cells(r) for r in m["floor"])),
+        ]
+        if m["floor"]
+        else []
+    )
 
 
 def times(groups: list[dict]) -> list[str]:

@@ -408,3 +408,56 @@ def test_a_second_thread_count_runs_in_its_own_process(tmp_path: Path) -> None:
     md = (tmp_path / "results.md").read_text()
     assert "## 1 thread " in md and "## 2 threads " in md
     assert {t["threads"] for t in result["targets"]} == {1, 2}
+
+
+def _numpy_openblas():
+    """numpy's own OpenBLAS (its cblas symbols scipy_cblas_?gemm64_), or None."""
+    import ctypes
+
+    from threadpoolctl import threadpool_info
+
+    for d in threadpool_info():
+        if d.get("internal_api") == "openblas" and "numpy" in d["filepath"]:
+            lib = ctypes.CDLL(d["filepath"])
+            if hasattr(lib, "scipy_cblas_dgemm64_"):
+                return lib
+    return None
+
+
+@pytest.mark.skipif(_numpy_openblas() is None, reason="numpy's BLAS is not scipy-openblas64")
+@pytest.mark.parametrize("dtype", ["float64", "float32"])
+def test_the_blas_studys_cblas_wrapper_multiplies_every_layout_like_numpy(dtype: str) -> None:
+    """The ctypes cblas wrapper the BLAS study calls MKL and OpenBLAS through (rnnbench.backends),
+    here over numpy's own OpenBLAS: C-contiguous operands, transposed views (bptt's delta^T S,
+    torch's x W^T), a row-strided view, a one-row operand, with and without out=, none copied
+    but the one with neither layout; a mismatch is refused."""
+    import ctypes
+
+    load_runner()
+    from rnnbench import backends
+
+    lib, copies = _numpy_openblas(), [0]
+    gemm = {np.float64: lib.scipy_cblas_dgemm64_, np.float32: lib.scipy_cblas_sgemm64_}
+    mm = backends._cblas_mm(gemm, ctypes.c_int64, copies)
+    rng = np.random.default_rng(0)
+    A, B = rng.standard_normal((7, 5)).astype(dtype), rng.standard_normal((5, 3)).astype(dtype)
+    wide = rng.standard_normal((7, 9)).astype(dtype)
+    cases = [
+        (A, B),
+        (np.ascontiguousarray(A.T).T, B),
+        (A, np.ascontiguousarray(B.T).T),
+        (wide[:, 2:7], B),  # rows 9 apart
+        (A[:1], B),
+        (A[::2, ::2], B[::2]),  # a: neither layout, copied; b: rows 6 apart, passed as it is
+    ]
+    tol = 1e-12 if dtype == "float64" else 1e-5
+    for a, b in cases:
+        want = a.astype(np.float64) @ b.astype(np.float64)
+        out = np.full((a.shape[0], b.shape[1]), np.nan, dtype)
+        assert mm(a, b, out=out) is out
+        for got in (out, mm(a, b)):
+            assert got.dtype == dtype
+            assert np.abs(got - want).max() <= tol * np.abs(want).max(), (a.strides, b.strides)
+    assert copies == [2]  # the last case's a, in both calls
+    with pytest.raises(ValueError, match="shapes"):
+        mm(A, A)
