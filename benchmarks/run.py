@@ -4,7 +4,10 @@
                              [--cells rnn,gru,lstm] [--threads 1,2]
 
 Writes DIR/results.md (tables), DIR/results.json (every sample and the environment) and
-DIR/scaling.png (time and peak memory against T); DIR defaults to benchmarks/results/.
+DIR/scaling.png (time and peak memory against T); DIR defaults to benchmarks/results/. Both
+results files name the machine (rnnbench/machine.py): the CPU model and its vector extensions,
+numpy's BLAS and the kernel it selected (or that OPENBLAS_CORETYPE forced), torch's BLAS, and
+the floor measured there, and say which numbers depend on the machine.
 ``--quick`` runs tiny sizes in a few seconds (the smoke test runs it); its numbers mean nothing.
 Needs numpy, torch, threadpoolctl and matplotlib; JAX (jax, jaxlib) is a contender when it is
 installed (the `bench` extra), and the results say so when it is not. A full run of the Elman
@@ -78,7 +81,7 @@ sys.path.append(str(Path(__file__).resolve().parents[1] / "src"))
 import torch
 from threadpoolctl import threadpool_limits
 
-from rnnbench import jaxpeer
+from rnnbench import jaxpeer, machine
 from rnnbench.config import FULL, QUICK, Config, Size
 from rnnbench.contenders import (
     CELL_SIZES,
@@ -232,6 +235,7 @@ def measure(args: argparse.Namespace, cfg: Config, sizes: list[Size], dtypes: li
         result["thread_runs"][str(n)] = {"process": "subprocess", "environment": sub["environment"]}
     result["notes"] = sorted({note for g in result["groups"] for note in g["missing"]})
     result["targets"] = check_targets(result["groups"])
+    result["machine"] = machine.summary(env, result["groups"])
     return result
 
 

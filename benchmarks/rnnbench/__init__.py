@@ -11,6 +11,7 @@
     scaling      time against T (bptt, decompose, rtrl) and peak memory of bptt
     targets      the issue's targets, checked against the results
     environment  manual_bptt.environment.describe() plus what only a benchmark knows
+    machine      what the numbers owe to the machine: CPU, vector extensions, both BLAS, the floor
     tables       results.md; plots: scaling.png
 
 A new contender (another library, another cell's modules) is a factory in contenders.LINEUP[cell]

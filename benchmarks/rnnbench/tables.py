@@ -30,11 +30,7 @@ def group_table(groups: list[dict], header: list[str], align: str, cells: Cells)
 def header(result: dict) -> list[str]:
     """Title, the environment and how to read the tables."""
     env = result["environment"]
-    blas = "; ".join(
-        f"{t['internal_api']} {t['version']} ({t['library']}, kernel {t['architecture']}, "
-        f"{t['threading_layer'] or '-'}), {t['num_threads']} thread(s)"
-        for t in env["threadpools"]
-    )
+    blas = "; ".join(_blas_pool(t) for t in env["threadpools"])
     return [
         "# Benchmark results",
         "",
@@ -59,6 +55,66 @@ def header(result: dict) -> list[str]:
         "that group. JAX is compiled ahead of time before the round-robin ('compile s', not timed).",
         *(["", "Not in this run:", *(f"- {n}" for n in result["notes"])] if result.get("notes") else []),
     ]
+
+
+def _blas_pool(t: dict) -> str:
+    return (
+        f"{t['internal_api']} {t['version']} ({t['library']}, kernel {t['architecture']}, "
+        f"{t['threading_layer'] or '-'}), {t['num_threads']} thread(s)"
+    )
+
+
+def machine(m: dict) -> list[str]:
+    """The CPU, its vector extensions, numpy's and torch's BLAS, and the floor measured here."""
+    ident, nb, tb = m["cpu_identity"], m["numpy_blas"], m["torch_blas"]
+    ids = ", ".join(f"{k} {v}" for k, v in ident.items() if v is not None and k != "processor")
+    forced = (
+        f"; kernel forced by OPENBLAS_CORETYPE={nb['kernel_forced_by']}, not OpenBLAS's own choice"
+        if nb["kernel_forced_by"]
+        else ""
+    )
+    pools = "; ".join(_blas_pool(t) for t in nb["pools"]) or "none reported by threadpoolctl"
+    mkl = f"MKL {tb['mkl_version']}" if tb["mkl_version"] else f"MKL available: {tb['mkl_available']}"
+
+    def cells(r: dict) -> list[str]:
+        num = lambda x, f: "-" if x is None else format(x, f)  # noqa: E731
+        return [
+            r["cell"],
+            r["size"],
+            r["dtype"],
+            str(r["threads"]),
+            fmt_ms(r["floor_ms"] / 1e3),
+            f"{r['floor_gflops']:.3g}",
+            num(r["bptt_over_floor"], ".3f"),
+            num(r["floor_over_torch"], ".3f"),
+            num(r["gemm_numpy_gflops"], ".3g"),
+            num(r["gemm_torch_gflops"], ".3g"),
+            num(r["gemm_numpy_over_torch"], ".3f"),
+        ]
+
+    head = ["cell", "size", "dtype", "threads", "floor ms", "floor GFLOP/s", "bptt / floor"]
+    head += ["floor / torch layer", "GEMM numpy GFLOP/s", "GEMM torch GFLOP/s", "GEMM numpy / torch"]
+    return [
+        "## This machine",
+        "",
+        f"- CPU: {m['cpu']} ({ids}); widest vector unit: {m['widest_vector']}",
+        f"- vector extensions ({m['vector_extensions']['source']}): "
+        + " ".join(m["vector_extensions"]["extensions"]),
+        f"- numpy's BLAS: {nb['build']}: {pools}{forced}",
+        f"- torch's BLAS: {tb['blas_info']} ({mkl}); torch's own kernels: {tb['cpu_capability']}",
+        "",
+        m["depends"],
+    ] + (
+        [
+            "",
+            "The floor measured here (bptt's matrix products alone, see below) and the two GEMMs of the same",
+            "round-robin (GEMM numpy / torch: time ratio, above 1 when numpy's BLAS is the slower here):",
+            "",
+            *table(head, "llll" + "r" * 7, (cells(r) for r in m["floor"])),
+        ]
+        if m["floor"]
+        else []
+    )
 
 
 def times(groups: list[dict]) -> list[str]:
@@ -280,7 +336,8 @@ def layer_tables(layer_rows: list[dict] | None, memory: dict | None) -> list[str
 def markdown(result: dict) -> str:
     """results.md of a run (result: what results.json holds)."""
     groups = result["groups"]
-    sections = [header(result), *by_threads(groups), targets(result)]
+    sections = [header(result)] + ([machine(result["machine"])] if "machine" in result else [])
+    sections += [*by_threads(groups), targets(result)]
     if result.get("scaling"):
         sections += [scaling(result["scaling"]), memory(result["memory"])]
     layer = layer_tables(result.get("layer_backward"), result.get("cell_memory"))

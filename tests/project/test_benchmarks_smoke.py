@@ -108,6 +108,86 @@ def test_quick_run_writes_every_contender_with_finite_ratios(tmp_path: Path) -> 
     from manual_bptt.environment import describe
 
     assert set(describe()) <= set(result["environment"])  # the benchmark adds to the one description
+    _assert_names_the_machine(result, md)
+
+
+def _assert_names_the_machine(result: dict, md: str) -> None:
+    """results.json's "machine" and results.md's "This machine": the CPU and its vector extensions,
+    numpy's BLAS with the kernel it selected, torch's BLAS, and the floor measured in every group."""
+    import torch
+    from threadpoolctl import threadpool_info
+
+    m = result["machine"]
+    assert m["cpu"] == result["environment"]["cpu"] and m["cpu"] != "unknown"
+    assert m["vector_extensions"]["source"] in ("/proc/cpuinfo", "numpy")
+    assert m["vector_extensions"]["extensions"], "no vector extension found"
+    assert m["widest_vector"] != "none found"
+    loaded = {(d.get("internal_api"), d.get("version"), d.get("architecture")) for d in threadpool_info()}
+    assert m["numpy_blas"]["pools"], "numpy's BLAS not found"
+    for pool in m["numpy_blas"]["pools"]:
+        assert pool["user_api"] == "blas" and pool["num_threads"] == 1
+        assert (pool["internal_api"], pool["version"], pool["architecture"]) in loaded
+        assert (
+            f"{pool['internal_api']} {pool['version']} ({pool['library']}, kernel {pool['architecture']}"
+            in md
+        )
+    tb = m["torch_blas"]
+    assert tb["mkl_available"] == torch.backends.mkl.is_available()
+    assert tb["blas_info"] and f"torch's BLAS: {tb['blas_info']}" in md
+    assert (tb["mkl_version"] is not None) == ("Math Kernel Library" in torch.__config__.show())
+    assert "## This machine" in md and f"- CPU: {m['cpu']}" in md and "Machine-dependent:" in md
+    assert " ".join(m["vector_extensions"]["extensions"]) in md
+    floors = {(r["cell"], r["size"], r["dtype"]): r for r in m["floor"]}
+    assert set(floors) == {(g["cell"], g["size"]["name"], g["dtype"]) for g in result["groups"]}
+    for g in result["groups"]:
+        r = floors[g["cell"], g["size"]["name"], g["dtype"]]
+        assert r["floor_ms"] == g["contenders"][run_names().PRODUCTS]["median"] * 1e3
+        assert r["bptt_over_floor"] == g["ratios"][run_names().PRODUCTS]["ratio"]
+        assert r["floor_over_torch"] == g["floor_vs_nn_rnn"]["ratio"]
+        assert 0 < r["gemm_numpy_over_torch"] < math.inf
+        row = f"| {r['cell']} | {r['size']} | {r['dtype']} | 1 | {run_names().fmt_ms(r['floor_ms'] / 1e3)} |"
+        assert row in md
+
+
+def run_names():
+    return load_runner()
+
+
+def test_the_vector_extensions_come_from_numpy_where_there_is_no_cpuinfo(monkeypatch) -> None:
+    """Off Linux (no /proc/cpuinfo) numpy's run-time CPU detection names them; on Linux the flags do,
+    and a flag that is no vector extension (smep, a security feature) is not one."""
+    load_runner()
+    from rnnbench import environment as env
+
+    monkeypatch.setattr(env, "_cpuinfo", lambda: [{"flags": "fpu sse2 smep avx2 avx512f amx_tile erms"}])
+    assert env.vector_extensions() == {
+        "source": "/proc/cpuinfo",
+        "extensions": ["sse2", "avx2", "avx512f", "amx_tile"],
+    }
+    assert env.widest_vector(env.vector_extensions()["extensions"]) == "AMX + AVX-512"
+    monkeypatch.setattr(env, "_cpuinfo", lambda: [{"Features": "fp asimd sve sve2"}])
+    assert env.vector_extensions()["extensions"] == ["asimd", "sve", "sve2"]
+    monkeypatch.setattr(env, "_cpuinfo", lambda: [])
+    monkeypatch.setattr(
+        env, "_numpy_cpu_features", lambda: {"SSE2": True, "AVX2": True, "AVX512F": False, "POPCNT": True}
+    )
+    assert env.vector_extensions() == {"source": "numpy", "extensions": ["SSE2", "AVX2"]}
+    assert env.widest_vector(["SSE2", "AVX2"]) == "AVX2" and env.widest_vector([]) == "none found"
+    assert env._numpy_cpu_features(), "numpy's run-time CPU detection not found"
+
+
+def test_a_kernel_forced_by_openblas_coretype_is_named_as_forced(monkeypatch) -> None:
+    load_runner()
+    from rnnbench import environment as env
+    from rnnbench import machine, tables
+
+    monkeypatch.setenv("OPENBLAS_CORETYPE", "Haswell")
+    m = machine.summary(env.environment(), [])
+    assert m["numpy_blas"]["kernel_forced_by"] == "Haswell"
+    assert "kernel forced by OPENBLAS_CORETYPE=Haswell" in "\n".join(tables.machine(m))
+    monkeypatch.delenv("OPENBLAS_CORETYPE")
+    m = machine.summary(env.environment(), [])
+    assert m["numpy_blas"]["kernel_forced_by"] is None and "forced" not in "\n".join(tables.machine(m))
 
 
 def _twin_of_ours(name: str, loss_offset: float = 0.0):
@@ -328,3 +408,56 @@ def test_a_second_thread_count_runs_in_its_own_process(tmp_path: Path) -> None:
     md = (tmp_path / "results.md").read_text()
     assert "## 1 thread " in md and "## 2 threads " in md
     assert {t["threads"] for t in result["targets"]} == {1, 2}
+
+
+def _numpy_openblas():
+    """numpy's own OpenBLAS (its cblas symbols scipy_cblas_?gemm64_), or None."""
+    import ctypes
+
+    from threadpoolctl import threadpool_info
+
+    for d in threadpool_info():
+        if d.get("internal_api") == "openblas" and "numpy" in d["filepath"]:
+            lib = ctypes.CDLL(d["filepath"])
+            if hasattr(lib, "scipy_cblas_dgemm64_"):
+                return lib
+    return None
+
+
+@pytest.mark.skipif(_numpy_openblas() is None, reason="numpy's BLAS is not scipy-openblas64")
+@pytest.mark.parametrize("dtype", ["float64", "float32"])
+def test_the_blas_studys_cblas_wrapper_multiplies_every_layout_like_numpy(dtype: str) -> None:
+    """The ctypes cblas wrapper the BLAS study calls MKL and OpenBLAS through (rnnbench.backends),
+    here over numpy's own OpenBLAS: C-contiguous operands, transposed views (bptt's delta^T S,
+    torch's x W^T), a row-strided view, a one-row operand, with and without out=, none copied
+    but the one with neither layout; a mismatch is refused."""
+    import ctypes
+
+    load_runner()
+    from rnnbench import backends
+
+    lib, copies = _numpy_openblas(), [0]
+    gemm = {np.float64: lib.scipy_cblas_dgemm64_, np.float32: lib.scipy_cblas_sgemm64_}
+    mm = backends._cblas_mm(gemm, ctypes.c_int64, copies)
+    rng = np.random.default_rng(0)
+    A, B = rng.standard_normal((7, 5)).astype(dtype), rng.standard_normal((5, 3)).astype(dtype)
+    wide = rng.standard_normal((7, 9)).astype(dtype)
+    cases = [
+        (A, B),
+        (np.ascontiguousarray(A.T).T, B),
+        (A, np.ascontiguousarray(B.T).T),
+        (wide[:, 2:7], B),  # rows 9 apart
+        (A[:1], B),
+        (A[::2, ::2], B[::2]),  # a: neither layout, copied; b: rows 6 apart, passed as it is
+    ]
+    tol = 1e-12 if dtype == "float64" else 1e-5
+    for a, b in cases:
+        want = a.astype(np.float64) @ b.astype(np.float64)
+        out = np.full((a.shape[0], b.shape[1]), np.nan, dtype)
+        assert mm(a, b, out=out) is out
+        for got in (out, mm(a, b)):
+            assert got.dtype == dtype
+            assert np.abs(got - want).max() <= tol * np.abs(want).max(), (a.strides, b.strides)
+    assert copies == [2]  # the last case's a, in both calls
+    with pytest.raises(ValueError, match="shapes"):
+        mm(A, A)
