@@ -40,7 +40,16 @@ from functools import cached_property
 import numpy as np
 
 from ._inputs import Batch, Sizes, check_max_bytes, check_truncate, prepare
-from .errors import DEFAULT_MAX_BYTES, NonFiniteError, all_finite, check_bytes, nbytes
+from .errors import (
+    DEFAULT_MAX_BYTES,
+    QUIET,
+    NonFiniteError,
+    all_finite,
+    check_bytes,
+    check_grads_finite,
+    check_steps_finite,
+    nbytes,
+)
 from .params import RNNParams
 
 #: Rows (t, b) per block of steps (at least one step per block), where work is done a block
@@ -49,59 +58,12 @@ _ROWS = 1024
 #: Numbers per block of elementwise work done a block of steps at a time (f'(a_t) in the
 #: backward recursion): 256 KiB of float64, so the block stays in cache between its uses.
 _NUMBERS = 1 << 15
-#: Floating-point conditions that numpy would only warn about: every state, logit and error
-#: signal is checked for finiteness instead (NonFiniteError), a block of steps at a time.
-_QUIET = {"over": "ignore", "invalid": "ignore"}
 _INT64 = np.dtype(np.int64)  # the copies of token ids and labels
 
 
 def elman_activation(activation: object) -> object:
     """The Elman cell's activation name: None means "tanh" (anything else is checked by prepare)."""
     return "tanh" if activation is None else activation
-
-
-def check_steps_finite(what: str, block: np.ndarray, start: int, *, last_first: bool = False) -> None:
-    """Raise NonFiniteError naming the first step of ``block`` that holds NaN or inf.
-
-    One sum over the whole block (see all_finite); the search for the step runs only on failure.
-
-    Args:
-        what: the quantity, e.g. "s_t" (the states), "o_t" (the logits), "dE/da_t".
-        block: (n, ...) the values of the steps start, ..., start + n - 1.
-        start: the step of block[0].
-        last_first: the block was computed from its last step down (the backward pass):
-            name the highest bad step, the first one reached.
-    """
-    if all_finite(block):
-        return
-    finite = np.isfinite(block)
-    bad_steps = np.flatnonzero(~finite.reshape(len(block), -1).all(axis=1))
-    t = start + int(bad_steps[-1] if last_first else bad_steps[0])
-    order = "the first reached by the backward pass, which runs from t = T - 1 down" if last_first else (
-        "the first such step"
-    )
-    raise NonFiniteError(
-        f"{what}: not finite (NaN or inf) at step t = {t} ({order}): the computation overflowed in "
-        f"{block.dtype}. The recursion grows without bound over these steps (e.g. the identity or relu "
-        f"activation with W of spectral radius above 1); use shorter sequences (truncate=, or chunks "
-        f"carried by s0=), smaller weights, or float64",
-        what=what,
-        step=t,
-    )
-
-
-def check_grads_finite(arrays: dict[str, np.ndarray | None]) -> None:
-    """Raise NonFiniteError naming the first gradient (e.g. "dE/dW") that holds NaN or inf."""
-    if all_finite(*arrays.values()):
-        return
-    for name, a in arrays.items():
-        if a is not None and not np.isfinite(a).all():
-            raise NonFiniteError(
-                f"{name}: not finite (NaN or inf): the sum over the steps overflowed in {a.dtype}; "
-                "use shorter sequences, smaller weights, or float64",
-                what=name,
-                step=None,
-            )
 
 
 @dataclass(frozen=True, eq=False)
@@ -164,7 +126,7 @@ class BPTTResult:
 def run_forward(p: RNNParams, batch: Batch, *, keep_a: bool = True, check_states: bool = True) -> Trace:
     """The recurrence a_t = U x_t + W s_{t-1} + b, s_t = f(a_t) over a validated batch.
 
-    Called inside ``np.errstate(**_QUIET)`` (bptt, forward, the layer backward): overflow is
+    Called inside ``np.errstate(**QUIET)`` (bptt, forward, the layer backward): overflow is
     found by the finiteness checks, never reported as a warning.
 
     Args:
@@ -695,7 +657,7 @@ def layer_backward(
         (the trace, dU (H, D), dW (H, H), db (H,) or None, ds0 in s0's shape, dxs or None).
     """
     T, B, H, dt = batch.T, batch.B, batch.H, batch.dtype
-    with np.errstate(**_QUIET):  # overflow raises NonFiniteError, never a warning
+    with np.errstate(**QUIET):  # overflow raises NonFiniteError, never a warning
         if truncate is None or truncate >= T - 1:
             tr = run_forward(p, batch, keep_a=False)
             sums = _GradSums.zeros(tr)
@@ -770,7 +732,7 @@ def bptt(
 
     batch = prepare(p, xs, ys, activation=elman_activation(activation), s0=s0, reduction=reduction, mask=mask,
                     size_check=refuse_too_large)
-    with np.errstate(**_QUIET):  # overflow raises NonFiniteError below, never a warning
+    with np.errstate(**QUIET):  # overflow raises NonFiniteError below, never a warning
         if tau is None or tau >= batch.T - 1:  # every term kept: the full recursion
             tr = run_forward(p, batch, keep_a=False, check_states=False)
             loss, sums, ds0, dxs = _full_bptt(tr)
@@ -887,7 +849,7 @@ def forward(
     batch = prepare(p, xs, None, activation=elman_activation(activation), s0=s0, labels_required=False,
                     size_check=lambda sz: _check_sizes("forward", _forward_arrays(sz), limit))
     T, B, H, K = batch.T, batch.B, batch.H, batch.K
-    with np.errstate(**_QUIET):  # overflow raises NonFiniteError, never a warning
+    with np.errstate(**QUIET):  # overflow raises NonFiniteError, never a warning
         tr = run_forward(p, batch)
         o = logits(tr.s.reshape(T * B, H), tr.V.T, tr.c).reshape(T, B, K)
         check_steps_finite("o_t", o, 0)

@@ -43,7 +43,7 @@ from .drivers import (
     stack_caches,
     step_jacobian,
 )
-from .errors import DEFAULT_MAX_BYTES, NonFiniteError, TooLargeError, check_bytes
+from .errors import DEFAULT_MAX_BYTES, QUIET, NonFiniteError, TooLargeError, check_bytes, first_nonfinite
 from .gated import prepare_gated
 from .gated_params import GRUParams, LSTMParams
 
@@ -213,22 +213,21 @@ def unroll(
     first = cell.forward(w, gi[0], z0)[1]  # one step, to size the caches before running all
     width = sum(int(np.prod(f.shape[1:])) for f in first if f is not None)
     check_bytes(f"{what}: the step caches", (T, B, width), dt, max_bytes)
-    with np.errstate(over="ignore", invalid="ignore"):  # overflow is named below, never a warning
+    with np.errstate(**QUIET):  # overflow is named below, never a warning
         r = run(cell, w, gi, z0)
-    del gi
-    finite = np.isfinite(r.z[1:]).reshape(T, -1).all(axis=1)
-    if not finite.all():
-        t = int(np.argmin(finite))
-        raise NonFiniteError(
-            f"{what}: the state z_t is not finite from step t = {t} on (the recurrence overflowed)",
-            what="z_t", step=t,
-        )  # fmt: skip
+        del gi
+        t = first_nonfinite(r.z[1:])
+        if t is not None:
+            raise NonFiniteError(
+                f"{what}: the state z_t is not finite from step t = {t} on (the recurrence overflowed)",
+                what="z_t", step=t,
+            )  # fmt: skip
     cache = stack_caches(r.caches)
     loss = dO = e = None
     if labels:
         H, K = w.H, V.shape[0]
         n = T * B
-        with np.errstate(over="ignore", invalid="ignore"):  # a loss that overflows is named below
+        with np.errstate(**QUIET):  # a loss that overflows is named below
             logits = r.z[1:, :, :H].reshape(n, H) @ V.T  # o_t = V h_t (+ c), one row per (t, b)
             if c is not None:
                 logits += c

@@ -33,9 +33,9 @@ from ._inputs import Batch, prepare
 from .cells.base import Cell, StepWeights
 from .cells.gru import GRU
 from .cells.lstm import LSTM
-from .core import check_grads_finite, raise_loss_overflow, raise_loss_sum_overflow, softmax_cross_entropy
+from .core import raise_loss_overflow, raise_loss_sum_overflow, softmax_cross_entropy
 from .drivers import Run, backprop, input_terms, weight_grads
-from .errors import DEFAULT_MAX_BYTES, check_bytes, check_max_bytes, integer_arg
+from .errors import DEFAULT_MAX_BYTES, QUIET, check_bytes, check_grads_finite, check_max_bytes, integer_arg
 from .gated_params import GRUParams, LSTMParams, LSTMState
 
 GatedParams = GRUParams | LSTMParams
@@ -404,7 +404,7 @@ def bptt(
         return GatedBPTTResult(loss=loss, grads=grads, ds0=ds0, dxs=dxs, final_state=final)
     w, r = run_checked(g)
     h_rows = np.ascontiguousarray(r.outputs(H)).reshape(n, H)  # h_t, one row per (t, b)
-    with np.errstate(**gated_fast._QUIET):  # overflow is named (o_t, dE/dgh_t), never a warning
+    with np.errstate(**QUIET):  # overflow is named (o_t, dE/dgh_t), never a warning
         dO = _logits(g, h_rows)
         gated_fast.check_finite("o_t", dO.reshape(T, B, -1))
         loss = softmax_cross_entropy(dO, b.Y.reshape(n), g.weight.reshape(n))  # dO: dE/do_t
@@ -431,7 +431,7 @@ def check_grads(grads: GatedParams, ds0: GatedState, dxs: np.ndarray | None) -> 
     else:
         arrays["dE/ds0"] = ds0
     arrays["dE/dxs"] = dxs
-    with np.errstate(**gated_fast._QUIET):  # finite entries may sum to inf: all_finite decides
+    with np.errstate(**QUIET):  # finite entries may sum to inf: all_finite decides
         check_grads_finite(arrays)
 
 
@@ -465,7 +465,7 @@ def layer_backward(
         NonFiniteError at the first step whose dE/dgh_t is not finite, and for a gradient
         whose sum over the steps overflowed (check_grads).
     """
-    with np.errstate(**gated_fast._QUIET):  # as on the fast path: overflow is named, never a warning
+    with np.errstate(**QUIET):  # as on the fast path: overflow is named, never a warning
         dgi, dgh, dz0 = backprop(g.cell, w, r, dz_direct, truncate=tau)
         gated_fast.check_finite("dE/dgh_t", dgh)
         dU, db_ih, dW, db_hh, dX = weight_grads(dgi, dgh, r.h_prev(g.H), g.U, g.batch.tokens, g.X)
@@ -518,9 +518,9 @@ def forward(
     T, B = b.T, b.B
     fw = fast_forward(g)
     h = fw.hs[1:]
-    with np.errstate(**gated_fast._QUIET):  # logits that overflow are named, never a warning
+    with np.errstate(**QUIET):  # logits that overflow are named, never a warning
         o = _logits(g, h.reshape(T * B, H)).reshape(T, B, b.K)
-    gated_fast.check_finite("o_t", o)
+        gated_fast.check_finite("o_t", o)
     y_hat = np.exp(o - o.max(axis=-1, keepdims=True))
     y_hat /= y_hat.sum(axis=-1, keepdims=True)
     cell_state = b.to_batch_first(fw.cs[1:]) if g.cell is LSTM else None

@@ -34,23 +34,14 @@ from .cells.gru import GRUCache
 from .cells.lstm import LSTMCache
 from .core import _add_rows_by_token, raise_loss_overflow, softmax_cross_entropy, step_blocks
 from .drivers import Run
-from .errors import NonFiniteError
-
-#: Floating-point conditions that numpy would only warn about: exp(-a) of a saturated gate
-#: overflows to inf, and 1 / (1 + inf) = 0 is the right sigmoid; non-finite states, logits and
-#: error signals are found by the checks instead.
-_QUIET = {"over": "ignore", "invalid": "ignore", "divide": "ignore"}
-
-
-def first_bad_step(a: np.ndarray) -> int | None:
-    """The first t at which a (T, ...) array is not finite, or None."""
-    bad = ~np.isfinite(a.reshape(a.shape[0], -1)).all(axis=1)
-    return int(np.argmax(bad)) if bad.any() else None
+from .errors import QUIET, NonFiniteError, all_finite, first_nonfinite
 
 
 def check_finite(what: str, a: np.ndarray, start: int = 0) -> None:
-    """NonFiniteError naming ``what`` and the first step of a, (n, ...) steps from ``start``, not finite."""
-    t = first_bad_step(a)
+    """NonFiniteError naming ``what`` and the first step of a, (n, ...) steps from ``start``, not finite.
+
+    Call it inside ``np.errstate(**QUIET)`` (see errors.first_nonfinite)."""
+    t = first_nonfinite(a)
     if t is not None:
         raise NonFiniteError(
             f"{what}: not finite from step t = {start + t} on (the computation overflowed); "
@@ -158,7 +149,7 @@ def forward(
     gi = np.empty((steps, B, GH), dtype=dt)
     x_buf = _x_buffer(X, steps)
     tmp = np.empty((B, H), dtype=dt)
-    with np.errstate(**_QUIET):
+    with np.errstate(**QUIET):
         for start, end in blocks:
             gi_blk = gi[: end - start]
             if tokens is not None:
@@ -309,7 +300,7 @@ def backward(
     db_hh = np.zeros(G * H, dtype=dt) if has_bias else None
     finite = True
     loss = 0.0
-    with np.errstate(**_QUIET):
+    with np.errstate(**QUIET):
         for start, end in reversed(blocks):
             n = (end - start) * B
             blk = direct[: end - start]
@@ -322,7 +313,7 @@ def backward(
                     _gru_back(fw.gates[t], fw.hs[t], W, carry_h, scratch)
             rows = fw.gates[start:end].reshape(n, 4 * H)
             dgh = rows if lstm else rows[:, : 3 * H]
-            finite = finite and bool(np.isfinite(dgh).all())
+            finite = finite and all_finite(dgh)
             dW += dgh.T @ fw.hs[start:end].reshape(n, H)  # dW += sum_t dgh_t^T h_{t-1}
             if lstm:
                 dgi = rows  # dE/dgi_t = dE/dgh_t = dE/da_t
@@ -338,8 +329,8 @@ def backward(
             else:
                 dU += dgi.T @ _x_rows(X, start, end, x_buf)  # dU += sum_t dgi_t^T x_t
                 dxs_tm[start:end] = (dgi @ U).reshape(end - start, B, D)  # dE/dx_t = dgi_t U
-    if not finite:
-        check_finite("dE/dgh_t", fw.gates if lstm else fw.gates[:, :, : 3 * H])
+        if not finite:
+            check_finite("dE/dgh_t", fw.gates if lstm else fw.gates[:, :, : 3 * H])
     if dUT is not None:
         dU = np.ascontiguousarray(dUT.T)
     dz0 = np.concatenate([carry_h, carry_c], axis=1) if lstm else carry_h
@@ -437,7 +428,7 @@ def output_upstream(
     def from_output_layer(start: int, end: int, out: np.ndarray) -> float:
         n = (end - start) * B
         dO = logits(start, end, dO_buf[:n])
-        if not np.isfinite(dO).all():  # name the first step of all whose logits overflowed
+        if not all_finite(dO):  # name the first step of all whose logits overflowed
             for s, e in step_blocks(T, B):
                 check_finite("o_t", logits(s, e).reshape(e - s, B, K), s)
         part = softmax_cross_entropy(dO, Y[start:end].reshape(n), weight[start:end].reshape(n))
