@@ -73,7 +73,8 @@ import numpy as np
 
 import manual_bptt as mb
 from manual_bptt._inputs import check_truncate, prepare
-from manual_bptt.core import BPTTResult, delta_grads, final_state, output_layer, run_forward
+from manual_bptt.core import BPTTResult, delta_grads, final_state, run_forward
+from manual_bptt.output import output_layer
 
 
 def _act(p, activation):
@@ -92,8 +93,11 @@ def _double_sum(p, xs, ys, *, activation, s0, truncate, reduction, mask, bug: st
     tau = check_truncate(truncate)
     batch = prepare(p, xs, ys, activation=activation, s0=s0, reduction=reduction, mask=mask)
     tr = run_forward(p, batch)
-    loss, dO = output_layer(tr)
     T, B, H, K = batch.T, batch.B, batch.H, batch.K
+    n = T * B
+    y, w = batch.Y.reshape(n), batch.weight.reshape(n)
+    out = output_layer(tr.s.reshape(n, H), tr.V.T, tr.V, tr.c, y, w, overflow=lambda loss: None)  # unchecked
+    loss, dO = float(out.loss), out.dO.reshape(T, B, K)
     e = (dO.reshape(T * B, K) @ tr.V).reshape(T, B, H)  # dE_t/ds_t, direct part, (T, B, H)
     D = np.zeros_like(e)  # D_k = sum_t delta_{t,k}
     S = np.zeros_like(e)  # sum_t g_{t,k} = sum_t dE_t/ds_k (only the bias bug uses it)

@@ -43,13 +43,13 @@ from ._inputs import Batch, Sizes, check_max_bytes, check_truncate, prepare
 from .errors import (
     DEFAULT_MAX_BYTES,
     QUIET,
-    NonFiniteError,
     all_finite,
     check_bytes,
     check_grads_finite,
     check_steps_finite,
     nbytes,
 )
+from .output import logits, output_layer, raise_loss_overflow, raise_loss_sum_overflow, softmax
 from .params import RNNParams
 
 #: Rows (t, b) per block of steps (at least one step per block), where work is done a block
@@ -227,52 +227,6 @@ def _x_rows(X: np.ndarray, start: int, end: int, buf: np.ndarray | None) -> np.n
     return x.reshape(-1, X.shape[-1])
 
 
-def logits(S: np.ndarray, VT: np.ndarray, c: np.ndarray | None, out: np.ndarray | None = None) -> np.ndarray:
-    """o_t = V s_t + c for rows of states: S (n, H), VT = V^T (H, K), c (K,) or None -> (n, K).
-
-    ``out``: an optional (n, K) array for the result (C-contiguous V^T is the faster product).
-    """
-    o = np.matmul(S, VT, out=out)  # V s_t
-    if c is not None:
-        o += c  # + c
-    return o
-
-
-def softmax(o: np.ndarray) -> np.ndarray:
-    """y_hat_t = softmax(o_t) over the last axis, shifted by the maximum (no overflow). Any shape."""
-    y_hat = np.exp(o - o.max(axis=-1, keepdims=True))  # exp(o_t - max_j o_t[j])
-    y_hat /= y_hat.sum(axis=-1, keepdims=True)
-    return y_hat
-
-
-def softmax_cross_entropy(z: np.ndarray, y: np.ndarray, w: np.ndarray) -> np.floating:
-    """Turn logits z, (n, K), into dE/do in place, and return sum_i w_i E_i for these rows.
-
-    E_i = -log softmax(z_i)[y_i] by log-sum-exp, so large logits give finite results; one
-    buffer holds the logits, then their exponentials, then dE/do: a single exp, no
-    temporaries of that size. y: (n,) labels; w: (n,) weights. The sum has z's dtype.
-    """
-    rows = np.arange(len(z))
-    z -= z.max(axis=1, keepdims=True)  # z_t = o_t - max_j o_t[j]: the shift of log-sum-exp
-    z_y = z[rows, y]  # z_t[y_t]
-    y_hat = np.exp(z, out=z)  # exp(z_t), in place
-    sum_exp = y_hat.sum(axis=1)
-    loss = w @ (np.log(sum_exp) - z_y)  # E_t = -log y_hat_t[y_t] = log sum_j exp(z_t[j]) - z_t[y_t]
-    y_hat *= (w / sum_exp)[:, None]  # w_t y_hat_t = w_t exp(z_t) / sum_j exp(z_t[j])
-    y_hat[rows, y] -= w  # dE/do_t = w_t (y_hat_t - onehot(y_t))
-    return loss
-
-
-def output_layer(tr: Trace) -> tuple[float, np.ndarray]:
-    """Loss E and dE/do, (T, B, K), of the softmax cross-entropy on the states."""
-    batch = tr.batch
-    T, B, H, K = batch.T, batch.B, batch.H, batch.K
-    n = T * B
-    z = logits(tr.s.reshape(n, H), tr.V.T, tr.c)  # o_t, one row per (t, b)
-    loss = softmax_cross_entropy(z, batch.Y.reshape(n), batch.weight.reshape(n))
-    return float(loss), z.reshape(T, B, K)
-
-
 @dataclass(eq=False)
 class _GradSums:
     """Gradients that blocks of steps add their terms to (+=, in place), within one call.
@@ -329,7 +283,7 @@ def _output_block(
     dV: np.ndarray,
     dc: np.ndarray | None,
 ) -> np.floating:
-    """The softmax cross-entropy of the steps t in [start, end); returns their part of E.
+    """The output layer (manual_bptt.output) on the steps t in [start, end); returns their part of E.
 
         o_t = V s_t + c,   dE/do_t = w_t (y_hat_t - onehot(y_t)),   e_t = V^T dE/do_t,
         dV += sum_t dE/do_t s_t^T,   dc += sum_t dE/do_t   (added in place).
@@ -340,61 +294,24 @@ def _output_block(
     """
     batch = tr.batch
     n, H = (end - start) * batch.B, batch.H
-    S = tr.s[start:end].reshape(n, H)
-    dO = logits(S, VT, tr.c, out=dO_buf[:n])  # o_t, one row per (t, b)
+
+    def overflow(loss: np.floating) -> None:
+        # bptt's forward pass does not check the states (see run_forward): the first state that
+        # is not finite comes first, then the logits or loss terms of these steps
+        check_steps_finite("s_t", tr.s, 0)
+        raise_loss_overflow(tr.s[start:end], tr.V, tr.c, batch.Y[start:end], batch.weight[start:end], start)
+
+    h = tr.s[start:end].reshape(n, H)  # s_t, one row per (t, b)
     y, w = batch.Y[start:end].reshape(n), batch.weight[start:end].reshape(n)
-    loss = softmax_cross_entropy(dO, y, w)  # dO now holds dE/do_t
-    if not math.isfinite(loss):  # a logit o_t or a term E_t overflowed: find the step
-        _raise_output_overflow(tr, start, end)
-    dV += dO.T @ S  # dV += sum_t dE/do_t s_t^T
-    if dc is not None:
-        dc += dO.sum(axis=0)  # dc += sum_t dE/do_t
-    np.matmul(dO, tr.V, out=e_out.reshape(n, H))  # e_t = V^T dE/do_t
-    return loss
-
-
-def _raise_output_overflow(tr: Trace, start: int, end: int) -> None:
-    """NonFiniteError at the first step whose state s_t is not finite (bptt's forward pass does
-    not check them: see run_forward), else as raise_loss_overflow for the steps [start, end)."""
-    batch = tr.batch
-    check_steps_finite("s_t", tr.s, 0)
-    raise_loss_overflow(tr.s[start:end], tr.V, tr.c, batch.Y[start:end], batch.weight[start:end], start)
-
-
-def raise_loss_overflow(
-    S: np.ndarray, V: np.ndarray, c: np.ndarray | None, Y: np.ndarray, weight: np.ndarray, start: int
-) -> None:
-    """NonFiniteError at the first step whose logits o_t or loss E_t is not finite, else for the
-    sum E of finite terms that overflowed. For a loss found not finite; every cell's.
-
-    Args:
-        S: (n, B, H) the states (s_t, or h_t) of the steps start, ..., start + n - 1.
-        V: (K, H).  c: (K,) or None.  Y: (n, B) labels.  weight: (n, B) the weights w_t.
-    """
-    o = logits(S, V.T, c)  # o_t, (n, B, K)
-    check_steps_finite("o_t", o, start)
-    z = o - o.max(axis=-1, keepdims=True)  # log-sum-exp, as in softmax_cross_entropy
-    z_y = np.take_along_axis(z, Y[:, :, None], axis=-1)[..., 0]
-    E_t = (np.log(np.exp(z).sum(axis=-1)) - z_y) * weight  # w_t E_t, (n, B)
-    check_steps_finite("E_t", E_t, start)
-    raise_loss_sum_overflow(start, start + len(S) - 1, S.dtype)
-
-
-def raise_loss_sum_overflow(first: int, last: int, dtype: np.dtype) -> None:
-    """NonFiniteError for the loss E: its finite terms w_t E_t of steps first..last sum past the
-    largest float of ``dtype``."""
-    raise NonFiniteError(
-        f"E: the sum of the finite terms w_t E_t of steps {first}..{last} overflowed in {dtype}",
-        what="E",
-        step=None,
-    )
+    e = e_out.reshape(n, H)  # receives e_t
+    return output_layer(h, VT, tr.V, tr.c, y, w, overflow, dO_out=dO_buf[:n], e_out=e, dV=dV, dc=dc).loss
 
 
 def output_grads(tr: Trace, e_out: np.ndarray) -> tuple[float, np.ndarray, np.ndarray | None]:
     """The output layer for every step: loss E, dV (K, H), dc (K,) or None, and e_t.
 
-    The same softmax cross-entropy as output_layer, a block of steps at a time (see
-    _output_block), so that dE/do never exists as a (T, B, K) array.
+    A block of steps at a time (see _output_block), so that dE/do never exists as a (T, B, K)
+    array.
 
     Args:
         tr: the forward trace.

@@ -32,7 +32,6 @@ import numpy as np
 from ._inputs import check_max_bytes, prepare
 from .cells import ELMAN
 from .cells.base import Cell, StepWeights
-from .core import logits, softmax, softmax_cross_entropy
 from .drivers import (
     cache_rows,
     chain_back,
@@ -46,6 +45,7 @@ from .drivers import (
 from .errors import DEFAULT_MAX_BYTES, QUIET, NonFiniteError, TooLargeError, check_bytes, first_nonfinite
 from .gated import prepare_gated
 from .gated_params import GRUParams, LSTMParams
+from .output import logits, output_layer, softmax
 
 __all__ = [
     "MAX_FULL_BYTES",
@@ -86,6 +86,7 @@ class Unrolled:
             (an _inputs.Batch for the Elman cell; gated.prepare_gated's result otherwise).
         Y, weight: (T, B) labels and the weight of each E_t, or None without labels.
         loss: E, or None without labels.  dO: (T, B, K) dE/do_t, or None.
+        dV: (K, H) dE/dV and dc: (K,) dE/dc (None without c), or None without labels.
         e: (T, B, S) dE_t/dz_t from the output layer (zero in the c part), or None.
     """
 
@@ -105,6 +106,8 @@ class Unrolled:
     weight: np.ndarray | None
     loss: float | None
     dO: np.ndarray | None
+    dV: np.ndarray | None
+    dc: np.ndarray | None
     e: np.ndarray | None
 
     @property
@@ -223,23 +226,23 @@ def unroll(
                 what="z_t", step=t,
             )  # fmt: skip
     cache = stack_caches(r.caches)
-    loss = dO = e = None
+    loss = dO = e = dV = dc = None
     if labels:
         H, K = w.H, V.shape[0]
         n = T * B
-        with np.errstate(**QUIET):  # a loss that overflows is named below
-            logits = r.z[1:, :, :H].reshape(n, H) @ V.T  # o_t = V h_t (+ c), one row per (t, b)
-            if c is not None:
-                logits += c
-            loss = float(softmax_cross_entropy(logits, Y.reshape(n), weight.reshape(n)))  # logits -> dE/do_t
-        if not np.isfinite(loss):
-            raise NonFiniteError(f"{what}: the loss is not finite ({loss})", what="E", step=None)
-        dO = logits.reshape(T, B, K)
+
+        def overflow(loss: np.floating) -> None:
+            raise NonFiniteError(f"{what}: the loss is not finite ({float(loss)})", what="E", step=None)
+
+        with np.errstate(**QUIET):  # a loss that overflows is named, never a warning
+            h = r.z[1:, :, :H].reshape(n, H)  # h_t, one row per (t, b)
+            out = output_layer(h, V.T, V, c, Y.reshape(n), weight.reshape(n), overflow)
+        loss, dO, dV, dc = float(out.loss), out.dO.reshape(T, B, K), out.dV, out.dc
         e = np.zeros((T, B, S), dtype=dt)
-        e[:, :, :H] = (logits @ V).reshape(T, B, H)  # dE_t/dh_t = V^T dE_t/do_t; nothing to c_t
+        e[:, :, :H] = out.e.reshape(T, B, H)  # dE_t/dh_t = V^T dE_t/do_t; nothing to c_t
     return Unrolled(
         cell=cell, w=w, U=U, V=V, c=c, bias_names=bias_names, tokens=tokens, X=X, z=r.z, cache=cache,
-        batched=batched, prep=prep, Y=Y, weight=weight, loss=loss, dO=dO, e=e,
+        batched=batched, prep=prep, Y=Y, weight=weight, loss=loss, dO=dO, dV=dV, dc=dc, e=e,
     )  # fmt: skip
 
 
@@ -516,8 +519,8 @@ class Decomposition:
 
     # -- the named factors ----------------------------------------------------------------
     def _y_hat(self, t: int) -> np.ndarray:
-        """softmax(o_t), (B, K), for the literal factors only (the gradients come from core's
-        softmax cross-entropy, in dE_ds)."""
+        """softmax(o_t), (B, K), for the literal factors only (the gradients come from the output
+        layer's softmax cross-entropy, in dE_ds)."""
         u = self._u
         return softmax(logits(u.z[t + 1][:, : u.H], u.V.T, u.c))  # y_hat_t = softmax(V h_t + c)
 

@@ -33,10 +33,10 @@ from ._inputs import Batch, prepare
 from .cells.base import Cell, StepWeights
 from .cells.gru import GRU
 from .cells.lstm import LSTM
-from .core import raise_loss_overflow, raise_loss_sum_overflow, softmax_cross_entropy
 from .drivers import Run, backprop, input_terms, weight_grads
 from .errors import DEFAULT_MAX_BYTES, QUIET, check_bytes, check_grads_finite, check_max_bytes, integer_arg
 from .gated_params import GRUParams, LSTMParams, LSTMState
+from .output import logits, output_layer, raise_loss_overflow, raise_loss_sum_overflow, softmax
 
 GatedParams = GRUParams | LSTMParams
 GatedState = np.ndarray | LSTMState
@@ -326,14 +326,6 @@ def fast_layer_backward(
     return grads, ds0, dxs, fw.hs[1:], g.state_out(fw.final_z())
 
 
-def _logits(g: GatedInputs, h_rows: np.ndarray) -> np.ndarray:
-    """o_t = V h_t + c, one row per (t, b): (T*B, K)."""
-    o = h_rows @ g.V.T
-    if g.c is not None:
-        o += g.c
-    return o
-
-
 @dataclass(frozen=True, eq=False)
 class GatedBPTTResult:
     """Loss and exact gradients of a gated cell.
@@ -404,21 +396,19 @@ def bptt(
         return GatedBPTTResult(loss=loss, grads=grads, ds0=ds0, dxs=dxs, final_state=final)
     w, r = run_checked(g)
     h_rows = np.ascontiguousarray(r.outputs(H)).reshape(n, H)  # h_t, one row per (t, b)
+
+    def overflow(loss: np.floating) -> None:
+        gated_fast.check_finite("o_t", logits(h_rows, g.V.T, g.c).reshape(T, B, -1))
+        raise_loss_overflow(r.outputs(H), g.V, g.c, b.Y, g.weight, 0)  # a term w_t E_t, or their sum
+
     with np.errstate(**QUIET):  # overflow is named (o_t, dE/dgh_t), never a warning
-        dO = _logits(g, h_rows)
-        gated_fast.check_finite("o_t", dO.reshape(T, B, -1))
-        loss = softmax_cross_entropy(dO, b.Y.reshape(n), g.weight.reshape(n))  # dO: dE/do_t
-        if not np.isfinite(loss):  # a term w_t E_t, or their sum, overflowed: name it
-            raise_loss_overflow(r.outputs(H), g.V, g.c, b.Y, g.weight, 0)
-        dV = dO.T @ h_rows  # dV = sum_t dE/do_t h_t^T
-        dc = None if g.c is None else dO.sum(axis=0)  # dc = sum_t dE/do_t
+        out = output_layer(h_rows, g.V.T, g.V, g.c, b.Y.reshape(n), g.weight.reshape(n), overflow)
+        loss, dV, dc = float(out.loss), out.dV, out.dc
         dz_direct = np.zeros((T, B, g.cell.parts * H), dtype=g.dtype)
-        dz_direct[:, :, :H] = (dO @ g.V).reshape(T, B, H)  # dE_t/dh_t = V^T dE/do_t
-    del dO
+        dz_direct[:, :, :H] = out.e.reshape(T, B, H)  # dE_t/dh_t = V^T dE/do_t
+    del out
     grads, ds0, dxs = layer_backward(p, g, w, r, dz_direct, tau, V=dV, c=dc)
-    return GatedBPTTResult(
-        loss=float(loss), grads=grads, ds0=ds0, dxs=dxs, final_state=g.state_out(r.z[-1])
-    )
+    return GatedBPTTResult(loss=loss, grads=grads, ds0=ds0, dxs=dxs, final_state=g.state_out(r.z[-1]))
 
 
 def check_grads(grads: GatedParams, ds0: GatedState, dxs: np.ndarray | None) -> None:
@@ -519,10 +509,9 @@ def forward(
     fw = fast_forward(g)
     h = fw.hs[1:]
     with np.errstate(**QUIET):  # logits that overflow are named, never a warning
-        o = _logits(g, h.reshape(T * B, H)).reshape(T, B, b.K)
+        o = logits(h.reshape(T * B, H), g.V.T, g.c).reshape(T, B, b.K)
         gated_fast.check_finite("o_t", o)
-    y_hat = np.exp(o - o.max(axis=-1, keepdims=True))
-    y_hat /= y_hat.sum(axis=-1, keepdims=True)
+        y_hat = softmax(o)
     cell_state = b.to_batch_first(fw.cs[1:]) if g.cell is LSTM else None
     return GatedForwardResult(
         h=b.to_batch_first(h),

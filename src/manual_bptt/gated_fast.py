@@ -15,7 +15,7 @@ tests prove the two agree, and agree with the autograd oracle), arranged for spe
   take a sigmoid get -a directly, from U and W with those blocks negated (exact) and from the
   biases folded into -gi (b_hh too, except the GRU's b_hn, which r_t multiplies).
 * backward, the blocks last first: the output layer for the block's steps (logits, softmax
-  cross-entropy, dV, dc and dE_t/dh_t = V^T dE/do_t, as core does it), or the caller's upstream
+  cross-entropy, dV, dc and dE_t/dh_t = V^T dE/do_t: manual_bptt.output), or the caller's upstream
   gradient; then per step the gate derivatives in place and one (B, G*H) by (G*H, H) product for
   dE/dh_{t-1}; then the block's terms of dU, dW, db_ih, db_hh and dE/dx_t, one product each.
 
@@ -32,9 +32,10 @@ import numpy as np
 
 from .cells.gru import GRUCache
 from .cells.lstm import LSTMCache
-from .core import _add_rows_by_token, raise_loss_overflow, softmax_cross_entropy, step_blocks
+from .core import _add_rows_by_token, step_blocks
 from .drivers import Run
 from .errors import QUIET, NonFiniteError, all_finite, first_nonfinite
+from .output import logits, output_layer, raise_loss_overflow
 
 
 def check_finite(what: str, a: np.ndarray, start: int = 0) -> None:
@@ -408,7 +409,7 @@ def output_upstream(
     For the steps of each block: o_t = V h_t + c, dE/do_t = w_t (y_hat_t - onehot(y_t)),
     dV += sum_t dE/do_t h_t^T, dc += sum_t dE/do_t, dE_t/dh_t = V^T dE/do_t.
     Raises NonFiniteError "o_t" at the first step (of all) whose logits are not finite, and "E_t"
-    or "E" (see core.raise_loss_overflow) for the block whose loss is not finite.
+    or "E" (see output.raise_loss_overflow) for the block whose loss is not finite.
     """
     B, H, K = fw.hs.shape[1], fw.H, V.shape[0]
     T = fw.gates.shape[0]
@@ -419,26 +420,22 @@ def output_upstream(
     dV = np.zeros((K, H), dtype=dt)
     dc = None if c is None else np.zeros(K, dtype=dt)
 
-    def logits(start: int, end: int, out: np.ndarray | None = None) -> np.ndarray:
-        o = np.matmul(fw.hs[start + 1 : end + 1].reshape(-1, H), VT, out=out)  # V h_t
-        if c is not None:
-            o += c
-        return o
-
     def from_output_layer(start: int, end: int, out: np.ndarray) -> float:
         n = (end - start) * B
-        dO = logits(start, end, dO_buf[:n])
-        if not all_finite(dO):  # name the first step of all whose logits overflowed
-            for s, e in step_blocks(T, B):
-                check_finite("o_t", logits(s, e).reshape(e - s, B, K), s)
-        part = softmax_cross_entropy(dO, Y[start:end].reshape(n), weight[start:end].reshape(n))
-        if not np.isfinite(part):  # a term w_t E_t, or their sum, overflowed: name it
+        h = fw.hs[start + 1 : end + 1].reshape(n, H)  # h_t, one row per (t, b)
+
+        def overflow(loss: np.floating) -> None:
+            if not all_finite(logits(h, VT, c)):  # name the first step of all whose logits overflowed
+                for s, e in step_blocks(T, B):
+                    o = logits(fw.hs[s + 1 : e + 1].reshape(-1, H), VT, c)
+                    check_finite("o_t", o.reshape(e - s, B, K), s)
+            # a term w_t E_t, or their sum, overflowed: name it
             raise_loss_overflow(fw.hs[start + 1 : end + 1], V, c, Y[start:end], weight[start:end], start)
-        np.add(dV, dO.T @ fw.hs[start + 1 : end + 1].reshape(n, H), out=dV)  # dV += sum_t dE/do_t h_t^T
-        if dc is not None:
-            np.add(dc, dO.sum(axis=0), out=dc)  # dc += sum_t dE/do_t
-        np.matmul(dO, V, out=out.reshape(n, H))  # dE_t/dh_t = V^T dE/do_t
-        return float(part)
+
+        y, w = Y[start:end].reshape(n), weight[start:end].reshape(n)
+        e = out.reshape(n, H)  # receives dE_t/dh_t = V^T dE/do_t
+        part = output_layer(h, VT, V, c, y, w, overflow, dO_out=dO_buf[:n], e_out=e, dV=dV, dc=dc)
+        return float(part.loss)
 
     return from_output_layer, dV, dc
 

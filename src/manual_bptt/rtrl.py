@@ -85,7 +85,7 @@ def rtrl(
     u = unroll(p, xs, ys, activation=activation, s0=s0, reduction=reduction, mask=mask,
                max_bytes=max(max_bytes, DEFAULT_MAX_BYTES), what="rtrl")  # fmt: skip
     _check_sensitivities(u, max_bytes)
-    T, B, D, H, K, S, GH, dt = u.T, u.B, u.D, u.H, u.K, u.S, u.GH, u.dtype
+    T, B, D, H, S, GH, dt = u.T, u.B, u.D, u.H, u.S, u.GH, u.dtype
     dense = u.X is not None
     biases = u.bias_names  # ("b",), ("b_ih", "b_hh") or ()
 
@@ -123,9 +123,7 @@ def rtrl(
             M[t] = Ji @ u.U  # dz_t/dx_t = Ji U
             dX[: t + 1] += np.einsum("bi,kbin->kbn", g, M[: t + 1])
 
-    dO2 = u.dO.reshape(T * B, K)
-    dV = dO2.T @ np.ascontiguousarray(u.z[1:, :, :H]).reshape(T * B, H)  # dV = sum_t dE/do_t h_t^T
-    dc = dO2.sum(axis=0) if u.c is not None else None  # dc = sum_t dE/do_t
+    dV, dc = u.dV, u.dc  # the output layer's: dV = sum_t dE/do_t h_t^T, dc = sum_t dE/do_t
     if isinstance(p, RNNParams):
         batch = u.prep
         return BPTTResult(

@@ -12,7 +12,8 @@ import torch
 from conftest import assert_identical
 from manual_bptt import RNNParams, bptt, forward
 from manual_bptt._inputs import prepare
-from manual_bptt.core import delta_grads, lag_deltas, output_layer, run_forward, truncated_deltas
+from manual_bptt.core import delta_grads, lag_deltas, run_forward, truncated_deltas
+from manual_bptt.output import output_layer
 from manual_bptt.testing import assert_close
 
 RNG = np.random.default_rng(31)
@@ -51,8 +52,10 @@ def test_truncated_deltas_of_a_single_step():
 def _trace_and_e(p=P, xs=XS, ys=YS):
     batch = prepare(p, xs, ys, activation="tanh", s0=None)
     tr = run_forward(p, batch)
-    _, dO = output_layer(tr)
-    e = (dO.reshape(-1, dO.shape[-1]) @ tr.V).reshape(tr.a.shape)
+    n, H = batch.T * batch.B, batch.H
+    y, w = batch.Y.reshape(n), batch.weight.reshape(n)
+    out = output_layer(tr.s.reshape(n, H), tr.V.T, tr.V, tr.c, y, w, overflow=lambda loss: None)
+    e = out.e.reshape(tr.a.shape)  # e_t = V^T dE/do_t
     return tr, e
 
 

@@ -20,8 +20,9 @@ from hypothesis import strategies as st
 import manual_bptt as mb
 from conftest import examples, oracle_close
 from manual_bptt import drivers, gated, gated_fast
-from manual_bptt.core import softmax_cross_entropy, step_blocks
+from manual_bptt.core import step_blocks
 from manual_bptt.gated_params import GRUParams, LSTMParams, LSTMState
+from manual_bptt.output import softmax_cross_entropy
 from manual_bptt.testing import assert_close
 from reference import bptt_cell
 
