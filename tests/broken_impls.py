@@ -10,7 +10,7 @@ explicit double sum over the output step t and the step k it reaches back to:
     g_{t,k-1}   = W^T delta_{t,k}                           (dE_t/ds_{k-1})
     D_k         = sum_t delta_{t,k}   over the kept (t, k): t - tau <= k <= t
 
-from which manual_bptt.core.delta_grads forms dU, dW, db, ds0 and dxs (the forward pass
+from which manual_bptt.fast.elman.delta_grads forms dU, dW, db, ds0 and dxs (the forward pass
 and the output layer are manual_bptt's, and correct). ``correct_double_sum`` is the same
 code without a bug, and must pass. Each bug, and where the report should put it:
 
@@ -73,7 +73,8 @@ import numpy as np
 
 import manual_bptt as mb
 from manual_bptt._inputs import check_truncate, prepare
-from manual_bptt.core import BPTTResult, delta_grads, final_state, run_forward
+from manual_bptt.elman import BPTTResult, final_state
+from manual_bptt.fast.elman import delta_grads, run_forward
 from manual_bptt.output import output_layer
 
 

@@ -9,7 +9,7 @@ output layer of the Elman model:
 Names: o_t are the logits and c the output bias, as for the Elman cell; the LSTM's output gate
 is gate_o and its cell state c_t (the second part of LSTMState), never o or c.
 
-Backward: full BPTT runs the fast path (manual_bptt.gated_fast: preallocated buffers, one stacked
+Backward: full BPTT runs the fast path (manual_bptt.fast.gated: preallocated buffers, one stacked
 product per step, blocks of steps); truncated BPTT runs the generic drivers (manual_bptt.drivers)
 over the spec cells, from the fast path's forward states. Both compute:
 
@@ -28,13 +28,14 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from . import gated_fast
 from ._inputs import Batch, prepare
 from .cells.base import Cell, StepWeights
 from .cells.gru import GRU
 from .cells.lstm import LSTM
 from .drivers import Run, backprop, input_terms, weight_grads
 from .errors import DEFAULT_MAX_BYTES, QUIET, check_bytes, check_grads_finite, check_max_bytes, integer_arg
+from .fast import gated as fast
+from .fast.blocks import input_grad_arrays
 from .gated_params import GRUParams, LSTMParams, LSTMState
 from .output import logits, output_layer, raise_loss_overflow, raise_loss_sum_overflow, softmax
 
@@ -245,43 +246,31 @@ def run_checked(g: GatedInputs) -> tuple[StepWeights, Run]:
     """The recurrent weights and the forward run for the generic drivers (truncated BPTT).
 
     The run is the fast path's forward (NonFiniteError "z_t" on overflow) seen as the spec's
-    per-step caches (gated_fast.spec_run), so every method reports the same states.
+    per-step caches (fast.spec_run), so every method reports the same states.
     """
-    return g.step_weights(), gated_fast.spec_run(fast_forward(g))
+    return g.step_weights(), fast.spec_run(fast_forward(g))
 
 
-def fast_forward(g: GatedInputs) -> gated_fast.FastForward:
+def fast_forward(g: GatedInputs) -> fast.FastForward:
     """The forward pass of the fast path over validated inputs (NonFiniteError "z_t" on overflow)."""
     b = g.batch
-    return gated_fast.forward(g.cell is LSTM, g.U, g.W, g.b_ih, g.b_hh, b.tokens, g.X, g.z0)
-
-
-def _input_grad_arrays(g: GatedInputs) -> tuple[np.ndarray | None, np.ndarray | None]:
-    """(dxs in the caller's layout, its time-major (T, B, D) view), or (None, None) for tokens."""
-    b = g.batch
-    if b.tokens is not None:
-        return None, None
-    if b.batched:
-        dxs = np.empty((b.B, b.T, b.D), dtype=g.dtype)
-        return dxs, dxs.swapaxes(0, 1)
-    dxs = np.empty((b.T, b.D), dtype=g.dtype)
-    return dxs, dxs[:, None, :]
+    return fast.forward(g.cell is LSTM, g.U, g.W, g.b_ih, g.b_hh, b.tokens, g.X, g.z0)
 
 
 def fast_backward(
     p: GatedParams,
     g: GatedInputs,
-    fw: gated_fast.FastForward,
-    upstream: gated_fast.Upstream,
+    fw: fast.FastForward,
+    upstream: fast.Upstream,
     dz_final: np.ndarray | None,
     *,
     V: np.ndarray | None = None,
     c: np.ndarray | None = None,
 ) -> tuple[float, GatedParams, GatedState, np.ndarray | None]:
-    """Full BPTT by the fast path (gated_fast.backward) after fast_forward.
+    """Full BPTT by the fast path (fast.backward) after fast_forward.
 
     Args:
-        upstream: the per-block source of dE_t/dh_t (gated_fast.Upstream).
+        upstream: the per-block source of dE_t/dh_t (fast.Upstream).
         dz_final: (B, S) gradient arriving at the final state from beyond, or None.
         V, c: dE/dV, dE/dc to put in the result (None for the layer alone).
 
@@ -293,8 +282,8 @@ def fast_backward(
         for a gradient whose sum over the steps overflowed (check_grads).
     """
     b = g.batch
-    dxs, dxs_tm = _input_grad_arrays(g)
-    sw = gated_fast.backward(fw, g.U, g.W, g.b_ih is not None, b.tokens, g.X, upstream, dz_final, dxs_tm)
+    dxs, dxs_tm = input_grad_arrays(b, g.dtype)
+    sw = fast.backward(fw, g.U, g.W, g.b_ih is not None, b.tokens, g.X, upstream, dz_final, dxs_tm)
     if not np.isfinite(sw.loss):  # every block's part is finite (output_upstream), their sum is not
         raise_loss_sum_overflow(0, b.T - 1, g.dtype)
     grads = type(p)._adopt(U=sw.dU, W=sw.dW, b_ih=sw.db_ih, b_hh=sw.db_hh, V=V, c=c)
@@ -388,9 +377,9 @@ def bptt(
     check_size(g, max_bytes, "bptt")
     b, H = g.batch, g.H
     T, B, n = b.T, b.B, b.T * b.B
-    if tau is None or tau >= T - 1:  # every term kept: the fast path (gated_fast)
+    if tau is None or tau >= T - 1:  # every term kept: the fast path (fast.gated)
         fw = fast_forward(g)
-        upstream, dV, dc = gated_fast.output_upstream(fw, g.V, g.c, b.Y, g.weight)
+        upstream, dV, dc = fast.output_upstream(fw, g.V, g.c, b.Y, g.weight)
         loss, grads, ds0, dxs = fast_backward(p, g, fw, upstream, None, V=dV, c=dc)
         final = g.state_out(fw.final_z())
         return GatedBPTTResult(loss=loss, grads=grads, ds0=ds0, dxs=dxs, final_state=final)
@@ -398,7 +387,7 @@ def bptt(
     h_rows = np.ascontiguousarray(r.outputs(H)).reshape(n, H)  # h_t, one row per (t, b)
 
     def overflow(loss: np.floating) -> None:
-        gated_fast.check_finite("o_t", logits(h_rows, g.V.T, g.c).reshape(T, B, -1))
+        fast.check_finite("o_t", logits(h_rows, g.V.T, g.c).reshape(T, B, -1))
         raise_loss_overflow(r.outputs(H), g.V, g.c, b.Y, g.weight, 0)  # a term w_t E_t, or their sum
 
     with np.errstate(**QUIET):  # overflow is named (o_t, dE/dgh_t), never a warning
@@ -457,7 +446,7 @@ def layer_backward(
     """
     with np.errstate(**QUIET):  # as on the fast path: overflow is named, never a warning
         dgi, dgh, dz0 = backprop(g.cell, w, r, dz_direct, truncate=tau)
-        gated_fast.check_finite("dE/dgh_t", dgh)
+        fast.check_finite("dE/dgh_t", dgh)
         dU, db_ih, dW, db_hh, dX = weight_grads(dgi, dgh, r.h_prev(g.H), g.U, g.batch.tokens, g.X)
     has_bias = g.b_ih is not None
     grads = type(p)._adopt(
@@ -510,7 +499,7 @@ def forward(
     h = fw.hs[1:]
     with np.errstate(**QUIET):  # logits that overflow are named, never a warning
         o = logits(h.reshape(T * B, H), g.V.T, g.c).reshape(T, B, b.K)
-        gated_fast.check_finite("o_t", o)
+        fast.check_finite("o_t", o)
         y_hat = softmax(o)
     cell_state = b.to_batch_first(fw.cs[1:]) if g.cell is LSTM else None
     return GatedForwardResult(

@@ -26,9 +26,10 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from . import core, gated
+from . import elman, gated
 from ._inputs import check_truncate, prepare
 from .errors import DEFAULT_MAX_BYTES, check_max_bytes
+from .fast.elman import layer_backward as elman_layer_backward
 from .gated_params import GRUParams, LSTMParams, LSTMState
 from .params import RNNParams
 
@@ -50,7 +51,7 @@ def bptt(
     mask: object | None = None,
     activation: str | None = None,
     max_bytes: int = DEFAULT_MAX_BYTES,
-) -> core.BPTTResult | gated.GatedBPTTResult:
+) -> elman.BPTTResult | gated.GatedBPTTResult:
     """Loss and exact gradients by backpropagation through time, for any cell.
 
     Args:
@@ -69,14 +70,14 @@ def bptt(
         max_bytes: the size limit, checked before allocating.
 
     Returns:
-        core.BPTTResult (Elman) or gated.GatedBPTTResult (GRU, LSTM): loss, grads (the type of
+        elman.BPTTResult (Elman) or gated.GatedBPTTResult (GRU, LSTM): loss, grads (the type of
         p), ds0 (LSTMState(dh0, dc0) for the LSTM), dxs ((T, D) / (B, T, D), or None for
         tokens), final_state (LSTMState(h_{T-1}, c_{T-1}) for the LSTM).
     """
     if _is_gated(p):
         return gated.bptt(p, xs, ys, s0=s0, truncate=truncate, reduction=reduction, mask=mask,
                           activation=activation, max_bytes=max_bytes)  # fmt: skip
-    return core.bptt(p, xs, ys, activation=activation, s0=s0, truncate=truncate, reduction=reduction,
+    return elman.bptt(p, xs, ys, activation=activation, s0=s0, truncate=truncate, reduction=reduction,
                      mask=mask, max_bytes=max_bytes)  # fmt: skip
 
 
@@ -87,20 +88,20 @@ def forward(
     s0: object | None = None,
     activation: str | None = None,
     max_bytes: int = DEFAULT_MAX_BYTES,
-) -> core.ForwardResult | gated.GatedForwardResult:
+) -> elman.ForwardResult | gated.GatedForwardResult:
     """The forward pass of any cell (no labels): states and logits, batch-first when batched.
 
     Args:
         p, xs, s0, activation, max_bytes: as for :func:`bptt`.
 
     Returns:
-        core.ForwardResult (a, s (T, H) / (B, T, H); o, y_hat (T, K) / (B, T, K); final_state)
+        elman.ForwardResult (a, s (T, H) / (B, T, H); o, y_hat (T, K) / (B, T, K); final_state)
         for the Elman cell; gated.GatedForwardResult (h, cell_state (the LSTM's c_t, else None),
         o, y_hat, final_state) for the GRU and the LSTM.
     """
     if _is_gated(p):
         return gated.forward(p, xs, s0=s0, activation=activation, max_bytes=max_bytes)
-    return core.forward(p, xs, activation=activation, s0=s0, max_bytes=max_bytes)
+    return elman.forward(p, xs, activation=activation, s0=s0, max_bytes=max_bytes)
 
 
 @dataclass(frozen=True, eq=False)
@@ -278,18 +279,18 @@ def _elman_backward(
             ("the outputs h_t, (B, T, H)", (sz.T, sz.B, sz.H), sz.dtype),
             ("dhs in the compute dtype, (T, B, H)", (sz.T, sz.B, sz.H), sz.dtype),
         ]
-        core._check_sizes("backward", core._bptt_arrays(sz, full) + extra, limit)
+        elman._check_sizes("backward", elman._bptt_arrays(sz, full) + extra, limit)
 
-    batch = prepare(p, xs, None, activation=core.elman_activation(activation), s0=s0, labels_required=False,
+    batch = prepare(p, xs, None, activation=elman.elman_activation(activation), s0=s0, labels_required=False,
                     size_check=refuse_too_large)  # fmt: skip
     dhs_tm, d_fin = _upstream(dhs, final_parts, batch.T, batch.B, batch.H, batch.batched, batch.dtype)
-    tr, dU, dW, db, ds0, dxs = core.layer_backward(p, batch, dhs_tm, d_fin, tau)
+    tr, dU, dW, db, ds0, dxs = elman_layer_backward(p, batch, dhs_tm, d_fin, tau)
     return LayerResult(
         grads=RNNParams._adopt(U=dU, W=dW, b=db, V=None, c=None),
         dxs=dxs,
         ds0=ds0,
         hs=batch.to_batch_first(tr.s),
-        final_state=core.final_state(tr),
+        final_state=elman.final_state(tr),
     )
 
 

@@ -25,8 +25,8 @@ from __future__ import annotations
 import numpy as np
 
 from ._inputs import check_max_bytes
-from .core import BPTTResult
 from .decompose import Unrolled, step_jacobians, unroll
+from .elman import BPTTResult
 from .errors import DEFAULT_MAX_BYTES, TooLargeError
 from .gated import GatedBPTTResult
 from .params import RNNParams

@@ -1,6 +1,6 @@
 """The backward recursion and forward pass at their edges: truncation that keeps every term,
 a single step, the ``out`` buffer, the last lag, the compute dtype of the Trace, and softmax
-with extreme logits. Some check the documented contracts of core's internal helpers
+with extreme logits. Some check the documented contracts of the Elman fast path's internal helpers
 (truncated_deltas, lag_deltas, run_forward's Trace), which decompose and rtrl build on."""
 
 from __future__ import annotations
@@ -12,7 +12,7 @@ import torch
 from conftest import assert_identical
 from manual_bptt import RNNParams, bptt, forward
 from manual_bptt._inputs import prepare
-from manual_bptt.core import delta_grads, lag_deltas, run_forward, truncated_deltas
+from manual_bptt.fast.elman import delta_grads, lag_deltas, run_forward, truncated_deltas
 from manual_bptt.output import output_layer
 from manual_bptt.testing import assert_close
 

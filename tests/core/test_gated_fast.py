@@ -1,4 +1,4 @@
-"""The gated cells' fast path (manual_bptt.gated_fast) against the spec and against the oracle.
+"""The gated cells' fast path (manual_bptt.fast.gated) against the spec and against the oracle.
 
 The spec is cells.gru / cells.lstm run by the generic drivers (drivers.run, backprop,
 weight_grads), step by step, with its own forward; the oracle is reference.bptt_cell (plain
@@ -19,8 +19,9 @@ from hypothesis import strategies as st
 
 import manual_bptt as mb
 from conftest import examples, oracle_close
-from manual_bptt import drivers, gated, gated_fast
-from manual_bptt.core import step_blocks
+from manual_bptt import drivers, gated
+from manual_bptt.fast import gated as gated_fast
+from manual_bptt.fast.blocks import step_blocks
 from manual_bptt.gated_params import GRUParams, LSTMParams, LSTMState
 from manual_bptt.output import softmax_cross_entropy
 from manual_bptt.testing import assert_close
@@ -385,7 +386,7 @@ def test_the_backward_reads_the_final_state_gradient_without_writing_to_it(cls):
 # ---------------------------------------------------------------------------------------------
 # Overflow over several blocks of steps
 # ---------------------------------------------------------------------------------------------
-ROWS_OF_ONE_STEP = 1100  # B > core._ROWS: every block of steps is one step
+ROWS_OF_ONE_STEP = 1100  # B > blocks._ROWS: every block of steps is one step
 
 
 def overflowing_rows(cls, B: int = ROWS_OF_ONE_STEP):

@@ -18,7 +18,7 @@ import numpy as np
 import pytest
 
 import manual_bptt as mb
-from manual_bptt.core import step_blocks
+from manual_bptt.fast.blocks import step_blocks
 
 H, D, K = 4, 3, 2
 

@@ -2,7 +2,7 @@
 
     a_t = gi_t + gh_t = (U x_t + b) + W s_{t-1}        s_t = f(a_t)         (G = 1, P = 1)
 
-This is the statement of the step; manual_bptt.core holds the blocked fast path of the same
+This is the statement of the step; manual_bptt.fast.elman holds the blocked fast path of the same
 recursion, property-tested against the generic driver over this spec.
 """
 

@@ -1,4 +1,4 @@
-"""Forward pass, loss, and backpropagation through time by the reverse recursion.
+"""The Elman cell's fast path: the forward pass and BPTT by the reverse recursion, in blocks of steps.
 
 Model (batch-first at the API, time-major inside):
 
@@ -17,7 +17,7 @@ Backward, with delta_t := dE/da_t (the total derivative, through every later ste
     dV = sum_t dE/do_t s_t^T       dc = sum_t dE/do_t         ds0 = W^T delta_0
 
 The two recursions over t (forward and backward) are the only Python loops over single steps;
-every other product runs over a block of steps, about _ROWS rows (t, b), at once. Besides its
+every other product runs over a block of steps, about blocks._ROWS rows (t, b), at once. Besides its
 outputs, a call to bptt allocates only the states s_t, (T + 1, B, H), and a few blocks of that
 many rows, each reused:
     forward:  U x_t + b for a block of steps, then a_t and s_t = f(a_t) step by step;
@@ -32,38 +32,17 @@ Truncated BPTT keeps e_t for all steps (its sums over lags need them) in one (T,
 
 from __future__ import annotations
 
-import math
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from functools import cached_property
 
 import numpy as np
 
-from ._inputs import Batch, Sizes, check_max_bytes, check_truncate, prepare
-from .errors import (
-    DEFAULT_MAX_BYTES,
-    QUIET,
-    all_finite,
-    check_bytes,
-    check_grads_finite,
-    check_steps_finite,
-    nbytes,
-)
-from .output import logits, output_layer, raise_loss_overflow, raise_loss_sum_overflow, softmax
-from .params import RNNParams
-
-#: Rows (t, b) per block of steps (at least one step per block), where work is done a block
-#: of steps at a time: enough rows for full-speed matrix products, few enough to stay in cache.
-_ROWS = 1024
-#: Numbers per block of elementwise work done a block of steps at a time (f'(a_t) in the
-#: backward recursion): 256 KiB of float64, so the block stays in cache between its uses.
-_NUMBERS = 1 << 15
-_INT64 = np.dtype(np.int64)  # the copies of token ids and labels
-
-
-def elman_activation(activation: object) -> object:
-    """The Elman cell's activation name: None means "tanh" (anything else is checked by prepare)."""
-    return "tanh" if activation is None else activation
+from .._inputs import Batch
+from ..errors import QUIET, check_grads_finite, check_steps_finite
+from ..output import output_layer, raise_loss_overflow
+from ..params import RNNParams
+from .blocks import add_rows_by_token, input_grad_arrays, step_blocks, sub_block_steps, x_buffer, x_rows
 
 
 @dataclass(frozen=True, eq=False)
@@ -101,26 +80,6 @@ class Trace:
     def s_prev(self, k: int) -> np.ndarray:
         """s_{k-1}, (B, H): the state entering step k (s0 for k = 0)."""
         return self.s_in[k]
-
-
-@dataclass(frozen=True, eq=False)
-class BPTTResult:
-    """Loss and exact gradients.
-
-    Attributes:
-        loss: E, a Python float.
-        grads: dE/dU (H, D), dE/dW (H, H), dE/dV (K, H), dE/db (H,), dE/dc (K,) as an
-            RNNParams (b, c are None where the parameters have none).
-        ds0: dE/ds0, the shape of s0 as given; (H,) or (B, H) when s0 was None.
-        dxs: dE/dxs, same shape as xs, for dense inputs; None for token inputs.
-        final_state: s_{T-1}, (H,) or (B, H): the s0 of the next chunk.
-    """
-
-    loss: float
-    grads: RNNParams
-    ds0: np.ndarray
-    dxs: np.ndarray | None
-    final_state: np.ndarray
 
 
 def run_forward(p: RNNParams, batch: Batch, *, keep_a: bool = True, check_states: bool = True) -> Trace:
@@ -177,7 +136,7 @@ def _recurrence(
     else:
         UT = np.ascontiguousarray(U.T)  # contiguous rows to gather, and x @ UT is faster than x @ U.T
     WT = np.ascontiguousarray(W.T)  # s_{t-1} @ WT: the per-step product, faster than with W.T
-    x_buf = _x_buffer(batch, blocks)
+    x_buf = x_buffer(batch.X, blocks[0][1])
     recur = np.empty((B, H), dtype=states.dtype)
     f = batch.act.f
     for start, end in blocks:
@@ -187,7 +146,7 @@ def _recurrence(
         if batch.tokens is not None:
             np.take(UT, batch.tokens[start:end], axis=0, out=a_blk)
         else:
-            np.matmul(_x_rows(batch.X, start, end, x_buf), UT, out=a_blk.reshape(-1, H))
+            np.matmul(x_rows(batch.X, start, end, x_buf), UT, out=a_blk.reshape(-1, H))
         if b is not None:
             a_blk += b
         # one row of each array per step; iterating yields views, without per-step indexing
@@ -197,34 +156,6 @@ def _recurrence(
             f(a_t, out=s_t)  # s_t = f(a_t)
         if check_states:
             check_steps_finite("s_t", states[start + 1 : end + 1], start)
-
-
-def step_blocks(T: int, B: int) -> list[tuple[int, int]]:
-    """[start, end) of consecutive blocks of steps: _ROWS rows (t, b) each, at least one step."""
-    steps = max(1, _ROWS // B)
-    return [(t, min(t + steps, T)) for t in range(0, T, steps)]
-
-
-def _x_buffer(batch: Batch, blocks: list[tuple[int, int]]) -> np.ndarray | None:
-    """The one block that _x_rows copies into, or None when no copy is needed."""
-    X = batch.X
-    if X is None or X.flags.c_contiguous:
-        return None
-    return np.empty_like(X[: blocks[0][1]], order="C")
-
-
-def _x_rows(X: np.ndarray, start: int, end: int, buf: np.ndarray | None) -> np.ndarray:
-    """x_k for the steps k in [start, end) as a C-contiguous (rows, D) matrix of rows (t, b).
-
-    A C-contiguous X, (T, B, D), gives a view. The time-major view of the caller's
-    batch-first array (see Batch.X) is copied into buf (from _x_buffer), reused for every
-    block: the matrix products get contiguous rows, and no (T, B, D) copy is made.
-    """
-    if buf is None:
-        return X[start:end].reshape(-1, X.shape[-1])
-    x = buf[: end - start]
-    np.copyto(x, X[start:end])  # x_k for the steps k of this block, time-major
-    return x.reshape(-1, X.shape[-1])
 
 
 @dataclass(eq=False)
@@ -355,8 +286,9 @@ def _reverse_recursion(
 
 
 def _fprime_buffer(batch: Batch, steps: int) -> np.ndarray:
-    """Scratch for f'(a_t) of up to _NUMBERS numbers (at least one step, at most `steps`)."""
-    m = min(steps, max(1, _NUMBERS // (batch.B * batch.H)))
+    """Scratch for f'(a_t) of a sub-block of steps (blocks.sub_block_steps: at most blocks._NUMBERS
+    numbers, at least one step, at most `steps`)."""
+    m = sub_block_steps(steps, batch.B, batch.H)
     return np.empty((m, batch.B, batch.H), dtype=batch.dtype)
 
 
@@ -408,17 +340,6 @@ def lag_deltas(tr: Trace, e: np.ndarray, max_lag: int) -> Iterator[tuple[int, np
         yield L, Q
 
 
-def _input_grad_arrays(batch: Batch) -> tuple[np.ndarray | None, np.ndarray | None]:
-    """(dxs in the caller's layout, its time-major (T, B, D) view), or (None, None) for tokens."""
-    if batch.tokens is not None:
-        return None, None
-    if batch.batched:
-        dxs = np.empty((batch.B, batch.T, batch.D), dtype=batch.dtype)
-        return dxs, dxs.swapaxes(0, 1)
-    dxs = np.empty((batch.T, batch.D), dtype=batch.dtype)
-    return dxs, dxs[:, None, :]
-
-
 def _delta_block_grads(
     tr: Trace,
     delta: np.ndarray,
@@ -434,7 +355,7 @@ def _delta_block_grads(
 
     Args:
         delta: (n, B, H) the error signals g_k = dE/da_k of these steps.
-        x_buf: the block from _x_buffer (None if xs needs no copy); free again once dU has
+        x_buf: the block from x_buffer (None if xs needs no copy); free again once dU has
             its terms, it then holds dE/dx_k on its way to the caller's batch-first layout.
     """
     batch = tr.batch
@@ -445,9 +366,9 @@ def _delta_block_grads(
     if sums.db is not None:
         sums.db += delta_rows.sum(axis=0)  # db += sum_k g_k
     if batch.tokens is not None:
-        _add_rows_by_token(sums.dUT, batch.tokens[start:end].reshape(n), delta_rows)
+        add_rows_by_token(sums.dUT, batch.tokens[start:end].reshape(n), delta_rows)
         return
-    sums.dU += delta_rows.T @ _x_rows(batch.X, start, end, x_buf)  # dU += sum_k g_k x_k^T
+    sums.dU += delta_rows.T @ x_rows(batch.X, start, end, x_buf)  # dU += sum_k g_k x_k^T
     dx = dxs_tm[start:end]
     if dx.flags.c_contiguous:  # time-major dxs (unbatched, or B = 1)
         np.matmul(delta_rows, tr.U, out=dx.reshape(n, batch.D))  # dE/dx_k = U^T g_k
@@ -455,18 +376,6 @@ def _delta_block_grads(
         rows = np.empty_like(dx, order="C") if x_buf is None else x_buf[: len(delta)]
         np.matmul(delta_rows, tr.U, out=rows.reshape(n, batch.D))  # dE/dx_k = U^T g_k
         dx[...] = rows
-
-
-def _add_rows_by_token(dUT: np.ndarray, tokens: np.ndarray, delta_rows: np.ndarray) -> None:
-    """dUT[v] += the sum of the rows delta_rows[i] with tokens[i] = v.
-
-    That is dU += sum_k g_k x_k^T for one-hot x_k: column v of dU collects the g_k of the
-    steps with x_k = v. np.add.at sums repeated indices (plain += would keep one of them);
-    on flat indices v * H + h it costs O(rows H), whatever the vocabulary.
-    """
-    H = delta_rows.shape[1]
-    cell = (tokens[:, None] * H + np.arange(H)).reshape(-1)  # flat index of (v, h) in dUT
-    np.add.at(dUT.reshape(-1), cell, delta_rows.reshape(-1))
 
 
 def delta_grads(
@@ -485,8 +394,8 @@ def delta_grads(
     batch = tr.batch
     blocks = step_blocks(batch.T, batch.B)
     sums = _GradSums.zeros(tr)
-    dxs, dxs_tm = _input_grad_arrays(batch)
-    x_buf = _x_buffer(batch, blocks)
+    dxs, dxs_tm = input_grad_arrays(batch, batch.dtype)
+    x_buf = x_buffer(batch.X, blocks[0][1])
     for start, end in blocks:
         _delta_block_grads(tr, deltas[start:end], start, x_buf, dxs_tm, sums)
     ds0 = batch.fold_ds0(deltas[0] @ tr.W)  # ds0 = W^T g_0
@@ -525,8 +434,8 @@ def _bptt_blocks(
     steps = blocks[0][1]
     signal = np.empty((steps, B, H), dtype=dt)  # e_t, then delta_t, for the steps of one block
     fp_buf = _fprime_buffer(batch, steps)
-    x_buf = _x_buffer(batch, blocks)
-    dxs, dxs_tm = _input_grad_arrays(batch)
+    x_buf = x_buffer(batch.X, blocks[0][1])
+    dxs, dxs_tm = input_grad_arrays(batch, batch.dtype)
     loss = dt.type(0)
     for start, end in reversed(blocks):
         block = signal[: end - start]
@@ -537,7 +446,7 @@ def _bptt_blocks(
     return float(loss), batch.fold_ds0(carry), dxs  # carry = W^T delta_0 = ds0 per row
 
 
-def _full_bptt(tr: Trace) -> tuple[float, _GradSums, np.ndarray, np.ndarray | None]:
+def full_bptt(tr: Trace) -> tuple[float, _GradSums, np.ndarray, np.ndarray | None]:
     """bptt's full recursion: _bptt_blocks with e_t = V^T dE/do_t from the output layer.
 
     Returns (loss, the gradient sums, ds0 in s0's shape, dxs in xs's shape or None).
@@ -597,184 +506,3 @@ def layer_backward(
             dU, dW, db, ds0, dxs = delta_grads(tr, deltas)
         check_grads_finite({"dE/dU": dU, "dE/dW": dW, "dE/db": db, "dE/ds0": ds0, "dE/dxs": dxs})
     return tr, dU, dW, db, ds0, dxs
-
-
-def bptt(
-    p: RNNParams,
-    xs: object,
-    ys: object,
-    *,
-    activation: str | None = None,
-    s0: object | None = None,
-    truncate: int | None = None,
-    reduction: str = "sum",
-    mask: object | None = None,
-    max_bytes: int = DEFAULT_MAX_BYTES,
-) -> BPTTResult:
-    """Loss and exact gradients of the RNN by backpropagation through time.
-
-    Args:
-        p: RNNParams: U (H, D), W (H, H), V (K, H), b (H,) or None, c (K,) or None.
-        xs: int token ids (T,) or (B, T) in [0, D), or float dense inputs (T, D) or (B, T, D).
-        ys: int labels in [0, K), (T,) or (B, T) matching xs.
-        activation: f, one of "tanh", "sigmoid", "relu", "identity"; None means "tanh".
-        s0: initial state s_{-1}: None (zeros), (H,), or (B, H) for batched xs. An (H,)
-            s0 with batched xs is shared by all sequences and ds0 sums over the batch.
-        truncate: None for full BPTT; tau >= 0 keeps, for every E_t, exactly the terms
-            k with t - tau <= k <= t of dE_t/dθ = sum_k dE_t/ds_t ds_t/ds_k ∂s_k/∂θ, for
-            θ in U, W, b, xs and s0 (s0 enters through step 0). V and c are unaffected.
-        reduction: "sum" (E = sum of E_t) or "mean" (divided by the counted targets).
-        mask: None, or bool (T,) / (B, T): targets where False contribute nothing (the
-            state still runs through those steps); their labels may be any integer (padding).
-        max_bytes: the largest single array the call may allocate (default 1 GiB): the
-            states (T + 1, B, H), dE/dxs, the copies of the token ids and labels, the blocks.
-
-    Returns:
-        BPTTResult with loss, grads, ds0, dxs (dense inputs) and final_state.
-        Computed in float32 when every floating input is float32, else float64.
-
-    Raises:
-        ValueError naming the argument, for any malformed input.
-        TooLargeError (a ValueError) when an array would exceed max_bytes, found from the
-            shapes alone, before any input is scanned and before anything is allocated.
-        NonFiniteError naming the first step whose state s_t, logits o_t or dE/da_t is not
-            finite (the computation overflowed).
-    """
-    tau = check_truncate(truncate)
-    limit = check_max_bytes(max_bytes)
-
-    def refuse_too_large(sz: Sizes) -> None:
-        full = tau is None or tau >= sz.T - 1
-        _check_sizes("bptt", _bptt_arrays(sz, full), limit)
-
-    batch = prepare(p, xs, ys, activation=elman_activation(activation), s0=s0, reduction=reduction, mask=mask,
-                    size_check=refuse_too_large)
-    with np.errstate(**QUIET):  # overflow raises NonFiniteError below, never a warning
-        if tau is None or tau >= batch.T - 1:  # every term kept: the full recursion
-            tr = run_forward(p, batch, keep_a=False, check_states=False)
-            loss, sums, ds0, dxs = _full_bptt(tr)
-            dU, dW, dV, db, dc = sums.input_grad(), sums.dW, sums.dV, sums.db, sums.dc
-            # the arrays that hold every gradient's numbers: one sum each decides "all finite"
-            # (for tokens dU is dUT transposed, the same numbers)
-            covering = (sums.flat, ds0, dxs)
-        else:
-            # e_t = V^T dE/do_t is written over a, which is needed no more (f'(a_t) comes from
-            # s_t), and the truncated g_k over e_t in turn: one (T, B, H) array for the three
-            tr = run_forward(p, batch, check_states=False)
-            e = tr.a
-            loss, dV, dc = output_grads(tr, e_out=e)
-            deltas = truncated_deltas(tr, e, tau, out=e)
-            check_steps_finite("dE/da_t", deltas, 0, last_first=True)
-            dU, dW, db, ds0, dxs = delta_grads(tr, deltas)
-            covering = None
-        if not math.isfinite(loss):  # every block's part is finite (_output_block), their sum is not
-            raise_loss_sum_overflow(0, batch.T - 1, batch.dtype)
-        if covering is None or not all_finite(*covering):  # the dict is built only to search it
-            check_grads_finite({"dE/dU": dU, "dE/dW": dW, "dE/dV": dV, "dE/db": db, "dE/dc": dc,
-                                "dE/ds0": ds0, "dE/dxs": dxs})
-    grads = RNNParams._adopt(U=dU, W=dW, V=dV, b=db, c=dc)  # fresh arrays: no copies
-    return BPTTResult(loss=loss, grads=grads, ds0=ds0, dxs=dxs, final_state=final_state(tr))
-
-
-def _bptt_arrays(sz: Sizes, full: bool) -> list[tuple[str, tuple[int, ...], np.dtype]]:
-    """(what, shape, dtype) of the arrays bptt allocates whose size grows with the inputs."""
-    T, B, D, H, K, dt = sz.T, sz.B, sz.D, sz.H, sz.K, sz.dtype
-    rows = step_blocks(T, B)[0][1] * B  # rows (t, b) of one block of steps
-    arrays = [
-        ("the states s_t, (T + 1, B, H)", (T + 1, B, H), dt),
-        ("the labels, (T, B) int64", (T, B), _INT64),
-        ("a block of logits o_t, (rows, K)", (rows, K), dt),
-        ("dE/dU, (H, D)", (H, D), dt),
-    ]
-    if not full:
-        arrays.append(("e_t and the truncated dE/da_t, (T, B, H)", (T, B, H), dt))
-    if sz.tokens:
-        arrays.append(("the token ids, (T, B) int64", (T, B), _INT64))
-    else:
-        arrays.append(("dE/dxs, (B, T, D)", (B, T, D), dt))
-    return arrays
-
-
-def _forward_arrays(sz: Sizes) -> list[tuple[str, tuple[int, ...], np.dtype]]:
-    """(what, shape, dtype) of the arrays forward allocates whose size grows with the inputs."""
-    T, B, H, K, dt = sz.T, sz.B, sz.H, sz.K, sz.dtype
-    arrays = [
-        ("the states s_t, (T + 1, B, H)", (T + 1, B, H), dt),
-        ("the logits o_t and y_hat_t, (T, B, K) each", (T, B, K), dt),
-    ]
-    if sz.tokens:
-        arrays.append(("the token ids, (T, B) int64", (T, B), _INT64))
-    return arrays
-
-
-def _check_sizes(caller: str, arrays: list[tuple[str, tuple[int, ...], np.dtype]], max_bytes: int) -> None:
-    """TooLargeError for the first array over max_bytes, before anything is allocated.
-
-    The message is written only for an array that is refused (check_bytes raises there).
-    """
-    for what, shape, dtype in arrays:
-        if nbytes(shape, dtype.itemsize) > max_bytes:
-            hint = "Split the input into shorter chunks (carry final_state as s0), or raise max_bytes"
-            check_bytes(f"{caller}: {what}", shape, dtype, max_bytes, hint=hint)
-
-
-def final_state(tr: Trace) -> np.ndarray:
-    """s_{T-1} in the caller's layout: (B, H) if batched, else (H,)."""
-    return tr.s[-1].copy() if tr.batch.batched else tr.s[-1, 0].copy()
-
-
-@dataclass(frozen=True, eq=False)
-class ForwardResult:
-    """The forward pass in the caller's layout (batch-first when batched).
-
-    Attributes:
-        a: pre-activations a_t, (T, H) or (B, T, H).
-        s: states s_t, (T, H) or (B, T, H).
-        o: logits o_t = V s_t + c, (T, K) or (B, T, K).
-        y_hat: softmax(o_t), same shape as o.
-        final_state: s_{T-1}, (H,) or (B, H).
-    """
-
-    a: np.ndarray
-    s: np.ndarray
-    o: np.ndarray
-    y_hat: np.ndarray
-    final_state: np.ndarray
-
-
-def forward(
-    p: RNNParams,
-    xs: object,
-    *,
-    activation: str | None = None,
-    s0: object | None = None,
-    max_bytes: int = DEFAULT_MAX_BYTES,
-) -> ForwardResult:
-    """Run the RNN forward; same input forms and checks as bptt (no labels needed).
-
-    Args:
-        p: RNNParams.  xs: (T,) / (B, T) token ids or (T, D) / (B, T, D) dense inputs.
-        activation: "tanh", "sigmoid", "relu" or "identity" (None: "tanh").  s0: None, (H,) or (B, H).
-        max_bytes: the largest single array the call may allocate (default 1 GiB): a_t and
-            s_t, (T, B, H), o_t and y_hat_t, (T, B, K), are each refused past it.
-
-    Raises:
-        ValueError naming the argument; TooLargeError past max_bytes (before allocating);
-        NonFiniteError naming the first step whose state or logits are not finite.
-    """
-    limit = check_max_bytes(max_bytes)
-    batch = prepare(p, xs, None, activation=elman_activation(activation), s0=s0, labels_required=False,
-                    size_check=lambda sz: _check_sizes("forward", _forward_arrays(sz), limit))
-    T, B, H, K = batch.T, batch.B, batch.H, batch.K
-    with np.errstate(**QUIET):  # overflow raises NonFiniteError, never a warning
-        tr = run_forward(p, batch)
-        o = logits(tr.s.reshape(T * B, H), tr.V.T, tr.c).reshape(T, B, K)
-        check_steps_finite("o_t", o, 0)
-        y_hat = softmax(o)
-    return ForwardResult(
-        a=batch.to_batch_first(tr.a),
-        s=batch.to_batch_first(tr.s),
-        o=batch.to_batch_first(o),
-        y_hat=batch.to_batch_first(y_hat),
-        final_state=final_state(tr),
-    )

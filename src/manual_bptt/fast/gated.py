@@ -8,7 +8,7 @@ tests prove the two agree, and agree with the autograd oracle), arranged for spe
   gate_o]. The backward overwrites each step's gates, in place, with that step's error signals:
   GRU [dE/dgi_r, dE/dgi_z, dE/dgh_n, dE/dgi_n] (so dE/dgh_t is the first 3H columns), LSTM
   dE/da_t = dE/dgi_t = dE/dgh_t. Besides it a call keeps h_t (T + 1, B, H), for the LSTM c_t
-  (T + 1, B, H) and tanh(c_t) (T, B, H), and blocks of about core._ROWS rows (t, b), reused.
+  (T + 1, B, H) and tanh(c_t) (T, B, H), and blocks of about blocks._ROWS rows (t, b), reused.
 * forward, per block of steps: gi_t = U x_t + b_ih for the whole block in one product (or a
   gather of columns for token ids), then per step one stacked (B, G*H) product W h_{t-1} and the
   gate arithmetic in place. Each sigmoid is 1 / (1 + exp(-a)) in place: the gate blocks that
@@ -30,12 +30,12 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from .cells.gru import GRUCache
-from .cells.lstm import LSTMCache
-from .core import _add_rows_by_token, step_blocks
-from .drivers import Run
-from .errors import QUIET, NonFiniteError, all_finite, first_nonfinite
-from .output import logits, output_layer, raise_loss_overflow
+from ..cells.gru import GRUCache
+from ..cells.lstm import LSTMCache
+from ..drivers import Run
+from ..errors import QUIET, NonFiniteError, all_finite, first_nonfinite
+from ..output import logits, output_layer, raise_loss_overflow
+from .blocks import add_rows_by_token, step_blocks, x_buffer, x_rows
 
 
 def check_finite(what: str, a: np.ndarray, start: int = 0) -> None:
@@ -81,22 +81,6 @@ class FastForward:
         if self.lstm:
             return np.concatenate([self.hs[-1], self.cs[-1]], axis=1)
         return self.hs[-1].copy()
-
-
-def _x_rows(X: np.ndarray, start: int, end: int, buf: np.ndarray | None) -> np.ndarray:
-    """x_t for the steps [start, end) as C-contiguous rows (t, b), (rows, D): a view, or a copy in buf."""
-    if buf is None:
-        return X[start:end].reshape(-1, X.shape[-1])
-    x = buf[: end - start]
-    np.copyto(x, X[start:end])
-    return x.reshape(-1, X.shape[-1])
-
-
-def _x_buffer(X: np.ndarray | None, steps: int) -> np.ndarray | None:
-    """A block of time-major rows for _x_rows, or None when X needs no copy (tokens, or C-contiguous)."""
-    if X is None or X.flags.c_contiguous:
-        return None
-    return np.empty_like(X[:steps], order="C")
 
 
 def _sigmoid_signs(lstm: bool, H: int, dtype: np.dtype) -> np.ndarray:
@@ -148,7 +132,7 @@ def forward(
     blocks = step_blocks(T, B)
     steps = blocks[0][1]
     gi = np.empty((steps, B, GH), dtype=dt)
-    x_buf = _x_buffer(X, steps)
+    x_buf = x_buffer(X, steps)
     tmp = np.empty((B, H), dtype=dt)
     with np.errstate(**QUIET):
         for start, end in blocks:
@@ -156,7 +140,7 @@ def forward(
             if tokens is not None:
                 np.take(UTs, tokens[start:end], axis=0, out=gi_blk)  # U x_t = a column of U
             else:
-                np.matmul(_x_rows(X, start, end, x_buf), UTs, out=gi_blk.reshape(-1, GH))
+                np.matmul(x_rows(X, start, end, x_buf), UTs, out=gi_blk.reshape(-1, GH))
             if bias is not None:
                 gi_blk += bias
             for t in range(start, end):
@@ -286,7 +270,7 @@ def backward(
     steps = blocks[0][1]
     direct = np.empty((steps, B, H), dtype=dt)  # dE_t/dh_t from above, one block of steps
     dgi_buf = None if lstm else np.empty((steps * B, G * H), dtype=dt)  # the GRU's dgi, contiguous
-    x_buf = _x_buffer(X, steps)
+    x_buf = x_buffer(X, steps)
     scratch = np.empty((3, B, H), dtype=dt)
     carry_h = np.zeros((B, H), dtype=dt)
     carry_c = np.zeros((B, H), dtype=dt) if lstm else None
@@ -326,9 +310,9 @@ def backward(
                 db_ih += dgi.sum(axis=0)  # db_ih += sum_t dgi_t
                 db_hh += dgh.sum(axis=0)  # db_hh += sum_t dgh_t
             if tokens is not None:
-                _add_rows_by_token(dUT, tokens[start:end].reshape(n), dgi)  # dU[:, v] += dgi_t, x_t = v
+                add_rows_by_token(dUT, tokens[start:end].reshape(n), dgi)  # dU[:, v] += dgi_t, x_t = v
             else:
-                dU += dgi.T @ _x_rows(X, start, end, x_buf)  # dU += sum_t dgi_t^T x_t
+                dU += dgi.T @ x_rows(X, start, end, x_buf)  # dU += sum_t dgi_t^T x_t
                 dxs_tm[start:end] = (dgi @ U).reshape(end - start, B, D)  # dE/dx_t = dgi_t U
         if not finite:
             check_finite("dE/dgh_t", fw.gates if lstm else fw.gates[:, :, : 3 * H])
