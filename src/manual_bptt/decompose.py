@@ -29,7 +29,7 @@ from typing import Any
 
 import numpy as np
 
-from ._inputs import check_max_bytes, prepare
+from ._inputs import check_max_bytes
 from .cells import ELMAN
 from .cells.base import Cell, StepWeights
 from .drivers import (
@@ -43,8 +43,7 @@ from .drivers import (
     step_jacobian,
 )
 from .errors import DEFAULT_MAX_BYTES, QUIET, NonFiniteError, TooLargeError, check_bytes, first_nonfinite
-from .gated import prepare_gated
-from .gated_params import GRUParams, LSTMParams
+from .kinds import Kind, kind_of
 from .output import logits, output_layer, softmax
 
 __all__ = [
@@ -75,6 +74,7 @@ class Unrolled:
     """A validated forward run of any cell with its output layer, time-major.
 
     Attributes:
+        kind: the row of the params type in manual_bptt.kinds.
         cell, w: the cell and its recurrent weights (compute dtype).
         U: (G*H, D) input weights.  V: (K, H).  c: (K,) or None.
         bias_names: the names of the cell's biases in the params type: ("b",) for the Elman
@@ -83,13 +83,15 @@ class Unrolled:
         z: (T + 1, B, S) states, z[0] = z0, z[t + 1] = z_t.
         cache: the T per-step caches stacked into one cache of T*B rows (drivers.stack_caches).
         batched: whether xs had a batch axis.  prep: the validated inputs of the params type
-            (an _inputs.Batch for the Elman cell; gated.prepare_gated's result otherwise).
+            (an _inputs.Batch for the Elman cell, a gated.GatedInputs otherwise; see
+            drivers.CellInputs).
         Y, weight: (T, B) labels and the weight of each E_t, or None without labels.
         loss: E, or None without labels.  dO: (T, B, K) dE/do_t, or None.
         dV: (K, H) dE/dV and dc: (K,) dE/dc (None without c), or None without labels.
         e: (T, B, S) dE_t/dz_t from the output layer (zero in the c part), or None.
     """
 
+    kind: Kind
     cell: Cell
     w: StepWeights
     U: np.ndarray
@@ -179,35 +181,19 @@ def unroll(
 ) -> Unrolled:
     """Validate the inputs for the params type of ``p``, run the cell and its output layer.
 
-    RNNParams: the Elman cell (activation None means "tanh"). GRUParams / LSTMParams: the
-    gated cells, validated by manual_bptt.gated (an explicit activation is a ValueError).
+    The inputs are validated by the front of p's row in manual_bptt.kinds: RNNParams, the Elman
+    cell (activation None means "tanh"); GRUParams / LSTMParams, the gated cells (an explicit
+    activation is a ValueError).
     The states, the step caches and the input terms are refused over ``max_bytes`` before
     they are allocated. ``owned``: copy the inputs (for results that outlive the call).
     ``labels``: ys is required (False: a run without the output layer, ys must be None).
     """
-    if not isinstance(p, (GRUParams, LSTMParams)):  # the Elman cell (prepare refuses other types)
-        batch = prepare(
-            p, xs, ys, activation="tanh" if activation is None else activation, s0=s0,
-            reduction=reduction, mask=mask, labels_required=labels,
-        )  # fmt: skip
-        if owned:
-            batch = batch.owned()
-        dt = batch.dtype
-        U, W, V = (np.asarray(m, dtype=dt) for m in (p.U, p.W, p.V))
-        b = None if p.b is None else np.asarray(p.b, dtype=dt)
-        c = None if p.c is None else np.asarray(p.c, dtype=dt)
-        w = StepWeights(W=W, WT=np.ascontiguousarray(W.T), b_hh=None, H=batch.H, act=batch.act)
-        cell, b_ih, bias_names = ELMAN, b, (() if b is None else ("b",))
-        tokens, X, z0, Y, weight, batched, prep = batch.tokens, batch.X, batch.s0, batch.Y, batch.weight, \
-            batch.batched, batch  # fmt: skip
-    else:
-        g = prepare_gated(p, xs, ys, s0=s0, reduction=reduction, mask=mask, activation=activation,
-                          labels_required=labels)  # fmt: skip
-        batch = g.batch.owned() if owned else g.batch
-        dt, cell, w, U, b_ih, V, c = g.dtype, g.cell, g.step_weights(), g.U, g.b_ih, g.V, g.c
-        bias_names = () if b_ih is None else ("b_ih", "b_hh")
-        X = None if g.X is None else (g.X.copy() if owned else g.X)
-        tokens, z0, Y, weight, batched, prep = batch.tokens, g.z0, batch.Y, g.weight, batch.batched, g
+    kind = kind_of(p)
+    inputs = kind.driver_inputs(
+        p, xs, ys, activation=activation, s0=s0, reduction=reduction, mask=mask, labels=labels, owned=owned
+    )
+    cell, w, U, b_ih, V, c = inputs.cell, inputs.w, inputs.U, inputs.b_ih, inputs.V, inputs.c
+    tokens, X, z0, Y, weight, dt = inputs.tokens, inputs.X, inputs.s0, inputs.Y, inputs.weight, inputs.U.dtype
     T, B = (tokens if tokens is not None else X).shape[:2]
     S, GH = z0.shape[1], U.shape[0]
     check_bytes(f"{what}: the input terms gi_t = U x_t + b_ih", (T, B, GH), dt, max_bytes)
@@ -241,8 +227,9 @@ def unroll(
         e = np.zeros((T, B, S), dtype=dt)
         e[:, :, :H] = out.e.reshape(T, B, H)  # dE_t/dh_t = V^T dE_t/do_t; nothing to c_t
     return Unrolled(
-        cell=cell, w=w, U=U, V=V, c=c, bias_names=bias_names, tokens=tokens, X=X, z=r.z, cache=cache,
-        batched=batched, prep=prep, Y=Y, weight=weight, loss=loss, dO=dO, dV=dV, dc=dc, e=e,
+        kind=kind, cell=cell, w=w, U=U, V=V, c=c, bias_names=inputs.bias_names, tokens=tokens, X=X, z=r.z,
+        cache=cache, batched=inputs.batched, prep=inputs.prep, Y=Y, weight=weight, loss=loss, dO=dO, dV=dV,
+        dc=dc, e=e,
     )  # fmt: skip
 
 

@@ -11,7 +11,8 @@ numbers. With gi_t = U x_t + b_ih and gh_t = W h_{t-1} + b_hh (see cells.base):
     weight_grads   dU = sum_t dgi_t^T x_t, db_ih = sum_t dgi_t, dW = sum_t dgh_t^T h_{t-1},
                    db_hh = sum_t dgh_t, dE/dx_t = dgi_t U: each one product over all (t, b) rows
 
-The drivers take arrays already validated (manual_bptt._inputs) in the compute dtype.
+The drivers take arrays already validated (manual_bptt._inputs) in the compute dtype; CellInputs
+holds them as each cell's front gives them (manual_bptt.kinds: every params type has one).
 """
 
 from __future__ import annotations
@@ -23,6 +24,41 @@ from typing import Any
 import numpy as np
 
 from .cells.base import Cell, StepWeights
+
+
+@dataclass(frozen=True, eq=False)
+class CellInputs:
+    """A call's validated inputs as the generic drivers read them, time-major, in the compute dtype.
+
+    Attributes:
+        cell, w: the cell and its recurrent weights.
+        U: (G*H, D).  b_ih: (G*H,) or None, the input bias (the Elman cell's b).  V: (K, H).
+        c: (K,) or None.
+        bias_names: the biases' names in the params type: ("b",) for the Elman cell,
+            ("b_ih", "b_hh") for a gated cell with biases, () without.
+        tokens: (T, B) token ids, or None.  X: (T, B, D) dense inputs, or None.
+        s0: (B, S) the initial state of every row.
+        Y, weight: (T, B) labels and the weight of each E_t, or None without labels.
+        batched: whether xs had a batch axis.
+        prep: the front's own validated inputs (an _inputs.Batch for the Elman cell, a
+            gated.GatedInputs otherwise); its fold_ds0, state_out and to_batch_first put a
+            gradient of s0, a state and a (T, B, ...) array into the caller's layout.
+    """
+
+    cell: Cell
+    w: StepWeights
+    U: np.ndarray
+    b_ih: np.ndarray | None
+    V: np.ndarray
+    c: np.ndarray | None
+    bias_names: tuple[str, ...]
+    tokens: np.ndarray | None
+    X: np.ndarray | None
+    s0: np.ndarray
+    Y: np.ndarray | None
+    weight: np.ndarray | None
+    batched: bool
+    prep: Any
 
 
 @dataclass(frozen=True, eq=False)

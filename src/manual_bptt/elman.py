@@ -1,4 +1,5 @@
-"""The Elman cell's bptt and forward: validation, sizes refused before allocating, results. numpy only.
+"""The Elman cell's front: bptt, forward, the layer backward and the inputs of the generic drivers:
+validation, sizes refused before allocating, results. numpy only (its row in manual_bptt.kinds).
 
     a_t = U x_t + W s_{t-1} + b        s_t = f(a_t)         s_{-1} = s0
     o_t = V s_t + c                    y_hat_t = softmax(o_t)
@@ -6,8 +7,10 @@
 
 with w_t = mask_t (reduction="sum") or mask_t / (number of counted targets) ("mean").
 
-Both run on the Elman fast path (manual_bptt.fast.elman): full BPTT by its blocked reverse
-recursion, truncated BPTT by its sum over lags; the output layer is manual_bptt.output's.
+bptt, forward and backward run on the Elman fast path (manual_bptt.fast.elman): full BPTT by its
+blocked reverse recursion, truncated BPTT by its sum over lags; the output layer is
+manual_bptt.output's. driver_inputs hands the validated inputs to decompose and rtrl, which run
+the spec (cells.elman) on the generic drivers.
 """
 
 from __future__ import annotations
@@ -17,7 +20,9 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from ._inputs import Sizes, check_max_bytes, check_truncate, prepare
+from ._inputs import Sizes, check_max_bytes, check_truncate, prepare, upstream_gradients
+from .cells import ELMAN, StepWeights
+from .drivers import CellInputs
 from .errors import (
     DEFAULT_MAX_BYTES,
     QUIET,
@@ -28,7 +33,15 @@ from .errors import (
     nbytes,
 )
 from .fast.blocks import step_blocks
-from .fast.elman import Trace, delta_grads, full_bptt, output_grads, run_forward, truncated_deltas
+from .fast.elman import (
+    Trace,
+    delta_grads,
+    full_bptt,
+    layer_backward,
+    output_grads,
+    run_forward,
+    truncated_deltas,
+)
 from .output import logits, raise_loss_sum_overflow, softmax
 from .params import RNNParams
 
@@ -181,7 +194,7 @@ def _check_sizes(caller: str, arrays: list[tuple[str, tuple[int, ...], np.dtype]
 
 def final_state(tr: Trace) -> np.ndarray:
     """s_{T-1} in the caller's layout: (B, H) if batched, else (H,)."""
-    return tr.s[-1].copy() if tr.batch.batched else tr.s[-1, 0].copy()
+    return tr.batch.state_out(tr.s[-1])
 
 
 @dataclass(frozen=True, eq=False)
@@ -239,3 +252,73 @@ def forward(
         y_hat=batch.to_batch_first(y_hat),
         final_state=final_state(tr),
     )
+
+
+def backward(
+    p: RNNParams,
+    xs: object,
+    dhs: np.ndarray,
+    final_parts: list[tuple[str, np.ndarray]],
+    s0: object | None,
+    tau: int | None,
+    activation: str | None,
+    limit: int,
+) -> tuple[RNNParams, np.ndarray | None, np.ndarray, np.ndarray, np.ndarray]:
+    """The Elman layer's vector-Jacobian product (manual_bptt.layer.backward, which checked the rest).
+
+    Args:
+        dhs: dL/ds_t as given (real numbers), (B, T, H) or (T, H).  final_parts: d_final's one
+            part [("d_final", ds)], or [].  tau: None or >= 0.  limit: max_bytes.
+
+    Returns:
+        (grads (U, W, b; V and c None), dxs or None, ds0, the states s_t in the caller's layout,
+        the final state).
+    """
+
+    def refuse_too_large(sz: Sizes) -> None:
+        full = tau is None or tau >= sz.T - 1
+        extra = [
+            ("the outputs h_t, (B, T, H)", (sz.T, sz.B, sz.H), sz.dtype),
+            ("dhs in the compute dtype, (T, B, H)", (sz.T, sz.B, sz.H), sz.dtype),
+        ]
+        _check_sizes("backward", _bptt_arrays(sz, full) + extra, limit)
+
+    batch = prepare(p, xs, None, activation=elman_activation(activation), s0=s0, labels_required=False,
+                    size_check=refuse_too_large)  # fmt: skip
+    T, B, H = batch.T, batch.B, batch.H
+    dhs_tm, d_fin = upstream_gradients(dhs, final_parts, T, B, H, batch.batched, batch.dtype)
+    tr, dU, dW, db, ds0, dxs = layer_backward(p, batch, dhs_tm, d_fin, tau)
+    grads = RNNParams._adopt(U=dU, W=dW, b=db, V=None, c=None)
+    return grads, dxs, ds0, batch.to_batch_first(tr.s), final_state(tr)
+
+
+def driver_inputs(
+    p: RNNParams,
+    xs: object,
+    ys: object | None,
+    *,
+    activation: str | None,
+    s0: object | None,
+    reduction: str = "sum",
+    mask: object | None = None,
+    labels: bool = True,
+    owned: bool = False,
+) -> CellInputs:
+    """The inputs of a call, validated as bptt validates them, for the generic drivers over
+    cells.elman. ``labels``: ys is required (False: ys must be None). ``owned``: copies of the
+    inputs that share no memory with the caller's (for results that outlive the call)."""
+    batch = prepare(
+        p, xs, ys, activation=elman_activation(activation), s0=s0, reduction=reduction, mask=mask,
+        labels_required=labels,
+    )  # fmt: skip
+    if owned:
+        batch = batch.owned()
+    dt = batch.dtype
+    U, W, V = (np.asarray(m, dtype=dt) for m in (p.U, p.W, p.V))
+    b = None if p.b is None else np.asarray(p.b, dtype=dt)
+    c = None if p.c is None else np.asarray(p.c, dtype=dt)
+    w = StepWeights(W=W, WT=np.ascontiguousarray(W.T), b_hh=None, H=batch.H, act=batch.act)
+    return CellInputs(
+        cell=ELMAN, w=w, U=U, b_ih=b, V=V, c=c, bias_names=() if b is None else ("b",), tokens=batch.tokens,
+        X=batch.X, s0=batch.s0, Y=batch.Y, weight=batch.weight, batched=batch.batched, prep=batch,
+    )  # fmt: skip

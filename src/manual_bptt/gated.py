@@ -1,4 +1,6 @@
-"""Backpropagation through time for the gated cells (GRU, LSTM): validation, results, dispatch. numpy only.
+"""The gated cells' front (GRU, LSTM): bptt, forward, the layer backward and the inputs of the generic
+drivers: validation, sizes refused before allocating, results. numpy only. Every function takes
+the cell (cells.GRU or cells.LSTM) from its row in manual_bptt.kinds.
 
 Model (torch's nn.GRU / nn.LSTM layer 0, see gated_params and cells.gru / cells.lstm), then the
 output layer of the Elman model:
@@ -28,11 +30,10 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from ._inputs import Batch, prepare
+from ._inputs import Batch, prepare, upstream_gradients
 from .cells.base import Cell, StepWeights
-from .cells.gru import GRU
 from .cells.lstm import LSTM
-from .drivers import Run, backprop, input_terms, weight_grads
+from .drivers import CellInputs, Run, backprop, input_terms, weight_grads
 from .errors import DEFAULT_MAX_BYTES, QUIET, check_bytes, check_grads_finite, check_max_bytes, integer_arg
 from .fast import gated as fast
 from .fast.blocks import input_grad_arrays
@@ -48,15 +49,6 @@ GatedState = np.ndarray | LSTMState
 _ROW_NUMBERS = {"gru": 15, "lstm": 21}
 #: Bytes per step for the Python objects of a step's cache (measured: 500-800 at H = 3).
 _STEP_BYTES = 1024
-
-
-def cell_of(p: object) -> Cell:
-    """The cell of a parameters object: GRU for GRUParams, LSTM for LSTMParams; else ValueError naming p."""
-    if isinstance(p, GRUParams):
-        return GRU
-    if isinstance(p, LSTMParams):
-        return LSTM
-    raise ValueError(f"p: expected manual_bptt GRUParams or LSTMParams, got {type(p).__name__}")
 
 
 @dataclass(frozen=True, eq=False)
@@ -108,6 +100,10 @@ class GatedInputs:
         if self.cell is LSTM:
             return LSTMState(self._fold(dz0[:, :H]), self._fold(dz0[:, H:]))
         return self._fold(dz0)
+
+    def to_batch_first(self, a: np.ndarray) -> np.ndarray:
+        """(T, B, ...) -> the caller's layout: (B, T, ...) if batched, else (T, ...)."""
+        return self.batch.to_batch_first(a)
 
     def state_out(self, z: np.ndarray) -> GatedState:
         """A state z (B, S) in the caller's layout: (H,) or (B, H); LSTMState(h, c) for the LSTM."""
@@ -167,7 +163,8 @@ def _initial_state(cell: Cell, s0: object, H: int, B: int, batched: bool) -> tup
 
 
 def prepare_gated(
-    p: object,
+    cell: Cell,
+    p: GatedParams,
     xs: object,
     ys: object | None,
     *,
@@ -180,7 +177,7 @@ def prepare_gated(
     """Validate the inputs of a gated cell; every malformed one is a ValueError naming it.
 
     Args:
-        p: GRUParams or LSTMParams.
+        cell: GRU or LSTM.  p: its parameters, GRUParams or LSTMParams.
         xs, ys, mask, reduction: as for the Elman cell (manual_bptt._inputs.prepare).
         s0: None (zeros); GRU: h0 (H,) or (B, H); LSTM: LSTMState(h0, c0) or a tuple (h0, c0),
             parts of one shape (H,) or (B, H). An (H,) s0 with batched xs is shared by every row.
@@ -192,7 +189,6 @@ def prepare_gated(
             f"activation: applies to the Elman cell only (RNNParams); a gated cell fixes its own "
             f"nonlinearities, so pass no activation, got {activation!r}"
         )
-    cell = cell_of(p)
     batch = prepare(
         p, xs, ys, activation="tanh", s0=None, reduction=reduction, mask=mask, labels_required=labels_required
     )
@@ -337,6 +333,7 @@ class GatedBPTTResult:
 
 
 def bptt(
+    cell: Cell,
     p: GatedParams,
     xs: object,
     ys: object,
@@ -351,7 +348,7 @@ def bptt(
     """Loss and exact gradients of a GRU or LSTM with a softmax output layer, by BPTT.
 
     Args:
-        p: GRUParams or LSTMParams (torch's layer-0 layout).
+        cell: GRU or LSTM.  p: its parameters, GRUParams or LSTMParams (torch's layer-0 layout).
         xs: int token ids (T,) or (B, T) in [0, D), or float dense inputs (T, D) or (B, T, D).
         ys: int labels in [0, K), (T,) or (B, T) matching xs.
         s0: None (zeros); GRU h0 (H,) or (B, H); LSTM LSTMState(h0, c0) or a tuple (h0, c0).
@@ -373,7 +370,7 @@ def bptt(
     """
     tau = None if truncate is None else integer_arg("truncate", truncate, 0)
     max_bytes = check_max_bytes(max_bytes)
-    g = prepare_gated(p, xs, ys, s0=s0, reduction=reduction, mask=mask, activation=activation)
+    g = prepare_gated(cell, p, xs, ys, s0=s0, reduction=reduction, mask=mask, activation=activation)
     check_size(g, max_bytes, "bptt")
     b, H = g.batch, g.H
     T, B, n = b.T, b.B, b.T * b.B
@@ -476,6 +473,7 @@ class GatedForwardResult:
 
 
 def forward(
+    cell: Cell,
     p: GatedParams,
     xs: object,
     *,
@@ -486,12 +484,12 @@ def forward(
     """Run a GRU or LSTM forward; the same input forms and checks as bptt (no labels).
 
     Args:
-        p: GRUParams or LSTMParams.  xs: (T,) / (B, T) token ids or (T, D) / (B, T, D) dense.
+        cell: GRU or LSTM.  p: its parameters.  xs: (T,) / (B, T) token ids or (T, D) / (B, T, D) dense.
         s0: None; GRU h0 (H,) or (B, H); LSTM LSTMState(h0, c0) or (h0, c0).
         activation: must be None (as for bptt).  max_bytes: as for bptt.
     """
     max_bytes = check_max_bytes(max_bytes)
-    g = prepare_gated(p, xs, None, s0=s0, activation=activation, labels_required=False)
+    g = prepare_gated(cell, p, xs, None, s0=s0, activation=activation, labels_required=False)
     check_size(g, max_bytes, "forward")
     b, H = g.batch, g.H
     T, B = b.T, b.B
@@ -509,3 +507,66 @@ def forward(
         y_hat=b.to_batch_first(y_hat),
         final_state=g.state_out(fw.final_z()),
     )
+
+
+def backward(
+    cell: Cell,
+    p: GatedParams,
+    xs: object,
+    dhs: np.ndarray,
+    final_parts: list[tuple[str, np.ndarray]],
+    s0: object | None,
+    tau: int | None,
+    activation: object | None,
+    limit: int,
+) -> tuple[GatedParams, np.ndarray | None, GatedState, np.ndarray, GatedState]:
+    """A gated layer's vector-Jacobian product (manual_bptt.layer.backward, which checked the rest).
+
+    Args:
+        cell: GRU or LSTM.  dhs: dL/dh_t as given (real numbers), (B, T, H) or (T, H).
+        final_parts: d_final's named parts (the LSTM's h and c), or [].  tau: None or >= 0.
+        limit: max_bytes.
+
+    Returns:
+        (grads (V and c None), dxs or None, ds0, the outputs h_t in the caller's layout, the
+        final state).
+    """
+    g = prepare_gated(cell, p, xs, None, s0=s0, activation=activation, labels_required=False)
+    check_size(g, limit, "backward", extra=1)  # and the outputs h_t
+    b, H = g.batch, g.H
+    dhs_tm, d_fin = upstream_gradients(dhs, final_parts, b.T, b.B, H, b.batched, g.dtype)
+    if tau is None or tau >= b.T - 1:  # every term kept: the fast path
+        grads, ds0, dxs, hs, final = fast_layer_backward(p, g, dhs_tm, d_fin)
+        return grads, dxs, ds0, b.to_batch_first(hs), final
+    w, r = run_checked(g)
+    dz_direct = np.zeros((b.T, b.B, g.cell.parts * H), dtype=g.dtype)
+    dz_direct[:, :, :H] = dhs_tm  # dL/dh_t from above; nothing arrives at c_t but through h_t
+    if d_fin is not None:
+        dz_direct[-1] += d_fin  # the final state's gradient: upstream of step T - 1
+    grads, ds0, dxs = layer_backward(p, g, w, r, dz_direct, tau)
+    return grads, dxs, ds0, b.to_batch_first(np.ascontiguousarray(r.outputs(H))), g.state_out(r.z[-1])
+
+
+def driver_inputs(
+    cell: Cell,
+    p: GatedParams,
+    xs: object,
+    ys: object | None,
+    *,
+    activation: object | None,
+    s0: object | None,
+    reduction: str = "sum",
+    mask: object | None = None,
+    labels: bool = True,
+    owned: bool = False,
+) -> CellInputs:
+    """As elman.driver_inputs, for the gated cell ``cell`` (cells.gru, cells.lstm)."""
+    g = prepare_gated(cell, p, xs, ys, s0=s0, reduction=reduction, mask=mask, activation=activation,
+                      labels_required=labels)  # fmt: skip
+    batch = g.batch.owned() if owned else g.batch
+    X = None if g.X is None else (g.X.copy() if owned else g.X)
+    return CellInputs(
+        cell=g.cell, w=g.step_weights(), U=g.U, b_ih=g.b_ih, V=g.V, c=g.c,
+        bias_names=() if g.b_ih is None else ("b_ih", "b_hh"), tokens=batch.tokens, X=X, s0=g.z0,
+        Y=batch.Y, weight=g.weight, batched=batch.batched, prep=g,
+    )  # fmt: skip

@@ -4,8 +4,9 @@
     forward(p, xs, ...)          the forward pass, likewise
     backward(p, xs, dhs, ...)    the vector-Jacobian product of the recurrent layer alone
 
-p is an RNNParams (the Elman cell), a GRUParams or an LSTMParams. ``activation`` belongs to the
-Elman cell (None means "tanh"); with a gated cell any value but None is a ValueError.
+p is an RNNParams (the Elman cell), a GRUParams or an LSTMParams: each call runs what p's row in
+manual_bptt.kinds names. ``activation`` belongs to the Elman cell (None means "tanh"); with a
+gated cell any value but None is a ValueError.
 
 The layer backward has no output layer and no labels. With h_t the layer's output at step t
 (s_t for the Elman cell) and z_{T-1} its final state (h_{T-1}; the pair (h_{T-1}, c_{T-1}) for
@@ -27,17 +28,13 @@ from dataclasses import dataclass
 import numpy as np
 
 from . import elman, gated
-from ._inputs import check_truncate, prepare
+from ._inputs import check_truncate
 from .errors import DEFAULT_MAX_BYTES, check_max_bytes
-from .fast.elman import layer_backward as elman_layer_backward
 from .gated_params import GRUParams, LSTMParams, LSTMState
+from .kinds import Kind, kind_of
 from .params import RNNParams
 
 AnyParams = RNNParams | GRUParams | LSTMParams
-
-
-def _is_gated(p: object) -> bool:
-    return isinstance(p, (GRUParams, LSTMParams))
 
 
 def bptt(
@@ -74,11 +71,10 @@ def bptt(
         p), ds0 (LSTMState(dh0, dc0) for the LSTM), dxs ((T, D) / (B, T, D), or None for
         tokens), final_state (LSTMState(h_{T-1}, c_{T-1}) for the LSTM).
     """
-    if _is_gated(p):
-        return gated.bptt(p, xs, ys, s0=s0, truncate=truncate, reduction=reduction, mask=mask,
-                          activation=activation, max_bytes=max_bytes)  # fmt: skip
-    return elman.bptt(p, xs, ys, activation=activation, s0=s0, truncate=truncate, reduction=reduction,
-                     mask=mask, max_bytes=max_bytes)  # fmt: skip
+    return kind_of(p).bptt(
+        p, xs, ys, s0=s0, truncate=truncate, reduction=reduction, mask=mask, activation=activation,
+        max_bytes=max_bytes,
+    )  # fmt: skip
 
 
 def forward(
@@ -99,9 +95,7 @@ def forward(
         for the Elman cell; gated.GatedForwardResult (h, cell_state (the LSTM's c_t, else None),
         o, y_hat, final_state) for the GRU and the LSTM.
     """
-    if _is_gated(p):
-        return gated.forward(p, xs, s0=s0, activation=activation, max_bytes=max_bytes)
-    return elman.forward(p, xs, activation=activation, s0=s0, max_bytes=max_bytes)
+    return kind_of(p).forward(p, xs, s0=s0, activation=activation, max_bytes=max_bytes)
 
 
 @dataclass(frozen=True, eq=False)
@@ -138,15 +132,10 @@ def _numeric(name: str, value: object) -> np.ndarray:
     return arr
 
 
-def _check_finite(name: str, a: np.ndarray) -> None:
-    if not np.isfinite(a).all():
-        bad = tuple(int(i) for i in np.argwhere(~np.isfinite(a))[0])
-        raise ValueError(f"{name}: contains NaN or inf (first at index {bad})")
-
-
-def _final_parts(p: object, d_final: object) -> list[tuple[str, np.ndarray]]:
-    """d_final as its named parts: [("d_final", dh)]; for the LSTM [("d_final.h", dh), ("d_final.c", dc)]."""
-    if isinstance(p, LSTMParams):
+def _final_parts(kind: Kind, d_final: object) -> list[tuple[str, np.ndarray]]:
+    """d_final as its named parts: [("d_final", dh)]; for the LSTM, whose state has two parts,
+    [("d_final.h", dh), ("d_final.c", dc)]."""
+    if kind.cell.parts == 2:
         if not isinstance(d_final, tuple) or len(d_final) != 2:
             raise ValueError(
                 "d_final: the LSTM's final-state gradient is a pair, manual_bptt.LSTMState(dh, dc) or a "
@@ -215,112 +204,11 @@ def backward(
     """
     tau = check_truncate(truncate)
     limit = check_max_bytes(max_bytes)
-    if not isinstance(p, (RNNParams, GRUParams, LSTMParams)):
-        raise ValueError(
-            f"p: expected manual_bptt.RNNParams, GRUParams or LSTMParams, got {type(p).__name__}"
-        )
+    kind = kind_of(p)
     dhs_arr = _numeric("dhs", dhs)
-    final_parts = [] if d_final is None else _final_parts(p, d_final)
+    final_parts = [] if d_final is None else _final_parts(kind, d_final)
     cast = _compute_dtype(p, [dhs_arr, *(a for _, a in final_parts)])
     if cast is not None:
         p = p.astype(cast)
-    if _is_gated(p):
-        return _gated_backward(p, xs, dhs_arr, final_parts, s0, tau, activation, limit)
-    return _elman_backward(p, xs, dhs_arr, final_parts, s0, tau, activation, limit)
-
-
-def _upstream(
-    dhs: np.ndarray,
-    final_parts: list[tuple[str, np.ndarray]],
-    T: int,
-    B: int,
-    H: int,
-    batched: bool,
-    dtype: np.dtype,
-) -> tuple[np.ndarray, np.ndarray | None]:
-    """dhs checked and time-major (T, B, H) in dtype (a view when it has that dtype already),
-    and d_final as one (B, S) array (S = H, or 2H for the LSTM's [dh; dc]) or None."""
-    want = (B, T, H) if batched else (T, H)
-    if dhs.shape != want:
-        sizes = f"B = {B}, T = {T}, H = {H}" if batched else f"T = {T}, H = {H}"
-        raise ValueError(
-            f"dhs: expected shape {want} ({sizes}: one gradient per output h_t, "
-            f"{'batch-first like xs' if batched else 'like the unbatched xs'}), got {dhs.shape}"
-        )
-    _check_finite("dhs", dhs)
-    dhs_tm = np.asarray(dhs, dtype=dtype)
-    dhs_tm = dhs_tm.swapaxes(0, 1) if batched else dhs_tm[:, None, :]
-    if not final_parts:
-        return dhs_tm, None
-    part_shape = (B, H) if batched else (H,)
-    for name, a in final_parts:
-        if a.shape != part_shape:
-            raise ValueError(
-                f"{name}: expected shape {part_shape} (the final state's, H = {H}), got {a.shape}"
-            )
-        _check_finite(name, a)
-    d = np.concatenate([np.asarray(a, dtype=dtype).reshape(B, H) for _, a in final_parts], axis=1)
-    return dhs_tm, d
-
-
-def _elman_backward(
-    p: RNNParams,
-    xs: object,
-    dhs: np.ndarray,
-    final_parts: list[tuple[str, np.ndarray]],
-    s0: object | None,
-    tau: int | None,
-    activation: str | None,
-    limit: int,
-) -> LayerResult:
-    def refuse_too_large(sz: object) -> None:
-        full = tau is None or tau >= sz.T - 1
-        extra = [
-            ("the outputs h_t, (B, T, H)", (sz.T, sz.B, sz.H), sz.dtype),
-            ("dhs in the compute dtype, (T, B, H)", (sz.T, sz.B, sz.H), sz.dtype),
-        ]
-        elman._check_sizes("backward", elman._bptt_arrays(sz, full) + extra, limit)
-
-    batch = prepare(p, xs, None, activation=elman.elman_activation(activation), s0=s0, labels_required=False,
-                    size_check=refuse_too_large)  # fmt: skip
-    dhs_tm, d_fin = _upstream(dhs, final_parts, batch.T, batch.B, batch.H, batch.batched, batch.dtype)
-    tr, dU, dW, db, ds0, dxs = elman_layer_backward(p, batch, dhs_tm, d_fin, tau)
-    return LayerResult(
-        grads=RNNParams._adopt(U=dU, W=dW, b=db, V=None, c=None),
-        dxs=dxs,
-        ds0=ds0,
-        hs=batch.to_batch_first(tr.s),
-        final_state=elman.final_state(tr),
-    )
-
-
-def _gated_backward(
-    p: GRUParams | LSTMParams,
-    xs: object,
-    dhs: np.ndarray,
-    final_parts: list[tuple[str, np.ndarray]],
-    s0: object | None,
-    tau: int | None,
-    activation: str | None,
-    limit: int,
-) -> LayerResult:
-    g = gated.prepare_gated(p, xs, None, s0=s0, activation=activation, labels_required=False)
-    gated.check_size(g, limit, "backward", extra=1)  # and the outputs h_t
-    b, H = g.batch, g.H
-    dhs_tm, d_fin = _upstream(dhs, final_parts, b.T, b.B, H, b.batched, g.dtype)
-    if tau is None or tau >= b.T - 1:  # every term kept: the fast path
-        grads, ds0, dxs, hs, final = gated.fast_layer_backward(p, g, dhs_tm, d_fin)
-        return LayerResult(grads=grads, dxs=dxs, ds0=ds0, hs=b.to_batch_first(hs), final_state=final)
-    w, r = gated.run_checked(g)
-    dz_direct = np.zeros((b.T, b.B, g.cell.parts * H), dtype=g.dtype)
-    dz_direct[:, :, :H] = dhs_tm  # dL/dh_t from above; nothing arrives at c_t but through h_t
-    if d_fin is not None:
-        dz_direct[-1] += d_fin  # the final state's gradient: upstream of step T - 1
-    grads, ds0, dxs = gated.layer_backward(p, g, w, r, dz_direct, tau)
-    return LayerResult(
-        grads=grads,
-        dxs=dxs,
-        ds0=ds0,
-        hs=b.to_batch_first(np.ascontiguousarray(r.outputs(H))),
-        final_state=g.state_out(r.z[-1]),
-    )
+    grads, dxs, ds0, hs, final = kind.backward(p, xs, dhs_arr, final_parts, s0, tau, activation, limit)
+    return LayerResult(grads=grads, dxs=dxs, ds0=ds0, hs=hs, final_state=final)

@@ -29,7 +29,6 @@ from .decompose import Unrolled, step_jacobians, unroll
 from .elman import BPTTResult
 from .errors import DEFAULT_MAX_BYTES, TooLargeError
 from .gated import GatedBPTTResult
-from .params import RNNParams
 
 #: Default limit, in bytes, for the carried sensitivity tensors.
 MAX_RTRL_BYTES = DEFAULT_MAX_BYTES  # 1 GiB
@@ -124,21 +123,13 @@ def rtrl(
             dX[: t + 1] += np.einsum("bi,kbin->kbn", g, M[: t + 1])
 
     dV, dc = u.dV, u.dc  # the output layer's: dV = sum_t dE/do_t h_t^T, dc = sum_t dE/do_t
-    if isinstance(p, RNNParams):
-        batch = u.prep
-        return BPTTResult(
-            loss=u.loss,
-            grads=RNNParams(U=grad["U"], W=grad["W"], V=dV, b=grad.get("b"), c=dc),
-            ds0=batch.fold_ds0(dz0),
-            dxs=batch.to_batch_first(dX) if dense else None,
-            final_state=u.out(u.z[-1]).copy(),
-        )
-    g = u.prep  # gated.GatedInputs
-    grads = type(p)._adopt(U=grad["U"], W=grad["W"], b_ih=grad.get("b_ih"), b_hh=grad.get("b_hh"), V=dV, c=dc)
-    return GatedBPTTResult(
+    bias_grads = {name: grad[name] for name in biases}
+    grads = type(p)._adopt(U=grad["U"], W=grad["W"], V=dV, c=dc, **bias_grads)  # fresh arrays: no copies
+    prep = u.prep  # the validated inputs (an _inputs.Batch, or a gated.GatedInputs)
+    return u.kind.result(
         loss=u.loss,
         grads=grads,
-        ds0=g.fold_ds0(dz0),
-        dxs=g.batch.to_batch_first(dX) if dense else None,
-        final_state=g.state_out(u.z[-1]),
+        ds0=prep.fold_ds0(dz0),
+        dxs=prep.to_batch_first(dX) if dense else None,
+        final_state=prep.state_out(u.z[-1]),
     )

@@ -20,13 +20,14 @@ import pytest
 
 from manual_bptt import drivers, gated
 from manual_bptt.gated_params import GRUParams, LSTMParams
+from manual_bptt.kinds import kind_of
 
 
 def gated_run(cls, *, T=5, B=3, D=2, H=4, seed=0):
     """(cell, weights, forward run, a random (T, B, S) upstream gradient) of a random problem."""
     rng = np.random.default_rng(seed)
     p = cls.init(D, H, 3, seed=seed)
-    g = gated.prepare_gated(p, rng.standard_normal((B, T, D)), None, labels_required=False)
+    g = gated.prepare_gated(kind_of(p).cell, p, rng.standard_normal((B, T, D)), None, labels_required=False)
     w, r = gated.run_checked(g)
     dz = rng.standard_normal((T, B, g.cell.parts * H))
     return g.cell, w, r, dz

@@ -195,13 +195,26 @@ def test_an_initial_state_of_the_other_cell_is_refused():
             lambda: mb.bptt(p, xs, ys, s0=mb.LSTMState(np.zeros(4), np.zeros(4))))
 
 
-def test_gated_calls_refuse_other_parameters_and_missing_labels():
-    from manual_bptt import gated
+def test_each_params_type_reaches_its_own_cell_and_gated_calls_refuse_missing_labels():
+    """The one table (manual_bptt.kinds) sends each params type to its own cell and front: an
+    RNNParams never reaches the gated cells' code (it runs the Elman cell), anything else is
+    refused naming p."""
+    from manual_bptt.cells import ELMAN, GRU, LSTM
+    from manual_bptt.kinds import KINDS, kind_of
 
     p, xs, ys = small("gru")
     q = mb.RNNParams.init(2, 4, 3, seed=0)
-    refused("p: expected manual_bptt GRUParams or LSTMParams, got RNNParams", lambda: gated.bptt(q, xs, ys))
-    refused("ys: required (integer labels in [0, K)), got None", lambda: gated.bptt(p, xs, None))
+    rows = {mb.RNNParams: ELMAN, mb.GRUParams: GRU, mb.LSTMParams: LSTM}
+    assert {t: k.cell for t, k in KINDS.items()} == rows
+    for params, cell in rows.items():
+        kind = kind_of(params.init(2, 4, 3, seed=0))
+        assert kind.params is params and kind.cell is cell
+    r = mb.bptt(q, xs, ys)
+    assert type(r) is mb.BPTTResult and type(r.grads) is mb.RNNParams
+    assert type(mb.bptt(p, xs, ys)) is mb.GatedBPTTResult
+    refused("p: expected manual_bptt.RNNParams, GRUParams or LSTMParams, got dict",
+            lambda: mb.bptt(dict(p.items()), xs, ys))
+    refused("ys: required (integer labels in [0, K)), got None", lambda: mb.bptt(p, xs, None))
 
 
 def mixed_and_widened(cell, reduction, tokens=False):

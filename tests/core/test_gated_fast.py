@@ -23,6 +23,7 @@ from manual_bptt import drivers, gated
 from manual_bptt.fast import gated as gated_fast
 from manual_bptt.fast.blocks import step_blocks
 from manual_bptt.gated_params import GRUParams, LSTMParams, LSTMState
+from manual_bptt.kinds import kind_of
 from manual_bptt.output import softmax_cross_entropy
 from manual_bptt.testing import assert_close
 from reference import bptt_cell
@@ -84,7 +85,7 @@ def problems(draw, cls, T_max=7, B_max=3, scale_max=8.0):
 
 def spec_bptt(p, xs, ys, **kwargs) -> dict:
     """Loss and gradients by the spec cell over the generic drivers, with the spec's own forward."""
-    g = gated.prepare_gated(p, xs, ys, **kwargs)
+    g = gated.prepare_gated(kind_of(p).cell, p, xs, ys, **kwargs)
     b, H = g.batch, g.H
     T, B, n = b.T, b.B, b.T * b.B
     w = g.step_weights()
@@ -226,7 +227,7 @@ def test_fast_layer_backward_equals_the_spec(cls, data, with_final):
     prob = data.draw(problems(cls))
     p, xs = prob.p, prob.xs
     s0 = prob.kwargs.get("s0")
-    g = gated.prepare_gated(p, xs, None, s0=s0, labels_required=False)
+    g = gated.prepare_gated(kind_of(p).cell, p, xs, None, s0=s0, labels_required=False)
     b, H, S = g.batch, g.H, g.cell.parts * g.H
     rng = np.random.default_rng(data.draw(st.integers(0, 2**31 - 1)))
     dhs_tm = rng.standard_normal((b.T, b.B, H))
@@ -341,7 +342,7 @@ def test_the_forward_keeps_its_buffers_in_the_compute_dtype_and_the_gru_no_cell_
     T, B, D, H = 5, 3, 3, 4
     prob = make(cls, D=D, H=H, T=T, B=B, seed=13, s0_kind=None)
     p, xs = prob.p.astype(dtype), prob.xs.astype(dtype)
-    g = gated.prepare_gated(p, xs, None, labels_required=False)
+    g = gated.prepare_gated(kind_of(p).cell, p, xs, None, labels_required=False)
     fw = gated.fast_forward(g)
     assert fw.H == H and fw.G == (4 if cls is LSTMParams else 3)
     assert fw.hs.shape == (T + 1, B, H) and fw.gates.shape == (T, B, 4 * H)
@@ -362,7 +363,7 @@ def test_the_backward_reads_the_final_state_gradient_without_writing_to_it(cls):
     T, B, D, H = 4, 3, 3, 4
     prob = make(cls, D=D, H=H, T=T, B=B, seed=12)
     s0 = prob.kwargs["s0"]
-    g = gated.prepare_gated(prob.p, prob.xs, None, s0=s0, labels_required=False)
+    g = gated.prepare_gated(kind_of(prob.p).cell, prob.p, prob.xs, None, s0=s0, labels_required=False)
     rng = np.random.default_rng(12)
     dhs_tm = rng.standard_normal((T, B, H))
     dz_final = rng.standard_normal((B, g.cell.parts * H))

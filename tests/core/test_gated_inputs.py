@@ -16,6 +16,7 @@ import manual_bptt as mb
 from manual_bptt import gated
 from manual_bptt.errors import NonFiniteError, TooLargeError
 from manual_bptt.gated_params import GRUParams, LSTMParams, LSTMState
+from manual_bptt.kinds import kind_of
 from manual_bptt.testing import assert_close, central_differences
 
 CELLS = [pytest.param(GRUParams, id="gru"), pytest.param(LSTMParams, id="lstm")]
@@ -117,15 +118,29 @@ def test_one_recurrent_bias_without_the_other_is_refused(cls, given, missing):
 def test_an_activation_is_refused_for_a_gated_cell(cls, activation):
     p, xs, ys, _ = small(cls)
     with pytest.raises(ValueError, match=r"^activation:"):
-        gated.bptt(p, xs, ys, activation=activation)
+        mb.bptt(p, xs, ys, activation=activation)
 
 
 def test_params_of_another_model_are_refused():
-    import manual_bptt as mb
+    """An object with a gated cell's fields that is not one of the params types reaches no cell:
+    every function refuses it, naming p (the one table, manual_bptt.kinds, has no row for it)."""
+    from types import SimpleNamespace
 
-    p = mb.RNNParams.init(3, 2, 3, seed=0)
-    with pytest.raises(ValueError, match=r"^p:"):
-        gated.bptt(p, np.zeros((4, 3)), np.zeros(4, int))
+    q = GRUParams.init(3, 2, 3, seed=0)
+    p = SimpleNamespace(**dict(q.items()))
+    xs, ys = np.zeros((4, 3)), np.zeros(4, int)
+    want = r"^p: expected manual_bptt.RNNParams, GRUParams or LSTMParams, got SimpleNamespace$"
+    calls = [
+        lambda: mb.bptt(p, xs, ys),
+        lambda: mb.forward(p, xs),
+        lambda: mb.backward(p, xs, np.ones((4, 2))),
+        lambda: mb.decompose(p, xs, ys),
+        lambda: mb.rtrl(p, xs, ys),
+        lambda: mb.state_jacobian(p, xs, 1, 0),
+    ]
+    for call in calls:
+        with pytest.raises(ValueError, match=want):
+            call()
 
 
 @pytest.mark.parametrize(
@@ -145,7 +160,7 @@ def test_params_of_another_model_are_refused():
 def test_a_bad_lstm_initial_state_is_refused_naming_s0(s0, match):
     p, xs, ys, _ = small(LSTMParams)
     with pytest.raises(ValueError, match=rf"^s0:.*{match}"):
-        gated.bptt(p, xs, ys, s0=s0)
+        mb.bptt(p, xs, ys, s0=s0)
 
 
 @pytest.mark.parametrize(
@@ -160,14 +175,14 @@ def test_a_bad_lstm_initial_state_is_refused_naming_s0(s0, match):
 def test_a_bad_gru_initial_state_is_refused_naming_s0(s0, match):
     p, xs, ys, _ = small(GRUParams)
     with pytest.raises(ValueError, match=rf"^s0:.*{match}"):
-        gated.bptt(p, xs, ys, s0=s0)
+        mb.bptt(p, xs, ys, s0=s0)
 
 
 @pytest.mark.parametrize("cls", CELLS)
 def test_unbatched_xs_refuses_a_batched_s0(cls):
     p, xs, ys, s0 = small(cls)
     with pytest.raises(ValueError, match=r"^s0:.*shape"):
-        gated.bptt(p, xs[0], ys[0], s0=s0)
+        mb.bptt(p, xs[0], ys[0], s0=s0)
 
 
 @pytest.mark.parametrize("cls", CELLS)
@@ -184,18 +199,18 @@ def test_unbatched_xs_refuses_a_batched_s0(cls):
 def test_bad_arguments_are_refused_by_name(cls, kwargs, name):
     p, xs, ys, _ = small(cls)
     with pytest.raises(ValueError, match=rf"^{name}:"):
-        gated.bptt(p, xs, ys, **kwargs)
+        mb.bptt(p, xs, ys, **kwargs)
 
 
 @pytest.mark.parametrize("cls", CELLS)
 def test_bad_xs_and_ys_are_refused_by_name(cls):
     p, xs, ys, _ = small(cls)
     with pytest.raises(ValueError, match=r"^xs:"):
-        gated.bptt(p, xs[..., :2], ys)
+        mb.bptt(p, xs[..., :2], ys)
     with pytest.raises(ValueError, match=r"^ys:"):
-        gated.bptt(p, xs, ys + 10)
+        mb.bptt(p, xs, ys + 10)
     with pytest.raises(ValueError, match=r"^xs:"):
-        gated.forward(p, np.full((2, 3), 99))
+        mb.forward(p, np.full((2, 3), 99))
 
 
 @pytest.mark.parametrize("cls", CELLS)
@@ -206,8 +221,8 @@ def test_caller_arrays_are_untouched(cls, truncate):
     mask[0, 1] = False
     before = [a.copy() for a in (xs, ys, mask, *((s0,) if cls is GRUParams else s0))]
     params_before = [a.copy() for _, a in p.items()]
-    r = gated.bptt(p, xs, ys, s0=s0, mask=mask, truncate=truncate, reduction="mean")
-    gated.forward(p, xs, s0=s0)
+    r = mb.bptt(p, xs, ys, s0=s0, mask=mask, truncate=truncate, reduction="mean")
+    mb.forward(p, xs, s0=s0)
     after = [xs, ys, mask, *((s0,) if cls is GRUParams else s0)]
     for b, a in zip(before, after, strict=True):
         np.testing.assert_array_equal(a, b)
@@ -229,10 +244,10 @@ def test_gradients_equal_central_finite_differences(cls, seed):
     mask = np.random.default_rng(seed).random(ys.shape) < 0.8
     mask[0, 0] = True
     kw = {"mask": mask, "reduction": "mean"}
-    r = gated.bptt(p, xs, ys, s0=s0, **kw)
+    r = mb.bptt(p, xs, ys, s0=s0, **kw)
 
     def loss(q=p, x=xs, s=s0):
-        return gated.bptt(q, x, ys, s0=s, **kw).loss
+        return mb.bptt(q, x, ys, s0=s, **kw).loss
 
     for name, a in p.items():
         numeric = central_differences(lambda v, name=name: loss(q=p.replace(**{name: v})), a)
@@ -254,14 +269,14 @@ def test_gradients_equal_central_finite_differences(cls, seed):
 def test_result_types_and_shapes(cls):
     p, xs, ys, s0 = small(cls)
     H = p.hidden_size
-    r = gated.bptt(p, xs, ys, s0=s0)
+    r = mb.bptt(p, xs, ys, s0=s0)
     assert type(r.grads) is cls and isinstance(r.loss, float)
     for name, a in r.grads.items():
         assert a.shape == getattr(p, name).shape, name
     assert r.dxs.shape == xs.shape
-    shared = gated.bptt(p, xs, ys, s0=tuple(a[0] for a in s0) if cls is LSTMParams else s0[0])
-    unbatched = gated.bptt(p, xs[0], ys[0])
-    tokens = gated.bptt(p, np.zeros((2, 4), int), ys)
+    shared = mb.bptt(p, xs, ys, s0=tuple(a[0] for a in s0) if cls is LSTMParams else s0[0])
+    unbatched = mb.bptt(p, xs[0], ys[0])
+    tokens = mb.bptt(p, np.zeros((2, 4), int), ys)
     assert tokens.dxs is None
     if cls is LSTMParams:
         assert isinstance(r.ds0, LSTMState) and isinstance(r.final_state, LSTMState)
@@ -277,7 +292,7 @@ def test_a_shared_initial_state_gets_the_sum_over_rows(cls):
     lstm = cls is LSTMParams
     shared = LSTMState(s0.h[0], s0.c[0]) if lstm else s0[0]
     rows = LSTMState(np.stack([s0.h[0]] * 2), np.stack([s0.c[0]] * 2)) if lstm else np.stack([s0[0]] * 2)
-    a, b = gated.bptt(p, xs, ys, s0=shared), gated.bptt(p, xs, ys, s0=rows)
+    a, b = mb.bptt(p, xs, ys, s0=shared), mb.bptt(p, xs, ys, s0=rows)
     for x, y in zip(a.ds0 if lstm else [a.ds0], b.ds0 if lstm else [b.ds0], strict=True):
         assert_close(x, y.sum(axis=0), name="ds0")
 
@@ -286,11 +301,11 @@ def test_a_shared_initial_state_gets_the_sum_over_rows(cls):
 def test_float32_inputs_compute_in_float32(cls):
     p, xs, ys, s0 = small(cls)
     p32 = p.astype(np.float32)
-    r = gated.bptt(p32, xs.astype(np.float32), ys)
+    r = mb.bptt(p32, xs.astype(np.float32), ys)
     assert all(a.dtype == np.float32 for _, a in r.grads.items()) and r.dxs.dtype == np.float32
-    r64 = gated.bptt(p, xs, ys)
+    r64 = mb.bptt(p, xs, ys)
     assert_close(r.grads.W, r64.grads.W, name="float32 W", rtol=1e-4, atol=1e-5)
-    mixed = gated.bptt(p32, xs.astype(np.float32), ys, s0=s0)  # a float64 s0 makes it float64
+    mixed = mb.bptt(p32, xs.astype(np.float32), ys, s0=s0)  # a float64 s0 makes it float64
     assert mixed.grads.W.dtype == np.float64
 
 
@@ -317,12 +332,12 @@ def overflowing(cls):
 @pytest.mark.parametrize("cls", CELLS)
 def test_a_state_that_stops_being_finite_is_named_by_its_first_step(cls):
     p, xs = overflowing(cls)
-    gated.forward(p, xs[:4])  # finite up to step 3
+    mb.forward(p, xs[:4])  # finite up to step 3
     with pytest.raises(NonFiniteError, match="t = 4") as info:
-        gated.bptt(p, xs, np.zeros(5, int))
+        mb.bptt(p, xs, np.zeros(5, int))
     assert (info.value.what, info.value.step) == ("z_t", 4)
     with pytest.raises(NonFiniteError, match="t = 4"):
-        gated.forward(p, xs)
+        mb.forward(p, xs)
 
 
 @pytest.mark.filterwarnings("ignore::RuntimeWarning")  # the overflow is the point
@@ -331,7 +346,7 @@ def test_logits_that_overflow_are_named_by_their_first_step(cls):
     p, xs = overflowing(cls)
     p = p.replace(V=np.full(p.V.shape, 1e308))  # o_3 = V h_3 overflows; o_0..o_2 = 0
     with pytest.raises(NonFiniteError) as info:
-        gated.bptt(p, xs[:4], np.zeros(4, int))
+        mb.bptt(p, xs[:4], np.zeros(4, int))
     assert (info.value.what, info.value.step) == ("o_t", 3)
 
 
@@ -343,15 +358,15 @@ def test_a_call_over_max_bytes_is_refused_before_allocating(cls):
     tracemalloc.start()
     try:
         with pytest.raises(TooLargeError, match=r"bytes.*max_bytes") as info:
-            gated.bptt(p, xs, ys)
+            mb.bptt(p, xs, ys)
         peak = tracemalloc.get_traced_memory()[1]
     finally:
         tracemalloc.stop()
     assert peak < 100 * 2**20, peak  # the refused call needs about 7.7 GB (GRU) to 10.8 GB (LSTM)
     assert "T steps of B*(" in str(info.value)
     with pytest.raises(TooLargeError):
-        gated.forward(p, xs[:1000], max_bytes=1000)
-    gated.bptt(p, xs[:10], ys[:10], max_bytes=10**6)  # small enough: runs
+        mb.forward(p, xs[:1000], max_bytes=1000)
+    mb.bptt(p, xs[:10], ys[:10], max_bytes=10**6)  # small enough: runs
 
 
 @pytest.mark.parametrize("cls", CELLS)
@@ -362,7 +377,7 @@ def test_truncated_bptt_names_the_first_step_whose_logits_overflow(cls, truncate
     p, xs = overflowing(cls)
     p = p.replace(V=np.full(p.V.shape, 1e308))
     with pytest.raises(NonFiniteError) as info:
-        gated.bptt(p, xs[:4], np.zeros(4, int), truncate=truncate)
+        mb.bptt(p, xs[:4], np.zeros(4, int), truncate=truncate)
     assert (info.value.what, info.value.step) == ("o_t", 3)
     assert str(info.value) == (
         "o_t: not finite from step t = 3 on (the computation overflowed); scale the parameters or inputs down"
@@ -386,10 +401,10 @@ def test_a_gradient_from_the_output_layer_that_overflows_is_named_dE_dgh_t(cls, 
     """Finite states, logits and loss, an infinite dE_t/dh_t from step 0 on: full and truncated
     BPTT name the first step whose dE/dgh_t is not finite, with the whole message."""
     p, xs, ys = saturated_output(cls)
-    h = gated.forward(p.replace(V=np.ones((2, 1))), xs).h
+    h = mb.forward(p.replace(V=np.ones((2, 1))), xs).h
     assert np.all((h > 0) & (h < 0.2))
     with pytest.raises(NonFiniteError) as info:
-        gated.bptt(p, xs, ys, truncate=truncate)
+        mb.bptt(p, xs, ys, truncate=truncate)
     assert (info.value.what, info.value.step) == ("dE/dgh_t", 0)
     assert str(info.value) == (
         "dE/dgh_t: not finite from step t = 0 on (the computation overflowed); "
@@ -405,11 +420,11 @@ def test_overflow_is_named_and_never_a_warning_with_or_without_truncation(cls):
     big_v = p.replace(V=np.full(p.V.shape, 1e308))
     q, xs_q, ys_q = saturated_output(cls)
     calls = {
-        "forward, o_t": lambda: gated.forward(big_v, xs[:4]),
-        "bptt, o_t": lambda: gated.bptt(big_v, xs[:4], np.zeros(4, int)),
-        "bptt truncate=1, o_t": lambda: gated.bptt(big_v, xs[:4], np.zeros(4, int), truncate=1),
-        "bptt, dE/dgh_t": lambda: gated.bptt(q, xs_q, ys_q),
-        "bptt truncate=1, dE/dgh_t": lambda: gated.bptt(q, xs_q, ys_q, truncate=1),
+        "forward, o_t": lambda: mb.forward(big_v, xs[:4]),
+        "bptt, o_t": lambda: mb.bptt(big_v, xs[:4], np.zeros(4, int)),
+        "bptt truncate=1, o_t": lambda: mb.bptt(big_v, xs[:4], np.zeros(4, int), truncate=1),
+        "bptt, dE/dgh_t": lambda: mb.bptt(q, xs_q, ys_q),
+        "bptt truncate=1, dE/dgh_t": lambda: mb.bptt(q, xs_q, ys_q, truncate=1),
         "backward truncate=1, z_t": lambda: mb.backward(p, xs, np.ones((5, p.hidden_size)), truncate=1),
     }
     for label, call in calls.items():
@@ -433,18 +448,18 @@ def test_a_truncation_that_keeps_every_step_is_full_bptt_bitwise(cls):
     untruncated one to the last bit (the windowed recursion adds the same terms by other code,
     which differs in the last bits)."""
     p, xs, ys, s0 = small(cls, T=6, B=3, H=4, D=3)
-    full = gated.bptt(p, xs, ys, s0=s0)
+    full = mb.bptt(p, xs, ys, s0=s0)
     parts = (lambda r: [r.ds0]) if cls is GRUParams else (lambda r: list(r.ds0))
     finals = (lambda r: [r.final_state]) if cls is GRUParams else (lambda r: list(r.final_state))
     for tau in (5, 6, 7, 50):
-        r = gated.bptt(p, xs, ys, s0=s0, truncate=tau)
+        r = mb.bptt(p, xs, ys, s0=s0, truncate=tau)
         assert r.loss == full.loss, tau
         for name, a in full.grads.items():
             assert np.array_equal(getattr(r.grads, name), a), (tau, name)
         assert np.array_equal(r.dxs, full.dxs), tau
         for a, b in zip(parts(r) + finals(r), parts(full) + finals(full), strict=True):
             assert np.array_equal(a, b), tau
-    lagged = gated.bptt(p, xs, ys, s0=s0, truncate=4)  # drops the lag-5 terms
+    lagged = mb.bptt(p, xs, ys, s0=s0, truncate=4)  # drops the lag-5 terms
     assert not np.array_equal(lagged.grads.W, full.grads.W)
 
 
@@ -458,7 +473,7 @@ def test_an_unbatched_call_is_the_one_row_batched_call_bitwise(cls):
         b_ih = p.b_ih.copy()
         b_ih[4:8] = -1000.0  # gate_f = σ(-1000 + ...) = 0
         p = p.replace(b_ih=b_ih)
-    one, row = gated.bptt(p, xs[0], ys[0]), gated.bptt(p, xs, ys)
+    one, row = mb.bptt(p, xs[0], ys[0]), mb.bptt(p, xs, ys)
 
     def same(a, b, what):
         assert a.shape == b.shape and np.array_equal(a, b), what
@@ -499,7 +514,7 @@ def test_an_integer_initial_state_is_rounded_once_to_the_compute_dtype(cls):
     xs = np.ones((1, 3, 1), dtype=np.float32)
     s0 = big if cls is GRUParams else LSTMState(np.zeros((1, H), dtype=np.int64), big)
     s0_32 = big.astype(np.float32) if cls is GRUParams else LSTMState(*(a.astype(np.float32) for a in s0))
-    r, r32 = gated.forward(p, xs, s0=s0), gated.forward(p, xs, s0=s0_32)
+    r, r32 = mb.forward(p, xs, s0=s0), mb.forward(p, xs, s0=s0_32)
     carried = r.final_state if cls is GRUParams else r.final_state.c
     assert carried.dtype == np.float32 and np.array_equal(carried, big.astype(np.float32))
     for name in ("h", "o", "y_hat"):
@@ -516,7 +531,8 @@ def test_prepare_gated_gives_every_array_in_the_compute_dtype(cls, s0_dtype, dty
     p, xs, ys, s0 = small(cls)
     s0 = None if s0_dtype is None else (s0.astype(s0_dtype) if cls is GRUParams else
                                         LSTMState(*(a.astype(s0_dtype) for a in s0)))  # fmt: skip
-    g = gated.prepare_gated(p.astype(np.float32), xs.astype(np.float32), ys, s0=s0, reduction="mean")
+    p32, xs32 = p.astype(np.float32), xs.astype(np.float32)
+    g = gated.prepare_gated(kind_of(p).cell, p32, xs32, ys, s0=s0, reduction="mean")
     assert g.dtype == dtype
     arrays = {"X": g.X, "z0": g.z0, "weight": g.weight, "U": g.U, "W": g.W, "b_ih": g.b_ih, "b_hh": g.b_hh,
               "V": g.V, "c": g.c}  # fmt: skip
@@ -538,8 +554,8 @@ def test_a_longdouble_initial_state_is_never_narrowed_to_float32(cls):
     p, xs, ys, s0 = small(cls)
     wide_s0, s0_64 = longdouble_s0(cls, s0)
     p32, xs32 = p.astype(np.float32), xs.astype(np.float32)
-    r = gated.bptt(p32, xs32, ys, s0=wide_s0, reduction="mean")
-    ref = gated.bptt(p32.astype(np.float64), xs32.astype(np.float64), ys, s0=s0_64, reduction="mean")
+    r = mb.bptt(p32, xs32, ys, s0=wide_s0, reduction="mean")
+    ref = mb.bptt(p32.astype(np.float64), xs32.astype(np.float64), ys, s0=s0_64, reduction="mean")
     assert r.grads.W.dtype != np.float32
     assert abs(r.loss - ref.loss) <= 1e-10 * abs(ref.loss)
     for name, a in ref.grads.items():
@@ -559,12 +575,12 @@ def test_a_longdouble_initial_state_computes_in_float64_like_the_elman_cell(cls,
     wide_s0, s0_64 = longdouble_s0(cls, s0)
     p32, xs32 = p.astype(np.float32), xs.astype(np.float32)
     kw = {"reduction": "mean", "truncate": truncate}
-    r = gated.bptt(p32, xs32, ys, s0=wide_s0, **kw)
-    ref = gated.bptt(p32.astype(np.float64), xs32.astype(np.float64), ys, s0=s0_64, **kw)
+    r = mb.bptt(p32, xs32, ys, s0=wide_s0, **kw)
+    ref = mb.bptt(p32.astype(np.float64), xs32.astype(np.float64), ys, s0=s0_64, **kw)
     assert r.grads.dtype == np.float64 and r.loss == ref.loss
     for name, a in ref.grads.items():
         assert getattr(r.grads, name).dtype == np.float64 and np.array_equal(getattr(r.grads, name), a), name
     assert np.array_equal(r.dxs, ref.dxs) and r.dxs.dtype == np.float64
-    assert gated.forward(p32, xs32, s0=wide_s0).h.dtype == np.float64
+    assert mb.forward(p32, xs32, s0=wide_s0).h.dtype == np.float64
     dhs = np.ones((2, 4, p.hidden_size))
     assert mb.backward(p, xs, dhs, s0=wide_s0, truncate=truncate).grads.dtype == np.float64
