@@ -5,7 +5,7 @@ the cell (cells.GRU or cells.LSTM) from its row in manual_bptt.kinds.
 Model (torch's nn.GRU / nn.LSTM layer 0, see gated_params and cells.gru / cells.lstm), then the
 output layer of the Elman model:
 
-    z_t = cell(U x_t + b_ih, W h_{t-1} + b_hh, z_{t-1})     z_t = h_t (GRU) or [h_t; c_t] (LSTM)
+    s_t = cell(U x_t + b_ih, W h_{t-1} + b_hh, s_{t-1})     s_t = h_t (GRU) or [h_t; c_t] (LSTM)
     o_t = V h_t + c        y_hat_t = softmax(o_t)        E = sum_t w_t E_t,  E_t = -log y_hat_t[y_t]
 
 Names: o_t are the logits and c the output bias, as for the Elman cell; the LSTM's output gate
@@ -16,12 +16,12 @@ product per step, blocks of steps); truncated BPTT runs the generic drivers (man
 over the spec cells, from the fast path's forward states. Both compute:
 
     dE/do_t = w_t (y_hat_t - onehot(y_t))      dE_t/dh_t = V^T dE/do_t   (direct, into the h part)
-    g_t = dE/dz_t = direct + carried;  (g_{t-1}, dgi_t, dgh_t) = cell.backward(g_t)
+    g_t = dE/ds_t = direct + carried;  (g_{t-1}, dgi_t, dgh_t) = cell.backward(g_t)
     dU = sum_t dgi_t^T x_t   db_ih = sum_t dgi_t   dW = sum_t dgh_t^T h_{t-1}   db_hh = sum_t dgh_t
     dV = sum_t dE/do_t h_t^T   dc = sum_t dE/do_t   ds0 = g_{-1}   dE/dx_t = dgi_t U
 
 truncate=tau keeps, for every E_t, exactly the terms t - tau <= k <= t of the sum over k, the
-chain running through the full state z (h and c for the LSTM).
+chain running through the full state s (h and c for the LSTM).
 """
 
 from __future__ import annotations
@@ -44,7 +44,7 @@ GatedParams = GRUParams | LSTMParams
 GatedState = np.ndarray | LSTMState
 
 #: Numbers per (t, b) row that a call keeps besides the logits, in units of H: the input terms
-#: gi (G), the states z (P), the caches (GRU: gh and n, 4; LSTM: the gates and tanh(c_t), 5) and
+#: gi (G), the states s (P), the caches (GRU: gh and n, 4; LSTM: the gates and tanh(c_t), 5) and
 #: dgi, dgh (2G), plus a (P)-wide direct gradient. GRU 3+1+4+6+1, LSTM 4+2+5+8+2.
 _ROW_NUMBERS = {"gru": 15, "lstm": 21}
 #: Bytes per step for the Python objects of a step's cache (measured: 500-800 at H = 3).
@@ -60,7 +60,7 @@ class GatedInputs:
         cell: GRU or LSTM.  H: hidden size.  dtype: the compute dtype.
         X: (T, B, D) dense inputs in dtype, or None for tokens (batch.tokens (T, B)).
         weight: (T, B) weight of each E_t in dtype, or None without labels.
-        z0: (B, S) initial state, S = H (GRU) or 2H (LSTM, [h0; c0]).
+        s0: (B, S) initial state of every row, S = H (GRU) or 2H (LSTM, [h0; c0]).
         s0_shape: the shape s0 (or each of its parts) was given in: (H,) or (B, H).
         U (G*H, D), W (G*H, H), b_ih, b_hh (G*H,) or None, V (K, H), c (K,) or None: in dtype.
     """
@@ -71,7 +71,7 @@ class GatedInputs:
     dtype: np.dtype
     X: np.ndarray | None
     weight: np.ndarray | None
-    z0: np.ndarray
+    s0: np.ndarray
     s0_shape: tuple[int, ...]
     U: np.ndarray
     W: np.ndarray
@@ -94,27 +94,27 @@ class GatedInputs:
             return a.sum(axis=0) if self.batch.batched else a[0].copy()
         return a.copy()
 
-    def fold_ds0(self, dz0: np.ndarray) -> GatedState:
-        """dE/dz0 (B, S) -> ds0 as s0 was given: an array (GRU), LSTMState(dh0, dc0) (LSTM)."""
+    def fold_ds0(self, ds0: np.ndarray) -> GatedState:
+        """dE/ds0 (B, S) per row -> ds0 as s0 was given: an array (GRU), LSTMState(dh0, dc0) (LSTM)."""
         H = self.H
         if self.cell is LSTM:
-            return LSTMState(self._fold(dz0[:, :H]), self._fold(dz0[:, H:]))
-        return self._fold(dz0)
+            return LSTMState(self._fold(ds0[:, :H]), self._fold(ds0[:, H:]))
+        return self._fold(ds0)
 
     def to_batch_first(self, a: np.ndarray) -> np.ndarray:
         """(T, B, ...) -> the caller's layout: (B, T, ...) if batched, else (T, ...)."""
         return self.batch.to_batch_first(a)
 
-    def state_out(self, z: np.ndarray) -> GatedState:
-        """A state z (B, S) in the caller's layout: (H,) or (B, H); LSTMState(h, c) for the LSTM."""
+    def state_out(self, s: np.ndarray) -> GatedState:
+        """A state s (B, S) in the caller's layout: (H,) or (B, H); LSTMState(h, c) for the LSTM."""
         H = self.H
 
         def part(a: np.ndarray) -> np.ndarray:
             return a.copy() if self.batch.batched else a[0].copy()
 
         if self.cell is LSTM:
-            return LSTMState(part(z[:, :H]), part(z[:, H:]))
-        return part(z)
+            return LSTMState(part(s[:, :H]), part(s[:, H:]))
+        return part(s)
 
 
 def _real_array(value: object) -> np.ndarray:
@@ -198,9 +198,9 @@ def prepare_gated(
     dtype = np.dtype(np.result_type(*floats))
     if dtype not in (np.float32, np.float64):  # as _inputs.prepare: a longdouble s0 computes in float64
         dtype = np.dtype(np.float64)
-    z0 = np.zeros((B, cell.parts * H), dtype=dtype)
+    s0_rows = np.zeros((B, cell.parts * H), dtype=dtype)
     for j, a in enumerate(parts):
-        z0[:, j * H : (j + 1) * H] = a  # broadcasts an (H,) part over the rows
+        s0_rows[:, j * H : (j + 1) * H] = a  # broadcasts an (H,) part over the rows
     X = None if batch.X is None else np.asarray(batch.X, dtype=dtype)
     weight = batch.weight
     if weight is not None and weight.dtype != dtype:  # s0 widened the computation: 1/n in that dtype
@@ -213,7 +213,7 @@ def prepare_gated(
         return None if a is None else np.asarray(a, dtype=dtype)
 
     return GatedInputs(
-        batch=batch, cell=cell, H=H, dtype=dtype, X=X, weight=weight, z0=z0, s0_shape=tuple(s0_shape),
+        batch=batch, cell=cell, H=H, dtype=dtype, X=X, weight=weight, s0=s0_rows, s0_shape=tuple(s0_shape),
         U=cast(p.U), W=cast(p.W), b_ih=cast(p.b_ih), b_hh=cast(p.b_hh), V=cast(p.V), c=cast(p.c),
     )  # fmt: skip
 
@@ -250,7 +250,7 @@ def run_checked(g: GatedInputs) -> tuple[StepWeights, Run]:
 def fast_forward(g: GatedInputs) -> fast.FastForward:
     """The forward pass of the fast path over validated inputs (NonFiniteError "z_t" on overflow)."""
     b = g.batch
-    return fast.forward(g.cell is LSTM, g.U, g.W, g.b_ih, g.b_hh, b.tokens, g.X, g.z0)
+    return fast.forward(g.cell is LSTM, g.U, g.W, g.b_ih, g.b_hh, b.tokens, g.X, g.s0)
 
 
 def fast_backward(
@@ -258,7 +258,7 @@ def fast_backward(
     g: GatedInputs,
     fw: fast.FastForward,
     upstream: fast.Upstream,
-    dz_final: np.ndarray | None,
+    ds_final: np.ndarray | None,
     *,
     V: np.ndarray | None = None,
     c: np.ndarray | None = None,
@@ -267,7 +267,7 @@ def fast_backward(
 
     Args:
         upstream: the per-block source of dE_t/dh_t (fast.Upstream).
-        dz_final: (B, S) gradient arriving at the final state from beyond, or None.
+        ds_final: (B, S) gradient arriving at the final state from beyond, or None.
         V, c: dE/dV, dE/dc to put in the result (None for the layer alone).
 
     Returns:
@@ -279,11 +279,11 @@ def fast_backward(
     """
     b = g.batch
     dxs, dxs_tm = input_grad_arrays(b, g.dtype)
-    sw = fast.backward(fw, g.U, g.W, g.b_ih is not None, b.tokens, g.X, upstream, dz_final, dxs_tm)
+    sw = fast.backward(fw, g.U, g.W, g.b_ih is not None, b.tokens, g.X, upstream, ds_final, dxs_tm)
     if not np.isfinite(sw.loss):  # every block's part is finite (output_upstream), their sum is not
         raise_loss_sum_overflow(0, b.T - 1, g.dtype)
     grads = type(p)._adopt(U=sw.dU, W=sw.dW, b_ih=sw.db_ih, b_hh=sw.db_hh, V=V, c=c)
-    ds0 = g.fold_ds0(sw.dz0)
+    ds0 = g.fold_ds0(sw.ds0)
     check_grads(grads, ds0, dxs)
     return sw.loss, grads, ds0, dxs
 
@@ -295,7 +295,7 @@ def fast_layer_backward(
 
     Args:
         dhs: (T, B, H) dL/dh_t from above, time-major (read only).
-        d_final: (B, S) dL/dz_{T-1} of the final state, or None.
+        d_final: (B, S) dL/ds_{T-1} of the final state, or None.
 
     Returns:
         (grads as p's type (V, c None), ds0 in the caller's layout, dxs or None,
@@ -308,7 +308,7 @@ def fast_layer_backward(
         return 0.0
 
     _, grads, ds0, dxs = fast_backward(p, g, fw, from_caller, d_final)
-    return grads, ds0, dxs, fw.hs[1:], g.state_out(fw.final_z())
+    return grads, ds0, dxs, fw.hs[1:], g.state_out(fw.final_state())
 
 
 @dataclass(frozen=True, eq=False)
@@ -378,7 +378,7 @@ def bptt(
         fw = fast_forward(g)
         upstream, dV, dc = fast.output_upstream(fw, g.V, g.c, b.Y, g.weight)
         loss, grads, ds0, dxs = fast_backward(p, g, fw, upstream, None, V=dV, c=dc)
-        final = g.state_out(fw.final_z())
+        final = g.state_out(fw.final_state())
         return GatedBPTTResult(loss=loss, grads=grads, ds0=ds0, dxs=dxs, final_state=final)
     w, r = run_checked(g)
     h_rows = np.ascontiguousarray(r.outputs(H)).reshape(n, H)  # h_t, one row per (t, b)
@@ -390,11 +390,11 @@ def bptt(
     with np.errstate(**QUIET):  # overflow is named (o_t, dE/dgh_t), never a warning
         out = output_layer(h_rows, g.V.T, g.V, g.c, b.Y.reshape(n), g.weight.reshape(n), overflow)
         loss, dV, dc = float(out.loss), out.dV, out.dc
-        dz_direct = np.zeros((T, B, g.cell.parts * H), dtype=g.dtype)
-        dz_direct[:, :, :H] = out.e.reshape(T, B, H)  # dE_t/dh_t = V^T dE/do_t
+        ds_direct = np.zeros((T, B, g.cell.parts * H), dtype=g.dtype)
+        ds_direct[:, :, :H] = out.e.reshape(T, B, H)  # dE_t/dh_t = V^T dE/do_t
     del out
-    grads, ds0, dxs = layer_backward(p, g, w, r, dz_direct, tau, V=dV, c=dc)
-    return GatedBPTTResult(loss=loss, grads=grads, ds0=ds0, dxs=dxs, final_state=g.state_out(r.z[-1]))
+    grads, ds0, dxs = layer_backward(p, g, w, r, ds_direct, tau, V=dV, c=dc)
+    return GatedBPTTResult(loss=loss, grads=grads, ds0=ds0, dxs=dxs, final_state=g.state_out(r.s[-1]))
 
 
 def check_grads(grads: GatedParams, ds0: GatedState, dxs: np.ndarray | None) -> None:
@@ -416,7 +416,7 @@ def layer_backward(
     g: GatedInputs,
     w: StepWeights,
     r: Run,
-    dz_direct: np.ndarray,
+    ds_direct: np.ndarray,
     tau: int | None,
     *,
     V: np.ndarray | None = None,
@@ -424,12 +424,12 @@ def layer_backward(
 ) -> tuple[GatedParams, GatedState, np.ndarray | None]:
     """The reverse recursion and the weight gradients, given the gradient from above of every state.
 
-    Shared by bptt (dz_direct = [V^T dE/do_t; 0]) and manual_bptt.layer.backward (the caller's
+    Shared by bptt (ds_direct = [V^T dE/do_t; 0]) and manual_bptt.layer.backward (the caller's
     upstream gradients): one recursion, drivers.backprop.
 
     Args:
         p: the parameters (for the result type).  g: the validated inputs.  w, r: the forward run.
-        dz_direct: (T, B, S) the gradient arriving at each state z_t from above.
+        ds_direct: (T, B, S) the gradient arriving at each state s_t from above.
         tau: None (full) or the truncation tau >= 0.
         V, c: dE/dV (K, H), dE/dc (K,) to put in the result (None for the layer alone).
 
@@ -442,14 +442,14 @@ def layer_backward(
         whose sum over the steps overflowed (check_grads).
     """
     with np.errstate(**QUIET):  # as on the fast path: overflow is named, never a warning
-        dgi, dgh, dz0 = backprop(g.cell, w, r, dz_direct, truncate=tau)
+        dgi, dgh, ds0_rows = backprop(g.cell, w, r, ds_direct, truncate=tau)
         fast.check_finite("dE/dgh_t", dgh)
         dU, db_ih, dW, db_hh, dX = weight_grads(dgi, dgh, r.h_prev(g.H), g.U, g.batch.tokens, g.X)
     has_bias = g.b_ih is not None
     grads = type(p)._adopt(
         U=dU, W=dW, b_ih=db_ih if has_bias else None, b_hh=db_hh if has_bias else None, V=V, c=c
     )
-    ds0, dxs = g.fold_ds0(dz0), None if dX is None else g.batch.to_batch_first(dX)
+    ds0, dxs = g.fold_ds0(ds0_rows), None if dX is None else g.batch.to_batch_first(dX)
     check_grads(grads, ds0, dxs)
     return grads, ds0, dxs
 
@@ -505,7 +505,7 @@ def forward(
         cell_state=cell_state,
         o=b.to_batch_first(o),
         y_hat=b.to_batch_first(y_hat),
-        final_state=g.state_out(fw.final_z()),
+        final_state=g.state_out(fw.final_state()),
     )
 
 
@@ -539,12 +539,12 @@ def backward(
         grads, ds0, dxs, hs, final = fast_layer_backward(p, g, dhs_tm, d_fin)
         return grads, dxs, ds0, b.to_batch_first(hs), final
     w, r = run_checked(g)
-    dz_direct = np.zeros((b.T, b.B, g.cell.parts * H), dtype=g.dtype)
-    dz_direct[:, :, :H] = dhs_tm  # dL/dh_t from above; nothing arrives at c_t but through h_t
+    ds_direct = np.zeros((b.T, b.B, g.cell.parts * H), dtype=g.dtype)
+    ds_direct[:, :, :H] = dhs_tm  # dL/dh_t from above; nothing arrives at c_t but through h_t
     if d_fin is not None:
-        dz_direct[-1] += d_fin  # the final state's gradient: upstream of step T - 1
-    grads, ds0, dxs = layer_backward(p, g, w, r, dz_direct, tau)
-    return grads, dxs, ds0, b.to_batch_first(np.ascontiguousarray(r.outputs(H))), g.state_out(r.z[-1])
+        ds_direct[-1] += d_fin  # the final state's gradient: upstream of step T - 1
+    grads, ds0, dxs = layer_backward(p, g, w, r, ds_direct, tau)
+    return grads, dxs, ds0, b.to_batch_first(np.ascontiguousarray(r.outputs(H))), g.state_out(r.s[-1])
 
 
 def driver_inputs(
@@ -567,6 +567,6 @@ def driver_inputs(
     X = None if g.X is None else (g.X.copy() if owned else g.X)
     return CellInputs(
         cell=g.cell, w=g.step_weights(), U=g.U, b_ih=g.b_ih, V=g.V, c=g.c,
-        bias_names=() if g.b_ih is None else ("b_ih", "b_hh"), tokens=batch.tokens, X=X, s0=g.z0,
+        bias_names=() if g.b_ih is None else ("b_ih", "b_hh"), tokens=batch.tokens, X=X, s0=g.s0,
         Y=batch.Y, weight=g.weight, batched=batch.batched, prep=g,
     )  # fmt: skip

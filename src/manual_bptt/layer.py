@@ -9,10 +9,10 @@ manual_bptt.kinds names. ``activation`` belongs to the Elman cell (None means "t
 gated cell any value but None is a ValueError.
 
 The layer backward has no output layer and no labels. With h_t the layer's output at step t
-(s_t for the Elman cell) and z_{T-1} its final state (h_{T-1}; the pair (h_{T-1}, c_{T-1}) for
+(s_t for the Elman cell) and s_{T-1} its final state (h_{T-1}; the pair (h_{T-1}, c_{T-1}) for
 the LSTM, c_t its cell state), it differentiates
 
-    L = sum_t <dhs_t, h_t> + <d_final, z_{T-1}>
+    L = sum_t <dhs_t, h_t> + <d_final, s_{T-1}>
 
 by the same reverse recursion as bptt: bptt is this backward with dhs_t = V^T dE/do_t, plus the
 output layer's dV and dc. ``truncate=tau`` keeps, for every t, exactly the steps k with
@@ -175,9 +175,9 @@ def backward(
 ) -> LayerResult:
     """The vector-Jacobian product of the recurrent layer alone: no output layer, no labels.
 
-        L = sum_t <dhs_t, h_t> + <d_final, z_{T-1}>
+        L = sum_t <dhs_t, h_t> + <d_final, s_{T-1}>
 
-    with h_t the layer's output (s_t for the Elman cell) and z_{T-1} the final state
+    with h_t the layer's output (s_t for the Elman cell) and s_{T-1} the final state
     (the pair (h_{T-1}, c_{T-1}) for the LSTM).
 
     Args:
@@ -186,7 +186,7 @@ def backward(
         dhs: (T, H) or (B, T, H) (as xs is batched or not): dL/dh_t arriving at every output
             from above (not through the recurrence); finite real numbers.
         s0: as for :func:`bptt`.
-        d_final: None (zeros), or dL/dz_{T-1} arriving at the final state: (H,) unbatched or
+        d_final: None (zeros), or dL/ds_{T-1} arriving at the final state: (H,) unbatched or
             (B, H) batched; for the LSTM an LSTMState(dh, dc) or a pair (dh, dc) of such arrays.
         truncate: None (full) or tau >= 0: for every t exactly the steps t - tau <= k <= t of
             the chain of dhs_t, through the full state; d_final belongs to step T - 1 (its chain

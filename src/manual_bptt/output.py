@@ -51,20 +51,20 @@ def softmax(o: np.ndarray) -> np.ndarray:
     return y_hat
 
 
-def softmax_cross_entropy(z: np.ndarray, y: np.ndarray, w: np.ndarray) -> np.floating:
-    """Turn logits z, (n, K), into dE/do in place, and return sum_i w_i E_i for these rows.
+def softmax_cross_entropy(o: np.ndarray, y: np.ndarray, w: np.ndarray) -> np.floating:
+    """Turn logits o, (n, K), into dE/do in place, and return sum_i w_i E_i for these rows.
 
-    E_i = -log softmax(z_i)[y_i] by log-sum-exp, so large logits give finite results; one
+    E_i = -log softmax(o_i)[y_i] by log-sum-exp, so large logits give finite results; one
     buffer holds the logits, then their exponentials, then dE/do: a single exp, no
-    temporaries of that size. y: (n,) labels; w: (n,) weights. The sum has z's dtype.
+    temporaries of that size. y: (n,) labels; w: (n,) weights. The sum has o's dtype.
     """
-    rows = np.arange(len(z))
-    z -= z.max(axis=1, keepdims=True)  # z_t = o_t - max_j o_t[j]: the shift of log-sum-exp
-    z_y = z[rows, y]  # z_t[y_t]
-    y_hat = np.exp(z, out=z)  # exp(z_t), in place
+    rows = np.arange(len(o))
+    o -= o.max(axis=1, keepdims=True)  # o_t - max_j o_t[j]: the shift of log-sum-exp (E_t is the same)
+    o_y = o[rows, y]  # o_t[y_t], shifted
+    y_hat = np.exp(o, out=o)  # exp(o_t), shifted, in place
     sum_exp = y_hat.sum(axis=1)
-    loss = w @ (np.log(sum_exp) - z_y)  # E_t = -log y_hat_t[y_t] = log sum_j exp(z_t[j]) - z_t[y_t]
-    y_hat *= (w / sum_exp)[:, None]  # w_t y_hat_t = w_t exp(z_t) / sum_j exp(z_t[j])
+    loss = w @ (np.log(sum_exp) - o_y)  # E_t = -log y_hat_t[y_t] = log sum_j exp(o_t[j]) - o_t[y_t]
+    y_hat *= (w / sum_exp)[:, None]  # w_t y_hat_t = w_t exp(o_t) / sum_j exp(o_t[j])
     y_hat[rows, y] -= w  # dE/do_t = w_t (y_hat_t - onehot(y_t))
     return loss
 
@@ -146,9 +146,9 @@ def raise_loss_overflow(
     """
     o = logits(h, V.T, c)  # o_t, (n, B, K)
     check_steps_finite("o_t", o, start)
-    z = o - o.max(axis=-1, keepdims=True)  # log-sum-exp, as in softmax_cross_entropy
-    z_y = np.take_along_axis(z, Y[:, :, None], axis=-1)[..., 0]
-    E_t = (np.log(np.exp(z).sum(axis=-1)) - z_y) * weight  # w_t E_t, (n, B)
+    shifted = o - o.max(axis=-1, keepdims=True)  # log-sum-exp, as in softmax_cross_entropy
+    shifted_y = np.take_along_axis(shifted, Y[:, :, None], axis=-1)[..., 0]
+    E_t = (np.log(np.exp(shifted).sum(axis=-1)) - shifted_y) * weight  # w_t E_t, (n, B)
     check_steps_finite("E_t", E_t, start)
     raise_loss_sum_overflow(start, start + len(h) - 1, h.dtype)
 

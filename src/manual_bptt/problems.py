@@ -128,13 +128,13 @@ class Problem:
     def kwargs(self) -> dict[str, Any]:
         """Keyword arguments of bptt (and the oracle): activation (the Elman cell only), s0,
         truncate, reduction, mask."""
-        c = self.cfg
-        head = {"activation": c.activation} if c.cell == "rnn" else {}
+        cfg = self.cfg
+        head = {"activation": cfg.activation} if cfg.cell == "rnn" else {}
         return {
             **head,
             "s0": self.s0,
-            "truncate": c.truncate,
-            "reduction": c.reduction,
+            "truncate": cfg.truncate,
+            "reduction": cfg.reduction,
             "mask": self.mask,
         }
 

@@ -1,7 +1,7 @@
 """The generic drivers' own contracts (manual_bptt.drivers), beyond the gradients they give.
 
-    backprop       dz_final is the gradient arriving at the final state: exactly an upstream
-                   gradient added to dz_direct[T - 1]; refused (ValueError naming it) under
+    backprop       ds_final is the gradient arriving at the final state: exactly an upstream
+                   gradient added to ds_direct[T - 1]; refused (ValueError naming it) under
                    truncation; truncate >= T - 1 is full BPTT, bitwise
     stack_caches   T caches of B rows -> one cache of T*B rows, row t*B + b = step t, row b;
     cache_rows     a cache's tuple type is kept (a NamedTuple stays one, a plain tuple stays a
@@ -38,7 +38,7 @@ def test_a_final_state_gradient_is_an_upstream_gradient_of_the_last_step(cls):
     cell, w, r, dz = gated_run(cls)
     d_final = np.random.default_rng(1).standard_normal(dz.shape[1:])
     before = d_final.copy()
-    got = drivers.backprop(cell, w, r, dz, dz_final=d_final)
+    got = drivers.backprop(cell, w, r, dz, ds_final=d_final)
     added = dz.copy()
     added[-1] += d_final
     want = drivers.backprop(cell, w, r, added)
@@ -51,8 +51,8 @@ def test_a_final_state_gradient_is_an_upstream_gradient_of_the_last_step(cls):
 
 def test_a_final_state_gradient_is_refused_under_truncation():
     cell, w, r, dz = gated_run(GRUParams)
-    with pytest.raises(ValueError, match=r"^dz_final: only with full BPTT \(truncate=None\)$"):
-        drivers.backprop(cell, w, r, dz, truncate=1, dz_final=np.zeros(dz.shape[1:]))
+    with pytest.raises(ValueError, match=r"^ds_final: only with full BPTT \(truncate=None\)$"):
+        drivers.backprop(cell, w, r, dz, truncate=1, ds_final=np.zeros(dz.shape[1:]))
 
 
 @pytest.mark.parametrize("cls", [GRUParams, LSTMParams])

@@ -89,7 +89,7 @@ def spec_bptt(p, xs, ys, **kwargs) -> dict:
     b, H = g.batch, g.H
     T, B, n = b.T, b.B, b.T * b.B
     w = g.step_weights()
-    r = drivers.run(g.cell, w, g.input_terms(), g.z0)  # the spec's forward, step by step
+    r = drivers.run(g.cell, w, g.input_terms(), g.s0)  # the spec's forward, step by step
     h = np.ascontiguousarray(r.outputs(H)).reshape(n, H)
     dO = h @ g.V.T + (0.0 if g.c is None else g.c)
     loss = softmax_cross_entropy(dO, b.Y.reshape(n), g.weight.reshape(n))
@@ -102,7 +102,7 @@ def spec_bptt(p, xs, ys, **kwargs) -> dict:
         "loss": np.asarray(float(loss)), "U": dU, "W": dW, "b_ih": db_ih if bias else None,
         "b_hh": db_hh if bias else None, "V": dO.T @ h, "c": None if g.c is None else dO.sum(axis=0),
         "ds0": g.fold_ds0(dz0), "dxs": None if dX is None else b.to_batch_first(dX),
-        "final_state": g.state_out(r.z[-1]),
+        "final_state": g.state_out(r.s[-1]),
     }  # fmt: skip
 
 
@@ -241,7 +241,7 @@ def test_fast_layer_backward_equals_the_spec(cls, data, with_final):
         dz[-1] += np.concatenate([np.broadcast_to(q, (b.B, H)) for q in parts], axis=1)
     lb = mb.backward(p, xs, dhs, s0=s0, d_final=d_final)
     w = g.step_weights()
-    r = drivers.run(g.cell, w, g.input_terms(), g.z0)
+    r = drivers.run(g.cell, w, g.input_terms(), g.s0)
     dgi, dgh, dz0 = drivers.backprop(g.cell, w, r, dz)
     dU, db_ih, dW, db_hh, dX = drivers.weight_grads(dgi, dgh, r.h_prev(H), g.U, b.tokens, g.X)
     bias = g.b_ih is not None
@@ -381,7 +381,7 @@ def test_the_backward_reads_the_final_state_gradient_without_writing_to_it(cls):
     d_final = LSTMState(before[:, :H], before[:, H:]) if cls is LSTMParams else before
     lb = mb.backward(prob.p, prob.xs, g.batch.to_batch_first(dhs_tm), s0=s0, d_final=d_final)
     assert_close(sw.dW, lb.grads.W, name="W")
-    assert_close(sw.dz0, np.concatenate(lb.ds0, axis=1) if cls is LSTMParams else lb.ds0, name="ds0")
+    assert_close(sw.ds0, np.concatenate(lb.ds0, axis=1) if cls is LSTMParams else lb.ds0, name="ds0")
 
 
 # ---------------------------------------------------------------------------------------------

@@ -534,7 +534,7 @@ def test_prepare_gated_gives_every_array_in_the_compute_dtype(cls, s0_dtype, dty
     p32, xs32 = p.astype(np.float32), xs.astype(np.float32)
     g = gated.prepare_gated(kind_of(p).cell, p32, xs32, ys, s0=s0, reduction="mean")
     assert g.dtype == dtype
-    arrays = {"X": g.X, "z0": g.z0, "weight": g.weight, "U": g.U, "W": g.W, "b_ih": g.b_ih, "b_hh": g.b_hh,
+    arrays = {"X": g.X, "s0": g.s0, "weight": g.weight, "U": g.U, "W": g.W, "b_ih": g.b_ih, "b_hh": g.b_hh,
               "V": g.V, "c": g.c}  # fmt: skip
     assert {name: a.dtype for name, a in arrays.items()} == dict.fromkeys(arrays, np.dtype(dtype))
 

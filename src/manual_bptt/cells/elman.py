@@ -36,7 +36,7 @@ def backward(w: StepWeights, ds: np.ndarray, cache: ElmanCache) -> tuple[np.ndar
 
 
 def partials(w: StepWeights, cache: ElmanCache) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Ji = Jh = diag(f'(a_t)) (B, H, H); Jz = 0 (s_{t-1} enters only through gh_t)."""
+    """Ji = Jh = diag(f'(a_t)) (B, H, H); Js = 0 (s_{t-1} enters only through gh_t)."""
     fp = w.act.prime(cache.s)  # f'(a_t), (B, H)
     J = fp[:, :, None] * np.eye(w.H, dtype=fp.dtype)  # ∂s_t/∂a_t = diag(f'(a_t))
     return J, J, np.zeros_like(J)

@@ -59,7 +59,7 @@ class FastForward:
     Attributes:
         lstm: True for the LSTM (G = 4), False for the GRU (G = 3).  H: hidden size.
         hs: (T + 1, B, H) h_{t-1} at index t: hs[0] = h0, hs[t + 1] = h_t.
-        cs: (T + 1, B, H) the LSTM's cell states the same way (cs[0] = c0); None for the GRU.
+        cs: (T + 1, B, H) the LSTM's cell states c_t the same way (cs[0] = c0); None for the GRU.
         tanh_c: (T, B, H) tanh(c_t) (LSTM); None for the GRU.
         gates: (T, B, 4H) the gates (see the module docstring for the layout).
     """
@@ -76,8 +76,8 @@ class FastForward:
         """The number of gate blocks of U, W, b_ih, b_hh: 4 (LSTM) or 3 (GRU)."""
         return 4 if self.lstm else 3
 
-    def final_z(self) -> np.ndarray:
-        """z_{T-1}, (B, S): h_{T-1}, or [h_{T-1}; c_{T-1}] for the LSTM (a fresh array)."""
+    def final_state(self) -> np.ndarray:
+        """s_{T-1}, (B, S): h_{T-1}, or [h_{T-1}; c_{T-1}] for the LSTM (a fresh array)."""
         if self.lstm:
             return np.concatenate([self.hs[-1], self.cs[-1]], axis=1)
         return self.hs[-1].copy()
@@ -97,17 +97,18 @@ def forward(
     b_hh: np.ndarray | None,
     tokens: np.ndarray | None,
     X: np.ndarray | None,
-    z0: np.ndarray,
+    s0: np.ndarray,
 ) -> FastForward:
     """Run the cell over every step, keeping what the backward needs (FastForward).
 
     Args:
         lstm: the cell.  U (G*H, D), W (G*H, H), b_ih, b_hh (G*H,) or None: in the compute dtype.
         tokens: (T, B) token ids, or None.  X: (T, B, D) dense inputs (any strides), or None.
-        z0: (B, S) initial state (S = H, or 2H for the LSTM's [h0; c0]).
+        s0: (B, S) initial state (S = H, or 2H for the LSTM's [h0; c0]).
 
     Raises:
-        NonFiniteError "z_t" at the first step whose state is not finite.
+        NonFiniteError "z_t" (the message's name for the state) at the first step whose state is
+        not finite.
     """
     H = W.shape[1]
     GH = W.shape[0]
@@ -122,11 +123,11 @@ def forward(
     b_hn = None if lstm or b_hh is None else b_hh[2 * H :]
     WTs = np.ascontiguousarray((W * sign[:, None]).T) if lstm else np.ascontiguousarray(W.T)  # (H, G*H)
     hs = np.empty((T + 1, B, H), dtype=dt)
-    hs[0] = z0[:, :H]
+    hs[0] = s0[:, :H]
     cs = tanh_c = None
     if lstm:
         cs = np.empty((T + 1, B, H), dtype=dt)
-        cs[0] = z0[:, H:]
+        cs[0] = s0[:, H:]
         tanh_c = np.empty((T, B, H), dtype=dt)
     gates = np.empty((T, B, 4 * H), dtype=dt)
     blocks = step_blocks(T, B)
@@ -203,11 +204,11 @@ def _lstm_step(
         np.reciprocal(s, out=s)  # gate_i = σ(a_i), gate_f = σ(a_f); gate_o = σ(a_o)
     gate_i, gate_f, gate_g, gate_o = g[:, :H], g[:, H : 2 * H], g[:, 2 * H : 3 * H], g[:, 3 * H :]
     np.tanh(gate_g, out=gate_g)  # gate_g = tanh(a_g)
-    c = cs[t + 1]
-    np.multiply(gate_f, cs[t], out=c)
+    c_t = cs[t + 1]
+    np.multiply(gate_f, cs[t], out=c_t)
     np.multiply(gate_i, gate_g, out=tmp)
-    c += tmp  # c_t = gate_f ⊙ c_{t-1} + gate_i ⊙ gate_g
-    np.tanh(c, out=tanh_c[t])
+    c_t += tmp  # c_t = gate_f ⊙ c_{t-1} + gate_i ⊙ gate_g
+    np.tanh(c_t, out=tanh_c[t])
     np.multiply(gate_o, tanh_c[t], out=hs[t + 1])  # h_t = gate_o ⊙ tanh(c_t)
 
 
@@ -223,7 +224,7 @@ class Sweep:
     Attributes:
         loss: the sum of the upstream's loss parts.
         dU (G*H, D), dW (G*H, H), db_ih, db_hh (G*H,) (None without biases).
-        dz0: (B, S) dE/dz0 per row ([dE/dh0; dE/dc0] for the LSTM).
+        ds0: (B, S) dE/ds0 per row ([dE/dh0; dE/dc0] for the LSTM).
     """
 
     loss: float
@@ -231,7 +232,7 @@ class Sweep:
     dW: np.ndarray
     db_ih: np.ndarray | None
     db_hh: np.ndarray | None
-    dz0: np.ndarray
+    ds0: np.ndarray
 
 
 def backward(
@@ -242,13 +243,13 @@ def backward(
     tokens: np.ndarray | None,
     X: np.ndarray | None,
     upstream: Upstream,
-    dz_final: np.ndarray | None,
+    ds_final: np.ndarray | None,
     dxs_tm: np.ndarray | None,
 ) -> Sweep:
     """The reverse recursion of full BPTT and the weight gradients, the blocks of steps last first.
 
-    With g_t = dE/dz_t = (upstream's dE_t/dh_t, 0 for c_t) + the gradient carried from step t + 1,
-    each step turns its gates into dE/dgi_t, dE/dgh_t in place and carries dE/dz_{t-1}; then
+    With g_t = dE/ds_t = (upstream's dE_t/dh_t, 0 for c_t) + the gradient carried from step t + 1,
+    each step turns its gates into dE/dgi_t, dE/dgh_t in place and carries dE/ds_{t-1}; then
 
         dU = sum_t dgi_t^T x_t   db_ih = sum_t dgi_t   dW = sum_t dgh_t^T h_{t-1}   db_hh = sum_t dgh_t
         dE/dx_t = dgi_t U   (into dxs_tm, (T, B, D), a time-major view of the caller's layout)
@@ -256,7 +257,7 @@ def backward(
     Args:
         fw: the forward pass (its gates are overwritten).  U (G*H, D), W (G*H, H).
         has_bias: whether to return db_ih, db_hh.  tokens, X: the inputs, as for forward.
-        upstream: see Upstream.  dz_final: (B, S) gradient arriving at z_{T-1} from beyond, or None.
+        upstream: see Upstream.  ds_final: (B, S) gradient arriving at s_{T-1} from beyond, or None.
         dxs_tm: (T, B, D) receives dE/dx_t (dense inputs), or None.
 
     Raises:
@@ -274,10 +275,10 @@ def backward(
     scratch = np.empty((3, B, H), dtype=dt)
     carry_h = np.zeros((B, H), dtype=dt)
     carry_c = np.zeros((B, H), dtype=dt) if lstm else None
-    if dz_final is not None:
-        carry_h += dz_final[:, :H]
+    if ds_final is not None:
+        carry_h += ds_final[:, :H]
         if lstm:
-            carry_c += dz_final[:, H:]
+            carry_c += ds_final[:, H:]
     dW = np.zeros((G * H, H), dtype=dt)
     dU = np.zeros((G * H, D), dtype=dt) if tokens is None else None
     dUT = np.zeros((D, G * H), dtype=dt) if tokens is not None else None
@@ -318,8 +319,8 @@ def backward(
             check_finite("dE/dgh_t", fw.gates if lstm else fw.gates[:, :, : 3 * H])
     if dUT is not None:
         dU = np.ascontiguousarray(dUT.T)
-    dz0 = np.concatenate([carry_h, carry_c], axis=1) if lstm else carry_h
-    return Sweep(loss=loss, dU=dU, dW=dW, db_ih=db_ih, db_hh=db_hh, dz0=dz0)
+    ds0 = np.concatenate([carry_h, carry_c], axis=1) if lstm else carry_h
+    return Sweep(loss=loss, dU=dU, dW=dW, db_ih=db_ih, db_hh=db_hh, ds0=ds0)
 
 
 def _gru_back(g: np.ndarray, h_prev: np.ndarray, W: np.ndarray, dh: np.ndarray, scratch: np.ndarray) -> None:
@@ -352,23 +353,24 @@ def _lstm_back(
     c_prev: np.ndarray,
     tanh_c: np.ndarray,
     W: np.ndarray,
-    dh: np.ndarray,
-    dc: np.ndarray,
+    carry_h: np.ndarray,
+    carry_c: np.ndarray,
     scratch: np.ndarray,
 ) -> None:
-    """One LSTM step back: g (B, 4H) the gates -> dE/da_t; (dh, dc): dE/dz_t -> dE/dz_{t-1}."""
-    H = dh.shape[1]
+    """One LSTM step back: g (B, 4H) the gates -> dE/da_t; (carry_h, carry_c): dE/ds_t = [dE/dh_t;
+    the part of dE/dc_t from step t + 1] -> dE/ds_{t-1}."""
+    H = carry_h.shape[1]
     gate_i, gate_f, gate_g, gate_o = g[:, :H], g[:, H : 2 * H], g[:, 2 * H : 3 * H], g[:, 3 * H :]
     dc_t, tmp, dc_g = scratch
     np.multiply(tanh_c, tanh_c, out=dc_t)
     np.subtract(1.0, dc_t, out=dc_t)
     dc_t *= gate_o
-    dc_t *= dh
-    dc_t += dc  # dE/dc_t = dE/dc_t (carried) + dE/dh_t ⊙ gate_o ⊙ (1 - tanh(c_t)²)
+    dc_t *= carry_h
+    dc_t += carry_c  # dE/dc_t = dE/dc_t (carried) + dE/dh_t ⊙ gate_o ⊙ (1 - tanh(c_t)²)
     np.multiply(gate_o, gate_o, out=tmp)
     np.subtract(gate_o, tmp, out=gate_o)
     gate_o *= tanh_c
-    gate_o *= dh  # dE/da_o = dE/dh_t ⊙ tanh(c_t) ⊙ σ'
+    gate_o *= carry_h  # dE/da_o = dE/dh_t ⊙ tanh(c_t) ⊙ σ'
     np.multiply(dc_t, gate_g, out=dc_g)  # dE/dc_t ⊙ gate_g, for dE/da_i
     np.multiply(gate_g, gate_g, out=gate_g)
     np.subtract(1.0, gate_g, out=gate_g)
@@ -377,12 +379,12 @@ def _lstm_back(
     np.multiply(gate_i, gate_i, out=tmp)
     np.subtract(gate_i, tmp, out=gate_i)
     gate_i *= dc_g  # dE/da_i = dE/dc_t ⊙ gate_g ⊙ σ'
-    np.multiply(dc_t, gate_f, out=dc)  # dE/dc_{t-1} = dE/dc_t ⊙ gate_f
+    np.multiply(dc_t, gate_f, out=carry_c)  # dE/dc_{t-1} = dE/dc_t ⊙ gate_f
     np.multiply(gate_f, gate_f, out=tmp)
     np.subtract(gate_f, tmp, out=gate_f)
     gate_f *= c_prev
     gate_f *= dc_t  # dE/da_f = dE/dc_t ⊙ c_{t-1} ⊙ σ'
-    np.matmul(g, W, out=dh)  # dE/dh_{t-1} = W^T dE/da_t
+    np.matmul(g, W, out=carry_h)  # dE/dh_{t-1} = W^T dE/da_t
 
 
 def output_upstream(
@@ -410,9 +412,9 @@ def output_upstream(
 
         def overflow(loss: np.floating) -> None:
             if not all_finite(logits(h, VT, c)):  # name the first step of all whose logits overflowed
-                for s, e in step_blocks(T, B):
-                    o = logits(fw.hs[s + 1 : e + 1].reshape(-1, H), VT, c)
-                    check_finite("o_t", o.reshape(e - s, B, K), s)
+                for lo, hi in step_blocks(T, B):
+                    o = logits(fw.hs[lo + 1 : hi + 1].reshape(-1, H), VT, c)
+                    check_finite("o_t", o.reshape(hi - lo, B, K), lo)
             # a term w_t E_t, or their sum, overflowed: name it
             raise_loss_overflow(fw.hs[start + 1 : end + 1], V, c, Y[start:end], weight[start:end], start)
 
@@ -425,7 +427,7 @@ def output_upstream(
 
 
 def spec_run(fw: FastForward) -> Run:
-    """The forward pass as the generic drivers' Run: the states z (T + 1, B, S) and, per step,
+    """The forward pass as the generic drivers' Run: the states s (T + 1, B, S) and, per step,
     the spec's cache (cells.gru.GRUCache / cells.lstm.LSTMCache) as views of fw's buffers.
 
     So truncated BPTT (drivers.backprop over the spec's backward steps) starts from the same
@@ -434,12 +436,12 @@ def spec_run(fw: FastForward) -> Run:
     H, T = fw.H, fw.gates.shape[0]
     g = fw.gates
     if fw.lstm:
-        z = np.concatenate([fw.hs, fw.cs], axis=2)
+        s = np.concatenate([fw.hs, fw.cs], axis=2)
         caches = [LSTMCache(g[t], fw.cs[t], fw.tanh_c[t]) for t in range(T)]
     else:
-        z = fw.hs
+        s = fw.hs
         caches = [
             GRUCache(fw.hs[t], g[t, :, :H], g[t, :, H : 2 * H], g[t, :, 3 * H :], g[t, :, 2 * H : 3 * H])
             for t in range(T)
         ]
-    return Run(z=z, caches=caches)
+    return Run(s=s, caches=caches)
