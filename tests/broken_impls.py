@@ -283,8 +283,14 @@ def gru_reset_before_matmul(p, xs, ys, *, s0=None, reduction="sum", mask=None):
     shared = not batched or (s0 is not None and np.ndim(s0) == 1)
     ds0 = dh_next.sum(axis=0) if shared else dh_next  # the shape of s0 ((H,) or (B, H))
     biased = p.b_ih is not None
-    grads = {"U": dU, "W": dW, "b_ih": db if biased else None, "b_hh": db_hh if biased else None,
-             "V": dV, "c": None if p.c is None else dO.sum(axis=(0, 1))}  # fmt: skip
+    grads = {
+        "U": dU,
+        "W": dW,
+        "b_ih": db if biased else None,
+        "b_hh": db_hh if biased else None,
+        "V": dV,
+        "c": None if p.c is None else dO.sum(axis=(0, 1)),
+    }
     dxs = None if tokens else (dX if batched else dX[0])
     return SimpleNamespace(loss=loss, grads=grads, ds0=ds0, dxs=dxs)
 

@@ -209,8 +209,9 @@ def unroll(
         if t is not None:
             raise NonFiniteError(
                 f"{what}: the state z_t is not finite from step t = {t} on (the recurrence overflowed)",
-                what="z_t", step=t,
-            )  # fmt: skip
+                what="z_t",
+                step=t,
+            )
     cache = stack_caches(r.caches)
     loss = dO = e = dV = dc = None
     if labels:
@@ -227,10 +228,27 @@ def unroll(
         e = np.zeros((T, B, S), dtype=dt)
         e[:, :, :H] = out.e.reshape(T, B, H)  # dE_t/dh_t = V^T dE_t/do_t; nothing to c_t
     return Unrolled(
-        kind=kind, cell=cell, w=w, U=U, V=V, c=c, bias_names=inputs.bias_names, tokens=tokens, X=X, s=r.s,
-        cache=cache, batched=inputs.batched, prep=inputs.prep, Y=Y, weight=weight, loss=loss, dO=dO, dV=dV,
-        dc=dc, e=e,
-    )  # fmt: skip
+        kind=kind,
+        cell=cell,
+        w=w,
+        U=U,
+        V=V,
+        c=c,
+        bias_names=inputs.bias_names,
+        tokens=tokens,
+        X=X,
+        s=r.s,
+        cache=cache,
+        batched=inputs.batched,
+        prep=inputs.prep,
+        Y=Y,
+        weight=weight,
+        loss=loss,
+        dO=dO,
+        dV=dV,
+        dc=dc,
+        e=e,
+    )
 
 
 # ---------------------------------------------------------------------------------------------
@@ -461,8 +479,14 @@ class Decomposition:
                 g, dgi, dgh = u.cell.backward(u.w, g, u.step(k))  # signals of (t, k); g = dE_t/ds_{k-1}
                 for n, arr in terms.items():
                     arr[k] = self._term(n, dgi, dgh, k)
-            yield StepTerms(t=t, W=terms["W"], U=terms["U"], b=terms.get("b"), b_ih=terms.get("b_ih"),
-                            b_hh=terms.get("b_hh"))  # fmt: skip
+            yield StepTerms(
+                t=t,
+                W=terms["W"],
+                U=terms["U"],
+                b=terms.get("b"),
+                b_ih=terms.get("b_ih"),
+                b_hh=terms.get("b_hh"),
+            )
 
     def _token_groups(self) -> tuple[np.ndarray, np.ndarray]:
         """For token inputs: (group of each (t, b) row, step of each group), grouping the rows
@@ -481,8 +505,13 @@ class Decomposition:
         u = self._u
         T, B, GH = u.T, u.B, u.GH
         names = self._names()
-        check_bytes("terms.norms(): the (T, T) norms of every parameter's terms", (len(names), T, T),
-                    np.float64, self.max_bytes, "Use terms.iter_t(), or pass a larger max_bytes")  # fmt: skip
+        check_bytes(
+            "terms.norms(): the (T, T) norms of every parameter's terms",
+            (len(names), T, T),
+            np.float64,
+            self.max_bytes,
+            "Use terms.iter_t(), or pass a larger max_bytes",
+        )
         out = {n: np.zeros((T, T)) for n in names}
         ks = np.arange(T)
         h_prev = u.h_prev(slice(0, T))

@@ -283,8 +283,15 @@ def backward(
         ]
         _check_sizes("backward", _bptt_arrays(sz, full) + extra, limit)
 
-    batch = prepare(p, xs, None, activation=elman_activation(activation), s0=s0, labels_required=False,
-                    size_check=refuse_too_large)  # fmt: skip
+    batch = prepare(
+        p,
+        xs,
+        None,
+        activation=elman_activation(activation),
+        s0=s0,
+        labels_required=False,
+        size_check=refuse_too_large,
+    )
     T, B, H = batch.T, batch.B, batch.H
     dhs_tm, d_fin = upstream_gradients(dhs, final_parts, T, B, H, batch.batched, batch.dtype)
     tr, dU, dW, db, ds0, dxs = layer_backward(p, batch, dhs_tm, d_fin, tau)
@@ -308,9 +315,15 @@ def driver_inputs(
     cells.elman. ``labels``: ys is required (False: ys must be None). ``owned``: copies of the
     inputs that share no memory with the caller's (for results that outlive the call)."""
     batch = prepare(
-        p, xs, ys, activation=elman_activation(activation), s0=s0, reduction=reduction, mask=mask,
+        p,
+        xs,
+        ys,
+        activation=elman_activation(activation),
+        s0=s0,
+        reduction=reduction,
+        mask=mask,
         labels_required=labels,
-    )  # fmt: skip
+    )
     if owned:
         batch = batch.owned()
     dt = batch.dtype
@@ -319,6 +332,18 @@ def driver_inputs(
     c = None if p.c is None else np.asarray(p.c, dtype=dt)
     w = StepWeights(W=W, WT=np.ascontiguousarray(W.T), b_hh=None, H=batch.H, act=batch.act)
     return CellInputs(
-        cell=ELMAN, w=w, U=U, b_ih=b, V=V, c=c, bias_names=() if b is None else ("b",), tokens=batch.tokens,
-        X=batch.X, s0=batch.s0, Y=batch.Y, weight=batch.weight, batched=batch.batched, prep=batch,
-    )  # fmt: skip
+        cell=ELMAN,
+        w=w,
+        U=U,
+        b_ih=b,
+        V=V,
+        c=c,
+        bias_names=() if b is None else ("b",),
+        tokens=batch.tokens,
+        X=batch.X,
+        s0=batch.s0,
+        Y=batch.Y,
+        weight=batch.weight,
+        batched=batch.batched,
+        prep=batch,
+    )

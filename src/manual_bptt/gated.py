@@ -213,9 +213,21 @@ def prepare_gated(
         return None if a is None else np.asarray(a, dtype=dtype)
 
     return GatedInputs(
-        batch=batch, cell=cell, H=H, dtype=dtype, X=X, weight=weight, s0=s0_rows, s0_shape=tuple(s0_shape),
-        U=cast(p.U), W=cast(p.W), b_ih=cast(p.b_ih), b_hh=cast(p.b_hh), V=cast(p.V), c=cast(p.c),
-    )  # fmt: skip
+        batch=batch,
+        cell=cell,
+        H=H,
+        dtype=dtype,
+        X=X,
+        weight=weight,
+        s0=s0_rows,
+        s0_shape=tuple(s0_shape),
+        U=cast(p.U),
+        W=cast(p.W),
+        b_ih=cast(p.b_ih),
+        b_hh=cast(p.b_hh),
+        V=cast(p.V),
+        c=cast(p.c),
+    )
 
 
 def check_size(g: GatedInputs, max_bytes: int, what: str, extra: int = 0) -> None:
@@ -561,12 +573,24 @@ def driver_inputs(
     owned: bool = False,
 ) -> CellInputs:
     """As elman.driver_inputs, for the gated cell ``cell`` (cells.gru, cells.lstm)."""
-    g = prepare_gated(cell, p, xs, ys, s0=s0, reduction=reduction, mask=mask, activation=activation,
-                      labels_required=labels)  # fmt: skip
+    g = prepare_gated(
+        cell, p, xs, ys, s0=s0, reduction=reduction, mask=mask, activation=activation, labels_required=labels
+    )
     batch = g.batch.owned() if owned else g.batch
     X = None if g.X is None else (g.X.copy() if owned else g.X)
     return CellInputs(
-        cell=g.cell, w=g.step_weights(), U=g.U, b_ih=g.b_ih, V=g.V, c=g.c,
-        bias_names=() if g.b_ih is None else ("b_ih", "b_hh"), tokens=batch.tokens, X=X, s0=g.s0,
-        Y=batch.Y, weight=g.weight, batched=batch.batched, prep=g,
-    )  # fmt: skip
+        cell=g.cell,
+        w=g.step_weights(),
+        U=g.U,
+        b_ih=g.b_ih,
+        V=g.V,
+        c=g.c,
+        bias_names=() if g.b_ih is None else ("b_ih", "b_hh"),
+        tokens=batch.tokens,
+        X=X,
+        s0=g.s0,
+        Y=batch.Y,
+        weight=g.weight,
+        batched=batch.batched,
+        prep=g,
+    )

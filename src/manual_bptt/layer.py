@@ -72,9 +72,16 @@ def bptt(
         tokens), final_state (LSTMState(h_{T-1}, c_{T-1}) for the LSTM).
     """
     return kind_of(p).bptt(
-        p, xs, ys, s0=s0, truncate=truncate, reduction=reduction, mask=mask, activation=activation,
+        p,
+        xs,
+        ys,
+        s0=s0,
+        truncate=truncate,
+        reduction=reduction,
+        mask=mask,
+        activation=activation,
         max_bytes=max_bytes,
-    )  # fmt: skip
+    )
 
 
 def forward(

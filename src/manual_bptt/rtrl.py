@@ -81,8 +81,17 @@ def rtrl(
         naming max_bytes when the sensitivities would not fit.
     """
     max_bytes = check_max_bytes(max_bytes)
-    u = unroll(p, xs, ys, activation=activation, s0=s0, reduction=reduction, mask=mask,
-               max_bytes=max(max_bytes, DEFAULT_MAX_BYTES), what="rtrl")  # fmt: skip
+    u = unroll(
+        p,
+        xs,
+        ys,
+        activation=activation,
+        s0=s0,
+        reduction=reduction,
+        mask=mask,
+        max_bytes=max(max_bytes, DEFAULT_MAX_BYTES),
+        what="rtrl",
+    )
     _check_sensitivities(u, max_bytes)
     T, B, D, H, S, GH, dt = u.T, u.B, u.D, u.H, u.S, u.GH, u.dtype
     dense = u.X is not None

@@ -37,8 +37,13 @@ def test_truncated_deltas_that_keep_every_term_give_the_gradients_of_the_full_re
     tr, e = _trace_and_e()
     dU, dW, db, ds0, dxs = delta_grads(tr, truncated_deltas(tr, e, tau))
     full = bptt(P, XS, YS)
-    for name, got, want in (("U", dU, full.grads.U), ("W", dW, full.grads.W), ("b", db, full.grads.b),
-                            ("ds0", ds0, full.ds0), ("dxs", dxs, full.dxs)):  # fmt: skip
+    for name, got, want in (
+        ("U", dU, full.grads.U),
+        ("W", dW, full.grads.W),
+        ("b", db, full.grads.b),
+        ("ds0", ds0, full.ds0),
+        ("dxs", dxs, full.dxs),
+    ):
         assert_close(got, want, name=name)
 
 

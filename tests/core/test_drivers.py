@@ -60,8 +60,9 @@ def test_truncation_at_T_minus_1_or_more_is_full_backprop_bitwise(cls):
     cell, w, r, dz = gated_run(cls, T=6)
     full = drivers.backprop(cell, w, r, dz)
     for tau in (5, 6, 50):
-        for name, a, b in zip(("dgi", "dgh", "dz0"), drivers.backprop(cell, w, r, dz, truncate=tau), full,
-                              strict=True):  # fmt: skip
+        for name, a, b in zip(
+            ("dgi", "dgh", "dz0"), drivers.backprop(cell, w, r, dz, truncate=tau), full, strict=True
+        ):
             assert a.dtype == b.dtype
             np.testing.assert_array_equal(a, b, err_msg=f"{name}, truncate={tau}")
     # tau = T - 2 drops the single term (T - 1, 0): not the full result any more

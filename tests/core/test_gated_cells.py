@@ -307,8 +307,10 @@ def gate_derivatives(p, xs, s0) -> np.ndarray:
         gi, gh = X[:, t] @ Wi.T + bi, h @ Wh.T + bh
         if m.lstm:
             a = gi + gh
-            gates = torch.cat([torch.sigmoid(a[:, : 2 * H]), torch.tanh(a[:, 2 * H : 3 * H]),
-                               torch.sigmoid(a[:, 3 * H :])], dim=1)  # fmt: skip
+            gates = torch.cat(
+                [torch.sigmoid(a[:, : 2 * H]), torch.tanh(a[:, 2 * H : 3 * H]), torch.sigmoid(a[:, 3 * H :])],
+                dim=1,
+            )
             sig = torch.cat([gates[:, : 2 * H], gates[:, 3 * H :]], dim=1)
             derivs.append(torch.cat([sig * (1 - sig), 1 - gates[:, 2 * H : 3 * H] ** 2], dim=1))
             c = gates[:, H : 2 * H] * c + gates[:, :H] * gates[:, 2 * H : 3 * H]

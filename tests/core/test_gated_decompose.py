@@ -142,8 +142,15 @@ def term_sums(d):
 # The terms sum to the gradient
 # ---------------------------------------------------------------------------------------------
 CASES = [
-    pytest.param(cell, tokens, B, mask, reduction, scale, id=f"{cell}-{'tok' if tokens else 'dense'}-B{B}-"
-                 f"{'mask' if mask else 'nomask'}-{reduction}-x{scale}")
+    pytest.param(
+        cell,
+        tokens,
+        B,
+        mask,
+        reduction,
+        scale,
+        id=f"{cell}-{'tok' if tokens else 'dense'}-B{B}-{'mask' if mask else 'nomask'}-{reduction}-x{scale}",
+    )
     for cell in ("gru", "lstm")
     for tokens, B, mask, reduction, scale in [
         (False, 3, False, "sum", 0.3),
@@ -151,7 +158,7 @@ CASES = [
         (False, None, True, "sum", 4.0),
         (True, None, False, "mean", 2.0),
     ]
-]  # fmt: skip
+]
 
 
 @pytest.mark.parametrize(("cell", "tokens", "B", "mask", "reduction", "scale"), CASES)
@@ -309,8 +316,9 @@ def test_gated_rtrl_equals_bptt(cell, tokens, B, mask, reduction, scale):
     scale=st.sampled_from([0.3, 1.0, 2.0, 4.0]),
     seed=st.integers(0, 2**16),
 )
-def test_gated_decompose_rtrl_and_bptt_agree_on_random_problems(cell, T, B, D, H, K, tokens, mask, reduction,
-                                                                 scale, seed):  # fmt: skip
+def test_gated_decompose_rtrl_and_bptt_agree_on_random_problems(
+    cell, T, B, D, H, K, tokens, mask, reduction, scale, seed
+):
     p, xs, ys, m, s0 = problem(
         cell, T=T, B=B, D=D, H=H, K=K, tokens=tokens, mask=mask, scale=scale, seed=seed
     )

@@ -40,8 +40,24 @@ class Problem:
     kwargs: dict
 
 
-def make(cls, *, D=3, H=4, K=5, T=6, B=2, seed=0, tokens=False, batched=True, bias=True, out_bias=True,
-         s0_kind="rows", use_mask=False, reduction="sum", weight_scale=1.0) -> Problem:  # fmt: skip
+def make(
+    cls,
+    *,
+    D=3,
+    H=4,
+    K=5,
+    T=6,
+    B=2,
+    seed=0,
+    tokens=False,
+    batched=True,
+    bias=True,
+    out_bias=True,
+    s0_kind="rows",
+    use_mask=False,
+    reduction="sum",
+    weight_scale=1.0,
+) -> Problem:
     """A random problem; s0_kind None (zeros), "shared" ((H,) for every row) or "rows" ((B, H))."""
     rng = np.random.default_rng(seed)
     p = cls.init(D, H, K, seed=seed, bias=bias, weight_scale=weight_scale)
@@ -99,11 +115,17 @@ def spec_bptt(p, xs, ys, **kwargs) -> dict:
     dU, db_ih, dW, db_hh, dX = drivers.weight_grads(dgi, dgh, r.h_prev(H), g.U, b.tokens, g.X)
     bias = g.b_ih is not None
     return {
-        "loss": np.asarray(float(loss)), "U": dU, "W": dW, "b_ih": db_ih if bias else None,
-        "b_hh": db_hh if bias else None, "V": dO.T @ h, "c": None if g.c is None else dO.sum(axis=0),
-        "ds0": g.fold_ds0(dz0), "dxs": None if dX is None else b.to_batch_first(dX),
+        "loss": np.asarray(float(loss)),
+        "U": dU,
+        "W": dW,
+        "b_ih": db_ih if bias else None,
+        "b_hh": db_hh if bias else None,
+        "V": dO.T @ h,
+        "c": None if g.c is None else dO.sum(axis=0),
+        "ds0": g.fold_ds0(dz0),
+        "dxs": None if dX is None else b.to_batch_first(dX),
         "final_state": g.state_out(r.s[-1]),
-    }  # fmt: skip
+    }
 
 
 def result_items(r) -> dict:
@@ -245,9 +267,15 @@ def test_fast_layer_backward_equals_the_spec(cls, data, with_final):
     dgi, dgh, dz0 = drivers.backprop(g.cell, w, r, dz)
     dU, db_ih, dW, db_hh, dX = drivers.weight_grads(dgi, dgh, r.h_prev(H), g.U, b.tokens, g.X)
     bias = g.b_ih is not None
-    want = {"U": dU, "W": dW, "b_ih": db_ih if bias else None, "b_hh": db_hh if bias else None,
-            "ds0": g.fold_ds0(dz0), "dxs": None if dX is None else b.to_batch_first(dX),
-            "hs": b.to_batch_first(np.ascontiguousarray(r.outputs(H)))}  # fmt: skip
+    want = {
+        "U": dU,
+        "W": dW,
+        "b_ih": db_ih if bias else None,
+        "b_hh": db_hh if bias else None,
+        "ds0": g.fold_ds0(dz0),
+        "dxs": None if dX is None else b.to_batch_first(dX),
+        "hs": b.to_batch_first(np.ascontiguousarray(r.outputs(H))),
+    }
     got = {name: getattr(lb.grads, name) for name in ("U", "W", "b_ih", "b_hh")}
     got |= {"ds0": lb.ds0, "dxs": lb.dxs, "hs": lb.hs}
     assert_same(got, want, "layer fast vs spec")

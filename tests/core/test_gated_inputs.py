@@ -509,8 +509,9 @@ def test_an_integer_initial_state_is_rounded_once_to_the_compute_dtype(cls):
     b_ih[H : 2 * H] = 100.0  # z_t = 1 (GRU), gate_f = 1 (LSTM)
     if cls is LSTMParams:
         b_ih[:H] = -100.0  # gate_i = 0: c_t = c_{t-1} exactly
-    p = cls(U=np.ones((G * H, 1)), W=np.zeros((G * H, H)), b_ih=b_ih, b_hh=np.zeros(G * H),
-            V=np.ones((2, H))).astype(np.float32)  # fmt: skip
+    p = cls(
+        U=np.ones((G * H, 1)), W=np.zeros((G * H, H)), b_ih=b_ih, b_hh=np.zeros(G * H), V=np.ones((2, H))
+    ).astype(np.float32)
     xs = np.ones((1, 3, 1), dtype=np.float32)
     s0 = big if cls is GRUParams else LSTMState(np.zeros((1, H), dtype=np.int64), big)
     s0_32 = big.astype(np.float32) if cls is GRUParams else LSTMState(*(a.astype(np.float32) for a in s0))
@@ -529,13 +530,25 @@ def test_prepare_gated_gives_every_array_in_the_compute_dtype(cls, s0_dtype, dty
     """float32 parameters and dense inputs: the inputs, the initial state, the weights and the
     parameters are all in float32, or all in float64 when s0 is float64."""
     p, xs, ys, s0 = small(cls)
-    s0 = None if s0_dtype is None else (s0.astype(s0_dtype) if cls is GRUParams else
-                                        LSTMState(*(a.astype(s0_dtype) for a in s0)))  # fmt: skip
+    s0 = (
+        None
+        if s0_dtype is None
+        else (s0.astype(s0_dtype) if cls is GRUParams else LSTMState(*(a.astype(s0_dtype) for a in s0)))
+    )
     p32, xs32 = p.astype(np.float32), xs.astype(np.float32)
     g = gated.prepare_gated(kind_of(p).cell, p32, xs32, ys, s0=s0, reduction="mean")
     assert g.dtype == dtype
-    arrays = {"X": g.X, "s0": g.s0, "weight": g.weight, "U": g.U, "W": g.W, "b_ih": g.b_ih, "b_hh": g.b_hh,
-              "V": g.V, "c": g.c}  # fmt: skip
+    arrays = {
+        "X": g.X,
+        "s0": g.s0,
+        "weight": g.weight,
+        "U": g.U,
+        "W": g.W,
+        "b_ih": g.b_ih,
+        "b_hh": g.b_hh,
+        "V": g.V,
+        "c": g.c,
+    }
     assert {name: a.dtype for name, a in arrays.items()} == dict.fromkeys(arrays, np.dtype(dtype))
 
 
