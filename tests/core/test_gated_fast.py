@@ -18,7 +18,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 import manual_bptt as mb
-from conftest import examples, oracle_close
+from conftest import examples, gated_arrays, oracle_close
 from manual_bptt import drivers, gated
 from manual_bptt.fast import gated as gated_fast
 from manual_bptt.fast.blocks import step_blocks
@@ -40,41 +40,15 @@ class Problem:
     kwargs: dict
 
 
-def make(
-    cls,
-    *,
-    D=3,
-    H=4,
-    K=5,
-    T=6,
-    B=2,
-    seed=0,
-    tokens=False,
-    batched=True,
-    bias=True,
-    out_bias=True,
-    s0_kind="rows",
-    use_mask=False,
-    reduction="sum",
-    weight_scale=1.0,
-) -> Problem:
-    """A random problem; s0_kind None (zeros), "shared" ((H,) for every row) or "rows" ((B, H))."""
-    rng = np.random.default_rng(seed)
-    p = cls.init(D, H, K, seed=seed, bias=bias, weight_scale=weight_scale)
-    if not out_bias:
-        p = p.replace(c=None)
-    lead = (B, T) if batched else (T,)
-    xs = rng.integers(0, D, lead) if tokens else weight_scale * rng.standard_normal((*lead, D))
-    ys = rng.integers(0, K, lead)
+def make(cls, *, reduction="sum", **sizes) -> Problem:
+    """A random problem (conftest.gated_arrays, dense inputs scaled by weight_scale too); s0_kind None
+    (zeros), "shared" ((H,) for every row) or "rows" ((B, H))."""
+    p, xs, ys, s0, mask = gated_arrays(cls, scale_inputs=True, **sizes)
     kwargs: dict = {"reduction": reduction}
-    if use_mask:
-        mask = rng.random(lead) < 0.7
-        mask.flat[0] = True
+    if mask is not None:
         kwargs["mask"] = mask
-    if s0_kind is not None:
-        shape = (B, H) if (s0_kind == "rows" and batched) else (H,)
-        parts = [rng.standard_normal(shape) for _ in range(2 if cls is LSTMParams else 1)]
-        kwargs["s0"] = LSTMState(*parts) if cls is LSTMParams else parts[0]
+    if s0 is not None:
+        kwargs["s0"] = s0
     return Problem(p, xs, ys, kwargs)
 
 
