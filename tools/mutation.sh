@@ -15,7 +15,7 @@ cd "$(dirname "$0")/.."
 # Not mutated: __init__, environment, problems, checking, testing (see [tool.mutmut]).
 MODULES=(
     cells.base cells.elman cells.gru cells.lstm drivers fast.blocks fast.elman fast.gated gated
-    gated_params elman output layer errors decompose rtrl _inputs params activations
+    gated_params elman output kinds layer errors decompose rtrl _inputs params activations
 )
 MUTMUT=${MUTMUT:-mutmut}
 # the summary imports mutmut: use the Python next to the mutmut command unless PYTHON is set
