@@ -128,10 +128,9 @@ def check_steps_finite(what: str, block: np.ndarray, start: int, *, last_first: 
         last_first: the block was computed from its last step down (the backward pass):
             name the highest bad step, the first one reached.
     """
-    bad = first_nonfinite(block, last=last_first)
-    if bad is None:
+    if all_finite(block):  # the common case, at once (first_nonfinite decides the same)
         return
-    t = start + bad
+    t = start + first_nonfinite(block, last=last_first)
     order = "the first reached by the backward pass, which runs from t = T - 1 down" if last_first else (
         "the first such step"
     )

@@ -86,7 +86,10 @@ _EXPECTED = "manual_bptt." + ", ".join(_NAMES[:-1]) + f" or {_NAMES[-1]}"  # the
 def kind_of(p: object) -> Kind:
     """The row of ``p``'s type (or of the nearest of its base classes); ValueError naming p for
     anything else."""
-    for cls in type(p).__mro__:
+    kind = KINDS.get(type(p))  # one lookup on every call: the type itself has a row
+    if kind is not None:
+        return kind
+    for cls in type(p).__mro__[1:]:
         kind = KINDS.get(cls)
         if kind is not None:
             return kind

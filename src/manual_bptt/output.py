@@ -131,7 +131,7 @@ def output_layer(
         else:
             dc += dc_rows
     e = np.matmul(dO, V, out=e_out)  # e_t = V^T dE/do_t
-    return OutputGrads(loss=loss, dO=dO, e=e, dV=dV, dc=dc)
+    return OutputGrads(loss, dO, e, dV, dc)
 
 
 def raise_loss_overflow(
