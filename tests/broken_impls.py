@@ -10,7 +10,7 @@ explicit double sum over the output step t and the step k it reaches back to:
     g_{t,k-1}   = W^T delta_{t,k}                           (dE_t/ds_{k-1})
     D_k         = sum_t delta_{t,k}   over the kept (t, k): t - tau <= k <= t
 
-from which manual_bptt.core.delta_grads forms dU, dW, db, ds0 and dxs (the forward pass
+from which manual_bptt.fast.elman.delta_grads forms dU, dW, db, ds0 and dxs (the forward pass
 and the output layer are manual_bptt's, and correct). ``correct_double_sum`` is the same
 code without a bug, and must pass. Each bug, and where the report should put it:
 
@@ -73,7 +73,9 @@ import numpy as np
 
 import manual_bptt as mb
 from manual_bptt._inputs import check_truncate, prepare
-from manual_bptt.core import BPTTResult, delta_grads, final_state, output_layer, run_forward
+from manual_bptt.elman import BPTTResult, final_state
+from manual_bptt.fast.elman import delta_grads, run_forward
+from manual_bptt.output import output_layer
 
 
 def _act(p, activation):
@@ -92,8 +94,11 @@ def _double_sum(p, xs, ys, *, activation, s0, truncate, reduction, mask, bug: st
     tau = check_truncate(truncate)
     batch = prepare(p, xs, ys, activation=activation, s0=s0, reduction=reduction, mask=mask)
     tr = run_forward(p, batch)
-    loss, dO = output_layer(tr)
     T, B, H, K = batch.T, batch.B, batch.H, batch.K
+    n = T * B
+    y, w = batch.Y.reshape(n), batch.weight.reshape(n)
+    out = output_layer(tr.s.reshape(n, H), tr.V.T, tr.V, tr.c, y, w, overflow=lambda loss: None)  # unchecked
+    loss, dO = float(out.loss), out.dO.reshape(T, B, K)
     e = (dO.reshape(T * B, K) @ tr.V).reshape(T, B, H)  # dE_t/ds_t, direct part, (T, B, H)
     D = np.zeros_like(e)  # D_k = sum_t delta_{t,k}
     S = np.zeros_like(e)  # sum_t g_{t,k} = sum_t dE_t/ds_k (only the bias bug uses it)
@@ -278,8 +283,14 @@ def gru_reset_before_matmul(p, xs, ys, *, s0=None, reduction="sum", mask=None):
     shared = not batched or (s0 is not None and np.ndim(s0) == 1)
     ds0 = dh_next.sum(axis=0) if shared else dh_next  # the shape of s0 ((H,) or (B, H))
     biased = p.b_ih is not None
-    grads = {"U": dU, "W": dW, "b_ih": db if biased else None, "b_hh": db_hh if biased else None,
-             "V": dV, "c": None if p.c is None else dO.sum(axis=(0, 1))}  # fmt: skip
+    grads = {
+        "U": dU,
+        "W": dW,
+        "b_ih": db if biased else None,
+        "b_hh": db_hh if biased else None,
+        "V": dV,
+        "c": None if p.c is None else dO.sum(axis=(0, 1)),
+    }
     dxs = None if tokens else (dX if batched else dX[0])
     return SimpleNamespace(loss=loss, grads=grads, ds0=ds0, dxs=dxs)
 

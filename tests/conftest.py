@@ -32,6 +32,7 @@ import pytest
 from hypothesis import HealthCheck, Phase, settings
 
 from manual_bptt.checking import ATOL, RTOL, assert_close, assert_results_close, result_fields
+from manual_bptt.gated_params import LSTMParams, LSTMState
 from manual_bptt.problems import Problem, RNNConfig, make_problem
 
 # ---------------------------------------------------------------------------------------------
@@ -226,3 +227,69 @@ def problem_with(**fields: Any) -> Problem:
     """A deterministic test problem: the given RNNConfig fields (sizes T, B, D, H, K and the
     seed at least), the others from PLAIN."""
     return make_problem(RNNConfig(**{**PLAIN, **fields}))
+
+
+# ---------------------------------------------------------------------------------------------
+# Gated problems
+# ---------------------------------------------------------------------------------------------
+def gated_problem(cls: type, *, seed: int = 0, D: int = 3, H: int = 2, K: int = 3, T: int = 4, B: int = 2,
+                  scale: float = 1.5) -> tuple[Any, np.ndarray, np.ndarray, Any]:
+    """(p, xs, ys, s0): a gated cell of type cls (init with weight_scale=scale), dense batched inputs
+    (B, T, D), labels (B, T) and an initial state of every row, (B, H) (an LSTMState for the LSTM),
+    drawn from ``seed``."""
+    rng = np.random.default_rng(seed)
+    p = cls.init(D, H, K, seed=seed, weight_scale=scale)
+    xs = rng.standard_normal((B, T, D))
+    ys = rng.integers(0, K, (B, T))
+    parts = [rng.standard_normal((B, H)) for _ in range(2 if cls is LSTMParams else 1)]
+    s0 = LSTMState(*parts) if cls is LSTMParams else parts[0]
+    return p, xs, ys, s0
+
+
+def gated_arrays(
+    cls: type,
+    *,
+    D: int = 3,
+    H: int = 4,
+    K: int = 5,
+    T: int = 6,
+    B: int = 2,
+    seed: int = 0,
+    tokens: bool = False,
+    batched: bool = True,
+    bias: bool = True,
+    out_bias: bool = True,
+    s0_kind: str | None = "rows",
+    use_mask: bool = False,
+    weight_scale: float = 1.0,
+    scale_inputs: bool = False,
+) -> tuple[Any, np.ndarray, np.ndarray, Any, np.ndarray | None]:
+    """(p, xs, ys, s0, mask) of a random gated problem, drawn from ``seed`` in this order.
+
+    p: cls.init(D, H, K, weight_scale=weight_scale, bias=bias), c None unless out_bias. xs: token ids
+    or dense inputs (times weight_scale with scale_inputs), batched (B, T) / (B, T, D) or not.
+    s0_kind: None (s0 None: zeros), "shared" ((H,) for every row) or "rows" ((B, H)); an
+    LSTMState for the LSTM. mask: a bool like ys (its first target counted) with use_mask, else None.
+    """
+    rng = np.random.default_rng(seed)
+    p = cls.init(D, H, K, seed=seed, bias=bias, weight_scale=weight_scale)
+    if not out_bias:
+        p = p.replace(c=None)
+    lead = (B, T) if batched else (T,)
+    if tokens:
+        xs = rng.integers(0, D, lead)
+    else:
+        xs = rng.standard_normal((*lead, D))
+        if scale_inputs:
+            xs = weight_scale * xs
+    ys = rng.integers(0, K, lead)
+    mask = None
+    if use_mask:
+        mask = rng.random(lead) < 0.7
+        mask.flat[0] = True
+    s0 = None
+    if s0_kind is not None:
+        shape = (B, H) if (s0_kind == "rows" and batched) else (H,)
+        parts = [rng.standard_normal(shape) for _ in range(2 if cls is LSTMParams else 1)]
+        s0 = LSTMState(*parts) if cls is LSTMParams else parts[0]
+    return p, xs, ys, s0, mask

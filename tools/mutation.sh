@@ -14,8 +14,8 @@ cd "$(dirname "$0")/.."
 # Every module of the gradient code (a dotted name for a subpackage: cells.gru is cells/gru.py).
 # Not mutated: __init__, environment, problems, checking, testing (see [tool.mutmut]).
 MODULES=(
-    cells.base cells.elman cells.gru cells.lstm drivers gated gated_fast gated_params layer errors
-    core decompose rtrl _inputs params activations
+    cells.base cells.elman cells.gru cells.lstm drivers fast.blocks fast.elman fast.gated gated
+    gated_params elman output kinds layer errors decompose rtrl _inputs params activations
 )
 MUTMUT=${MUTMUT:-mutmut}
 # the summary imports mutmut: use the Python next to the mutmut command unless PYTHON is set

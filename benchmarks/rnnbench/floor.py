@@ -7,7 +7,7 @@ from collections.abc import Callable
 import numpy as np
 
 import manual_bptt as mb
-from manual_bptt.core import step_blocks
+from manual_bptt.fast.blocks import step_blocks
 
 
 def products_alone(
@@ -16,7 +16,7 @@ def products_alone(
     """The matrix products of one bptt call, and nothing else: a floor for bptt's time.
 
     The same products as manual_bptt.bptt (full BPTT), at the same shapes, in the same blocks
-    of steps (manual_bptt.core.step_blocks) and the same order: per block, U x_t (dense) over
+    of steps (manual_bptt.fast.blocks.step_blocks) and the same order: per block, U x_t (dense) over
     its rows, then W s_{t-1} step by step; backward, the blocks last first: V s_t, dV,
     V^T dE/do, W^T delta_t step by step, dW, dU, dE/dx. The
     states are allocated fresh, as bptt does. Left out: validation, the activation, softmax
@@ -90,8 +90,8 @@ def gated_products_alone(
 ) -> None:
     """The matrix products of one gated bptt call (GRU G = 3, LSTM G = 4), and nothing else.
 
-    The same products as manual_bptt.bptt's fast path for the gated cells (gated_fast), at the
-    same shapes, in the same blocks of steps and order: per block, U x_t (dense) over its rows
+    The same products as manual_bptt.bptt's fast path for the gated cells (manual_bptt.fast.gated),
+    at the same shapes, in the same blocks of steps and order: per block, U x_t (dense) over its rows
     into a (rows, G*H) block, then W h_{t-1} step by step, one stacked (B, G*H) product each;
     backward, the blocks last first: V h_t, dV, V^T dE/do, then W^T dE/dgh_t step by step, then
     dW, dU and dE/dx over the block's rows. Left out: validation, the gate arithmetic, softmax

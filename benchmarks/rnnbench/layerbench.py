@@ -79,11 +79,17 @@ def layer_backward(sizes: list[Size], cells: list[str], dtype: str, rounds: int,
             samples, _ = round_robin([ours, theirs], rounds, slot_s)
             a, b = samples[ours.name], samples[theirs.name]
             per_round = [a[r] / b[r] for r in a if r in b]
-            rows.append({
-                "cell": cell, "size": s.name, "dtype": dtype, "torch": theirs.name,
-                "ours_ms": 1e3 * median(a), "torch_ms": 1e3 * median(b),
-                "ratio": float(np.median(per_round)),
-            })  # fmt: skip
+            rows.append(
+                {
+                    "cell": cell,
+                    "size": s.name,
+                    "dtype": dtype,
+                    "torch": theirs.name,
+                    "ours_ms": 1e3 * median(a),
+                    "torch_ms": 1e3 * median(b),
+                    "ratio": float(np.median(per_round)),
+                }
+            )
     return rows
 
 
@@ -112,8 +118,11 @@ def cell_memory(cfg: Config, cells: list[str]) -> dict:
         n_fit = min(4, len(Ts))
         per_step, offset = np.polyfit(Ts[-n_fit:], peaks[-n_fit:], 1)
         out[cell] = {
-            "T": Ts, "peak_bytes": peaks, "exponent": fit_exponent(Ts[-n_fit:], peaks[-n_fit:]),
-            "bytes_per_step": float(per_step), "offset_bytes": float(offset),
+            "T": Ts,
+            "peak_bytes": peaks,
+            "exponent": fit_exponent(Ts[-n_fit:], peaks[-n_fit:]),
+            "bytes_per_step": float(per_step),
+            "offset_bytes": float(offset),
             "kept_bytes_per_step": (KEPT_H[cell] * H + D) * B * 8,
-        }  # fmt: skip
+        }
     return out

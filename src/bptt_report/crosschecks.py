@@ -23,7 +23,7 @@ from .pool import TargetPool
 from .results import ConfigCheck
 
 #: The names under which manual_bptt's bptt is checked (the cross-checks apply to these only).
-OWN_TARGETS = frozenset({"manual_bptt:bptt", "manual_bptt.layer:bptt", "manual_bptt.core:bptt"})
+OWN_TARGETS = frozenset({"manual_bptt:bptt", "manual_bptt.layer:bptt", "manual_bptt.elman:bptt"})
 #: kind -> the method's target name.
 METHODS = {"rtrl": "bptt_report.methods:rtrl", "decompose": "bptt_report.methods:decomposed"}
 #: Bounds of the subset.

@@ -16,7 +16,6 @@ suite. This package depends on numpy only and never imports torch.
 """
 
 from .activations import ACTIVATIONS
-from .core import BPTTResult, ForwardResult
 from .decompose import (
     MAX_FULL_BYTES,
     Decomposition,
@@ -26,6 +25,7 @@ from .decompose import (
     decompose,
     state_jacobian,
 )
+from .elman import BPTTResult, ForwardResult
 from .errors import DEFAULT_MAX_BYTES, NonFiniteError, TooLargeError
 from .gated import GatedBPTTResult, GatedForwardResult
 from .gated_params import GRUParams, LSTMParams, LSTMState

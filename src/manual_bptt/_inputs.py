@@ -101,8 +101,13 @@ class Batch:
             return ds0.sum(axis=0) if self.batched else ds0[0]
         return ds0
 
+    def state_out(self, s: np.ndarray) -> np.ndarray:
+        """A state (B, H) in the caller's layout, a copy: (B, H) if batched, else (H,)."""
+        return s.copy() if self.batched else s[0].copy()
 
-def _check_finite(name: str, a: np.ndarray) -> None:
+
+def check_finite_array(name: str, a: np.ndarray) -> None:
+    """ValueError naming ``name`` and the index of its first NaN or inf, if ``a`` holds one."""
     if not np.all(np.isfinite(a)):
         bad = np.argwhere(~np.isfinite(a))[0]
         raise ValueError(f"{name}: contains NaN or inf (first at index {tuple(int(i) for i in bad)})")
@@ -133,13 +138,12 @@ def _is_float(a: np.ndarray) -> bool:
 
 
 def check_params(p: RNNParams | GRUParams | LSTMParams) -> None:
-    """Raise ValueError if ``p`` is not an RNNParams, GRUParams or LSTMParams, or holds NaN or inf."""
-    if not isinstance(p, (RNNParams, GRUParams, LSTMParams)):
-        kinds = "manual_bptt.RNNParams, GRUParams or LSTMParams"
-        raise ValueError(f"p: expected {kinds}, got {type(p).__name__}")
+    """Raise ValueError naming the first array of ``p`` that holds NaN or inf.
+
+    ``p`` is one of the params types (the callers found its row in manual_bptt.kinds)."""
     bad = p._nonfinite_names()
     if bad:
-        _check_finite(f"p.{bad[0]}", getattr(p, bad[0]))
+        check_finite_array(f"p.{bad[0]}", getattr(p, bad[0]))
 
 
 def check_truncate(truncate: object) -> int | None:
@@ -334,7 +338,7 @@ def _scan_xs(xs_arr: np.ndarray, sizes: Sizes) -> tuple[np.ndarray | None, np.nd
             )
         tok = xs_arr if sizes.batched else xs_arr[None, :]
         return np.ascontiguousarray(tok.T, dtype=np.int64), None
-    _check_finite("xs", xs_arr)
+    check_finite_array("xs", xs_arr)
     dense = xs_arr if sizes.batched else xs_arr[None]
     return None, np.asarray(dense, dtype=sizes.dtype).swapaxes(0, 1)  # a view when no conversion is needed
 
@@ -344,7 +348,7 @@ def _initial_state(s0_arr: np.ndarray | None, sizes: Sizes) -> tuple[np.ndarray,
     B, H = sizes.B, sizes.H
     if s0_arr is None:
         return np.zeros((B, H), dtype=sizes.dtype), ((B, H) if sizes.batched else (H,))
-    _check_finite("s0", s0_arr)
+    check_finite_array("s0", s0_arr)
     return np.array(np.broadcast_to(s0_arr, (B, H)), dtype=sizes.dtype), s0_arr.shape
 
 
@@ -410,3 +414,44 @@ def _check_labels(ys_arr: np.ndarray, counted: np.ndarray | None, K: int) -> Non
         bad = tuple(int(i) for i in np.argwhere(outside)[0])
         where = " where mask is True" if counted is not None else ""
         raise ValueError(f"ys: label {int(ys_arr[bad])} at index {bad}{where} is outside [0, K) with K = {K}")
+
+
+def upstream_gradients(
+    dhs: np.ndarray,
+    final_parts: list[tuple[str, np.ndarray]],
+    T: int,
+    B: int,
+    H: int,
+    batched: bool,
+    dtype: np.dtype,
+) -> tuple[np.ndarray, np.ndarray | None]:
+    """The layer backward's upstream gradients, checked: dhs time-major (T, B, H) in dtype (a view
+    when it has that dtype already), and d_final as one (B, S) array (S = H, or 2H for the LSTM's
+    [dh; dc]) or None.
+
+    Args:
+        dhs: dL/dh_t as given, (B, T, H) batched or (T, H).
+        final_parts: the named parts of d_final ([("d_final", dh)], or the LSTM's
+            [("d_final.h", dh), ("d_final.c", dc)]), each (B, H) batched or (H,); [] for none.
+    """
+    want = (B, T, H) if batched else (T, H)
+    if dhs.shape != want:
+        sizes = f"B = {B}, T = {T}, H = {H}" if batched else f"T = {T}, H = {H}"
+        raise ValueError(
+            f"dhs: expected shape {want} ({sizes}: one gradient per output h_t, "
+            f"{'batch-first like xs' if batched else 'like the unbatched xs'}), got {dhs.shape}"
+        )
+    check_finite_array("dhs", dhs)
+    dhs_tm = np.asarray(dhs, dtype=dtype)
+    dhs_tm = dhs_tm.swapaxes(0, 1) if batched else dhs_tm[:, None, :]
+    if not final_parts:
+        return dhs_tm, None
+    part_shape = (B, H) if batched else (H,)
+    for name, a in final_parts:
+        if a.shape != part_shape:
+            raise ValueError(
+                f"{name}: expected shape {part_shape} (the final state's, H = {H}), got {a.shape}"
+            )
+        check_finite_array(name, a)
+    d = np.concatenate([np.asarray(a, dtype=dtype).reshape(B, H) for _, a in final_parts], axis=1)
+    return dhs_tm, d

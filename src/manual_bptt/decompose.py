@@ -1,14 +1,14 @@
-"""The seed's explicit sum over k, term by term, and the state Jacobians dz_t/dz_k, for any cell.
+"""The seed's explicit sum over k, term by term, and the state Jacobians ds_t/ds_k, for any cell.
 
-    dE/dθ = sum_t dE_t/dθ,     dE_t/dθ = sum_{k=0..t} dE_t/dy_hat_t · dy_hat_t/dz_t · dz_t/dz_k · ∂z_k/∂θ
+    dE/dθ = sum_t dE_t/dθ,     dE_t/dθ = sum_{k=0..t} dE_t/dy_hat_t · dy_hat_t/ds_t · ds_t/ds_k · ∂s_k/∂θ
 
-over the cell interface (manual_bptt.cells.base): z_t is the state ((B, S), S = H for the Elman
-cell and the GRU, S = 2H for the LSTM's [h_t; c_t]), dz_t/dz_k = A_t A_{t-1} ... A_{k+1} with
-the full step Jacobian A_j = dz_j/dz_{j-1} = Jz + Jh W [I_H 0] (the identity when t = k), and
-∂z_k/∂θ the *immediate* partial, z_{k-1} held fixed. For the Elman cell A_j = diag(f'(a_j)) W
+over the cell interface (manual_bptt.cells.base): s_t is the state ((B, S), S = H for the Elman
+cell and the GRU, S = 2H for the LSTM's [h_t; c_t]), ds_t/ds_k = A_t A_{t-1} ... A_{k+1} with
+the full step Jacobian A_j = ds_j/ds_{j-1} = Js + Jh W [I_H 0] (the identity when t = k), and
+∂s_k/∂θ the *immediate* partial, s_{k-1} held fixed. For the Elman cell A_j = diag(f'(a_j)) W
 and ∂s_k[i]/∂W[m, n] = [i = m] f'(a_k)[i] s_{k-1}[n].
 
-In code, dE_t/dz_t is carried back to step k by cell.backward, which gives the signals
+In code, dE_t/ds_t is carried back to step k by cell.backward, which gives the signals
 dgi_k^{(t)} = dE_t/dgi_k and dgh_k^{(t)} = dE_t/dgh_k of that step alone (B, G*H), and
 
     term_W[t, k] = dgh_k^{(t)T} h_{k-1}     term_U[t, k] = dgi_k^{(t)T} x_k
@@ -29,10 +29,9 @@ from typing import Any
 
 import numpy as np
 
-from ._inputs import check_max_bytes, prepare
+from ._inputs import check_max_bytes
 from .cells import ELMAN
 from .cells.base import Cell, StepWeights
-from .core import logits, softmax, softmax_cross_entropy
 from .drivers import (
     cache_rows,
     chain_back,
@@ -43,9 +42,9 @@ from .drivers import (
     stack_caches,
     step_jacobian,
 )
-from .errors import DEFAULT_MAX_BYTES, NonFiniteError, TooLargeError, check_bytes
-from .gated import prepare_gated
-from .gated_params import GRUParams, LSTMParams
+from .errors import DEFAULT_MAX_BYTES, QUIET, NonFiniteError, TooLargeError, check_bytes, first_nonfinite
+from .kinds import Kind, kind_of
+from .output import logits, output_layer, softmax
 
 __all__ = [
     "MAX_FULL_BYTES",
@@ -75,20 +74,24 @@ class Unrolled:
     """A validated forward run of any cell with its output layer, time-major.
 
     Attributes:
+        kind: the row of the params type in manual_bptt.kinds.
         cell, w: the cell and its recurrent weights (compute dtype).
         U: (G*H, D) input weights.  V: (K, H).  c: (K,) or None.
         bias_names: the names of the cell's biases in the params type: ("b",) for the Elman
             cell, ("b_ih", "b_hh") for a gated cell with biases, () without.
         tokens: (T, B) token ids or None.  X: (T, B, D) dense inputs or None.
-        z: (T + 1, B, S) states, z[0] = z0, z[t + 1] = z_t.
+        s: (T + 1, B, S) states, s[0] = s0, s[t + 1] = s_t.
         cache: the T per-step caches stacked into one cache of T*B rows (drivers.stack_caches).
         batched: whether xs had a batch axis.  prep: the validated inputs of the params type
-            (an _inputs.Batch for the Elman cell; gated.prepare_gated's result otherwise).
+            (an _inputs.Batch for the Elman cell, a gated.GatedInputs otherwise; see
+            drivers.CellInputs).
         Y, weight: (T, B) labels and the weight of each E_t, or None without labels.
         loss: E, or None without labels.  dO: (T, B, K) dE/do_t, or None.
-        e: (T, B, S) dE_t/dz_t from the output layer (zero in the c part), or None.
+        dV: (K, H) dE/dV and dc: (K,) dE/dc (None without c), or None without labels.
+        e: (T, B, S) dE_t/ds_t from the output layer (zero in the c part), or None.
     """
 
+    kind: Kind
     cell: Cell
     w: StepWeights
     U: np.ndarray
@@ -97,7 +100,7 @@ class Unrolled:
     bias_names: tuple[str, ...]
     tokens: np.ndarray | None
     X: np.ndarray | None
-    z: np.ndarray
+    s: np.ndarray
     cache: Any
     batched: bool
     prep: Any
@@ -105,19 +108,21 @@ class Unrolled:
     weight: np.ndarray | None
     loss: float | None
     dO: np.ndarray | None
+    dV: np.ndarray | None
+    dc: np.ndarray | None
     e: np.ndarray | None
 
     @property
     def T(self) -> int:
-        return self.z.shape[0] - 1
+        return self.s.shape[0] - 1
 
     @property
     def B(self) -> int:
-        return self.z.shape[1]
+        return self.s.shape[1]
 
     @property
     def S(self) -> int:
-        return self.z.shape[2]
+        return self.s.shape[2]
 
     @property
     def H(self) -> int:
@@ -137,15 +142,15 @@ class Unrolled:
 
     @property
     def dtype(self) -> np.dtype:
-        return self.z.dtype
+        return self.s.dtype
 
     def step(self, k: int) -> Any:
         """The cache of step k, B rows."""
         return cache_rows(self.cache, k * self.B, (k + 1) * self.B)
 
     def h_prev(self, k: int | slice) -> np.ndarray:
-        """h_{k-1}, (B, H) (or (n, B, H) for a slice of steps); h_{-1} from z0."""
-        return self.z[k][..., : self.H]
+        """h_{k-1}, (B, H) (or (n, B, H) for a slice of steps); h_{-1} from s0."""
+        return self.s[k][..., : self.H]
 
     def x_rows(self, k: int) -> np.ndarray:
         """x_k as dense rows (B, D): a one-hot row per token (no (D, D) identity is built)."""
@@ -176,72 +181,74 @@ def unroll(
 ) -> Unrolled:
     """Validate the inputs for the params type of ``p``, run the cell and its output layer.
 
-    RNNParams: the Elman cell (activation None means "tanh"). GRUParams / LSTMParams: the
-    gated cells, validated by manual_bptt.gated (an explicit activation is a ValueError).
+    The inputs are validated by the front of p's row in manual_bptt.kinds: RNNParams, the Elman
+    cell (activation None means "tanh"); GRUParams / LSTMParams, the gated cells (an explicit
+    activation is a ValueError).
     The states, the step caches and the input terms are refused over ``max_bytes`` before
     they are allocated. ``owned``: copy the inputs (for results that outlive the call).
     ``labels``: ys is required (False: a run without the output layer, ys must be None).
     """
-    if not isinstance(p, (GRUParams, LSTMParams)):  # the Elman cell (prepare refuses other types)
-        batch = prepare(
-            p, xs, ys, activation="tanh" if activation is None else activation, s0=s0,
-            reduction=reduction, mask=mask, labels_required=labels,
-        )  # fmt: skip
-        if owned:
-            batch = batch.owned()
-        dt = batch.dtype
-        U, W, V = (np.asarray(m, dtype=dt) for m in (p.U, p.W, p.V))
-        b = None if p.b is None else np.asarray(p.b, dtype=dt)
-        c = None if p.c is None else np.asarray(p.c, dtype=dt)
-        w = StepWeights(W=W, WT=np.ascontiguousarray(W.T), b_hh=None, H=batch.H, act=batch.act)
-        cell, b_ih, bias_names = ELMAN, b, (() if b is None else ("b",))
-        tokens, X, z0, Y, weight, batched, prep = batch.tokens, batch.X, batch.s0, batch.Y, batch.weight, \
-            batch.batched, batch  # fmt: skip
-    else:
-        g = prepare_gated(p, xs, ys, s0=s0, reduction=reduction, mask=mask, activation=activation,
-                          labels_required=labels)  # fmt: skip
-        batch = g.batch.owned() if owned else g.batch
-        dt, cell, w, U, b_ih, V, c = g.dtype, g.cell, g.step_weights(), g.U, g.b_ih, g.V, g.c
-        bias_names = () if b_ih is None else ("b_ih", "b_hh")
-        X = None if g.X is None else (g.X.copy() if owned else g.X)
-        tokens, z0, Y, weight, batched, prep = batch.tokens, g.z0, batch.Y, g.weight, batch.batched, g
+    kind = kind_of(p)
+    inputs = kind.driver_inputs(
+        p, xs, ys, activation=activation, s0=s0, reduction=reduction, mask=mask, labels=labels, owned=owned
+    )
+    cell, w, U, b_ih, V, c = inputs.cell, inputs.w, inputs.U, inputs.b_ih, inputs.V, inputs.c
+    tokens, X, Y, weight, dt = inputs.tokens, inputs.X, inputs.Y, inputs.weight, inputs.U.dtype
     T, B = (tokens if tokens is not None else X).shape[:2]
-    S, GH = z0.shape[1], U.shape[0]
+    S, GH = inputs.s0.shape[1], U.shape[0]
     check_bytes(f"{what}: the input terms gi_t = U x_t + b_ih", (T, B, GH), dt, max_bytes)
-    check_bytes(f"{what}: the states z_t", (T + 1, B, S), dt, max_bytes)
+    check_bytes(f"{what}: the states z_t", (T + 1, B, S), dt, max_bytes)  # (the message's name for s_t)
     gi = input_terms(U, b_ih, tokens, X)
-    first = cell.forward(w, gi[0], z0)[1]  # one step, to size the caches before running all
+    first = cell.forward(w, gi[0], inputs.s0)[1]  # one step, to size the caches before running all
     width = sum(int(np.prod(f.shape[1:])) for f in first if f is not None)
     check_bytes(f"{what}: the step caches", (T, B, width), dt, max_bytes)
-    with np.errstate(over="ignore", invalid="ignore"):  # overflow is named below, never a warning
-        r = run(cell, w, gi, z0)
-    del gi
-    finite = np.isfinite(r.z[1:]).reshape(T, -1).all(axis=1)
-    if not finite.all():
-        t = int(np.argmin(finite))
-        raise NonFiniteError(
-            f"{what}: the state z_t is not finite from step t = {t} on (the recurrence overflowed)",
-            what="z_t", step=t,
-        )  # fmt: skip
+    with np.errstate(**QUIET):  # overflow is named below, never a warning
+        r = run(cell, w, gi, inputs.s0)
+        del gi
+        t = first_nonfinite(r.s[1:])
+        if t is not None:
+            raise NonFiniteError(
+                f"{what}: the state z_t is not finite from step t = {t} on (the recurrence overflowed)",
+                what="z_t",
+                step=t,
+            )
     cache = stack_caches(r.caches)
-    loss = dO = e = None
+    loss = dO = e = dV = dc = None
     if labels:
         H, K = w.H, V.shape[0]
         n = T * B
-        with np.errstate(over="ignore", invalid="ignore"):  # a loss that overflows is named below
-            logits = r.z[1:, :, :H].reshape(n, H) @ V.T  # o_t = V h_t (+ c), one row per (t, b)
-            if c is not None:
-                logits += c
-            loss = float(softmax_cross_entropy(logits, Y.reshape(n), weight.reshape(n)))  # logits -> dE/do_t
-        if not np.isfinite(loss):
-            raise NonFiniteError(f"{what}: the loss is not finite ({loss})", what="E", step=None)
-        dO = logits.reshape(T, B, K)
+
+        def overflow(loss: np.floating) -> None:
+            raise NonFiniteError(f"{what}: the loss is not finite ({float(loss)})", what="E", step=None)
+
+        with np.errstate(**QUIET):  # a loss that overflows is named, never a warning
+            h = r.s[1:, :, :H].reshape(n, H)  # h_t, one row per (t, b)
+            out = output_layer(h, V.T, V, c, Y.reshape(n), weight.reshape(n), overflow)
+        loss, dO, dV, dc = float(out.loss), out.dO.reshape(T, B, K), out.dV, out.dc
         e = np.zeros((T, B, S), dtype=dt)
-        e[:, :, :H] = (logits @ V).reshape(T, B, H)  # dE_t/dh_t = V^T dE_t/do_t; nothing to c_t
+        e[:, :, :H] = out.e.reshape(T, B, H)  # dE_t/dh_t = V^T dE_t/do_t; nothing to c_t
     return Unrolled(
-        cell=cell, w=w, U=U, V=V, c=c, bias_names=bias_names, tokens=tokens, X=X, z=r.z, cache=cache,
-        batched=batched, prep=prep, Y=Y, weight=weight, loss=loss, dO=dO, e=e,
-    )  # fmt: skip
+        kind=kind,
+        cell=cell,
+        w=w,
+        U=U,
+        V=V,
+        c=c,
+        bias_names=inputs.bias_names,
+        tokens=tokens,
+        X=X,
+        s=r.s,
+        cache=cache,
+        batched=inputs.batched,
+        prep=inputs.prep,
+        Y=Y,
+        weight=weight,
+        loss=loss,
+        dO=dO,
+        dV=dV,
+        dc=dc,
+        e=e,
+    )
 
 
 # ---------------------------------------------------------------------------------------------
@@ -287,14 +294,14 @@ class TermNorms:
 class LagProfile:
     """Vanishing / exploding gradients as numbers, for each lag L = t - k = 0..T-1.
 
-    Term norms are taken over the pairs (t, t - L); Jacobian norms (of dz_t/dz_{t-L}, (S, S),
+    Term norms are taken over the pairs (t, t - L); Jacobian norms (of ds_t/ds_{t-L}, (S, S),
     over the whole state) over the pairs and the batch rows. All arrays have shape (T,).
 
     Attributes:
         lag: 0..T-1.
         term_W_mean, term_W_max: mean and max of ||term_W[t, t-L]||_F.
-        jac_fro_mean, jac_fro_max: mean and max of ||dz_t/dz_{t-L}||_F.
-        jac_spec_mean, jac_spec_max: mean and max of the spectral norm ||dz_t/dz_{t-L}||_2.
+        jac_fro_mean, jac_fro_max: mean and max of ||ds_t/ds_{t-L}||_F.
+        jac_spec_mean, jac_spec_max: mean and max of the spectral norm ||ds_t/ds_{t-L}||_2.
     """
 
     lag: np.ndarray
@@ -385,13 +392,13 @@ class Decomposition:
     views. Sums: sum over t and k of ``W[t, k]`` equals ``bptt(...).grads.W``; likewise the others.
 
     The factors of term (t, k), in the caller's layout ((...) unbatched, (B, ...) batched),
-    with S the state size (H; 2H for the LSTM's z = [h; c]) and G*H the stacked gate rows:
+    with S the state size (H; 2H for the LSTM's s = [h; c]) and G*H the stacked gate rows:
         dE_dyhat(t)  (K,)          dE_t/dy_hat_t
-        dyhat_ds(t)  (K, S)        dy_hat_t/dz_t = (diag(y_hat_t) - y_hat_t y_hat_t^T) V [I_H 0]
-        dE_ds(t)     (S,)          dE_t/dz_t, their product, computed stably as V^T dE_t/do_t
-        ds_ds(t, k)  (S, S)        dz_t/dz_k
-        ds_dW(k)     (S, G*H, H)   ∂z_k/∂W, immediate: [i, m, n] = Jh_k[i, m] h_{k-1}[n]
-        ds_dU(k)     (S, G*H, D)   ∂z_k/∂U, immediate: [i, m, n] = Ji_k[i, m] x_k[n]
+        dyhat_ds(t)  (K, S)        dy_hat_t/ds_t = (diag(y_hat_t) - y_hat_t y_hat_t^T) V [I_H 0]
+        dE_ds(t)     (S,)          dE_t/ds_t, their product, computed stably as V^T dE_t/do_t
+        ds_ds(t, k)  (S, S)        ds_t/ds_k
+        ds_dW(k)     (S, G*H, H)   ∂s_k/∂W, immediate: [i, m, n] = Jh_k[i, m] h_{k-1}[n]
+        ds_dU(k)     (S, G*H, D)   ∂s_k/∂U, immediate: [i, m, n] = Ji_k[i, m] x_k[n]
         ds_db(k)     (H, H)        ∂s_k/∂b = diag(f'(a_k)) (Elman cell)
         ds_db_ih(k), ds_db_hh(k)   (S, G*H)  Ji_k, Jh_k (gated cells)
     so that term_W[t, k] = sum over the batch of dE_ds(t) · ds_ds(t, k) · ds_dW(k).
@@ -421,9 +428,9 @@ class Decomposition:
     def _signals(self, t: int, k: int) -> tuple[np.ndarray, np.ndarray]:
         """(dE_t/dgi_k, dE_t/dgh_k), (B, G*H) each, through steps k..t only. Requires k <= t."""
         u = self._u
-        g = u.e[t]  # dE_t/dz_t
+        g = u.e[t]  # dE_t/ds_t
         for j in range(t, k - 1, -1):
-            g, dgi, dgh = u.cell.backward(u.w, g, u.step(j))  # through step j: dE_t/dz_{j-1}
+            g, dgi, dgh = u.cell.backward(u.w, g, u.step(j))  # through step j: dE_t/ds_{j-1}
         return dgi, dgh
 
     def _term(self, name: str, dgi: np.ndarray, dgh: np.ndarray, k: int) -> np.ndarray:
@@ -469,11 +476,17 @@ class Decomposition:
             terms = {n: np.empty((t + 1, *shapes.get(n, (u.GH,))), dtype=u.dtype) for n in self._names()}
             g = u.e[t]
             for k in range(t, -1, -1):
-                g, dgi, dgh = u.cell.backward(u.w, g, u.step(k))  # signals of (t, k); g = dE_t/dz_{k-1}
+                g, dgi, dgh = u.cell.backward(u.w, g, u.step(k))  # signals of (t, k); g = dE_t/ds_{k-1}
                 for n, arr in terms.items():
                     arr[k] = self._term(n, dgi, dgh, k)
-            yield StepTerms(t=t, W=terms["W"], U=terms["U"], b=terms.get("b"), b_ih=terms.get("b_ih"),
-                            b_hh=terms.get("b_hh"))  # fmt: skip
+            yield StepTerms(
+                t=t,
+                W=terms["W"],
+                U=terms["U"],
+                b=terms.get("b"),
+                b_ih=terms.get("b_ih"),
+                b_hh=terms.get("b_hh"),
+            )
 
     def _token_groups(self) -> tuple[np.ndarray, np.ndarray]:
         """For token inputs: (group of each (t, b) row, step of each group), grouping the rows
@@ -492,8 +505,13 @@ class Decomposition:
         u = self._u
         T, B, GH = u.T, u.B, u.GH
         names = self._names()
-        check_bytes("terms.norms(): the (T, T) norms of every parameter's terms", (len(names), T, T),
-                    np.float64, self.max_bytes, "Use terms.iter_t(), or pass a larger max_bytes")  # fmt: skip
+        check_bytes(
+            "terms.norms(): the (T, T) norms of every parameter's terms",
+            (len(names), T, T),
+            np.float64,
+            self.max_bytes,
+            "Use terms.iter_t(), or pass a larger max_bytes",
+        )
         out = {n: np.zeros((T, T)) for n in names}
         ks = np.arange(T)
         h_prev = u.h_prev(slice(0, T))
@@ -517,10 +535,10 @@ class Decomposition:
 
     # -- the named factors ----------------------------------------------------------------
     def _y_hat(self, t: int) -> np.ndarray:
-        """softmax(o_t), (B, K), for the literal factors only (the gradients come from core's
-        softmax cross-entropy, in dE_ds)."""
+        """softmax(o_t), (B, K), for the literal factors only (the gradients come from the output
+        layer's softmax cross-entropy, in dE_ds)."""
         u = self._u
-        return softmax(logits(u.z[t + 1][:, : u.H], u.V.T, u.c))  # y_hat_t = softmax(V h_t + c)
+        return softmax(logits(u.s[t + 1][:, : u.H], u.V.T, u.c))  # y_hat_t = softmax(V h_t + c)
 
     def dE_dyhat(self, t: int) -> np.ndarray:
         """dE_t/dy_hat_t = -w_t / y_hat_t[y_t] at y_t, 0 elsewhere: (K,) or (B, K).
@@ -541,7 +559,7 @@ class Decomposition:
         return u.out(out)
 
     def dyhat_ds(self, t: int) -> np.ndarray:
-        """dy_hat_t/dz_t = (diag(y_hat_t) - y_hat_t y_hat_t^T) V [I_H 0]: (K, S) or (B, K, S)."""
+        """dy_hat_t/ds_t = (diag(y_hat_t) - y_hat_t y_hat_t^T) V [I_H 0]: (K, S) or (B, K, S)."""
         t = _check_step("t", t, 0, self.T - 1)
         u = self._u
         y_hat = self._y_hat(t)
@@ -551,12 +569,12 @@ class Decomposition:
         return u.out(out)
 
     def dE_ds(self, t: int) -> np.ndarray:
-        """dE_t/dz_t = [V^T w_t (y_hat_t - onehot(y_t)); 0]: (S,) or (B, S)."""
+        """dE_t/ds_t = [V^T w_t (y_hat_t - onehot(y_t)); 0]: (S,) or (B, S)."""
         t = _check_step("t", t, 0, self.T - 1)
         return self._u.out(self._u.e[t].copy())
 
     def ds_ds(self, t: int, k: int) -> np.ndarray:
-        """dz_t/dz_k = A_t ... A_{k+1}: (S, S) or (B, S, S); k = -1 is z0."""
+        """ds_t/ds_k = A_t ... A_{k+1}: (S, S) or (B, S, S); k = -1 is s0."""
         t = _check_step("t", t, 0, self.T - 1)
         k = _check_step("k", k, -1, t)
         return self._u.out(_jacobian(self._u, t, k))
@@ -568,13 +586,13 @@ class Decomposition:
         return Ji, Jh
 
     def ds_dW(self, k: int) -> np.ndarray:
-        """∂z_k/∂W with z_{k-1} held fixed: (S, G*H, H) or (B, S, G*H, H), [i, m, n]."""
+        """∂s_k/∂W with s_{k-1} held fixed: (S, G*H, H) or (B, S, G*H, H), [i, m, n]."""
         k = _check_step("k", k, 0, self.T - 1)
         Jh = self._immediate(k)[1]
         return self._u.out(np.einsum("bim,bn->bimn", Jh, self._u.h_prev(k)))  # Jh[i, m] h_{k-1}[n]
 
     def ds_dU(self, k: int) -> np.ndarray:
-        """∂z_k/∂U with z_{k-1} held fixed: (S, G*H, D) or (B, S, G*H, D), [i, m, n]."""
+        """∂s_k/∂U with s_{k-1} held fixed: (S, G*H, D) or (B, S, G*H, D), [i, m, n]."""
         k = _check_step("k", k, 0, self.T - 1)
         Ji = self._immediate(k)[0]
         return self._u.out(np.einsum("bim,bn->bimn", Ji, self._u.x_rows(k)))  # Ji[i, m] x_k[n]
@@ -587,18 +605,18 @@ class Decomposition:
         return self._u.out(self._immediate(k)[0])
 
     def ds_db_ih(self, k: int) -> np.ndarray:
-        """∂z_k/∂b_ih = Ji_k: (S, G*H) or (B, S, G*H)."""
+        """∂s_k/∂b_ih = Ji_k: (S, G*H) or (B, S, G*H)."""
         k = _check_step("k", k, 0, self.T - 1)
         return self._u.out(self._immediate(k)[0])
 
     def ds_db_hh(self, k: int) -> np.ndarray:
-        """∂z_k/∂b_hh = Jh_k: (S, G*H) or (B, S, G*H)."""
+        """∂s_k/∂b_hh = Jh_k: (S, G*H) or (B, S, G*H)."""
         k = _check_step("k", k, 0, self.T - 1)
         return self._u.out(self._immediate(k)[1])
 
     # -- diagnostics ----------------------------------------------------------------------
     def lag_profile(self) -> LagProfile:
-        """Norms of the terms and of dz_t/dz_{t-L} for each lag L; see LagProfile.
+        """Norms of the terms and of ds_t/ds_{t-L} for each lag L; see LagProfile.
 
         Costs O(T^2 B S^2 G H) for the Jacobians; refused (TooLargeError), before anything is
         allocated, when the Jacobians of one lag (T, B, S, S), the step caches repeated once
@@ -608,6 +626,7 @@ class Decomposition:
         T, B, S = u.T, u.B, u.S
         width = sum(int(np.prod(f.shape[1:])) for f in u.cache if f is not None)
         limit = self.max_bytes
+        # (the refusals name the state z_t, as they always have)
         check_bytes("lag_profile: the Jacobians dz_{k+L}/dz_k of one lag", (T, B, S, S), u.dtype, limit)
         check_bytes("lag_profile: the step caches, one copy per state row", (T, B * S, width), u.dtype, limit)
         check_bytes("lag_profile: the (T, T) term norms", (len(self._names()), T, T), np.float64, limit)
@@ -619,7 +638,7 @@ class Decomposition:
         for L in range(T):
             n = T - L
             if L > 0:
-                # J_L[k] = dz_{k+L}/dz_k = dz_{k+L}/dz_{k+1} · A_{k+1} = J_{L-1}[k+1] A_{k+1}, row by row
+                # J_L[k] = ds_{k+L}/ds_k = ds_{k+L}/ds_{k+1} · A_{k+1} = J_{L-1}[k+1] A_{k+1}, row by row
                 steps = repeat_rows(cache_rows(u.cache, B, (n + 1) * B), S)
                 J = u.cell.backward(u.w, J[1:].reshape(n * B * S, S), steps)[0].reshape(n, B, S, S)
             term_W.put(L, nW[ks[:n] + L, ks[:n]])
@@ -637,7 +656,7 @@ class Decomposition:
 
 
 def _jacobian(u: Unrolled, t: int, k: int) -> np.ndarray:
-    """dz_t/dz_k, (B, S, S), for -1 <= k <= t (k = -1: the initial state z0): row i is
+    """ds_t/ds_k, (B, S, S), for -1 <= k <= t (k = -1: the initial state s0): row i is
     e_i^T carried back from step t through steps t..k+1, the same products as lag_profile's."""
     B, S = u.B, u.S
     rows = np.broadcast_to(np.eye(S, dtype=u.dtype), (B, S, S)).reshape(B * S, S).copy()
@@ -645,7 +664,7 @@ def _jacobian(u: Unrolled, t: int, k: int) -> np.ndarray:
 
 
 def step_jacobians(u: Unrolled, k: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """(A_k, Ji_k, Jh_k) of step k: A_k = dz_k/dz_{k-1} (B, S, S), Ji_k, Jh_k (B, S, G*H)."""
+    """(A_k, Ji_k, Jh_k) of step k: A_k = ds_k/ds_{k-1} (B, S, S), Ji_k, Jh_k (B, S, G*H)."""
     return step_jacobian(u.cell, u.w, u.step(k))
 
 
@@ -702,9 +721,9 @@ def state_jacobian(
     s0: object | None = None,
     max_bytes: int = DEFAULT_MAX_BYTES,
 ) -> np.ndarray:
-    """dz_t/dz_k = A_t ... A_{k+1} with A_j = dz_j/dz_{j-1}, the identity when t == k.
+    """ds_t/ds_k = A_t ... A_{k+1} with A_j = ds_j/ds_{j-1}, the identity when t == k.
 
-    For the Elman cell A_j = diag(f'(a_j)) W; the state z_t is s_t (Elman, GRU: (H,)) or
+    For the Elman cell A_j = diag(f'(a_j)) W; the state s_t is the Elman s_t or the GRU's h_t (H,), or
     [h_t; c_t] (LSTM: (2H,)).
 
     Args:

@@ -3,15 +3,16 @@
 Time-major inside: T steps, B sequences, D inputs, H hidden units, G gate blocks, S = P*H state
 numbers. With gi_t = U x_t + b_ih and gh_t = W h_{t-1} + b_hh (see cells.base):
 
-    run            z_t = cell(gi_t, gh_t, z_{t-1}) for t = 0..T-1, z_{-1} = z0
+    run            s_t = cell(gi_t, gh_t, s_{t-1}) for t = 0..T-1, s_{-1} = s0
     backprop       the reverse recursion of the vector-Jacobian products:
-                       g_t = dE/dz_t (direct, from above) + dE/dz_t (carried back from step t+1)
+                       g_t = dE/ds_t (direct, from above) + dE/ds_t (carried back from step t+1)
                        (g_{t-1} carried, dgi_t, dgh_t) = cell.backward(g_t)
                    or, truncated at tau, for every E_t only the steps k with t - tau <= k <= t
     weight_grads   dU = sum_t dgi_t^T x_t, db_ih = sum_t dgi_t, dW = sum_t dgh_t^T h_{t-1},
                    db_hh = sum_t dgh_t, dE/dx_t = dgi_t U: each one product over all (t, b) rows
 
-The drivers take arrays already validated (manual_bptt._inputs) in the compute dtype.
+The drivers take arrays already validated (manual_bptt._inputs) in the compute dtype; CellInputs
+holds them as each cell's front gives them (manual_bptt.kinds: every params type has one).
 """
 
 from __future__ import annotations
@@ -26,30 +27,65 @@ from .cells.base import Cell, StepWeights
 
 
 @dataclass(frozen=True, eq=False)
+class CellInputs:
+    """A call's validated inputs as the generic drivers read them, time-major, in the compute dtype.
+
+    Attributes:
+        cell, w: the cell and its recurrent weights.
+        U: (G*H, D).  b_ih: (G*H,) or None, the input bias (the Elman cell's b).  V: (K, H).
+        c: (K,) or None.
+        bias_names: the biases' names in the params type: ("b",) for the Elman cell,
+            ("b_ih", "b_hh") for a gated cell with biases, () without.
+        tokens: (T, B) token ids, or None.  X: (T, B, D) dense inputs, or None.
+        s0: (B, S) the initial state of every row.
+        Y, weight: (T, B) labels and the weight of each E_t, or None without labels.
+        batched: whether xs had a batch axis.
+        prep: the front's own validated inputs (an _inputs.Batch for the Elman cell, a
+            gated.GatedInputs otherwise); its fold_ds0, state_out and to_batch_first put a
+            gradient of s0, a state and a (T, B, ...) array into the caller's layout.
+    """
+
+    cell: Cell
+    w: StepWeights
+    U: np.ndarray
+    b_ih: np.ndarray | None
+    V: np.ndarray
+    c: np.ndarray | None
+    bias_names: tuple[str, ...]
+    tokens: np.ndarray | None
+    X: np.ndarray | None
+    s0: np.ndarray
+    Y: np.ndarray | None
+    weight: np.ndarray | None
+    batched: bool
+    prep: Any
+
+
+@dataclass(frozen=True, eq=False)
 class Run:
     """The forward pass of a cell over a sequence, time-major.
 
     Attributes:
-        z: (T + 1, B, S) states, z[0] = z0 and z[t + 1] = z_t (one buffer, so that z_{t-1}
-            for every step is the view z[:-1]).
+        s: (T + 1, B, S) states, s[0] = s0 and s[t + 1] = s_t (one buffer, so that s_{t-1}
+            for every step is the view s[:-1]).
         caches: the T per-step caches that cell.backward and cell.partials read.
     """
 
-    z: np.ndarray
+    s: np.ndarray
     caches: list[Any]
 
     @property
     def states(self) -> np.ndarray:
-        """z_t for t = 0..T-1, (T, B, S)."""
-        return self.z[1:]
+        """s_t for t = 0..T-1, (T, B, S)."""
+        return self.s[1:]
 
     def outputs(self, H: int) -> np.ndarray:
         """h_t for t = 0..T-1, (T, B, H): the first H numbers of each state."""
-        return self.z[1:, :, :H]
+        return self.s[1:, :, :H]
 
     def h_prev(self, H: int) -> np.ndarray:
-        """h_{t-1} for t = 0..T-1, (T, B, H) (h_{-1} from z0)."""
-        return self.z[:-1, :, :H]
+        """h_{t-1} for t = 0..T-1, (T, B, H) (h_{-1} from s0)."""
+        return self.s[:-1, :, :H]
 
 
 def input_terms(
@@ -68,63 +104,63 @@ def input_terms(
     return np.ascontiguousarray(gi)
 
 
-def run(cell: Cell, w: StepWeights, gi: np.ndarray, z0: np.ndarray) -> Run:
-    """The recurrence z_t = cell(gi_t, W h_{t-1} + b_hh, z_{t-1}).
+def run(cell: Cell, w: StepWeights, gi: np.ndarray, s0: np.ndarray) -> Run:
+    """The recurrence s_t = cell(gi_t, W h_{t-1} + b_hh, s_{t-1}).
 
     Args:
         cell: the cell.  w: its recurrent weights.
-        gi: (T, B, G*H) input terms.  z0: (B, S) initial state.
+        gi: (T, B, G*H) input terms.  s0: (B, S) initial state.
     """
     T, B = gi.shape[:2]
-    z = np.empty((T + 1, B, z0.shape[1]), dtype=gi.dtype)
-    z[0] = z0
+    s = np.empty((T + 1, B, s0.shape[1]), dtype=gi.dtype)
+    s[0] = s0
     caches = []
     for t in range(T):
-        z[t + 1], cache = cell.forward(w, gi[t], z[t])  # z_t = cell(gi_t, gh_t, z_{t-1})
+        s[t + 1], cache = cell.forward(w, gi[t], s[t])  # s_t = cell(gi_t, gh_t, s_{t-1})
         caches.append(cache)
-    return Run(z=z, caches=caches)
+    return Run(s=s, caches=caches)
 
 
 def backprop(
     cell: Cell,
     w: StepWeights,
     r: Run,
-    dz_direct: np.ndarray,
+    ds_direct: np.ndarray,
     *,
     truncate: int | None = None,
-    dz_final: np.ndarray | None = None,
+    ds_final: np.ndarray | None = None,
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """dE/dgi_t, dE/dgh_t (T, B, G*H) and dE/dz0 (B, S) by the reverse recursion.
+    """dE/dgi_t, dE/dgh_t (T, B, G*H) and dE/ds0 (B, S) by the reverse recursion.
 
     Args:
-        dz_direct: (T, B, S) dE_t/dz_t, the gradient arriving at each state from above (the
+        ds_direct: (T, B, S) dE_t/ds_t, the gradient arriving at each state from above (the
             output layer, or a caller's upstream gradient), not through the recurrence.
         truncate: None (full BPTT) or tau >= 0: for every E_t keep exactly the terms of the
-            steps k with t - tau <= k <= t (dz0 receives E_t's gradient only when t <= tau).
-        dz_final: (B, S) gradient arriving at the final state z_{T-1} (full BPTT only), or None.
+            steps k with t - tau <= k <= t (ds0 receives E_t's gradient only when t <= tau).
+        ds_final: (B, S) gradient arriving at the final state s_{T-1} (full BPTT only), or None.
     """
-    T, B, S = dz_direct.shape
+    T, B, S = ds_direct.shape
     GH = cell.gates * w.H
-    dgi = np.zeros((T, B, GH), dtype=dz_direct.dtype)
-    dgh = np.zeros((T, B, GH), dtype=dz_direct.dtype)
+    dgi = np.zeros((T, B, GH), dtype=ds_direct.dtype)
+    dgh = np.zeros((T, B, GH), dtype=ds_direct.dtype)
     if truncate is None or truncate >= T - 1:
-        g = np.zeros((B, S), dtype=dz_direct.dtype) if dz_final is None else dz_final.copy()
+        g = np.zeros((B, S), dtype=ds_direct.dtype) if ds_final is None else ds_final.copy()
         for t in range(T - 1, -1, -1):
-            g = g + dz_direct[t]  # dE/dz_t = direct + carried from step t + 1
-            g, dgi[t], dgh[t] = cell.backward(w, g, r.caches[t])  # g becomes dE/dz_{t-1}
+            g = g + ds_direct[t]  # dE/ds_t = direct + carried from step t + 1
+            g, dgi[t], dgh[t] = cell.backward(w, g, r.caches[t])  # g becomes dE/ds_{t-1}
         return dgi, dgh, g
-    if dz_final is not None:
-        raise ValueError("dz_final: only with full BPTT (truncate=None)")
-    dz0 = np.zeros((B, S), dtype=dz_direct.dtype)
+    if ds_final is not None:
+        raise ValueError("ds_final: only with full BPTT (truncate=None)")
+    ds0 = np.zeros((B, S), dtype=ds_direct.dtype)
     for t in range(T):
-        g = dz_direct[t]  # dE_t/dz_t
+        g = ds_direct[t]  # dE_t/ds_t
         for k in range(t, max(0, t - truncate) - 1, -1):
-            g, gi_k, gh_k = cell.backward(w, g, r.caches[k])  # through step k: dE_t/dz_{k-1}
+            g, gi_k, gh_k = cell.backward(w, g, r.caches[k])  # through step k: dE_t/ds_{k-1}
             dgi[k] += gi_k
             dgh[k] += gh_k
-        if t <= truncate:  # the window reaches z0
-            dz0 += g
-    return dgi, dgh, dz0
+        if t <= truncate:  # the window reaches s0
+            ds0 += g
+    return dgi, dgh, ds0
 
 
 def weight_grads(
@@ -175,7 +211,7 @@ def stack_caches(caches: list[Any]) -> Any:
         if value is None:
             fields.append(None)
             continue
-        stacked = np.stack([c[i] for c in caches])  # (T, B, ...)
+        stacked = np.stack([cache[i] for cache in caches])  # (T, B, ...)
         fields.append(stacked.reshape(-1, *stacked.shape[2:]))  # (T*B, ...)
     return type(first)(*fields) if hasattr(first, "_fields") else tuple(fields)
 
@@ -193,23 +229,23 @@ def repeat_rows(cache: Any, r: int) -> Any:
 
 
 def lag_backprop(
-    cell: Cell, w: StepWeights, cache: Any, dz_direct: np.ndarray, max_lag: int
+    cell: Cell, w: StepWeights, cache: Any, ds_direct: np.ndarray, max_lag: int
 ) -> Iterator[tuple[int, np.ndarray, np.ndarray, np.ndarray]]:
-    """The (t, k) error signals lag by lag: yield (L, dgi_L, dgh_L, dz0_L) for L = 0..min(max_lag, T-1).
+    """The (t, k) error signals lag by lag: yield (L, dgi_L, dgh_L, ds0_L) for L = 0..min(max_lag, T-1).
 
-    With g_{t,k} = dE_t/dz_k (through steps k+1..t only), g_{t,t} = dz_direct[t], and
+    With g_{t,k} = dE_t/ds_k (through steps k+1..t only), g_{t,t} = ds_direct[t], and
     (g_{t,k-1}, dgi_{t,k}, dgh_{t,k}) = cell.backward(g_{t,k}) at step k:
 
         dgi_L[k], dgh_L[k] = dE_t/dgi_k, dE_t/dgh_k of the pair (t, k) = (k + L, k),  (T - L, B, G*H)
-        dz0_L = g_{L,-1} = dE_L/dz0 through steps 0..L,                                 (B, S)
+        ds0_L = g_{L,-1} = dE_L/ds0 through steps 0..L,                                 (B, S)
 
     For one lag, every k is one cell.backward call over (T - L) * B rows.
 
     Args:
-        cache: stack_caches of the run, T*B rows.  dz_direct: (T, B, S) dE_t/dz_t from above.
+        cache: stack_caches of the run, T*B rows.  ds_direct: (T, B, S) dE_t/ds_t from above.
     """
-    T, B, S = dz_direct.shape
-    g = dz_direct
+    T, B, S = ds_direct.shape
+    g = ds_direct
     for L in range(min(max_lag, T - 1) + 1):
         n = T - L
         g_prev, dgi, dgh = cell.backward(w, g.reshape(n * B, S), cache_rows(cache, 0, n * B))
@@ -218,21 +254,21 @@ def lag_backprop(
 
 
 def chain_back(cell: Cell, w: StepWeights, cache: Any, B: int, g: np.ndarray, t: int, k: int) -> np.ndarray:
-    """g · dz_t/dz_k for rows g, (B*r, S): r row vectors per sequence (row b*r + i belongs to
+    """g · ds_t/ds_k for rows g, (B*r, S): r row vectors per sequence (row b*r + i belongs to
     sequence b), carried from step t back through the steps t, t-1, ..., k+1 (-1 <= k <= t;
     k = t returns g itself). ``cache``: stack_caches of the run, T*B rows.
     """
     r = len(g) // B
     for j in range(t, k, -1):
         step = cache_rows(cache, j * B, (j + 1) * B)
-        g = cell.backward(w, g, repeat_rows(step, r) if r > 1 else step)[0]  # g · dz_j/dz_{j-1}
+        g = cell.backward(w, g, repeat_rows(step, r) if r > 1 else step)[0]  # g · ds_j/ds_{j-1}
     return g
 
 
 def step_jacobian(cell: Cell, w: StepWeights, cache: Any) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """(A, Ji, Jh) of one step from its cache of B rows: A = dz_t/dz_{t-1} = Jz + Jh W [I_H 0],
-    (B, S, S); Ji = ∂z_t/∂gi_t, Jh = ∂z_t/∂gh_t, (B, S, G*H)."""
-    Ji, Jh, Jz = cell.partials(w, cache)
-    A = Jz.copy()
+    """(A, Ji, Jh) of one step from its cache of B rows: A = ds_t/ds_{t-1} = Js + Jh W [I_H 0],
+    (B, S, S); Ji = ∂s_t/∂gi_t, Jh = ∂s_t/∂gh_t, (B, S, G*H)."""
+    Ji, Jh, Js = cell.partials(w, cache)
+    A = Js.copy()
     A[:, :, : w.H] += Jh @ w.W  # through gh_t = W h_{t-1} + b_hh
     return A, Ji, Jh

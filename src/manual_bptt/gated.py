@@ -1,25 +1,27 @@
-"""Backpropagation through time for the gated cells (GRU, LSTM): validation, results, dispatch. numpy only.
+"""The gated cells' front (GRU, LSTM): bptt, forward, the layer backward and the inputs of the generic
+drivers: validation, sizes refused before allocating, results. numpy only. Every function takes
+the cell (cells.GRU or cells.LSTM) from its row in manual_bptt.kinds.
 
 Model (torch's nn.GRU / nn.LSTM layer 0, see gated_params and cells.gru / cells.lstm), then the
 output layer of the Elman model:
 
-    z_t = cell(U x_t + b_ih, W h_{t-1} + b_hh, z_{t-1})     z_t = h_t (GRU) or [h_t; c_t] (LSTM)
+    s_t = cell(U x_t + b_ih, W h_{t-1} + b_hh, s_{t-1})     s_t = h_t (GRU) or [h_t; c_t] (LSTM)
     o_t = V h_t + c        y_hat_t = softmax(o_t)        E = sum_t w_t E_t,  E_t = -log y_hat_t[y_t]
 
 Names: o_t are the logits and c the output bias, as for the Elman cell; the LSTM's output gate
 is gate_o and its cell state c_t (the second part of LSTMState), never o or c.
 
-Backward: full BPTT runs the fast path (manual_bptt.gated_fast: preallocated buffers, one stacked
+Backward: full BPTT runs the fast path (manual_bptt.fast.gated: preallocated buffers, one stacked
 product per step, blocks of steps); truncated BPTT runs the generic drivers (manual_bptt.drivers)
 over the spec cells, from the fast path's forward states. Both compute:
 
     dE/do_t = w_t (y_hat_t - onehot(y_t))      dE_t/dh_t = V^T dE/do_t   (direct, into the h part)
-    g_t = dE/dz_t = direct + carried;  (g_{t-1}, dgi_t, dgh_t) = cell.backward(g_t)
+    g_t = dE/ds_t = direct + carried;  (g_{t-1}, dgi_t, dgh_t) = cell.backward(g_t)
     dU = sum_t dgi_t^T x_t   db_ih = sum_t dgi_t   dW = sum_t dgh_t^T h_{t-1}   db_hh = sum_t dgh_t
     dV = sum_t dE/do_t h_t^T   dc = sum_t dE/do_t   ds0 = g_{-1}   dE/dx_t = dgi_t U
 
 truncate=tau keeps, for every E_t, exactly the terms t - tau <= k <= t of the sum over k, the
-chain running through the full state z (h and c for the LSTM).
+chain running through the full state s (h and c for the LSTM).
 """
 
 from __future__ import annotations
@@ -28,34 +30,25 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from . import gated_fast
-from ._inputs import Batch, prepare
+from ._inputs import Batch, prepare, upstream_gradients
 from .cells.base import Cell, StepWeights
-from .cells.gru import GRU
 from .cells.lstm import LSTM
-from .core import check_grads_finite, raise_loss_overflow, raise_loss_sum_overflow, softmax_cross_entropy
-from .drivers import Run, backprop, input_terms, weight_grads
-from .errors import DEFAULT_MAX_BYTES, check_bytes, check_max_bytes, integer_arg
+from .drivers import CellInputs, Run, backprop, input_terms, weight_grads
+from .errors import DEFAULT_MAX_BYTES, QUIET, check_bytes, check_grads_finite, check_max_bytes, integer_arg
+from .fast import gated as fast
+from .fast.blocks import input_grad_arrays
 from .gated_params import GRUParams, LSTMParams, LSTMState
+from .output import logits, output_layer, raise_loss_overflow, raise_loss_sum_overflow, softmax
 
 GatedParams = GRUParams | LSTMParams
 GatedState = np.ndarray | LSTMState
 
 #: Numbers per (t, b) row that a call keeps besides the logits, in units of H: the input terms
-#: gi (G), the states z (P), the caches (GRU: gh and n, 4; LSTM: the gates and tanh(c_t), 5) and
+#: gi (G), the states s (P), the caches (GRU: gh and n, 4; LSTM: the gates and tanh(c_t), 5) and
 #: dgi, dgh (2G), plus a (P)-wide direct gradient. GRU 3+1+4+6+1, LSTM 4+2+5+8+2.
 _ROW_NUMBERS = {"gru": 15, "lstm": 21}
 #: Bytes per step for the Python objects of a step's cache (measured: 500-800 at H = 3).
 _STEP_BYTES = 1024
-
-
-def cell_of(p: object) -> Cell:
-    """The cell of a parameters object: GRU for GRUParams, LSTM for LSTMParams; else ValueError naming p."""
-    if isinstance(p, GRUParams):
-        return GRU
-    if isinstance(p, LSTMParams):
-        return LSTM
-    raise ValueError(f"p: expected manual_bptt GRUParams or LSTMParams, got {type(p).__name__}")
 
 
 @dataclass(frozen=True, eq=False)
@@ -67,7 +60,7 @@ class GatedInputs:
         cell: GRU or LSTM.  H: hidden size.  dtype: the compute dtype.
         X: (T, B, D) dense inputs in dtype, or None for tokens (batch.tokens (T, B)).
         weight: (T, B) weight of each E_t in dtype, or None without labels.
-        z0: (B, S) initial state, S = H (GRU) or 2H (LSTM, [h0; c0]).
+        s0: (B, S) initial state of every row, S = H (GRU) or 2H (LSTM, [h0; c0]).
         s0_shape: the shape s0 (or each of its parts) was given in: (H,) or (B, H).
         U (G*H, D), W (G*H, H), b_ih, b_hh (G*H,) or None, V (K, H), c (K,) or None: in dtype.
     """
@@ -78,7 +71,7 @@ class GatedInputs:
     dtype: np.dtype
     X: np.ndarray | None
     weight: np.ndarray | None
-    z0: np.ndarray
+    s0: np.ndarray
     s0_shape: tuple[int, ...]
     U: np.ndarray
     W: np.ndarray
@@ -101,23 +94,27 @@ class GatedInputs:
             return a.sum(axis=0) if self.batch.batched else a[0].copy()
         return a.copy()
 
-    def fold_ds0(self, dz0: np.ndarray) -> GatedState:
-        """dE/dz0 (B, S) -> ds0 as s0 was given: an array (GRU), LSTMState(dh0, dc0) (LSTM)."""
+    def fold_ds0(self, ds0: np.ndarray) -> GatedState:
+        """dE/ds0 (B, S) per row -> ds0 as s0 was given: an array (GRU), LSTMState(dh0, dc0) (LSTM)."""
         H = self.H
         if self.cell is LSTM:
-            return LSTMState(self._fold(dz0[:, :H]), self._fold(dz0[:, H:]))
-        return self._fold(dz0)
+            return LSTMState(self._fold(ds0[:, :H]), self._fold(ds0[:, H:]))
+        return self._fold(ds0)
 
-    def state_out(self, z: np.ndarray) -> GatedState:
-        """A state z (B, S) in the caller's layout: (H,) or (B, H); LSTMState(h, c) for the LSTM."""
+    def to_batch_first(self, a: np.ndarray) -> np.ndarray:
+        """(T, B, ...) -> the caller's layout: (B, T, ...) if batched, else (T, ...)."""
+        return self.batch.to_batch_first(a)
+
+    def state_out(self, s: np.ndarray) -> GatedState:
+        """A state s (B, S) in the caller's layout: (H,) or (B, H); LSTMState(h, c) for the LSTM."""
         H = self.H
 
         def part(a: np.ndarray) -> np.ndarray:
             return a.copy() if self.batch.batched else a[0].copy()
 
         if self.cell is LSTM:
-            return LSTMState(part(z[:, :H]), part(z[:, H:]))
-        return part(z)
+            return LSTMState(part(s[:, :H]), part(s[:, H:]))
+        return part(s)
 
 
 def _real_array(value: object) -> np.ndarray:
@@ -166,7 +163,8 @@ def _initial_state(cell: Cell, s0: object, H: int, B: int, batched: bool) -> tup
 
 
 def prepare_gated(
-    p: object,
+    cell: Cell,
+    p: GatedParams,
     xs: object,
     ys: object | None,
     *,
@@ -179,7 +177,7 @@ def prepare_gated(
     """Validate the inputs of a gated cell; every malformed one is a ValueError naming it.
 
     Args:
-        p: GRUParams or LSTMParams.
+        cell: GRU or LSTM.  p: its parameters, GRUParams or LSTMParams.
         xs, ys, mask, reduction: as for the Elman cell (manual_bptt._inputs.prepare).
         s0: None (zeros); GRU: h0 (H,) or (B, H); LSTM: LSTMState(h0, c0) or a tuple (h0, c0),
             parts of one shape (H,) or (B, H). An (H,) s0 with batched xs is shared by every row.
@@ -191,7 +189,6 @@ def prepare_gated(
             f"activation: applies to the Elman cell only (RNNParams); a gated cell fixes its own "
             f"nonlinearities, so pass no activation, got {activation!r}"
         )
-    cell = cell_of(p)
     batch = prepare(
         p, xs, ys, activation="tanh", s0=None, reduction=reduction, mask=mask, labels_required=labels_required
     )
@@ -201,9 +198,9 @@ def prepare_gated(
     dtype = np.dtype(np.result_type(*floats))
     if dtype not in (np.float32, np.float64):  # as _inputs.prepare: a longdouble s0 computes in float64
         dtype = np.dtype(np.float64)
-    z0 = np.zeros((B, cell.parts * H), dtype=dtype)
+    s0_rows = np.zeros((B, cell.parts * H), dtype=dtype)
     for j, a in enumerate(parts):
-        z0[:, j * H : (j + 1) * H] = a  # broadcasts an (H,) part over the rows
+        s0_rows[:, j * H : (j + 1) * H] = a  # broadcasts an (H,) part over the rows
     X = None if batch.X is None else np.asarray(batch.X, dtype=dtype)
     weight = batch.weight
     if weight is not None and weight.dtype != dtype:  # s0 widened the computation: 1/n in that dtype
@@ -216,9 +213,21 @@ def prepare_gated(
         return None if a is None else np.asarray(a, dtype=dtype)
 
     return GatedInputs(
-        batch=batch, cell=cell, H=H, dtype=dtype, X=X, weight=weight, z0=z0, s0_shape=tuple(s0_shape),
-        U=cast(p.U), W=cast(p.W), b_ih=cast(p.b_ih), b_hh=cast(p.b_hh), V=cast(p.V), c=cast(p.c),
-    )  # fmt: skip
+        batch=batch,
+        cell=cell,
+        H=H,
+        dtype=dtype,
+        X=X,
+        weight=weight,
+        s0=s0_rows,
+        s0_shape=tuple(s0_shape),
+        U=cast(p.U),
+        W=cast(p.W),
+        b_ih=cast(p.b_ih),
+        b_hh=cast(p.b_hh),
+        V=cast(p.V),
+        c=cast(p.c),
+    )
 
 
 def check_size(g: GatedInputs, max_bytes: int, what: str, extra: int = 0) -> None:
@@ -245,44 +254,32 @@ def run_checked(g: GatedInputs) -> tuple[StepWeights, Run]:
     """The recurrent weights and the forward run for the generic drivers (truncated BPTT).
 
     The run is the fast path's forward (NonFiniteError "z_t" on overflow) seen as the spec's
-    per-step caches (gated_fast.spec_run), so every method reports the same states.
+    per-step caches (fast.spec_run), so every method reports the same states.
     """
-    return g.step_weights(), gated_fast.spec_run(fast_forward(g))
+    return g.step_weights(), fast.spec_run(fast_forward(g))
 
 
-def fast_forward(g: GatedInputs) -> gated_fast.FastForward:
+def fast_forward(g: GatedInputs) -> fast.FastForward:
     """The forward pass of the fast path over validated inputs (NonFiniteError "z_t" on overflow)."""
     b = g.batch
-    return gated_fast.forward(g.cell is LSTM, g.U, g.W, g.b_ih, g.b_hh, b.tokens, g.X, g.z0)
-
-
-def _input_grad_arrays(g: GatedInputs) -> tuple[np.ndarray | None, np.ndarray | None]:
-    """(dxs in the caller's layout, its time-major (T, B, D) view), or (None, None) for tokens."""
-    b = g.batch
-    if b.tokens is not None:
-        return None, None
-    if b.batched:
-        dxs = np.empty((b.B, b.T, b.D), dtype=g.dtype)
-        return dxs, dxs.swapaxes(0, 1)
-    dxs = np.empty((b.T, b.D), dtype=g.dtype)
-    return dxs, dxs[:, None, :]
+    return fast.forward(g.cell is LSTM, g.U, g.W, g.b_ih, g.b_hh, b.tokens, g.X, g.s0)
 
 
 def fast_backward(
     p: GatedParams,
     g: GatedInputs,
-    fw: gated_fast.FastForward,
-    upstream: gated_fast.Upstream,
-    dz_final: np.ndarray | None,
+    fw: fast.FastForward,
+    upstream: fast.Upstream,
+    ds_final: np.ndarray | None,
     *,
     V: np.ndarray | None = None,
     c: np.ndarray | None = None,
 ) -> tuple[float, GatedParams, GatedState, np.ndarray | None]:
-    """Full BPTT by the fast path (gated_fast.backward) after fast_forward.
+    """Full BPTT by the fast path (fast.backward) after fast_forward.
 
     Args:
-        upstream: the per-block source of dE_t/dh_t (gated_fast.Upstream).
-        dz_final: (B, S) gradient arriving at the final state from beyond, or None.
+        upstream: the per-block source of dE_t/dh_t (fast.Upstream).
+        ds_final: (B, S) gradient arriving at the final state from beyond, or None.
         V, c: dE/dV, dE/dc to put in the result (None for the layer alone).
 
     Returns:
@@ -293,12 +290,12 @@ def fast_backward(
         for a gradient whose sum over the steps overflowed (check_grads).
     """
     b = g.batch
-    dxs, dxs_tm = _input_grad_arrays(g)
-    sw = gated_fast.backward(fw, g.U, g.W, g.b_ih is not None, b.tokens, g.X, upstream, dz_final, dxs_tm)
+    dxs, dxs_tm = input_grad_arrays(b, g.dtype)
+    sw = fast.backward(fw, g.U, g.W, g.b_ih is not None, b.tokens, g.X, upstream, ds_final, dxs_tm)
     if not np.isfinite(sw.loss):  # every block's part is finite (output_upstream), their sum is not
         raise_loss_sum_overflow(0, b.T - 1, g.dtype)
     grads = type(p)._adopt(U=sw.dU, W=sw.dW, b_ih=sw.db_ih, b_hh=sw.db_hh, V=V, c=c)
-    ds0 = g.fold_ds0(sw.dz0)
+    ds0 = g.fold_ds0(sw.ds0)
     check_grads(grads, ds0, dxs)
     return sw.loss, grads, ds0, dxs
 
@@ -310,7 +307,7 @@ def fast_layer_backward(
 
     Args:
         dhs: (T, B, H) dL/dh_t from above, time-major (read only).
-        d_final: (B, S) dL/dz_{T-1} of the final state, or None.
+        d_final: (B, S) dL/ds_{T-1} of the final state, or None.
 
     Returns:
         (grads as p's type (V, c None), ds0 in the caller's layout, dxs or None,
@@ -323,15 +320,7 @@ def fast_layer_backward(
         return 0.0
 
     _, grads, ds0, dxs = fast_backward(p, g, fw, from_caller, d_final)
-    return grads, ds0, dxs, fw.hs[1:], g.state_out(fw.final_z())
-
-
-def _logits(g: GatedInputs, h_rows: np.ndarray) -> np.ndarray:
-    """o_t = V h_t + c, one row per (t, b): (T*B, K)."""
-    o = h_rows @ g.V.T
-    if g.c is not None:
-        o += g.c
-    return o
+    return grads, ds0, dxs, fw.hs[1:], g.state_out(fw.final_state())
 
 
 @dataclass(frozen=True, eq=False)
@@ -356,6 +345,7 @@ class GatedBPTTResult:
 
 
 def bptt(
+    cell: Cell,
     p: GatedParams,
     xs: object,
     ys: object,
@@ -370,7 +360,7 @@ def bptt(
     """Loss and exact gradients of a GRU or LSTM with a softmax output layer, by BPTT.
 
     Args:
-        p: GRUParams or LSTMParams (torch's layer-0 layout).
+        cell: GRU or LSTM.  p: its parameters, GRUParams or LSTMParams (torch's layer-0 layout).
         xs: int token ids (T,) or (B, T) in [0, D), or float dense inputs (T, D) or (B, T, D).
         ys: int labels in [0, K), (T,) or (B, T) matching xs.
         s0: None (zeros); GRU h0 (H,) or (B, H); LSTM LSTMState(h0, c0) or a tuple (h0, c0).
@@ -392,33 +382,31 @@ def bptt(
     """
     tau = None if truncate is None else integer_arg("truncate", truncate, 0)
     max_bytes = check_max_bytes(max_bytes)
-    g = prepare_gated(p, xs, ys, s0=s0, reduction=reduction, mask=mask, activation=activation)
+    g = prepare_gated(cell, p, xs, ys, s0=s0, reduction=reduction, mask=mask, activation=activation)
     check_size(g, max_bytes, "bptt")
     b, H = g.batch, g.H
     T, B, n = b.T, b.B, b.T * b.B
-    if tau is None or tau >= T - 1:  # every term kept: the fast path (gated_fast)
+    if tau is None or tau >= T - 1:  # every term kept: the fast path (fast.gated)
         fw = fast_forward(g)
-        upstream, dV, dc = gated_fast.output_upstream(fw, g.V, g.c, b.Y, g.weight)
+        upstream, dV, dc = fast.output_upstream(fw, g.V, g.c, b.Y, g.weight)
         loss, grads, ds0, dxs = fast_backward(p, g, fw, upstream, None, V=dV, c=dc)
-        final = g.state_out(fw.final_z())
+        final = g.state_out(fw.final_state())
         return GatedBPTTResult(loss=loss, grads=grads, ds0=ds0, dxs=dxs, final_state=final)
     w, r = run_checked(g)
     h_rows = np.ascontiguousarray(r.outputs(H)).reshape(n, H)  # h_t, one row per (t, b)
-    with np.errstate(**gated_fast._QUIET):  # overflow is named (o_t, dE/dgh_t), never a warning
-        dO = _logits(g, h_rows)
-        gated_fast.check_finite("o_t", dO.reshape(T, B, -1))
-        loss = softmax_cross_entropy(dO, b.Y.reshape(n), g.weight.reshape(n))  # dO: dE/do_t
-        if not np.isfinite(loss):  # a term w_t E_t, or their sum, overflowed: name it
-            raise_loss_overflow(r.outputs(H), g.V, g.c, b.Y, g.weight, 0)
-        dV = dO.T @ h_rows  # dV = sum_t dE/do_t h_t^T
-        dc = None if g.c is None else dO.sum(axis=0)  # dc = sum_t dE/do_t
-        dz_direct = np.zeros((T, B, g.cell.parts * H), dtype=g.dtype)
-        dz_direct[:, :, :H] = (dO @ g.V).reshape(T, B, H)  # dE_t/dh_t = V^T dE/do_t
-    del dO
-    grads, ds0, dxs = layer_backward(p, g, w, r, dz_direct, tau, V=dV, c=dc)
-    return GatedBPTTResult(
-        loss=float(loss), grads=grads, ds0=ds0, dxs=dxs, final_state=g.state_out(r.z[-1])
-    )
+
+    def overflow(loss: np.floating) -> None:
+        fast.check_finite("o_t", logits(h_rows, g.V.T, g.c).reshape(T, B, -1))
+        raise_loss_overflow(r.outputs(H), g.V, g.c, b.Y, g.weight, 0)  # a term w_t E_t, or their sum
+
+    with np.errstate(**QUIET):  # overflow is named (o_t, dE/dgh_t), never a warning
+        out = output_layer(h_rows, g.V.T, g.V, g.c, b.Y.reshape(n), g.weight.reshape(n), overflow)
+        loss, dV, dc = float(out.loss), out.dV, out.dc
+        ds_direct = np.zeros((T, B, g.cell.parts * H), dtype=g.dtype)
+        ds_direct[:, :, :H] = out.e.reshape(T, B, H)  # dE_t/dh_t = V^T dE/do_t
+    del out
+    grads, ds0, dxs = layer_backward(p, g, w, r, ds_direct, tau, V=dV, c=dc)
+    return GatedBPTTResult(loss=loss, grads=grads, ds0=ds0, dxs=dxs, final_state=g.state_out(r.s[-1]))
 
 
 def check_grads(grads: GatedParams, ds0: GatedState, dxs: np.ndarray | None) -> None:
@@ -431,7 +419,7 @@ def check_grads(grads: GatedParams, ds0: GatedState, dxs: np.ndarray | None) -> 
     else:
         arrays["dE/ds0"] = ds0
     arrays["dE/dxs"] = dxs
-    with np.errstate(**gated_fast._QUIET):  # finite entries may sum to inf: all_finite decides
+    with np.errstate(**QUIET):  # finite entries may sum to inf: all_finite decides
         check_grads_finite(arrays)
 
 
@@ -440,7 +428,7 @@ def layer_backward(
     g: GatedInputs,
     w: StepWeights,
     r: Run,
-    dz_direct: np.ndarray,
+    ds_direct: np.ndarray,
     tau: int | None,
     *,
     V: np.ndarray | None = None,
@@ -448,12 +436,12 @@ def layer_backward(
 ) -> tuple[GatedParams, GatedState, np.ndarray | None]:
     """The reverse recursion and the weight gradients, given the gradient from above of every state.
 
-    Shared by bptt (dz_direct = [V^T dE/do_t; 0]) and manual_bptt.layer.backward (the caller's
+    Shared by bptt (ds_direct = [V^T dE/do_t; 0]) and manual_bptt.layer.backward (the caller's
     upstream gradients): one recursion, drivers.backprop.
 
     Args:
         p: the parameters (for the result type).  g: the validated inputs.  w, r: the forward run.
-        dz_direct: (T, B, S) the gradient arriving at each state z_t from above.
+        ds_direct: (T, B, S) the gradient arriving at each state s_t from above.
         tau: None (full) or the truncation tau >= 0.
         V, c: dE/dV (K, H), dE/dc (K,) to put in the result (None for the layer alone).
 
@@ -465,15 +453,15 @@ def layer_backward(
         NonFiniteError at the first step whose dE/dgh_t is not finite, and for a gradient
         whose sum over the steps overflowed (check_grads).
     """
-    with np.errstate(**gated_fast._QUIET):  # as on the fast path: overflow is named, never a warning
-        dgi, dgh, dz0 = backprop(g.cell, w, r, dz_direct, truncate=tau)
-        gated_fast.check_finite("dE/dgh_t", dgh)
+    with np.errstate(**QUIET):  # as on the fast path: overflow is named, never a warning
+        dgi, dgh, ds0_rows = backprop(g.cell, w, r, ds_direct, truncate=tau)
+        fast.check_finite("dE/dgh_t", dgh)
         dU, db_ih, dW, db_hh, dX = weight_grads(dgi, dgh, r.h_prev(g.H), g.U, g.batch.tokens, g.X)
     has_bias = g.b_ih is not None
     grads = type(p)._adopt(
         U=dU, W=dW, b_ih=db_ih if has_bias else None, b_hh=db_hh if has_bias else None, V=V, c=c
     )
-    ds0, dxs = g.fold_ds0(dz0), None if dX is None else g.batch.to_batch_first(dX)
+    ds0, dxs = g.fold_ds0(ds0_rows), None if dX is None else g.batch.to_batch_first(dX)
     check_grads(grads, ds0, dxs)
     return grads, ds0, dxs
 
@@ -497,6 +485,7 @@ class GatedForwardResult:
 
 
 def forward(
+    cell: Cell,
     p: GatedParams,
     xs: object,
     *,
@@ -507,27 +496,101 @@ def forward(
     """Run a GRU or LSTM forward; the same input forms and checks as bptt (no labels).
 
     Args:
-        p: GRUParams or LSTMParams.  xs: (T,) / (B, T) token ids or (T, D) / (B, T, D) dense.
+        cell: GRU or LSTM.  p: its parameters.  xs: (T,) / (B, T) token ids or (T, D) / (B, T, D) dense.
         s0: None; GRU h0 (H,) or (B, H); LSTM LSTMState(h0, c0) or (h0, c0).
         activation: must be None (as for bptt).  max_bytes: as for bptt.
     """
     max_bytes = check_max_bytes(max_bytes)
-    g = prepare_gated(p, xs, None, s0=s0, activation=activation, labels_required=False)
+    g = prepare_gated(cell, p, xs, None, s0=s0, activation=activation, labels_required=False)
     check_size(g, max_bytes, "forward")
     b, H = g.batch, g.H
     T, B = b.T, b.B
     fw = fast_forward(g)
     h = fw.hs[1:]
-    with np.errstate(**gated_fast._QUIET):  # logits that overflow are named, never a warning
-        o = _logits(g, h.reshape(T * B, H)).reshape(T, B, b.K)
-    gated_fast.check_finite("o_t", o)
-    y_hat = np.exp(o - o.max(axis=-1, keepdims=True))
-    y_hat /= y_hat.sum(axis=-1, keepdims=True)
+    with np.errstate(**QUIET):  # logits that overflow are named, never a warning
+        o = logits(h.reshape(T * B, H), g.V.T, g.c).reshape(T, B, b.K)
+        fast.check_finite("o_t", o)
+        y_hat = softmax(o)
     cell_state = b.to_batch_first(fw.cs[1:]) if g.cell is LSTM else None
     return GatedForwardResult(
         h=b.to_batch_first(h),
         cell_state=cell_state,
         o=b.to_batch_first(o),
         y_hat=b.to_batch_first(y_hat),
-        final_state=g.state_out(fw.final_z()),
+        final_state=g.state_out(fw.final_state()),
+    )
+
+
+def backward(
+    cell: Cell,
+    p: GatedParams,
+    xs: object,
+    dhs: np.ndarray,
+    final_parts: list[tuple[str, np.ndarray]],
+    s0: object | None,
+    tau: int | None,
+    activation: object | None,
+    limit: int,
+) -> tuple[GatedParams, np.ndarray | None, GatedState, np.ndarray, GatedState]:
+    """A gated layer's vector-Jacobian product (manual_bptt.layer.backward, which checked the rest).
+
+    Args:
+        cell: GRU or LSTM.  dhs: dL/dh_t as given (real numbers), (B, T, H) or (T, H).
+        final_parts: d_final's named parts (the LSTM's h and c), or [].  tau: None or >= 0.
+        limit: max_bytes.
+
+    Returns:
+        (grads (V and c None), dxs or None, ds0, the outputs h_t in the caller's layout, the
+        final state).
+    """
+    g = prepare_gated(cell, p, xs, None, s0=s0, activation=activation, labels_required=False)
+    check_size(g, limit, "backward", extra=1)  # and the outputs h_t
+    b, H = g.batch, g.H
+    dhs_tm, d_fin = upstream_gradients(dhs, final_parts, b.T, b.B, H, b.batched, g.dtype)
+    if tau is None or tau >= b.T - 1:  # every term kept: the fast path
+        grads, ds0, dxs, hs, final = fast_layer_backward(p, g, dhs_tm, d_fin)
+        return grads, dxs, ds0, b.to_batch_first(hs), final
+    w, r = run_checked(g)
+    ds_direct = np.zeros((b.T, b.B, g.cell.parts * H), dtype=g.dtype)
+    ds_direct[:, :, :H] = dhs_tm  # dL/dh_t from above; nothing arrives at c_t but through h_t
+    if d_fin is not None:
+        ds_direct[-1] += d_fin  # the final state's gradient: upstream of step T - 1
+    grads, ds0, dxs = layer_backward(p, g, w, r, ds_direct, tau)
+    return grads, dxs, ds0, b.to_batch_first(np.ascontiguousarray(r.outputs(H))), g.state_out(r.s[-1])
+
+
+def driver_inputs(
+    cell: Cell,
+    p: GatedParams,
+    xs: object,
+    ys: object | None,
+    *,
+    activation: object | None,
+    s0: object | None,
+    reduction: str = "sum",
+    mask: object | None = None,
+    labels: bool = True,
+    owned: bool = False,
+) -> CellInputs:
+    """As elman.driver_inputs, for the gated cell ``cell`` (cells.gru, cells.lstm)."""
+    g = prepare_gated(
+        cell, p, xs, ys, s0=s0, reduction=reduction, mask=mask, activation=activation, labels_required=labels
+    )
+    batch = g.batch.owned() if owned else g.batch
+    X = None if g.X is None else (g.X.copy() if owned else g.X)
+    return CellInputs(
+        cell=g.cell,
+        w=g.step_weights(),
+        U=g.U,
+        b_ih=g.b_ih,
+        V=g.V,
+        c=g.c,
+        bias_names=() if g.b_ih is None else ("b_ih", "b_hh"),
+        tokens=batch.tokens,
+        X=X,
+        s0=g.s0,
+        Y=batch.Y,
+        weight=g.weight,
+        batched=batch.batched,
+        prep=g,
     )

@@ -4,14 +4,15 @@
     forward(p, xs, ...)          the forward pass, likewise
     backward(p, xs, dhs, ...)    the vector-Jacobian product of the recurrent layer alone
 
-p is an RNNParams (the Elman cell), a GRUParams or an LSTMParams. ``activation`` belongs to the
-Elman cell (None means "tanh"); with a gated cell any value but None is a ValueError.
+p is an RNNParams (the Elman cell), a GRUParams or an LSTMParams: each call runs what p's row in
+manual_bptt.kinds names. ``activation`` belongs to the Elman cell (None means "tanh"); with a
+gated cell any value but None is a ValueError.
 
 The layer backward has no output layer and no labels. With h_t the layer's output at step t
-(s_t for the Elman cell) and z_{T-1} its final state (h_{T-1}; the pair (h_{T-1}, c_{T-1}) for
+(s_t for the Elman cell) and s_{T-1} its final state (h_{T-1}; the pair (h_{T-1}, c_{T-1}) for
 the LSTM, c_t its cell state), it differentiates
 
-    L = sum_t <dhs_t, h_t> + <d_final, z_{T-1}>
+    L = sum_t <dhs_t, h_t> + <d_final, s_{T-1}>
 
 by the same reverse recursion as bptt: bptt is this backward with dhs_t = V^T dE/do_t, plus the
 output layer's dV and dc. ``truncate=tau`` keeps, for every t, exactly the steps k with
@@ -26,17 +27,14 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from . import core, gated
-from ._inputs import check_truncate, prepare
+from . import elman, gated
+from ._inputs import check_truncate
 from .errors import DEFAULT_MAX_BYTES, check_max_bytes
 from .gated_params import GRUParams, LSTMParams, LSTMState
+from .kinds import Kind, kind_of
 from .params import RNNParams
 
 AnyParams = RNNParams | GRUParams | LSTMParams
-
-
-def _is_gated(p: object) -> bool:
-    return isinstance(p, (GRUParams, LSTMParams))
 
 
 def bptt(
@@ -50,7 +48,7 @@ def bptt(
     mask: object | None = None,
     activation: str | None = None,
     max_bytes: int = DEFAULT_MAX_BYTES,
-) -> core.BPTTResult | gated.GatedBPTTResult:
+) -> elman.BPTTResult | gated.GatedBPTTResult:
     """Loss and exact gradients by backpropagation through time, for any cell.
 
     Args:
@@ -69,15 +67,21 @@ def bptt(
         max_bytes: the size limit, checked before allocating.
 
     Returns:
-        core.BPTTResult (Elman) or gated.GatedBPTTResult (GRU, LSTM): loss, grads (the type of
+        elman.BPTTResult (Elman) or gated.GatedBPTTResult (GRU, LSTM): loss, grads (the type of
         p), ds0 (LSTMState(dh0, dc0) for the LSTM), dxs ((T, D) / (B, T, D), or None for
         tokens), final_state (LSTMState(h_{T-1}, c_{T-1}) for the LSTM).
     """
-    if _is_gated(p):
-        return gated.bptt(p, xs, ys, s0=s0, truncate=truncate, reduction=reduction, mask=mask,
-                          activation=activation, max_bytes=max_bytes)  # fmt: skip
-    return core.bptt(p, xs, ys, activation=activation, s0=s0, truncate=truncate, reduction=reduction,
-                     mask=mask, max_bytes=max_bytes)  # fmt: skip
+    return kind_of(p).bptt(
+        p,
+        xs,
+        ys,
+        s0=s0,
+        truncate=truncate,
+        reduction=reduction,
+        mask=mask,
+        activation=activation,
+        max_bytes=max_bytes,
+    )
 
 
 def forward(
@@ -87,20 +91,18 @@ def forward(
     s0: object | None = None,
     activation: str | None = None,
     max_bytes: int = DEFAULT_MAX_BYTES,
-) -> core.ForwardResult | gated.GatedForwardResult:
+) -> elman.ForwardResult | gated.GatedForwardResult:
     """The forward pass of any cell (no labels): states and logits, batch-first when batched.
 
     Args:
         p, xs, s0, activation, max_bytes: as for :func:`bptt`.
 
     Returns:
-        core.ForwardResult (a, s (T, H) / (B, T, H); o, y_hat (T, K) / (B, T, K); final_state)
+        elman.ForwardResult (a, s (T, H) / (B, T, H); o, y_hat (T, K) / (B, T, K); final_state)
         for the Elman cell; gated.GatedForwardResult (h, cell_state (the LSTM's c_t, else None),
         o, y_hat, final_state) for the GRU and the LSTM.
     """
-    if _is_gated(p):
-        return gated.forward(p, xs, s0=s0, activation=activation, max_bytes=max_bytes)
-    return core.forward(p, xs, activation=activation, s0=s0, max_bytes=max_bytes)
+    return kind_of(p).forward(p, xs, s0=s0, activation=activation, max_bytes=max_bytes)
 
 
 @dataclass(frozen=True, eq=False)
@@ -137,15 +139,10 @@ def _numeric(name: str, value: object) -> np.ndarray:
     return arr
 
 
-def _check_finite(name: str, a: np.ndarray) -> None:
-    if not np.isfinite(a).all():
-        bad = tuple(int(i) for i in np.argwhere(~np.isfinite(a))[0])
-        raise ValueError(f"{name}: contains NaN or inf (first at index {bad})")
-
-
-def _final_parts(p: object, d_final: object) -> list[tuple[str, np.ndarray]]:
-    """d_final as its named parts: [("d_final", dh)]; for the LSTM [("d_final.h", dh), ("d_final.c", dc)]."""
-    if isinstance(p, LSTMParams):
+def _final_parts(kind: Kind, d_final: object) -> list[tuple[str, np.ndarray]]:
+    """d_final as its named parts: [("d_final", dh)]; for the LSTM, whose state has two parts,
+    [("d_final.h", dh), ("d_final.c", dc)]."""
+    if kind.cell.parts == 2:
         if not isinstance(d_final, tuple) or len(d_final) != 2:
             raise ValueError(
                 "d_final: the LSTM's final-state gradient is a pair, manual_bptt.LSTMState(dh, dc) or a "
@@ -185,9 +182,9 @@ def backward(
 ) -> LayerResult:
     """The vector-Jacobian product of the recurrent layer alone: no output layer, no labels.
 
-        L = sum_t <dhs_t, h_t> + <d_final, z_{T-1}>
+        L = sum_t <dhs_t, h_t> + <d_final, s_{T-1}>
 
-    with h_t the layer's output (s_t for the Elman cell) and z_{T-1} the final state
+    with h_t the layer's output (s_t for the Elman cell) and s_{T-1} the final state
     (the pair (h_{T-1}, c_{T-1}) for the LSTM).
 
     Args:
@@ -196,7 +193,7 @@ def backward(
         dhs: (T, H) or (B, T, H) (as xs is batched or not): dL/dh_t arriving at every output
             from above (not through the recurrence); finite real numbers.
         s0: as for :func:`bptt`.
-        d_final: None (zeros), or dL/dz_{T-1} arriving at the final state: (H,) unbatched or
+        d_final: None (zeros), or dL/ds_{T-1} arriving at the final state: (H,) unbatched or
             (B, H) batched; for the LSTM an LSTMState(dh, dc) or a pair (dh, dc) of such arrays.
         truncate: None (full) or tau >= 0: for every t exactly the steps t - tau <= k <= t of
             the chain of dhs_t, through the full state; d_final belongs to step T - 1 (its chain
@@ -214,112 +211,11 @@ def backward(
     """
     tau = check_truncate(truncate)
     limit = check_max_bytes(max_bytes)
-    if not isinstance(p, (RNNParams, GRUParams, LSTMParams)):
-        raise ValueError(
-            f"p: expected manual_bptt.RNNParams, GRUParams or LSTMParams, got {type(p).__name__}"
-        )
+    kind = kind_of(p)
     dhs_arr = _numeric("dhs", dhs)
-    final_parts = [] if d_final is None else _final_parts(p, d_final)
+    final_parts = [] if d_final is None else _final_parts(kind, d_final)
     cast = _compute_dtype(p, [dhs_arr, *(a for _, a in final_parts)])
     if cast is not None:
         p = p.astype(cast)
-    if _is_gated(p):
-        return _gated_backward(p, xs, dhs_arr, final_parts, s0, tau, activation, limit)
-    return _elman_backward(p, xs, dhs_arr, final_parts, s0, tau, activation, limit)
-
-
-def _upstream(
-    dhs: np.ndarray,
-    final_parts: list[tuple[str, np.ndarray]],
-    T: int,
-    B: int,
-    H: int,
-    batched: bool,
-    dtype: np.dtype,
-) -> tuple[np.ndarray, np.ndarray | None]:
-    """dhs checked and time-major (T, B, H) in dtype (a view when it has that dtype already),
-    and d_final as one (B, S) array (S = H, or 2H for the LSTM's [dh; dc]) or None."""
-    want = (B, T, H) if batched else (T, H)
-    if dhs.shape != want:
-        sizes = f"B = {B}, T = {T}, H = {H}" if batched else f"T = {T}, H = {H}"
-        raise ValueError(
-            f"dhs: expected shape {want} ({sizes}: one gradient per output h_t, "
-            f"{'batch-first like xs' if batched else 'like the unbatched xs'}), got {dhs.shape}"
-        )
-    _check_finite("dhs", dhs)
-    dhs_tm = np.asarray(dhs, dtype=dtype)
-    dhs_tm = dhs_tm.swapaxes(0, 1) if batched else dhs_tm[:, None, :]
-    if not final_parts:
-        return dhs_tm, None
-    part_shape = (B, H) if batched else (H,)
-    for name, a in final_parts:
-        if a.shape != part_shape:
-            raise ValueError(
-                f"{name}: expected shape {part_shape} (the final state's, H = {H}), got {a.shape}"
-            )
-        _check_finite(name, a)
-    d = np.concatenate([np.asarray(a, dtype=dtype).reshape(B, H) for _, a in final_parts], axis=1)
-    return dhs_tm, d
-
-
-def _elman_backward(
-    p: RNNParams,
-    xs: object,
-    dhs: np.ndarray,
-    final_parts: list[tuple[str, np.ndarray]],
-    s0: object | None,
-    tau: int | None,
-    activation: str | None,
-    limit: int,
-) -> LayerResult:
-    def refuse_too_large(sz: object) -> None:
-        full = tau is None or tau >= sz.T - 1
-        extra = [
-            ("the outputs h_t, (B, T, H)", (sz.T, sz.B, sz.H), sz.dtype),
-            ("dhs in the compute dtype, (T, B, H)", (sz.T, sz.B, sz.H), sz.dtype),
-        ]
-        core._check_sizes("backward", core._bptt_arrays(sz, full) + extra, limit)
-
-    batch = prepare(p, xs, None, activation=core.elman_activation(activation), s0=s0, labels_required=False,
-                    size_check=refuse_too_large)  # fmt: skip
-    dhs_tm, d_fin = _upstream(dhs, final_parts, batch.T, batch.B, batch.H, batch.batched, batch.dtype)
-    tr, dU, dW, db, ds0, dxs = core.layer_backward(p, batch, dhs_tm, d_fin, tau)
-    return LayerResult(
-        grads=RNNParams._adopt(U=dU, W=dW, b=db, V=None, c=None),
-        dxs=dxs,
-        ds0=ds0,
-        hs=batch.to_batch_first(tr.s),
-        final_state=core.final_state(tr),
-    )
-
-
-def _gated_backward(
-    p: GRUParams | LSTMParams,
-    xs: object,
-    dhs: np.ndarray,
-    final_parts: list[tuple[str, np.ndarray]],
-    s0: object | None,
-    tau: int | None,
-    activation: str | None,
-    limit: int,
-) -> LayerResult:
-    g = gated.prepare_gated(p, xs, None, s0=s0, activation=activation, labels_required=False)
-    gated.check_size(g, limit, "backward", extra=1)  # and the outputs h_t
-    b, H = g.batch, g.H
-    dhs_tm, d_fin = _upstream(dhs, final_parts, b.T, b.B, H, b.batched, g.dtype)
-    if tau is None or tau >= b.T - 1:  # every term kept: the fast path
-        grads, ds0, dxs, hs, final = gated.fast_layer_backward(p, g, dhs_tm, d_fin)
-        return LayerResult(grads=grads, dxs=dxs, ds0=ds0, hs=b.to_batch_first(hs), final_state=final)
-    w, r = gated.run_checked(g)
-    dz_direct = np.zeros((b.T, b.B, g.cell.parts * H), dtype=g.dtype)
-    dz_direct[:, :, :H] = dhs_tm  # dL/dh_t from above; nothing arrives at c_t but through h_t
-    if d_fin is not None:
-        dz_direct[-1] += d_fin  # the final state's gradient: upstream of step T - 1
-    grads, ds0, dxs = gated.layer_backward(p, g, w, r, dz_direct, tau)
-    return LayerResult(
-        grads=grads,
-        dxs=dxs,
-        ds0=ds0,
-        hs=b.to_batch_first(np.ascontiguousarray(r.outputs(H))),
-        final_state=g.state_out(r.z[-1]),
-    )
+    grads, dxs, ds0, hs, final = kind.backward(p, xs, dhs_arr, final_parts, s0, tau, activation, limit)
+    return LayerResult(grads=grads, dxs=dxs, ds0=ds0, hs=hs, final_state=final)

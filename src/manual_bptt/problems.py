@@ -128,13 +128,13 @@ class Problem:
     def kwargs(self) -> dict[str, Any]:
         """Keyword arguments of bptt (and the oracle): activation (the Elman cell only), s0,
         truncate, reduction, mask."""
-        c = self.cfg
-        head = {"activation": c.activation} if c.cell == "rnn" else {}
+        cfg = self.cfg
+        head = {"activation": cfg.activation} if cfg.cell == "rnn" else {}
         return {
             **head,
             "s0": self.s0,
-            "truncate": c.truncate,
-            "reduction": c.reduction,
+            "truncate": cfg.truncate,
+            "reduction": cfg.reduction,
             "mask": self.mask,
         }
 
@@ -184,9 +184,13 @@ def make_problem(cfg: RNNConfig) -> Problem:
 def _gated_problem(cfg: RNNConfig, rng: np.random.Generator) -> Problem:
     cls = GRUParams if cfg.cell == "gru" else LSTMParams
     p = cls.init(
-        cfg.D, cfg.H, cfg.K, seed=int(rng.integers(2**63)), bias=cfg.bias,
+        cfg.D,
+        cfg.H,
+        cfg.K,
+        seed=int(rng.integers(2**63)),
+        bias=cfg.bias,
         weight_scale=GATED_SCALE * cfg.weight_scale,
-    )  # fmt: skip
+    )
     xs, ys, s0, mask = _data(cfg, rng)
     if cfg.cell == "lstm" and s0 is not None:
         s0 = LSTMState(s0, 0.5 * rng.standard_normal(s0.shape))

@@ -2,17 +2,17 @@
 
 A third derivation beside the reverse recursion and the explicit sum: it carries the
 sensitivities of the state forward in time and never runs backward. Over the cell interface
-(manual_bptt.cells.base), with A_t = dz_t/dz_{t-1} = Jz + Jh W [I_H 0] the full step Jacobian
+(manual_bptt.cells.base), with A_t = ds_t/ds_{t-1} = Js + Jh W [I_H 0] the full step Jacobian
 and Ji, Jh the step's partials with respect to gi_t = U x_t + b_ih and gh_t = W h_{t-1} + b_hh:
 
-    P^W_t    = dz_t/dW    = A_t P^W_{t-1} + ∂z_t/∂W,     ∂z_t[i]/∂W[m, n] = Jh[i, m] h_{t-1}[n]
-    P^U_t    = dz_t/dU    = A_t P^U_{t-1} + ∂z_t/∂U,     ∂z_t[i]/∂U[m, n] = Ji[i, m] x_t[n]
-    P^ih_t   = dz_t/db_ih = A_t P^ih_{t-1} + Ji          (the Elman cell's b)
-    P^hh_t   = dz_t/db_hh = A_t P^hh_{t-1} + Jh          (gated cells)
-    P^0_t    = dz_t/dz0   = A_t P^0_{t-1},               P^0_{-1} = I
-    M_t[k]   = dz_t/dx_k  = A_t M_{t-1}[k] (k < t),      M_t[t] = Ji U
+    P^W_t    = ds_t/dW    = A_t P^W_{t-1} + ∂s_t/∂W,     ∂s_t[i]/∂W[m, n] = Jh[i, m] h_{t-1}[n]
+    P^U_t    = ds_t/dU    = A_t P^U_{t-1} + ∂s_t/∂U,     ∂s_t[i]/∂U[m, n] = Ji[i, m] x_t[n]
+    P^ih_t   = ds_t/db_ih = A_t P^ih_{t-1} + Ji          (the Elman cell's b)
+    P^hh_t   = ds_t/db_hh = A_t P^hh_{t-1} + Jh          (gated cells)
+    P^0_t    = ds_t/ds0   = A_t P^0_{t-1},               P^0_{-1} = I
+    M_t[k]   = ds_t/dx_k  = A_t M_{t-1}[k] (k < t),      M_t[t] = Ji U
 
-    dE/dθ = sum_t dE_t/dz_t · P^θ_t          (θ in W, U, the biases, z0, x_k)
+    dE/dθ = sum_t dE_t/ds_t · P^θ_t          (θ in W, U, the biases, s0, x_k)
 
 For the Elman cell A_t = diag(f'(a_t)) W and Ji = Jh = diag(f'(a_t)). Cost: P^W holds
 B*S*G*H*H numbers and each step multiplies it by A_t: O(B S^2 G H^2) per step (Elman O(B H^4)),
@@ -25,11 +25,10 @@ from __future__ import annotations
 import numpy as np
 
 from ._inputs import check_max_bytes
-from .core import BPTTResult
 from .decompose import Unrolled, step_jacobians, unroll
+from .elman import BPTTResult
 from .errors import DEFAULT_MAX_BYTES, TooLargeError
 from .gated import GatedBPTTResult
-from .params import RNNParams
 
 #: Default limit, in bytes, for the carried sensitivity tensors.
 MAX_RTRL_BYTES = DEFAULT_MAX_BYTES  # 1 GiB
@@ -82,20 +81,29 @@ def rtrl(
         naming max_bytes when the sensitivities would not fit.
     """
     max_bytes = check_max_bytes(max_bytes)
-    u = unroll(p, xs, ys, activation=activation, s0=s0, reduction=reduction, mask=mask,
-               max_bytes=max(max_bytes, DEFAULT_MAX_BYTES), what="rtrl")  # fmt: skip
+    u = unroll(
+        p,
+        xs,
+        ys,
+        activation=activation,
+        s0=s0,
+        reduction=reduction,
+        mask=mask,
+        max_bytes=max(max_bytes, DEFAULT_MAX_BYTES),
+        what="rtrl",
+    )
     _check_sensitivities(u, max_bytes)
-    T, B, D, H, K, S, GH, dt = u.T, u.B, u.D, u.H, u.K, u.S, u.GH, u.dtype
+    T, B, D, H, S, GH, dt = u.T, u.B, u.D, u.H, u.S, u.GH, u.dtype
     dense = u.X is not None
     biases = u.bias_names  # ("b",), ("b_ih", "b_hh") or ()
 
-    PW = np.zeros((B, S, GH, H), dtype=dt)  # dz_t/dW [b, i, m, n]
-    PU = np.zeros((B, S, GH, D), dtype=dt)  # dz_t/dU [b, i, m, n]
-    Pb = {name: np.zeros((B, S, GH), dtype=dt) for name in biases}  # dz_t/db [b, i, m]
-    P0 = np.broadcast_to(np.eye(S, dtype=dt), (B, S, S)).copy()  # dz_t/dz0, from dz_{-1}/dz0 = I
-    M = np.zeros((T, B, S, D), dtype=dt) if dense else None  # dz_t/dx_k [k, b, i, n]
+    PW = np.zeros((B, S, GH, H), dtype=dt)  # ds_t/dW [b, i, m, n]
+    PU = np.zeros((B, S, GH, D), dtype=dt)  # ds_t/dU [b, i, m, n]
+    Pb = {name: np.zeros((B, S, GH), dtype=dt) for name in biases}  # ds_t/db [b, i, m]
+    P0 = np.broadcast_to(np.eye(S, dtype=dt), (B, S, S)).copy()  # ds_t/ds0, from ds_{-1}/ds0 = I
+    M = np.zeros((T, B, S, D), dtype=dt) if dense else None  # ds_t/dx_k [k, b, i, n]
     grad = {"W": np.zeros((GH, H), dt), "U": np.zeros((GH, D), dt), **{n: np.zeros(GH, dt) for n in biases}}
-    dz0 = np.zeros((B, S), dt)
+    ds0 = np.zeros((B, S), dt)
     dX = np.zeros((T, B, D), dtype=dt) if dense else None
     rows = np.arange(B)
 
@@ -109,38 +117,28 @@ def rtrl(
         else:
             PU[rows, :, :, u.tokens[t]] += Ji  # x_t one-hot: + Ji[i, m] [n = x_t]
         for name, P in Pb.items():
-            Pb[name] = A @ P + (Jh if name == "b_hh" else Ji)  # A_t P^b_{t-1} + ∂z_t/∂b
+            Pb[name] = A @ P + (Jh if name == "b_hh" else Ji)  # A_t P^b_{t-1} + ∂s_t/∂b
         P0 = A @ P0  # A_t P^0_{t-1}
 
-        g = u.e[t]  # dE_t/dz_t = [V^T dE_t/do_t; 0], (B, S)
+        g = u.e[t]  # dE_t/ds_t = [V^T dE_t/do_t; 0], (B, S)
         grad["W"] += np.einsum("bi,bimn->mn", g, PW)
         grad["U"] += np.einsum("bi,bimn->mn", g, PU)
         for name, P in Pb.items():
             grad[name] += np.einsum("bi,bim->m", g, P)
-        dz0 += np.einsum("bi,bim->bm", g, P0)
+        ds0 += np.einsum("bi,bim->bm", g, P0)
         if dense:
-            M[:t] = A[None] @ M[:t]  # dz_t/dx_k = A_t dz_{t-1}/dx_k
-            M[t] = Ji @ u.U  # dz_t/dx_t = Ji U
+            M[:t] = A[None] @ M[:t]  # ds_t/dx_k = A_t ds_{t-1}/dx_k
+            M[t] = Ji @ u.U  # ds_t/dx_t = Ji U
             dX[: t + 1] += np.einsum("bi,kbin->kbn", g, M[: t + 1])
 
-    dO2 = u.dO.reshape(T * B, K)
-    dV = dO2.T @ np.ascontiguousarray(u.z[1:, :, :H]).reshape(T * B, H)  # dV = sum_t dE/do_t h_t^T
-    dc = dO2.sum(axis=0) if u.c is not None else None  # dc = sum_t dE/do_t
-    if isinstance(p, RNNParams):
-        batch = u.prep
-        return BPTTResult(
-            loss=u.loss,
-            grads=RNNParams(U=grad["U"], W=grad["W"], V=dV, b=grad.get("b"), c=dc),
-            ds0=batch.fold_ds0(dz0),
-            dxs=batch.to_batch_first(dX) if dense else None,
-            final_state=u.out(u.z[-1]).copy(),
-        )
-    g = u.prep  # gated.GatedInputs
-    grads = type(p)._adopt(U=grad["U"], W=grad["W"], b_ih=grad.get("b_ih"), b_hh=grad.get("b_hh"), V=dV, c=dc)
-    return GatedBPTTResult(
+    dV, dc = u.dV, u.dc  # the output layer's: dV = sum_t dE/do_t h_t^T, dc = sum_t dE/do_t
+    bias_grads = {name: grad[name] for name in biases}
+    grads = type(p)._adopt(U=grad["U"], W=grad["W"], V=dV, c=dc, **bias_grads)  # fresh arrays: no copies
+    prep = u.prep  # the validated inputs (an _inputs.Batch, or a gated.GatedInputs)
+    return u.kind.result(
         loss=u.loss,
         grads=grads,
-        ds0=g.fold_ds0(dz0),
-        dxs=g.batch.to_batch_first(dX) if dense else None,
-        final_state=g.state_out(u.z[-1]),
+        ds0=prep.fold_ds0(ds0),
+        dxs=prep.to_batch_first(dX) if dense else None,
+        final_state=prep.state_out(u.s[-1]),
     )

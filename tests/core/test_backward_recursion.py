@@ -1,6 +1,6 @@
 """The backward recursion and forward pass at their edges: truncation that keeps every term,
 a single step, the ``out`` buffer, the last lag, the compute dtype of the Trace, and softmax
-with extreme logits. Some check the documented contracts of core's internal helpers
+with extreme logits. Some check the documented contracts of the Elman fast path's internal helpers
 (truncated_deltas, lag_deltas, run_forward's Trace), which decompose and rtrl build on."""
 
 from __future__ import annotations
@@ -12,7 +12,8 @@ import torch
 from conftest import assert_identical
 from manual_bptt import RNNParams, bptt, forward
 from manual_bptt._inputs import prepare
-from manual_bptt.core import delta_grads, lag_deltas, output_layer, run_forward, truncated_deltas
+from manual_bptt.fast.elman import delta_grads, lag_deltas, run_forward, truncated_deltas
+from manual_bptt.output import output_layer
 from manual_bptt.testing import assert_close
 
 RNG = np.random.default_rng(31)
@@ -36,8 +37,13 @@ def test_truncated_deltas_that_keep_every_term_give_the_gradients_of_the_full_re
     tr, e = _trace_and_e()
     dU, dW, db, ds0, dxs = delta_grads(tr, truncated_deltas(tr, e, tau))
     full = bptt(P, XS, YS)
-    for name, got, want in (("U", dU, full.grads.U), ("W", dW, full.grads.W), ("b", db, full.grads.b),
-                            ("ds0", ds0, full.ds0), ("dxs", dxs, full.dxs)):  # fmt: skip
+    for name, got, want in (
+        ("U", dU, full.grads.U),
+        ("W", dW, full.grads.W),
+        ("b", db, full.grads.b),
+        ("ds0", ds0, full.ds0),
+        ("dxs", dxs, full.dxs),
+    ):
         assert_close(got, want, name=name)
 
 
@@ -51,8 +57,10 @@ def test_truncated_deltas_of_a_single_step():
 def _trace_and_e(p=P, xs=XS, ys=YS):
     batch = prepare(p, xs, ys, activation="tanh", s0=None)
     tr = run_forward(p, batch)
-    _, dO = output_layer(tr)
-    e = (dO.reshape(-1, dO.shape[-1]) @ tr.V).reshape(tr.a.shape)
+    n, H = batch.T * batch.B, batch.H
+    y, w = batch.Y.reshape(n), batch.weight.reshape(n)
+    out = output_layer(tr.s.reshape(n, H), tr.V.T, tr.V, tr.c, y, w, overflow=lambda loss: None)
+    e = out.e.reshape(tr.a.shape)  # e_t = V^T dE/do_t
     return tr, e
 
 

@@ -1,9 +1,9 @@
 """bptt's block-wise work at every block size, and inputs read in place.
 
-bptt works a block of steps at a time, core._ROWS = 1024 rows (t, b) per block: U x_t + b
+bptt works a block of steps at a time, blocks._ROWS = 1024 rows (t, b) per block: U x_t + b
 and a_t in the forward pass, and in the backward pass (the blocks last first) the output
 layer, the recursion for delta_t and each block's terms of the gradients; f'(a_t) is computed
-in sub-blocks of at most core._NUMBERS = 2^15 numbers. Both are more than any generated test
+in sub-blocks of at most blocks._NUMBERS = 2^15 numbers. Both are more than any generated test
 problem has, so every other test runs single blocks. Here they are set as low as 1: many
 blocks, partial last blocks and blocks of a single step, each checked against the oracle.
 
@@ -24,8 +24,9 @@ from hypothesis import given, settings
 import manual_bptt as mb
 import reference as ref
 from conftest import examples, problem_with
-from manual_bptt import core
 from manual_bptt._inputs import prepare
+from manual_bptt.fast import blocks
+from manual_bptt.fast import elman as fast_elman
 from manual_bptt.testing import rnn_problems
 
 
@@ -39,7 +40,7 @@ def problem(**changes):
 @given(prob=rnn_problems(max_T=12))
 def test_bptt_matches_oracle_in_blocks_of_any_size(rows, numbers, prob, check):
     kw = prob.kwargs()
-    with mock.patch.object(core, "_ROWS", rows), mock.patch.object(core, "_NUMBERS", numbers):
+    with mock.patch.object(blocks, "_ROWS", rows), mock.patch.object(blocks, "_NUMBERS", numbers):
         r = mb.bptt(prob.params, prob.xs, prob.ys, **kw)
     context = f"_ROWS={rows} _NUMBERS={numbers} {prob!r}"
     check(r, ref.bptt(prob.params, prob.xs, prob.ys, **kw), context=context)
@@ -73,11 +74,11 @@ def test_small_blocks_do_split_the_work(rows, expect):
         out_blocks.append((start, end))
         return real_out(tr, start, end, *args)
 
-    real_x, real_out = core._x_rows, core._output_block
+    real_x, real_out = fast_elman.x_rows, fast_elman._output_block
     with (
-        mock.patch.object(core, "_ROWS", rows),
-        mock.patch.object(core, "_x_rows", spy_x),
-        mock.patch.object(core, "_output_block", spy_out),
+        mock.patch.object(blocks, "_ROWS", rows),
+        mock.patch.object(fast_elman, "x_rows", spy_x),
+        mock.patch.object(fast_elman, "_output_block", spy_out),
     ):
         mb.bptt(prob.params, prob.xs, prob.ys)
     assert x_blocks == expect + expect[::-1]  # U x_t forward, then dU backward
@@ -116,7 +117,7 @@ def test_caller_inputs_are_read_not_written(tokens):
     prob = problem(T=6, K=3, tokens=tokens, seed=2)
     saved = [np.array(a, copy=True) for a in (prob.xs, prob.ys)]
     for rows in (1, 1024):
-        with mock.patch.object(core, "_ROWS", rows):
+        with mock.patch.object(blocks, "_ROWS", rows):
             mb.bptt(prob.params, prob.xs, prob.ys)
     for before, after in zip(saved, (prob.xs, prob.ys), strict=True):
         np.testing.assert_array_equal(after, before)
@@ -143,7 +144,7 @@ def test_time_major_backed_xs_give_batch_first_dxs(rows, check):
     xs_tm = np.ascontiguousarray(np.swapaxes(prob.xs, 0, 1))  # (T, B, D) in memory
     xs = xs_tm.swapaxes(0, 1)  # (B, T, D), the caller's shape
     assert not xs.flags.c_contiguous
-    with mock.patch.object(core, "_ROWS", rows):
+    with mock.patch.object(blocks, "_ROWS", rows):
         r = mb.bptt(prob.params, xs, prob.ys)
     assert r.dxs.shape == xs.shape and r.dxs.flags.c_contiguous
     check(r, ref.bptt(prob.params, prob.xs, prob.ys), context=f"_ROWS={rows}")
@@ -166,10 +167,10 @@ def test_scratch_blocks_are_in_the_compute_dtype(truncate):
         seen.append(("f'(a)", buf.dtype))
         return buf
 
-    real_out, real_prime = core._output_block, core._fprime_buffer
+    real_out, real_prime = fast_elman._output_block, fast_elman._fprime_buffer
     with (
-        mock.patch.object(core, "_output_block", spy_out),
-        mock.patch.object(core, "_fprime_buffer", spy_prime),
+        mock.patch.object(fast_elman, "_output_block", spy_out),
+        mock.patch.object(fast_elman, "_fprime_buffer", spy_prime),
     ):
         r = mb.bptt(p32, xs32, prob.ys, truncate=truncate)
     assert r.grads.W.dtype == np.float32
@@ -183,7 +184,7 @@ def test_forward_in_blocks_keeps_every_a_t(rows):
     """forward() keeps a_t for every step (keep_a): blocks must fill all of it, in place."""
     prob = problem(T=7, B=3)
     whole = mb.forward(prob.params, prob.xs)
-    with mock.patch.object(core, "_ROWS", rows):
+    with mock.patch.object(blocks, "_ROWS", rows):
         blocked = mb.forward(prob.params, prob.xs)
     for name in ("a", "s", "o", "y_hat", "final_state"):
         np.testing.assert_array_equal(getattr(blocked, name), getattr(whole, name), err_msg=name)
@@ -192,6 +193,6 @@ def test_forward_in_blocks_keeps_every_a_t(rows):
 def test_trace_keeps_a_only_when_asked():
     prob = problem()
     batch = prepare(prob.params, prob.xs, prob.ys, activation="tanh", s0=None)
-    kept = core.run_forward(prob.params, batch)
+    kept = fast_elman.run_forward(prob.params, batch)
     assert kept.a.shape == (batch.T, batch.B, batch.H)
-    assert core.run_forward(prob.params, batch, keep_a=False).a is None
+    assert fast_elman.run_forward(prob.params, batch, keep_a=False).a is None

@@ -386,16 +386,20 @@ def test_full_and_norms_refusals_say_what_to_do_instead():
     with pytest.raises(TooLargeError) as info:
         dec.W.full()
     assert str(info.value) == _size_message(
-        "terms.W", (T, T, H, H), 100,
+        "terms.W",
+        (T, T, H, H),
+        100,
         "Index one term at a time (terms.W[t, k]), iterate with terms.iter_t(), use terms.norms(), "
         "or pass a larger max_bytes",
-    )  # fmt: skip
+    )
     with pytest.raises(TooLargeError) as info:
         dec.norms()
     assert str(info.value) == _size_message(
-        "terms.norms(): the (T, T) norms of every parameter's terms", (3, T, T), 100,
+        "terms.norms(): the (T, T) norms of every parameter's terms",
+        (3, T, T),
+        100,
         "Use terms.iter_t(), or pass a larger max_bytes",
-    )  # fmt: skip
+    )
 
 
 @pytest.mark.parametrize("cell", ["gru", "lstm"])
@@ -444,9 +448,14 @@ def test_gated_bias_factors_refuse_steps_past_the_end_naming_k(factor):
 # ---------------------------------------------------------------------------------------------
 @pytest.mark.parametrize(
     ("cell", "bias", "names"),
-    [("rnn", True, ("b",)), ("rnn", False, ()), ("gru", True, ("b_ih", "b_hh")), ("gru", False, ()),
-     ("lstm", False, ())],
-)  # fmt: skip
+    [
+        ("rnn", True, ("b",)),
+        ("rnn", False, ()),
+        ("gru", True, ("b_ih", "b_hh")),
+        ("gru", False, ()),
+        ("lstm", False, ()),
+    ],
+)
 def test_bias_views_exist_exactly_for_the_biases_of_the_model(cell, bias, names):
     """b (Elman) or b_ih and b_hh (gated) are term views when the model has them, else None,
     in the decomposition, its norms and each StepTerms."""

@@ -1,7 +1,7 @@
 """The generic drivers' own contracts (manual_bptt.drivers), beyond the gradients they give.
 
-    backprop       dz_final is the gradient arriving at the final state: exactly an upstream
-                   gradient added to dz_direct[T - 1]; refused (ValueError naming it) under
+    backprop       ds_final is the gradient arriving at the final state: exactly an upstream
+                   gradient added to ds_direct[T - 1]; refused (ValueError naming it) under
                    truncation; truncate >= T - 1 is full BPTT, bitwise
     stack_caches   T caches of B rows -> one cache of T*B rows, row t*B + b = step t, row b;
     cache_rows     a cache's tuple type is kept (a NamedTuple stays one, a plain tuple stays a
@@ -20,13 +20,14 @@ import pytest
 
 from manual_bptt import drivers, gated
 from manual_bptt.gated_params import GRUParams, LSTMParams
+from manual_bptt.kinds import kind_of
 
 
 def gated_run(cls, *, T=5, B=3, D=2, H=4, seed=0):
     """(cell, weights, forward run, a random (T, B, S) upstream gradient) of a random problem."""
     rng = np.random.default_rng(seed)
     p = cls.init(D, H, 3, seed=seed)
-    g = gated.prepare_gated(p, rng.standard_normal((B, T, D)), None, labels_required=False)
+    g = gated.prepare_gated(kind_of(p).cell, p, rng.standard_normal((B, T, D)), None, labels_required=False)
     w, r = gated.run_checked(g)
     dz = rng.standard_normal((T, B, g.cell.parts * H))
     return g.cell, w, r, dz
@@ -37,7 +38,7 @@ def test_a_final_state_gradient_is_an_upstream_gradient_of_the_last_step(cls):
     cell, w, r, dz = gated_run(cls)
     d_final = np.random.default_rng(1).standard_normal(dz.shape[1:])
     before = d_final.copy()
-    got = drivers.backprop(cell, w, r, dz, dz_final=d_final)
+    got = drivers.backprop(cell, w, r, dz, ds_final=d_final)
     added = dz.copy()
     added[-1] += d_final
     want = drivers.backprop(cell, w, r, added)
@@ -50,8 +51,8 @@ def test_a_final_state_gradient_is_an_upstream_gradient_of_the_last_step(cls):
 
 def test_a_final_state_gradient_is_refused_under_truncation():
     cell, w, r, dz = gated_run(GRUParams)
-    with pytest.raises(ValueError, match=r"^dz_final: only with full BPTT \(truncate=None\)$"):
-        drivers.backprop(cell, w, r, dz, truncate=1, dz_final=np.zeros(dz.shape[1:]))
+    with pytest.raises(ValueError, match=r"^ds_final: only with full BPTT \(truncate=None\)$"):
+        drivers.backprop(cell, w, r, dz, truncate=1, ds_final=np.zeros(dz.shape[1:]))
 
 
 @pytest.mark.parametrize("cls", [GRUParams, LSTMParams])
@@ -59,8 +60,9 @@ def test_truncation_at_T_minus_1_or_more_is_full_backprop_bitwise(cls):
     cell, w, r, dz = gated_run(cls, T=6)
     full = drivers.backprop(cell, w, r, dz)
     for tau in (5, 6, 50):
-        for name, a, b in zip(("dgi", "dgh", "dz0"), drivers.backprop(cell, w, r, dz, truncate=tau), full,
-                              strict=True):  # fmt: skip
+        for name, a, b in zip(
+            ("dgi", "dgh", "dz0"), drivers.backprop(cell, w, r, dz, truncate=tau), full, strict=True
+        ):
             assert a.dtype == b.dtype
             np.testing.assert_array_equal(a, b, err_msg=f"{name}, truncate={tau}")
     # tau = T - 2 drops the single term (T - 1, 0): not the full result any more

@@ -17,7 +17,7 @@ from manual_bptt import drivers
 from manual_bptt._inputs import prepare
 from manual_bptt.cells import ELMAN, StepWeights
 from manual_bptt.cells.base import recurrent_term
-from manual_bptt.core import softmax_cross_entropy
+from manual_bptt.output import softmax_cross_entropy
 from manual_bptt.testing import assert_close, rnn_problems
 
 

@@ -21,8 +21,9 @@ import pytest
 from hypothesis import assume, given, settings
 
 import manual_bptt as mb
-from conftest import examples
-from manual_bptt.testing import RNNConfig, central_differences, make_problem, rnn_configs
+from conftest import examples, gated_problem
+from manual_bptt.gated_params import GRUParams, LSTMParams, LSTMState
+from manual_bptt.testing import RNNConfig, assert_close, central_differences, make_problem, rnn_configs
 
 EPS = 1e-5
 # Measured over 400 random problems of the sizes below (all activations, weight scales 0.5-1.5):
@@ -146,3 +147,37 @@ def test_finite_differences_detect_a_wrong_gradient():
     assert_fd_close("W", r.grads.W, num)
     with pytest.raises(AssertionError):
         assert_fd_close("W transposed", r.grads.W.T, num)
+
+
+# ---------------------------------------------------------------------------------------------
+# the gated cells: every gradient of bptt against central differences
+# ---------------------------------------------------------------------------------------------
+
+
+GATED = [pytest.param(GRUParams, id="gru"), pytest.param(LSTMParams, id="lstm")]
+
+
+@pytest.mark.parametrize("cls", GATED)
+@pytest.mark.parametrize("seed", [0, 1])
+def test_gradients_equal_central_finite_differences(cls, seed):
+    p, xs, ys, s0 = gated_problem(cls, seed=seed)
+    lstm = cls is LSTMParams
+    mask = np.random.default_rng(seed).random(ys.shape) < 0.8
+    mask[0, 0] = True
+    kw = {"mask": mask, "reduction": "mean"}
+    r = mb.bptt(p, xs, ys, s0=s0, **kw)
+
+    def loss(q=p, x=xs, s=s0):
+        return mb.bptt(q, x, ys, s0=s, **kw).loss
+
+    for name, a in p.items():
+        numeric = central_differences(lambda v, name=name: loss(q=p.replace(**{name: v})), a)
+        assert_close(getattr(r.grads, name), numeric, name=f"grads.{name}", rtol=1e-6, atol=1e-8)
+    assert_close(r.dxs, central_differences(lambda v: loss(x=v), xs), name="dxs", rtol=1e-6, atol=1e-8)
+    if lstm:
+        dh = central_differences(lambda v: loss(s=LSTMState(v, s0.c)), s0.h)
+        dc = central_differences(lambda v: loss(s=LSTMState(s0.h, v)), s0.c)
+        assert_close(r.ds0.h, dh, name="ds0.h", rtol=1e-6, atol=1e-8)
+        assert_close(r.ds0.c, dc, name="ds0.c", rtol=1e-6, atol=1e-8)
+    else:
+        assert_close(r.ds0, central_differences(lambda v: loss(s=v), s0), name="ds0", rtol=1e-6, atol=1e-8)

@@ -1,7 +1,7 @@
 """The GRU and LSTM by hand (manual_bptt.gated) against torch.nn.GRU / torch.nn.LSTM natively.
 
 Our parameters are copied into nn.GRU / nn.LSTM + nn.Linear (float64), and the loss is torch's
-cross_entropy; every field of gated.bptt (loss, grads U, W, b_ih, b_hh, V, c, ds0, dxs,
+cross_entropy; every field of bptt (loss, grads U, W, b_ih, b_hh, V, c, ds0, dxs,
 final_state) must satisfy max|a - b| <= 1e-10 max|ref| + 1e-12, NaN failing.
 
 The problems are drawn to catch the classic mistakes: b_ih and b_hh random, nonzero and
@@ -23,9 +23,11 @@ import torch.nn.functional as F
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from conftest import examples, oracle_close
+import manual_bptt as mb
+from conftest import examples, gated_arrays, oracle_close
 from manual_bptt import gated
 from manual_bptt.gated_params import GRUParams, LSTMParams, LSTMState
+from manual_bptt.kinds import kind_of
 from manual_bptt.testing import assert_close
 
 F64 = torch.float64
@@ -51,41 +53,10 @@ class Problem:
         return {"s0": self.s0, "mask": self.mask, "reduction": self.reduction}
 
 
-def make(
-    cls,
-    *,
-    D=3,
-    H=4,
-    K=5,
-    T=6,
-    B=2,
-    seed=0,
-    tokens=False,
-    batched=True,
-    bias=True,
-    out_bias=True,
-    s0_kind="rows",
-    use_mask=False,
-    reduction="sum",
-    weight_scale=1.0,
-) -> Problem:
-    """A random problem; s0_kind: None (zeros), "shared" ((H,) for every row) or "rows" ((B, H))."""
-    rng = np.random.default_rng(seed)
-    p = cls.init(D, H, K, seed=seed, bias=bias, weight_scale=weight_scale)
-    if not out_bias:
-        p = p.replace(c=None)
-    lead = (B, T) if batched else (T,)
-    xs = rng.integers(0, D, lead) if tokens else rng.standard_normal((*lead, D))
-    ys = rng.integers(0, K, lead)
-    mask = None
-    if use_mask:
-        mask = rng.random(lead) < 0.7
-        mask.flat[0] = True
-    s0 = None
-    if s0_kind is not None:
-        shape = (B, H) if (s0_kind == "rows" and batched) else (H,)
-        parts = [rng.standard_normal(shape) for _ in range(2 if cls is LSTMParams else 1)]
-        s0 = LSTMState(*parts) if cls is LSTMParams else parts[0]
+def make(cls, *, reduction="sum", **sizes) -> Problem:
+    """A random problem (conftest.gated_arrays); s0_kind: None (zeros), "shared" ((H,) for every row)
+    or "rows" ((B, H))."""
+    p, xs, ys, s0, mask = gated_arrays(cls, **sizes)
     return Problem(p, xs, ys, s0, mask, reduction)
 
 
@@ -257,14 +228,14 @@ def problems(draw, cls):
 @settings(max_examples=examples(0.5))
 @given(prob=problems(GRUParams))
 def test_gru_bptt_equals_torch_gru(prob):
-    assert_matches_torch(gated.bptt(prob.p, prob.xs, prob.ys, **prob.kwargs()), torch_reference(prob), "gru")
+    assert_matches_torch(mb.bptt(prob.p, prob.xs, prob.ys, **prob.kwargs()), torch_reference(prob), "gru")
 
 
 @settings(max_examples=examples(0.5))
 @given(prob=problems(LSTMParams))
 def test_lstm_bptt_equals_torch_lstm(prob):
     assert_matches_torch(
-        gated.bptt(prob.p, prob.xs, prob.ys, **prob.kwargs()), torch_reference(prob), "lstm"
+        mb.bptt(prob.p, prob.xs, prob.ys, **prob.kwargs()), torch_reference(prob), "lstm"
     )
 
 
@@ -275,7 +246,7 @@ def test_truncated_bptt_equals_torch_windowed_objective_for_every_tau(data, lstm
     prob = data.draw(problems(cls))
     T = prob.ys.shape[-1]
     for tau in range(T + 1):
-        r = gated.bptt(prob.p, prob.xs, prob.ys, truncate=tau, **prob.kwargs())
+        r = mb.bptt(prob.p, prob.xs, prob.ys, truncate=tau, **prob.kwargs())
         assert_matches_torch(r, torch_reference(prob, truncate=tau), f"{cls.__name__[:-6].lower()}.tbptt")
 
 
@@ -284,7 +255,7 @@ def test_truncated_bptt_equals_torch_windowed_objective_for_every_tau(data, lstm
 @pytest.mark.parametrize("batched", [False, True], ids=["unbatched", "batched"])
 def test_bptt_equals_torch_on_unequal_sizes(cls, tokens, batched):
     prob = make(cls, D=3, H=5, K=4, T=7, B=2, seed=11, tokens=tokens, batched=batched, use_mask=True)
-    r = gated.bptt(prob.p, prob.xs, prob.ys, **prob.kwargs())
+    r = mb.bptt(prob.p, prob.xs, prob.ys, **prob.kwargs())
     assert_matches_torch(r, torch_reference(prob), "x")
     if cls is GRUParams:  # the problem can tell b_in from b_hn (the reset gate sits between them)
         H = prob.p.hidden_size
@@ -305,8 +276,10 @@ def gate_derivatives(p, xs, s0) -> np.ndarray:
         gi, gh = X[:, t] @ Wi.T + bi, h @ Wh.T + bh
         if m.lstm:
             a = gi + gh
-            gates = torch.cat([torch.sigmoid(a[:, : 2 * H]), torch.tanh(a[:, 2 * H : 3 * H]),
-                               torch.sigmoid(a[:, 3 * H :])], dim=1)  # fmt: skip
+            gates = torch.cat(
+                [torch.sigmoid(a[:, : 2 * H]), torch.tanh(a[:, 2 * H : 3 * H]), torch.sigmoid(a[:, 3 * H :])],
+                dim=1,
+            )
             sig = torch.cat([gates[:, : 2 * H], gates[:, 3 * H :]], dim=1)
             derivs.append(torch.cat([sig * (1 - sig), 1 - gates[:, 2 * H : 3 * H] ** 2], dim=1))
             c = gates[:, H : 2 * H] * c + gates[:, :H] * gates[:, 2 * H : 3 * H]
@@ -330,13 +303,13 @@ def test_bptt_equals_torch_in_and_out_of_saturation(cls, scale):
         assert saturated == 0.0
     if scale == 12.0:
         assert saturated > 0.3, saturated
-    assert_matches_torch(gated.bptt(prob.p, prob.xs, prob.ys, **prob.kwargs()), torch_reference(prob), "sat")
+    assert_matches_torch(mb.bptt(prob.p, prob.xs, prob.ys, **prob.kwargs()), torch_reference(prob), "sat")
 
 
 @pytest.mark.parametrize("cls", CELLS)
 def test_forward_equals_torch_states_logits_and_probabilities(cls):
     prob = make(cls, D=3, H=4, K=5, T=6, B=3, seed=2)
-    f = gated.forward(prob.p, prob.xs, s0=prob.s0)
+    f = mb.forward(prob.p, prob.xs, s0=prob.s0)
     m = TorchModel(prob.p)
     hx = [torch.from_numpy(a)[None] for a in (prob.s0 if m.lstm else [prob.s0])]
     with torch.no_grad():
@@ -360,16 +333,16 @@ def test_forward_equals_torch_states_logits_and_probabilities(cls):
 @pytest.mark.parametrize("cls", CELLS)
 def test_chunks_chained_by_final_state_equal_one_run(cls):
     prob = make(cls, T=8, B=2, seed=3)
-    whole = gated.forward(prob.p, prob.xs, s0=prob.s0)
-    first = gated.bptt(prob.p, prob.xs[:, :5], prob.ys[:, :5], s0=prob.s0)
-    second = gated.forward(prob.p, prob.xs[:, 5:], s0=first.final_state)
+    whole = mb.forward(prob.p, prob.xs, s0=prob.s0)
+    first = mb.bptt(prob.p, prob.xs[:, :5], prob.ys[:, :5], s0=prob.s0)
+    second = mb.forward(prob.p, prob.xs[:, 5:], s0=first.final_state)
     np.testing.assert_array_equal(second.h, whole.h[:, 5:])
     assert type(first.final_state) is type(whole.final_state)
 
 
 def test_ten_thousand_step_lstm_agrees_with_torch():
     prob = make(LSTMParams, D=2, H=3, K=2, T=10_000, B=1, seed=7, batched=False, s0_kind="shared")
-    r = gated.bptt(prob.p, prob.xs, prob.ys, **prob.kwargs())
+    r = mb.bptt(prob.p, prob.xs, prob.ys, **prob.kwargs())
     assert_matches_torch(r, torch_reference(prob), "lstm.T10000")
 
 
@@ -384,7 +357,7 @@ def test_partials_are_the_jacobians_of_the_backward_step(cls):
     rng = np.random.default_rng(4)
     B, H, G = 3, 4, cell.gates
     p = cls.init(2, H, 2, seed=1, weight_scale=2.0)
-    g = gated.prepare_gated(p, rng.standard_normal((B, 1, 2)), None, labels_required=False)
+    g = gated.prepare_gated(kind_of(p).cell, p, rng.standard_normal((B, 1, 2)), None, labels_required=False)
     w = g.step_weights()
     z_prev = rng.standard_normal((B, cell.parts * H))
     _, cache = cell.forward(w, g.input_terms()[0], z_prev)

@@ -5,7 +5,7 @@
 
 checked against torch.nn.GRU / nn.LSTM + nn.Linear + cross_entropy in float64 with our parameters
 copied in (random, nonzero and different b_ih and b_hh, nonzero h0 and c0, D != H != K != T != B),
-against gated.bptt (truncated for every tau), and the state Jacobians dz_t/dz_k (z = h for the GRU,
+against bptt (truncated for every tau), and the state Jacobians dz_t/dz_k (z = h for the GRU,
 [h; c] for the LSTM) against torch.autograd.functional.jacobian of steps written from the equations.
 Every float64 comparison is max|a - b| <= 1e-10 * max|ref| + 1e-12 with NaN failing (assert_close).
 """
@@ -22,7 +22,6 @@ from hypothesis import strategies as st
 
 import manual_bptt as mb
 from conftest import examples
-from manual_bptt import gated
 from manual_bptt.gated_params import GRUParams, LSTMParams, LSTMState
 from manual_bptt.testing import assert_close
 
@@ -143,8 +142,15 @@ def term_sums(d):
 # The terms sum to the gradient
 # ---------------------------------------------------------------------------------------------
 CASES = [
-    pytest.param(cell, tokens, B, mask, reduction, scale, id=f"{cell}-{'tok' if tokens else 'dense'}-B{B}-"
-                 f"{'mask' if mask else 'nomask'}-{reduction}-x{scale}")
+    pytest.param(
+        cell,
+        tokens,
+        B,
+        mask,
+        reduction,
+        scale,
+        id=f"{cell}-{'tok' if tokens else 'dense'}-B{B}-{'mask' if mask else 'nomask'}-{reduction}-x{scale}",
+    )
     for cell in ("gru", "lstm")
     for tokens, B, mask, reduction, scale in [
         (False, 3, False, "sum", 0.3),
@@ -152,7 +158,7 @@ CASES = [
         (False, None, True, "sum", 4.0),
         (True, None, False, "mean", 2.0),
     ]
-]  # fmt: skip
+]
 
 
 @pytest.mark.parametrize(("cell", "tokens", "B", "mask", "reduction", "scale"), CASES)
@@ -161,13 +167,13 @@ def test_gated_terms_sum_to_the_native_torch_gradient_and_to_bptt(cell, tokens, 
         cell, tokens=tokens, B=B, mask=mask, scale=scale, seed=hash((cell, B, scale)) % 1000
     )
     d = mb.decompose(p, xs, ys, s0=s0, mask=m, reduction=reduction)
-    r = gated.bptt(p, xs, ys, s0=s0, mask=m, reduction=reduction)
+    r = mb.bptt(p, xs, ys, s0=s0, mask=m, reduction=reduction)
     loss, ref = native_grads(cell, p, xs, ys, m, s0, reduction)
     assert_close(d.loss, loss, name="decompose loss vs torch")
     assert (d.b is None) and d.b_ih is not None and d.b_hh is not None
     for name, total in term_sums(d).items():
         assert_close(total, ref[name], name=f"sum of terms.{name} vs nn.{cell.upper()}")
-        assert_close(total, getattr(r.grads, name), name=f"sum of terms.{name} vs gated.bptt")
+        assert_close(total, getattr(r.grads, name), name=f"sum of terms.{name} vs bptt")
     if cell == "gru":  # the n block: dE/db_hn = r ⊙ dE/db_in, so a swap or a misplaced r shows
         assert not np.allclose(ref["b_ih"], ref["b_hh"]), (
             "b_ih and b_hh gradients coincide: the check is weak"
@@ -207,7 +213,7 @@ def test_gated_truncated_bptt_is_the_windowed_sum_of_terms(cell, tokens):
     fulls = {n: getattr(d, n).full() for n in ("U", "W", "b_ih", "b_hh")}
     t_idx, k_idx = np.meshgrid(np.arange(T), np.arange(T), indexing="ij")
     for tau in range(T + 1):
-        r = gated.bptt(p, xs, ys, s0=s0, mask=m, truncate=tau)
+        r = mb.bptt(p, xs, ys, s0=s0, mask=m, truncate=tau)
         window = ((t_idx - tau <= k_idx) & (k_idx <= t_idx)).astype(float)
         for n, full in fulls.items():
             want = np.tensordot(window, full, axes=([0, 1], [0, 1]))
@@ -290,7 +296,7 @@ def test_gated_rtrl_equals_bptt(cell, tokens, B, mask, reduction, scale):
     p, xs, ys, m, s0 = problem(cell, tokens=tokens, B=B, mask=mask, scale=scale, seed=21)
     r = mb.rtrl(p, xs, ys, s0=s0, mask=m, reduction=reduction)
     assert isinstance(r.grads, CELLS[cell]) and (cell != "lstm" or isinstance(r.ds0, LSTMState))
-    assert_results_agree(r, gated.bptt(p, xs, ys, s0=s0, mask=m, reduction=reduction), cell, "rtrl vs bptt")
+    assert_results_agree(r, mb.bptt(p, xs, ys, s0=s0, mask=m, reduction=reduction), cell, "rtrl vs bptt")
     _, ref = native_grads(cell, p, xs, ys, m, s0, reduction)
     for n, g in ref.items():
         assert_close(getattr(r.grads, n), g, name=f"rtrl grads.{n} vs nn.{cell.upper()}")
@@ -310,12 +316,13 @@ def test_gated_rtrl_equals_bptt(cell, tokens, B, mask, reduction, scale):
     scale=st.sampled_from([0.3, 1.0, 2.0, 4.0]),
     seed=st.integers(0, 2**16),
 )
-def test_gated_decompose_rtrl_and_bptt_agree_on_random_problems(cell, T, B, D, H, K, tokens, mask, reduction,
-                                                                 scale, seed):  # fmt: skip
+def test_gated_decompose_rtrl_and_bptt_agree_on_random_problems(
+    cell, T, B, D, H, K, tokens, mask, reduction, scale, seed
+):
     p, xs, ys, m, s0 = problem(
         cell, T=T, B=B, D=D, H=H, K=K, tokens=tokens, mask=mask, scale=scale, seed=seed
     )
-    r = gated.bptt(p, xs, ys, s0=s0, mask=m, reduction=reduction)
+    r = mb.bptt(p, xs, ys, s0=s0, mask=m, reduction=reduction)
     d = mb.decompose(p, xs, ys, s0=s0, mask=m, reduction=reduction)
     for name, total in term_sums(d).items():
         assert_close(total, getattr(r.grads, name), name=f"sum of terms.{name}")

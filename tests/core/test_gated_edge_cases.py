@@ -19,7 +19,9 @@ import pytest
 import torch
 
 import manual_bptt as mb
+from conftest import gated_problem
 from manual_bptt.errors import NonFiniteError, TooLargeError
+from manual_bptt.gated_params import GRUParams, LSTMParams
 from manual_bptt.testing import assert_close
 
 CELLS = {"gru": mb.GRUParams, "lstm": mb.LSTMParams}
@@ -195,13 +197,26 @@ def test_an_initial_state_of_the_other_cell_is_refused():
             lambda: mb.bptt(p, xs, ys, s0=mb.LSTMState(np.zeros(4), np.zeros(4))))
 
 
-def test_gated_calls_refuse_other_parameters_and_missing_labels():
-    from manual_bptt import gated
+def test_each_params_type_reaches_its_own_cell_and_gated_calls_refuse_missing_labels():
+    """The one table (manual_bptt.kinds) sends each params type to its own cell and front: an
+    RNNParams never reaches the gated cells' code (it runs the Elman cell), anything else is
+    refused naming p."""
+    from manual_bptt.cells import ELMAN, GRU, LSTM
+    from manual_bptt.kinds import KINDS, kind_of
 
     p, xs, ys = small("gru")
     q = mb.RNNParams.init(2, 4, 3, seed=0)
-    refused("p: expected manual_bptt GRUParams or LSTMParams, got RNNParams", lambda: gated.bptt(q, xs, ys))
-    refused("ys: required (integer labels in [0, K)), got None", lambda: gated.bptt(p, xs, None))
+    rows = {mb.RNNParams: ELMAN, mb.GRUParams: GRU, mb.LSTMParams: LSTM}
+    assert {t: k.cell for t, k in KINDS.items()} == rows
+    for params, cell in rows.items():
+        kind = kind_of(params.init(2, 4, 3, seed=0))
+        assert kind.params is params and kind.cell is cell
+    r = mb.bptt(q, xs, ys)
+    assert type(r) is mb.BPTTResult and type(r.grads) is mb.RNNParams
+    assert type(mb.bptt(p, xs, ys)) is mb.GatedBPTTResult
+    refused("p: expected manual_bptt.RNNParams, GRUParams or LSTMParams, got dict",
+            lambda: mb.bptt(dict(p.items()), xs, ys))
+    refused("ys: required (integer labels in [0, K)), got None", lambda: mb.bptt(p, xs, None))
 
 
 def mixed_and_widened(cell, reduction, tokens=False):
@@ -327,3 +342,32 @@ def test_gated_construction_copies_every_field_after_missing_biases(cell):
         assert np.array_equal(mine, theirs)
     V[0, 0] += 1.0  # the caller's array changes, the parameters do not
     assert q.V[0, 0] == p.V[0, 0]
+
+
+# ---------------------------------------------------------------------------------------------
+# a truncation that keeps every step is full BPTT, bitwise
+# ---------------------------------------------------------------------------------------------
+
+
+GATED_PARAMS = [pytest.param(GRUParams, id="gru"), pytest.param(LSTMParams, id="lstm")]
+
+
+@pytest.mark.parametrize("cls", GATED_PARAMS)
+def test_a_truncation_that_keeps_every_step_is_full_bptt_bitwise(cls):
+    """truncate >= T - 1 keeps every term and runs the full recursion itself: every result is the
+    untruncated one to the last bit (the windowed recursion adds the same terms by other code,
+    which differs in the last bits)."""
+    p, xs, ys, s0 = gated_problem(cls, T=6, B=3, H=4, D=3)
+    full = mb.bptt(p, xs, ys, s0=s0)
+    parts = (lambda r: [r.ds0]) if cls is GRUParams else (lambda r: list(r.ds0))
+    finals = (lambda r: [r.final_state]) if cls is GRUParams else (lambda r: list(r.final_state))
+    for tau in (5, 6, 7, 50):
+        r = mb.bptt(p, xs, ys, s0=s0, truncate=tau)
+        assert r.loss == full.loss, tau
+        for name, a in full.grads.items():
+            assert np.array_equal(getattr(r.grads, name), a), (tau, name)
+        assert np.array_equal(r.dxs, full.dxs), tau
+        for a, b in zip(parts(r) + finals(r), parts(full) + finals(full), strict=True):
+            assert np.array_equal(a, b), tau
+    lagged = mb.bptt(p, xs, ys, s0=s0, truncate=4)  # drops the lag-5 terms
+    assert not np.array_equal(lagged.grads.W, full.grads.W)

@@ -1,4 +1,4 @@
-"""The gated cells' fast path (manual_bptt.gated_fast) against the spec and against the oracle.
+"""The gated cells' fast path (manual_bptt.fast.gated) against the spec and against the oracle.
 
 The spec is cells.gru / cells.lstm run by the generic drivers (drivers.run, backprop,
 weight_grads), step by step, with its own forward; the oracle is reference.bptt_cell (plain
@@ -18,10 +18,13 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 import manual_bptt as mb
-from conftest import examples, oracle_close
-from manual_bptt import drivers, gated, gated_fast
-from manual_bptt.core import softmax_cross_entropy, step_blocks
+from conftest import examples, gated_arrays, oracle_close
+from manual_bptt import drivers, gated
+from manual_bptt.fast import gated as gated_fast
+from manual_bptt.fast.blocks import step_blocks
 from manual_bptt.gated_params import GRUParams, LSTMParams, LSTMState
+from manual_bptt.kinds import kind_of
+from manual_bptt.output import softmax_cross_entropy
 from manual_bptt.testing import assert_close
 from reference import bptt_cell
 
@@ -37,25 +40,15 @@ class Problem:
     kwargs: dict
 
 
-def make(cls, *, D=3, H=4, K=5, T=6, B=2, seed=0, tokens=False, batched=True, bias=True, out_bias=True,
-         s0_kind="rows", use_mask=False, reduction="sum", weight_scale=1.0) -> Problem:  # fmt: skip
-    """A random problem; s0_kind None (zeros), "shared" ((H,) for every row) or "rows" ((B, H))."""
-    rng = np.random.default_rng(seed)
-    p = cls.init(D, H, K, seed=seed, bias=bias, weight_scale=weight_scale)
-    if not out_bias:
-        p = p.replace(c=None)
-    lead = (B, T) if batched else (T,)
-    xs = rng.integers(0, D, lead) if tokens else weight_scale * rng.standard_normal((*lead, D))
-    ys = rng.integers(0, K, lead)
+def make(cls, *, reduction="sum", **sizes) -> Problem:
+    """A random problem (conftest.gated_arrays, dense inputs scaled by weight_scale too); s0_kind None
+    (zeros), "shared" ((H,) for every row) or "rows" ((B, H))."""
+    p, xs, ys, s0, mask = gated_arrays(cls, scale_inputs=True, **sizes)
     kwargs: dict = {"reduction": reduction}
-    if use_mask:
-        mask = rng.random(lead) < 0.7
-        mask.flat[0] = True
+    if mask is not None:
         kwargs["mask"] = mask
-    if s0_kind is not None:
-        shape = (B, H) if (s0_kind == "rows" and batched) else (H,)
-        parts = [rng.standard_normal(shape) for _ in range(2 if cls is LSTMParams else 1)]
-        kwargs["s0"] = LSTMState(*parts) if cls is LSTMParams else parts[0]
+    if s0 is not None:
+        kwargs["s0"] = s0
     return Problem(p, xs, ys, kwargs)
 
 
@@ -82,11 +75,11 @@ def problems(draw, cls, T_max=7, B_max=3, scale_max=8.0):
 
 def spec_bptt(p, xs, ys, **kwargs) -> dict:
     """Loss and gradients by the spec cell over the generic drivers, with the spec's own forward."""
-    g = gated.prepare_gated(p, xs, ys, **kwargs)
+    g = gated.prepare_gated(kind_of(p).cell, p, xs, ys, **kwargs)
     b, H = g.batch, g.H
     T, B, n = b.T, b.B, b.T * b.B
     w = g.step_weights()
-    r = drivers.run(g.cell, w, g.input_terms(), g.z0)  # the spec's forward, step by step
+    r = drivers.run(g.cell, w, g.input_terms(), g.s0)  # the spec's forward, step by step
     h = np.ascontiguousarray(r.outputs(H)).reshape(n, H)
     dO = h @ g.V.T + (0.0 if g.c is None else g.c)
     loss = softmax_cross_entropy(dO, b.Y.reshape(n), g.weight.reshape(n))
@@ -96,11 +89,17 @@ def spec_bptt(p, xs, ys, **kwargs) -> dict:
     dU, db_ih, dW, db_hh, dX = drivers.weight_grads(dgi, dgh, r.h_prev(H), g.U, b.tokens, g.X)
     bias = g.b_ih is not None
     return {
-        "loss": np.asarray(float(loss)), "U": dU, "W": dW, "b_ih": db_ih if bias else None,
-        "b_hh": db_hh if bias else None, "V": dO.T @ h, "c": None if g.c is None else dO.sum(axis=0),
-        "ds0": g.fold_ds0(dz0), "dxs": None if dX is None else b.to_batch_first(dX),
-        "final_state": g.state_out(r.z[-1]),
-    }  # fmt: skip
+        "loss": np.asarray(float(loss)),
+        "U": dU,
+        "W": dW,
+        "b_ih": db_ih if bias else None,
+        "b_hh": db_hh if bias else None,
+        "V": dO.T @ h,
+        "c": None if g.c is None else dO.sum(axis=0),
+        "ds0": g.fold_ds0(dz0),
+        "dxs": None if dX is None else b.to_batch_first(dX),
+        "final_state": g.state_out(r.s[-1]),
+    }
 
 
 def result_items(r) -> dict:
@@ -224,7 +223,7 @@ def test_fast_layer_backward_equals_the_spec(cls, data, with_final):
     prob = data.draw(problems(cls))
     p, xs = prob.p, prob.xs
     s0 = prob.kwargs.get("s0")
-    g = gated.prepare_gated(p, xs, None, s0=s0, labels_required=False)
+    g = gated.prepare_gated(kind_of(p).cell, p, xs, None, s0=s0, labels_required=False)
     b, H, S = g.batch, g.H, g.cell.parts * g.H
     rng = np.random.default_rng(data.draw(st.integers(0, 2**31 - 1)))
     dhs_tm = rng.standard_normal((b.T, b.B, H))
@@ -238,13 +237,19 @@ def test_fast_layer_backward_equals_the_spec(cls, data, with_final):
         dz[-1] += np.concatenate([np.broadcast_to(q, (b.B, H)) for q in parts], axis=1)
     lb = mb.backward(p, xs, dhs, s0=s0, d_final=d_final)
     w = g.step_weights()
-    r = drivers.run(g.cell, w, g.input_terms(), g.z0)
+    r = drivers.run(g.cell, w, g.input_terms(), g.s0)
     dgi, dgh, dz0 = drivers.backprop(g.cell, w, r, dz)
     dU, db_ih, dW, db_hh, dX = drivers.weight_grads(dgi, dgh, r.h_prev(H), g.U, b.tokens, g.X)
     bias = g.b_ih is not None
-    want = {"U": dU, "W": dW, "b_ih": db_ih if bias else None, "b_hh": db_hh if bias else None,
-            "ds0": g.fold_ds0(dz0), "dxs": None if dX is None else b.to_batch_first(dX),
-            "hs": b.to_batch_first(np.ascontiguousarray(r.outputs(H)))}  # fmt: skip
+    want = {
+        "U": dU,
+        "W": dW,
+        "b_ih": db_ih if bias else None,
+        "b_hh": db_hh if bias else None,
+        "ds0": g.fold_ds0(dz0),
+        "dxs": None if dX is None else b.to_batch_first(dX),
+        "hs": b.to_batch_first(np.ascontiguousarray(r.outputs(H))),
+    }
     got = {name: getattr(lb.grads, name) for name in ("U", "W", "b_ih", "b_hh")}
     got |= {"ds0": lb.ds0, "dxs": lb.dxs, "hs": lb.hs}
     assert_same(got, want, "layer fast vs spec")
@@ -339,7 +344,7 @@ def test_the_forward_keeps_its_buffers_in_the_compute_dtype_and_the_gru_no_cell_
     T, B, D, H = 5, 3, 3, 4
     prob = make(cls, D=D, H=H, T=T, B=B, seed=13, s0_kind=None)
     p, xs = prob.p.astype(dtype), prob.xs.astype(dtype)
-    g = gated.prepare_gated(p, xs, None, labels_required=False)
+    g = gated.prepare_gated(kind_of(p).cell, p, xs, None, labels_required=False)
     fw = gated.fast_forward(g)
     assert fw.H == H and fw.G == (4 if cls is LSTMParams else 3)
     assert fw.hs.shape == (T + 1, B, H) and fw.gates.shape == (T, B, 4 * H)
@@ -360,7 +365,7 @@ def test_the_backward_reads_the_final_state_gradient_without_writing_to_it(cls):
     T, B, D, H = 4, 3, 3, 4
     prob = make(cls, D=D, H=H, T=T, B=B, seed=12)
     s0 = prob.kwargs["s0"]
-    g = gated.prepare_gated(prob.p, prob.xs, None, s0=s0, labels_required=False)
+    g = gated.prepare_gated(kind_of(prob.p).cell, prob.p, prob.xs, None, s0=s0, labels_required=False)
     rng = np.random.default_rng(12)
     dhs_tm = rng.standard_normal((T, B, H))
     dz_final = rng.standard_normal((B, g.cell.parts * H))
@@ -378,13 +383,13 @@ def test_the_backward_reads_the_final_state_gradient_without_writing_to_it(cls):
     d_final = LSTMState(before[:, :H], before[:, H:]) if cls is LSTMParams else before
     lb = mb.backward(prob.p, prob.xs, g.batch.to_batch_first(dhs_tm), s0=s0, d_final=d_final)
     assert_close(sw.dW, lb.grads.W, name="W")
-    assert_close(sw.dz0, np.concatenate(lb.ds0, axis=1) if cls is LSTMParams else lb.ds0, name="ds0")
+    assert_close(sw.ds0, np.concatenate(lb.ds0, axis=1) if cls is LSTMParams else lb.ds0, name="ds0")
 
 
 # ---------------------------------------------------------------------------------------------
 # Overflow over several blocks of steps
 # ---------------------------------------------------------------------------------------------
-ROWS_OF_ONE_STEP = 1100  # B > core._ROWS: every block of steps is one step
+ROWS_OF_ONE_STEP = 1100  # B > blocks._ROWS: every block of steps is one step
 
 
 def overflowing_rows(cls, B: int = ROWS_OF_ONE_STEP):

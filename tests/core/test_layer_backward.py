@@ -28,8 +28,21 @@ CELLS = {"rnn": mb.RNNParams, "gru": mb.GRUParams, "lstm": mb.LSTMParams}
 BIASES = {"rnn": ("b",), "gru": ("b_ih", "b_hh"), "lstm": ("b_ih", "b_hh")}
 
 
-def make(cell, *, D=3, H=4, T=5, B=2, seed=0, tokens=False, batched=True, bias=True,
-         s0_kind="rows", d_final=True, weight_scale=1.0):  # fmt: skip
+def make(
+    cell,
+    *,
+    D=3,
+    H=4,
+    T=5,
+    B=2,
+    seed=0,
+    tokens=False,
+    batched=True,
+    bias=True,
+    s0_kind="rows",
+    d_final=True,
+    weight_scale=1.0,
+):
     """(p, xs, dhs, s0, d_final): random parameters, inputs and upstream gradients."""
     rng = np.random.default_rng(seed)
     p = CELLS[cell].init(D, H, 3, seed=seed, bias=bias, weight_scale=weight_scale)
@@ -51,8 +64,9 @@ def make(cell, *, D=3, H=4, T=5, B=2, seed=0, tokens=False, batched=True, bias=T
 
 def check_against_oracle(cell, p, xs, dhs, *, s0, d_final, truncate, activation=None, record=True):
     got = mb.backward(p, xs, dhs, s0=s0, d_final=d_final, truncate=truncate, activation=activation)
-    want = ref.layer_backward(cell, p, xs, dhs, s0=s0, d_final=d_final, truncate=truncate,
-                              activation=activation or "tanh")  # fmt: skip
+    want = ref.layer_backward(
+        cell, p, xs, dhs, s0=s0, d_final=d_final, truncate=truncate, activation=activation or "tanh"
+    )
     close = oracle_close if record else (lambda a, e, name, key: assert_close(a, e, name=name))
     for name in ("U", "W", *BIASES[cell]):
         if getattr(p, name) is None:
@@ -140,8 +154,11 @@ def test_bptt_is_backward_with_dhs_from_the_output_layer(cell, truncate, tokens)
         assert_close(getattr(lb.grads, name), getattr(r.grads, name), name=name)
     if not tokens:
         assert_close(lb.dxs, r.dxs, name="dxs")
-    for a, b in zip(np.atleast_1d(lb.ds0) if cell != "lstm" else lb.ds0,
-                    np.atleast_1d(r.ds0) if cell != "lstm" else r.ds0, strict=True):  # fmt: skip
+    for a, b in zip(
+        np.atleast_1d(lb.ds0) if cell != "lstm" else lb.ds0,
+        np.atleast_1d(r.ds0) if cell != "lstm" else r.ds0,
+        strict=True,
+    ):
         assert_close(a, b, name="ds0")
     h = mb.forward(p, xs, s0=s0)
     np.testing.assert_array_equal(lb.hs, h.s if cell == "rnn" else h.h)

@@ -9,12 +9,14 @@ them costs no memory either.
 from __future__ import annotations
 
 import time
+import tracemalloc
 
 import numpy as np
 import pytest
 
 import manual_bptt as mb
 from manual_bptt.errors import DEFAULT_MAX_BYTES, TooLargeError
+from manual_bptt.gated_params import GRUParams, LSTMParams
 
 B, T, D, H, K = 64, 10**6, 20, 56, 10
 P = mb.RNNParams.init(D, H, K, seed=0)
@@ -246,3 +248,30 @@ def test_a_refusal_without_advice_ends_where_the_size_is_said():
     with pytest.raises(TooLargeError, match=r"nothing was allocated\. Try less\.$"):
         check_bytes("x", (10, 10), np.float64, 799, hint="Try less.")
     check_bytes("x", (10, 10), np.float64, 800)  # exactly at the limit: allowed
+
+
+# ---------------------------------------------------------------------------------------------
+# the gated cells
+# ---------------------------------------------------------------------------------------------
+
+
+GATED = [pytest.param(GRUParams, id="gru"), pytest.param(LSTMParams, id="lstm")]
+
+
+@pytest.mark.parametrize("cls", GATED)
+def test_a_call_over_max_bytes_is_refused_before_allocating(cls):
+    p = cls.init(5, 64, 3, seed=0)
+    xs = np.zeros(1_000_000, dtype=np.int64)
+    ys = np.zeros(1_000_000, dtype=np.int64)
+    tracemalloc.start()
+    try:
+        with pytest.raises(TooLargeError, match=r"bytes.*max_bytes") as info:
+            mb.bptt(p, xs, ys)
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    assert peak < 100 * 2**20, peak  # the refused call needs about 7.7 GB (GRU) to 10.8 GB (LSTM)
+    assert "T steps of B*(" in str(info.value)
+    with pytest.raises(TooLargeError):
+        mb.forward(p, xs[:1000], max_bytes=1000)
+    mb.bptt(p, xs[:10], ys[:10], max_bytes=10**6)  # small enough: runs

@@ -18,7 +18,9 @@ import numpy as np
 import pytest
 
 import manual_bptt as mb
-from manual_bptt.core import step_blocks
+from manual_bptt.errors import NonFiniteError
+from manual_bptt.fast.blocks import step_blocks
+from manual_bptt.gated_params import GRUParams, LSTMParams
 
 H, D, K = 4, 3, 2
 
@@ -564,3 +566,119 @@ def test_a_call_after_one_whose_states_overflowed_computes_as_if_alone(call):
         del err
         gc.collect()
         np.testing.assert_array_equal(run(good), alone)
+
+
+# ---------------------------------------------------------------------------------------------
+# the gated cells: a state, logits or dE/dgh_t that overflows, named at its first step
+# ---------------------------------------------------------------------------------------------
+
+
+GATED = [pytest.param(GRUParams, id="gru"), pytest.param(LSTMParams, id="lstm")]
+
+
+def overflowing(cls):
+    """Parameters and dense inputs (T = 5, D = 1) whose state is exactly 0 for steps 0..2, about 1
+    (every unit, same sign) at step 3, and NaN from step 4 on: there W h_3 overflows to inf and
+    meets an opposite infinity (GRU: r_4 = σ(-inf) = 0 times gh_n = inf; LSTM: gi_4 = -inf + gh_4 = inf).
+    """
+    xs = np.array([[0.0], [0.0], [0.0], [10.0], [0.0]])
+    if cls is GRUParams:  # H = 2, blocks r, z, n
+        U = np.array([[10.0]] * 2 + [[-10.0]] * 2 + [[10.0]] * 2)  # step 3: r = 1, z = 0, n = 1: h_3 = 1
+        W = np.zeros((6, 2))
+        W[:2], W[4:] = -1e308, 1e308  # step 4: gh_r = -inf, gh_n = +inf
+    else:  # H = 3; step 3: every gate saturated, c_3 = 1, h_3 = tanh(1); step 4: gh = +inf
+        U, W = np.full((12, 1), 10.0), np.full((12, 3), 1e308)
+        xs[4] = -1e308  # gi_4 = -inf
+    return cls(U=U, W=W, V=np.ones((2, W.shape[1]))), xs
+
+
+@pytest.mark.filterwarnings("ignore::RuntimeWarning")  # the overflow is the point
+@pytest.mark.parametrize("cls", GATED)
+def test_a_state_that_stops_being_finite_is_named_by_its_first_step(cls):
+    p, xs = overflowing(cls)
+    mb.forward(p, xs[:4])  # finite up to step 3
+    with pytest.raises(NonFiniteError, match="t = 4") as info:
+        mb.bptt(p, xs, np.zeros(5, int))
+    assert (info.value.what, info.value.step) == ("z_t", 4)
+    with pytest.raises(NonFiniteError, match="t = 4"):
+        mb.forward(p, xs)
+
+
+@pytest.mark.filterwarnings("ignore::RuntimeWarning")  # the overflow is the point
+@pytest.mark.parametrize("cls", GATED)
+def test_logits_that_overflow_are_named_by_their_first_step(cls):
+    p, xs = overflowing(cls)
+    p = p.replace(V=np.full(p.V.shape, 1e308))  # o_3 = V h_3 overflows; o_0..o_2 = 0
+    with pytest.raises(NonFiniteError) as info:
+        mb.bptt(p, xs[:4], np.zeros(4, int))
+    assert (info.value.what, info.value.step) == ("o_t", 3)
+
+
+@pytest.mark.parametrize("cls", GATED)
+@pytest.mark.parametrize("truncate", [0, 1, 2])
+def test_truncated_bptt_names_the_first_step_whose_logits_overflow(cls, truncate):
+    """Unbatched, T = 4: o_t = V h_t is 0 at steps 0..2 and overflows at step 3 (see overflowing);
+    the windowed recursion names the logits and that step, with the whole message."""
+    p, xs = overflowing(cls)
+    p = p.replace(V=np.full(p.V.shape, 1e308))
+    with pytest.raises(NonFiniteError) as info:
+        mb.bptt(p, xs[:4], np.zeros(4, int), truncate=truncate)
+    assert (info.value.what, info.value.step) == ("o_t", 3)
+    assert str(info.value) == (
+        "o_t: not finite from step t = 3 on (the computation overflowed); scale the parameters or inputs down"
+    )
+
+
+def saturated_output(cls, a=1e308):
+    """H = D = 1, K = 2, no weights (U = W = 0), the candidate's bias 0.2: 0 < h_t < 0.2 at every
+    step; V = (a, -a). The logits ±a h_t are finite and so is the loss (2 a h_t per step, label 1),
+    but dE_t/dh_t = V^T (y_hat_t - onehot(1)) = V^T (1, -1) = 2a overflows at every step."""
+    G = cls.GATES
+    b_ih = np.zeros(G)
+    b_ih[2] = 0.2  # the GRU's n block, the LSTM's g block
+    p = cls(U=np.zeros((G, 1)), W=np.zeros((G, 1)), b_ih=b_ih, b_hh=np.zeros(G), V=np.array([[a], [-a]]))
+    return p, np.zeros((3, 1)), np.ones(3, dtype=np.int64)
+
+
+@pytest.mark.parametrize("cls", GATED)
+@pytest.mark.parametrize("truncate", [None, 0, 1])
+def test_a_gradient_from_the_output_layer_that_overflows_is_named_dE_dgh_t(cls, truncate):
+    """Finite states, logits and loss, an infinite dE_t/dh_t from step 0 on: full and truncated
+    BPTT name the first step whose dE/dgh_t is not finite, with the whole message."""
+    p, xs, ys = saturated_output(cls)
+    h = mb.forward(p.replace(V=np.ones((2, 1))), xs).h
+    assert np.all((h > 0) & (h < 0.2))
+    with pytest.raises(NonFiniteError) as info:
+        mb.bptt(p, xs, ys, truncate=truncate)
+    assert (info.value.what, info.value.step) == ("dE/dgh_t", 0)
+    assert str(info.value) == (
+        "dE/dgh_t: not finite from step t = 0 on (the computation overflowed); "
+        "scale the parameters or inputs down"
+    )
+
+
+@pytest.mark.parametrize("cls", GATED)
+def test_overflow_is_named_and_never_a_warning_with_or_without_truncation(cls):
+    """forward, full and truncated bptt and the truncated layer backward raise NonFiniteError
+    for logits or gradients that overflow, and numpy warns of nothing on the way."""
+    p, xs = overflowing(cls)
+    big_v = p.replace(V=np.full(p.V.shape, 1e308))
+    q, xs_q, ys_q = saturated_output(cls)
+    calls = {
+        "forward, o_t": lambda: mb.forward(big_v, xs[:4]),
+        "bptt, o_t": lambda: mb.bptt(big_v, xs[:4], np.zeros(4, int)),
+        "bptt truncate=1, o_t": lambda: mb.bptt(big_v, xs[:4], np.zeros(4, int), truncate=1),
+        "bptt, dE/dgh_t": lambda: mb.bptt(q, xs_q, ys_q),
+        "bptt truncate=1, dE/dgh_t": lambda: mb.bptt(q, xs_q, ys_q, truncate=1),
+        "backward truncate=1, z_t": lambda: mb.backward(p, xs, np.ones((5, p.hidden_size)), truncate=1),
+    }
+    for label, call in calls.items():
+        with warnings.catch_warnings():
+            warnings.simplefilter("error")  # a RuntimeWarning is an error, not NonFiniteError
+            try:
+                call()
+            except NonFiniteError:
+                continue
+            except RuntimeWarning as w:
+                pytest.fail(f"{label}: numpy warned: {w}")
+        pytest.fail(f"{label}: no NonFiniteError")

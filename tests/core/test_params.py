@@ -1,5 +1,6 @@
-"""RNNParams: construction makes frozen float copies and names what is missing or misshapen;
-init draws what its docstring promises."""
+"""The params types (RNNParams, GRUParams, LSTMParams): construction makes frozen float copies and
+names what is missing or misshapen; init draws what its docstring promises; the finiteness of the
+parameters is checked on every call that computes with them."""
 
 from __future__ import annotations
 
@@ -9,6 +10,7 @@ import pytest
 import manual_bptt as mb
 import manual_bptt.params as params_module
 from manual_bptt import RNNParams
+from manual_bptt.gated_params import GRUParams, LSTMParams
 
 D, H, K = 3, 4, 5
 P = RNNParams.init(D, H, K, seed=7)
@@ -207,3 +209,183 @@ def test_read_only_parameters_are_scanned_for_finiteness_once_however_many_calls
     for _ in range(2):
         mb.bptt(q, xs, ys)
     assert scans == [5, 4, 4, 4, 4]
+
+
+# ---------------------------------------------------------------------------------------------
+# RNNParams: malformed arrays and sizes named
+# ---------------------------------------------------------------------------------------------
+
+
+U, W, V, b, c = P.U, P.W, P.V, P.b, P.c
+
+
+PARAMS_CASES = [
+    ("U 1-d", lambda: RNNParams(U=U[0], W=W, V=V), "U"),
+    ("U 3-d", lambda: RNNParams(U=U[None], W=W, V=V), "U"),
+    ("U empty", lambda: RNNParams(U=np.zeros((0, D)), W=np.zeros((0, 0)), V=np.zeros((K, 0))), "U"),
+    ("U None", lambda: RNNParams(U=None, W=W, V=V), "U"),
+    ("U bool", lambda: RNNParams(U=U > 0, W=W, V=V), "U"),
+    ("U complex", lambda: RNNParams(U=U.astype(np.complex128), W=W, V=V), "U"),
+    ("W not square", lambda: RNNParams(U=U, W=W[:, :-1], V=V), "W"),
+    ("W wrong H", lambda: RNNParams(U=U, W=np.eye(H + 1), V=V), "W"),
+    ("W transposed U-shape", lambda: RNNParams(U=U, W=U, V=V), "W"),
+    ("W None", lambda: RNNParams(U=U, W=None, V=V), "W"),
+    ("V wrong H", lambda: RNNParams(U=U, W=W, V=np.zeros((K, H + 1))), "V"),
+    ("V transposed", lambda: RNNParams(U=U, W=W, V=V.T), "V"),
+    ("V 1-d", lambda: RNNParams(U=U, W=W, V=V[0]), "V"),
+    ("V no classes", lambda: RNNParams(U=U, W=W, V=np.zeros((0, H))), "V"),
+    ("b wrong length", lambda: RNNParams(U=U, W=W, V=V, b=np.zeros(H + 1)), "b"),
+    ("b column", lambda: RNNParams(U=U, W=W, V=V, b=b[:, None]), "b"),
+    ("b of length K", lambda: RNNParams(U=U, W=W, V=V, b=c), "b"),
+    ("b strings", lambda: RNNParams(U=U, W=W, V=V, b=np.array(["x"] * H)), "b"),
+    ("c wrong length", lambda: RNNParams(U=U, W=W, V=V, c=np.zeros(K - 1)), "c"),
+    ("c of length H", lambda: RNNParams(U=U, W=W, V=V, c=b), "c"),
+    ("c scalar", lambda: RNNParams(U=U, W=W, V=V, c=np.float64(1.0)), "c"),
+    ("init input_size 0", lambda: RNNParams.init(0, H, K), "input_size"),
+    ("init hidden_size float", lambda: RNNParams.init(D, 4.0, K), "hidden_size"),
+    ("init output_size bool", lambda: RNNParams.init(D, H, True), "output_size"),
+    ("init weight_scale NaN", lambda: RNNParams.init(D, H, K, weight_scale=np.nan), "weight_scale"),
+    ("astype int", lambda: P.astype(np.int32), "dtype"),
+    ("replace unknown", lambda: P.replace(Z=U), "replace"),
+]
+
+
+@pytest.mark.parametrize(("case", "call", "arg"), PARAMS_CASES, ids=[c[0] for c in PARAMS_CASES])
+def test_inconsistent_params_raise_value_error_naming_the_parameter(case, call, arg):
+    with pytest.raises(ValueError, match=rf"^{arg}\b"):
+        call()
+
+
+@pytest.mark.parametrize("name", ["U", "W"])
+def test_ragged_parameter_names_the_parameter(name):
+    arrays = {"U": U, "W": W, "V": V, name: [[1.0, 2.0], [3.0]]}
+    with pytest.raises(ValueError, match=rf"^{name}\b"):
+        RNNParams(**arrays)
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "arg"),
+    [
+        ({"seed": -1}, "seed"),
+        ({"seed": 1.5}, "seed"),
+        ({"seed": "a"}, "seed"),
+        ({"seed": True}, "seed"),
+        ({"weight_scale": "1"}, "weight_scale"),
+        ({"weight_scale": None}, "weight_scale"),
+        ({"weight_scale": 1j}, "weight_scale"),
+        ({"weight_scale": np.ones(2)}, "weight_scale"),
+        ({"weight_scale": -0.5}, "weight_scale"),
+        ({"weight_scale": np.inf}, "weight_scale"),
+        ({"dtype": "bogus"}, "dtype"),
+        ({"dtype": np.int64}, "dtype"),
+    ],
+)
+def test_init_names_the_bad_argument(kwargs, arg):
+    with pytest.raises(ValueError, match=rf"^{arg}: expected"):
+        RNNParams.init(D, H, K, **kwargs)
+
+
+def test_init_accepts_numpy_integers_and_floats():
+    a = RNNParams.init(D, H, K, seed=np.int64(3), weight_scale=np.float32(0.5))
+    b = RNNParams.init(D, H, K, seed=3, weight_scale=0.5)
+    assert np.array_equal(a.W, b.W)
+
+
+def test_weights_whose_sum_is_inf_minus_inf_are_checked_without_a_warning():
+    """W (16 entries) holds 1e308 at flat indices 0 and 8 and -1e308 at 1 and 9: numpy's
+    pairwise sum adds 0 and 8 (inf), 1 and 9 (-inf), then the two (NaN, an "invalid" warning).
+    The finiteness check of the parameters takes that silently, then finds every entry finite;
+    the states stay 0 (U = 0, s0 = 0)."""
+    import warnings
+
+    TOK = np.random.default_rng(2024).integers(0, D, (2, 6))  # (B, T) token ids
+    W = np.zeros((H, H))
+    W.flat[[0, 8]] = 1e308
+    W.flat[[1, 9]] = -1e308
+    p = RNNParams(U=np.zeros((H, D)), W=W, V=np.zeros((K, H)))
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        r = mb.forward(p, TOK)
+    assert r.s.shape == (2, 6, H)
+
+
+# ---------------------------------------------------------------------------------------------
+# GRUParams and LSTMParams: torch's layout, read-only copies, shapes named
+# ---------------------------------------------------------------------------------------------
+
+
+GATED = [pytest.param(GRUParams, id="gru"), pytest.param(LSTMParams, id="lstm")]
+
+
+@pytest.mark.parametrize("cls", GATED)
+def test_init_has_torch_layout_and_range(cls):
+    G = cls.GATES
+    p = cls.init(input_size=3, hidden_size=4, output_size=5, seed=0)
+    shapes = {name: a.shape for name, a in p.items()}
+    stacked = {"U": (G * 4, 3), "W": (G * 4, 4), "b_ih": (G * 4,), "b_hh": (G * 4,)}
+    assert shapes == {**stacked, "V": (5, 4), "c": (5,)}
+    assert (p.input_size, p.hidden_size, p.output_size, p.dtype) == (3, 4, 5, np.float64)
+    for _, a in p.items():
+        assert np.all(np.abs(a) <= 0.5) and np.all(a != 0)  # U(-1/sqrt(H), 1/sqrt(H)), H = 4
+    assert not np.array_equal(p.b_ih, p.b_hh)
+    assert np.array_equal(cls.init(3, 4, 5, seed=0).W, p.W)
+    q = cls.init(3, 4, 5, seed=0, bias=False, dtype=np.float32)
+    assert q.b_ih is None and q.b_hh is None and q.c is None and q.dtype == np.float32
+
+
+@pytest.mark.parametrize("cls", GATED)
+def test_params_are_read_only_copies(cls):
+    p0 = cls.init(2, 3, 2, seed=1)
+    arrays = {name: a.copy() for name, a in p0.items()}
+    p = cls(**arrays)
+    for name, a in p.items():
+        assert a is not arrays[name] and not np.shares_memory(a, arrays[name])
+        with pytest.raises(ValueError):
+            a[...] = 0
+    with pytest.raises(AttributeError):
+        p.U = arrays["U"]
+
+
+@pytest.mark.parametrize("cls", GATED)
+def test_replace_gate_and_astype(cls):
+    p = cls.init(2, 3, 2, seed=1)
+    q = p.replace(b_ih=None, b_hh=None)
+    assert q.b_ih is None and q.b_hh is None and type(q) is cls
+    name = cls.GATE_NAMES[-1]
+    assert np.array_equal(p.gate("b_hh", name), p.b_hh[(cls.GATES - 1) * 3 :])
+    assert p.astype(np.float32).dtype == np.float32
+    with pytest.raises(ValueError, match="replace"):
+        p.replace(b=None)
+    with pytest.raises(ValueError, match="block"):
+        p.gate("U", "x")
+
+
+@pytest.mark.parametrize("cls", GATED)
+@pytest.mark.parametrize(
+    "field, shape",
+    [
+        ("W", (7, 3)),
+        ("W", (10, 3)),
+        ("U", (7, 2)),
+        ("b_ih", (5,)),
+        ("b_hh", (5,)),
+        ("V", (2, 4)),
+        ("c", (3,)),
+    ],
+)
+def test_shapes_not_in_the_layout_are_refused_naming_the_field(cls, field, shape):
+    p = cls.init(2, 3, 2, seed=1)
+    arrays = dict(p.items())
+    arrays[field] = np.ones(shape)
+    with pytest.raises(ValueError, match=rf"^{field}:"):
+        cls(**arrays)
+
+
+@pytest.mark.parametrize("cls", GATED)
+@pytest.mark.parametrize("given, missing", [("b_ih", "b_hh"), ("b_hh", "b_ih")])
+def test_one_recurrent_bias_without_the_other_is_refused(cls, given, missing):
+    p = cls.init(2, 3, 2, seed=1)
+    arrays = dict(p.items())
+    del arrays[missing]
+    with pytest.raises(ValueError, match=rf"^{given}: given without {missing}"):
+        cls(**arrays)

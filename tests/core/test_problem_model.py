@@ -18,13 +18,19 @@ from locations import SRC
 
 PROBLEM_NAMES = ("RNNConfig", "Problem", "make_problem", "WEIGHT_SCALES", "S0_KINDS")
 CHECKING_NAMES = (
-    "assert_close", "max_rel_error", "result_fields", "assert_results_close", "central_differences",
-    "RTOL", "ATOL",
-)  # fmt: skip
+    "assert_close",
+    "max_rel_error",
+    "result_fields",
+    "assert_results_close",
+    "central_differences",
+    "RTOL",
+    "ATOL",
+)
 
 
-@pytest.mark.parametrize(("module", "name"), [(problems, n) for n in PROBLEM_NAMES]
-                         + [(checking, n) for n in CHECKING_NAMES])  # fmt: skip
+@pytest.mark.parametrize(
+    ("module", "name"), [(problems, n) for n in PROBLEM_NAMES] + [(checking, n) for n in CHECKING_NAMES]
+)
 def test_testing_re_exports_the_same_object(module, name):
     assert getattr(testing, name) is getattr(module, name)
     assert name in testing.__all__ and name in module.__all__
@@ -61,11 +67,28 @@ def test_problem_model_and_checking_import_without_hypothesis():
 
 
 def test_make_problem_is_deterministic_in_the_seed():
-    cfg = problems.RNNConfig(T=4, B=None, D=3, H=2, K=5, tokens=False, bias=False, activation="relu",
-                             truncate=1, reduction="mean", use_mask=False, s0_kind="shared",
-                             weight_scale=0.5, seed=9)  # fmt: skip
+    cfg = problems.RNNConfig(
+        T=4,
+        B=None,
+        D=3,
+        H=2,
+        K=5,
+        tokens=False,
+        bias=False,
+        activation="relu",
+        truncate=1,
+        reduction="mean",
+        use_mask=False,
+        s0_kind="shared",
+        weight_scale=0.5,
+        seed=9,
+    )
     a, b = problems.make_problem(cfg), problems.make_problem(cfg)
-    for x, y in ((a.xs, b.xs), (a.ys, b.ys), (a.s0, b.s0), *zip(a.params.arrays(), b.params.arrays(),
-                                                                 strict=True)):  # fmt: skip
+    for x, y in (
+        (a.xs, b.xs),
+        (a.ys, b.ys),
+        (a.s0, b.s0),
+        *zip(a.params.arrays(), b.params.arrays(), strict=True),
+    ):
         np.testing.assert_array_equal(x, y)
     assert a.params.b is None and a.xs.shape == (4, 3) and a.s0.shape == (2,)

@@ -32,13 +32,13 @@ def problem(cell, seed=0):
 
 
 def test_every_documented_name_is_exported():
-    for name in (
-        "bptt", "forward", "backward", "decompose", "rtrl", "state_jacobian",
-        "RNNParams", "GRUParams", "LSTMParams", "LSTMState", "NonFiniteError", "TooLargeError",
-        "BPTTResult", "ForwardResult", "GatedBPTTResult", "GatedForwardResult", "LayerResult",
-        "Decomposition", "LagProfile", "StepTerms", "TermNorms", "ACTIVATIONS",
-        "MAX_FULL_BYTES", "MAX_RTRL_BYTES", "DEFAULT_MAX_BYTES",
-    ):  # fmt: skip
+    functions = ["bptt", "forward", "backward", "decompose", "rtrl", "state_jacobian"]
+    params = ["RNNParams", "GRUParams", "LSTMParams", "LSTMState"]
+    exceptions = ["NonFiniteError", "TooLargeError"]
+    results = ["BPTTResult", "ForwardResult", "GatedBPTTResult", "GatedForwardResult", "LayerResult"]
+    decomposition = ["Decomposition", "LagProfile", "StepTerms", "TermNorms"]
+    constants = ["ACTIVATIONS", "MAX_FULL_BYTES", "MAX_RTRL_BYTES", "DEFAULT_MAX_BYTES"]
+    for name in functions + params + exceptions + results + decomposition + constants:
         assert hasattr(mb, name), name
         assert name in mb.__all__, name
     assert sorted(mb.__all__) == sorted(set(mb.__all__))

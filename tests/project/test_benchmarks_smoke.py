@@ -20,8 +20,8 @@ import pytest
 
 import manual_bptt as mb
 from locations import ROOT
-from manual_bptt import core
 from manual_bptt.checking import assert_close
+from manual_bptt.fast import blocks
 
 RUNNER = ROOT / "benchmarks" / "run.py"
 
@@ -255,7 +255,7 @@ def test_products_alone_makes_every_product_of_bptt_once(size: str, rows: int, m
     (W s_{t-1} and W^T delta_t) at bptt's shape, the rest once per block. Blocks of 7 rows
     split the quick sizes into several blocks, the last one shorter."""
     run = load_runner()
-    monkeypatch.setattr(core, "_ROWS", rows)
+    monkeypatch.setattr(blocks, "_ROWS", rows)
     s = next(x for x in run.QUICK.sizes if x.name == size)
     p, xs, _ = run.make_inputs(s, "float64")
     X = run.time_major(s, xs)
@@ -271,7 +271,7 @@ def test_products_alone_makes_every_product_of_bptt_once(size: str, rows: int, m
     assert flops == run.model_flops(s)
     step = ((s.B, s.H), (s.H, s.H))  # W s_{t-1} and W^T delta_t: one per step each way
     assert shapes.count(step) == 2 * s.T
-    assert len(shapes) == 2 * s.T + len(core.step_blocks(s.T, s.B)) * (4 if s.tokens else 7)
+    assert len(shapes) == 2 * s.T + len(blocks.step_blocks(s.T, s.B)) * (4 if s.tokens else 7)
 
 
 @pytest.mark.parametrize("cell", ["gru", "lstm"])
@@ -283,7 +283,7 @@ def test_gated_products_alone_makes_every_product_of_the_gated_bptt_once(cell, s
     from rnnbench import gated as rg
     from rnnbench.floor import gated_products_alone
 
-    monkeypatch.setattr(core, "_ROWS", rows)
+    monkeypatch.setattr(blocks, "_ROWS", rows)
     s = _quick_size(size)
     G = rg.GATED[cell][0]
     w, xs, _ = rg.gated_inputs(cell, s, "float64")

@@ -5,29 +5,30 @@ two stacked products of G gate blocks of H rows each,
 
     gi_t = U x_t + b_ih          (B, G*H)   the input term: U = weight_ih (G*H, D), b_ih (G*H,)
     gh_t = W h_{t-1} + b_hh      (B, G*H)   the recurrent term: W = weight_hh (G*H, H), b_hh (G*H,)
-    z_t  = cell(gi_t, gh_t, z_{t-1})        the state, (B, S); its first H columns are h_t
+    s_t  = cell(gi_t, gh_t, s_{t-1})        the state, (B, S); its first H columns are h_t
 
-and the state z_t is one flat vector of S = P*H numbers: P = 1 part (Elman s_t, GRU h_t) or
-P = 2 parts ([h_t; c_t] for the LSTM). The output layer reads h_t = z_t[:, :H].
+and the state s_t is one flat vector of S = P*H numbers: P = 1 part (the Elman cell's s_t, the
+GRU's h_t) or P = 2 parts ([h_t; c_t] for the LSTM). The output layer reads h_t = s_t[:, :H].
+(The GRU's update gate is z_t, as torch names it; no other z appears here.)
 
 Because the parameters enter only through gi_t and gh_t, a cell needs to say just three things,
 and the drivers (full and truncated BPTT, the explicit sum over k, state Jacobians, RTRL) are
 written once over them:
 
-    forward(w, gi_t, z_prev)   -> (z_t, cache)          one step; cache: what backward needs
-    backward(w, dz_t, cache)   -> (dz_prev, dgi_t, dgh_t)
-                                  the vector-Jacobian product through one step: given dE/dz_t
-                                  (B, S), return dE/dz_{t-1} (B, S) and dE/dgi_t, dE/dgh_t (B, G*H)
-    partials(w, cache)         -> (Ji, Jh, Jz)          the step's Jacobians, for the decomposition
-                                  and RTRL: Ji = ∂z_t/∂gi_t, Jh = ∂z_t/∂gh_t (B, S, G*H) and
-                                  Jz = ∂z_t/∂z_{t-1} (B, S, S) with gi_t and gh_t held fixed
+    forward(w, gi_t, s_prev)   -> (s_t, cache)          one step; cache: what backward needs
+    backward(w, ds_t, cache)   -> (ds_prev, dgi_t, dgh_t)
+                                  the vector-Jacobian product through one step: given dE/ds_t
+                                  (B, S), return dE/ds_{t-1} (B, S) and dE/dgi_t, dE/dgh_t (B, G*H)
+    partials(w, cache)         -> (Ji, Jh, Js)          the step's Jacobians, for the decomposition
+                                  and RTRL: Ji = ∂s_t/∂gi_t, Jh = ∂s_t/∂gh_t (B, S, G*H) and
+                                  Js = ∂s_t/∂s_{t-1} (B, S, S) with gi_t and gh_t held fixed
 
-From these, with h_{t-1} = z_{t-1}[:, :H] and E the loss:
+From these, with h_{t-1} = s_{t-1}[:, :H] and E the loss:
 
     dE/dU = sum_t dgi_t^T x_t      dE/db_ih = sum_t dgi_t      dE/dx_t = dgi_t U
     dE/dW = sum_t dgh_t^T h_{t-1}  dE/db_hh = sum_t dgh_t
-    dz_t/dz_{t-1} = Jz + Jh W [I_H 0]                (the full step Jacobian, (B, S, S))
-    ∂z_k/∂W[m, n] = Jh[:, :, m] h_{k-1}[n]           (immediate: z_{k-1} held fixed)
+    ds_t/ds_{t-1} = Js + Jh W [I_H 0]                (the full step Jacobian, (B, S, S))
+    ∂s_k/∂W[m, n] = Jh[:, :, m] h_{k-1}[n]           (immediate: s_{k-1} held fixed)
 
 The Elman cell has a single bias b; it is its b_ih (and it has no b_hh).
 """
@@ -68,9 +69,9 @@ class Cell:
         name: "rnn", "gru" or "lstm".
         gates: G, the number of stacked gate blocks of H rows in U, W, b_ih, b_hh.
         parts: P, the number of H-sized parts of the state (1, or 2 for the LSTM's (h, c)).
-        forward: (w, gi_t (B, G*H), z_prev (B, S)) -> (z_t (B, S), cache).
-        backward: (w, dz_t (B, S), cache) -> (dz_prev (B, S), dgi_t (B, G*H), dgh_t (B, G*H)).
-        partials: (w, cache) -> (Ji (B, S, G*H), Jh (B, S, G*H), Jz (B, S, S)).
+        forward: (w, gi_t (B, G*H), s_prev (B, S)) -> (s_t (B, S), cache).
+        backward: (w, ds_t (B, S), cache) -> (ds_prev (B, S), dgi_t (B, G*H), dgh_t (B, G*H)).
+        partials: (w, cache) -> (Ji (B, S, G*H), Jh (B, S, G*H), Js (B, S, S)).
     """
 
     name: str

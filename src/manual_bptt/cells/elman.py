@@ -2,7 +2,7 @@
 
     a_t = gi_t + gh_t = (U x_t + b) + W s_{t-1}        s_t = f(a_t)         (G = 1, P = 1)
 
-This is the statement of the step; manual_bptt.core holds the blocked fast path of the same
+This is the statement of the step; manual_bptt.fast.elman holds the blocked fast path of the same
 recursion, property-tested against the generic driver over this spec.
 """
 
@@ -36,7 +36,7 @@ def backward(w: StepWeights, ds: np.ndarray, cache: ElmanCache) -> tuple[np.ndar
 
 
 def partials(w: StepWeights, cache: ElmanCache) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Ji = Jh = diag(f'(a_t)) (B, H, H); Jz = 0 (s_{t-1} enters only through gh_t)."""
+    """Ji = Jh = diag(f'(a_t)) (B, H, H); Js = 0 (s_{t-1} enters only through gh_t)."""
     fp = w.act.prime(cache.s)  # f'(a_t), (B, H)
     J = fp[:, :, None] * np.eye(w.H, dtype=fp.dtype)  # ∂s_t/∂a_t = diag(f'(a_t))
     return J, J, np.zeros_like(J)

@@ -1,6 +1,6 @@
 """The GRU cell, torch.nn.GRU's exact math, as a spec that reads like the math. numpy only.
 
-Gate blocks in torch's order r, z, n (G = 3, P = 1: the state z_t of the interface is h_t).
+Gate blocks in torch's order r, z, n (G = 3, P = 1: the interface's state s_t is h_t).
 With gi = U x_t + b_ih and gh = W h_{t-1} + b_hh, each split into its r, z, n blocks of H:
 
     r_t = σ(gi_r + gh_r)                 reset gate
@@ -9,7 +9,7 @@ With gi = U x_t + b_ih and gh = W h_{t-1} + b_hh, each split into its r, z, n bl
                                          *after* the product (as nn.GRU and cuDNN compute it)
     h_t = (1 - z_t) ⊙ n_t + z_t ⊙ h_{t-1}
 
-Here z_t is torch's update gate; the interface's state (cells.base) is h_t itself.
+Here z_t is torch's update gate, and nothing else: the interface's state (cells.base) is s_t = h_t.
 
 Every array is (B, H) per block, (B, 3H) stacked.
 """
@@ -68,12 +68,12 @@ def backward(w: StepWeights, dh: np.ndarray, cache: GRUCache) -> tuple[np.ndarra
 
 
 def partials(w: StepWeights, cache: GRUCache) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Ji = ∂h_t/∂gi_t, Jh = ∂h_t/∂gh_t (B, H, 3H) and Jz = ∂h_t/∂h_{t-1} (B, H, H), gi, gh held fixed.
+    """Ji = ∂h_t/∂gi_t, Jh = ∂h_t/∂gh_t (B, H, 3H) and Js = ∂h_t/∂h_{t-1} (B, H, H), gi, gh held fixed.
 
     Each block is diagonal: with n' = 1 - n_t², r' = r_t (1 - r_t), z' = z_t (1 - z_t),
         Ji = [diag((1 - z) n' gh_n r'), diag((h_{t-1} - n) z'), diag((1 - z) n')]
         Jh = [the same r and z blocks,                          diag((1 - z) n' r)]
-        Jz = diag(z_t)
+        Js = diag(z_t)
     """
     H = w.H
     h_prev, r, z, n, gh_n = cache
@@ -83,8 +83,8 @@ def partials(w: StepWeights, cache: GRUCache) -> tuple[np.ndarray, np.ndarray, n
     blocks_h = (blocks_i[0], blocks_i[1], dn_da * r)
     Ji = np.concatenate([d[:, :, None] * eye for d in blocks_i], axis=2)
     Jh = np.concatenate([d[:, :, None] * eye for d in blocks_h], axis=2)
-    Jz = z[:, :, None] * eye
-    return Ji, Jh, Jz
+    Js = z[:, :, None] * eye  # ∂h_t/∂h_{t-1} = diag(z_t)
+    return Ji, Jh, Js
 
 
 GRU = Cell(name="gru", gates=3, parts=1, forward=forward, backward=backward, partials=partials)

@@ -1,15 +1,16 @@
 """The LSTM cell, torch.nn.LSTM's exact math, as a spec that reads like the math. numpy only.
 
 Gate blocks in torch's order i, f, g, o (G = 4). The state of the interface is the pair
-z_t = [h_t; c_t] (P = 2, S = 2H): h_t the output, c_t the cell state. With
+s_t = [h_t; c_t] (P = 2, S = 2H): h_t the output, c_t the cell state. With
 a = gi + gh = U x_t + b_ih + W h_{t-1} + b_hh split into its blocks of H:
 
     gate_i = σ(a_i)    gate_f = σ(a_f)    gate_g = tanh(a_g)    gate_o = σ(a_o)
     c_t = gate_f ⊙ c_{t-1} + gate_i ⊙ gate_g
     h_t = gate_o ⊙ tanh(c_t)
 
-Names: gate_o is the output *gate* and c_t the *cell state*; the seed's logits o_t = V h_t + c
-and output bias c (a parameter) are something else, and never appear in this module.
+Names: gate_o is the output *gate* and c_t the *cell state* (c_t, c_prev, dc_t: never a bare c);
+the seed's logits o_t = V h_t + c and output bias c (a parameter) are something else, and never
+appear in this module.
 Every array is (B, H) per block, (B, 4H) stacked, (B, 2H) for the state.
 """
 
@@ -33,53 +34,53 @@ class LSTMCache(NamedTuple):
     tanh_c: np.ndarray
 
 
-def forward(w: StepWeights, gi: np.ndarray, z_prev: np.ndarray) -> tuple[np.ndarray, LSTMCache]:
-    """One step: gi = U x_t + b_ih (B, 4H), z_prev = [h_{t-1}; c_{t-1}] (B, 2H) -> [h_t; c_t] (B, 2H)."""
+def forward(w: StepWeights, gi: np.ndarray, s_prev: np.ndarray) -> tuple[np.ndarray, LSTMCache]:
+    """One step: gi = U x_t + b_ih (B, 4H), s_prev = [h_{t-1}; c_{t-1}] (B, 2H) -> [h_t; c_t] (B, 2H)."""
     H = w.H
-    h_prev, c_prev = z_prev[:, :H], z_prev[:, H:]
+    h_prev, c_prev = s_prev[:, :H], s_prev[:, H:]
     gates = recurrent_term(w, h_prev)  # gh = W h_{t-1} + b_hh, one (B, 4H) product
     gates += gi  # a = gi + gh, turned into the gates in place
     _sigmoid.f(gates[:, : 2 * H], out=gates[:, : 2 * H])  # gate_i = σ(a_i), gate_f = σ(a_f)
     np.tanh(gates[:, 2 * H : 3 * H], out=gates[:, 2 * H : 3 * H])  # gate_g = tanh(a_g)
     _sigmoid.f(gates[:, 3 * H :], out=gates[:, 3 * H :])  # gate_o = σ(a_o)
     gate_i, gate_f, gate_g, gate_o = (gates[:, j * H : (j + 1) * H] for j in range(4))
-    z = np.empty_like(z_prev)
-    c = z[:, H:]
-    np.multiply(gate_f, c_prev, out=c)  # c_t = gate_f ⊙ c_{t-1} ...
-    c += gate_i * gate_g  # ... + gate_i ⊙ gate_g
-    tanh_c = np.tanh(c)
-    np.multiply(gate_o, tanh_c, out=z[:, :H])  # h_t = gate_o ⊙ tanh(c_t)
-    return z, LSTMCache(gates, c_prev, tanh_c)
+    s = np.empty_like(s_prev)
+    c_t = s[:, H:]
+    np.multiply(gate_f, c_prev, out=c_t)  # c_t = gate_f ⊙ c_{t-1} ...
+    c_t += gate_i * gate_g  # ... + gate_i ⊙ gate_g
+    tanh_c = np.tanh(c_t)
+    np.multiply(gate_o, tanh_c, out=s[:, :H])  # h_t = gate_o ⊙ tanh(c_t)
+    return s, LSTMCache(gates, c_prev, tanh_c)
 
 
-def backward(w: StepWeights, dz: np.ndarray, cache: LSTMCache) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """dE/dz_t = [dE/dh_t; dE/dc_t] (B, 2H) -> (dE/dz_{t-1} (B, 2H), dE/dgi_t, dE/dgh_t (B, 4H)).
+def backward(w: StepWeights, ds: np.ndarray, cache: LSTMCache) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """dE/ds_t = [dE/dh_t; dE/dc_t] (B, 2H) -> (dE/ds_{t-1} (B, 2H), dE/dgi_t, dE/dgh_t (B, 4H)).
 
     dE/dgi_t = dE/dgh_t = dE/da_t: the two terms enter every gate as a sum.
     """
     H = w.H
     gates, c_prev, tanh_c = cache
     gate_i, gate_f, gate_g, gate_o = (gates[:, j * H : (j + 1) * H] for j in range(4))
-    dh, dc = dz[:, :H], dz[:, H:]
+    dh, dc_in = ds[:, :H], ds[:, H:]  # dE/dh_t; what arrives at c_t itself (from step t + 1)
     da = np.empty_like(gates)
-    dc_t = dc + dh * gate_o * (1 - tanh_c * tanh_c)  # dE/dc_t, total: direct + through h_t
+    dc_t = dc_in + dh * gate_o * (1 - tanh_c * tanh_c)  # dE/dc_t, total: direct + through h_t
     da[:, :H] = dc_t * gate_g * _sigmoid.prime(gate_i)  # dE/da_i = dE/dc_t ⊙ gate_g ⊙ σ'
     da[:, H : 2 * H] = dc_t * c_prev * _sigmoid.prime(gate_f)  # dE/da_f = dE/dc_t ⊙ c_{t-1} ⊙ σ'
     da[:, 2 * H : 3 * H] = dc_t * gate_i * (1 - gate_g * gate_g)  # dE/da_g = dE/dc_t ⊙ gate_i ⊙ tanh'
     da[:, 3 * H :] = dh * tanh_c * _sigmoid.prime(gate_o)  # dE/da_o = dE/dh_t ⊙ tanh(c_t) ⊙ σ'
-    dz_prev = np.empty_like(dz)
-    np.matmul(da, w.W, out=dz_prev[:, :H])  # dE/dh_{t-1} = W^T dE/da_t
-    np.multiply(dc_t, gate_f, out=dz_prev[:, H:])  # dE/dc_{t-1} = dE/dc_t ⊙ gate_f
-    return dz_prev, da, da
+    ds_prev = np.empty_like(ds)
+    np.matmul(da, w.W, out=ds_prev[:, :H])  # dE/dh_{t-1} = W^T dE/da_t
+    np.multiply(dc_t, gate_f, out=ds_prev[:, H:])  # dE/dc_{t-1} = dE/dc_t ⊙ gate_f
+    return ds_prev, da, da
 
 
 def partials(w: StepWeights, cache: LSTMCache) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Ji = Jh = ∂z_t/∂a_t (B, 2H, 4H) and Jz = ∂z_t/∂z_{t-1} (B, 2H, 2H), with gi, gh held fixed.
+    """Ji = Jh = ∂s_t/∂a_t (B, 2H, 4H) and Js = ∂s_t/∂s_{t-1} (B, 2H, 2H), with gi, gh held fixed.
 
-    Each block is diagonal: with dc = ∂c_t/∂a and tc' = 1 - tanh(c_t)², the rows of c_t are
+    Each block is diagonal: with tc' = 1 - tanh(c_t)², the rows of c_t (that is, ∂c_t/∂a) are
         [diag(gate_g σ'_i), diag(c_{t-1} σ'_f), diag(gate_i tanh'_g), 0]
     the rows of h_t are gate_o tc' times those, plus diag(tanh(c_t) σ'_o) in the o block; and
-        Jz = [[0, diag(gate_o tc' gate_f)], [0, diag(gate_f)]]   (h_{t-1} enters only through gh).
+        Js = [[0, diag(gate_o tc' gate_f)], [0, diag(gate_f)]]   (h_{t-1} enters only through gh).
     """
     H = w.H
     gates, c_prev, tanh_c = cache
@@ -97,10 +98,10 @@ def partials(w: StepWeights, cache: LSTMCache) -> tuple[np.ndarray, np.ndarray, 
         J[:, H:, j * H : (j + 1) * H] = d[:, :, None] * eye  # ∂c_t/∂a_j
         J[:, :H, j * H : (j + 1) * H] = (dh_dc * d)[:, :, None] * eye  # ∂h_t/∂a_j = ∂h_t/∂c_t ∂c_t/∂a_j
     J[:, :H, 3 * H :] = (tanh_c * _sigmoid.prime(gate_o))[:, :, None] * eye  # ∂h_t/∂a_o
-    Jz = np.zeros((B, 2 * H, 2 * H), dtype=dt)
-    Jz[:, :H, H:] = (dh_dc * gate_f)[:, :, None] * eye  # ∂h_t/∂c_{t-1}
-    Jz[:, H:, H:] = gate_f[:, :, None] * eye  # ∂c_t/∂c_{t-1}
-    return J, J, Jz
+    Js = np.zeros((B, 2 * H, 2 * H), dtype=dt)
+    Js[:, :H, H:] = (dh_dc * gate_f)[:, :, None] * eye  # ∂h_t/∂c_{t-1}
+    Js[:, H:, H:] = gate_f[:, :, None] * eye  # ∂c_t/∂c_{t-1}
+    return J, J, Js
 
 
 LSTM = Cell(name="lstm", gates=4, parts=2, forward=forward, backward=backward, partials=partials)

@@ -1,15 +1,16 @@
-"""Input kinds that used to be accepted, or refused with the wrong words, and padding labels.
+"""Input kinds that used to be accepted, or refused with the wrong words, and labels under a mask.
 
 - timedelta64, datetime64, complex, bool and object arrays are refused as token ids, labels and
   parameters (numpy files timedelta64 under its integer types: it used to pass as integers).
 - numpy masked arrays are refused (np.asarray drops their mask), with a pointer to mask=.
 - a tensor that requires grad is refused by RNNParams with a ValueError naming the parameter
   (found by duck typing: manual_bptt never imports torch).
-- RNNParams.init refuses bad seed, weight_scale and dtype values naming the argument.
+- token ids and labels of every integer width are range-checked, and small integer ids give the
+  int64 result.
 - labels where the mask is False may be any integer (padding such as -100): they contribute
   nothing; labels where it is True must be in [0, K).
 
-Sizes: D = 3, H = 4, K = 5, B = 2, T = 6.
+The problem is elman_inputs' (D = 3, H = 4, K = 5, B = 2, T = 6).
 """
 
 from __future__ import annotations
@@ -19,16 +20,10 @@ import pytest
 import torch
 
 import reference as ref
+from conftest import assert_identical
+from elman_inputs import MASK, TOK, YS, B, D, H, K, P, T
 from manual_bptt import RNNParams, bptt
 from manual_bptt.testing import result_fields
-
-D, H, K, B, T = 3, 4, 5, 2, 6
-RNG = np.random.default_rng(77)
-P = RNNParams.init(D, H, K, seed=4)
-TOK = RNG.integers(0, D, (B, T))
-YS = RNG.integers(0, K, (B, T))
-MASK = RNG.random((B, T)) < 0.5
-MASK[0, 0] = True
 
 BAD_KINDS = {
     "timedelta64": lambda a: a.astype("timedelta64[s]"),
@@ -88,32 +83,43 @@ def test_a_tensor_that_requires_grad_is_refused_naming_the_parameter():
     assert p.U.dtype == np.float64 and not p.U.any()
 
 
-@pytest.mark.parametrize(
-    ("kwargs", "arg"),
-    [
-        ({"seed": -1}, "seed"),
-        ({"seed": 1.5}, "seed"),
-        ({"seed": "a"}, "seed"),
-        ({"seed": True}, "seed"),
-        ({"weight_scale": "1"}, "weight_scale"),
-        ({"weight_scale": None}, "weight_scale"),
-        ({"weight_scale": 1j}, "weight_scale"),
-        ({"weight_scale": np.ones(2)}, "weight_scale"),
-        ({"weight_scale": -0.5}, "weight_scale"),
-        ({"weight_scale": np.inf}, "weight_scale"),
-        ({"dtype": "bogus"}, "dtype"),
-        ({"dtype": np.int64}, "dtype"),
-    ],
-)
-def test_init_names_the_bad_argument(kwargs, arg):
-    with pytest.raises(ValueError, match=rf"^{arg}: expected"):
-        RNNParams.init(D, H, K, **kwargs)
+@pytest.mark.parametrize("dtype", [np.int8, np.int16, np.int32, np.int64, np.uint8, np.uint32, np.uint64])
+def test_token_ids_and_labels_of_every_integer_width_are_range_checked(dtype):
+    """Ids and labels are range-checked by one maximum over their unsigned reading: negative
+    ids of every width (the most negative included), ids equal to D or K, and the same in a
+    strided view are refused with the element named; every id in range is accepted."""
+    tok, ys = TOK.astype(dtype), YS.astype(dtype)
+    want = bptt(P, TOK, YS)
+    got = bptt(P, tok[:, ::-1][:, ::-1], ys)  # a strided (reversed twice) view of the same ids
+    assert got.loss == want.loss
+    lowest = np.iinfo(dtype).min
+    for bad_value in ([-1, lowest] if lowest < 0 else []) + [D]:
+        bad = tok.copy()
+        bad[1, 2] = bad_value
+        with pytest.raises(ValueError, match=rf"^xs: token id {bad_value} at index \(1, 2\) is outside"):
+            bptt(P, bad[:, ::-1][:, ::-1], ys)
+    for bad_value in ([-1, lowest] if lowest < 0 else []) + [K]:
+        bad = ys.copy()
+        bad[0, 4] = bad_value
+        with pytest.raises(ValueError, match=rf"^ys: label {bad_value} at index \(0, 4\) is outside"):
+            bptt(P, tok, bad)
 
 
-def test_init_accepts_numpy_integers_and_floats():
-    a = RNNParams.init(D, H, K, seed=np.int64(3), weight_scale=np.float32(0.5))
-    b = RNNParams.init(D, H, K, seed=3, weight_scale=0.5)
-    assert np.array_equal(a.W, b.W)
+@pytest.mark.parametrize("dtype", [np.uint8, np.int8, np.int16, np.uint16])
+def test_small_integer_token_ids_give_the_same_result(dtype, check):
+    # token ids are converted to int64: dU's bincount cell index v * H + h would overflow a
+    # small integer type
+    Dbig, Hbig = 120, 5
+    p = RNNParams.init(Dbig, Hbig, K, seed=5)
+    tok = np.array([[119, 3, 100, 64, 0, 119], [77, 118, 2, 90, 119, 1]])
+    r = bptt(p, tok.astype(dtype), YS)
+    assert_identical(r, bptt(p, tok, YS))
+    check(r, ref.bptt(p, tok, YS))
+
+
+# ---------------------------------------------------------------------------------------------
+# labels under a mask
+# ---------------------------------------------------------------------------------------------
 
 
 @pytest.mark.parametrize("pad", [-100, -1, K, 2**40])
@@ -135,3 +141,13 @@ def test_labels_where_the_mask_is_true_must_still_be_in_range():
         bptt(P, TOK, bad, mask=MASK)
     with pytest.raises(ValueError, match=r"^ys: label -100 at index \(0, 0\) is outside"):
         bptt(P, TOK, bad)
+
+
+def test_padding_labels_work_with_a_single_class():
+    """K = 1: masked positions hold padding (-100); the loss is 0 and every gradient finite."""
+    p = RNNParams.init(D, H, 1, seed=1)
+    ys = np.zeros((B, T), dtype=np.int64)
+    ys[0, 2] = -100
+    mask = ys != -100
+    r = bptt(p, TOK, ys, mask=mask)
+    assert r.loss == 0.0 and all(np.isfinite(a).all() for a in r.grads.arrays())

@@ -8,14 +8,14 @@ tests prove the two agree, and agree with the autograd oracle), arranged for spe
   gate_o]. The backward overwrites each step's gates, in place, with that step's error signals:
   GRU [dE/dgi_r, dE/dgi_z, dE/dgh_n, dE/dgi_n] (so dE/dgh_t is the first 3H columns), LSTM
   dE/da_t = dE/dgi_t = dE/dgh_t. Besides it a call keeps h_t (T + 1, B, H), for the LSTM c_t
-  (T + 1, B, H) and tanh(c_t) (T, B, H), and blocks of about core._ROWS rows (t, b), reused.
+  (T + 1, B, H) and tanh(c_t) (T, B, H), and blocks of about blocks._ROWS rows (t, b), reused.
 * forward, per block of steps: gi_t = U x_t + b_ih for the whole block in one product (or a
   gather of columns for token ids), then per step one stacked (B, G*H) product W h_{t-1} and the
   gate arithmetic in place. Each sigmoid is 1 / (1 + exp(-a)) in place: the gate blocks that
   take a sigmoid get -a directly, from U and W with those blocks negated (exact) and from the
   biases folded into -gi (b_hh too, except the GRU's b_hn, which r_t multiplies).
 * backward, the blocks last first: the output layer for the block's steps (logits, softmax
-  cross-entropy, dV, dc and dE_t/dh_t = V^T dE/do_t, as core does it), or the caller's upstream
+  cross-entropy, dV, dc and dE_t/dh_t = V^T dE/do_t: manual_bptt.output), or the caller's upstream
   gradient; then per step the gate derivatives in place and one (B, G*H) by (G*H, H) product for
   dE/dh_{t-1}; then the block's terms of dU, dW, db_ih, db_hh and dE/dx_t, one product each.
 
@@ -30,27 +30,19 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from .cells.gru import GRUCache
-from .cells.lstm import LSTMCache
-from .core import _add_rows_by_token, raise_loss_overflow, softmax_cross_entropy, step_blocks
-from .drivers import Run
-from .errors import NonFiniteError
-
-#: Floating-point conditions that numpy would only warn about: exp(-a) of a saturated gate
-#: overflows to inf, and 1 / (1 + inf) = 0 is the right sigmoid; non-finite states, logits and
-#: error signals are found by the checks instead.
-_QUIET = {"over": "ignore", "invalid": "ignore", "divide": "ignore"}
-
-
-def first_bad_step(a: np.ndarray) -> int | None:
-    """The first t at which a (T, ...) array is not finite, or None."""
-    bad = ~np.isfinite(a.reshape(a.shape[0], -1)).all(axis=1)
-    return int(np.argmax(bad)) if bad.any() else None
+from ..cells.gru import GRUCache
+from ..cells.lstm import LSTMCache
+from ..drivers import Run
+from ..errors import QUIET, NonFiniteError, all_finite, first_nonfinite
+from ..output import logits, output_layer, raise_loss_overflow
+from .blocks import add_rows_by_token, step_blocks, x_buffer, x_rows
 
 
 def check_finite(what: str, a: np.ndarray, start: int = 0) -> None:
-    """NonFiniteError naming ``what`` and the first step of a, (n, ...) steps from ``start``, not finite."""
-    t = first_bad_step(a)
+    """NonFiniteError naming ``what`` and the first step of a, (n, ...) steps from ``start``, not finite.
+
+    Call it inside ``np.errstate(**QUIET)`` (see errors.first_nonfinite)."""
+    t = first_nonfinite(a)
     if t is not None:
         raise NonFiniteError(
             f"{what}: not finite from step t = {start + t} on (the computation overflowed); "
@@ -67,7 +59,7 @@ class FastForward:
     Attributes:
         lstm: True for the LSTM (G = 4), False for the GRU (G = 3).  H: hidden size.
         hs: (T + 1, B, H) h_{t-1} at index t: hs[0] = h0, hs[t + 1] = h_t.
-        cs: (T + 1, B, H) the LSTM's cell states the same way (cs[0] = c0); None for the GRU.
+        cs: (T + 1, B, H) the LSTM's cell states c_t the same way (cs[0] = c0); None for the GRU.
         tanh_c: (T, B, H) tanh(c_t) (LSTM); None for the GRU.
         gates: (T, B, 4H) the gates (see the module docstring for the layout).
     """
@@ -84,27 +76,11 @@ class FastForward:
         """The number of gate blocks of U, W, b_ih, b_hh: 4 (LSTM) or 3 (GRU)."""
         return 4 if self.lstm else 3
 
-    def final_z(self) -> np.ndarray:
-        """z_{T-1}, (B, S): h_{T-1}, or [h_{T-1}; c_{T-1}] for the LSTM (a fresh array)."""
+    def final_state(self) -> np.ndarray:
+        """s_{T-1}, (B, S): h_{T-1}, or [h_{T-1}; c_{T-1}] for the LSTM (a fresh array)."""
         if self.lstm:
             return np.concatenate([self.hs[-1], self.cs[-1]], axis=1)
         return self.hs[-1].copy()
-
-
-def _x_rows(X: np.ndarray, start: int, end: int, buf: np.ndarray | None) -> np.ndarray:
-    """x_t for the steps [start, end) as C-contiguous rows (t, b), (rows, D): a view, or a copy in buf."""
-    if buf is None:
-        return X[start:end].reshape(-1, X.shape[-1])
-    x = buf[: end - start]
-    np.copyto(x, X[start:end])
-    return x.reshape(-1, X.shape[-1])
-
-
-def _x_buffer(X: np.ndarray | None, steps: int) -> np.ndarray | None:
-    """A block of time-major rows for _x_rows, or None when X needs no copy (tokens, or C-contiguous)."""
-    if X is None or X.flags.c_contiguous:
-        return None
-    return np.empty_like(X[:steps], order="C")
 
 
 def _sigmoid_signs(lstm: bool, H: int, dtype: np.dtype) -> np.ndarray:
@@ -121,17 +97,18 @@ def forward(
     b_hh: np.ndarray | None,
     tokens: np.ndarray | None,
     X: np.ndarray | None,
-    z0: np.ndarray,
+    s0: np.ndarray,
 ) -> FastForward:
     """Run the cell over every step, keeping what the backward needs (FastForward).
 
     Args:
         lstm: the cell.  U (G*H, D), W (G*H, H), b_ih, b_hh (G*H,) or None: in the compute dtype.
         tokens: (T, B) token ids, or None.  X: (T, B, D) dense inputs (any strides), or None.
-        z0: (B, S) initial state (S = H, or 2H for the LSTM's [h0; c0]).
+        s0: (B, S) initial state (S = H, or 2H for the LSTM's [h0; c0]).
 
     Raises:
-        NonFiniteError "z_t" at the first step whose state is not finite.
+        NonFiniteError "z_t" (the message's name for the state) at the first step whose state is
+        not finite.
     """
     H = W.shape[1]
     GH = W.shape[0]
@@ -146,25 +123,25 @@ def forward(
     b_hn = None if lstm or b_hh is None else b_hh[2 * H :]
     WTs = np.ascontiguousarray((W * sign[:, None]).T) if lstm else np.ascontiguousarray(W.T)  # (H, G*H)
     hs = np.empty((T + 1, B, H), dtype=dt)
-    hs[0] = z0[:, :H]
+    hs[0] = s0[:, :H]
     cs = tanh_c = None
     if lstm:
         cs = np.empty((T + 1, B, H), dtype=dt)
-        cs[0] = z0[:, H:]
+        cs[0] = s0[:, H:]
         tanh_c = np.empty((T, B, H), dtype=dt)
     gates = np.empty((T, B, 4 * H), dtype=dt)
     blocks = step_blocks(T, B)
     steps = blocks[0][1]
     gi = np.empty((steps, B, GH), dtype=dt)
-    x_buf = _x_buffer(X, steps)
+    x_buf = x_buffer(X, steps)
     tmp = np.empty((B, H), dtype=dt)
-    with np.errstate(**_QUIET):
+    with np.errstate(**QUIET):
         for start, end in blocks:
             gi_blk = gi[: end - start]
             if tokens is not None:
                 np.take(UTs, tokens[start:end], axis=0, out=gi_blk)  # U x_t = a column of U
             else:
-                np.matmul(_x_rows(X, start, end, x_buf), UTs, out=gi_blk.reshape(-1, GH))
+                np.matmul(x_rows(X, start, end, x_buf), UTs, out=gi_blk.reshape(-1, GH))
             if bias is not None:
                 gi_blk += bias
             for t in range(start, end):
@@ -227,11 +204,11 @@ def _lstm_step(
         np.reciprocal(s, out=s)  # gate_i = σ(a_i), gate_f = σ(a_f); gate_o = σ(a_o)
     gate_i, gate_f, gate_g, gate_o = g[:, :H], g[:, H : 2 * H], g[:, 2 * H : 3 * H], g[:, 3 * H :]
     np.tanh(gate_g, out=gate_g)  # gate_g = tanh(a_g)
-    c = cs[t + 1]
-    np.multiply(gate_f, cs[t], out=c)
+    c_t = cs[t + 1]
+    np.multiply(gate_f, cs[t], out=c_t)
     np.multiply(gate_i, gate_g, out=tmp)
-    c += tmp  # c_t = gate_f ⊙ c_{t-1} + gate_i ⊙ gate_g
-    np.tanh(c, out=tanh_c[t])
+    c_t += tmp  # c_t = gate_f ⊙ c_{t-1} + gate_i ⊙ gate_g
+    np.tanh(c_t, out=tanh_c[t])
     np.multiply(gate_o, tanh_c[t], out=hs[t + 1])  # h_t = gate_o ⊙ tanh(c_t)
 
 
@@ -247,7 +224,7 @@ class Sweep:
     Attributes:
         loss: the sum of the upstream's loss parts.
         dU (G*H, D), dW (G*H, H), db_ih, db_hh (G*H,) (None without biases).
-        dz0: (B, S) dE/dz0 per row ([dE/dh0; dE/dc0] for the LSTM).
+        ds0: (B, S) dE/ds0 per row ([dE/dh0; dE/dc0] for the LSTM).
     """
 
     loss: float
@@ -255,7 +232,7 @@ class Sweep:
     dW: np.ndarray
     db_ih: np.ndarray | None
     db_hh: np.ndarray | None
-    dz0: np.ndarray
+    ds0: np.ndarray
 
 
 def backward(
@@ -266,13 +243,13 @@ def backward(
     tokens: np.ndarray | None,
     X: np.ndarray | None,
     upstream: Upstream,
-    dz_final: np.ndarray | None,
+    ds_final: np.ndarray | None,
     dxs_tm: np.ndarray | None,
 ) -> Sweep:
     """The reverse recursion of full BPTT and the weight gradients, the blocks of steps last first.
 
-    With g_t = dE/dz_t = (upstream's dE_t/dh_t, 0 for c_t) + the gradient carried from step t + 1,
-    each step turns its gates into dE/dgi_t, dE/dgh_t in place and carries dE/dz_{t-1}; then
+    With g_t = dE/ds_t = (upstream's dE_t/dh_t, 0 for c_t) + the gradient carried from step t + 1,
+    each step turns its gates into dE/dgi_t, dE/dgh_t in place and carries dE/ds_{t-1}; then
 
         dU = sum_t dgi_t^T x_t   db_ih = sum_t dgi_t   dW = sum_t dgh_t^T h_{t-1}   db_hh = sum_t dgh_t
         dE/dx_t = dgi_t U   (into dxs_tm, (T, B, D), a time-major view of the caller's layout)
@@ -280,7 +257,7 @@ def backward(
     Args:
         fw: the forward pass (its gates are overwritten).  U (G*H, D), W (G*H, H).
         has_bias: whether to return db_ih, db_hh.  tokens, X: the inputs, as for forward.
-        upstream: see Upstream.  dz_final: (B, S) gradient arriving at z_{T-1} from beyond, or None.
+        upstream: see Upstream.  ds_final: (B, S) gradient arriving at s_{T-1} from beyond, or None.
         dxs_tm: (T, B, D) receives dE/dx_t (dense inputs), or None.
 
     Raises:
@@ -294,14 +271,14 @@ def backward(
     steps = blocks[0][1]
     direct = np.empty((steps, B, H), dtype=dt)  # dE_t/dh_t from above, one block of steps
     dgi_buf = None if lstm else np.empty((steps * B, G * H), dtype=dt)  # the GRU's dgi, contiguous
-    x_buf = _x_buffer(X, steps)
+    x_buf = x_buffer(X, steps)
     scratch = np.empty((3, B, H), dtype=dt)
     carry_h = np.zeros((B, H), dtype=dt)
     carry_c = np.zeros((B, H), dtype=dt) if lstm else None
-    if dz_final is not None:
-        carry_h += dz_final[:, :H]
+    if ds_final is not None:
+        carry_h += ds_final[:, :H]
         if lstm:
-            carry_c += dz_final[:, H:]
+            carry_c += ds_final[:, H:]
     dW = np.zeros((G * H, H), dtype=dt)
     dU = np.zeros((G * H, D), dtype=dt) if tokens is None else None
     dUT = np.zeros((D, G * H), dtype=dt) if tokens is not None else None
@@ -309,7 +286,7 @@ def backward(
     db_hh = np.zeros(G * H, dtype=dt) if has_bias else None
     finite = True
     loss = 0.0
-    with np.errstate(**_QUIET):
+    with np.errstate(**QUIET):
         for start, end in reversed(blocks):
             n = (end - start) * B
             blk = direct[: end - start]
@@ -322,7 +299,7 @@ def backward(
                     _gru_back(fw.gates[t], fw.hs[t], W, carry_h, scratch)
             rows = fw.gates[start:end].reshape(n, 4 * H)
             dgh = rows if lstm else rows[:, : 3 * H]
-            finite = finite and bool(np.isfinite(dgh).all())
+            finite = finite and all_finite(dgh)
             dW += dgh.T @ fw.hs[start:end].reshape(n, H)  # dW += sum_t dgh_t^T h_{t-1}
             if lstm:
                 dgi = rows  # dE/dgi_t = dE/dgh_t = dE/da_t
@@ -334,16 +311,16 @@ def backward(
                 db_ih += dgi.sum(axis=0)  # db_ih += sum_t dgi_t
                 db_hh += dgh.sum(axis=0)  # db_hh += sum_t dgh_t
             if tokens is not None:
-                _add_rows_by_token(dUT, tokens[start:end].reshape(n), dgi)  # dU[:, v] += dgi_t, x_t = v
+                add_rows_by_token(dUT, tokens[start:end].reshape(n), dgi)  # dU[:, v] += dgi_t, x_t = v
             else:
-                dU += dgi.T @ _x_rows(X, start, end, x_buf)  # dU += sum_t dgi_t^T x_t
+                dU += dgi.T @ x_rows(X, start, end, x_buf)  # dU += sum_t dgi_t^T x_t
                 dxs_tm[start:end] = (dgi @ U).reshape(end - start, B, D)  # dE/dx_t = dgi_t U
-    if not finite:
-        check_finite("dE/dgh_t", fw.gates if lstm else fw.gates[:, :, : 3 * H])
+        if not finite:
+            check_finite("dE/dgh_t", fw.gates if lstm else fw.gates[:, :, : 3 * H])
     if dUT is not None:
         dU = np.ascontiguousarray(dUT.T)
-    dz0 = np.concatenate([carry_h, carry_c], axis=1) if lstm else carry_h
-    return Sweep(loss=loss, dU=dU, dW=dW, db_ih=db_ih, db_hh=db_hh, dz0=dz0)
+    ds0 = np.concatenate([carry_h, carry_c], axis=1) if lstm else carry_h
+    return Sweep(loss=loss, dU=dU, dW=dW, db_ih=db_ih, db_hh=db_hh, ds0=ds0)
 
 
 def _gru_back(g: np.ndarray, h_prev: np.ndarray, W: np.ndarray, dh: np.ndarray, scratch: np.ndarray) -> None:
@@ -376,23 +353,24 @@ def _lstm_back(
     c_prev: np.ndarray,
     tanh_c: np.ndarray,
     W: np.ndarray,
-    dh: np.ndarray,
-    dc: np.ndarray,
+    carry_h: np.ndarray,
+    carry_c: np.ndarray,
     scratch: np.ndarray,
 ) -> None:
-    """One LSTM step back: g (B, 4H) the gates -> dE/da_t; (dh, dc): dE/dz_t -> dE/dz_{t-1}."""
-    H = dh.shape[1]
+    """One LSTM step back: g (B, 4H) the gates -> dE/da_t; (carry_h, carry_c): dE/ds_t = [dE/dh_t;
+    the part of dE/dc_t from step t + 1] -> dE/ds_{t-1}."""
+    H = carry_h.shape[1]
     gate_i, gate_f, gate_g, gate_o = g[:, :H], g[:, H : 2 * H], g[:, 2 * H : 3 * H], g[:, 3 * H :]
     dc_t, tmp, dc_g = scratch
     np.multiply(tanh_c, tanh_c, out=dc_t)
     np.subtract(1.0, dc_t, out=dc_t)
     dc_t *= gate_o
-    dc_t *= dh
-    dc_t += dc  # dE/dc_t = dE/dc_t (carried) + dE/dh_t ⊙ gate_o ⊙ (1 - tanh(c_t)²)
+    dc_t *= carry_h
+    dc_t += carry_c  # dE/dc_t = dE/dc_t (carried) + dE/dh_t ⊙ gate_o ⊙ (1 - tanh(c_t)²)
     np.multiply(gate_o, gate_o, out=tmp)
     np.subtract(gate_o, tmp, out=gate_o)
     gate_o *= tanh_c
-    gate_o *= dh  # dE/da_o = dE/dh_t ⊙ tanh(c_t) ⊙ σ'
+    gate_o *= carry_h  # dE/da_o = dE/dh_t ⊙ tanh(c_t) ⊙ σ'
     np.multiply(dc_t, gate_g, out=dc_g)  # dE/dc_t ⊙ gate_g, for dE/da_i
     np.multiply(gate_g, gate_g, out=gate_g)
     np.subtract(1.0, gate_g, out=gate_g)
@@ -401,12 +379,12 @@ def _lstm_back(
     np.multiply(gate_i, gate_i, out=tmp)
     np.subtract(gate_i, tmp, out=gate_i)
     gate_i *= dc_g  # dE/da_i = dE/dc_t ⊙ gate_g ⊙ σ'
-    np.multiply(dc_t, gate_f, out=dc)  # dE/dc_{t-1} = dE/dc_t ⊙ gate_f
+    np.multiply(dc_t, gate_f, out=carry_c)  # dE/dc_{t-1} = dE/dc_t ⊙ gate_f
     np.multiply(gate_f, gate_f, out=tmp)
     np.subtract(gate_f, tmp, out=gate_f)
     gate_f *= c_prev
     gate_f *= dc_t  # dE/da_f = dE/dc_t ⊙ c_{t-1} ⊙ σ'
-    np.matmul(g, W, out=dh)  # dE/dh_{t-1} = W^T dE/da_t
+    np.matmul(g, W, out=carry_h)  # dE/dh_{t-1} = W^T dE/da_t
 
 
 def output_upstream(
@@ -417,7 +395,7 @@ def output_upstream(
     For the steps of each block: o_t = V h_t + c, dE/do_t = w_t (y_hat_t - onehot(y_t)),
     dV += sum_t dE/do_t h_t^T, dc += sum_t dE/do_t, dE_t/dh_t = V^T dE/do_t.
     Raises NonFiniteError "o_t" at the first step (of all) whose logits are not finite, and "E_t"
-    or "E" (see core.raise_loss_overflow) for the block whose loss is not finite.
+    or "E" (see output.raise_loss_overflow) for the block whose loss is not finite.
     """
     B, H, K = fw.hs.shape[1], fw.H, V.shape[0]
     T = fw.gates.shape[0]
@@ -428,32 +406,28 @@ def output_upstream(
     dV = np.zeros((K, H), dtype=dt)
     dc = None if c is None else np.zeros(K, dtype=dt)
 
-    def logits(start: int, end: int, out: np.ndarray | None = None) -> np.ndarray:
-        o = np.matmul(fw.hs[start + 1 : end + 1].reshape(-1, H), VT, out=out)  # V h_t
-        if c is not None:
-            o += c
-        return o
-
     def from_output_layer(start: int, end: int, out: np.ndarray) -> float:
         n = (end - start) * B
-        dO = logits(start, end, dO_buf[:n])
-        if not np.isfinite(dO).all():  # name the first step of all whose logits overflowed
-            for s, e in step_blocks(T, B):
-                check_finite("o_t", logits(s, e).reshape(e - s, B, K), s)
-        part = softmax_cross_entropy(dO, Y[start:end].reshape(n), weight[start:end].reshape(n))
-        if not np.isfinite(part):  # a term w_t E_t, or their sum, overflowed: name it
+        h = fw.hs[start + 1 : end + 1].reshape(n, H)  # h_t, one row per (t, b)
+
+        def overflow(loss: np.floating) -> None:
+            if not all_finite(logits(h, VT, c)):  # name the first step of all whose logits overflowed
+                for lo, hi in step_blocks(T, B):
+                    o = logits(fw.hs[lo + 1 : hi + 1].reshape(-1, H), VT, c)
+                    check_finite("o_t", o.reshape(hi - lo, B, K), lo)
+            # a term w_t E_t, or their sum, overflowed: name it
             raise_loss_overflow(fw.hs[start + 1 : end + 1], V, c, Y[start:end], weight[start:end], start)
-        np.add(dV, dO.T @ fw.hs[start + 1 : end + 1].reshape(n, H), out=dV)  # dV += sum_t dE/do_t h_t^T
-        if dc is not None:
-            np.add(dc, dO.sum(axis=0), out=dc)  # dc += sum_t dE/do_t
-        np.matmul(dO, V, out=out.reshape(n, H))  # dE_t/dh_t = V^T dE/do_t
-        return float(part)
+
+        y, w = Y[start:end].reshape(n), weight[start:end].reshape(n)
+        e = out.reshape(n, H)  # receives dE_t/dh_t = V^T dE/do_t
+        part = output_layer(h, VT, V, c, y, w, overflow, dO_out=dO_buf[:n], e_out=e, dV=dV, dc=dc)
+        return float(part.loss)
 
     return from_output_layer, dV, dc
 
 
 def spec_run(fw: FastForward) -> Run:
-    """The forward pass as the generic drivers' Run: the states z (T + 1, B, S) and, per step,
+    """The forward pass as the generic drivers' Run: the states s (T + 1, B, S) and, per step,
     the spec's cache (cells.gru.GRUCache / cells.lstm.LSTMCache) as views of fw's buffers.
 
     So truncated BPTT (drivers.backprop over the spec's backward steps) starts from the same
@@ -462,12 +436,12 @@ def spec_run(fw: FastForward) -> Run:
     H, T = fw.H, fw.gates.shape[0]
     g = fw.gates
     if fw.lstm:
-        z = np.concatenate([fw.hs, fw.cs], axis=2)
+        s = np.concatenate([fw.hs, fw.cs], axis=2)
         caches = [LSTMCache(g[t], fw.cs[t], fw.tanh_c[t]) for t in range(T)]
     else:
-        z = fw.hs
+        s = fw.hs
         caches = [
             GRUCache(fw.hs[t], g[t, :, :H], g[t, :, H : 2 * H], g[t, :, 3 * H :], g[t, :, 2 * H : 3 * H])
             for t in range(T)
         ]
-    return Run(z=z, caches=caches)
+    return Run(s=s, caches=caches)

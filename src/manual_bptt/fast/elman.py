@@ -1,4 +1,4 @@
-"""Forward pass, loss, and backpropagation through time by the reverse recursion.
+"""The Elman cell's fast path: the forward pass and BPTT by the reverse recursion, in blocks of steps.
 
 Model (batch-first at the API, time-major inside):
 
@@ -17,7 +17,7 @@ Backward, with delta_t := dE/da_t (the total derivative, through every later ste
     dV = sum_t dE/do_t s_t^T       dc = sum_t dE/do_t         ds0 = W^T delta_0
 
 The two recursions over t (forward and backward) are the only Python loops over single steps;
-every other product runs over a block of steps, about _ROWS rows (t, b), at once. Besides its
+every other product runs over a block of steps, about blocks._ROWS rows (t, b), at once. Besides its
 outputs, a call to bptt allocates only the states s_t, (T + 1, B, H), and a few blocks of that
 many rows, each reused:
     forward:  U x_t + b for a block of steps, then a_t and s_t = f(a_t) step by step;
@@ -32,76 +32,17 @@ Truncated BPTT keeps e_t for all steps (its sums over lags need them) in one (T,
 
 from __future__ import annotations
 
-import math
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from functools import cached_property
 
 import numpy as np
 
-from ._inputs import Batch, Sizes, check_max_bytes, check_truncate, prepare
-from .errors import DEFAULT_MAX_BYTES, NonFiniteError, all_finite, check_bytes, nbytes
-from .params import RNNParams
-
-#: Rows (t, b) per block of steps (at least one step per block), where work is done a block
-#: of steps at a time: enough rows for full-speed matrix products, few enough to stay in cache.
-_ROWS = 1024
-#: Numbers per block of elementwise work done a block of steps at a time (f'(a_t) in the
-#: backward recursion): 256 KiB of float64, so the block stays in cache between its uses.
-_NUMBERS = 1 << 15
-#: Floating-point conditions that numpy would only warn about: every state, logit and error
-#: signal is checked for finiteness instead (NonFiniteError), a block of steps at a time.
-_QUIET = {"over": "ignore", "invalid": "ignore"}
-_INT64 = np.dtype(np.int64)  # the copies of token ids and labels
-
-
-def elman_activation(activation: object) -> object:
-    """The Elman cell's activation name: None means "tanh" (anything else is checked by prepare)."""
-    return "tanh" if activation is None else activation
-
-
-def check_steps_finite(what: str, block: np.ndarray, start: int, *, last_first: bool = False) -> None:
-    """Raise NonFiniteError naming the first step of ``block`` that holds NaN or inf.
-
-    One sum over the whole block (see all_finite); the search for the step runs only on failure.
-
-    Args:
-        what: the quantity, e.g. "s_t" (the states), "o_t" (the logits), "dE/da_t".
-        block: (n, ...) the values of the steps start, ..., start + n - 1.
-        start: the step of block[0].
-        last_first: the block was computed from its last step down (the backward pass):
-            name the highest bad step, the first one reached.
-    """
-    if all_finite(block):
-        return
-    finite = np.isfinite(block)
-    bad_steps = np.flatnonzero(~finite.reshape(len(block), -1).all(axis=1))
-    t = start + int(bad_steps[-1] if last_first else bad_steps[0])
-    order = "the first reached by the backward pass, which runs from t = T - 1 down" if last_first else (
-        "the first such step"
-    )
-    raise NonFiniteError(
-        f"{what}: not finite (NaN or inf) at step t = {t} ({order}): the computation overflowed in "
-        f"{block.dtype}. The recursion grows without bound over these steps (e.g. the identity or relu "
-        f"activation with W of spectral radius above 1); use shorter sequences (truncate=, or chunks "
-        f"carried by s0=), smaller weights, or float64",
-        what=what,
-        step=t,
-    )
-
-
-def check_grads_finite(arrays: dict[str, np.ndarray | None]) -> None:
-    """Raise NonFiniteError naming the first gradient (e.g. "dE/dW") that holds NaN or inf."""
-    if all_finite(*arrays.values()):
-        return
-    for name, a in arrays.items():
-        if a is not None and not np.isfinite(a).all():
-            raise NonFiniteError(
-                f"{name}: not finite (NaN or inf): the sum over the steps overflowed in {a.dtype}; "
-                "use shorter sequences, smaller weights, or float64",
-                what=name,
-                step=None,
-            )
+from .._inputs import Batch
+from ..errors import QUIET, check_grads_finite, check_steps_finite
+from ..output import output_layer, raise_loss_overflow
+from ..params import RNNParams
+from .blocks import add_rows_by_token, input_grad_arrays, step_blocks, sub_block_steps, x_buffer, x_rows
 
 
 @dataclass(frozen=True, eq=False)
@@ -141,30 +82,10 @@ class Trace:
         return self.s_in[k]
 
 
-@dataclass(frozen=True, eq=False)
-class BPTTResult:
-    """Loss and exact gradients.
-
-    Attributes:
-        loss: E, a Python float.
-        grads: dE/dU (H, D), dE/dW (H, H), dE/dV (K, H), dE/db (H,), dE/dc (K,) as an
-            RNNParams (b, c are None where the parameters have none).
-        ds0: dE/ds0, the shape of s0 as given; (H,) or (B, H) when s0 was None.
-        dxs: dE/dxs, same shape as xs, for dense inputs; None for token inputs.
-        final_state: s_{T-1}, (H,) or (B, H): the s0 of the next chunk.
-    """
-
-    loss: float
-    grads: RNNParams
-    ds0: np.ndarray
-    dxs: np.ndarray | None
-    final_state: np.ndarray
-
-
 def run_forward(p: RNNParams, batch: Batch, *, keep_a: bool = True, check_states: bool = True) -> Trace:
     """The recurrence a_t = U x_t + W s_{t-1} + b, s_t = f(a_t) over a validated batch.
 
-    Called inside ``np.errstate(**_QUIET)`` (bptt, forward, the layer backward): overflow is
+    Called inside ``np.errstate(**QUIET)`` (bptt, forward, the layer backward): overflow is
     found by the finiteness checks, never reported as a warning.
 
     Args:
@@ -215,7 +136,7 @@ def _recurrence(
     else:
         UT = np.ascontiguousarray(U.T)  # contiguous rows to gather, and x @ UT is faster than x @ U.T
     WT = np.ascontiguousarray(W.T)  # s_{t-1} @ WT: the per-step product, faster than with W.T
-    x_buf = _x_buffer(batch, blocks)
+    x_buf = x_buffer(batch.X, blocks[0][1])
     recur = np.empty((B, H), dtype=states.dtype)
     f = batch.act.f
     for start, end in blocks:
@@ -225,7 +146,7 @@ def _recurrence(
         if batch.tokens is not None:
             np.take(UT, batch.tokens[start:end], axis=0, out=a_blk)
         else:
-            np.matmul(_x_rows(batch.X, start, end, x_buf), UT, out=a_blk.reshape(-1, H))
+            np.matmul(x_rows(batch.X, start, end, x_buf), UT, out=a_blk.reshape(-1, H))
         if b is not None:
             a_blk += b
         # one row of each array per step; iterating yields views, without per-step indexing
@@ -235,80 +156,6 @@ def _recurrence(
             f(a_t, out=s_t)  # s_t = f(a_t)
         if check_states:
             check_steps_finite("s_t", states[start + 1 : end + 1], start)
-
-
-def step_blocks(T: int, B: int) -> list[tuple[int, int]]:
-    """[start, end) of consecutive blocks of steps: _ROWS rows (t, b) each, at least one step."""
-    steps = max(1, _ROWS // B)
-    return [(t, min(t + steps, T)) for t in range(0, T, steps)]
-
-
-def _x_buffer(batch: Batch, blocks: list[tuple[int, int]]) -> np.ndarray | None:
-    """The one block that _x_rows copies into, or None when no copy is needed."""
-    X = batch.X
-    if X is None or X.flags.c_contiguous:
-        return None
-    return np.empty_like(X[: blocks[0][1]], order="C")
-
-
-def _x_rows(X: np.ndarray, start: int, end: int, buf: np.ndarray | None) -> np.ndarray:
-    """x_k for the steps k in [start, end) as a C-contiguous (rows, D) matrix of rows (t, b).
-
-    A C-contiguous X, (T, B, D), gives a view. The time-major view of the caller's
-    batch-first array (see Batch.X) is copied into buf (from _x_buffer), reused for every
-    block: the matrix products get contiguous rows, and no (T, B, D) copy is made.
-    """
-    if buf is None:
-        return X[start:end].reshape(-1, X.shape[-1])
-    x = buf[: end - start]
-    np.copyto(x, X[start:end])  # x_k for the steps k of this block, time-major
-    return x.reshape(-1, X.shape[-1])
-
-
-def logits(S: np.ndarray, VT: np.ndarray, c: np.ndarray | None, out: np.ndarray | None = None) -> np.ndarray:
-    """o_t = V s_t + c for rows of states: S (n, H), VT = V^T (H, K), c (K,) or None -> (n, K).
-
-    ``out``: an optional (n, K) array for the result (C-contiguous V^T is the faster product).
-    """
-    o = np.matmul(S, VT, out=out)  # V s_t
-    if c is not None:
-        o += c  # + c
-    return o
-
-
-def softmax(o: np.ndarray) -> np.ndarray:
-    """y_hat_t = softmax(o_t) over the last axis, shifted by the maximum (no overflow). Any shape."""
-    y_hat = np.exp(o - o.max(axis=-1, keepdims=True))  # exp(o_t - max_j o_t[j])
-    y_hat /= y_hat.sum(axis=-1, keepdims=True)
-    return y_hat
-
-
-def softmax_cross_entropy(z: np.ndarray, y: np.ndarray, w: np.ndarray) -> np.floating:
-    """Turn logits z, (n, K), into dE/do in place, and return sum_i w_i E_i for these rows.
-
-    E_i = -log softmax(z_i)[y_i] by log-sum-exp, so large logits give finite results; one
-    buffer holds the logits, then their exponentials, then dE/do: a single exp, no
-    temporaries of that size. y: (n,) labels; w: (n,) weights. The sum has z's dtype.
-    """
-    rows = np.arange(len(z))
-    z -= z.max(axis=1, keepdims=True)  # z_t = o_t - max_j o_t[j]: the shift of log-sum-exp
-    z_y = z[rows, y]  # z_t[y_t]
-    y_hat = np.exp(z, out=z)  # exp(z_t), in place
-    sum_exp = y_hat.sum(axis=1)
-    loss = w @ (np.log(sum_exp) - z_y)  # E_t = -log y_hat_t[y_t] = log sum_j exp(z_t[j]) - z_t[y_t]
-    y_hat *= (w / sum_exp)[:, None]  # w_t y_hat_t = w_t exp(z_t) / sum_j exp(z_t[j])
-    y_hat[rows, y] -= w  # dE/do_t = w_t (y_hat_t - onehot(y_t))
-    return loss
-
-
-def output_layer(tr: Trace) -> tuple[float, np.ndarray]:
-    """Loss E and dE/do, (T, B, K), of the softmax cross-entropy on the states."""
-    batch = tr.batch
-    T, B, H, K = batch.T, batch.B, batch.H, batch.K
-    n = T * B
-    z = logits(tr.s.reshape(n, H), tr.V.T, tr.c)  # o_t, one row per (t, b)
-    loss = softmax_cross_entropy(z, batch.Y.reshape(n), batch.weight.reshape(n))
-    return float(loss), z.reshape(T, B, K)
 
 
 @dataclass(eq=False)
@@ -367,7 +214,7 @@ def _output_block(
     dV: np.ndarray,
     dc: np.ndarray | None,
 ) -> np.floating:
-    """The softmax cross-entropy of the steps t in [start, end); returns their part of E.
+    """The output layer (manual_bptt.output) on the steps t in [start, end); returns their part of E.
 
         o_t = V s_t + c,   dE/do_t = w_t (y_hat_t - onehot(y_t)),   e_t = V^T dE/do_t,
         dV += sum_t dE/do_t s_t^T,   dc += sum_t dE/do_t   (added in place).
@@ -378,61 +225,24 @@ def _output_block(
     """
     batch = tr.batch
     n, H = (end - start) * batch.B, batch.H
-    S = tr.s[start:end].reshape(n, H)
-    dO = logits(S, VT, tr.c, out=dO_buf[:n])  # o_t, one row per (t, b)
+
+    def overflow(loss: np.floating) -> None:
+        # bptt's forward pass does not check the states (see run_forward): the first state that
+        # is not finite comes first, then the logits or loss terms of these steps
+        check_steps_finite("s_t", tr.s, 0)
+        raise_loss_overflow(tr.s[start:end], tr.V, tr.c, batch.Y[start:end], batch.weight[start:end], start)
+
+    h = tr.s[start:end].reshape(n, H)  # s_t, one row per (t, b)
     y, w = batch.Y[start:end].reshape(n), batch.weight[start:end].reshape(n)
-    loss = softmax_cross_entropy(dO, y, w)  # dO now holds dE/do_t
-    if not math.isfinite(loss):  # a logit o_t or a term E_t overflowed: find the step
-        _raise_output_overflow(tr, start, end)
-    dV += dO.T @ S  # dV += sum_t dE/do_t s_t^T
-    if dc is not None:
-        dc += dO.sum(axis=0)  # dc += sum_t dE/do_t
-    np.matmul(dO, tr.V, out=e_out.reshape(n, H))  # e_t = V^T dE/do_t
-    return loss
-
-
-def _raise_output_overflow(tr: Trace, start: int, end: int) -> None:
-    """NonFiniteError at the first step whose state s_t is not finite (bptt's forward pass does
-    not check them: see run_forward), else as raise_loss_overflow for the steps [start, end)."""
-    batch = tr.batch
-    check_steps_finite("s_t", tr.s, 0)
-    raise_loss_overflow(tr.s[start:end], tr.V, tr.c, batch.Y[start:end], batch.weight[start:end], start)
-
-
-def raise_loss_overflow(
-    S: np.ndarray, V: np.ndarray, c: np.ndarray | None, Y: np.ndarray, weight: np.ndarray, start: int
-) -> None:
-    """NonFiniteError at the first step whose logits o_t or loss E_t is not finite, else for the
-    sum E of finite terms that overflowed. For a loss found not finite; every cell's.
-
-    Args:
-        S: (n, B, H) the states (s_t, or h_t) of the steps start, ..., start + n - 1.
-        V: (K, H).  c: (K,) or None.  Y: (n, B) labels.  weight: (n, B) the weights w_t.
-    """
-    o = logits(S, V.T, c)  # o_t, (n, B, K)
-    check_steps_finite("o_t", o, start)
-    z = o - o.max(axis=-1, keepdims=True)  # log-sum-exp, as in softmax_cross_entropy
-    z_y = np.take_along_axis(z, Y[:, :, None], axis=-1)[..., 0]
-    E_t = (np.log(np.exp(z).sum(axis=-1)) - z_y) * weight  # w_t E_t, (n, B)
-    check_steps_finite("E_t", E_t, start)
-    raise_loss_sum_overflow(start, start + len(S) - 1, S.dtype)
-
-
-def raise_loss_sum_overflow(first: int, last: int, dtype: np.dtype) -> None:
-    """NonFiniteError for the loss E: its finite terms w_t E_t of steps first..last sum past the
-    largest float of ``dtype``."""
-    raise NonFiniteError(
-        f"E: the sum of the finite terms w_t E_t of steps {first}..{last} overflowed in {dtype}",
-        what="E",
-        step=None,
-    )
+    e = e_out.reshape(n, H)  # receives e_t
+    return output_layer(h, VT, tr.V, tr.c, y, w, overflow, dO_out=dO_buf[:n], e_out=e, dV=dV, dc=dc).loss
 
 
 def output_grads(tr: Trace, e_out: np.ndarray) -> tuple[float, np.ndarray, np.ndarray | None]:
     """The output layer for every step: loss E, dV (K, H), dc (K,) or None, and e_t.
 
-    The same softmax cross-entropy as output_layer, a block of steps at a time (see
-    _output_block), so that dE/do never exists as a (T, B, K) array.
+    A block of steps at a time (see _output_block), so that dE/do never exists as a (T, B, K)
+    array.
 
     Args:
         tr: the forward trace.
@@ -476,8 +286,9 @@ def _reverse_recursion(
 
 
 def _fprime_buffer(batch: Batch, steps: int) -> np.ndarray:
-    """Scratch for f'(a_t) of up to _NUMBERS numbers (at least one step, at most `steps`)."""
-    m = min(steps, max(1, _NUMBERS // (batch.B * batch.H)))
+    """Scratch for f'(a_t) of a sub-block of steps (blocks.sub_block_steps: at most blocks._NUMBERS
+    numbers, at least one step, at most `steps`)."""
+    m = sub_block_steps(steps, batch.B, batch.H)
     return np.empty((m, batch.B, batch.H), dtype=batch.dtype)
 
 
@@ -529,17 +340,6 @@ def lag_deltas(tr: Trace, e: np.ndarray, max_lag: int) -> Iterator[tuple[int, np
         yield L, Q
 
 
-def _input_grad_arrays(batch: Batch) -> tuple[np.ndarray | None, np.ndarray | None]:
-    """(dxs in the caller's layout, its time-major (T, B, D) view), or (None, None) for tokens."""
-    if batch.tokens is not None:
-        return None, None
-    if batch.batched:
-        dxs = np.empty((batch.B, batch.T, batch.D), dtype=batch.dtype)
-        return dxs, dxs.swapaxes(0, 1)
-    dxs = np.empty((batch.T, batch.D), dtype=batch.dtype)
-    return dxs, dxs[:, None, :]
-
-
 def _delta_block_grads(
     tr: Trace,
     delta: np.ndarray,
@@ -555,7 +355,7 @@ def _delta_block_grads(
 
     Args:
         delta: (n, B, H) the error signals g_k = dE/da_k of these steps.
-        x_buf: the block from _x_buffer (None if xs needs no copy); free again once dU has
+        x_buf: the block from x_buffer (None if xs needs no copy); free again once dU has
             its terms, it then holds dE/dx_k on its way to the caller's batch-first layout.
     """
     batch = tr.batch
@@ -566,9 +366,9 @@ def _delta_block_grads(
     if sums.db is not None:
         sums.db += delta_rows.sum(axis=0)  # db += sum_k g_k
     if batch.tokens is not None:
-        _add_rows_by_token(sums.dUT, batch.tokens[start:end].reshape(n), delta_rows)
+        add_rows_by_token(sums.dUT, batch.tokens[start:end].reshape(n), delta_rows)
         return
-    sums.dU += delta_rows.T @ _x_rows(batch.X, start, end, x_buf)  # dU += sum_k g_k x_k^T
+    sums.dU += delta_rows.T @ x_rows(batch.X, start, end, x_buf)  # dU += sum_k g_k x_k^T
     dx = dxs_tm[start:end]
     if dx.flags.c_contiguous:  # time-major dxs (unbatched, or B = 1)
         np.matmul(delta_rows, tr.U, out=dx.reshape(n, batch.D))  # dE/dx_k = U^T g_k
@@ -576,18 +376,6 @@ def _delta_block_grads(
         rows = np.empty_like(dx, order="C") if x_buf is None else x_buf[: len(delta)]
         np.matmul(delta_rows, tr.U, out=rows.reshape(n, batch.D))  # dE/dx_k = U^T g_k
         dx[...] = rows
-
-
-def _add_rows_by_token(dUT: np.ndarray, tokens: np.ndarray, delta_rows: np.ndarray) -> None:
-    """dUT[v] += the sum of the rows delta_rows[i] with tokens[i] = v.
-
-    That is dU += sum_k g_k x_k^T for one-hot x_k: column v of dU collects the g_k of the
-    steps with x_k = v. np.add.at sums repeated indices (plain += would keep one of them);
-    on flat indices v * H + h it costs O(rows H), whatever the vocabulary.
-    """
-    H = delta_rows.shape[1]
-    cell = (tokens[:, None] * H + np.arange(H)).reshape(-1)  # flat index of (v, h) in dUT
-    np.add.at(dUT.reshape(-1), cell, delta_rows.reshape(-1))
 
 
 def delta_grads(
@@ -606,8 +394,8 @@ def delta_grads(
     batch = tr.batch
     blocks = step_blocks(batch.T, batch.B)
     sums = _GradSums.zeros(tr)
-    dxs, dxs_tm = _input_grad_arrays(batch)
-    x_buf = _x_buffer(batch, blocks)
+    dxs, dxs_tm = input_grad_arrays(batch, batch.dtype)
+    x_buf = x_buffer(batch.X, blocks[0][1])
     for start, end in blocks:
         _delta_block_grads(tr, deltas[start:end], start, x_buf, dxs_tm, sums)
     ds0 = batch.fold_ds0(deltas[0] @ tr.W)  # ds0 = W^T g_0
@@ -646,8 +434,8 @@ def _bptt_blocks(
     steps = blocks[0][1]
     signal = np.empty((steps, B, H), dtype=dt)  # e_t, then delta_t, for the steps of one block
     fp_buf = _fprime_buffer(batch, steps)
-    x_buf = _x_buffer(batch, blocks)
-    dxs, dxs_tm = _input_grad_arrays(batch)
+    x_buf = x_buffer(batch.X, blocks[0][1])
+    dxs, dxs_tm = input_grad_arrays(batch, batch.dtype)
     loss = dt.type(0)
     for start, end in reversed(blocks):
         block = signal[: end - start]
@@ -658,7 +446,7 @@ def _bptt_blocks(
     return float(loss), batch.fold_ds0(carry), dxs  # carry = W^T delta_0 = ds0 per row
 
 
-def _full_bptt(tr: Trace) -> tuple[float, _GradSums, np.ndarray, np.ndarray | None]:
+def full_bptt(tr: Trace) -> tuple[float, _GradSums, np.ndarray, np.ndarray | None]:
     """bptt's full recursion: _bptt_blocks with e_t = V^T dE/do_t from the output layer.
 
     Returns (loss, the gradient sums, ds0 in s0's shape, dxs in xs's shape or None).
@@ -695,7 +483,7 @@ def layer_backward(
         (the trace, dU (H, D), dW (H, H), db (H,) or None, ds0 in s0's shape, dxs or None).
     """
     T, B, H, dt = batch.T, batch.B, batch.H, batch.dtype
-    with np.errstate(**_QUIET):  # overflow raises NonFiniteError, never a warning
+    with np.errstate(**QUIET):  # overflow raises NonFiniteError, never a warning
         if truncate is None or truncate >= T - 1:
             tr = run_forward(p, batch, keep_a=False)
             sums = _GradSums.zeros(tr)
@@ -718,184 +506,3 @@ def layer_backward(
             dU, dW, db, ds0, dxs = delta_grads(tr, deltas)
         check_grads_finite({"dE/dU": dU, "dE/dW": dW, "dE/db": db, "dE/ds0": ds0, "dE/dxs": dxs})
     return tr, dU, dW, db, ds0, dxs
-
-
-def bptt(
-    p: RNNParams,
-    xs: object,
-    ys: object,
-    *,
-    activation: str | None = None,
-    s0: object | None = None,
-    truncate: int | None = None,
-    reduction: str = "sum",
-    mask: object | None = None,
-    max_bytes: int = DEFAULT_MAX_BYTES,
-) -> BPTTResult:
-    """Loss and exact gradients of the RNN by backpropagation through time.
-
-    Args:
-        p: RNNParams: U (H, D), W (H, H), V (K, H), b (H,) or None, c (K,) or None.
-        xs: int token ids (T,) or (B, T) in [0, D), or float dense inputs (T, D) or (B, T, D).
-        ys: int labels in [0, K), (T,) or (B, T) matching xs.
-        activation: f, one of "tanh", "sigmoid", "relu", "identity"; None means "tanh".
-        s0: initial state s_{-1}: None (zeros), (H,), or (B, H) for batched xs. An (H,)
-            s0 with batched xs is shared by all sequences and ds0 sums over the batch.
-        truncate: None for full BPTT; tau >= 0 keeps, for every E_t, exactly the terms
-            k with t - tau <= k <= t of dE_t/dθ = sum_k dE_t/ds_t ds_t/ds_k ∂s_k/∂θ, for
-            θ in U, W, b, xs and s0 (s0 enters through step 0). V and c are unaffected.
-        reduction: "sum" (E = sum of E_t) or "mean" (divided by the counted targets).
-        mask: None, or bool (T,) / (B, T): targets where False contribute nothing (the
-            state still runs through those steps); their labels may be any integer (padding).
-        max_bytes: the largest single array the call may allocate (default 1 GiB): the
-            states (T + 1, B, H), dE/dxs, the copies of the token ids and labels, the blocks.
-
-    Returns:
-        BPTTResult with loss, grads, ds0, dxs (dense inputs) and final_state.
-        Computed in float32 when every floating input is float32, else float64.
-
-    Raises:
-        ValueError naming the argument, for any malformed input.
-        TooLargeError (a ValueError) when an array would exceed max_bytes, found from the
-            shapes alone, before any input is scanned and before anything is allocated.
-        NonFiniteError naming the first step whose state s_t, logits o_t or dE/da_t is not
-            finite (the computation overflowed).
-    """
-    tau = check_truncate(truncate)
-    limit = check_max_bytes(max_bytes)
-
-    def refuse_too_large(sz: Sizes) -> None:
-        full = tau is None or tau >= sz.T - 1
-        _check_sizes("bptt", _bptt_arrays(sz, full), limit)
-
-    batch = prepare(p, xs, ys, activation=elman_activation(activation), s0=s0, reduction=reduction, mask=mask,
-                    size_check=refuse_too_large)
-    with np.errstate(**_QUIET):  # overflow raises NonFiniteError below, never a warning
-        if tau is None or tau >= batch.T - 1:  # every term kept: the full recursion
-            tr = run_forward(p, batch, keep_a=False, check_states=False)
-            loss, sums, ds0, dxs = _full_bptt(tr)
-            dU, dW, dV, db, dc = sums.input_grad(), sums.dW, sums.dV, sums.db, sums.dc
-            # the arrays that hold every gradient's numbers: one sum each decides "all finite"
-            # (for tokens dU is dUT transposed, the same numbers)
-            covering = (sums.flat, ds0, dxs)
-        else:
-            # e_t = V^T dE/do_t is written over a, which is needed no more (f'(a_t) comes from
-            # s_t), and the truncated g_k over e_t in turn: one (T, B, H) array for the three
-            tr = run_forward(p, batch, check_states=False)
-            e = tr.a
-            loss, dV, dc = output_grads(tr, e_out=e)
-            deltas = truncated_deltas(tr, e, tau, out=e)
-            check_steps_finite("dE/da_t", deltas, 0, last_first=True)
-            dU, dW, db, ds0, dxs = delta_grads(tr, deltas)
-            covering = None
-        if not math.isfinite(loss):  # every block's part is finite (_output_block), their sum is not
-            raise_loss_sum_overflow(0, batch.T - 1, batch.dtype)
-        if covering is None or not all_finite(*covering):  # the dict is built only to search it
-            check_grads_finite({"dE/dU": dU, "dE/dW": dW, "dE/dV": dV, "dE/db": db, "dE/dc": dc,
-                                "dE/ds0": ds0, "dE/dxs": dxs})
-    grads = RNNParams._adopt(U=dU, W=dW, V=dV, b=db, c=dc)  # fresh arrays: no copies
-    return BPTTResult(loss=loss, grads=grads, ds0=ds0, dxs=dxs, final_state=final_state(tr))
-
-
-def _bptt_arrays(sz: Sizes, full: bool) -> list[tuple[str, tuple[int, ...], np.dtype]]:
-    """(what, shape, dtype) of the arrays bptt allocates whose size grows with the inputs."""
-    T, B, D, H, K, dt = sz.T, sz.B, sz.D, sz.H, sz.K, sz.dtype
-    rows = step_blocks(T, B)[0][1] * B  # rows (t, b) of one block of steps
-    arrays = [
-        ("the states s_t, (T + 1, B, H)", (T + 1, B, H), dt),
-        ("the labels, (T, B) int64", (T, B), _INT64),
-        ("a block of logits o_t, (rows, K)", (rows, K), dt),
-        ("dE/dU, (H, D)", (H, D), dt),
-    ]
-    if not full:
-        arrays.append(("e_t and the truncated dE/da_t, (T, B, H)", (T, B, H), dt))
-    if sz.tokens:
-        arrays.append(("the token ids, (T, B) int64", (T, B), _INT64))
-    else:
-        arrays.append(("dE/dxs, (B, T, D)", (B, T, D), dt))
-    return arrays
-
-
-def _forward_arrays(sz: Sizes) -> list[tuple[str, tuple[int, ...], np.dtype]]:
-    """(what, shape, dtype) of the arrays forward allocates whose size grows with the inputs."""
-    T, B, H, K, dt = sz.T, sz.B, sz.H, sz.K, sz.dtype
-    arrays = [
-        ("the states s_t, (T + 1, B, H)", (T + 1, B, H), dt),
-        ("the logits o_t and y_hat_t, (T, B, K) each", (T, B, K), dt),
-    ]
-    if sz.tokens:
-        arrays.append(("the token ids, (T, B) int64", (T, B), _INT64))
-    return arrays
-
-
-def _check_sizes(caller: str, arrays: list[tuple[str, tuple[int, ...], np.dtype]], max_bytes: int) -> None:
-    """TooLargeError for the first array over max_bytes, before anything is allocated.
-
-    The message is written only for an array that is refused (check_bytes raises there).
-    """
-    for what, shape, dtype in arrays:
-        if nbytes(shape, dtype.itemsize) > max_bytes:
-            hint = "Split the input into shorter chunks (carry final_state as s0), or raise max_bytes"
-            check_bytes(f"{caller}: {what}", shape, dtype, max_bytes, hint=hint)
-
-
-def final_state(tr: Trace) -> np.ndarray:
-    """s_{T-1} in the caller's layout: (B, H) if batched, else (H,)."""
-    return tr.s[-1].copy() if tr.batch.batched else tr.s[-1, 0].copy()
-
-
-@dataclass(frozen=True, eq=False)
-class ForwardResult:
-    """The forward pass in the caller's layout (batch-first when batched).
-
-    Attributes:
-        a: pre-activations a_t, (T, H) or (B, T, H).
-        s: states s_t, (T, H) or (B, T, H).
-        o: logits o_t = V s_t + c, (T, K) or (B, T, K).
-        y_hat: softmax(o_t), same shape as o.
-        final_state: s_{T-1}, (H,) or (B, H).
-    """
-
-    a: np.ndarray
-    s: np.ndarray
-    o: np.ndarray
-    y_hat: np.ndarray
-    final_state: np.ndarray
-
-
-def forward(
-    p: RNNParams,
-    xs: object,
-    *,
-    activation: str | None = None,
-    s0: object | None = None,
-    max_bytes: int = DEFAULT_MAX_BYTES,
-) -> ForwardResult:
-    """Run the RNN forward; same input forms and checks as bptt (no labels needed).
-
-    Args:
-        p: RNNParams.  xs: (T,) / (B, T) token ids or (T, D) / (B, T, D) dense inputs.
-        activation: "tanh", "sigmoid", "relu" or "identity" (None: "tanh").  s0: None, (H,) or (B, H).
-        max_bytes: the largest single array the call may allocate (default 1 GiB): a_t and
-            s_t, (T, B, H), o_t and y_hat_t, (T, B, K), are each refused past it.
-
-    Raises:
-        ValueError naming the argument; TooLargeError past max_bytes (before allocating);
-        NonFiniteError naming the first step whose state or logits are not finite.
-    """
-    limit = check_max_bytes(max_bytes)
-    batch = prepare(p, xs, None, activation=elman_activation(activation), s0=s0, labels_required=False,
-                    size_check=lambda sz: _check_sizes("forward", _forward_arrays(sz), limit))
-    T, B, H, K = batch.T, batch.B, batch.H, batch.K
-    with np.errstate(**_QUIET):  # overflow raises NonFiniteError, never a warning
-        tr = run_forward(p, batch)
-        o = logits(tr.s.reshape(T * B, H), tr.V.T, tr.c).reshape(T, B, K)
-        check_steps_finite("o_t", o, 0)
-        y_hat = softmax(o)
-    return ForwardResult(
-        a=batch.to_batch_first(tr.a),
-        s=batch.to_batch_first(tr.s),
-        o=batch.to_batch_first(o),
-        y_hat=batch.to_batch_first(y_hat),
-        final_state=final_state(tr),
-    )
