@@ -34,6 +34,8 @@ from pathlib import Path
 
 from manual_bptt.environment import usable_cpus
 
+from .errors import UsageError
+
 EXIT_OK, EXIT_DISAGREE, EXIT_USAGE, EXIT_INSUFFICIENT, EXIT_INTERNAL = 0, 1, 2, 3, 4
 #: Exit status after Ctrl-C or SIGTERM (128 + SIGINT).
 EXIT_INTERRUPTED = 130
@@ -50,10 +52,6 @@ DEFAULT_OUT = "bptt-report"
 MAX_DEFAULT_JOBS = 8
 #: The files a report writes into DIR (a directory of one of these names is in the way).
 REPORT_FILES = ("report.json", "report.md", "report.xml", "errors.png", "state_grads.png", "lag_profile.png")
-
-
-class UsageError(Exception):
-    """A problem with the command line, found before any work."""
 
 
 def _integer(least: int):
@@ -245,7 +243,6 @@ def run_check_module(args: argparse.Namespace) -> int:
 def _run_check_module(args: argparse.Namespace) -> int:
     name = "manual-bptt check-module"
     try:
-        from .module_check import UsageError as ModuleUsageError
         from .module_check import check_module
         from .module_report import write_module_report
     except ImportError as exc:
@@ -260,7 +257,7 @@ def _run_check_module(args: argparse.Namespace) -> int:
             examples=args.examples, quick=args.quick, timeout=args.timeout,
         )  # fmt: skip
         files = write_module_report(result, out, plots=not args.no_plots)
-    except (UsageError, ModuleUsageError) as exc:
+    except UsageError as exc:
         print(f"{name}: {exc}", file=sys.stderr)
         return EXIT_USAGE
     except Exception:
@@ -354,7 +351,6 @@ def _run_report(args: argparse.Namespace) -> int:
     try:
         from . import runner
         from .report import write_report
-        from .targets import TargetError
     except ImportError as exc:
         print(
             "manual-bptt report: needs PyTorch (the oracle): "
@@ -374,12 +370,9 @@ def _run_report(args: argparse.Namespace) -> int:
         if args.quick and args.profile not in (None, "quick"):
             raise UsageError(f"--quick and --profile {args.profile} contradict each other")
         if args.scheduler is not None:
-            from .executors import DaskMissing, require_dask
+            from .executors import require_dask
 
-            try:
-                require_dask()
-            except DaskMissing as exc:
-                raise UsageError(str(exc)) from None
+            require_dask()
         if args.replay is not None:
             return _replay(args, runner)
         out = check_out_dir(args.out)
@@ -401,16 +394,11 @@ def _run_report(args: argparse.Namespace) -> int:
             **_dist_arguments(args),
         )
         files = write_report(result, out, plots=not args.no_plots)
-    except TargetError as exc:
+    except UsageError as exc:  # a target that cannot be loaded, a Dask cluster that cannot run it
         print(f"manual-bptt report: {exc}", file=sys.stderr)
         return EXIT_USAGE
-    except ValueError as exc:
-        from .executors import SchedulerError
-
-        if not isinstance(exc, SchedulerError):
-            raise
-        print(f"manual-bptt report: {exc}", file=sys.stderr)
-        return EXIT_USAGE
+    except ValueError:  # any other ValueError goes on, past the internal-error handler
+        raise
     except Exception:
         print("manual-bptt report: internal error of the checker (please report it):", file=sys.stderr)
         traceback.print_exc(file=sys.stderr)
@@ -457,7 +445,7 @@ def _replay(args: argparse.Namespace, runner) -> int:
         ) from None
     try:
         checks = runner.replay(args.target, cfg, timeout=args.timeout)
-    except ValueError as exc:  # TargetError included
+    except ValueError as exc:  # UsageError included
         raise UsageError(str(exc)) from None
     failed = False
     for c in checks:

@@ -36,8 +36,8 @@ from typing import Any
 from manual_bptt.problems import RNNConfig
 
 from . import threads
+from .errors import DaskMissing, SchedulerError, TargetError
 from .pool import DEFAULT_TIMEOUT, TargetPool
-from .targets import TargetError
 
 #: How to install what --scheduler needs.
 INSTALL_HINT = "pip install 'manual-bptt[dist]' (Dask distributed)"
@@ -54,14 +54,6 @@ EVENT_TOPIC = "bptt-report-batch"
 WORKER_WAIT = 60.0
 
 Request = tuple[str, RNNConfig, "int | None"]
-
-
-class DaskMissing(ImportError):
-    """--scheduler without Dask installed."""
-
-
-class SchedulerError(ValueError):
-    """The Dask cluster cannot be reached, has no workers, or its workers cannot run the sweep."""
 
 
 def require_dask() -> None:

@@ -40,6 +40,7 @@ import numpy as np
 from manual_bptt.checking import ATOL, RTOL
 from manual_bptt.errors import integer_arg
 
+from .errors import UsageError
 from .module_session import (
     CELLS,
     DEFAULT_EXAMPLES,
@@ -52,7 +53,6 @@ from .module_session import (
     ArrayError,
     Evaluation,
     Session,
-    UsageError,
     draw_case,
 )
 from .module_worker import DTYPES

@@ -19,9 +19,9 @@ import manual_bptt as mb
 from manual_bptt.checking import ATOL, RTOL
 
 from . import module_worker
+from .errors import TargetError, UsageError
 from .module_worker import GATES
 from .pool import TargetPool
-from .targets import TargetError
 
 #: The lower-precision verdict: the module's error may be this many times the baseline's.
 FACTOR = 16.0
@@ -39,10 +39,6 @@ NOTATION = {
     "x": "dx", "h0": "dh0", "c0": "dc0",
 }  # fmt: skip
 FORWARD = ("out", "h_n", "c_n")
-
-
-class UsageError(ValueError):
-    """The module, the factory or the options do not allow a check (exit status 2)."""
 
 
 class ModulePool(TargetPool):

@@ -37,7 +37,8 @@ from typing import Any
 import numpy as np
 
 from . import wire
-from .targets import TargetError, load_target
+from .errors import BrokenContract, TargetError
+from .targets import load_target
 
 #: The torch parameter names of a single-layer recurrent module, in report order.
 PARAM_NAMES = ("weight_ih_l0", "weight_hh_l0", "bias_ih_l0", "bias_hh_l0")
@@ -51,10 +52,6 @@ BOOT = (
 )
 
 
-class UsageProblem(Exception):
-    """The module does not follow the contract (missing parameters, wrong forward structure)."""
-
-
 def _np(t: Any) -> np.ndarray:
     """A float64 numpy copy of a tensor (any dtype, any device)."""
     import torch
@@ -63,16 +60,16 @@ def _np(t: Any) -> np.ndarray:
 
 
 def _structure(result: Any, cell: str) -> tuple[Any, Any, Any]:
-    """(out, h_n, c_n or None) from the forward's return value; UsageProblem naming what is wrong."""
+    """(out, h_n, c_n or None) from the forward's return value; BrokenContract naming what is wrong."""
     import torch
 
     want = "(out, (h_n, c_n))" if cell == "lstm" else "(out, h_n)"
     if not isinstance(result, (tuple, list)) or len(result) != 2:
-        raise UsageProblem(f"the forward must return {want}, got {_describe(result)}")
+        raise BrokenContract(f"the forward must return {want}, got {_describe(result)}")
     out, state = result
     if cell == "lstm":
         if not isinstance(state, (tuple, list)) or len(state) != 2:
-            raise UsageProblem(f"the forward must return {want}; its second item is {_describe(state)}")
+            raise BrokenContract(f"the forward must return {want}; its second item is {_describe(state)}")
         h_n, c_n = state
     else:
         h_n, c_n = state, None
@@ -80,7 +77,7 @@ def _structure(result: Any, cell: str) -> tuple[Any, Any, Any]:
         if name == "c_n" and cell != "lstm":
             continue
         if not isinstance(t, torch.Tensor):
-            raise UsageProblem(f"the forward must return {want}; {name} is {_describe(t)}")
+            raise BrokenContract(f"the forward must return {want}; {name} is {_describe(t)}")
     return out, h_n, c_n
 
 
@@ -97,7 +94,7 @@ def build(factory: Callable[..., Any], settings: dict[str, Any], case: dict[str,
     dtype, device = getattr(torch, settings["dtype"]), torch.device(settings["device"])
     m = factory(input_size=case["D"], hidden_size=case["H"], bias=case["bias"], batch_first=True)
     if not isinstance(m, torch.nn.Module):
-        raise UsageProblem(f"the factory must return a torch.nn.Module, got {_describe(m)}")
+        raise BrokenContract(f"the factory must return a torch.nn.Module, got {_describe(m)}")
     m = m.to(device=device, dtype=dtype)
     values = {n: torch.tensor(a, dtype=dtype, device=device) for n, a in case["params"].items()}
     if hasattr(m, "set_reference_params") and hasattr(m, "reference_grads"):
@@ -106,17 +103,17 @@ def build(factory: Callable[..., Any], settings: dict[str, Any], case: dict[str,
     own = dict(m.named_parameters())
     missing = [n for n in values if n not in own]
     if missing:
-        raise UsageProblem(
+        raise BrokenContract(
             f"the module has no parameter {', '.join(missing)} (it has {', '.join(own) or 'none'}); "
             "name them as torch.nn.RNN/GRU/LSTM do, or define set_reference_params and reference_grads"
         )
     extra = [n for n in PARAM_NAMES if n in own and n not in values]
     if extra:
-        raise UsageProblem(f"the module was built with bias=False but has {', '.join(extra)}")
+        raise BrokenContract(f"the module was built with bias=False but has {', '.join(extra)}")
     with torch.no_grad():
         for n, v in values.items():
             if tuple(own[n].shape) != tuple(v.shape):
-                raise UsageProblem(f"{n} has shape {tuple(own[n].shape)}, expected {tuple(v.shape)}")
+                raise BrokenContract(f"{n} has shape {tuple(own[n].shape)}, expected {tuple(v.shape)}")
             own[n].copy_(v)
     return m
 
@@ -157,7 +154,7 @@ def call(
         want["c_n"] = tuple(case["dc_n"].shape)
     for name, t in (("out", out), ("h_n", h_n), ("c_n", c_n)):
         if name in want and tuple(t.shape) != want[name]:
-            raise UsageProblem(
+            raise BrokenContract(
                 f"the forward returned {name} of shape {tuple(t.shape)}, expected {want[name]}"
             )
     outs = [out, h_n] + ([c_n] if cell == "lstm" else [])
@@ -226,7 +223,7 @@ def handle(factory: Callable[..., Any], settings: dict[str, Any], request: tuple
     reply: dict[str, Any] = {"id": req_id}
     try:
         reply.update(run(factory, settings, case))
-    except UsageProblem as exc:
+    except BrokenContract as exc:
         reply.update(status="usage", message=str(exc))
     except SystemExit as exc:
         reply.update(status="exited", code=repr(exc.code), traceback=traceback.format_exc())

@@ -15,6 +15,7 @@ from typing import Any
 import numpy as np
 
 from .compare import FD_ATOL, FD_RTOL, FIELDS, RTOL
+from .errors import PlotsUnavailable
 from .results import CheckResult
 
 #: Where exact zeros are drawn on the log axis.
@@ -25,10 +26,6 @@ CERTAIN_ROW = 1e-8
 PLOT_FILES = ("errors.png", "state_grads.png", "lag_profile.png")
 
 INSTALL_HINT = "pip install 'manual-bptt[plot]'"
-
-
-class PlotsUnavailable(ImportError):
-    """matplotlib is not installed."""
 
 
 def pyplot() -> Any:

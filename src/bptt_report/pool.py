@@ -38,7 +38,7 @@ from typing import Any
 from manual_bptt.problems import RNNConfig
 
 from . import threads, wire
-from .targets import TargetError
+from .errors import TargetError, WireError, WorkerLost
 
 #: Requests per message.
 BATCH = 8
@@ -87,10 +87,6 @@ _BOOT = (
 )
 
 
-class _Lost(Exception):
-    """The worker's pipe ended or carried something unreadable."""
-
-
 @dataclass
 class _Worker:
     process: subprocess.Popen[bytes]
@@ -113,7 +109,7 @@ class _Worker:
         while got < n:
             chunk = os.read(self.fileno(), min(n - got, 1 << 20))
             if not chunk:
-                raise _Lost("end of the pipe")
+                raise WorkerLost("end of the pipe")
             chunks.append(chunk)
             got += len(chunk)
         return b"".join(chunks)
@@ -121,7 +117,7 @@ class _Worker:
     def recv(self) -> Any:
         (n,) = struct.unpack(">I", self._read(4))
         if n > wire.MAX_MESSAGE:
-            raise wire.WireError(f"a message of {n} bytes")
+            raise WireError(f"a message of {n} bytes")
         return wire.decode(self._read(n))
 
 
@@ -209,7 +205,7 @@ class TargetPool:
                 raise TargetError(f"--target {self.spec}: loading it took longer than {limit:.0f} s")
         try:
             info = w.recv()
-        except (_Lost, OSError, wire.WireError) as exc:
+        except (WorkerLost, OSError, WireError) as exc:
             self._kill(w)
             if w.process.returncode is not None:
                 raise TargetError(
@@ -306,10 +302,10 @@ class TargetPool:
             for w in [w for w in busy if w in ready]:
                 try:
                     msg = w.recv()
-                except (_Lost, OSError):
+                except (WorkerLost, OSError):
                     lose(w, "died")
                     continue
-                except wire.WireError as exc:
+                except WireError as exc:
                     lose(w, "garbled", str(exc))
                     continue
                 if not isinstance(msg, dict):

@@ -48,6 +48,8 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
+from .errors import BadResult, TargetError, Unsupported
+
 #: The keywords of manual_bptt.bptt and their defaults.
 DEFAULTS: dict[str, Any] = {
     "activation": "tanh",
@@ -90,23 +92,6 @@ DIMENSIONS: dict[str, tuple[str, ...]] = {
 }
 
 _UNEXPECTED = re.compile(r"unexpected keyword argument '(\w+)'")
-
-
-class TargetError(ValueError):
-    """The target cannot be loaded or declares something invalid (a usage error)."""
-
-
-class Unsupported(Exception):
-    """The target does not accept these keywords (or raised NotImplementedError for them)."""
-
-    def __init__(self, keywords: tuple[str, ...], detail: str = "") -> None:
-        super().__init__(f"unsupported option(s): {', '.join(keywords)}" + (f" ({detail})" if detail else ""))
-        self.keywords = keywords
-        self.detail = detail
-
-
-class BadResult(Exception):
-    """The target returned something that is not a result (None, or no .loss / .grads)."""
 
 
 @dataclass(frozen=True)

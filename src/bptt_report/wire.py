@@ -19,13 +19,11 @@ from typing import Any
 
 import numpy as np
 
+from .errors import WireError
+
 #: Largest message accepted (bytes).
 MAX_MESSAGE = 1 << 28
 _KINDS = "fiub"
-
-
-class WireError(ValueError):
-    """A message that cannot be decoded (the worker sent something malformed)."""
 
 
 def _pack(value: Any, blobs: list[bytes], offset: list[int]) -> Any:

@@ -39,13 +39,11 @@ from manual_bptt.gated_params import LSTMState
 from manual_bptt.problems import Problem, RNNConfig
 
 from . import wire
+from .errors import BadResult, Mutated, TargetError, Unsupported
 from .sweep import problem_for
 from .targets import (
     DECLARATION,
-    BadResult,
-    TargetError,
     TargetOutput,
-    Unsupported,
     accepted_keywords,
     call_target,
     load_target,
@@ -57,14 +55,6 @@ from .targets import (
 FD_EPS = 1e-5
 
 Request = tuple[str, int, RNNConfig, "int | None"]
-
-
-class Mutated(Exception):
-    """The target changed one of its inputs."""
-
-    def __init__(self, names: list[str]) -> None:
-        super().__init__(", ".join(names))
-        self.names = names
 
 
 def _inputs(p: Any, xs: Any, ys: Any, s0: Any, mask: Any) -> dict[str, Any]:
