@@ -32,7 +32,6 @@ import torch
 import reference
 from manual_bptt.problems import Problem, RNNConfig
 
-from . import threads
 from .compare import (
     ArrayCheck,
     compare_array,
@@ -42,6 +41,7 @@ from .compare import (
     not_comparable,
 )
 from .results import ConfigCheck
+from .run import threads
 from .sweep import problem_for
 from .targets import PARAM_FIELDS, TargetOutput, state_parts
 
@@ -160,7 +160,7 @@ def references_batch(cfgs: list[RNNConfig]) -> list[References]:
 
 
 def init_oracle_worker() -> None:
-    """An oracle worker: the thread settings of bptt_report.threads, Ctrl-C left to the checker."""
+    """An oracle worker: the thread settings of bptt_report.run.threads, Ctrl-C left to the checker."""
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     if hasattr(signal, "pthread_sigmask"):
         signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGINT, signal.SIGTERM})

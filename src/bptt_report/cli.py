@@ -370,7 +370,7 @@ def _run_report(args: argparse.Namespace) -> int:
         if args.quick and args.profile not in (None, "quick"):
             raise UsageError(f"--quick and --profile {args.profile} contradict each other")
         if args.scheduler is not None:
-            from .executors import require_dask
+            from .run.cluster import require_dask
 
             require_dask()
         if args.replay is not None:

@@ -10,7 +10,7 @@ LSTM of T = 121 or 127), the process that ran them all peaking at 620 MB. Not be
 an LSTM of T = 256, B = 4, H = 32 took 2.2 s in RTRL, and its decomposition's terms
 (T, T, G*H, H) would be 2 GiB, over manual_bptt's max_bytes (it raises TooLargeError).
 
-Each method runs in its own worker process (bptt_report.pool), like a target; the checks have
+Each method runs in its own worker process (bptt_report.run.pool), like a target; the checks have
 kind "rtrl" or "decompose", with the configuration's number.
 """
 
@@ -19,8 +19,8 @@ from __future__ import annotations
 from manual_bptt.problems import RNNConfig
 
 from .checks import References, oracle_checks
-from .pool import TargetPool
 from .results import ConfigCheck
+from .run.pool import TargetPool
 
 #: The names under which manual_bptt's bptt is checked (the cross-checks apply to these only).
 OWN_TARGETS = frozenset({"manual_bptt:bptt", "manual_bptt.layer:bptt", "manual_bptt.core:bptt"})

@@ -6,7 +6,7 @@
 
 The module is built by ``FACTORY(input_size=D, hidden_size=H, bias=..., batch_first=True)``
 (``torch.nn:LSTM`` itself is a valid factory) and runs in worker processes
-(bptt_report.module_worker, through bptt_report.pool): an exit, crash, timeout or a modified
+(bptt_report.module_worker, through bptt_report.run.pool): an exit, crash, timeout or a modified
 input is a finding about the module, never a crash of the checker. For each random
 configuration (D, H, T, B all different; random, nonzero and different b_ih and b_hh; random
 h0 (and c0); random upstream gradients on out, h_n (and c_n)) every value is rounded to the
@@ -56,7 +56,7 @@ from .module_session import (
     draw_case,
 )
 from .module_worker import DTYPES
-from .pool import DEFAULT_TIMEOUT
+from .run.pool import DEFAULT_TIMEOUT
 from .targets import spec_of
 
 __all__ = ["CELLS", "FACTOR", "MAX_EXAMPLES", "NOTATION", "ModuleCheckResult", "UsageError", "check_module"]

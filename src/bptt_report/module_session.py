@@ -21,7 +21,7 @@ from manual_bptt.checking import ATOL, RTOL
 from . import module_worker
 from .errors import TargetError, UsageError
 from .module_worker import GATES
-from .pool import TargetPool
+from .run.pool import TargetPool
 
 #: The lower-precision verdict: the module's error may be this many times the baseline's.
 FACTOR = 16.0

@@ -4,7 +4,7 @@ It never imports the oracle (``reference``) nor the hand-written reference's res
 plain float64 arrays (parameters, inputs, initial states, upstream gradients, already rounded
 to the module's dtype), builds the module with the factory, runs one forward and one backward,
 and sends back float64 copies of what the module computed. The checker (module_check) starts
-it through bptt_report.pool with :data:`BOOT`; the settings arrive as one JSON argument
+it through bptt_report.run.pool with :data:`BOOT`; the settings arrive as one JSON argument
 ``{"factory": "MODULE:FACTORY", "cell": ..., "dtype": ..., "device": ...}``.
 
 The contract of a module (``check-module``): ``FACTORY(input_size=D, hidden_size=H, bias=...,
@@ -36,8 +36,8 @@ from typing import Any
 
 import numpy as np
 
-from . import wire
 from .errors import BrokenContract, TargetError
+from .run import wire
 from .targets import load_target
 
 #: The torch parameter names of a single-layer recurrent module, in report order.
@@ -248,7 +248,7 @@ def hello(settings: dict[str, Any]) -> tuple[Callable[..., Any] | None, dict[str
 
 
 def main(settings_json: str) -> None:
-    """The worker's loop (started by bptt_report.pool): hello, then one reply per request."""
+    """The worker's loop (started by bptt_report.run.pool): hello, then one reply per request."""
     try:
         _serve(json.loads(settings_json))
     except (BrokenPipeError, ConnectionError, EOFError):

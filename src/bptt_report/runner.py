@@ -11,7 +11,7 @@ back plain arrays. The oracle and nn.RNN run here (jobs=1) or in separate oracle
 exits, crashes or runs past the timeout ends only its worker, which is restarted.
 
 With ``scheduler=`` the sweep's configurations run on a Dask cluster instead
-(bptt_report.executors: the target still in worker processes of its own there, the oracle in
+(bptt_report.run.cluster: the target still in worker processes of its own there, the oracle in
 the Dask worker processes); the probes, the comparison and the localization stay here.
 """
 
@@ -30,12 +30,12 @@ from typing import Any
 from manual_bptt.environment import describe, usable_cpus
 from manual_bptt.problems import RNNConfig
 
-from . import threads
 from .checks import References, fd_check, init_oracle_worker, misbehaviour, oracle_checks, references_batch
 from .localize import localize
-from .pool import DEFAULT_TIMEOUT, TargetPool, signals_blocked
 from .profiles import conditioned, profile_size
 from .results import CheckResult, ConfigCheck, Localization
+from .run import threads
+from .run.pool import DEFAULT_TIMEOUT, TargetPool, signals_blocked
 from .sweep import plan_configs, plan_fd_configs, probe_configs, split_examples
 from .targets import (
     ACTIVATIONS,
@@ -381,7 +381,7 @@ def check(
             or a list of them. The examples are split evenly over the cells the target supports
             (sweep.split_examples); a cell it does not support is listed as unsupported.
         scheduler: run the sweep on a Dask distributed cluster: the scheduler's address, or
-            "local" for a LocalCluster of ``jobs`` workers here (bptt_report.executors; needs
+            "local" for a LocalCluster of ``jobs`` workers here (bptt_report.run.cluster; needs
             the ``dist`` extra). The probes and the localization still run here.
         profile: "quick", "default" or "thorough" (bptt_report.profiles); ``quick=True`` is
             "quick".
@@ -399,7 +399,7 @@ def check(
     if scheduler is not None:
         if not isinstance(scheduler, str) or not scheduler:
             raise ValueError(f"scheduler: expected an address or 'local', got {scheduler!r}")
-        from .executors import require_dask
+        from .run.cluster import require_dask
 
         require_dask()
     t0 = time.perf_counter()
@@ -433,7 +433,7 @@ def check(
         bar = _progress(len(requests), "checking", progress)
         try:
             if scheduler is not None:
-                from .executors import dask_sweep
+                from .run.cluster import dask_sweep
 
                 outcome = dask_sweep(
                     scheduler, spec, requests, jobs=jobs, timeout=float(timeout), on_progress=bar.update

@@ -1,13 +1,13 @@
 """The worker process in which the target runs: it never imports torch or the oracle.
 
-The checker starts it (bptt_report.pool) with the target's "module:function" name. The worker imports
+The checker starts it (bptt_report.run.pool) with the target's "module:function" name. The worker imports
 numpy, manual_bptt and the target, says hello (what the target is, its signature, what it
 declares), then answers requests, one message each, in order. A request names a
 configuration (and optionally a prefix length); the worker rebuilds its arrays with
 manual_bptt.problems.make_problem, hands the target fresh copies, and compares every input
 (the parameters: U, W, V, b, c, or U, W, b_ih, b_hh, V, c for a gated cell; xs, ys, mask,
 s0, the LSTM's as s0.h and s0.c) bitwise before and after the call: a change is reported as
-such. The replies carry plain numbers and arrays only (bptt_report.wire), never objects.
+such. The replies carry plain numbers and arrays only (bptt_report.run.wire), never objects.
 
 Kinds of request:
     ("call", id, cfg, prefix)   the target's loss and gradients on the problem
@@ -38,8 +38,8 @@ from manual_bptt.checking import central_differences
 from manual_bptt.gated_params import LSTMState
 from manual_bptt.problems import Problem, RNNConfig
 
-from . import wire
 from .errors import BadResult, Mutated, TargetError, Unsupported
+from .run import wire
 from .sweep import problem_for
 from .targets import (
     DECLARATION,
@@ -251,7 +251,7 @@ def _jsonable(value: Any) -> Any:
 
 
 def main(spec: str) -> None:
-    """The worker's loop (started by bptt_report.pool): hello, then one reply per request,
+    """The worker's loop (started by bptt_report.run.pool): hello, then one reply per request,
     until None or the end of stdin. The protocol uses private copies of stdin and stdout;
     the target sees /dev/null as stdin and stderr as stdout. When the checker goes away (a
     closed pipe), the worker ends quietly."""

@@ -8,7 +8,8 @@ import struct
 import numpy as np
 import pytest
 
-from bptt_report import compare, targets, wire, worker
+from bptt_report import compare, targets, worker
+from bptt_report.run import wire
 from bptt_report.sweep import probe_configs, problem_for
 
 
@@ -79,7 +80,7 @@ def test_the_worker_side_imports_neither_torch_nor_the_oracle():
 
     code = (
         "import sys; sys.modules['torch'] = None; sys.modules['reference'] = None\n"
-        "import bptt_report.worker, bptt_report.pool, bptt_report.wire\n"
+        "import bptt_report.worker, bptt_report.run.pool, bptt_report.run.wire\n"
         "print('ok')"
     )
     r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)

@@ -3,7 +3,7 @@
 
 The configurations go out in batches (batch_size: a few per worker thread, so the scheduler's
 overhead per task stays small beside the work in it). Each batch is one Dask task, run_batch:
-on the Dask worker it hands the batch to a bptt_report.pool.TargetPool, so the target still
+on the Dask worker it hands the batch to a bptt_report.run.pool.TargetPool, so the target still
 runs in a subprocess of its own (never in the Dask worker process), and meanwhile computes the
 oracle's and nn.RNN's results for the batch in the Dask worker process (never where the target
 runs). The replies and references come back to the checker, which compares them exactly as in
@@ -35,8 +35,8 @@ from typing import Any
 
 from manual_bptt.problems import RNNConfig
 
+from ..errors import DaskMissing, SchedulerError, TargetError
 from . import threads
-from .errors import DaskMissing, SchedulerError, TargetError
 from .pool import DEFAULT_TIMEOUT, TargetPool
 
 #: How to install what --scheduler needs.
@@ -136,7 +136,7 @@ def run_batch(
         {"worker", "replies", "refs" (None for other requests), "notes", "aborted"}, or
         {"worker", "error"} when the target cannot be loaded here.
     """
-    from .checks import references
+    from ..checks import references
 
     where = _address()
     try:

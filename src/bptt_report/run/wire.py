@@ -19,7 +19,7 @@ from typing import Any
 
 import numpy as np
 
-from .errors import WireError
+from ..errors import WireError
 
 #: Largest message accepted (bytes).
 MAX_MESSAGE = 1 << 28

@@ -4,13 +4,13 @@ ends or hangs one, stopped on interrupt. The checker's side; numpy only.
 
 The worker gets this process's sys.path, so it imports the same packages (and never runs
 the calling script again, as multiprocessing's spawn would), and the environment of
-bptt_report.threads.environment (its BLAS and OpenMP pools on one thread, wherever the sweep
+bptt_report.run.threads.environment (its BLAS and OpenMP pools on one thread, wherever the sweep
 runs). Requests travel on its stdin (length-prefixed pickles, from the checker: trusted);
-replies on a copy of its stdout (length-prefixed bptt_report.wire messages); the target's own
+replies on a copy of its stdout (length-prefixed bptt_report.run.wire messages); the target's own
 prints go to stderr.
 
 Requests go out in batches (several per message, up to two batches in flight per worker);
-replies come back one per request, in order, as bptt_report.wire messages. A worker whose
+replies come back one per request, in order, as bptt_report.run.wire messages. A worker whose
 process ends, whose reply cannot be read, or that runs past the per-configuration timeout
 is killed; the request it was on gets a reply saying what happened ("died", "garbled",
 "timeout"), the requests queued behind it go to a fresh worker. After ``max_losses`` lost
@@ -37,8 +37,8 @@ from typing import Any
 
 from manual_bptt.problems import RNNConfig
 
+from ..errors import TargetError, WireError, WorkerLost
 from . import threads, wire
-from .errors import TargetError, WireError, WorkerLost
 
 #: Requests per message.
 BATCH = 8
