@@ -43,7 +43,7 @@ from .compare import (
 from .results import ConfigCheck
 from .run import threads
 from .sweep import problem_for
-from .targets import PARAM_FIELDS, TargetOutput, state_parts
+from .target.contract import PARAM_FIELDS, TargetOutput, state_parts
 
 #: The native torch module of each cell, as messages name it.
 NATIVE = {"rnn": "torch.nn.RNN", "gru": "torch.nn.GRU", "lstm": "torch.nn.LSTM"}

@@ -57,7 +57,7 @@ from .module_session import (
 )
 from .module_worker import DTYPES
 from .run.pool import DEFAULT_TIMEOUT
-from .targets import spec_of
+from .target.contract import spec_of
 
 __all__ = ["CELLS", "FACTOR", "MAX_EXAMPLES", "NOTATION", "ModuleCheckResult", "UsageError", "check_module"]
 

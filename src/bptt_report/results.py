@@ -19,7 +19,7 @@ from manual_bptt.problems import RNNConfig
 
 from .compare import FIELDS, ArrayCheck
 from .sweep import SweepSize, config_dict, describe_config, form_name, split_examples
-from .targets import FULL_SUPPORT, Capabilities
+from .target.contract import FULL_SUPPORT, Capabilities
 
 #: Version of the report.json layout (see report.schema.json).
 SCHEMA_VERSION = "3.0"

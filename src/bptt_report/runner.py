@@ -3,7 +3,7 @@
     result = bptt_report.check("mypackage.rnn:bptt", quick=True)
     result.assert_ok()
 
-The target never runs in this process: it runs in worker processes (bptt_report.worker,
+The target never runs in this process: it runs in worker processes (bptt_report.target.worker,
 started with "spawn" even for jobs=1, never importing torch or the oracle), which rebuild
 each configuration's arrays from the configuration, hand the target fresh copies, and send
 back plain arrays. The oracle and nn.RNN run here (jobs=1) or in separate oracle processes
@@ -37,7 +37,7 @@ from .results import CheckResult, ConfigCheck, Localization
 from .run import threads
 from .run.pool import DEFAULT_TIMEOUT, TargetPool, signals_blocked
 from .sweep import plan_configs, plan_fd_configs, probe_configs, split_examples
-from .targets import (
+from .target.contract import (
     ACTIVATIONS,
     CELLS,
     DEFAULT_TARGET,
@@ -364,7 +364,7 @@ def check(
     Args:
         target: the implementation: its name "module:function", or a module-level callable
             (found again by name: it runs in worker processes); None checks manual_bptt.bptt.
-            Its contract and how it declares what it supports: bptt_report.targets.
+            Its contract and how it declares what it supports: bptt_report.target.contract.
         seed: seeds the sweep (the configurations and their arrays).
         examples: number of oracle configurations (default: 3000, or 32 with ``quick``), at
             most MAX_EXAMPLES.

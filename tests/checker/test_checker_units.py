@@ -8,9 +8,10 @@ import struct
 import numpy as np
 import pytest
 
-from bptt_report import compare, targets, worker
+from bptt_report import compare
 from bptt_report.run import wire
 from bptt_report.sweep import probe_configs, problem_for
+from bptt_report.target import contract, worker
 
 
 def test_worker_messages_carry_numbers_and_arrays_and_nothing_else():
@@ -37,7 +38,7 @@ def test_worker_messages_carry_numbers_and_arrays_and_nothing_else():
 
 
 def test_a_declaration_is_validated_and_its_names_normalized():
-    got = targets.parse_declaration({"inputs": ["tokens (B,T)", "tokens (T,)"], "options": ["s0"]})
+    got = contract.parse_declaration({"inputs": ["tokens (B,T)", "tokens (T,)"], "options": ["s0"]})
     assert got == {"inputs": ("tokens (T,)", "tokens (B, T)"), "options": ("s0",)}
     for bad, match in [
         ({"input": []}, "unknown key 'input'"),
@@ -45,8 +46,8 @@ def test_a_declaration_is_validated_and_its_names_normalized():
         ({"options": "s0"}, "expected a list"),
         (["s0"], "expected a dict"),
     ]:
-        with pytest.raises(targets.TargetError, match=match):
-            targets.parse_declaration(bad)
+        with pytest.raises(contract.TargetError, match=match):
+            contract.parse_declaration(bad)
 
 
 def test_the_finite_difference_ratio_is_the_elementwise_criterion():
@@ -80,7 +81,7 @@ def test_the_worker_side_imports_neither_torch_nor_the_oracle():
 
     code = (
         "import sys; sys.modules['torch'] = None; sys.modules['reference'] = None\n"
-        "import bptt_report.worker, bptt_report.run.pool, bptt_report.run.wire\n"
+        "import bptt_report.target.worker, bptt_report.run.pool, bptt_report.run.wire\n"
         "print('ok')"
     )
     r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)

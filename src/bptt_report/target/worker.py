@@ -38,10 +38,10 @@ from manual_bptt.checking import central_differences
 from manual_bptt.gated_params import LSTMState
 from manual_bptt.problems import Problem, RNNConfig
 
-from .errors import BadResult, Mutated, TargetError, Unsupported
-from .run import wire
-from .sweep import problem_for
-from .targets import (
+from ..errors import BadResult, Mutated, TargetError, Unsupported
+from ..run import wire
+from ..sweep import problem_for
+from .contract import (
     DECLARATION,
     TargetOutput,
     accepted_keywords,

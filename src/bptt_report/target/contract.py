@@ -34,7 +34,7 @@ exception there is a failure, with its traceback). The sweep is then drawn insid
 supported. The checker compares float64 only: a target without "float64" in its dtypes
 cannot be checked.
 
-The calls themselves run only in worker processes (bptt_report.worker). numpy only.
+The calls themselves run only in worker processes (bptt_report.target.worker). numpy only.
 """
 
 from __future__ import annotations
@@ -48,7 +48,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from .errors import BadResult, TargetError, Unsupported
+from ..errors import BadResult, TargetError, Unsupported
 
 #: The keywords of manual_bptt.bptt and their defaults.
 DEFAULTS: dict[str, Any] = {
