@@ -19,8 +19,8 @@ import sys
 from importlib.machinery import PathFinder
 
 from .compare import FIELDS
+from .plan.sweep import describe_config
 from .results import KINDS, CheckResult, ConfigCheck
-from .sweep import describe_config
 
 
 def _escape_data(text: str) -> str:

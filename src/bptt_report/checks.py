@@ -40,9 +40,9 @@ from .compare import (
     looks_like_float32,
     not_comparable,
 )
+from .plan.sweep import problem_for
 from .results import ConfigCheck
 from .run import threads
-from .sweep import problem_for
 from .target.contract import PARAM_FIELDS, TargetOutput, state_parts
 
 #: The native torch module of each cell, as messages name it.

@@ -33,8 +33,8 @@ from manual_bptt.problems import RNNConfig
 
 from .checks import Ref, compare_output, failure_message, misbehaviour, references, target_output
 from .compare import FLOAT32_BAND, RECURRENT_FIELDS, ArrayCheck, looks_like_float32
+from .plan.sweep import describe_config
 from .results import ConfigCheck, LagStep, Localization
-from .sweep import describe_config
 
 #: Largest truncation window scanned for the lag.
 MAX_LAG_SCAN = 12

@@ -18,7 +18,7 @@ from typing import Any
 from manual_bptt.problems import RNNConfig
 
 from .compare import FIELDS, ArrayCheck
-from .sweep import SweepSize, config_dict, describe_config, form_name, split_examples
+from .plan.sweep import SweepSize, config_dict, describe_config, form_name, split_examples
 from .target.contract import FULL_SUPPORT, Capabilities
 
 #: Version of the report.json layout (see report.schema.json).

@@ -32,11 +32,11 @@ from manual_bptt.problems import RNNConfig
 
 from .checks import References, fd_check, init_oracle_worker, misbehaviour, oracle_checks, references_batch
 from .localize import localize
-from .profiles import conditioned, profile_size
+from .plan.profiles import conditioned, profile_size
+from .plan.sweep import plan_configs, plan_fd_configs, probe_configs, split_examples
 from .results import CheckResult, ConfigCheck, Localization
 from .run import threads
 from .run.pool import DEFAULT_TIMEOUT, TargetPool, signals_blocked
-from .sweep import plan_configs, plan_fd_configs, probe_configs, split_examples
 from .target.contract import (
     ACTIVATIONS,
     CELLS,
@@ -383,7 +383,7 @@ def check(
         scheduler: run the sweep on a Dask distributed cluster: the scheduler's address, or
             "local" for a LocalCluster of ``jobs`` workers here (bptt_report.run.cluster; needs
             the ``dist`` extra). The probes and the localization still run here.
-        profile: "quick", "default" or "thorough" (bptt_report.profiles); ``quick=True`` is
+        profile: "quick", "default" or "thorough" (bptt_report.plan.profiles); ``quick=True`` is
             "quick".
 
     Returns:

@@ -16,9 +16,9 @@ import bptt_report
 import dask_targets
 from bptt_report import runner
 from bptt_report.cli import EXIT_USAGE, main
+from bptt_report.plan.sweep import SweepSize, plan_configs
 from bptt_report.run import cluster as executors
 from bptt_report.run import threads
-from bptt_report.sweep import SweepSize, plan_configs
 
 
 def _comparable(result: bptt_report.CheckResult) -> dict:

@@ -10,8 +10,9 @@ import pytest
 
 import bptt_report
 import manual_bptt as mb
-from bptt_report import crosschecks, profiles
-from bptt_report.sweep import FULL, QUICK, SweepSize, plan_configs
+from bptt_report import crosschecks
+from bptt_report.plan import profiles
+from bptt_report.plan.sweep import FULL, QUICK, SweepSize, plan_configs
 from bptt_report.target import methods
 from manual_bptt.problems import RNNConfig, make_problem
 

@@ -39,8 +39,8 @@ from manual_bptt.gated_params import LSTMState
 from manual_bptt.problems import Problem, RNNConfig
 
 from ..errors import BadResult, Mutated, TargetError, Unsupported
+from ..plan.sweep import problem_for
 from ..run import wire
-from ..sweep import problem_for
 from .contract import (
     DECLARATION,
     TargetOutput,

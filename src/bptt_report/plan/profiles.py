@@ -12,7 +12,7 @@
                0.066 s), on the project's 2-core machine while it was shared (load average
                about 4), so that the whole sweep is a run of 10 to 20 minutes with --jobs 1
 
-Every profile draws the same kinds of configuration (bptt_report.sweep), only larger.
+Every profile draws the same kinds of configuration (bptt_report.plan.sweep), only larger.
 """
 
 from __future__ import annotations
