@@ -37,11 +37,11 @@ def __getattr__(name: str) -> Any:
     elif name == "write_module_report":
         from .module_report import write_module_report as value
     elif name in ("CheckResult", "ConfigCheck", "Localization", "LagStep", "SCHEMA_VERSION"):
-        from . import results as module
+        from .judge import results as module
 
         value = getattr(module, name)
     elif name == "ArrayCheck":
-        from .compare import ArrayCheck as value
+        from .judge.compare import ArrayCheck as value
     elif name in ("write_report", "ReportFiles", "load_schema"):
         from . import report as module
 

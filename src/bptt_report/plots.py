@@ -14,9 +14,9 @@ from typing import Any
 
 import numpy as np
 
-from .compare import FD_ATOL, FD_RTOL, FIELDS, RTOL
 from .errors import PlotsUnavailable
-from .results import CheckResult
+from .judge.compare import FD_ATOL, FD_RTOL, FIELDS, RTOL
+from .judge.results import CheckResult
 
 #: Where exact zeros are drawn on the log axis.
 ZERO_FLOOR = 1e-18

@@ -22,10 +22,10 @@ from typing import Any
 import manual_bptt as mb
 from manual_bptt.problems import RNNConfig
 
-from .compare import ATOL, FD_ATOL, FD_RTOL, FIELDS, RECURRENT_FIELDS, RTOL
+from .judge.compare import ATOL, FD_ATOL, FD_RTOL, FIELDS, RECURRENT_FIELDS, RTOL
+from .judge.results import KINDS, MIN_CHECKED, CheckResult, Localization
 from .plan.sweep import ACTIVATION_NAMES, config_dict, describe_config, form_name
 from .regimes import REGIME_T, sample_regimes
-from .results import KINDS, MIN_CHECKED, CheckResult, Localization
 
 
 @dataclass(frozen=True)

@@ -30,11 +30,18 @@ from typing import Any
 from manual_bptt.environment import describe, usable_cpus
 from manual_bptt.problems import RNNConfig
 
-from .checks import References, fd_check, init_oracle_worker, misbehaviour, oracle_checks, references_batch
-from .localize import localize
+from .judge.checks import (
+    References,
+    fd_check,
+    init_oracle_worker,
+    misbehaviour,
+    oracle_checks,
+    references_batch,
+)
+from .judge.localize import localize
+from .judge.results import CheckResult, ConfigCheck, Localization
 from .plan.profiles import conditioned, profile_size
 from .plan.sweep import plan_configs, plan_fd_configs, probe_configs, split_examples
-from .results import CheckResult, ConfigCheck, Localization
 from .run import threads
 from .run.pool import DEFAULT_TIMEOUT, TargetPool, signals_blocked
 from .target.contract import (
@@ -461,7 +468,7 @@ def check(
             if reply.get("status") != "not_run":
                 checks.append(fd_check(n + j, cfg, reply))
         if profile == "thorough":
-            from .crosschecks import cross_checks
+            from .judge.crosschecks import cross_checks
 
             extra, extra_notes = cross_checks(spec, configs, list(refs), float(timeout))
             checks.extend(extra)

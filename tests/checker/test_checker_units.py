@@ -8,7 +8,7 @@ import struct
 import numpy as np
 import pytest
 
-from bptt_report import compare
+from bptt_report.judge import compare
 from bptt_report.plan.sweep import probe_configs, problem_for
 from bptt_report.run import wire
 from bptt_report.target import contract, worker
@@ -89,8 +89,8 @@ def test_the_worker_side_imports_neither_torch_nor_the_oracle():
 
 
 def test_one_traceback_per_kind_of_exception():
+    from bptt_report.judge.results import CheckResult, ConfigCheck
     from bptt_report.plan.sweep import QUICK
-    from bptt_report.results import CheckResult, ConfigCheck
 
     cfg = probe_configs(("tokens (T,)",))["tokens (T,)"]
     checks = tuple(

@@ -10,7 +10,7 @@ import pytest
 
 import bptt_report
 import manual_bptt as mb
-from bptt_report import crosschecks
+from bptt_report.judge import crosschecks
 from bptt_report.plan import profiles
 from bptt_report.plan.sweep import FULL, QUICK, SweepSize, plan_configs
 from bptt_report.target import methods

@@ -6,7 +6,7 @@
                radius of W capped by length, truncation windows of more than one step on at
                most WINDOW_T steps), more finite differences, and (for manual_bptt's own bptt)
                RTRL and decomposition cross-checks on a subset of T <= 128
-               (bptt_report.crosschecks): the sweep worth a Dask cluster (``--scheduler``). Its
+               (bptt_report.judge.crosschecks): the sweep worth a Dask cluster (``--scheduler``). Its
                count comes from a measured rate: a sample of 3000 of its configurations (all
                three cells, --jobs 1) took 203 s, 0.068 s per configuration (one of 2000:
                0.066 s), on the project's 2-core machine while it was shared (load average

@@ -136,7 +136,7 @@ def run_batch(
         {"worker", "replies", "refs" (None for other requests), "notes", "aborted"}, or
         {"worker", "error"} when the target cannot be loaded here.
     """
-    from ..checks import references
+    from ..judge.checks import references
 
     where = _address()
     try:

@@ -1,5 +1,5 @@
 """manual_bptt's other derivations of the same gradient, as targets (module:function names with
-manual_bptt.bptt's signature), for the thorough profile's cross-checks (bptt_report.crosschecks).
+manual_bptt.bptt's signature), for the thorough profile's cross-checks (bptt_report.judge.crosschecks).
 They run in the target's worker processes, like any target: numpy and manual_bptt only.
 
     rtrl          manual_bptt.rtrl: forward-mode sensitivities, every array

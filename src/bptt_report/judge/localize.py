@@ -31,9 +31,9 @@ import numpy as np
 
 from manual_bptt.problems import RNNConfig
 
+from ..plan.sweep import describe_config
 from .checks import Ref, compare_output, failure_message, misbehaviour, references, target_output
 from .compare import FLOAT32_BAND, RECURRENT_FIELDS, ArrayCheck, looks_like_float32
-from .plan.sweep import describe_config
 from .results import ConfigCheck, LagStep, Localization
 
 #: Largest truncation window scanned for the lag.

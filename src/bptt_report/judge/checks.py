@@ -32,6 +32,9 @@ import torch
 import reference
 from manual_bptt.problems import Problem, RNNConfig
 
+from ..plan.sweep import problem_for
+from ..run import threads
+from ..target.contract import PARAM_FIELDS, TargetOutput, state_parts
 from .compare import (
     ArrayCheck,
     compare_array,
@@ -40,10 +43,7 @@ from .compare import (
     looks_like_float32,
     not_comparable,
 )
-from .plan.sweep import problem_for
 from .results import ConfigCheck
-from .run import threads
-from .target.contract import PARAM_FIELDS, TargetOutput, state_parts
 
 #: The native torch module of each cell, as messages name it.
 NATIVE = {"rnn": "torch.nn.RNN", "gru": "torch.nn.GRU", "lstm": "torch.nn.LSTM"}

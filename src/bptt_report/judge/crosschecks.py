@@ -18,9 +18,9 @@ from __future__ import annotations
 
 from manual_bptt.problems import RNNConfig
 
+from ..run.pool import TargetPool
 from .checks import References, oracle_checks
 from .results import ConfigCheck
-from .run.pool import TargetPool
 
 #: The names under which manual_bptt's bptt is checked (the cross-checks apply to these only).
 OWN_TARGETS = frozenset({"manual_bptt:bptt", "manual_bptt.layer:bptt", "manual_bptt.core:bptt"})

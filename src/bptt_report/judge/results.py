@@ -17,9 +17,9 @@ from typing import Any
 
 from manual_bptt.problems import RNNConfig
 
+from ..plan.sweep import SweepSize, config_dict, describe_config, form_name, split_examples
+from ..target.contract import FULL_SUPPORT, Capabilities
 from .compare import FIELDS, ArrayCheck
-from .plan.sweep import SweepSize, config_dict, describe_config, form_name, split_examples
-from .target.contract import FULL_SUPPORT, Capabilities
 
 #: Version of the report.json layout (see report.schema.json).
 SCHEMA_VERSION = "3.0"

@@ -1,0 +1,10 @@
+"""Judging the target: its arrays against the references, the verdict, where it goes wrong.
+
+    compare       one array against a reference: the tolerances, the worst entry
+    checks        the references (the oracle, the native torch module) and one configuration
+                  judged from the target's reply
+    crosschecks   manual_bptt's other derivations against the same references (thorough)
+    localize      where a disagreement sits: the arrays, the shortest sequence, the lag, the
+                  smallest configuration
+    results       the result objects, the verdict and coverage rules, their JSON form
+"""
