@@ -43,7 +43,7 @@ def __getattr__(name: str) -> Any:
     elif name == "ArrayCheck":
         from .judge.compare import ArrayCheck as value
     elif name in ("write_report", "ReportFiles", "load_schema"):
-        from . import report as module
+        from .output import report as module
 
         value = getattr(module, name)
     elif name in ("load_target", "TargetError"):

@@ -350,7 +350,7 @@ def run_report(args: argparse.Namespace) -> int:
 def _run_report(args: argparse.Namespace) -> int:
     try:
         from . import runner
-        from .report import write_report
+        from .output.report import write_report
     except ImportError as exc:
         print(
             "manual-bptt report: needs PyTorch (the oracle): "
@@ -405,7 +405,7 @@ def _run_report(args: argparse.Namespace) -> int:
         return EXIT_INTERNAL
     print(result.summary())
     if args.annotations:
-        from .annotations import annotation_lines
+        from .output.annotations import annotation_lines
 
         for line in annotation_lines(result):
             print(line)

@@ -14,7 +14,7 @@ from pathlib import Path
 
 from .module_check import ModuleCheckResult
 from .module_session import FACTOR, NOTATION
-from .plots import PlotsUnavailable, pyplot
+from .output.plots import PlotsUnavailable, pyplot
 
 FILES = ("report.json", "report.md", "lag_profile.png")
 

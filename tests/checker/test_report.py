@@ -20,8 +20,8 @@ import pytest
 
 import bptt_report
 import manual_bptt as mb
-from bptt_report import plots, report
 from bptt_report.judge import compare
+from bptt_report.output import plots, report
 from bptt_report.plan import sweep
 from bptt_report.target import contract
 from manual_bptt.testing import WEIGHT_SCALES

@@ -1,7 +1,7 @@
 """The report's PNG plots (needs matplotlib, the ``plot`` extra; drawn with the Agg backend).
 
 errors.png        relative error of every checked array, per field, against the tolerance
-state_grads.png   log10 ||dE_t/dz_k|| over (t, k), one column per sample model (bptt_report.regimes):
+state_grads.png   log10 ||dE_t/dz_k|| over (t, k), one column per sample model (bptt_report.output.regimes):
                   the Elman cell vanishing and exploding, the GRU, the LSTM's h path and c path
 lag_profile.png   term norm ||term_W[t, t - L]||, ||dz_t/dz_{t-L}||_2 and ||dE_t/dz_{t-L}|| against
                   the lag L (the LSTM's h and c paths apart)
@@ -14,9 +14,9 @@ from typing import Any
 
 import numpy as np
 
-from .errors import PlotsUnavailable
-from .judge.compare import FD_ATOL, FD_RTOL, FIELDS, RTOL
-from .judge.results import CheckResult
+from ..errors import PlotsUnavailable
+from ..judge.compare import FD_ATOL, FD_RTOL, FIELDS, RTOL
+from ..judge.results import CheckResult
 
 #: Where exact zeros are drawn on the log axis.
 ZERO_FLOOR = 1e-18

@@ -23,7 +23,7 @@ import numpy as np
 import manual_bptt as mb
 from manual_bptt.problems import RNNConfig, make_problem
 
-from .plan.sweep import config_dict
+from ..plan.sweep import config_dict
 
 #: The sample models: (name, cell, activation (the Elman cell), weight scale). The Elman
 #: cell's scale is the spectral radius of W (tanh saturates, so its gradients cannot keep

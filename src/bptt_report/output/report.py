@@ -22,9 +22,9 @@ from typing import Any
 import manual_bptt as mb
 from manual_bptt.problems import RNNConfig
 
-from .judge.compare import ATOL, FD_ATOL, FD_RTOL, FIELDS, RECURRENT_FIELDS, RTOL
-from .judge.results import KINDS, MIN_CHECKED, CheckResult, Localization
-from .plan.sweep import ACTIVATION_NAMES, config_dict, describe_config, form_name
+from ..judge.compare import ATOL, FD_ATOL, FD_RTOL, FIELDS, RECURRENT_FIELDS, RTOL
+from ..judge.results import KINDS, MIN_CHECKED, CheckResult, Localization
+from ..plan.sweep import ACTIVATION_NAMES, config_dict, describe_config, form_name
 from .regimes import REGIME_T, sample_regimes
 
 
@@ -479,7 +479,7 @@ def _write_text(path: Path, text: str) -> None:
 
 
 def write_report(result: CheckResult, out_dir: str | os.PathLike[str], *, plots: bool = True) -> ReportFiles:
-    """Write report.json, report.md, report.xml (JUnit, bptt_report.junit) and the plots into
+    """Write report.json, report.md, report.xml (JUnit, bptt_report.output.junit) and the plots into
     ``out_dir``, atomically.
 
     Args:

@@ -26,8 +26,8 @@ import xml.etree.ElementTree as ET
 from collections import defaultdict
 from typing import Any
 
-from .judge.results import KINDS, CheckResult, ConfigCheck
-from .plan.sweep import describe_config, form_name
+from ..judge.results import KINDS, CheckResult, ConfigCheck
+from ..plan.sweep import describe_config, form_name
 
 #: Failing checks listed in one failure's text at most.
 MAX_LISTED = 25

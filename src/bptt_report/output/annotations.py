@@ -18,9 +18,9 @@ import re
 import sys
 from importlib.machinery import PathFinder
 
-from .judge.compare import FIELDS
-from .judge.results import KINDS, CheckResult, ConfigCheck
-from .plan.sweep import describe_config
+from ..judge.compare import FIELDS
+from ..judge.results import KINDS, CheckResult, ConfigCheck
+from ..plan.sweep import describe_config
 
 
 def _escape_data(text: str) -> str:
