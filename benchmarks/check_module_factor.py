@@ -19,8 +19,8 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
 
 import user_modules
-from bptt_report import module_check as mc
-from bptt_report import module_worker as mw
+from bptt_report.module import check as mc
+from bptt_report.module import worker as mw
 
 
 def main() -> None:

@@ -31,11 +31,11 @@ def __getattr__(name: str) -> Any:
     if name == "check":
         from .runner import check as value
     elif name in ("check_module", "ModuleCheckResult"):
-        from . import module_check as module
+        from .module import check as module
 
         value = getattr(module, name)
     elif name == "write_module_report":
-        from .module_report import write_module_report as value
+        from .module.report import write_module_report as value
     elif name in ("CheckResult", "ConfigCheck", "Localization", "LagStep", "SCHEMA_VERSION"):
         from .judge import results as module
 

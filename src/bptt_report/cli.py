@@ -243,8 +243,8 @@ def run_check_module(args: argparse.Namespace) -> int:
 def _run_check_module(args: argparse.Namespace) -> int:
     name = "manual-bptt check-module"
     try:
-        from .module_check import check_module
-        from .module_report import write_module_report
+        from .module.check import check_module
+        from .module.report import write_module_report
     except ImportError as exc:
         print(f"{name}: needs PyTorch: pip install 'manual-bptt[report]' ({type(exc).__name__}: {exc})",
               file=sys.stderr)  # fmt: skip

@@ -14,9 +14,9 @@ import numpy as np
 import pytest
 import torch
 
-from bptt_report import module_check as mc
-from bptt_report import module_session as ms
-from bptt_report.module_check import FACTOR, UsageError, check_module
+from bptt_report.module import check as mc
+from bptt_report.module import session as ms
+from bptt_report.module.check import FACTOR, UsageError, check_module
 
 QUICK = {"quick": True, "examples": 2}
 

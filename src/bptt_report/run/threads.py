@@ -9,7 +9,7 @@ at the number of CPUs. So every process that computes for a sweep runs its BLAS,
 torch pools on THREADS threads:
 
 - the processes that run the target, the cross-checked methods and the finite differences
-  (bptt_report.run.pool, bptt_report.module_session) start with ``environment()``: the thread
+  (bptt_report.run.pool, bptt_report.module.session) start with ``environment()``: the thread
   variables are set before numpy, torch or anything the target imports loads its pools;
 - where the references are computed (the checker, its oracle processes, a Dask worker):
   inside ``fixed()``, or after ``fix()`` in a process of its own.

@@ -1,4 +1,4 @@
-"""The worker process in which a user's PyTorch recurrent layer runs (for bptt_report.module_check).
+"""The worker process in which a user's PyTorch recurrent layer runs (for bptt_report.module.check).
 
 It never imports the oracle (``reference``) nor the hand-written reference's results: it gets
 plain float64 arrays (parameters, inputs, initial states, upstream gradients, already rounded
@@ -36,9 +36,9 @@ from typing import Any
 
 import numpy as np
 
-from .errors import BrokenContract, TargetError
-from .run import wire
-from .target.contract import load_target
+from ..errors import BrokenContract, TargetError
+from ..run import wire
+from ..target.contract import load_target
 
 #: The torch parameter names of a single-layer recurrent module, in report order.
 PARAM_NAMES = ("weight_ih_l0", "weight_hh_l0", "bias_ih_l0", "bias_hh_l0")
@@ -48,7 +48,7 @@ DTYPES = ("float64", "float32", "bfloat16", "float16")
 
 BOOT = (
     "import json, sys; sys.path[:] = json.loads(sys.argv[1]); "
-    "from bptt_report.module_worker import main; main(sys.argv[2])"
+    "from bptt_report.module.worker import main; main(sys.argv[2])"
 )
 
 

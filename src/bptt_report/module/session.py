@@ -1,7 +1,7 @@
 """check-module's session with a module under test: the random cases, the float64 reference
 (manual_bptt.backward) and torch's own module as the baseline, the worker processes that run the
-module, and the verdict per array. Shared by the check (bptt_report.module_check) and the
-localization (bptt_report.module_localize), which both import it.
+module, and the verdict per array. Shared by the check (bptt_report.module.check) and the
+localization (bptt_report.module.localize), which both import it.
 """
 
 from __future__ import annotations
@@ -18,10 +18,10 @@ import numpy as np
 import manual_bptt as mb
 from manual_bptt.checking import ATOL, RTOL
 
-from . import module_worker
-from .errors import TargetError, UsageError
-from .module_worker import GATES
-from .run.pool import TargetPool
+from ..errors import TargetError, UsageError
+from ..run.pool import TargetPool
+from . import worker as module_worker
+from .worker import GATES
 
 #: The lower-precision verdict: the module's error may be this many times the baseline's.
 FACTOR = 16.0
@@ -42,7 +42,7 @@ FORWARD = ("out", "h_n", "c_n")
 
 
 class ModulePool(TargetPool):
-    """TargetPool whose workers run bptt_report.module_worker with ``settings`` (JSON)."""
+    """TargetPool whose workers run bptt_report.module.worker with ``settings`` (JSON)."""
 
     def _command(self) -> list[str]:
         return [sys.executable, "-c", module_worker.BOOT, json.dumps(sys.path), self.spec]

@@ -12,9 +12,9 @@ import math
 import os
 from pathlib import Path
 
-from .module_check import ModuleCheckResult
-from .module_session import FACTOR, NOTATION
-from .output.plots import PlotsUnavailable, pyplot
+from ..output.plots import PlotsUnavailable, pyplot
+from .check import ModuleCheckResult
+from .session import FACTOR, NOTATION
 
 FILES = ("report.json", "report.md", "lag_profile.png")
 

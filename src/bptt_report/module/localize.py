@@ -24,7 +24,7 @@ from typing import Any
 
 import numpy as np
 
-from .module_session import (
+from .session import (
     FACTOR,
     FORWARD,
     GATES,

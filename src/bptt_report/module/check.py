@@ -6,7 +6,7 @@
 
 The module is built by ``FACTORY(input_size=D, hidden_size=H, bias=..., batch_first=True)``
 (``torch.nn:LSTM`` itself is a valid factory) and runs in worker processes
-(bptt_report.module_worker, through bptt_report.run.pool): an exit, crash, timeout or a modified
+(bptt_report.module.worker, through bptt_report.run.pool): an exit, crash, timeout or a modified
 input is a finding about the module, never a crash of the checker. For each random
 configuration (D, H, T, B all different; random, nonzero and different b_ih and b_hh; random
 h0 (and c0); random upstream gradients on out, h_n (and c_n)) every value is rounded to the
@@ -24,7 +24,7 @@ scale = max|ref|:
                  UNIT the dtype's unit roundoff (a floor for a baseline that happens to be exact).
 ``ratio`` is err / max(base, UNIT * scale) (the number compared with FACTOR).
 
-Localization of a failure (bptt_report.module_localize) and the files (bptt_report.module_report).
+Localization of a failure (bptt_report.module.localize) and the files (bptt_report.module.report).
 """
 
 from __future__ import annotations
@@ -40,8 +40,10 @@ import numpy as np
 from manual_bptt.checking import ATOL, RTOL
 from manual_bptt.errors import integer_arg
 
-from .errors import UsageError
-from .module_session import (
+from ..errors import UsageError
+from ..run.pool import DEFAULT_TIMEOUT
+from ..target.contract import spec_of
+from .session import (
     CELLS,
     DEFAULT_EXAMPLES,
     FACTOR,
@@ -55,9 +57,7 @@ from .module_session import (
     Session,
     draw_case,
 )
-from .module_worker import DTYPES
-from .run.pool import DEFAULT_TIMEOUT
-from .target.contract import spec_of
+from .worker import DTYPES
 
 __all__ = ["CELLS", "FACTOR", "MAX_EXAMPLES", "NOTATION", "ModuleCheckResult", "UsageError", "check_module"]
 
@@ -303,11 +303,11 @@ def check_module(
             verdict = "PASS"
         loc = None
         if failed and localize:
-            from .module_localize import localize as run_localize
+            from .localize import localize as run_localize
 
             loc = run_localize(session, evals, forward_bad, grads_bad)
         elif localize:
-            from .module_localize import profile_only
+            from .localize import profile_only
 
             loc = profile_only(session, evals)
     finally:
