@@ -9,7 +9,7 @@
 
 This package uses both manual_bptt (the numpy implementation) and reference (the PyTorch
 oracle); neither of them imports it. The names below are loaded on first use, so that
-the target's worker processes (bptt_report.target.worker) never import torch.
+the target's worker processes (bptt_report.targets.worker) never import torch.
 """
 
 from __future__ import annotations
@@ -27,7 +27,7 @@ __all__ = sorted(
 
 def __getattr__(name: str) -> Any:
     """The public names, each imported from its module on first use (plain imports, run late so
-    that a worker process that imports bptt_report.target.worker never loads torch)."""
+    that a worker process that imports bptt_report.targets.worker never loads torch)."""
     if name == "check":
         from .runner import check as value
     elif name in ("check_module", "ModuleCheckResult"):
@@ -47,7 +47,7 @@ def __getattr__(name: str) -> Any:
 
         value = getattr(module, name)
     elif name in ("load_target", "TargetError"):
-        from .target import contract as module
+        from .targets import contract as module
 
         value = getattr(module, name)
     else:

@@ -3,7 +3,7 @@
     result = bptt_report.check("mypackage.rnn:bptt", quick=True)
     result.assert_ok()
 
-The target never runs in this process: it runs in worker processes (bptt_report.target.worker,
+The target never runs in this process: it runs in worker processes (bptt_report.targets.worker,
 started with "spawn" even for jobs=1, never importing torch or the oracle), which rebuild
 each configuration's arrays from the configuration, hand the target fresh copies, and send
 back plain arrays. The oracle and nn.RNN run here (jobs=1) or in separate oracle processes
@@ -44,7 +44,7 @@ from .plan.profiles import conditioned, profile_size
 from .plan.sweep import plan_configs, plan_fd_configs, probe_configs, split_examples
 from .run import threads
 from .run.pool import DEFAULT_TIMEOUT, TargetPool, signals_blocked
-from .target.contract import (
+from .targets.contract import (
     ACTIVATIONS,
     CELLS,
     DEFAULT_TARGET,
@@ -371,7 +371,7 @@ def check(
     Args:
         target: the implementation: its name "module:function", or a module-level callable
             (found again by name: it runs in worker processes); None checks manual_bptt.bptt.
-            Its contract and how it declares what it supports: bptt_report.target.contract.
+            Its contract and how it declares what it supports: bptt_report.targets.contract.
         seed: seeds the sweep (the configurations and their arrays).
         examples: number of oracle configurations (default: 3000, or 32 with ``quick``), at
             most MAX_EXAMPLES.

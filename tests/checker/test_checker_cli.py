@@ -16,7 +16,7 @@ from pathlib import Path
 import pytest
 
 from bptt_report import cli, runner
-from bptt_report.target import contract
+from bptt_report.targets import contract
 from locations import SRC, TESTS
 from manual_bptt import __version__
 

@@ -11,7 +11,7 @@ import pytest
 from bptt_report.judge import compare
 from bptt_report.plan.sweep import probe_configs, problem_for
 from bptt_report.run import wire
-from bptt_report.target import contract, worker
+from bptt_report.targets import contract, worker
 
 
 def test_worker_messages_carry_numbers_and_arrays_and_nothing_else():
@@ -81,7 +81,7 @@ def test_the_worker_side_imports_neither_torch_nor_the_oracle():
 
     code = (
         "import sys; sys.modules['torch'] = None; sys.modules['reference'] = None\n"
-        "import bptt_report.target.worker, bptt_report.run.pool, bptt_report.run.wire\n"
+        "import bptt_report.targets.worker, bptt_report.run.pool, bptt_report.run.wire\n"
         "print('ok')"
     )
     r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)

@@ -23,7 +23,7 @@ import manual_bptt as mb
 from bptt_report.judge import compare
 from bptt_report.output import plots, report
 from bptt_report.plan import sweep
-from bptt_report.target import contract
+from bptt_report.targets import contract
 from manual_bptt.testing import WEIGHT_SCALES
 
 

@@ -16,7 +16,7 @@ import bptt_report
 import manual_bptt as mb
 from bptt_report import cli
 from bptt_report.plan import sweep
-from bptt_report.target.contract import full_support
+from bptt_report.targets.contract import full_support
 from manual_bptt.problems import RNNConfig, make_problem
 from manual_bptt.testing import rnn_configs
 

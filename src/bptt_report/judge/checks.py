@@ -34,7 +34,7 @@ from manual_bptt.problems import Problem, RNNConfig
 
 from ..plan.sweep import problem_for
 from ..run import threads
-from ..target.contract import PARAM_FIELDS, TargetOutput, state_parts
+from ..targets.contract import PARAM_FIELDS, TargetOutput, state_parts
 from .compare import (
     ArrayCheck,
     compare_array,

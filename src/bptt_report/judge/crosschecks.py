@@ -1,5 +1,5 @@
 """The thorough profile's cross-checks: when the target is manual_bptt's own bptt, its other two
-derivations (RTRL and the explicit decomposition, bptt_report.target.methods) are checked against the
+derivations (RTRL and the explicit decomposition, bptt_report.targets.methods) are checked against the
 same oracle results on a subset of the sweep's configurations.
 
 The subset: full-BPTT configurations with T <= MAX_T, H <= MAX_H and at most MAX_B rows (RTRL
@@ -25,7 +25,7 @@ from .results import ConfigCheck
 #: The names under which manual_bptt's bptt is checked (the cross-checks apply to these only).
 OWN_TARGETS = frozenset({"manual_bptt:bptt", "manual_bptt.layer:bptt", "manual_bptt.core:bptt"})
 #: kind -> the method's target name.
-METHODS = {"rtrl": "bptt_report.target.methods:rtrl", "decompose": "bptt_report.target.methods:decomposed"}
+METHODS = {"rtrl": "bptt_report.targets.methods:rtrl", "decompose": "bptt_report.targets.methods:decomposed"}
 #: Bounds of the subset.
 MAX_T, MAX_H, MAX_B, MAX_CHECKS = 128, 32, 4, 500
 

@@ -18,7 +18,7 @@ from typing import Any
 from manual_bptt.problems import RNNConfig
 
 from ..plan.sweep import SweepSize, config_dict, describe_config, form_name, split_examples
-from ..target.contract import FULL_SUPPORT, Capabilities
+from ..targets.contract import FULL_SUPPORT, Capabilities
 from .compare import FIELDS, ArrayCheck
 
 #: Version of the report.json layout (see report.schema.json).

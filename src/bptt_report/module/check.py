@@ -42,7 +42,7 @@ from manual_bptt.errors import integer_arg
 
 from ..errors import UsageError
 from ..run.pool import DEFAULT_TIMEOUT
-from ..target.contract import spec_of
+from ..targets.contract import spec_of
 from .session import (
     CELLS,
     DEFAULT_EXAMPLES,

@@ -38,7 +38,7 @@ import numpy as np
 
 from ..errors import BrokenContract, TargetError
 from ..run import wire
-from ..target.contract import load_target
+from ..targets.contract import load_target
 
 #: The torch parameter names of a single-layer recurrent module, in report order.
 PARAM_NAMES = ("weight_ih_l0", "weight_hh_l0", "bias_ih_l0", "bias_hh_l0")

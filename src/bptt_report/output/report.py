@@ -239,7 +239,7 @@ def _replay_md(target: str, loc: Localization) -> list[str]:
         "```python",
         "import numpy as np",
         "import reference",
-        "from bptt_report.target.contract import load_target, non_default",
+        "from bptt_report.targets.contract import load_target, non_default",
         "from manual_bptt.problems import RNNConfig, make_problem",
         "",
         f'target = load_target("{target}")',

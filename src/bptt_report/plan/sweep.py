@@ -33,8 +33,8 @@ import numpy as np
 
 from manual_bptt.problems import CELLS, WEIGHT_SCALES, Problem, RNNConfig, make_problem
 
-from ..target.contract import FORMS as FORM_NAMES
-from ..target.contract import FULL_SUPPORT, Capabilities
+from ..targets.contract import FORMS as FORM_NAMES
+from ..targets.contract import FULL_SUPPORT, Capabilities
 
 #: Input forms as (tokens, batched).
 FORMS: tuple[tuple[bool, bool], ...] = ((True, False), (True, True), (False, False), (False, True))

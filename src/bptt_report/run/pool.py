@@ -83,7 +83,7 @@ def signals_blocked() -> Iterator[None]:
 
 _BOOT = (
     "import json, sys; sys.path[:] = json.loads(sys.argv[1]); "
-    "from bptt_report.target.worker import main; main(sys.argv[2])"
+    "from bptt_report.targets.worker import main; main(sys.argv[2])"
 )
 
 

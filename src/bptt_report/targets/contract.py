@@ -34,7 +34,7 @@ exception there is a failure, with its traceback). The sweep is then drawn insid
 supported. The checker compares float64 only: a target without "float64" in its dtypes
 cannot be checked.
 
-The calls themselves run only in worker processes (bptt_report.target.worker). numpy only.
+The calls themselves run only in worker processes (bptt_report.targets.worker). numpy only.
 """
 
 from __future__ import annotations
