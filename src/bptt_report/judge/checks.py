@@ -32,9 +32,8 @@ import torch
 import reference
 from manual_bptt.problems import Problem, RNNConfig
 
-from ..plan.sweep import problem_for
 from ..run import threads
-from ..targets.contract import PARAM_FIELDS, TargetOutput, state_parts
+from ..targets.contract import PARAM_FIELDS, TargetOutput, problem_for, state_parts
 from .compare import (
     ArrayCheck,
     compare_array,

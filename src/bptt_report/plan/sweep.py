@@ -31,7 +31,7 @@ from typing import Any
 
 import numpy as np
 
-from manual_bptt.problems import CELLS, WEIGHT_SCALES, Problem, RNNConfig, make_problem
+from manual_bptt.problems import CELLS, WEIGHT_SCALES, RNNConfig
 
 from ..targets.contract import FORMS as FORM_NAMES
 from ..targets.contract import FULL_SUPPORT, Capabilities
@@ -239,28 +239,6 @@ def plan_fd_configs(seed: int, size: SweepSize, caps: Capabilities = FULL_SUPPOR
             )
         )
     return configs
-
-
-def problem_for(cfg: RNNConfig, prefix: int | None = None) -> Problem | None:
-    """make_problem(cfg), cut to its first ``prefix`` steps when given (None when a "mean"
-    mask would count nothing on the prefix). The worker and the checker both build the
-    arrays this way, each on its own side."""
-    prob = make_problem(cfg)
-    if prefix is None:
-        return prob
-    n = prefix
-    cut = (slice(None), slice(0, n)) if cfg.B is not None else (slice(0, n),)
-    mask = None if prob.mask is None else prob.mask[cut]
-    if mask is not None and cfg.reduction == "mean" and not mask.any():
-        return None
-    return Problem(
-        cfg=dataclasses.replace(cfg, T=n),
-        params=prob.params,
-        xs=prob.xs[cut].copy(),
-        ys=prob.ys[cut].copy(),
-        s0=prob.s0,
-        mask=None if mask is None else mask.copy(),
-    )
 
 
 def probe_configs(

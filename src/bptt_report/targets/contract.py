@@ -39,6 +39,7 @@ The calls themselves run only in worker processes (bptt_report.targets.worker). 
 
 from __future__ import annotations
 
+import dataclasses
 import importlib
 import inspect
 import os
@@ -47,6 +48,8 @@ import sys
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
+
+from manual_bptt.problems import Problem, RNNConfig, make_problem
 
 from ..errors import BadResult, TargetError, Unsupported
 
@@ -327,6 +330,28 @@ def read_output(r: Any, cell: str = "rnn") -> TargetOutput:
         grads={n: _field(grads, n) for n in PARAM_FIELDS[cell]},
         ds0=_field(r, "ds0"),
         dxs=_field(r, "dxs"),
+    )
+
+
+def problem_for(cfg: RNNConfig, prefix: int | None = None) -> Problem | None:
+    """make_problem(cfg), cut to its first ``prefix`` steps when given (None when a "mean"
+    mask would count nothing on the prefix). The worker and the checker both build the
+    arrays this way, each on its own side."""
+    prob = make_problem(cfg)
+    if prefix is None:
+        return prob
+    n = prefix
+    cut = (slice(None), slice(0, n)) if cfg.B is not None else (slice(0, n),)
+    mask = None if prob.mask is None else prob.mask[cut]
+    if mask is not None and cfg.reduction == "mean" and not mask.any():
+        return None
+    return Problem(
+        cfg=dataclasses.replace(cfg, T=n),
+        params=prob.params,
+        xs=prob.xs[cut].copy(),
+        ys=prob.ys[cut].copy(),
+        s0=prob.s0,
+        mask=None if mask is None else mask.copy(),
     )
 
 

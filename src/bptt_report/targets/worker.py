@@ -39,7 +39,6 @@ from manual_bptt.gated_params import LSTMState
 from manual_bptt.problems import Problem, RNNConfig
 
 from ..errors import BadResult, Mutated, TargetError, Unsupported
-from ..plan.sweep import problem_for
 from ..run import wire
 from .contract import (
     DECLARATION,
@@ -47,6 +46,7 @@ from .contract import (
     accepted_keywords,
     call_target,
     load_target,
+    problem_for,
     signature_text,
     state_parts,
 )
