@@ -20,7 +20,6 @@ from __future__ import annotations
 import dataclasses
 import math
 import multiprocessing
-import signal
 import sys
 import time
 from collections.abc import Callable
@@ -37,13 +36,16 @@ from .judge.checks import (
     misbehaviour,
     oracle_checks,
     references_batch,
+    sweep_references,
 )
 from .judge.localize import localize
 from .judge.results import CheckResult, ConfigCheck, Localization
 from .plan.profiles import conditioned, profile_size
 from .plan.sweep import plan_configs, plan_fd_configs, probe_configs, split_examples
 from .run import threads
-from .run.pool import DEFAULT_TIMEOUT, TargetPool, signals_blocked
+from .run.pool import DEFAULT_TIMEOUT, WorkerPool
+from .run.protocol import Hello, Reply, Request
+from .run.signals import block_in_this_thread, signals_blocked
 from .targets.contract import (
     ACTIVATIONS,
     CELLS,
@@ -55,6 +57,7 @@ from .targets.contract import (
     parse_declaration,
     spec_of,
 )
+from .targets.worker import program
 
 #: A target as accepted by check(): a "module:function" name or the callable itself.
 TargetLike = str | Callable[..., Any] | None
@@ -160,19 +163,16 @@ def _references(configs: list[RNNConfig], jobs: int) -> list[References]:
     return [r if r is not None else {"oracle": "not computed", "torch_rnn": None} for r in out]
 
 
-def _in_thread(
-    pool: TargetPool, requests: list[tuple[str, RNNConfig, int | None]], bar: Any
-) -> list[dict[str, Any]]:
+def _in_thread(pool: WorkerPool, requests: list[Request], bar: Any) -> list[Reply]:
     """pool.run in a helper thread, with SIGINT and SIGTERM left to the main thread (and
     blocked in the worker processes this thread starts)."""
-    if hasattr(signal, "pthread_sigmask"):
-        signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT, signal.SIGTERM})
+    block_in_this_thread()
     return pool.run(requests, bar.update)
 
 
 def capabilities(
-    pool: TargetPool, info: dict[str, Any], cell: str = "rnn"
-) -> tuple[Capabilities, list[tuple[str, RNNConfig, dict[str, Any]]]]:
+    pool: WorkerPool, hello: Hello, cell: str = "rnn"
+) -> tuple[Capabilities, list[tuple[str, RNNConfig, Reply]]]:
     """What the target supports for ``cell``: its declaration, its signature, then one probe
     per feature not declared. Also the probes in which the target misbehaved: (feature,
     config, reply). A cell it does not support (not declared in "cells", or every input form
@@ -181,32 +181,32 @@ def capabilities(
     Raises:
         TargetError for an invalid declaration.
     """
-    if info.get("declared_error"):
-        raise TargetError(str(info["declared_error"]))
-    declared = info.get("declared")
+    if hello.declared_error:
+        raise TargetError(str(hello.declared_error))
+    declared = hello.declared
     decl = parse_declaration(declared) if declared is not None else {}
     if "cells" in decl and cell not in decl["cells"]:
         return Capabilities((), (), (), unsupported={cell: "not declared in cells"}, cell=cell), []
     gated = cell != "rnn"
-    keywords = None if info.get("keywords") is None else set(info["keywords"])
+    keywords = None if hello.keywords is None else set(hello.keywords)
     unsupported: dict[str, str] = {}
     sources: dict[str, str] = {}
-    bad: list[tuple[str, RNNConfig, dict[str, Any]]] = []
+    bad: list[tuple[str, RNNConfig, Reply]] = []
 
     def has_keyword(kw: str) -> bool:
         return keywords is None or kw in keywords
 
     def probe(features: list[str], cfgs: dict[str, RNNConfig]) -> list[str]:
-        replies = pool.run([("probe", cfgs[f], None) for f in features]) if features else []
+        replies = pool.run([Request("probe", cfgs[f]) for f in features]) if features else []
         ok = []
         for f, reply in zip(features, replies, strict=True):
-            status = reply.get("status")
+            status = reply.status
             if status == "not_run":
                 unsupported[f] = "not probed: the target ended its worker processes"
                 continue
             result = misbehaviour(reply, f"the probe of {f}")
             if result is not None and result[0] == "unsupported":
-                unsupported[f] = "probed: " + str(reply.get("detail") or result[1])
+                unsupported[f] = "probed: " + str(reply.detail or result[1])
                 continue
             if result is not None and status not in ("raised", "bad_result"):
                 bad.append((f, cfgs[f], reply))
@@ -412,16 +412,16 @@ def check(
     t0 = time.perf_counter()
     spec = _resolve(target)
     size = profile_size(profile, quick=quick, examples=examples)
-    pool = TargetPool(spec, workers=1 if scheduler is not None else jobs, timeout=float(timeout))
+    pool = WorkerPool(program(spec), workers=1 if scheduler is not None else jobs, timeout=float(timeout))
     dask_aborted = False
     checks: list[ConfigCheck] = []
     localizations: list[Localization] = []
     try:
-        info = pool.start()
+        hello = pool.start()
         every: list[Capabilities] = []
         bad_probes = []
         for cell in wanted:
-            caps, bad = capabilities(pool, info, cell)
+            caps, bad = capabilities(pool, hello, cell)
             every.append(caps)
             bad_probes += bad
         caps = next((c for c in every if c.cell == "rnn"), every[0])
@@ -436,24 +436,25 @@ def check(
                 fd_configs += plan_fd_configs(seed, cell_size, c)
         if profile == "thorough":
             configs = conditioned(configs)
-        requests = [("call", c, None) for c in configs] + [("fd", c, None) for c in fd_configs]
+        requests = [Request("call", c) for c in configs] + [Request("fd", c) for c in fd_configs]
         bar = _progress(len(requests), "checking", progress)
         try:
             if scheduler is not None:
                 from .run.cluster import dask_sweep
 
                 outcome = dask_sweep(
-                    scheduler, spec, requests, jobs=jobs, timeout=float(timeout), on_progress=bar.update
-                )
+                    scheduler, program(spec), requests, sweep_references, jobs=jobs, timeout=float(timeout),
+                    on_progress=bar.update,
+                )  # fmt: skip
                 replies, refs = outcome.replies, outcome.refs[: len(configs)]
                 pool.notes.extend(outcome.notes)
                 dask_aborted = outcome.aborted
             else:
-                pool.n = effective_jobs(jobs, len(requests))
+                pool.workers = effective_jobs(jobs, len(requests))
                 with threads.fixed(), ThreadPoolExecutor(1) as helper:
                     fut = helper.submit(_in_thread, pool, requests, bar)
                     try:
-                        refs = _references(configs, pool.n)
+                        refs = _references(configs, pool.workers)
                         replies = fut.result()
                     except BaseException:
                         pool.stop.set()
@@ -462,10 +463,10 @@ def check(
             bar.close()
         n = len(configs)
         for i, (cfg, reply, ref) in enumerate(zip(configs, replies[:n], refs, strict=True)):
-            if reply.get("status") != "not_run":
+            if reply.status != "not_run":
                 checks.extend(oracle_checks(i, cfg, reply, ref))
         for j, (cfg, reply) in enumerate(zip(fd_configs, replies[n:], strict=True)):
-            if reply.get("status") != "not_run":
+            if reply.status != "not_run":
                 checks.append(fd_check(n + j, cfg, reply))
         if profile == "thorough":
             from .judge.crosschecks import cross_checks
@@ -511,13 +512,8 @@ def replay(target: TargetLike, cfg: RNNConfig, *, timeout: float = DEFAULT_TIMEO
     """The target on one configuration (in a worker process) against the oracle and nn.RNN:
     the checks, as in the sweep (``manual-bptt report --replay``)."""
     _check_arguments(0, None, 1, 0, timeout)
-    pool = TargetPool(_resolve(target), workers=1, timeout=float(timeout))
-    try:
-        pool.start()
-        (reply,) = pool.run([("call", cfg, None)])
-    finally:
-        pool.stop.set()
-        pool.close()
+    with WorkerPool(program(_resolve(target)), workers=1, timeout=float(timeout)) as pool:
+        (reply,) = pool.run([Request("call", cfg)])
     with threads.fixed():
         refs = references_batch([cfg])[0]
     return oracle_checks(0, cfg, reply, refs)

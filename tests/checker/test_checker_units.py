@@ -11,6 +11,7 @@ import pytest
 from bptt_report.judge import compare
 from bptt_report.plan.sweep import probe_configs
 from bptt_report.run import wire
+from bptt_report.run.protocol import Request
 from bptt_report.targets import contract, worker
 from bptt_report.targets.contract import problem_for
 
@@ -71,9 +72,9 @@ def test_the_mutation_guard_names_each_changed_input():
     with pytest.raises(worker.Mutated) as exc:
         worker.guarded_call(changes, prob)
     assert exc.value.names == ["ys", "mask"], "reported instead of the exception"
-    reply = worker.handle(changes, ("call", 7, prob.cfg, None))
-    assert reply["status"] == "mutated" and reply["inputs"] == ["ys", "mask"]
-    assert worker.handle(lambda *a, **k: None, ("call", 7, prob.cfg, None))["status"] == "bad_result"
+    reply = worker.handle(changes, Request("call", prob.cfg, id=7))
+    assert reply.status == "mutated" and reply.mutated == ("ys", "mask")
+    assert worker.handle(lambda *a, **k: None, Request("call", prob.cfg, id=7)).status == "bad_result"
 
 
 def test_the_worker_side_imports_neither_torch_nor_the_oracle():

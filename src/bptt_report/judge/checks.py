@@ -33,6 +33,8 @@ import reference
 from manual_bptt.problems import Problem, RNNConfig
 
 from ..run import threads
+from ..run.protocol import Reply, Request
+from ..run.signals import leave_to_the_checker
 from ..targets.contract import PARAM_FIELDS, TargetOutput, problem_for, state_parts
 from .compare import (
     ArrayCheck,
@@ -158,11 +160,15 @@ def references_batch(cfgs: list[RNNConfig]) -> list[References]:
     return [references(c) for c in cfgs]
 
 
+def sweep_references(request: Request) -> References | None:
+    """The references of a sweep's request: of its configuration for an oracle request ("call"
+    on the whole sequence), None for the others (what a Dask worker computes beside the target)."""
+    return references(request.config) if request.kind == "call" and request.prefix is None else None
+
+
 def init_oracle_worker() -> None:
     """An oracle worker: the thread settings of bptt_report.run.threads, Ctrl-C left to the checker."""
-    signal.signal(signal.SIGINT, signal.SIG_IGN)
-    if hasattr(signal, "pthread_sigmask"):
-        signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGINT, signal.SIGTERM})
+    leave_to_the_checker()
     threads.fix()
 
 
@@ -172,28 +178,28 @@ def init_oracle_worker() -> None:
 _SIGNAL_NAMES = {s.value: s.name for s in signal.Signals}
 
 
-def misbehaviour(reply: dict[str, Any], during: str) -> tuple[str, str, str, tuple[str, ...]] | None:
+def misbehaviour(reply: Reply, during: str) -> tuple[str, str, str, tuple[str, ...]] | None:
     """(status, message, traceback, unsupported keywords) when the reply is not a result, else None.
 
     ``during`` names the work, e.g. "configuration #12".
     """
-    status = reply.get("status")
-    tb = str(reply.get("traceback", ""))
+    status = reply.status
+    tb = reply.traceback
     if status == "ok":
         return None
     if status == "unsupported":
-        return "unsupported", str(reply.get("message", "")), "", tuple(reply.get("keywords", ()))
+        return "unsupported", reply.message, "", reply.keywords
     if status == "raised":
-        return "fail", f"the target raised {reply.get('type')}: {reply.get('message')}", tb, ()
+        return "fail", f"the target raised {reply.type}: {reply.message}", tb, ()
     if status == "bad_result":
-        return "fail", str(reply.get("message")), "", ()
+        return "fail", reply.message, "", ()
     if status == "mutated":
-        names = ", ".join(reply.get("inputs", ()))
+        names = ", ".join(reply.mutated)
         return "fail", f"the target modified {names} (its input) during {during}", "", ()
     if status == "exited":
-        return "fail", f"the target called sys.exit({reply.get('code')}) during {during}", tb, ()
+        return "fail", f"the target called sys.exit({reply.code}) during {during}", tb, ()
     if status == "died":
-        code = reply.get("exitcode")
+        code = reply.exitcode
         if isinstance(code, int) and code < 0:
             name = _SIGNAL_NAMES.get(-code, "?")
             text = f"the target's process was killed by signal {-code} ({name}) during {during}"
@@ -206,14 +212,14 @@ def misbehaviour(reply: dict[str, Any], during: str) -> tuple[str, str, str, tup
         return "fail", f"the target ran past the timeout during {during}; its process was killed", "", ()
     if status == "garbled":
         return "fail", f"the target's process sent a reply that cannot be read during {during} "
-        f"({reply.get('detail')})", "", ()
+        f"({reply.detail})", "", ()  # noqa: B018
     return "fail", f"no result for {during} ({status})", "", ()
 
 
-def target_output(reply: dict[str, Any], cell: str = "rnn") -> tuple[TargetOutput, dict[str, str]]:
+def target_output(reply: Reply, cell: str = "rnn") -> tuple[TargetOutput, dict[str, str]]:
     """The target's arrays from a reply, and field -> note for values that could not be read
     (the LSTM's ds0 as the pair (ds0.h, ds0.c), None when neither was returned)."""
-    f = reply.get("fields", {})
+    f = reply.fields
     if cell == "lstm":
         h, c = f.get("ds0.h"), f.get("ds0.c")
         ds0 = None if h is None and c is None else (h, c)
@@ -225,7 +231,7 @@ def target_output(reply: dict[str, Any], cell: str = "rnn") -> tuple[TargetOutpu
         ds0=ds0,
         dxs=f.get("dxs"),
     )
-    return out, dict(reply.get("notes", {}))
+    return out, dict(reply.notes)
 
 
 def compare_output(out: TargetOutput, ref: Ref, notes: dict[str, str] | None = None) -> list[ArrayCheck]:
@@ -271,13 +277,13 @@ def failure_message(arrays: list[ArrayCheck], against: str) -> str:
 
 
 def oracle_checks(
-    check_id: int, cfg: RNNConfig, reply: dict[str, Any], refs: References, kind: str = "oracle"
+    check_id: int, cfg: RNNConfig, reply: Reply, refs: References, kind: str = "oracle"
 ) -> list[ConfigCheck]:
     """The "oracle" check of one configuration (and "torch_rnn" where it applies) from the
     target's reply and the references; one target call serves both."""
     kinds = [kind] + (["torch_rnn"] if kind == "oracle" and refs.get("torch_rnn") is not None else [])
     cell = cfg.cell
-    seconds = float(reply.get("seconds", 0.0) or 0.0)
+    seconds = reply.seconds
     bad = misbehaviour(reply, f"configuration #{check_id}")
     if bad is not None:
         status, msg, tb, uns = bad
@@ -301,16 +307,16 @@ def oracle_checks(
     return results
 
 
-def fd_check(check_id: int, cfg: RNNConfig, reply: dict[str, Any]) -> ConfigCheck:
+def fd_check(check_id: int, cfg: RNNConfig, reply: Reply) -> ConfigCheck:
     """The target's gradients against central differences of its own loss (from its worker)."""
-    seconds = float(reply.get("seconds", 0.0) or 0.0)
+    seconds = reply.seconds
     bad = misbehaviour(reply, f"configuration #{check_id}")
     if bad is not None:
         status, msg, tb, uns = bad
         return ConfigCheck(check_id, "finite_differences", cfg, status, (), msg, uns, seconds, tb)
     out, notes = target_output(reply, cfg.cell)
     mine = flat_fields(out.loss, out.grads, out.ds0, out.dxs)
-    numeric = reply.get("numeric", {})
+    numeric = reply.numeric
     arrays: list[ArrayCheck] = []
     for name, n in numeric.items():
         actual = mine.get(name)

@@ -18,7 +18,9 @@ from __future__ import annotations
 
 from manual_bptt.problems import RNNConfig
 
-from ..run.pool import TargetPool
+from ..run.pool import WorkerPool
+from ..run.protocol import Request
+from ..targets.worker import program
 from .checks import References, oracle_checks
 from .results import ConfigCheck
 
@@ -52,16 +54,11 @@ def cross_checks(
     out: list[ConfigCheck] = []
     notes: list[str] = []
     for kind, method in METHODS.items():
-        pool = TargetPool(method, workers=1, timeout=timeout)
-        try:
-            pool.start()
-            replies = pool.run([("call", configs[i], None) for i in chosen])
-        finally:
-            pool.stop.set()
-            pool.close()
+        with WorkerPool(program(method), workers=1, timeout=timeout) as pool:
+            replies = pool.run([Request("call", configs[i]) for i in chosen])
         notes.extend(f"{kind} cross-check: {n}" for n in pool.notes)
         for i, reply in zip(chosen, replies, strict=True):
-            if reply.get("status") == "not_run":
+            if reply.status == "not_run":
                 continue
             ref = refs[i]
             assert ref is not None

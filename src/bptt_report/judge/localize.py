@@ -25,13 +25,13 @@ from __future__ import annotations
 import dataclasses
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
-from typing import Any
 
 import numpy as np
 
 from manual_bptt.problems import RNNConfig
 
 from ..plan.sweep import describe_config
+from ..run.protocol import Reply, Request
 from .checks import Ref, compare_output, failure_message, misbehaviour, references, target_output
 from .compare import FLOAT32_BAND, RECURRENT_FIELDS, ArrayCheck, looks_like_float32
 from .results import ConfigCheck, LagStep, Localization
@@ -45,8 +45,8 @@ SHRINK_BUDGET = 150
 #: Pseudo-field of a run in which the target raised (or misbehaved).
 RAISED = "exception"
 
-#: Runs the target (in its worker processes) on (kind, cfg, prefix) requests: the replies.
-RunTarget = Callable[[list[tuple[str, RNNConfig, "int | None"]]], list[dict[str, Any]]]
+#: Runs the target (in its worker processes) on requests: the replies.
+RunTarget = Callable[[list[Request]], list[Reply]]
 
 
 def _raised(note: str) -> ArrayCheck:
@@ -72,10 +72,10 @@ def run_against_oracle_many(run: RunTarget, items: list[tuple[RNNConfig, int | N
     """For each (configuration, prefix): (the target's arrays compared with the oracle's, the
     oracle's result); ([a pseudo-array saying what happened], None) when the target raised or
     misbehaved; None when unsupported (or the prefix counts nothing)."""
-    replies = run([("call", cfg, prefix) for cfg, prefix in items])
+    replies = run([Request("call", cfg, prefix) for cfg, prefix in items])
     out: list[Run] = []
     for (cfg, prefix), reply in zip(items, replies, strict=True):
-        if reply.get("status") in ("skipped", "not_run"):
+        if reply.status in ("skipped", "not_run"):
             out.append(None)
             continue
         bad = misbehaviour(reply, f"a localization run ({describe_config(cfg)})")

@@ -177,19 +177,17 @@ def _finding_of(ev: Evaluation) -> str | None:
     """What went wrong in one configuration, other than the array table (None: nothing)."""
     st, r = ev.status, ev.reply
     if st == "ok":
-        return (
-            f"the module modified its input {', '.join(r['mutated'])} in place" if r.get("mutated") else None
-        )
+        return f"the module modified its input {', '.join(r.mutated)} in place" if r.mutated else None
     if st == "raised":
-        return f"the module raised {r.get('type')}: {r.get('message')}"
+        return f"the module raised {r.type}: {r.message}"
     if st == "exited":
-        return f"the module called sys.exit({r.get('code')})"
+        return f"the module called sys.exit({r.code})"
     if st == "died":
-        return f"the module's process ended with status {r.get('exitcode')}"
+        return f"the module's process ended with status {r.exitcode}"
     if st == "timeout":
         return "the module took longer than the timeout (its process was killed)"
     if st == "garbled":
-        return f"the module's process sent an unreadable reply ({r.get('detail')})"
+        return f"the module's process sent an unreadable reply ({r.detail})"
     if st == "not_run":
         return None
     return f"unexpected reply {st!r}"
@@ -264,10 +262,8 @@ def check_module(
     seed = _usage(integer_arg, "seed", seed, 0)
     _check_device(device)
     spec = _spec(factory)
-    session = Session(spec, cell, dtype, device, timeout)
     rng = np.random.default_rng(seed)
-    try:
-        session.start()
+    with Session(spec, cell, dtype, device, timeout) as session:
         cases = [draw_case(rng, cell, dtype, quick, bias=(i % 4 != 1)) for i in range(n)]
         evals = session.evaluate(cases)
         findings = findings_of(evals)
@@ -275,7 +271,7 @@ def check_module(
         if not_run:
             findings.append(
                 f"{not_run} of {n} configurations were not run: "
-                + "; ".join(note.replace("the target", "the module") for note in session.pool.notes)
+                + "; ".join(session.pool.notes)
             )
         checked = [(i, ev) for i, ev in enumerate(evals) if ev.status == "ok"]
         arrays = _summaries(checked)
@@ -291,7 +287,7 @@ def check_module(
                             f" ({', '.join(n + '.grad' for n in grads_bad)})")  # fmt: skip
         nondet: dict[str, float] = {}
         for _, ev in checked:
-            for k, v in (ev.reply.get("repeat") or {}).items():
+            for k, v in ev.reply.repeat.items():
                 nondet[k] = max(nondet.get(k, 0.0), float(v))
         failed = bool(findings)
         if failed:
@@ -310,8 +306,6 @@ def check_module(
             from .localize import profile_only
 
             loc = profile_only(session, evals)
-    finally:
-        session.close()
     configs = [{"D": c["D"], "H": c["H"], "T": c["T"], "B": c["B"], "bias": c["bias"]} for c in cases]
     return ModuleCheckResult(
         factory=spec, cell=cell, dtype=dtype, device=device, activation=session.activation, seed=seed,

@@ -231,14 +231,14 @@ def localize(
     idx = next((i for i, ev in enumerate(evals) if ev.status == "ok" and ev.failing()), None)
     if idx is None:
         mutated = next(
-            (i for i, ev in enumerate(evals) if ev.status == "ok" and ev.reply.get("mutated")), None
+            (i for i, ev in enumerate(evals) if ev.status == "ok" and ev.reply.mutated), None
         )
         if mutated is None:
             return None
         ev = evals[mutated]
         loc = Localization(mutated, _sizes(ev.case))
         loc.sentence = (
-            f"the module modifies {', '.join(ev.reply['mutated'])} in place: the caller's tensor "
+            f"the module modifies {', '.join(ev.reply.mutated)} in place: the caller's tensor "
             "is not the same after the call"
         )
         return loc

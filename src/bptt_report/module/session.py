@@ -6,9 +6,7 @@ localization (bptt_report.module.localize), which both import it.
 
 from __future__ import annotations
 
-import json
 import math
-import sys
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -18,10 +16,11 @@ import numpy as np
 import manual_bptt as mb
 from manual_bptt.checking import ATOL, RTOL
 
-from ..errors import TargetError, UsageError
-from ..run.pool import TargetPool
+from ..errors import UsageError
+from ..run.pool import WorkerPool
+from ..run.protocol import Reply, Request
 from . import worker as module_worker
-from .worker import GATES
+from .worker import GATES, program
 
 #: The lower-precision verdict: the module's error may be this many times the baseline's.
 FACTOR = 16.0
@@ -39,13 +38,6 @@ NOTATION = {
     "x": "dx", "h0": "dh0", "c0": "dc0",
 }  # fmt: skip
 FORWARD = ("out", "h_n", "c_n")
-
-
-class ModulePool(TargetPool):
-    """TargetPool whose workers run bptt_report.module.worker with ``settings`` (JSON)."""
-
-    def _command(self) -> list[str]:
-        return [sys.executable, "-c", module_worker.BOOT, json.dumps(sys.path), self.spec]
 
 
 # ---------------------------------------------------------------------------------------------
@@ -240,18 +232,18 @@ class Evaluation:
     """One case: the module's reply, the reference, the baseline and the array verdicts."""
 
     case: dict[str, Any]
-    reply: dict[str, Any]
+    reply: Reply
     ref: dict[str, np.ndarray] | None = None
     base: dict[str, np.ndarray] | None = None
     errors: list[ArrayError] = field(default_factory=list)
 
     @property
     def status(self) -> str:
-        return str(self.reply.get("status"))
+        return self.reply.status
 
     @property
     def arrays(self) -> dict[str, np.ndarray]:
-        return self.reply.get("arrays") or {}
+        return self.reply.arrays
 
     def failing(self) -> list[str]:
         return [e.name for e in self.errors if not e.ok]
@@ -261,19 +253,27 @@ class Evaluation:
 
     @property
     def agrees(self) -> bool:
-        return self.status == "ok" and not self.failing() and not self.reply.get("mutated")
+        return self.status == "ok" and not self.failing() and not self.reply.mutated
 
 
 class Session:
-    """A running check: the worker pool, the settings, and what it has learnt of the module."""
+    """A running check: the worker pool, the settings, and what it has learnt of the module. A
+    context manager: its worker starts on entering (TargetError, a UsageError, when the factory
+    cannot be loaded) and stops on leaving."""
 
     def __init__(self, spec: str, cell: str, dtype: str, device: str, timeout: float) -> None:
         self.cell, self.dtype, self.device = cell, dtype, device
         self.settings = {"factory": spec, "cell": cell, "dtype": dtype, "device": device}
-
-        self.pool = ModulePool(json.dumps(self.settings), workers=1, timeout=timeout)
+        self.pool = WorkerPool(program(self.settings), workers=1, timeout=timeout)
         self.activation = "tanh"
         self._activation_read = False
+
+    def __enter__(self) -> Session:
+        self.pool.__enter__()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.pool.__exit__(*exc)
 
     def _read_activation(self, nl: Any) -> None:
         """The Elman module's nonlinearity (its attribute, as torch.nn.RNN has it)."""
@@ -287,24 +287,16 @@ class Session:
             raise UsageError(f"{spec}: nonlinearity {nl!r}: expected 'tanh' or 'relu'")
         self.activation, self._activation_read = nl, True
 
-    def start(self) -> None:
-        try:
-            self.pool.start()
-        except TargetError as exc:  # the pool names the worker by its settings: name the factory
-            raise UsageError(
-                str(exc).replace(f"--target {self.pool.spec}", self.settings["factory"])
-            ) from None
-
     def evaluate(self, cases: Sequence[dict[str, Any]]) -> list[Evaluation]:
         """Run the module on every case (in the workers), then the reference and the baseline here."""
-        replies = self.pool.run([("run", c, None) for c in cases])
+        replies = self.pool.run([Request("run", c) for c in cases])
         for reply in replies:
-            if reply.get("status") == "usage":
-                raise UsageError(f"{self.settings['factory']}: {reply.get('message')}")
+            if reply.status == "usage":
+                raise UsageError(f"{self.settings['factory']}: {reply.message}")
         if self.cell == "rnn" and not self._activation_read:
-            first = next((r for r in replies if r.get("status") == "ok"), None)
+            first = next((r for r in replies if r.status == "ok"), None)
             if first is not None:
-                self._read_activation(first.get("nonlinearity"))
+                self._read_activation(first.nonlinearity)
         evals = []
         for case, reply in zip(cases, replies, strict=True):
             ev = Evaluation(case=case, reply=reply)
@@ -315,6 +307,3 @@ class Session:
                 ev.errors = compare(ev.arrays, ev.ref, ev.base, self.dtype)
             evals.append(ev)
         return evals
-
-    def close(self) -> None:
-        self.pool.close()

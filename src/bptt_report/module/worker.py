@@ -1,11 +1,12 @@
-"""The worker process in which a user's PyTorch recurrent layer runs (for bptt_report.module.check).
+"""check-module's side of a worker process, where a user's PyTorch recurrent layer runs.
 
 It never imports the oracle (``reference``) nor the hand-written reference's results: it gets
 plain float64 arrays (parameters, inputs, initial states, upstream gradients, already rounded
 to the module's dtype), builds the module with the factory, runs one forward and one backward,
-and sends back float64 copies of what the module computed. The checker (module_check) starts
-it through bptt_report.run.pool with :data:`BOOT`; the settings arrive as one JSON argument
-``{"factory": "MODULE:FACTORY", "cell": ..., "dtype": ..., "device": ...}``.
+and sends back float64 copies of what the module computed. The checker (bptt_report.module.session)
+starts it through bptt_report.run.pool with ``program(settings)``: the worker loop of
+bptt_report.run.worker, the settings one JSON argument ``{"factory": "MODULE:FACTORY", "cell":
+..., "dtype": ..., "device": ...}``.
 
 The contract of a module (``check-module``): ``FACTORY(input_size=D, hidden_size=H, bias=...,
 batch_first=True)`` returns an ``nn.Module`` whose ``forward(x, h0)`` (``(h0, c0)`` for the LSTM)
@@ -19,25 +20,23 @@ for modules named differently: a module that defines
 
 (both keyed by the four torch names above) is set and read through them instead.
 
-Kinds of request: ("run", id, case, None) answers with the module's outputs and gradients
-(out, h_n, c_n, weight_ih_l0, ..., x, h0, c0), the inputs it modified, and how far a second
-identical call differs from the first.
+Kinds of request: "run" (the case in Request.config) answers with the module's outputs and
+gradients (Reply.arrays: out, h_n, c_n, weight_ih_l0, ..., x, h0, c0), the inputs it modified,
+and how far a second identical call differs from the first.
 """
 
 from __future__ import annotations
 
+import functools
 import json
-import os
-import sys
-import time
-import traceback
 from collections.abc import Callable
 from typing import Any
 
 import numpy as np
 
 from ..errors import BrokenContract, TargetError
-from ..run import wire
+from ..run.protocol import Hello, Program, Reply, Request
+from ..run.worker import Handle, serve
 from ..targets.contract import load_target
 
 #: The torch parameter names of a single-layer recurrent module, in report order.
@@ -45,12 +44,6 @@ PARAM_NAMES = ("weight_ih_l0", "weight_hh_l0", "bias_ih_l0", "bias_hh_l0")
 #: Gate blocks per cell (PyTorch's layout).
 GATES = {"rnn": 1, "gru": 3, "lstm": 4}
 DTYPES = ("float64", "float32", "bfloat16", "float16")
-
-BOOT = (
-    "import json, sys; sys.path[:] = json.loads(sys.argv[1]); "
-    "from bptt_report.module.worker import main; main(sys.argv[2])"
-)
-
 
 def _np(t: Any) -> np.ndarray:
     """A float64 numpy copy of a tensor (any dtype, any device)."""
@@ -190,8 +183,8 @@ def call(
     return arrays, mutated, notes
 
 
-def run(factory: Callable[..., Any], settings: dict[str, Any], case: dict[str, Any]) -> dict[str, Any]:
-    """Build and call the module twice on ``case``; the reply (without id and timing)."""
+def run(factory: Callable[..., Any], settings: dict[str, Any], case: dict[str, Any]) -> Reply:
+    """Build and call the module twice on ``case``; the reply (the worker loop adds id and timing)."""
     m = build(factory, settings, case)
     nonlinearity = getattr(m, "nonlinearity", None)
     arrays, mutated, notes = call(m, settings, case)
@@ -206,59 +199,44 @@ def run(factory: Callable[..., Any], settings: dict[str, Any], case: dict[str, A
             elif not np.array_equal(a, b, equal_nan=True):
                 d = np.abs(a - b)
                 repeat[k] = float(np.nanmax(d)) if np.isfinite(d).any() else float("inf")
-    return {
-        "status": "ok",
-        "arrays": arrays,
-        "mutated": mutated,
-        "notes": notes,
-        "repeat": repeat,
-        "nonlinearity": nonlinearity if isinstance(nonlinearity, str) else None,
-    }
+    return Reply(
+        status="ok",
+        arrays=arrays,
+        mutated=tuple(mutated),
+        remarks=tuple(notes),
+        repeat=repeat,
+        nonlinearity=nonlinearity if isinstance(nonlinearity, str) else None,
+    )
 
 
-def handle(factory: Callable[..., Any], settings: dict[str, Any], request: tuple) -> dict[str, Any]:
-    """The reply to one request."""
-    _kind, req_id, case, _ = request
-    t0 = time.perf_counter()
-    reply: dict[str, Any] = {"id": req_id}
+def handle(factory: Callable[..., Any], settings: dict[str, Any], request: Request) -> Reply:
+    """The reply to one request ("run"); what the module raises otherwise is answered by the
+    worker loop."""
     try:
-        reply.update(run(factory, settings, case))
+        return run(factory, settings, request.config)
     except BrokenContract as exc:
-        reply.update(status="usage", message=str(exc))
-    except SystemExit as exc:
-        reply.update(status="exited", code=repr(exc.code), traceback=traceback.format_exc())
-    except Exception as exc:
-        reply.update(
-            status="raised", type=type(exc).__name__, message=str(exc), traceback=traceback.format_exc()
-        )
-    reply["seconds"] = time.perf_counter() - t0
-    return reply
+        return Reply(status="usage", message=str(exc))
 
 
-def hello(settings: dict[str, Any]) -> tuple[Callable[..., Any] | None, dict[str, Any]]:
-    """Load the factory: (it, the hello message) or (None, the error message)."""
+def load(settings: dict[str, Any]) -> tuple[Handle | None, Hello]:
+    """Load the factory: (the handler, the hello) or (None, the error)."""
     spec = settings["factory"]
     try:
         factory = load_target(spec)
     except TargetError as exc:
-        return None, {"status": "error", "message": str(exc).replace("--target", "MODULE:FACTORY", 1)}
+        return None, Hello(status="error", message=str(exc).replace("--target", "MODULE:FACTORY", 1))
     except BaseException as exc:  # a module may even call sys.exit while importing
-        return None, {"status": "error", "message": f"{spec}: importing it raised {exc!r}"}
-    return factory, {"status": "ready", "modules": sorted(m for m in ("reference",) if m in sys.modules)}
+        return None, Hello(status="error", message=f"{spec}: importing it raised {exc!r}")
+    return functools.partial(handle, factory, settings), Hello(status="ready")
 
 
 def main(settings_json: str) -> None:
-    """The worker's loop (started by bptt_report.run.pool): hello, then one reply per request."""
-    try:
-        _serve(json.loads(settings_json))
-    except (BrokenPipeError, ConnectionError, EOFError):
-        os._exit(0)
+    """check-module's worker process (bptt_report.run.pool's BOOT): the worker loop on the
+    settings (JSON)."""
+    serve(lambda: load(json.loads(settings_json)))
 
 
-def _serve(settings: dict[str, Any]) -> None:
-    fd_in, fd_out = wire.private_stdio()
-    factory, message = hello(settings)
-    wire.write_frame(fd_out, wire.encode(message))
-    if factory is None:
-        return
-    wire.serve_requests(fd_in, fd_out, lambda request: handle(factory, settings, request))
+def program(settings: dict[str, Any]) -> Program:
+    """What a worker process of check-module runs, for ``settings`` {"factory", "cell", "dtype",
+    "device"}."""
+    return Program(main, json.dumps(settings), settings["factory"], "the module")

@@ -3,12 +3,13 @@
 
 The configurations go out in batches (batch_size: a few per worker thread, so the scheduler's
 overhead per task stays small beside the work in it). Each batch is one Dask task, run_batch:
-on the Dask worker it hands the batch to a bptt_report.run.pool.TargetPool, so the target still
-runs in a subprocess of its own (never in the Dask worker process), and meanwhile computes the
-oracle's and nn.RNN's results for the batch in the Dask worker process (never where the target
-runs). The replies and references come back to the checker, which compares them exactly as in
-a ``jobs`` run: the same configurations, the same arrays (rebuilt from each configuration on
-each side), so the same checks and verdict.
+on the Dask worker it hands the batch to a bptt_report.run.pool.WorkerPool of the target's
+Program, so the target still runs in a subprocess of its own (never in the Dask worker process),
+and meanwhile computes what the checker asks beside each request (``beside``: the oracle's and
+nn.RNN's results) in the Dask worker process (never where the target runs). The replies and
+references come back to the checker, which compares them exactly as in a ``jobs`` run: the same
+configurations, the same arrays (rebuilt from each configuration on each side), so the same
+checks and verdict.
 
 A Dask worker that dies mid-batch has its batch run again on another worker (the scheduler does
 that; a batch that outlives several workers is resubmitted here, at most MAX_RESUBMITS times);
@@ -30,14 +31,13 @@ import sys
 import threading
 import uuid
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
-
-from manual_bptt.problems import RNNConfig
 
 from ..errors import DaskMissing, SchedulerError, TargetError
 from . import threads
-from .pool import DEFAULT_TIMEOUT, TargetPool
+from .pool import DEFAULT_TIMEOUT, WorkerPool
+from .protocol import Program, Reply, Request
 
 #: How to install what --scheduler needs.
 INSTALL_HINT = "pip install 'manual-bptt[dist]' (Dask distributed)"
@@ -53,7 +53,8 @@ EVENT_TOPIC = "bptt-report-batch"
 #: Seconds to wait for the first Dask worker of a cluster.
 WORKER_WAIT = 60.0
 
-Request = tuple[str, RNNConfig, "int | None"]
+#: What a Dask worker computes beside the target for each request (the oracle's references, or None).
+Beside = Callable[[Request], Any]
 
 
 def require_dask() -> None:
@@ -81,10 +82,10 @@ def batches(n: int, size: int) -> list[range]:
 # ---------------------------------------------------------------------------------------------
 # The Dask worker's side.
 
-#: One TargetPool per (sweep token, target, path, timeout, thread) in this Dask worker process:
+#: One WorkerPool per (sweep token, program, path, timeout, thread) in this Dask worker process:
 #: a sweep's batches reuse their pool; a new sweep closes the pools of the earlier ones (so an
 #: edited target is imported again).
-_POOLS: dict[tuple[Any, ...], TargetPool] = {}
+_POOLS: dict[tuple[Any, ...], WorkerPool] = {}
 _POOLS_LOCK = threading.Lock()
 
 
@@ -126,18 +127,36 @@ def _address() -> str:
         return f"pid {os.getpid()}"
 
 
-def run_batch(
-    token: str, spec: str, client_path: list[str], timeout: float, index: int, requests: list[Request]
-) -> dict[str, Any]:
-    """One batch, on a Dask worker: the target's replies (from its own subprocess) and the
-    references of the batch's oracle requests (here, in the Dask worker process).
+@dataclass(frozen=True)
+class Batch:
+    """What one batch gives back from its Dask worker (``error``: the target cannot be loaded
+    there; then nothing else).
 
-    Returns:
-        {"worker", "replies", "refs" (None for other requests), "notes", "aborted"}, or
-        {"worker", "error"} when the target cannot be loaded here.
+    Attributes:
+        worker: the Dask worker's address.  replies: the target's reply to each request.
+        refs: ``beside`` of each request.  notes: the pool's notes meanwhile.
+        aborted: whether the pool stopped running the target after repeated losses.
     """
-    from ..judge.checks import references
 
+    worker: str
+    replies: list[Reply] = field(default_factory=list)
+    refs: list[Any] = field(default_factory=list)
+    notes: list[str] = field(default_factory=list)
+    aborted: bool = False
+    error: str = ""
+
+
+def run_batch(
+    token: str,
+    program: Program,
+    client_path: list[str],
+    timeout: float,
+    index: int,
+    requests: list[Request],
+    beside: Beside,
+) -> Batch:
+    """One batch, on a Dask worker: the target's replies (from its own subprocess, running
+    ``program``) and ``beside`` of each request (here, in the Dask worker process)."""
     where = _address()
     try:
         from distributed import get_worker
@@ -145,17 +164,17 @@ def run_batch(
         get_worker().log_event(EVENT_TOPIC, {"token": token, "batch": index, "worker": where})
     except (ImportError, ValueError, AttributeError):
         pass
-    key = (token, spec, tuple(client_path), float(timeout), threading.get_ident())
+    key = (token, program, tuple(client_path), float(timeout), threading.get_ident())
     _close_pools(keep=token)
     with _POOLS_LOCK:
         pool = _POOLS.get(key)
     if pool is None:
-        pool = TargetPool(spec, workers=1, timeout=float(timeout), path=_worker_path(client_path))
+        pool = WorkerPool(program, workers=1, timeout=float(timeout), path=_worker_path(client_path))
         try:
             pool.start()
         except TargetError as exc:
             pool.close()
-            return {"worker": where, "error": str(exc)}
+            return Batch(where, error=str(exc))
         with _POOLS_LOCK:
             _POOLS[key] = pool
     seen = len(pool.notes)
@@ -171,21 +190,12 @@ def run_batch(
     try:
         thread.start()
         with threads.fixed():  # the same numbers as in the checker's or its oracle processes
-            refs = [
-                references(cfg) if kind == "call" and prefix is None else None
-                for kind, cfg, prefix in requests
-            ]
+            refs = [beside(r) for r in requests]
     finally:
         thread.join()
     if "error" in box:
         raise box["error"]
-    return {
-        "worker": where,
-        "replies": box["replies"],
-        "refs": refs,
-        "notes": pool.notes[seen:],
-        "aborted": pool.aborted,
-    }
+    return Batch(where, box["replies"], refs, pool.notes[seen:], pool.aborted)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -198,14 +208,14 @@ class DaskOutcome:
 
     Attributes:
         replies: the target's reply to each request.
-        refs: the references of each "call" request (None for the others).
+        refs: ``beside`` of each request (the references of the oracle's requests).
         notes: what happened on the way (retried batches, workers that stopped the target).
         aborted: whether a pool stopped running the target after repeated losses.
         workers: the Dask worker addresses that completed batches.
         batch: configurations per task.
     """
 
-    replies: list[dict[str, Any]]
+    replies: list[Reply]
     refs: list[Any]
     notes: tuple[str, ...]
     aborted: bool
@@ -253,8 +263,9 @@ def _is_lost_workers(exc: BaseException) -> bool:
 
 def dask_sweep(
     scheduler: str,
-    spec: str,
+    program: Program,
     requests: list[Request],
+    beside: Beside,
     *,
     jobs: int = 1,
     timeout: float = DEFAULT_TIMEOUT,
@@ -262,7 +273,8 @@ def dask_sweep(
     client: Any = None,
 ) -> DaskOutcome:
     """Run ``requests`` on the Dask cluster at ``scheduler`` ("local": a LocalCluster of ``jobs``
-    single-threaded workers, closed afterwards), in batches.
+    single-threaded workers, closed afterwards), in batches: the target in worker processes
+    running ``program`` there, and ``beside(request)`` in the Dask worker processes.
 
     Args:
         client: an existing dask.distributed.Client to use instead (``scheduler`` is then only
@@ -280,7 +292,7 @@ def dask_sweep(
         threads = sum(own_client.nthreads().values()) or 1
         size = batch_size(n, threads)
         parts = batches(n, size)
-        replies: list[dict[str, Any] | None] = [None] * n
+        replies: list[Reply | None] = [None] * n
         refs: list[Any] = [None] * n
         notes: list[str] = []
         aborted = False
@@ -290,7 +302,7 @@ def dask_sweep(
         def submit(k: int) -> Any:
             part = parts[k]
             return own_client.submit(
-                run_batch, token, spec, path, float(timeout), k, [requests[i] for i in part],
+                run_batch, token, program, path, float(timeout), k, [requests[i] for i in part], beside,
                 key=f"bptt-report-{token}-{k}-{resubmits[k]}", pure=False, retries=0,
             )  # fmt: skip
 
@@ -321,7 +333,7 @@ def dask_sweep(
                             f"its workers kept dying ({exc})"
                         )
                         for i in part:
-                            replies[i] = {"status": "not_run"}
+                            replies[i] = Reply(status="not_run")
                         if on_progress is not None:
                             on_progress(len(part))
                         continue
@@ -329,17 +341,17 @@ def dask_sweep(
                         f"--scheduler {scheduler}: a Dask worker could not run the sweep "
                         f"({type(exc).__name__}: {exc}); every worker needs manual-bptt[report] installed"
                     ) from exc
-                if "error" in out:
+                if out.error:
                     raise TargetError(
-                        f"{out['error']} (on the Dask worker {out['worker']}: the target must be "
+                        f"{out.error} (on the Dask worker {out.worker}: the target must be "
                         "importable on every worker)"
                     )
                 for j, i in enumerate(part):
-                    replies[i] = out["replies"][j]
-                    refs[i] = out["refs"][j]
-                notes.extend(f"on the Dask worker {out['worker']}: {m}" for m in out["notes"])
-                aborted |= bool(out["aborted"])
-                done_on[k] = out["worker"]
+                    replies[i] = out.replies[j]
+                    refs[i] = out.refs[j]
+                notes.extend(f"on the Dask worker {out.worker}: {m}" for m in out.notes)
+                aborted |= out.aborted
+                done_on[k] = out.worker
                 if on_progress is not None:
                     on_progress(len(part))
         except BaseException:
@@ -356,7 +368,7 @@ def dask_sweep(
             if cluster is not None:
                 cluster.close()
     return DaskOutcome(
-        replies=[r if r is not None else {"status": "not_run"} for r in replies],
+        replies=[r if r is not None else Reply(status="not_run") for r in replies],
         refs=refs,
         notes=tuple(notes),
         aborted=aborted,

@@ -1,44 +1,45 @@
-"""The worker processes that run the target: fresh interpreters (``python -c``, in a session of
-their own, so a Ctrl-C in the terminal reaches only the checker), restarted when the target
-ends or hangs one, stopped on interrupt. The checker's side; numpy only.
+"""The local worker processes of both products: fresh interpreters (``python -c BOOT``, in a session
+of their own, so a Ctrl-C in the terminal reaches only the checker), each running a Program (the
+target's side, bptt_report.targets.worker; check-module's, bptt_report.module.worker) in the one
+loop of bptt_report.run.worker; restarted when the code under test ends or hangs one, stopped
+on interrupt. The checker's side; numpy only.
+
+    with WorkerPool(targets.worker.program(spec), workers=2) as pool:   # started: pool.hello
+        replies = pool.run([Request("call", cfg), ...])                  # stopped on leaving
 
 The worker gets this process's sys.path, so it imports the same packages (and never runs
 the calling script again, as multiprocessing's spawn would), and the environment of
 bptt_report.run.threads.environment (its BLAS and OpenMP pools on one thread, wherever the sweep
-runs). Requests travel on its stdin (length-prefixed pickles, from the checker: trusted);
-replies on a copy of its stdout (length-prefixed bptt_report.run.wire messages); the target's own
-prints go to stderr.
+runs). Requests travel on its stdin (framed pickles, from the checker: trusted); replies on a
+copy of its stdout (framed bptt_report.run.wire messages, rebuilt as bptt_report.run.protocol
+replies); the code under test's own prints go to stderr.
 
 Requests go out in batches (several per message, up to two batches in flight per worker);
-replies come back one per request, in order, as bptt_report.run.wire messages. A worker whose
-process ends, whose reply cannot be read, or that runs past the per-configuration timeout
-is killed; the request it was on gets a reply saying what happened ("died", "garbled",
-"timeout"), the requests queued behind it go to a fresh worker. After ``max_losses`` lost
-workers the remaining requests are answered "not_run".
+replies come back one per request, in order. A worker whose process ends, whose reply cannot be
+read, or that runs past the per-request timeout is killed; the request it was on gets a reply
+saying what happened ("died", "garbled", "timeout"), the requests queued behind it go to a fresh
+worker. After ``max_losses`` lost workers the remaining requests are answered "not_run".
 """
 
 from __future__ import annotations
 
+import dataclasses
 import json
-import os
 import pickle
-import signal
-import struct
 import subprocess
 import sys
 import threading
 import time
 from collections import deque
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from multiprocessing.connection import wait
 from typing import Any
 
-from manual_bptt.problems import RNNConfig
-
 from ..errors import TargetError, WireError, WorkerLost
 from . import threads, wire
+from .protocol import Hello, Program, Reply, Request, from_wire
+from .signals import signals_blocked
 
 #: Requests per message.
 BATCH = 8
@@ -49,41 +50,11 @@ DEFAULT_TIMEOUT = 60.0
 #: Lost workers (ended, crashed, hung) after which the rest is not run.
 MAX_LOSSES = 3
 
-_SIGNALS = {signal.SIGINT, signal.SIGTERM}
-
-
-@contextmanager
-def signals_blocked() -> Iterator[None]:
-    """SIGINT and SIGTERM held back meanwhile (acted on after): a process started here
-    inherits the block, so Ctrl-C during its start-up prints no traceback in it, and an
-    interrupt never lands half-way through starting it. (In the main thread the Python
-    handlers are deferred too: a signal taken by another thread, e.g. one of torch's,
-    would otherwise still raise KeyboardInterrupt here.)"""
-    caught: list[tuple[int, Any]] = []
-    saved: dict[int, Any] = {}
-    old_mask = None
-    try:
-        if threading.current_thread() is threading.main_thread():
-            for sig in _SIGNALS:
-                handler = signal.getsignal(sig)
-                if callable(handler):
-                    saved[sig] = handler
-                    signal.signal(sig, lambda signum, frame: caught.append((signum, frame)))
-        if hasattr(signal, "pthread_sigmask"):
-            old_mask = signal.pthread_sigmask(signal.SIG_BLOCK, _SIGNALS)
-        yield
-    finally:
-        if old_mask is not None:
-            signal.pthread_sigmask(signal.SIG_SETMASK, old_mask)  # a pending signal reaches the recorder
-        for sig, handler in saved.items():
-            signal.signal(sig, handler)
-        for signum, frame in caught[:1]:
-            saved[signum](signum, frame)
-
-
-_BOOT = (
+#: A worker process's command line: ``python -c BOOT PATH ARGUMENT`` takes the checker's sys.path
+#: (JSON) and calls the Program's ``main(ARGUMENT)``.
+BOOT = (
     "import json, sys; sys.path[:] = json.loads(sys.argv[1]); "
-    "from bptt_report.targets.worker import main; main(sys.argv[2])"
+    "from {module} import {name}; {name}(sys.argv[2])"
 )
 
 
@@ -99,33 +70,24 @@ class _Worker:
         return self.process.stdout.fileno()
 
     def send(self, obj: Any) -> None:
-        data = pickle.dumps(obj, protocol=pickle.HIGHEST_PROTOCOL)
+        """A batch of requests (or None: stop) to the worker."""
         assert self.process.stdin is not None
-        self.process.stdin.write(struct.pack(">I", len(data)) + data)
-        self.process.stdin.flush()
-
-    def _read(self, n: int) -> bytes:
-        chunks, got = [], 0
-        while got < n:
-            chunk = os.read(self.fileno(), min(n - got, 1 << 20))
-            if not chunk:
-                raise WorkerLost("end of the pipe")
-            chunks.append(chunk)
-            got += len(chunk)
-        return b"".join(chunks)
+        wire.write_frame(self.process.stdin.fileno(), pickle.dumps(obj, protocol=pickle.HIGHEST_PROTOCOL))
 
     def recv(self) -> Any:
-        (n,) = struct.unpack(">I", self._read(4))
-        if n > wire.MAX_MESSAGE:
-            raise WireError(f"a message of {n} bytes")
-        return wire.decode(self._read(n))
+        """The worker's next message, decoded (WorkerLost at the end of the pipe)."""
+        frame = wire.read_frame(self.fileno(), wire.MAX_MESSAGE)
+        if frame is None:
+            raise WorkerLost("end of the pipe")
+        return wire.decode(frame)
 
 
-class TargetPool:
-    """Worker processes running the target ``spec`` ("module:function").
+class WorkerPool:
+    """Worker processes running ``program``; a context manager: started on entering (the hello
+    in ``.hello``), stopped on leaving.
 
     Args:
-        spec: the target's importable name.
+        program: what each worker runs.
         workers: how many processes at most.
         timeout: seconds one request may take.
         max_losses: lost workers after which the remaining requests are not run.
@@ -134,15 +96,15 @@ class TargetPool:
 
     def __init__(
         self,
-        spec: str,
+        program: Program,
         workers: int = 1,
         timeout: float = DEFAULT_TIMEOUT,
         max_losses: int = MAX_LOSSES,
         path: list[str] | None = None,
     ) -> None:
-        self.spec = spec
+        self.program = program
         self.path = None if path is None else list(path)
-        self.n = max(1, workers)
+        self.workers = max(1, workers)
         self.timeout = float(timeout)
         self.max_losses = max_losses
         self.losses = 0
@@ -150,7 +112,15 @@ class TargetPool:
         self.stop = threading.Event()
         self._workers: list[_Worker] = []
         self._seq = 0
-        self.info: dict[str, Any] = {}
+        self.hello = Hello(status="")
+
+    def __enter__(self) -> WorkerPool:
+        self.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop.set()
+        self.close()
 
     @property
     def aborted(self) -> bool:
@@ -159,7 +129,9 @@ class TargetPool:
     def _command(self) -> list[str]:
         """The command line of a worker process."""
         path = sys.path if self.path is None else self.path
-        return [sys.executable, "-c", _BOOT, json.dumps(path), self.spec]
+        main = self.program.main
+        boot = BOOT.format(module=main.__module__, name=main.__name__)
+        return [sys.executable, "-c", boot, json.dumps(path), self.program.argument]
 
     def _start(self) -> _Worker:
         with signals_blocked():
@@ -187,11 +159,11 @@ class TargetPool:
         except subprocess.TimeoutExpired:
             pass
 
-    def start(self) -> dict[str, Any]:
-        """Start the first worker and return its hello: what the target is and declares.
+    def start(self) -> Hello:
+        """Start the first worker and return its hello: what the code under test is and declares.
 
         Raises:
-            TargetError when the target cannot be loaded (or its process ends while loading).
+            TargetError when the code under test cannot be loaded (or its process ends while loading).
         """
         w = self._start()
         limit = self.timeout + STARTUP_ALLOWANCE
@@ -202,38 +174,34 @@ class TargetPool:
                 raise KeyboardInterrupt
             if time.monotonic() > deadline:
                 self._kill(w)
-                raise TargetError(f"--target {self.spec}: loading it took longer than {limit:.0f} s")
+                raise TargetError(f"{self.program.label}: loading it took longer than {limit:.0f} s")
         try:
             info = w.recv()
         except (WorkerLost, OSError, WireError) as exc:
             self._kill(w)
             if w.process.returncode is not None:
                 raise TargetError(
-                    f"--target {self.spec}: the process loading it ended with status {w.process.returncode}"
+                    f"{self.program.label}: the process loading it ended with status {w.process.returncode}"
                 ) from exc
             self._kill(w)
-            raise TargetError(f"--target {self.spec}: the process loading it failed ({exc})") from exc
-        if not isinstance(info, dict) or info.get("status") != "ready":
+            raise TargetError(f"{self.program.label}: the process loading it failed ({exc})") from exc
+        hello = from_wire(Hello, info) if isinstance(info, dict) else Hello(status="")
+        if hello.status != "ready":
             self._kill(w)
-            msg = info.get("message") if isinstance(info, dict) else None
-            raise TargetError(str(msg or f"--target {self.spec}: cannot be loaded"))
+            raise TargetError(str(hello.message or f"{self.program.label}: cannot be loaded"))
         w.ready, w.since = True, time.monotonic()
         self._workers.append(w)
-        self.info = info
-        return info
+        self.hello = hello
+        return hello
 
-    def run(
-        self,
-        requests: list[tuple[str, RNNConfig, int | None]],
-        on_reply: Callable[[int], None] | None = None,
-    ) -> list[dict[str, Any]]:
-        """The replies to ``requests`` ((kind, cfg, prefix) each), in order.
+    def run(self, requests: list[Request], on_reply: Callable[[int], None] | None = None) -> list[Reply]:
+        """The replies to ``requests``, in order (each request sent with the pool's next id).
 
         Raises:
             KeyboardInterrupt when ``stop`` is set meanwhile.
         """
         n = len(requests)
-        replies: list[dict[str, Any] | None] = [None] * n
+        replies: list[Reply | None] = [None] * n
         seqs: list[int] = []
         for _ in range(n):
             self._seq += 1
@@ -241,7 +209,7 @@ class TargetPool:
         queue: deque[int] = deque(range(n))
         pending = n
 
-        def finish(i: int, reply: dict[str, Any]) -> None:
+        def finish(i: int, reply: Reply) -> None:
             nonlocal pending
             if replies[i] is None:
                 replies[i] = reply
@@ -255,15 +223,15 @@ class TargetPool:
             code = w.process.returncode
             if w.outstanding:
                 i = w.outstanding.popleft()
-                finish(i, {"status": status, "exitcode": code, "detail": detail,
-                           "seconds": time.monotonic() - w.since})  # fmt: skip
+                seconds = time.monotonic() - w.since
+                finish(i, Reply(status=status, exitcode=code, detail=detail, seconds=seconds))
                 queue.extendleft(reversed(w.outstanding))
             elif not w.ready:
-                self.notes.append(f"a worker process ended while loading the target (status {code})")
+                self.notes.append(f"a worker process ended while loading {self.program.noun} (status {code})")
             self.losses += 1
             if self.aborted:
                 self.notes.append(
-                    f"the target ended or hung {self.losses} worker processes; the rest was not run"
+                    f"{self.program.noun} ended or hung {self.losses} worker processes; the rest was not run"
                 )
 
         while pending:
@@ -271,11 +239,11 @@ class TargetPool:
                 raise KeyboardInterrupt
             if self.aborted and queue:
                 for i in list(queue):
-                    finish(i, {"status": "not_run"})
+                    finish(i, Reply(status="not_run"))
                 queue.clear()
                 if not pending:
                     break
-            while queue and len(self._workers) < self.n:
+            while queue and len(self._workers) < self.workers:
                 self._workers.append(self._start())
             now = time.monotonic()
             for w in list(self._workers):
@@ -284,7 +252,7 @@ class TargetPool:
                     if not w.outstanding and w.ready:
                         w.since = now
                     try:
-                        w.send([(requests[i][0], seqs[i], requests[i][1], requests[i][2]) for i in take])
+                        w.send([dataclasses.replace(requests[i], id=seqs[i]) for i in take])
                     except (OSError, ValueError):
                         queue.extendleft(reversed(take))
                         lose(w, "died")
@@ -312,20 +280,22 @@ class TargetPool:
                     lose(w, "garbled", "not a dict")
                     continue
                 if not w.ready:
-                    if msg.get("status") != "ready":
-                        lose(w, "died", str(msg.get("message", "")))
+                    hello = from_wire(Hello, msg)
+                    if hello.status != "ready":
+                        lose(w, "died", str(hello.message))
                         continue
                     w.ready, w.since = True, time.monotonic()
                     continue
-                if not w.outstanding or msg.get("id") != seqs[w.outstanding[0]]:
+                reply = from_wire(Reply, msg)
+                if not w.outstanding or reply.id != seqs[w.outstanding[0]]:
                     lose(w, "garbled", "a reply to a request that was not asked")
                     continue
-                finish(w.outstanding.popleft(), msg)
+                finish(w.outstanding.popleft(), reply)
                 w.since = time.monotonic()
             now = time.monotonic()
             for w in [w for w in busy if w in self._workers and now > limit(w)]:
                 lose(w, "timeout")
-        return [r if r is not None else {"status": "not_run"} for r in replies]
+        return [r if r is not None else Reply(status="not_run") for r in replies]
 
     def close(self) -> None:
         """Stop every worker (politely, then by force)."""

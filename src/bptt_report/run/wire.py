@@ -3,7 +3,8 @@
 A worker runs the code under test, so nothing it sends may run code in the checker: a
 message is ``len(header) (4 bytes) + header (JSON) + array bytes``, where every array in the
 JSON value is replaced by ``{"__array__": [dtype, shape, offset]}`` and only real numeric and
-boolean dtypes are accepted. numpy only.
+boolean dtypes are accepted. Both directions travel in frames (read_frame, write_frame): a
+4-byte big-endian length, then the message. numpy only.
 """
 
 from __future__ import annotations
@@ -11,10 +12,7 @@ from __future__ import annotations
 import json
 import math
 import os
-import pickle
-import signal
 import struct
-from collections.abc import Callable
 from typing import Any
 
 import numpy as np
@@ -92,11 +90,11 @@ def decode(message: bytes) -> Any:
 
 
 def read_exact(fd: int, n: int) -> bytes | None:
-    """Exactly ``n`` bytes from the file descriptor ``fd``, or None at the end of the stream (the
-    worker processes' side of the framing: a 4-byte big-endian length, then the message)."""
+    """Exactly ``n`` bytes from the file descriptor ``fd`` (read a MiB at a time), or None at the
+    end of the stream."""
     chunks, got = [], 0
     while got < n:
-        chunk = os.read(fd, n - got)
+        chunk = os.read(fd, min(n - got, 1 << 20))
         if not chunk:
             return None
         chunks.append(chunk)
@@ -104,37 +102,20 @@ def read_exact(fd: int, n: int) -> bytes | None:
     return b"".join(chunks)
 
 
+def read_frame(fd: int, limit: int | None = None) -> bytes | None:
+    """One frame from ``fd``: a 4-byte big-endian length, then that many bytes; None at the end of
+    the stream. WireError for a frame longer than ``limit``, before it is read."""
+    head = read_exact(fd, 4)
+    if head is None:
+        return None
+    (n,) = struct.unpack(">I", head)
+    if limit is not None and n > limit:
+        raise WireError(f"a message of {n} bytes")
+    return read_exact(fd, n)
+
+
 def write_frame(fd: int, data: bytes) -> None:
     """``data`` to ``fd`` behind its 4-byte big-endian length, all of it."""
     view = memoryview(struct.pack(">I", len(data)) + data)
     while view:
         view = view[os.write(fd, view) :]
-
-
-def private_stdio() -> tuple[int, int]:
-    """A worker process's start: Ctrl-C left to the checker, and private copies (fd_in, fd_out) of
-    stdin and stdout for the protocol, while the code under test sees /dev/null as stdin and
-    stderr as stdout."""
-    signal.signal(signal.SIGINT, signal.SIG_IGN)  # the checker handles Ctrl-C and stops us
-    if hasattr(signal, "pthread_sigmask"):
-        signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGINT, signal.SIGTERM})
-    fd_in, fd_out = os.dup(0), os.dup(1)
-    devnull = os.open(os.devnull, os.O_RDONLY)
-    os.dup2(devnull, 0)
-    os.dup2(2, 1)
-    return fd_in, fd_out
-
-
-def serve_requests(fd_in: int, fd_out: int, handle: Callable[[Any], dict[str, Any]]) -> None:
-    """Answer each request of each batch the checker sends, one framed reply per request, until a
-    None batch or the end of the stream."""
-    while True:
-        head = read_exact(fd_in, 4)
-        if head is None:
-            return
-        body = read_exact(fd_in, struct.unpack(">I", head)[0])
-        batch = None if body is None else pickle.loads(body)
-        if batch is None:
-            return
-        for request in batch:
-            write_frame(fd_out, encode(handle(request)))

@@ -1,34 +1,31 @@
-"""The worker process in which the target runs: it never imports torch or the oracle.
+"""The target's side of a worker process: it never imports torch or the oracle.
 
-The checker starts it (bptt_report.run.pool) with the target's "module:function" name. The worker imports
-numpy, manual_bptt and the target, says hello (what the target is, its signature, what it
-declares), then answers requests, one message each, in order. A request names a
+A worker process (bptt_report.run.pool, with ``program(spec)``) runs ``main(spec)``: the worker
+loop of bptt_report.run.worker on the target's "module:function" name. ``load`` imports numpy,
+manual_bptt and the target and says hello (what the target is, its signature, what it
+declares); ``handle`` answers one request (bptt_report.run.protocol). A request names a
 configuration (and optionally a prefix length); the worker rebuilds its arrays with
-manual_bptt.problems.make_problem, hands the target fresh copies, and compares every input
+targets.contract.problem_for, hands the target fresh copies, and compares every input
 (the parameters: U, W, V, b, c, or U, W, b_ih, b_hh, V, c for a gated cell; xs, ys, mask,
 s0, the LSTM's as s0.h and s0.c) bitwise before and after the call: a change is reported as
 such. The replies carry plain numbers and arrays only (bptt_report.run.wire), never objects.
 
 Kinds of request:
-    ("call", id, cfg, prefix)   the target's loss and gradients on the problem
-    ("probe", id, cfg, None)    the same, where a TypeError for a gated params type means
-                                that the target does not support the cell
-    ("fd", id, cfg, None)       the same, plus central differences of the target's own loss
-                                for every entry of the parameters, s0 (when given; the
-                                LSTM's h and c parts each), dense xs
+    "call"    the target's loss and gradients on the problem (or on its first ``prefix`` steps)
+    "probe"   the same, where a TypeError for a gated params type means that the target does
+              not support the cell
+    "fd"      the same, plus central differences of the target's own loss for every entry of
+              the parameters, s0 (when given; the LSTM's h and c parts each), dense xs
 
-Replies name the arrays flat: loss, the cell's parameters, ds0 (the LSTM: ds0.h and ds0.c),
-dxs.
+Replies name the arrays flat (Reply.fields): loss, the cell's parameters, ds0 (the LSTM: ds0.h
+and ds0.c), dxs.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import functools
 import math
-import os
-import sys
-import time
-import traceback
 from collections.abc import Callable
 from typing import Any
 
@@ -36,10 +33,11 @@ import numpy as np
 
 from manual_bptt.checking import central_differences
 from manual_bptt.gated_params import LSTMState
-from manual_bptt.problems import Problem, RNNConfig
+from manual_bptt.problems import Problem
 
 from ..errors import BadResult, Mutated, TargetError, Unsupported
-from ..run import wire
+from ..run.protocol import Hello, Program, Reply, Request
+from ..run.worker import Handle, serve
 from .contract import (
     DECLARATION,
     TargetOutput,
@@ -53,8 +51,6 @@ from .contract import (
 
 #: Finite-difference step.
 FD_EPS = 1e-5
-
-Request = tuple[str, int, RNNConfig, "int | None"]
 
 
 def _inputs(p: Any, xs: Any, ys: Any, s0: Any, mask: Any) -> dict[str, Any]:
@@ -148,14 +144,6 @@ def output_fields(out: TargetOutput, cell: str = "rnn") -> tuple[dict[str, Any],
     return fields, notes
 
 
-def _exception(exc: BaseException) -> dict[str, Any]:
-    return {
-        "type": type(exc).__name__,
-        "message": str(exc),
-        "traceback": "".join(traceback.format_exception(type(exc), exc, exc.__traceback__)),
-    }
-
-
 def _fd(fn: Callable[..., Any], prob: Problem, out: TargetOutput) -> dict[str, np.ndarray]:
     """Central differences of the target's own loss for every entry of the parameters, s0 (the
     LSTM's h and c parts each) and dense xs."""
@@ -182,45 +170,38 @@ def _fd(fn: Callable[..., Any], prob: Problem, out: TargetOutput) -> dict[str, n
     return numeric
 
 
-def handle(fn: Callable[..., Any], request: Request) -> dict[str, Any]:
-    """The reply to one request (see the module docstring)."""
-    kind, check_id, cfg, prefix = request
-    t0 = time.perf_counter()
-    reply: dict[str, Any] = {"id": check_id}
+def handle(fn: Callable[..., Any], request: Request) -> Reply:
+    """The reply to one request (see the module docstring); what the target raises otherwise is
+    answered by the worker loop."""
+    cfg = request.config
+    prob = problem_for(cfg, request.prefix)
+    if prob is None:
+        return Reply(status="skipped")
     try:
-        prob = problem_for(cfg, prefix)
-        if prob is None:
-            reply["status"] = "skipped"
-            return reply
-        if kind == "fd":
+        numeric = {}
+        if request.kind == "fd":
             out = guarded_call(fn, prob, None)
-            reply["numeric"] = _fd(fn, prob, out)
+            numeric = _fd(fn, prob, out)
         else:
-            out = guarded_call(fn, prob, probe=kind == "probe")
-        reply["fields"], reply["notes"] = output_fields(out, cfg.cell)
-        reply["status"] = "ok"
+            out = guarded_call(fn, prob, probe=request.kind == "probe")
     except Unsupported as exc:
-        reply.update(status="unsupported", keywords=list(exc.keywords), message=str(exc), detail=exc.detail)
+        return Reply(status="unsupported", keywords=tuple(exc.keywords), message=str(exc), detail=exc.detail)
     except Mutated as exc:
-        reply.update(status="mutated", inputs=exc.names)
+        return Reply(status="mutated", mutated=tuple(exc.names))
     except BadResult as exc:
-        reply.update(status="bad_result", message=str(exc))
-    except SystemExit as exc:
-        reply.update(status="exited", code=repr(exc.code), traceback=_exception(exc)["traceback"])
-    except Exception as exc:
-        reply.update(status="raised", **_exception(exc))
-    reply["seconds"] = time.perf_counter() - t0
-    return reply
+        return Reply(status="bad_result", message=str(exc))
+    fields, notes = output_fields(out, cfg.cell)
+    return Reply(status="ok", fields=fields, notes=notes, numeric=numeric)
 
 
-def hello(spec: str) -> tuple[Callable[..., Any] | None, dict[str, Any]]:
-    """Load the target: (the callable, the hello message) or (None, the error message)."""
+def load(spec: str) -> tuple[Handle | None, Hello]:
+    """Load the target: (its handler, the hello) or (None, the error)."""
     try:
         fn = load_target(spec)
     except TargetError as exc:
-        return None, {"status": "error", "message": str(exc)}
+        return None, Hello(status="error", message=str(exc))
     except BaseException as exc:  # a target module may even call sys.exit
-        return None, {"status": "error", "message": f"--target {spec}: importing it raised {exc!r}"}
+        return None, Hello(status="error", message=f"--target {spec}: importing it raised {exc!r}")
     declared = getattr(fn, DECLARATION, None)
     try:
         declared_value = None if declared is None else _jsonable(declared)
@@ -228,14 +209,14 @@ def hello(spec: str) -> tuple[Callable[..., Any] | None, dict[str, Any]]:
     except ValueError as exc:
         declared_value, declared_error = None, str(exc)
     keywords = accepted_keywords(fn)
-    return fn, {
-        "status": "ready",
-        "signature": signature_text(fn),
-        "keywords": None if keywords is None else sorted(keywords),
-        "declared": declared_value,
-        "declared_error": declared_error,
-        "modules": sorted(m for m in ("torch", "reference") if m in sys.modules),
-    }
+    hello = Hello(
+        status="ready",
+        signature=signature_text(fn),
+        keywords=None if keywords is None else tuple(sorted(keywords)),
+        declared=declared_value,
+        declared_error=declared_error,
+    )
+    return functools.partial(handle, fn), hello
 
 
 def _jsonable(value: Any) -> Any:
@@ -251,22 +232,10 @@ def _jsonable(value: Any) -> Any:
 
 
 def main(spec: str) -> None:
-    """The worker's loop (started by bptt_report.run.pool): hello, then one reply per request,
-    until None or the end of stdin. The protocol uses private copies of stdin and stdout;
-    the target sees /dev/null as stdin and stderr as stdout. When the checker goes away (a
-    closed pipe), the worker ends quietly."""
-    try:
-        _serve(spec)
-    except (BrokenPipeError, ConnectionError, EOFError):
-        os._exit(0)
+    """A target's worker process (bptt_report.run.pool's BOOT): the worker loop on the target ``spec``."""
+    serve(lambda: load(spec))
 
 
-def _serve(spec: str) -> None:
-    fd_in, fd_out = wire.private_stdio()
-    modules_before = sorted(m for m in ("torch", "reference") if m in sys.modules)
-    fn, message = hello(spec)
-    message["modules_before_target"] = modules_before
-    wire.write_frame(fd_out, wire.encode(message))
-    if fn is None:
-        return
-    wire.serve_requests(fd_in, fd_out, lambda request: handle(fn, request))
+def program(spec: str) -> Program:
+    """What a worker process of the target ``spec`` ("module:function") runs."""
+    return Program(main, spec, f"--target {spec}")
