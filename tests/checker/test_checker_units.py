@@ -9,11 +9,11 @@ import numpy as np
 import pytest
 
 from bptt_report.judge import compare
-from bptt_report.plan.sweep import probe_configs
 from bptt_report.run import wire
 from bptt_report.run.protocol import Request
 from bptt_report.targets import contract, worker
 from bptt_report.targets.contract import problem_for
+from bptt_report.targets.probe import probe_configs
 
 
 def test_worker_messages_carry_numbers_and_arrays_and_nothing_else():

@@ -32,7 +32,8 @@ from manual_bptt.problems import RNNConfig
 
 from ..plan.sweep import describe_config
 from ..run.protocol import Reply, Request
-from .checks import Ref, compare_output, failure_message, misbehaviour, references, target_output
+from ..targets.replies import misbehaviour, target_output
+from .checks import Ref, compare_output, failure_message, references
 from .compare import FLOAT32_BAND, RECURRENT_FIELDS, ArrayCheck, looks_like_float32
 from .results import ConfigCheck, LagStep, Localization
 

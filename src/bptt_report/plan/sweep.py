@@ -241,30 +241,6 @@ def plan_fd_configs(seed: int, size: SweepSize, caps: Capabilities = FULL_SUPPOR
     return configs
 
 
-def probe_configs(
-    caps_forms: tuple[str, ...], activation: str | None = "tanh", cell: str = "rnn"
-) -> dict[str, RNNConfig]:
-    """Tiny configurations of ``cell``, one per feature: each input form (with ``activation``,
-    the Elman cell only, no options), then, on the first of ``caps_forms``, each option and
-    (the Elman cell) each activation alone."""
-    act = activation if cell == "rnn" else None
-    base = dict(T=3, D=4, H=3, K=2, bias=True, activation=act, truncate=None, reduction="sum",
-                use_mask=False, s0_kind=None, weight_scale=0.5, seed=12345, cell=cell)  # fmt: skip
-    out: dict[str, RNNConfig] = {}
-    for name, (tokens, batched) in FORM_NAMES.items():
-        out[name] = RNNConfig(B=2 if batched else None, tokens=tokens, **base)
-    if caps_forms:
-        first = out[caps_forms[0]]
-        r = dataclasses.replace
-        out["s0"] = r(first, s0_kind="shared")
-        out["truncate"] = r(first, truncate=1)
-        out["mask"] = r(first, use_mask=True)
-        out["reduction=mean"] = r(first, reduction="mean")
-        for a in ACTIVATION_NAMES if cell == "rnn" else ():
-            out[a] = r(first, activation=a)
-    return out
-
-
 def config_dict(cfg: RNNConfig) -> dict[str, Any]:
     """The configuration as a JSON-ready dict (the fields of RNNConfig)."""
     return dataclasses.asdict(cfg)
