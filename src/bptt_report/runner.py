@@ -19,32 +19,25 @@ from __future__ import annotations
 
 import dataclasses
 import math
-import multiprocessing
 import sys
 import time
 from collections.abc import Callable
-from concurrent.futures import Future, ProcessPoolExecutor, ThreadPoolExecutor
+from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 from manual_bptt.environment import describe, usable_cpus
 from manual_bptt.problems import RNNConfig
 
-from .judge.checks import (
-    References,
-    fd_check,
-    init_oracle_worker,
-    oracle_checks,
-    references_batch,
-    sweep_references,
-)
+from .judge.checks import fd_check, oracle_checks
 from .judge.localize import localize
+from .judge.references import references_batch, references_of, sweep_references
 from .judge.results import CheckResult, ConfigCheck, Localization
 from .plan.profiles import conditioned, profile_size
 from .plan.sweep import plan_configs, plan_fd_configs, split_examples
 from .run import threads
 from .run.pool import DEFAULT_TIMEOUT, WorkerPool
 from .run.protocol import Reply, Request
-from .run.signals import block_in_this_thread, signals_blocked
+from .run.signals import block_in_this_thread
 from .targets.contract import (
     CELLS,
     DEFAULT_TARGET,
@@ -129,35 +122,6 @@ def _progress(total: int, desc: str, enabled: bool) -> Any:
             pass
 
     return _Silent()
-
-
-def _references(configs: list[RNNConfig], jobs: int) -> list[References]:
-    """The oracle's and nn.RNN's results for every configuration: here for jobs=1, else in
-    ``jobs`` oracle processes (spawn; they never run the target)."""
-    if jobs <= 1 or len(configs) < 2 * jobs:
-        return references_batch(configs)
-    n = min(len(configs), 32 * jobs)  # small chunks: an interrupt waits for the running ones only
-    chunks = [list(range(i, len(configs), n)) for i in range(n)]
-    out: list[References | None] = [None] * len(configs)
-    others = set(multiprocessing.active_children())
-    ex = ProcessPoolExecutor(
-        max_workers=jobs, mp_context=multiprocessing.get_context("spawn"), initializer=init_oracle_worker
-    )
-    try:
-        with signals_blocked():
-            futures: list[tuple[list[int], Future[list[References]]]] = [
-                (idx, ex.submit(references_batch, [configs[i] for i in idx])) for idx in chunks
-            ]
-        for idx, fut in futures:
-            for i, r in zip(idx, fut.result(), strict=True):
-                out[i] = r
-    except BaseException:
-        for proc in set(multiprocessing.active_children()) - others:  # ours: stop now, not after their chunk
-            proc.kill()  # (SIGTERM is held back while they start)
-        ex.shutdown(wait=False, cancel_futures=True)
-        raise
-    ex.shutdown(wait=True)
-    return [r if r is not None else {"oracle": "not computed", "torch_rnn": None} for r in out]
 
 
 def _in_thread(pool: WorkerPool, requests: list[Request], bar: Any) -> list[Reply]:
@@ -332,7 +296,7 @@ def check(
                 with threads.fixed(), ThreadPoolExecutor(1) as helper:
                     fut = helper.submit(_in_thread, pool, requests, bar)
                     try:
-                        refs = _references(configs, pool.workers)
+                        refs = references_of(configs, pool.workers)
                         replies = fut.result()
                     except BaseException:
                         pool.stop.set()

@@ -1,8 +1,8 @@
 """Judging the target: its arrays against the references, the verdict, where it goes wrong.
 
     compare       one array against a reference: the tolerances, the worst entry
-    checks        the references (the oracle, the native torch module) and one configuration
-                  judged from the target's reply
+    references    the oracle's and the native torch module's results, here or in oracle processes
+    checks        one configuration judged from the target's reply
     crosschecks   manual_bptt's other derivations against the same references (thorough)
     localize      where a disagreement sits: the arrays, the shortest sequence, the lag, the
                   smallest configuration

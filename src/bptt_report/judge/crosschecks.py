@@ -21,7 +21,8 @@ from manual_bptt.problems import RNNConfig
 from ..run.pool import WorkerPool
 from ..run.protocol import Request
 from ..targets.worker import program
-from .checks import References, oracle_checks
+from .checks import oracle_checks
+from .references import References
 from .results import ConfigCheck
 
 #: The names under which manual_bptt's bptt is checked (the cross-checks apply to these only).

@@ -33,8 +33,9 @@ from manual_bptt.problems import RNNConfig
 from ..plan.sweep import describe_config
 from ..run.protocol import Reply, Request
 from ..targets.replies import misbehaviour, target_output
-from .checks import Ref, compare_output, failure_message, references
+from .checks import compare_output, failure_message
 from .compare import FLOAT32_BAND, RECURRENT_FIELDS, ArrayCheck, looks_like_float32
+from .references import Ref, references
 from .results import ConfigCheck, LagStep, Localization
 
 #: Largest truncation window scanned for the lag.
