@@ -14,9 +14,11 @@ import numpy as np
 import pytest
 import torch
 
+from bptt_report.errors import UsageError
+from bptt_report.judge.compare import FACTOR, compare_module_array, compare_module_arrays
 from bptt_report.module import check as mc
 from bptt_report.module import session as ms
-from bptt_report.module.check import FACTOR, UsageError, check_module
+from bptt_report.module.check import check_module
 
 QUICK = {"quick": True, "examples": 2}
 
@@ -55,8 +57,8 @@ def test_the_reference_equals_torchs_own_layer_at_float64(cell):
         case = ms.draw_case(rng, cell, "float64", False, bias=bias)
         ref = ms.reference(cell, "tanh", case)
         native = ms.baseline(cell, "tanh", settings, case)
-        for e in ms.compare(native, ref, None, "float64"):
-            assert e.ok, e
+        for e in compare_module_arrays(native, ref, None, "float64"):
+            assert e.passed, e
 
 
 def test_nan_fails_the_verdict_at_every_dtype():
@@ -64,15 +66,15 @@ def test_nan_fails_the_verdict_at_every_dtype():
     bad = ref.copy()
     bad[0, 1] = np.nan
     for dtype in ("float64", "float32"):
-        e = ms.judge("x", bad, ref, None if dtype == "float64" else ref.copy(), dtype)
-        assert not e.ok and math.isinf(e.err)
+        e = compare_module_array("x", bad, ref, None if dtype == "float64" else ref.copy(), dtype)
+        assert not e.passed and math.isinf(e.abs_error)
 
 
 def test_the_lower_precision_verdict_is_relative_to_the_baseline():
     ref = np.ones(4)
     base = ref + 1e-7
-    assert ms.judge("x", ref + (FACTOR - 1) * 1e-7, ref, base, "float32").ok
-    assert not ms.judge("x", ref + (FACTOR + 1) * 1e-7, ref, base, "float32").ok
+    assert compare_module_array("x", ref + (FACTOR - 1) * 1e-7, ref, base, "float32").passed
+    assert not compare_module_array("x", ref + (FACTOR + 1) * 1e-7, ref, base, "float32").passed
 
 
 def test_usage_errors_before_any_work():

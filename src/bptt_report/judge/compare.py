@@ -1,15 +1,18 @@
-"""Comparing one array of a target's result with a reference array, and saying where they differ.
-
-Two tolerances, both written so that they can never pass on NaN or on 0/0:
+"""Comparing one array with a reference array, and saying where they differ: one ArrayCheck per
+array, for both products. Three rules, all written so that they can never pass on NaN or on 0/0:
 
     against an oracle (float64):  max|a - r| <= rtol * max|r| + atol      rtol 1e-10, atol 1e-12
     against finite differences:   |a - n| <= atol + rtol * max(|a|, |n|)  rtol 1e-6, atol 1e-7
                                   (elementwise; the differences carry O(eps^2) + O(1e-16 / eps) error)
+    check-module below float64:   max|a - r| <= FACTOR * max(base, UNIT[dtype] * max|r|) + atol,
+                                  base = max|b - r| of the baseline b (torch's own module at the
+                                  same dtype and device, on the same rounded values)
 
 The first is norm-wise (scaled by the largest reference entry), the right scale for a
 gradient: an entry that is tiny by cancellation is not held to a relative accuracy no float
-computation could reach. The reported relative error is max|a - r| / max|r|. Both forms
-multiply instead of dividing, and a non-finite value in the target's output always fails.
+computation could reach; check-module at float64 uses it too. The reported relative error is
+max|a - r| / max|r|. The rules multiply instead of dividing, and a non-finite value in the
+output under test always fails.
 """
 
 from __future__ import annotations
@@ -25,6 +28,10 @@ from manual_bptt.checking import ATOL, RTOL
 
 #: Finite-difference tolerance, elementwise: |a - n| <= FD_ATOL + FD_RTOL * max(|a|, |n|).
 FD_RTOL, FD_ATOL = 1e-6, 1e-7
+#: check-module below float64: the module's error may be this many times the baseline's.
+FACTOR = 16.0
+#: Unit roundoff of each dtype (half the distance from 1 to the next number).
+UNIT = {"float64": 2.0**-53, "float32": 2.0**-24, "bfloat16": 2.0**-8, "float16": 2.0**-11}
 #: Relative errors in this range, the loss failing too, look like single-precision rounding.
 FLOAT32_BAND = (1e-10, 1e-4)
 #: The arrays of a result, in report order: the loss, the parameter gradients (the Elman cell's
@@ -36,10 +43,10 @@ RECURRENT_FIELDS = ("U", "W", "b", "b_ih", "b_hh", "ds0", "ds0.h", "ds0.c", "dxs
 
 @dataclass(frozen=True)
 class ArrayCheck:
-    """One array of the target's result against the reference.
+    """One array of the result under test against the reference.
 
     Attributes:
-        name: one of FIELDS.
+        name: one of FIELDS (check-module: a torch name, weight_ih_l0, ..., x, h0).
         passed: whether it is within tolerance (and finite, and of the right shape).
         rel_error: max|a - r| / max|r| (inf when not finite or not comparable).
         abs_error: max|a - r| (inf when not finite or not comparable).
@@ -47,9 +54,13 @@ class ArrayCheck:
         scale: max|r|.
         index: the worst element's index, () for the loss, None when not comparable.
         actual, expected: the values at ``index`` (None when not comparable).
-        dtype: the dtype of the target's array, e.g. "float64".
+        dtype: the dtype of the target's array, e.g. "float64" (check-module: the module's).
         note: why it failed when that is not just the size of the error (shape, NaN, float32,
             missing), else "".
+        baseline: check-module below float64: the baseline's max|b - r| (inf without one);
+            None otherwise.
+        ratio: check-module: abs_error in the unit of its verdict (the tolerance at float64,
+            else max(baseline, UNIT * scale): the number held against FACTOR); None otherwise.
     """
 
     name: str
@@ -63,6 +74,15 @@ class ArrayCheck:
     expected: float | None
     dtype: str
     note: str = ""
+    baseline: float | None = None
+    ratio: float | None = None
+
+    @property
+    def baseline_rel_error(self) -> float | None:
+        """baseline / scale (0 for a zero reference), or None without a baseline."""
+        if self.baseline is None:
+            return None
+        return self.baseline / self.scale if self.scale > 0 else 0.0
 
     def describe(self) -> str:
         """One line: the worst element, both values, the error and the tolerance."""
@@ -148,6 +168,39 @@ def _float32_note(dtype: str) -> str:
     return ""
 
 
+_TINY = np.finfo(np.float64).tiny
+
+
+def _argmax(values: np.ndarray) -> tuple[int, ...]:
+    """The index of the largest entry."""
+    return tuple(int(i) for i in np.unravel_index(int(np.argmax(values)), values.shape))
+
+
+def _empty(name: str, atol: float, dtype: str) -> ArrayCheck:
+    """An empty array against an empty reference: it passes."""
+    return ArrayCheck(name, True, 0.0, 0.0, atol, 0.0, (), 0.0, 0.0, dtype)
+
+
+def _at(
+    name: str, a: np.ndarray, r: np.ndarray, idx: tuple[int, ...], passed: bool, rel_error: float,
+    abs_error: float, tolerance: float, scale: float, dtype: str,
+) -> ArrayCheck:  # fmt: skip
+    """The ArrayCheck of two comparable arrays, its worst entry at ``idx``."""
+    return ArrayCheck(
+        name=name,
+        passed=passed,
+        rel_error=rel_error,
+        abs_error=abs_error,
+        tolerance=tolerance,
+        scale=scale,
+        index=idx,
+        actual=float(a[idx]),
+        expected=float(r[idx]),
+        dtype=dtype,
+        note="" if passed else _float32_note(dtype),
+    )
+
+
 def compare_array(
     name: str, actual: Any, expected: Any, *, rtol: float = RTOL, atol: float = ATOL
 ) -> ArrayCheck:
@@ -165,26 +218,12 @@ def compare_array(
         return failed
     dtype = str(np.asarray(actual).dtype)
     if a.size == 0:
-        return ArrayCheck(name, True, 0.0, 0.0, atol, 0.0, (), 0.0, 0.0, dtype)
+        return _empty(name, atol, dtype)
     err = np.abs(a - r)
     scale = float(np.max(np.abs(r)))
     worst = float(np.max(err))
     tol = rtol * scale + atol
-    idx = tuple(int(i) for i in np.unravel_index(int(np.argmax(err)), err.shape))
-    passed = worst <= tol
-    return ArrayCheck(
-        name=name,
-        passed=passed,
-        rel_error=worst / max(scale, np.finfo(np.float64).tiny),
-        abs_error=worst,
-        tolerance=tol,
-        scale=scale,
-        index=idx,
-        actual=float(a[idx]),
-        expected=float(r[idx]),
-        dtype=dtype,
-        note="" if passed else _float32_note(dtype),
-    )
+    return _at(name, a, r, _argmax(err), worst <= tol, worst / max(scale, _TINY), worst, tol, scale, dtype)
 
 
 def compare_fd(
@@ -207,26 +246,13 @@ def compare_fd(
             name, f"{label(name)}: finite differences of the target's loss are not finite", dtype
         )
     if a.size == 0:
-        return ArrayCheck(name, True, 0.0, 0.0, atol, 0.0, (), 0.0, 0.0, dtype)
+        return _empty(name, atol, dtype)
     err = np.abs(a - n)
     tol = atol + rtol * np.maximum(np.abs(a), np.abs(n))
-    # the worst entry is the one that uses most of its own tolerance (tol >= atol > 0)
-    idx = tuple(int(i) for i in np.unravel_index(int(np.argmax(err / tol)), err.shape))
+    idx = _argmax(err / tol)  # the entry that uses most of its own tolerance (tol >= atol > 0)
     scale = float(np.max(np.abs(n)))
-    passed = bool(np.all(err <= tol))
-    return ArrayCheck(
-        name=name,
-        passed=passed,
-        rel_error=float(np.max(err)) / max(scale, np.finfo(np.float64).tiny),
-        abs_error=float(err[idx]),
-        tolerance=float(tol[idx]),
-        scale=scale,
-        index=idx,
-        actual=float(a[idx]),
-        expected=float(n[idx]),
-        dtype=dtype,
-        note="" if passed else _float32_note(dtype),
-    )
+    rel = float(np.max(err)) / max(scale, _TINY)
+    return _at(name, a, n, idx, bool(np.all(err <= tol)), rel, float(err[idx]), float(tol[idx]), scale, dtype)
 
 
 def compare_optional(name: str, actual: Any, expected: Any) -> ArrayCheck | None:
@@ -265,3 +291,68 @@ def looks_like_float32(arrays: list[ArrayCheck]) -> bool:
         return True
     lo, hi = FLOAT32_BAND
     return any(a.name == "loss" for a in failing) and all(lo <= a.rel_error <= hi for a in failing)
+
+
+# ---------------------------------------------------------------------------------------------
+# check-module: a recurrent layer's arrays (float64 copies of what it computed at its dtype)
+# ---------------------------------------------------------------------------------------------
+def max_abs_diff(a: np.ndarray, b: np.ndarray) -> float:
+    """max|a - b|; inf for NaN/inf anywhere or a shape mismatch; 0 for empty arrays."""
+    if a.shape != b.shape:
+        return math.inf
+    if a.size == 0:
+        return 0.0
+    d = np.abs(a - b)
+    return float(d.max()) if np.isfinite(d).all() else math.inf
+
+
+def compare_module_array(
+    name: str, a: np.ndarray | None, ref: np.ndarray, base: np.ndarray | None, dtype: str
+) -> ArrayCheck:
+    """One array of a module computed at ``dtype`` against the float64 reference: the norm-wise
+    rule at float64, the baseline rule below (see the module docstring). ``base`` is the
+    baseline's array (None at float64, or when it has none)."""
+    note = ""
+    if a is None:
+        a, note = np.full(ref.shape, np.nan), "not returned"
+    elif a.shape != ref.shape:
+        note = f"shape {a.shape}, expected {ref.shape}"
+    err = max_abs_diff(a, ref)
+    scale = float(np.abs(ref).max()) if ref.size else 0.0
+    rel = err / scale if scale > 0 else (0.0 if err == 0 else math.inf)
+    baseline: float | None = None
+    if dtype == "float64":
+        allowed = RTOL * scale + ATOL
+        ratio = err / allowed
+    else:
+        baseline = max_abs_diff(base, ref) if base is not None else math.inf
+        floor = max(baseline, UNIT[dtype] * scale)
+        allowed = FACTOR * floor + ATOL
+        ratio = err / floor if floor > 0 else (0.0 if err == 0 else math.inf)
+    idx = _argmax(np.abs(a - ref)) if math.isfinite(err) and ref.size else None
+    return ArrayCheck(
+        name=name,
+        passed=err <= allowed,
+        rel_error=rel,
+        abs_error=err,
+        tolerance=allowed,
+        scale=scale,
+        index=idx,
+        actual=None if idx is None else float(a[idx]),
+        expected=None if idx is None else float(ref[idx]),
+        dtype=dtype,
+        note=note,
+        baseline=baseline,
+        ratio=ratio,
+    )
+
+
+def compare_module_arrays(
+    arrays: dict[str, np.ndarray], ref: dict[str, np.ndarray], base: dict[str, np.ndarray] | None, dtype: str
+) -> list[ArrayCheck]:
+    """Every reference array of a module judged (compare_module_array), in the reference's order
+    (the forward first)."""
+    return [
+        compare_module_array(n, arrays.get(n), r, None if base is None else base.get(n), dtype)
+        for n, r in ref.items()
+    ]

@@ -15,8 +15,8 @@ float64, is computed from the rounded values. Compared: out, h_n (c_n), then the
 of weight_ih_l0, weight_hh_l0, bias_ih_l0, bias_hh_l0, x, h0 (c0). The forward is judged
 first: a wrong forward is reported as such.
 
-The verdict (``ArrayError.ok``), per array and configuration, with err = max|a - ref| and
-scale = max|ref|:
+The verdict (bptt_report.judge.compare.compare_module_array), per array and configuration, with
+err = max|a - ref| and scale = max|ref|:
     float64      err <= RTOL * scale + ATOL (the library's tolerance; NaN fails);
     lower        err <= FACTOR * max(base, UNIT[dtype] * scale) + ATOL, where base is the error,
                  measured in the same run on the same rounded values, of torch's own
@@ -41,18 +41,17 @@ from manual_bptt.checking import ATOL, RTOL
 from manual_bptt.errors import integer_arg
 
 from ..errors import UsageError
+from ..judge.compare import FACTOR, ArrayCheck
 from ..run.pool import DEFAULT_TIMEOUT
 from ..targets.contract import spec_of
 from .session import (
     CELLS,
     DEFAULT_EXAMPLES,
-    FACTOR,
     FORWARD,
     MAX_EXAMPLES,
     NATIVE,
     NOTATION,
     QUICK_EXAMPLES,
-    ArrayError,
     Evaluation,
     Session,
     draw_case,
@@ -317,14 +316,17 @@ def check_module(
 
 def _summaries(checked: list[tuple[int, Evaluation]]) -> list[ArraySummary]:
     """Per array, the configuration with the largest ratio."""
-    worst: dict[str, tuple[ArrayError, int]] = {}
+    worst: dict[str, tuple[ArrayCheck, int]] = {}
     bad: dict[str, bool] = {}
     for i, ev in checked:
         for e in ev.errors:
-            bad[e.name] = bad.get(e.name, False) or not e.ok
+            bad[e.name] = bad.get(e.name, False) or not e.passed
             if e.name not in worst or not (e.ratio <= worst[e.name][0].ratio):
                 worst[e.name] = (e, i)
-    return [ArraySummary(n, e.rel, e.base_rel, e.ratio, not bad[n], i) for n, (e, i) in worst.items()]
+    return [
+        ArraySummary(n, e.rel_error, e.baseline_rel_error, e.ratio, not bad[n], i)
+        for n, (e, i) in worst.items()
+    ]
 
 
 def _usage(fn: Callable[..., int], *args: Any) -> int:

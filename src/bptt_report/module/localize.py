@@ -24,15 +24,13 @@ from typing import Any
 
 import numpy as np
 
+from ..judge.compare import FACTOR, compare_module_array, max_abs_diff
 from .session import (
-    FACTOR,
     FORWARD,
     GATES,
     NOTATION,
     Evaluation,
     Session,
-    judge,
-    max_abs_diff,
 )
 
 GATE_NAMES = {"rnn": ("",), "gru": ("r", "z", "n"), "lstm": ("i", "f", "g", "o")}
@@ -128,9 +126,9 @@ def lag_profile(evals: list[Evaluation], dtype: str) -> list[LagPoint]:
             continue
         R, A = np.stack(refs), np.stack(mods)
         Bs = np.stack(bases) if bases else None
-        e = judge("x", A, R, Bs, dtype)
+        e = compare_module_array("x", A, R, Bs, dtype)
         mod_size = float(np.abs(A).max()) if np.isfinite(A).all() else math.inf
-        points.append(LagPoint(lag, e.scale, mod_size, e.err, e.base, e.ok))
+        points.append(LagPoint(lag, e.scale, mod_size, e.abs_error, e.baseline, e.passed))
     return points
 
 
@@ -259,8 +257,10 @@ def localize(
         out, ref, base = ev.arrays.get("out"), ev.ref["out"], None if ev.base is None else ev.base["out"]
         if out is not None and out.shape == ref.shape:
             for t in range(T):
-                e = judge("out", out[:, t], ref[:, t], None if base is None else base[:, t], session.dtype)
-                if not e.ok:
+                e = compare_module_array(
+                    "out", out[:, t], ref[:, t], None if base is None else base[:, t], session.dtype
+                )
+                if not e.passed:
                     loc.forward_first_step = t
                     break
         step = "" if loc.forward_first_step is None else f" from step {loc.forward_first_step} on"
@@ -331,10 +331,11 @@ def _sentence(loc: Localization, bad: list[str], dtype: str, ev: Evaluation) -> 
     else:
         main = f"{names} wrong"
     if dtype != "float64" and all(p.ok for p in lags) and not loc.patterns:
-        worst = max((e for e in ev.errors if not e.ok), key=lambda e: e.ratio)
+        worst = max((e for e in ev.errors if not e.passed), key=lambda e: e.ratio)
         main = (
             f"{names} less accurate than torch's own module at {dtype}: {NOTATION[worst.name]}'s error is "
-            f"{worst.ratio:.0f} times the baseline's ({worst.rel:.1e} against {worst.base_rel:.1e} relative; "
+            f"{worst.ratio:.0f} times the baseline's ({worst.rel_error:.1e} against "
+            f"{worst.baseline_rel_error:.1e} relative; "
             f"allowed: {FACTOR:g} times) while dx agrees at every lag: a loss of precision, not a wrong term"
         )
     extra = "; ".join(loc.patterns)

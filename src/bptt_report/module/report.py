@@ -12,9 +12,10 @@ import math
 import os
 from pathlib import Path
 
+from ..judge.compare import FACTOR
 from ..output.plots import PlotsUnavailable, pyplot
 from .check import ModuleCheckResult
-from .session import FACTOR, NOTATION
+from .session import NOTATION
 
 FILES = ("report.json", "report.md", "lag_profile.png")
 

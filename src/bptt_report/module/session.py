@@ -14,18 +14,14 @@ from typing import Any
 import numpy as np
 
 import manual_bptt as mb
-from manual_bptt.checking import ATOL, RTOL
 
 from ..errors import UsageError
+from ..judge.compare import ArrayCheck, compare_module_arrays
 from ..run.pool import WorkerPool
 from ..run.protocol import Reply, Request
 from . import worker as module_worker
 from .worker import GATES, program
 
-#: The lower-precision verdict: the module's error may be this many times the baseline's.
-FACTOR = 16.0
-#: Unit roundoff of each dtype (half the distance from 1 to the next number).
-UNIT = {"float64": 2.0**-53, "float32": 2.0**-24, "bfloat16": 2.0**-8, "float16": 2.0**-11}
 #: Configurations by default, and with quick=True.
 DEFAULT_EXAMPLES, QUICK_EXAMPLES = 12, 4
 MAX_EXAMPLES = 1000
@@ -155,76 +151,6 @@ def baseline(
 
 
 # ---------------------------------------------------------------------------------------------
-# Comparison
-# ---------------------------------------------------------------------------------------------
-def max_abs_diff(a: np.ndarray, b: np.ndarray) -> float:
-    """max|a - b|; inf for NaN/inf anywhere or a shape mismatch; 0 for empty arrays."""
-    if a.shape != b.shape:
-        return math.inf
-    if a.size == 0:
-        return 0.0
-    d = np.abs(a - b)
-    return float(d.max()) if np.isfinite(d).all() else math.inf
-
-
-@dataclass(frozen=True)
-class ArrayError:
-    """One array of one configuration: err = max|module - ref|, scale = max|ref|, base = the
-    baseline's err (None at float64), allowed (the bound on err), ratio (see the module docstring)."""
-
-    name: str
-    err: float
-    scale: float
-    base: float | None
-    allowed: float
-    ratio: float
-    note: str = ""
-
-    @property
-    def ok(self) -> bool:
-        return self.err <= self.allowed
-
-    @property
-    def rel(self) -> float:
-        """err / scale (the relative error reported in the tables)."""
-        return self.err / self.scale if self.scale > 0 else (0.0 if self.err == 0 else math.inf)
-
-    @property
-    def base_rel(self) -> float | None:
-        if self.base is None:
-            return None
-        return self.base / self.scale if self.scale > 0 else 0.0
-
-
-def judge(
-    name: str, a: np.ndarray | None, ref: np.ndarray, base: np.ndarray | None, dtype: str
-) -> ArrayError:
-    """The verdict on one array (see the module docstring)."""
-    note = ""
-    if a is None:
-        a, note = np.full(ref.shape, np.nan), "not returned"
-    elif a.shape != ref.shape:
-        note = f"shape {a.shape}, expected {ref.shape}"
-    err = max_abs_diff(a, ref)
-    scale = float(np.abs(ref).max()) if ref.size else 0.0
-    if dtype == "float64":
-        allowed = RTOL * scale + ATOL
-        return ArrayError(name, err, scale, None, allowed, err / allowed, note)
-    b = max_abs_diff(base, ref) if base is not None else math.inf
-    floor = max(b, UNIT[dtype] * scale)
-    allowed = FACTOR * floor + ATOL
-    ratio = err / floor if floor > 0 else (0.0 if err == 0 else math.inf)
-    return ArrayError(name, err, scale, b, allowed, ratio, note)
-
-
-def compare(
-    arrays: dict[str, np.ndarray], ref: dict[str, np.ndarray], base: dict[str, np.ndarray] | None, dtype: str
-) -> list[ArrayError]:
-    """Every reference array judged, forward first."""
-    return [judge(n, arrays.get(n), r, None if base is None else base.get(n), dtype) for n, r in ref.items()]
-
-
-# ---------------------------------------------------------------------------------------------
 # Evaluation of cases through the pool
 # ---------------------------------------------------------------------------------------------
 @dataclass
@@ -235,7 +161,7 @@ class Evaluation:
     reply: Reply
     ref: dict[str, np.ndarray] | None = None
     base: dict[str, np.ndarray] | None = None
-    errors: list[ArrayError] = field(default_factory=list)
+    errors: list[ArrayCheck] = field(default_factory=list)
 
     @property
     def status(self) -> str:
@@ -246,7 +172,7 @@ class Evaluation:
         return self.reply.arrays
 
     def failing(self) -> list[str]:
-        return [e.name for e in self.errors if not e.ok]
+        return [e.name for e in self.errors if not e.passed]
 
     def forward_failing(self) -> list[str]:
         return [n for n in self.failing() if n in FORWARD]
@@ -304,6 +230,6 @@ class Session:
                 ev.ref = reference(self.cell, self.activation, case)
                 if self.dtype != "float64":
                     ev.base = baseline(self.cell, self.activation, self.settings, case)
-                ev.errors = compare(ev.arrays, ev.ref, ev.base, self.dtype)
+                ev.errors = compare_module_arrays(ev.arrays, ev.ref, ev.base, self.dtype)
             evals.append(ev)
         return evals
