@@ -16,7 +16,8 @@ that cannot be loaded, an output location that cannot be written, PyTorch missin
 INSUFFICIENT (too little could be checked for PASS), 4 internal error of the checker, 130
 interrupted (Ctrl-C or SIGTERM).
 
-This module imports neither torch nor the report machinery until the command runs.
+This module imports neither torch nor the oracle until a command runs (only the constants its
+options name).
 """
 
 from __future__ import annotations
@@ -34,7 +35,13 @@ from pathlib import Path
 
 from manual_bptt.environment import usable_cpus
 
-from .errors import UsageError
+from .cells import CELLS
+from .errors import UsageError, install_hint
+from .module.check import MAX_MODULE_EXAMPLES, MODULE_DTYPES, MODULE_EXAMPLES, MODULE_QUICK_EXAMPLES
+from .plan.profiles import PROFILES, THOROUGH
+from .plan.sweep import FULL, MAX_EXAMPLES, QUICK
+from .run.pool import DEFAULT_TIMEOUT, JOBS_PER_CPU, max_jobs
+from .targets.contract import DEFAULT_TARGET
 
 EXIT_OK, EXIT_DISAGREE, EXIT_USAGE, EXIT_INSUFFICIENT, EXIT_INTERNAL = 0, 1, 2, 3, 4
 #: Exit status after Ctrl-C or SIGTERM (128 + SIGINT).
@@ -48,6 +55,8 @@ EXIT_STATUSES = {
     EXIT_INTERNAL: "internal error of the checker (please report it)",
     EXIT_INTERRUPTED: "interrupted (Ctrl-C or SIGTERM); no report written",
 }
+#: The exit status of each verdict.
+EXIT_OF_VERDICT = {"PASS": EXIT_OK, "FAIL": EXIT_DISAGREE, "INSUFFICIENT": EXIT_INSUFFICIENT}
 DEFAULT_OUT = "bptt-report"
 MAX_DEFAULT_JOBS = 8
 #: The files a report writes into DIR (a directory of one of these names is in the way).
@@ -108,9 +117,9 @@ def _add_report(sub: argparse._SubParsersAction) -> None:
     p.add_argument(
         "--target",
         metavar="MODULE:FUNCTION",
-        default="manual_bptt:bptt",
+        default=DEFAULT_TARGET,
         help="the implementation to check: any callable with manual_bptt.bptt's signature returning "
-        ".loss and .grads (default: manual_bptt:bptt)",
+        f".loss and .grads (default: {DEFAULT_TARGET})",
     )
     p.add_argument("--seed", type=_integer(0), default=0, metavar="N", help="seed of the sweep (default: 0)")
     p.add_argument(
@@ -118,7 +127,8 @@ def _add_report(sub: argparse._SubParsersAction) -> None:
         type=_integer(1),
         default=None,
         metavar="N",
-        help="configurations checked against the oracle (default: 3000; 32 with --quick; at most 100000)",
+        help=f"configurations checked against the oracle (default: {FULL.examples}; {QUICK.examples} with "
+        f"--quick; at most {MAX_EXAMPLES})",
     )
     p.add_argument(
         "--jobs",
@@ -126,16 +136,16 @@ def _add_report(sub: argparse._SubParsersAction) -> None:
         default=None,
         metavar="N",
         help=f"worker processes (default: the number of CPUs, at most {MAX_DEFAULT_JOBS}; 1 with --quick; "
-        "at most 4 x the CPUs; one when the sweep is too small to gain from more; with --scheduler local: "
-        "the number of Dask workers)",
+        f"at most {JOBS_PER_CPU} x the CPUs; one when the sweep is too small to gain from more; with "
+        "--scheduler local: the number of Dask workers)",
     )
     p.add_argument(
         "--profile",
-        choices=("quick", "default", "thorough"),
+        choices=tuple(PROFILES),
         default=None,
-        help="size of the sweep: quick (= --quick), default, or thorough (12000 configurations, T up to "
-        "256, H up to 64, RTRL and decomposition cross-checks for manual_bptt's own bptt: the sweep worth "
-        "a cluster)",
+        help="size of the sweep: quick (= --quick), default, or thorough "
+        f"({THOROUGH.examples} configurations, T up to {THOROUGH.max_T}, H up to {THOROUGH.max_H}, RTRL and "
+        "decomposition cross-checks for manual_bptt's own bptt: the sweep worth a cluster)",
     )
     p.add_argument(
         "--scheduler",
@@ -143,7 +153,7 @@ def _add_report(sub: argparse._SubParsersAction) -> None:
         default=None,
         help="run the sweep on the Dask distributed cluster whose scheduler is at ADDRESS "
         "(e.g. tcp://10.0.0.5:8786), or 'local' for a LocalCluster of --jobs workers here; needs "
-        "pip install 'manual-bptt[dist]'",
+        f"{install_hint('dist')}",
     )
     p.add_argument(
         "--annotations",
@@ -154,13 +164,14 @@ def _add_report(sub: argparse._SubParsersAction) -> None:
     p.add_argument(
         "--timeout",
         type=_seconds,
-        default=60.0,
+        default=DEFAULT_TIMEOUT,
         metavar="SECONDS",
-        help="time one configuration may take in the target before its process is killed (default: 60)",
+        help="time one configuration may take in the target before its process is killed "
+        f"(default: {DEFAULT_TIMEOUT:g})",
     )
     p.add_argument(
         "--cell",
-        choices=("rnn", "gru", "lstm", "all"),
+        choices=(*CELLS, "all"),
         default="all",
         help="the cell(s) to check: the Elman RNN, the GRU, the LSTM, or all three (default: all; the "
         "examples are split evenly over the cells the target supports)",
@@ -199,12 +210,12 @@ def _add_check_module(sub: argparse._SubParsersAction) -> None:
         epilog=_exit_text(),
     )
     p.add_argument("factory", metavar="MODULE:FACTORY", help="the factory of the layer, e.g. torch.nn:LSTM")
-    p.add_argument("--cell", required=True, choices=("rnn", "gru", "lstm"), help="the layer's equations")
+    p.add_argument("--cell", required=True, choices=CELLS, help="the layer's equations")
     p.add_argument("--device", default="cpu", help="cpu or cuda (or cuda:N) (default: cpu)")
     p.add_argument(
         "--dtype",
         default="float64",
-        choices=("float64", "float32", "bfloat16", "float16"),
+        choices=MODULE_DTYPES,
         help="the module's parameters and inputs (default: float64)",
     )
     p.add_argument(
@@ -216,13 +227,17 @@ def _add_check_module(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--seed", type=_integer(0), default=0, metavar="N", help="seed (default: 0)")
     p.add_argument(
         "--examples", type=_integer(1), default=None, metavar="N",
-        help="random configurations (default: 12; 4 with --quick; at most 1000)",
+        help=f"random configurations (default: {MODULE_EXAMPLES}; {MODULE_QUICK_EXAMPLES} with --quick; "
+        f"at most {MAX_MODULE_EXAMPLES})",
     )  # fmt: skip
     p.add_argument(
-        "--timeout", type=_seconds, default=60.0, metavar="SECONDS",
-        help="time one configuration may take in the module before its process is killed (default: 60)",
+        "--timeout", type=_seconds, default=DEFAULT_TIMEOUT, metavar="SECONDS",
+        help="time one configuration may take in the module before its process is killed "
+        f"(default: {DEFAULT_TIMEOUT:g})",
     )  # fmt: skip
-    p.add_argument("--quick", action="store_true", help="four configurations of short sequences")
+    p.add_argument(
+        "--quick", action="store_true", help=f"{MODULE_QUICK_EXAMPLES} configurations of short sequences"
+    )
     p.add_argument("--no-plots", action="store_true", help="do not draw lag_profile.png")
     p.set_defaults(func=run_check_module)
 
@@ -246,8 +261,8 @@ def _run_check_module(args: argparse.Namespace) -> int:
         from .module.check import check_module
         from .module.report import write_module_report
     except ImportError as exc:
-        print(f"{name}: needs PyTorch: pip install 'manual-bptt[report]' ({type(exc).__name__}: {exc})",
-              file=sys.stderr)  # fmt: skip
+        hint = f"{install_hint('report')} ({type(exc).__name__}: {exc})"
+        print(f"{name}: needs PyTorch: {hint}", file=sys.stderr)
         return EXIT_USAGE
     t0 = time.perf_counter()
     try:
@@ -266,7 +281,7 @@ def _run_check_module(args: argparse.Namespace) -> int:
         return EXIT_INTERNAL
     print(result.summary())
     print(f"report: {out}/ ({', '.join(files)}) in {time.perf_counter() - t0:.1f} s")
-    return {"PASS": EXIT_OK, "FAIL": EXIT_DISAGREE, "INSUFFICIENT": EXIT_INSUFFICIENT}[result.verdict]
+    return EXIT_OF_VERDICT[result.verdict]
 
 
 def build_parser(prog: str | None = None) -> argparse.ArgumentParser:
@@ -354,19 +369,18 @@ def _run_report(args: argparse.Namespace) -> int:
     except ImportError as exc:
         print(
             "manual-bptt report: needs PyTorch (the oracle): "
-            f"pip install 'manual-bptt[report]' ({type(exc).__name__}: {exc})",
+            f"{install_hint('report')} ({type(exc).__name__}: {exc})",
             file=sys.stderr,
         )
         return EXIT_USAGE
     jobs = args.jobs if args.jobs is not None else (1 if args.quick else _default_jobs())
     try:
-        if jobs > runner.max_jobs():
+        if jobs > max_jobs():
             raise UsageError(
-                f"--jobs {jobs}: at most {runner.max_jobs()} ({runner.JOBS_PER_CPU} x the "
-                f"{runner.usable_cpus()} usable CPUs)"
+                f"--jobs {jobs}: at most {max_jobs()} ({JOBS_PER_CPU} x the {usable_cpus()} usable CPUs)"
             )
-        if args.examples is not None and args.examples > runner.MAX_EXAMPLES:
-            raise UsageError(f"--examples {args.examples}: at most {runner.MAX_EXAMPLES}")
+        if args.examples is not None and args.examples > MAX_EXAMPLES:
+            raise UsageError(f"--examples {args.examples}: at most {MAX_EXAMPLES}")
         if args.quick and args.profile not in (None, "quick"):
             raise UsageError(f"--quick and --profile {args.profile} contradict each other")
         if args.scheduler is not None:
@@ -412,7 +426,7 @@ def _run_report(args: argparse.Namespace) -> int:
     print(f"report: {out}/ ({', '.join(files.files)}) in {time.perf_counter() - t0:.1f} s")
     if not files.plots_written and not args.no_plots:
         print(f"note: plots skipped: {files.plots_note}", file=sys.stderr)
-    return {"PASS": EXIT_OK, "FAIL": EXIT_DISAGREE, "INSUFFICIENT": EXIT_INSUFFICIENT}[result.verdict]
+    return EXIT_OF_VERDICT[result.verdict]
 
 
 def _dist_arguments(args: argparse.Namespace) -> dict[str, object]:

@@ -20,6 +20,11 @@
 from __future__ import annotations
 
 
+def install_hint(extra: str) -> str:
+    """How to install an optional part of the package: ``pip install 'manual-bptt[EXTRA]'``."""
+    return f"pip install 'manual-bptt[{extra}]'"
+
+
 class CheckerError(Exception):
     """The root of every exception the checker raises on purpose."""
 

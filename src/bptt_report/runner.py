@@ -33,9 +33,9 @@ from .judge.localize import localize
 from .judge.references import references_batch, references_of, sweep_references
 from .judge.results import CheckResult, ConfigCheck, Localization
 from .plan.profiles import conditioned, profile_size
-from .plan.sweep import plan_configs, plan_fd_configs, split_examples
+from .plan.sweep import MAX_EXAMPLES, plan_configs, plan_fd_configs, split_examples
 from .run import threads
-from .run.pool import DEFAULT_TIMEOUT, WorkerPool
+from .run.pool import DEFAULT_TIMEOUT, JOBS_PER_CPU, WorkerPool, max_jobs
 from .run.protocol import Reply, Request
 from .run.signals import block_in_this_thread
 from .targets.contract import (
@@ -51,10 +51,6 @@ from .targets.worker import program
 
 #: A target as accepted by check(): a "module:function" name or the callable itself.
 TargetLike = str | Callable[..., Any] | None
-#: Largest number of oracle configurations accepted.
-MAX_EXAMPLES = 100_000
-#: jobs may be at most this many times the usable CPUs.
-JOBS_PER_CPU = 4
 #: A sweep of fewer requests (oracle and finite-difference configurations) runs on one target
 #: worker with the oracle in this process, whatever ``jobs`` says: starting the oracle processes
 #: (spawn, import torch) costs seconds, which only a sweep about this big wins back on 2 cores
@@ -65,11 +61,6 @@ PARALLEL_FROM = 1000
 def effective_jobs(jobs: int, requests: int) -> int:
     """The processes worth starting for a sweep of ``requests``: ``jobs``, or 1 below PARALLEL_FROM."""
     return jobs if requests >= PARALLEL_FROM else 1
-
-
-def max_jobs() -> int:
-    """The largest ``jobs`` accepted: JOBS_PER_CPU x the usable CPUs."""
-    return JOBS_PER_CPU * usable_cpus()
 
 
 def environment() -> dict[str, str]:

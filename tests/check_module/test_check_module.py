@@ -14,6 +14,7 @@ import numpy as np
 import pytest
 import torch
 
+from bptt_report.cells import CELLS
 from bptt_report.errors import UsageError
 from bptt_report.judge.compare import FACTOR, compare_module_array, compare_module_arrays
 from bptt_report.module import check as mc
@@ -30,7 +31,7 @@ def failing(r: mc.ModuleCheckResult) -> list[str]:
 # --- units (no worker) ------------------------------------------------------------------------
 def test_a_drawn_configuration_has_unequal_sizes_distinct_biases_and_random_upstream_gradients():
     rng = np.random.default_rng(3)
-    for cell in mc.CELLS:
+    for cell in CELLS:
         for _ in range(20):
             c = ms.draw_case(rng, cell, "float32", False, bias=True)
             assert len({c["D"], c["H"], c["T"], c["B"]}) == 4
@@ -47,7 +48,7 @@ def test_bfloat16_rounding_is_exact_in_bfloat16():
     assert np.array_equal(ms._round(r, "bfloat16"), r) and not np.array_equal(r, a)
 
 
-@pytest.mark.parametrize("cell", mc.CELLS)
+@pytest.mark.parametrize("cell", CELLS)
 def test_the_reference_equals_torchs_own_layer_at_float64(cell):
     """The mapping of torch's parameters to ours (b = b_ih + b_hh for the Elman cell) and of the
     upstream gradients, checked against nn.RNN / nn.GRU / nn.LSTM in this process."""
@@ -91,7 +92,7 @@ def test_usage_errors_before_any_work():
 
 # --- correct layers pass ----------------------------------------------------------------------
 @pytest.mark.parametrize("dtype", ["float64", "float32"])
-@pytest.mark.parametrize("cell", mc.CELLS)
+@pytest.mark.parametrize("cell", CELLS)
 def test_a_correct_hand_written_layer_passes(cell, dtype):
     r = check_module(f"user_modules:correct_{cell}", cell=cell, dtype=dtype, **QUICK)
     r.assert_ok()

@@ -224,7 +224,7 @@ def test_check_rejects_bad_arguments():
 def test_sweep_covers_every_value_of_every_dimension():
     configs = sweep.plan_configs(0, sweep.QUICK)
     assert len(configs) == sweep.QUICK.examples
-    assert {(c.tokens, c.B is not None) for c in configs} == set(sweep.FORMS)
+    assert {(c.tokens, c.B is not None) for c in configs} == set(contract.FORMS.values())
     assert {c.activation for c in configs} == set(mb.ACTIVATIONS)
     assert {c.reduction for c in configs} == {"sum", "mean"}
     assert {c.use_mask for c in configs} == {c.bias for c in configs} == {True, False}

@@ -13,6 +13,7 @@ from typing import Any
 
 from manual_bptt.problems import RNNConfig
 
+from ..cells import NATIVE
 from ..run.protocol import Reply
 from ..targets.contract import TargetOutput
 from ..targets.replies import misbehaviour, target_output
@@ -26,9 +27,6 @@ from .compare import (
 )
 from .references import Ref, References, flat_fields
 from .results import ConfigCheck
-
-#: The native torch module of each cell, as messages name it.
-NATIVE = {"rnn": "torch.nn.RNN", "gru": "torch.nn.GRU", "lstm": "torch.nn.LSTM"}
 
 
 def compare_output(out: TargetOutput, ref: Ref, notes: dict[str, str] | None = None) -> list[ArrayCheck]:
@@ -89,7 +87,7 @@ def oracle_checks(
     results = []
     for k in kinds:
         ref = refs["oracle" if k != "torch_rnn" else "torch_rnn"]
-        against = NATIVE[cell] if k == "torch_rnn" else "the oracle"
+        against = f"torch.nn.{NATIVE[cell]}" if k == "torch_rnn" else "the oracle"
         if not isinstance(ref, Ref):
             results.append(
                 ConfigCheck(check_id, k, cfg, "error", (), f"{against} could not run: {ref}", (), seconds)

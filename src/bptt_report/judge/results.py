@@ -34,8 +34,6 @@ KINDS: dict[str, str] = {
 }
 #: Statuses of a ConfigCheck.
 STATUSES = ("pass", "fail", "unsupported", "error")
-#: Verdicts, and the exit status of ``manual-bptt report`` for each.
-VERDICTS = {"PASS": 0, "FAIL": 1, "INSUFFICIENT": 3}
 #: PASS needs at least this many configurations checked against the oracle (all of them
 #: when fewer are asked for).
 MIN_CHECKED = 20

@@ -40,25 +40,22 @@ import numpy as np
 from manual_bptt.checking import ATOL, RTOL
 from manual_bptt.errors import integer_arg
 
+from ..cells import CELLS, NATIVE
 from ..errors import UsageError
-from ..judge.compare import FACTOR, ArrayCheck
+from ..judge.compare import FACTOR, UNIT, ArrayCheck
 from ..run.pool import DEFAULT_TIMEOUT
 from ..targets.contract import spec_of
-from .session import (
-    CELLS,
-    DEFAULT_EXAMPLES,
-    FORWARD,
-    MAX_EXAMPLES,
-    NATIVE,
-    NOTATION,
-    QUICK_EXAMPLES,
-    Evaluation,
-    Session,
-    draw_case,
-)
-from .worker import DTYPES
+from .session import FORWARD, NOTATION, Evaluation, Session, draw_case
 
-__all__ = ["CELLS", "FACTOR", "MAX_EXAMPLES", "NOTATION", "ModuleCheckResult", "UsageError", "check_module"]
+__all__ = [
+    "MAX_MODULE_EXAMPLES", "MODULE_DTYPES", "MODULE_EXAMPLES", "MODULE_QUICK_EXAMPLES", "ArraySummary",
+    "ModuleCheckResult", "check_module",
+]  # fmt: skip
+
+#: The dtypes a module may be checked at (those with a unit roundoff).
+MODULE_DTYPES: tuple[str, ...] = tuple(UNIT)
+#: Configurations by default, with quick=True, and at most.
+MODULE_EXAMPLES, MODULE_QUICK_EXAMPLES, MAX_MODULE_EXAMPLES = 12, 4, 1000
 
 
 # ---------------------------------------------------------------------------------------------
@@ -252,12 +249,12 @@ def check_module(
     t0 = time.perf_counter()
     if cell not in CELLS:
         raise UsageError(f"cell: expected one of {', '.join(CELLS)}, got {cell!r}")
-    if dtype not in DTYPES:
-        raise UsageError(f"dtype: expected one of {', '.join(DTYPES)}, got {dtype!r}")
+    if dtype not in MODULE_DTYPES:
+        raise UsageError(f"dtype: expected one of {', '.join(MODULE_DTYPES)}, got {dtype!r}")
     n = _usage(integer_arg, "examples", examples, 1) if examples is not None else None
-    if n is not None and n > MAX_EXAMPLES:
-        raise UsageError(f"examples: at most {MAX_EXAMPLES}, got {n}")
-    n = n or (QUICK_EXAMPLES if quick else DEFAULT_EXAMPLES)
+    if n is not None and n > MAX_MODULE_EXAMPLES:
+        raise UsageError(f"examples: at most {MAX_MODULE_EXAMPLES}, got {n}")
+    n = n or (MODULE_QUICK_EXAMPLES if quick else MODULE_EXAMPLES)
     seed = _usage(integer_arg, "seed", seed, 0)
     _check_device(device)
     spec = _spec(factory)

@@ -24,16 +24,10 @@ from typing import Any
 
 import numpy as np
 
+from ..cells import GATE_NAMES, GATES
 from ..judge.compare import FACTOR, compare_module_array, max_abs_diff
-from .session import (
-    FORWARD,
-    GATES,
-    NOTATION,
-    Evaluation,
-    Session,
-)
+from .session import FORWARD, NOTATION, Evaluation, Session
 
-GATE_NAMES = {"rnn": ("",), "gru": ("r", "z", "n"), "lstm": ("i", "f", "g", "o")}
 _WORDS = {1: "one step", 2: "two steps", 3: "three steps"}
 
 

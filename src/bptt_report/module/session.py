@@ -15,18 +15,14 @@ import numpy as np
 
 import manual_bptt as mb
 
+from ..cells import GATES
 from ..errors import UsageError
 from ..judge.compare import ArrayCheck, compare_module_arrays
 from ..run.pool import WorkerPool
 from ..run.protocol import Reply, Request
 from . import worker as module_worker
-from .worker import GATES, program
+from .worker import program
 
-#: Configurations by default, and with quick=True.
-DEFAULT_EXAMPLES, QUICK_EXAMPLES = 12, 4
-MAX_EXAMPLES = 1000
-CELLS = tuple(GATES)
-NATIVE = {"rnn": "RNN", "gru": "GRU", "lstm": "LSTM"}
 #: Our notation for the arrays compared (torch name -> name in the report's sentences).
 NOTATION = {
     "out": "h_t", "h_n": "h_n", "c_n": "c_n",

@@ -41,9 +41,6 @@ from ..targets.contract import load_target
 
 #: The torch parameter names of a single-layer recurrent module, in report order.
 PARAM_NAMES = ("weight_ih_l0", "weight_hh_l0", "bias_ih_l0", "bias_hh_l0")
-#: Gate blocks per cell (PyTorch's layout).
-GATES = {"rnn": 1, "gru": 3, "lstm": 4}
-DTYPES = ("float64", "float32", "bfloat16", "float16")
 
 def _np(t: Any) -> np.ndarray:
     """A float64 numpy copy of a tensor (any dtype, any device)."""

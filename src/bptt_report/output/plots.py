@@ -14,7 +14,7 @@ from typing import Any
 
 import numpy as np
 
-from ..errors import PlotsUnavailable
+from ..errors import PlotsUnavailable, install_hint
 from ..judge.compare import FD_ATOL, FD_RTOL, FIELDS, RTOL
 from ..judge.results import CheckResult
 
@@ -25,7 +25,6 @@ CERTAIN_ROW = 1e-8
 #: Plot file names, in report order.
 PLOT_FILES = ("errors.png", "state_grads.png", "lag_profile.png")
 
-INSTALL_HINT = "pip install 'manual-bptt[plot]'"
 
 
 def pyplot() -> Any:
@@ -36,7 +35,9 @@ def pyplot() -> Any:
         matplotlib.use("Agg", force=True)
         import matplotlib.pyplot as plt
     except ImportError as exc:
-        raise PlotsUnavailable(f"the plots need matplotlib, which is not installed: {INSTALL_HINT}") from exc
+        raise PlotsUnavailable(
+            f"the plots need matplotlib, which is not installed: {install_hint('plot')}"
+        ) from exc
     return plt
 
 

@@ -22,9 +22,11 @@ from typing import Any
 import manual_bptt as mb
 from manual_bptt.problems import RNNConfig
 
+from ..cells import CELLS, NATIVE
 from ..judge.compare import ATOL, FD_ATOL, FD_RTOL, FIELDS, RECURRENT_FIELDS, RTOL
 from ..judge.results import KINDS, MIN_CHECKED, CheckResult, Localization
-from ..plan.sweep import ACTIVATION_NAMES, config_dict, describe_config, form_name
+from ..plan.sweep import config_dict, describe_config, form_name
+from ..targets.contract import ACTIVATIONS
 from .regimes import REGIME_T, sample_regimes
 
 
@@ -116,7 +118,6 @@ def summary_table(result: CheckResult) -> list[str]:
 def _cells_table(result: CheckResult) -> list[str]:
     """One row per requested cell: supported, configurations checked, and the worst relative
     error over every array against the oracle, the native module and finite differences."""
-    native = {"rnn": "nn.RNN", "gru": "nn.GRU", "lstm": "nn.LSTM"}
     planned = result.examples_by_cell()
     checked = result.checked_by_cell()
     rows = []
@@ -132,7 +133,7 @@ def _cells_table(result: CheckResult) -> list[str]:
             return _e(max(errs)) if errs else "-"
 
         rows.append([cell, "yes", f"{checked[cell]} of {planned[cell]}", worst("oracle"),
-                     f"{worst('torch_rnn')} ({native[cell]})", worst("finite_differences")])  # fmt: skip
+                     f"{worst('torch_rnn')} (nn.{NATIVE[cell]})", worst("finite_differences")])  # fmt: skip
     header = ["cell", "supported", "checked (oracle)", "worst vs oracle", "worst vs native module",
               "worst vs finite diff."]  # fmt: skip
     return _table(header, rows, "llrrrr")
@@ -188,9 +189,9 @@ def _coverage(result: CheckResult) -> list[str]:
     configs = [c.config for c in result.checked]
     # (dimension, value of a configuration, the order of the values)
     dims: list[tuple[str, Callable[[RNNConfig], str], tuple[str, ...]]] = [
-        ("cell", lambda c: c.cell, ("rnn", "gru", "lstm")),
+        ("cell", lambda c: c.cell, CELLS),
         ("input form", form_name, ()),
-        ("activation (Elman cell)", lambda c: str(c.activation), ACTIVATION_NAMES),
+        ("activation (Elman cell)", lambda c: str(c.activation), ACTIVATIONS),
         ("truncation", _truncation_kind, ("none", "0", "1", "2..T-2", ">= T-1 (full)")),
         ("reduction", lambda c: c.reduction, ("sum", "mean")),
         ("mask", lambda c: "yes" if c.use_mask else "no", ("no", "yes")),

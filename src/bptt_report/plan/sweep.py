@@ -31,14 +31,13 @@ from typing import Any
 
 import numpy as np
 
-from manual_bptt.problems import CELLS, WEIGHT_SCALES, RNNConfig
+from manual_bptt.problems import WEIGHT_SCALES, RNNConfig
 
-from ..targets.contract import FORMS as FORM_NAMES
-from ..targets.contract import FULL_SUPPORT, Capabilities
+from ..cells import CELLS
+from ..targets.contract import ACTIVATIONS, FORMS, FULL_SUPPORT, Capabilities
 
-#: Input forms as (tokens, batched).
-FORMS: tuple[tuple[bool, bool], ...] = ((True, False), (True, True), (False, False), (False, True))
-ACTIVATION_NAMES = ("tanh", "sigmoid", "relu", "identity")
+#: Largest number of oracle configurations accepted (``examples``).
+MAX_EXAMPLES = 100_000
 TRUNCATIONS = ("none", "none", "zero", "one", "half", "beyond")
 
 
@@ -144,9 +143,9 @@ class Space:
 def space_of(caps: Capabilities) -> Space:
     """The sweep's values restricted to ``caps`` (each dimension keeps its order)."""
     opts = set(caps.options)
-    acts = tuple(a for a in ACTIVATION_NAMES if a in caps.activations) if caps.cell == "rnn" else (None,)
+    acts = tuple(a for a in ACTIVATIONS if a in caps.activations) if caps.cell == "rnn" else (None,)
     return Space(
-        forms=tuple(FORM_NAMES[f] for f in FORM_NAMES if f in caps.forms),
+        forms=tuple(FORMS[f] for f in FORMS if f in caps.forms),
         activations=acts,
         truncations=TRUNCATIONS if "truncate" in opts else ("none",),
         reductions=("sum", "mean") if "reduction=mean" in opts else ("sum",),

@@ -34,13 +34,11 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-from ..errors import DaskMissing, SchedulerError, TargetError
+from ..errors import DaskMissing, SchedulerError, TargetError, install_hint
 from . import threads
 from .pool import DEFAULT_TIMEOUT, WorkerPool
 from .protocol import Program, Reply, Request
 
-#: How to install what --scheduler needs.
-INSTALL_HINT = "pip install 'manual-bptt[dist]' (Dask distributed)"
 #: Batches aimed at per worker thread (enough to balance uneven configurations).
 BATCHES_PER_THREAD = 4
 #: Bounds of a batch, in configurations.
@@ -62,7 +60,8 @@ def require_dask() -> None:
     try:
         import distributed  # noqa: F401
     except ImportError as exc:
-        raise DaskMissing(f"--scheduler needs Dask: {INSTALL_HINT}; ({type(exc).__name__}: {exc})") from exc
+        hint = f"{install_hint('dist')} (Dask distributed); ({type(exc).__name__}: {exc})"
+        raise DaskMissing(f"--scheduler needs Dask: {hint}") from exc
 
 
 def batch_size(n: int, threads: int) -> int:

@@ -36,6 +36,8 @@ from dataclasses import dataclass, field
 from multiprocessing.connection import wait
 from typing import Any
 
+from manual_bptt.environment import usable_cpus
+
 from ..errors import TargetError, WireError, WorkerLost
 from . import threads, wire
 from .protocol import Hello, Program, Reply, Request, from_wire
@@ -49,6 +51,8 @@ STARTUP_ALLOWANCE = 30.0
 DEFAULT_TIMEOUT = 60.0
 #: Lost workers (ended, crashed, hung) after which the rest is not run.
 MAX_LOSSES = 3
+#: A sweep's worker processes (``jobs``) may be at most this many times the usable CPUs.
+JOBS_PER_CPU = 4
 
 #: A worker process's command line: ``python -c BOOT PATH ARGUMENT`` takes the checker's sys.path
 #: (JSON) and calls the Program's ``main(ARGUMENT)``.
@@ -56,6 +60,11 @@ BOOT = (
     "import json, sys; sys.path[:] = json.loads(sys.argv[1]); "
     "from {module} import {name}; {name}(sys.argv[2])"
 )
+
+
+def max_jobs() -> int:
+    """The largest ``jobs`` accepted: JOBS_PER_CPU x the usable CPUs."""
+    return JOBS_PER_CPU * usable_cpus()
 
 
 @dataclass

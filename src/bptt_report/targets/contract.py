@@ -49,8 +49,10 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
+from manual_bptt import ACTIVATIONS as _ACTIVATIONS
 from manual_bptt.problems import Problem, RNNConfig, make_problem
 
+from ..cells import CELLS, cell_of_params
 from ..errors import BadResult, TargetError, Unsupported
 
 #: The keywords of manual_bptt.bptt and their defaults.
@@ -75,10 +77,10 @@ FORMS: dict[str, tuple[bool, bool]] = {
 }
 #: Options and the keyword each needs.
 OPTIONS: dict[str, str] = {"s0": "s0", "truncate": "truncate", "mask": "mask", "reduction=mean": "reduction"}
-ACTIVATIONS = ("tanh", "sigmoid", "relu", "identity")
-DTYPES = ("float64", "float32")
-#: The cells, by the type of the parameters: RNNParams, GRUParams, LSTMParams.
-CELLS = ("rnn", "gru", "lstm")
+#: The Elman cell's activations (manual_bptt's).
+ACTIVATIONS: tuple[str, ...] = tuple(_ACTIVATIONS)
+#: The dtypes a target may declare (the checker compares float64 only).
+TARGET_DTYPES = ("float64", "float32")
 #: The gradient fields of each cell's parameters, in report order.
 PARAM_FIELDS: dict[str, tuple[str, ...]] = {
     "rnn": ("U", "W", "V", "b", "c"),
@@ -90,7 +92,7 @@ DIMENSIONS: dict[str, tuple[str, ...]] = {
     "inputs": tuple(FORMS),
     "options": tuple(OPTIONS),
     "activations": ACTIVATIONS,
-    "dtypes": DTYPES,
+    "dtypes": TARGET_DTYPES,
     "cells": CELLS,
 }
 
@@ -163,12 +165,6 @@ def full_support(cell: str) -> Capabilities:
     if cell == "rnn":
         return FULL_SUPPORT
     return Capabilities(tuple(FORMS), tuple(OPTIONS), (), cell=cell)
-
-
-def cell_of_params(p: Any) -> str:
-    """ "gru" / "lstm" for GRUParams / LSTMParams (by their G = 3 / 4 gate blocks), else "rnn"."""
-    gates = getattr(type(p), "GATES", 0)
-    return {3: "gru", 4: "lstm"}.get(gates, "rnn")
 
 
 def state_parts(value: Any) -> tuple[Any, Any] | None:
