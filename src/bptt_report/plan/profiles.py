@@ -76,7 +76,7 @@ def conditioned(configs: list[RNNConfig]) -> list[RNNConfig]:
 
 def profile_size(profile: str | None, *, quick: bool = False, examples: int | None = None) -> SweepSize:
     """The sweep of ``profile`` (None: "quick" when ``quick`` else "default"), with ``examples``
-    overriding its count (and the finite-difference count scaled to it, as sweep.sweep_size does).
+    overriding its count (and the finite-difference count scaled to it).
 
     Raises:
         ValueError for an unknown profile, or a profile other than "quick" together with quick=True.

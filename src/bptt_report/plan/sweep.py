@@ -66,15 +66,6 @@ FULL = SweepSize(examples=3000, max_T=32, max_B=5, max_D=9, max_H=10, max_K=8, f
 QUICK = SweepSize(examples=32, max_T=7, max_B=3, max_D=5, max_H=5, max_K=5, fd_examples=3)
 
 
-def sweep_size(*, quick: bool, examples: int | None) -> SweepSize:
-    """The ranges for --quick or the default, with ``examples`` overriding the count."""
-    base = QUICK if quick else FULL
-    if examples is None:
-        return base
-    fd = max(1, min(base.fd_examples, examples // 20)) if examples >= 2 else 1
-    return dataclasses.replace(base, examples=examples, fd_examples=fd)
-
-
 def split_examples(total: int, cells: tuple[str, ...]) -> dict[str, int]:
     """cell -> its share of ``total`` configurations, as even as possible (the first cells take
     the remainder), each at least 1: the default 3000 over three cells is 1000 each, over the
