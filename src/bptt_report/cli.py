@@ -30,7 +30,7 @@ import signal
 import sys
 import time
 import traceback
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 
 from manual_bptt.environment import usable_cpus
@@ -96,6 +96,21 @@ def _exit_text() -> str:
     return "Exit status: " + "; ".join(f"{k} {v}" for k, v in EXIT_STATUSES.items()) + "."
 
 
+def _add_out(p: argparse.ArgumentParser, default: str) -> None:
+    p.add_argument("--out", metavar="DIR", default=default, help=f"output directory (default: {default})")
+
+
+def _add_timeout(p: argparse.ArgumentParser, where: str) -> None:
+    p.add_argument(
+        "--timeout",
+        type=_seconds,
+        default=DEFAULT_TIMEOUT,
+        metavar="SECONDS",
+        help=f"time one configuration may take in {where} before its process is killed "
+        f"(default: {DEFAULT_TIMEOUT:g})",
+    )
+
+
 def _add_report(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser(
         "report",
@@ -111,9 +126,7 @@ def _add_report(sub: argparse._SubParsersAction) -> None:
         ),
         epilog=_exit_text(),
     )
-    p.add_argument(
-        "--out", metavar="DIR", default=DEFAULT_OUT, help=f"output directory (default: {DEFAULT_OUT})"
-    )
+    _add_out(p, DEFAULT_OUT)
     p.add_argument(
         "--target",
         metavar="MODULE:FUNCTION",
@@ -161,14 +174,7 @@ def _add_report(sub: argparse._SubParsersAction) -> None:
         help="also print a GitHub Actions '::error file=...,title=...::' line for the first failure "
         "of each array",
     )
-    p.add_argument(
-        "--timeout",
-        type=_seconds,
-        default=DEFAULT_TIMEOUT,
-        metavar="SECONDS",
-        help="time one configuration may take in the target before its process is killed "
-        f"(default: {DEFAULT_TIMEOUT:g})",
-    )
+    _add_timeout(p, "the target")
     p.add_argument(
         "--cell",
         choices=(*CELLS, "all"),
@@ -218,23 +224,14 @@ def _add_check_module(sub: argparse._SubParsersAction) -> None:
         choices=MODULE_DTYPES,
         help="the module's parameters and inputs (default: float64)",
     )
-    p.add_argument(
-        "--out",
-        metavar="DIR",
-        default=DEFAULT_MODULE_OUT,
-        help=f"output directory (default: {DEFAULT_MODULE_OUT})",
-    )
+    _add_out(p, DEFAULT_MODULE_OUT)
     p.add_argument("--seed", type=_integer(0), default=0, metavar="N", help="seed (default: 0)")
     p.add_argument(
         "--examples", type=_integer(1), default=None, metavar="N",
         help=f"random configurations (default: {MODULE_EXAMPLES}; {MODULE_QUICK_EXAMPLES} with --quick; "
         f"at most {MAX_MODULE_EXAMPLES})",
     )  # fmt: skip
-    p.add_argument(
-        "--timeout", type=_seconds, default=DEFAULT_TIMEOUT, metavar="SECONDS",
-        help="time one configuration may take in the module before its process is killed "
-        f"(default: {DEFAULT_TIMEOUT:g})",
-    )  # fmt: skip
+    _add_timeout(p, "the module")
     p.add_argument(
         "--quick", action="store_true", help=f"{MODULE_QUICK_EXAMPLES} configurations of short sequences"
     )
@@ -244,15 +241,7 @@ def _add_check_module(sub: argparse._SubParsersAction) -> None:
 
 def run_check_module(args: argparse.Namespace) -> int:
     """The ``check-module`` command: check, write, print the summary; the exit status (EXIT_STATUSES)."""
-    previous = signal.signal(signal.SIGTERM, _on_sigterm) if _main_thread() else None
-    try:
-        return _run_check_module(args)
-    except KeyboardInterrupt:
-        print("manual-bptt check-module: interrupted; no report written", file=sys.stderr)
-        return EXIT_INTERRUPTED
-    finally:
-        if previous is not None:
-            signal.signal(signal.SIGTERM, previous)
+    return _interruptible("manual-bptt check-module", _run_check_module, args)
 
 
 def _run_check_module(args: argparse.Namespace) -> int:
@@ -276,9 +265,7 @@ def _run_check_module(args: argparse.Namespace) -> int:
         print(f"{name}: {exc}", file=sys.stderr)
         return EXIT_USAGE
     except Exception:
-        print(f"{name}: internal error of the checker (please report it):", file=sys.stderr)
-        traceback.print_exc(file=sys.stderr)
-        return EXIT_INTERNAL
+        return _internal_error(name)
     print(result.summary())
     print(f"report: {out}/ ({', '.join(files)}) in {time.perf_counter() - t0:.1f} s")
     return EXIT_OF_VERDICT[result.verdict]
@@ -351,15 +338,28 @@ def run_report(args: argparse.Namespace) -> int:
     SIGTERM is handled like Ctrl-C: the workers are stopped, no temporary files are left, and
     nothing is written.
     """
+    return _interruptible("manual-bptt report", _run_report, args)
+
+
+def _interruptible(name: str, run: Callable[[argparse.Namespace], int], args: argparse.Namespace) -> int:
+    """``run(args)`` with SIGTERM handled like Ctrl-C: either ends it with "NAME: interrupted; no
+    report written" and EXIT_INTERRUPTED."""
     previous = signal.signal(signal.SIGTERM, _on_sigterm) if _main_thread() else None
     try:
-        return _run_report(args)
+        return run(args)
     except KeyboardInterrupt:
-        print("manual-bptt report: interrupted; no report written", file=sys.stderr)
+        print(f"{name}: interrupted; no report written", file=sys.stderr)
         return EXIT_INTERRUPTED
     finally:
         if previous is not None:
             signal.signal(signal.SIGTERM, previous)
+
+
+def _internal_error(name: str) -> int:
+    """Say that the checker itself failed, with the traceback; EXIT_INTERNAL."""
+    print(f"{name}: internal error of the checker (please report it):", file=sys.stderr)
+    traceback.print_exc(file=sys.stderr)
+    return EXIT_INTERNAL
 
 
 def _run_report(args: argparse.Namespace) -> int:
@@ -414,9 +414,7 @@ def _run_report(args: argparse.Namespace) -> int:
     except ValueError:  # any other ValueError goes on, past the internal-error handler
         raise
     except Exception:
-        print("manual-bptt report: internal error of the checker (please report it):", file=sys.stderr)
-        traceback.print_exc(file=sys.stderr)
-        return EXIT_INTERNAL
+        return _internal_error("manual-bptt report")
     print(result.summary())
     if args.annotations:
         from .output.annotations import annotation_lines
