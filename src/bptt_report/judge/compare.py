@@ -105,10 +105,6 @@ def label(name: str) -> str:
 
 def not_comparable(name: str, note: str, dtype: str = "") -> ArrayCheck:
     """A failed ArrayCheck for a value that cannot be compared; ``note`` says why."""
-    return _not_comparable(name, note, dtype)
-
-
-def _not_comparable(name: str, note: str, dtype: str = "") -> ArrayCheck:
     return ArrayCheck(
         name=name,
         passed=False,
@@ -129,9 +125,9 @@ def _as_real_array(name: str, value: Any) -> tuple[np.ndarray | None, ArrayCheck
     try:
         a = np.asarray(value)
     except Exception as exc:  # a target may return anything
-        return None, _not_comparable(name, f"{label(name)} cannot be read as an array: {exc}")
+        return None, not_comparable(name, f"{label(name)} cannot be read as an array: {exc}")
     if not (np.issubdtype(a.dtype, np.floating) or np.issubdtype(a.dtype, np.integer)):
-        return None, _not_comparable(
+        return None, not_comparable(
             name, f"{label(name)} has dtype {a.dtype}, not real numbers", str(a.dtype)
         )
     return a, None
@@ -140,14 +136,14 @@ def _as_real_array(name: str, value: Any) -> tuple[np.ndarray | None, ArrayCheck
 def _precheck(name: str, actual: Any, expected: np.ndarray) -> tuple[np.ndarray | None, ArrayCheck | None]:
     """The target's array as float64 if it is comparable with ``expected``, else a failure."""
     if actual is None:
-        return None, _not_comparable(name, f"{label(name)} is missing (None) in the target's result")
+        return None, not_comparable(name, f"{label(name)} is missing (None) in the target's result")
     a, failed = _as_real_array(name, actual)
     if failed is not None:
         return None, failed
     dtype = str(a.dtype)
     if a.shape != expected.shape:
         hint = ": transposed?" if a.shape == expected.shape[::-1] and a.ndim == 2 else ""
-        return None, _not_comparable(
+        return None, not_comparable(
             name, f"{label(name)} has shape {a.shape}, expected {expected.shape}{hint}", dtype
         )
     if not np.all(np.isfinite(a)):
@@ -158,7 +154,7 @@ def _precheck(name: str, actual: Any, expected: np.ndarray) -> tuple[np.ndarray 
         verb = "is" if idx == () else "contains"
         count = int(np.sum(bad))
         more = f" ({count} non-finite entries of {a.size})" if count > 1 else ""
-        return None, _not_comparable(name, f"{label(name)} {verb} {what}{where}{more}", dtype)
+        return None, not_comparable(name, f"{label(name)} {verb} {what}{where}{more}", dtype)
     return a.astype(np.float64), None
 
 
@@ -242,7 +238,7 @@ def compare_fd(
         return failed
     dtype = str(np.asarray(analytic).dtype)
     if not np.all(np.isfinite(n)):
-        return _not_comparable(
+        return not_comparable(
             name, f"{label(name)}: finite differences of the target's loss are not finite", dtype
         )
     if a.size == 0:
@@ -269,11 +265,11 @@ def compare_optional(name: str, actual: Any, expected: Any) -> ArrayCheck | None
             return failed
         if a.size and np.all(a == 0):
             return None
-        return _not_comparable(
+        return not_comparable(
             name, f"{label(name)} is returned for a parameter the model does not have", str(a.dtype)
         )
     if actual is None:
-        return _not_comparable(name, f"{label(name)} is missing (None) in the target's result")
+        return not_comparable(name, f"{label(name)} is missing (None) in the target's result")
     return compare_array(name, actual, expected)
 
 

@@ -34,7 +34,7 @@ from ..plan.sweep import describe_config
 from ..run.protocol import Reply, Request
 from ..targets.replies import misbehaviour, target_output
 from .checks import compare_output, failure_message
-from .compare import FLOAT32_BAND, RECURRENT_FIELDS, ArrayCheck, looks_like_float32
+from .compare import FLOAT32_BAND, RECURRENT_FIELDS, ArrayCheck, looks_like_float32, not_comparable
 from .references import Ref, references
 from .results import ConfigCheck, LagStep, Localization
 
@@ -52,19 +52,8 @@ RunTarget = Callable[[list[Request]], list[Reply]]
 
 
 def _raised(note: str) -> ArrayCheck:
-    return ArrayCheck(
-        name=RAISED,
-        passed=False,
-        rel_error=float("inf"),
-        abs_error=float("inf"),
-        tolerance=0.0,
-        scale=0.0,
-        index=None,
-        actual=None,
-        expected=None,
-        dtype="",
-        note=note,
-    )
+    """The pseudo-array of a run in which the target raised or misbehaved: ``note`` says how."""
+    return not_comparable(RAISED, note)
 
 
 Run = tuple[list[ArrayCheck], Ref | None] | None
