@@ -468,7 +468,7 @@ class CheckResult:
                     "checked_configurations": self.checked_by_cell()[caps.cell],
                     "worst_rel_error": {
                         kind: {
-                            f: {"rel_error": _num(e), "check_id": i, "checks": n}
+                            f: {"rel_error": json_number(e), "check_id": i, "checks": n}
                             for f, (e, i, n) in self.worst_errors(kind, caps.cell).items()
                         }
                         for kind in ("oracle", "torch_rnn", "finite_differences")
@@ -504,7 +504,7 @@ class CheckResult:
                 "unsupported_options": self.unsupported_options(),
                 "worst_rel_error": {
                     kind: {
-                        f: {"rel_error": _num(e), "check_id": i, "checks": n}
+                        f: {"rel_error": json_number(e), "check_id": i, "checks": n}
                         for f, (e, i, n) in self.worst_errors(kind).items()
                     }
                     for kind in KINDS
@@ -530,9 +530,15 @@ def _tolerances() -> dict[str, Any]:
     }
 
 
-def _num(x: float | None) -> float | None:
-    """A finite float, or None (JSON has no inf or NaN)."""
+def json_number(x: float | None) -> float | None:
+    """A number of report.json: a finite float, or None (JSON has no inf or NaN: null)."""
     return None if x is None or not math.isfinite(x) else float(x)
+
+
+def json_number_text(x: float | None) -> Any:
+    """A number of check-module's report.json: finite as it is; inf, -inf and NaN as the strings
+    "inf", "-inf", "nan" (where report.json writes null); None as null."""
+    return None if x is None else (x if math.isfinite(x) else str(x))
 
 
 def array_dict(a: ArrayCheck) -> dict[str, Any]:
@@ -540,13 +546,13 @@ def array_dict(a: ArrayCheck) -> dict[str, Any]:
     return {
         "name": a.name,
         "passed": a.passed,
-        "rel_error": _num(a.rel_error),
-        "abs_error": _num(a.abs_error),
-        "tolerance": _num(a.tolerance),
-        "scale": _num(a.scale),
+        "rel_error": json_number(a.rel_error),
+        "abs_error": json_number(a.abs_error),
+        "tolerance": json_number(a.tolerance),
+        "scale": json_number(a.scale),
         "index": None if a.index is None else list(a.index),
-        "actual": _num(a.actual),
-        "expected": _num(a.expected),
+        "actual": json_number(a.actual),
+        "expected": json_number(a.expected),
         "dtype": a.dtype,
         "note": a.note,
     }
@@ -559,7 +565,7 @@ def check_dict(c: ConfigCheck) -> dict[str, Any]:
         "kind": c.kind,
         "status": c.status,
         "config": config_dict(c.config),
-        "rel_errors": {a.name: _num(a.rel_error) for a in c.arrays},
+        "rel_errors": {a.name: json_number(a.rel_error) for a in c.arrays},
         "failed_arrays": [array_dict(a) for a in c.arrays if not a.passed],
         "message": c.message,
         "unsupported": list(c.unsupported),
@@ -585,9 +591,9 @@ def localization_dict(loc: Localization) -> dict[str, Any]:
         "lag_steps": [
             {
                 "tau": s.tau,
-                "rel_errors": {k: _num(v) for k, v in s.rel_errors.items()},
+                "rel_errors": {k: json_number(v) for k, v in s.rel_errors.items()},
                 "failing": list(s.failing),
-                "lag_term_norm": _num(s.lag_term_norm),
+                "lag_term_norm": json_number(s.lag_term_norm),
             }
             for s in loc.lag_steps
         ],

@@ -29,7 +29,6 @@ Localization of a failure (bptt_report.module.localize) and the files (bptt_repo
 
 from __future__ import annotations
 
-import math
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -43,6 +42,7 @@ from manual_bptt.errors import integer_arg
 from ..cells import CELLS, NATIVE
 from ..errors import UsageError
 from ..judge.compare import FACTOR, UNIT, ArrayCheck
+from ..judge.results import json_number_text
 from ..run.pool import DEFAULT_TIMEOUT
 from ..targets.contract import spec_of
 from .session import FORWARD, NOTATION, Evaluation, Session, draw_case
@@ -148,22 +148,19 @@ class ModuleCheckResult:
         return "\n".join(lines)
 
     def to_json(self) -> dict[str, Any]:
-        def num(v: float | None) -> Any:
-            return None if v is None else (v if math.isfinite(v) else str(v))
-
         return {
             "factory": self.factory, "cell": self.cell, "dtype": self.dtype, "device": self.device,
             "activation": self.activation, "seed": self.seed, "examples": self.examples,
             "checked": self.checked, "verdict": self.verdict, "findings": self.findings,
             "factor": self.factor, "baseline": self.baseline_name or None,
             "arrays": [
-                {"name": a.name, "notation": NOTATION[a.name], "rel_error": num(a.rel),
-                 "baseline_rel_error": num(a.base_rel), "ratio": num(a.ratio), "ok": a.ok,
-                 "worst_config": a.worst_config}
+                {"name": a.name, "notation": NOTATION[a.name], "rel_error": json_number_text(a.rel),
+                 "baseline_rel_error": json_number_text(a.base_rel), "ratio": json_number_text(a.ratio),
+                 "ok": a.ok, "worst_config": a.worst_config}
                 for a in self.arrays
             ],
             "configs": self.configs,
-            "nondeterminism": {k: num(v) for k, v in self.nondeterminism.items()},
+            "nondeterminism": {k: json_number_text(v) for k, v in self.nondeterminism.items()},
             "localization": None if self.localization is None else self.localization.to_json(),
             "seconds": self.seconds,
         }  # fmt: skip

@@ -26,6 +26,7 @@ import numpy as np
 
 from ..cells import GATE_NAMES, GATES
 from ..judge.compare import FACTOR, compare_module_array, max_abs_diff
+from ..judge.results import json_number_text
 from .session import FORWARD, NOTATION, Evaluation, Session
 
 _WORDS = {1: "one step", 2: "two steps", 3: "three steps"}
@@ -59,16 +60,13 @@ class Localization:
     sentence: str = ""
 
     def to_json(self) -> dict[str, Any]:
-        def num(v: float | None) -> Any:
-            return None if v is None else (v if math.isfinite(v) else str(v))
-
         return {
             "config": self.config, "sizes": self.sizes, "smallest_T": self.smallest_T,
             "forward_first_step": self.forward_first_step, "steps_wrong": self.steps_wrong,
             "arrays_by_step": {str(k): v for k, v in self.arrays_by_step.items()},
             "lag_profile": [
-                {"lag": p.lag, "reference": num(p.ref), "module": num(p.module), "error": num(p.err),
-                 "baseline_error": num(p.base), "ok": p.ok}
+                {"lag": p.lag, "reference": json_number_text(p.ref), "module": json_number_text(p.module),
+                 "error": json_number_text(p.err), "baseline_error": json_number_text(p.base), "ok": p.ok}
                 for p in self.lags
             ],
             "first_wrong_lag": self.first_wrong_lag, "patterns": self.patterns, "sentence": self.sentence,
