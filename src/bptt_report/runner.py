@@ -28,29 +28,26 @@ from typing import Any
 from manual_bptt.environment import describe, usable_cpus
 from manual_bptt.problems import RNNConfig
 
+from .cells import CELLS
 from .judge.checks import fd_check, oracle_checks
-from .judge.localize import localize
-from .judge.references import references_batch, references_of, sweep_references
+from .judge.localize import localize, select
+from .judge.references import References, references_batch, references_of, sweep_references
 from .judge.results import CheckResult, ConfigCheck, Localization
 from .plan.profiles import conditioned, profile_size
-from .plan.sweep import MAX_EXAMPLES, plan_configs, plan_fd_configs, split_examples
+from .plan.sweep import MAX_EXAMPLES, SweepSize, plan_configs, plan_fd_configs, split_examples
 from .run import threads
 from .run.pool import DEFAULT_TIMEOUT, JOBS_PER_CPU, WorkerPool, max_jobs
 from .run.protocol import Reply, Request
 from .run.signals import block_in_this_thread
-from .targets.contract import (
-    CELLS,
-    DEFAULT_TARGET,
-    Capabilities,
-    TargetError,
-    spec_of,
-)
+from .targets.contract import DEFAULT_TARGET, Capabilities, spec_of, split_spec
 from .targets.probe import capabilities
 from .targets.replies import misbehaviour
 from .targets.worker import program
 
 #: A target as accepted by check(): a "module:function" name or the callable itself.
 TargetLike = str | Callable[..., Any] | None
+#: A probe in which the target misbehaved: (the feature probed, its configuration, the reply).
+Probe = tuple[str, RNNConfig, Reply]
 #: A sweep of fewer requests (oracle and finite-difference configurations) runs on one target
 #: worker with the oracle in this process, whatever ``jobs`` says: starting the oracle processes
 #: (spawn, import torch) costs seconds, which only a sweep about this big wins back on 2 cores
@@ -79,9 +76,7 @@ def _resolve(target: TargetLike) -> str:
     if target is None:
         return DEFAULT_TARGET
     if isinstance(target, str):
-        module, _, attr = target.partition(":")
-        if target.count(":") != 1 or not module or not attr:
-            raise TargetError(f"--target: expected MODULE:FUNCTION, e.g. manual_bptt:bptt, got {target!r}")
+        split_spec(target)
         return target
     if not callable(target):
         raise TypeError(f"target: expected a callable or 'module:function', got {type(target).__name__}")
@@ -132,36 +127,6 @@ def parse_cells(cells: Any) -> tuple[str, ...]:
     if not isinstance(names, (list, tuple)) or not names or any(c not in CELLS for c in names):
         raise ValueError(f"cells: expected 'all' or some of {', '.join(CELLS)}, got {cells!r}")
     return tuple(c for c in CELLS if c in names)
-
-
-def _localizable(c: ConfigCheck) -> bool:
-    """A disagreement, an exception or an unreadable result; not a crash, exit, hang or
-    modified input (rerunning those would only repeat them)."""
-    if c.arrays:
-        return True
-    return c.message.startswith(("the target raised", "the target returned", "the target's result"))
-
-
-#: The kinds of check that ran the target itself (the others are probes, or cross-checks of
-#: manual_bptt's other methods): only those are localized.
-_TARGET_KINDS = ("oracle", "torch_rnn", "finite_differences")
-
-
-def _select(checks: list[ConfigCheck], limit: int) -> list[ConfigCheck]:
-    """Failing checks to localize: the most informative first (oracle checks, most disagreeing
-    arrays, then the smallest configuration), each adding an array not already covered."""
-    failing = [c for c in checks if c.status == "fail" and c.kind in _TARGET_KINDS and _localizable(c)]
-    failing.sort(key=lambda c: (c.kind != "oracle", -len(c.failing), c.size_key(), c.id))
-    chosen: list[ConfigCheck] = []
-    covered: set[str] = set()
-    for c in failing:
-        if len(chosen) >= limit:
-            break
-        names = set(c.failing) or {c.message.split(":")[0]}
-        if not names <= covered:
-            covered |= names
-            chosen.append(c)
-    return chosen
 
 
 def _check_arguments(seed: Any, examples: Any, jobs: Any, max_localized: Any, timeout: Any) -> None:
@@ -245,86 +210,18 @@ def check(
     t0 = time.perf_counter()
     spec = _resolve(target)
     size = profile_size(profile, quick=quick, examples=examples)
-    pool = WorkerPool(program(spec), workers=1 if scheduler is not None else jobs, timeout=float(timeout))
-    dask_aborted = False
-    checks: list[ConfigCheck] = []
-    localizations: list[Localization] = []
-    try:
-        hello = pool.start()
-        every: list[Capabilities] = []
-        bad_probes = []
-        for cell in wanted:
-            caps, bad = capabilities(pool, hello, cell)
-            every.append(caps)
-            bad_probes += bad
-        caps = next((c for c in every if c.cell == "rnn"), every[0])
-        share = split_examples(size.examples, tuple(c.cell for c in every if c.checkable))
-        configs, fd_configs = [], []
-        for c in every:
-            if c.checkable:
-                n = share[c.cell]
-                fd = max(1, round(size.fd_examples * n / size.examples))
-                cell_size = dataclasses.replace(size, examples=n, fd_examples=fd)
-                configs += plan_configs(seed, cell_size, c)
-                fd_configs += plan_fd_configs(seed, cell_size, c)
+    timeout = float(timeout)
+    with WorkerPool(program(spec), workers=1 if scheduler is not None else jobs, timeout=timeout) as pool:
+        every, bad_probes = _probe(pool, wanted)
+        configs, fd_configs = _plan(seed, size, every, profile)
+        replies, refs, dask_aborted = _run(pool, spec, configs, fd_configs, jobs, scheduler, progress)
+        checks = _judge(configs, fd_configs, replies, refs)
         if profile == "thorough":
-            configs = conditioned(configs)
-        requests = [Request("call", c) for c in configs] + [Request("fd", c) for c in fd_configs]
-        bar = _progress(len(requests), "checking", progress)
-        try:
-            if scheduler is not None:
-                from .run.cluster import dask_sweep
-
-                outcome = dask_sweep(
-                    scheduler, program(spec), requests, sweep_references, jobs=jobs, timeout=float(timeout),
-                    on_progress=bar.update,
-                )  # fmt: skip
-                replies, refs = outcome.replies, outcome.refs[: len(configs)]
-                pool.notes.extend(outcome.notes)
-                dask_aborted = outcome.aborted
-            else:
-                pool.workers = effective_jobs(jobs, len(requests))
-                with threads.fixed(), ThreadPoolExecutor(1) as helper:
-                    fut = helper.submit(_in_thread, pool, requests, bar)
-                    try:
-                        refs = references_of(configs, pool.workers)
-                        replies = fut.result()
-                    except BaseException:
-                        pool.stop.set()
-                        raise
-        finally:
-            bar.close()
-        n = len(configs)
-        for i, (cfg, reply, ref) in enumerate(zip(configs, replies[:n], refs, strict=True)):
-            if reply.status != "not_run":
-                checks.extend(oracle_checks(i, cfg, reply, ref))
-        for j, (cfg, reply) in enumerate(zip(fd_configs, replies[n:], strict=True)):
-            if reply.status != "not_run":
-                checks.append(fd_check(n + j, cfg, reply))
-        if profile == "thorough":
-            from .judge.crosschecks import cross_checks
-
-            extra, extra_notes = cross_checks(spec, configs, list(refs), float(timeout))
-            checks.extend(extra)
-            pool.notes.extend(extra_notes)
-        first_probe = n + len(fd_configs)
-        for k, (feature, cfg, reply) in enumerate(bad_probes):
-            _, msg, tb, _ = misbehaviour(reply, f"the probe of {feature}") or ("", "", "", ())
-            checks.append(ConfigCheck(first_probe + k, "probe", cfg, "fail", (), msg, (), 0.0, tb))
+            checks += _cross_check(pool, spec, configs, refs)
+        checks += _probe_checks(bad_probes, first_id=len(configs) + len(fd_configs))
         checks.sort(key=lambda c: (c.id, c.kind))
-        chosen = [] if pool.aborted or dask_aborted else _select(checks, max_localized)
-        if chosen:
-            bar = _progress(len(chosen), "localizing", progress)
-            try:
-                with threads.fixed():
-                    for c in chosen:
-                        localizations.append(localize(pool.run, c))
-                        bar.update(1)
-            finally:
-                bar.close()
-    finally:
-        pool.stop.set()
-        pool.close()
+        aborted = pool.aborted or dask_aborted
+        localizations = [] if aborted else _localize(pool, checks, max_localized, progress)
     return CheckResult(
         target=spec,
         seed=seed,
@@ -334,11 +231,138 @@ def check(
         localizations=tuple(localizations),
         environment=environment(),
         seconds=time.perf_counter() - t0,
-        capabilities=caps,
+        capabilities=next((c for c in every if c.cell == "rnn"), every[0]),
         notes=tuple(pool.notes),
-        timeout=float(timeout),
+        timeout=timeout,
         cell_capabilities=tuple(every),
     )
+
+
+# ---------------------------------------------------------------------------------------------
+# The phases of check(), in order
+# ---------------------------------------------------------------------------------------------
+def _probe(pool: WorkerPool, cells: tuple[str, ...]) -> tuple[list[Capabilities], list[Probe]]:
+    """1. What the target supports, per requested cell (targets.probe), and the probes in which it
+    misbehaved."""
+    every: list[Capabilities] = []
+    misbehaved: list[Probe] = []
+    for cell in cells:
+        caps, bad = capabilities(pool, pool.hello, cell)
+        every.append(caps)
+        misbehaved += bad
+    return every, misbehaved
+
+
+def _plan(
+    seed: int, size: SweepSize, every: list[Capabilities], profile: str | None
+) -> tuple[list[RNNConfig], list[RNNConfig]]:
+    """2. The sweep (plan.sweep): each supported cell's share of the oracle and finite-difference
+    configurations, inside what the target supports; the thorough profile's conditioned."""
+    share = split_examples(size.examples, tuple(c.cell for c in every if c.checkable))
+    configs: list[RNNConfig] = []
+    fd_configs: list[RNNConfig] = []
+    for c in every:
+        if c.checkable:
+            n = share[c.cell]
+            fd = max(1, round(size.fd_examples * n / size.examples))
+            cell_size = dataclasses.replace(size, examples=n, fd_examples=fd)
+            configs += plan_configs(seed, cell_size, c)
+            fd_configs += plan_fd_configs(seed, cell_size, c)
+    if profile == "thorough":
+        configs = conditioned(configs)
+    return configs, fd_configs
+
+
+def _run(
+    pool: WorkerPool,
+    spec: str,
+    configs: list[RNNConfig],
+    fd_configs: list[RNNConfig],
+    jobs: int,
+    scheduler: str | None,
+    progress: bool,
+) -> tuple[list[Reply], list[References], bool]:
+    """3. The target's reply to every configuration, and the references of the oracle ones: on the
+    local pool (the references meanwhile here or in oracle processes), or on a Dask cluster.
+    Also whether a Dask worker's pool stopped running the target."""
+    requests = [Request("call", c) for c in configs] + [Request("fd", c) for c in fd_configs]
+    bar = _progress(len(requests), "checking", progress)
+    try:
+        if scheduler is not None:
+            from .run.cluster import dask_sweep
+
+            outcome = dask_sweep(
+                scheduler, program(spec), requests, sweep_references, jobs=jobs, timeout=pool.timeout,
+                on_progress=bar.update,
+            )  # fmt: skip
+            pool.notes.extend(outcome.notes)
+            return outcome.replies, outcome.refs[: len(configs)], outcome.aborted
+        pool.workers = effective_jobs(jobs, len(requests))
+        with threads.fixed(), ThreadPoolExecutor(1) as helper:
+            fut = helper.submit(_in_thread, pool, requests, bar)
+            try:
+                refs = references_of(configs, pool.workers)
+                replies = fut.result()
+            except BaseException:
+                pool.stop.set()
+                raise
+        return replies, refs, False
+    finally:
+        bar.close()
+
+
+def _judge(
+    configs: list[RNNConfig], fd_configs: list[RNNConfig], replies: list[Reply], refs: list[References]
+) -> list[ConfigCheck]:
+    """4. Each reply judged (judge.checks): the oracle configurations against the oracle (and the
+    native module), the finite-difference ones against their differences; not those not run."""
+    n = len(configs)
+    checks: list[ConfigCheck] = []
+    for i, (cfg, reply, ref) in enumerate(zip(configs, replies[:n], refs, strict=True)):
+        if reply.status != "not_run":
+            checks.extend(oracle_checks(i, cfg, reply, ref))
+    for j, (cfg, reply) in enumerate(zip(fd_configs, replies[n:], strict=True)):
+        if reply.status != "not_run":
+            checks.append(fd_check(n + j, cfg, reply))
+    return checks
+
+
+def _cross_check(
+    pool: WorkerPool, spec: str, configs: list[RNNConfig], refs: list[References]
+) -> list[ConfigCheck]:
+    """5. The thorough profile: manual_bptt's other derivations against the same references
+    (judge.crosschecks; none for another target); their notes join the pool's."""
+    from .judge.crosschecks import cross_checks
+
+    checks, notes = cross_checks(spec, configs, list(refs), pool.timeout)
+    pool.notes.extend(notes)
+    return checks
+
+
+def _probe_checks(bad_probes: list[Probe], first_id: int) -> list[ConfigCheck]:
+    """6. The probes in which the target misbehaved, as failing "probe" checks numbered from
+    ``first_id`` (after the sweep's)."""
+    checks = []
+    for k, (feature, cfg, reply) in enumerate(bad_probes):
+        _, msg, tb, _ = misbehaviour(reply, f"the probe of {feature}") or ("", "", "", ())
+        checks.append(ConfigCheck(first_id + k, "probe", cfg, "fail", (), msg, (), 0.0, tb))
+    return checks
+
+
+def _localize(pool: WorkerPool, checks: list[ConfigCheck], limit: int, progress: bool) -> list[Localization]:
+    """7. Where the most informative failures sit (judge.localize), the target rerun in the pool."""
+    chosen = select(checks, limit)
+    localizations: list[Localization] = []
+    if chosen:
+        bar = _progress(len(chosen), "localizing", progress)
+        try:
+            with threads.fixed():
+                for c in chosen:
+                    localizations.append(localize(pool.run, c))
+                    bar.update(1)
+        finally:
+            bar.close()
+    return localizations
 
 
 def replay(target: TargetLike, cfg: RNNConfig, *, timeout: float = DEFAULT_TIMEOUT) -> list[ConfigCheck]:

@@ -312,6 +312,36 @@ def _where(
     return _by_lag(run, cfg, field, smallest_T)
 
 
+def _localizable(c: ConfigCheck) -> bool:
+    """A disagreement, an exception or an unreadable result; not a crash, exit, hang or
+    modified input (rerunning those would only repeat them)."""
+    if c.arrays:
+        return True
+    return c.message.startswith(("the target raised", "the target returned", "the target's result"))
+
+
+#: The kinds of check that ran the target itself (the others are probes, or cross-checks of
+#: manual_bptt's other methods): only those are localized.
+_TARGET_KINDS = ("oracle", "torch_rnn", "finite_differences")
+
+
+def select(checks: list[ConfigCheck], limit: int) -> list[ConfigCheck]:
+    """Failing checks to localize: the most informative first (oracle checks, most disagreeing
+    arrays, then the smallest configuration), each adding an array not already covered."""
+    failing = [c for c in checks if c.status == "fail" and c.kind in _TARGET_KINDS and _localizable(c)]
+    failing.sort(key=lambda c: (c.kind != "oracle", -len(c.failing), c.size_key(), c.id))
+    chosen: list[ConfigCheck] = []
+    covered: set[str] = set()
+    for c in failing:
+        if len(chosen) >= limit:
+            break
+        names = set(c.failing) or {c.message.split(":")[0]}
+        if not names <= covered:
+            covered |= names
+            chosen.append(c)
+    return chosen
+
+
 def localize(run: RunTarget, check: ConfigCheck, *, shrink_budget: int = SHRINK_BUDGET) -> Localization:
     """Localize one failing check (see the module docstring); the target runs through ``run``."""
     cfg = check.config

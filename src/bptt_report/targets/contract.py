@@ -223,6 +223,18 @@ def _import(module_name: str, *, cwd_fallback: bool) -> Any:
         return importlib.import_module(module_name)
 
 
+def split_spec(spec: Any) -> tuple[str, str]:
+    """(module, function) of a target's name "module:function".
+
+    Raises:
+        TargetError for anything else.
+    """
+    module_name, _, attr = spec.partition(":") if isinstance(spec, str) else ("", "", "")
+    if not isinstance(spec, str) or spec.count(":") != 1 or not module_name or not attr:
+        raise TargetError(f"--target: expected MODULE:FUNCTION, e.g. manual_bptt:bptt, got {spec!r}")
+    return module_name, attr
+
+
 def load_target(spec: str) -> Callable[..., Any]:
     """Import ``"module:function"`` (the function may be dotted, ``module:Class.method``).
 
@@ -232,11 +244,7 @@ def load_target(spec: str) -> Callable[..., Any]:
     Raises:
         TargetError naming what is wrong: the form, the module, the attribute, not callable.
     """
-    if not isinstance(spec, str) or spec.count(":") != 1:
-        raise TargetError(f"--target: expected MODULE:FUNCTION, e.g. manual_bptt:bptt, got {spec!r}")
-    module_name, attr = spec.split(":")
-    if not module_name or not attr:
-        raise TargetError(f"--target: expected MODULE:FUNCTION, e.g. manual_bptt:bptt, got {spec!r}")
+    module_name, attr = split_spec(spec)
     try:
         obj: Any = _import(module_name, cwd_fallback=spec != DEFAULT_TARGET)
     except ImportError as exc:
