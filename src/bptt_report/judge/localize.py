@@ -23,8 +23,9 @@ configuration):
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
+from typing import TypeVar
 
 import numpy as np
 
@@ -47,6 +48,7 @@ SHRINK_BUDGET = 150
 #: Pseudo-field of a run in which the target raised (or misbehaved).
 RAISED = "exception"
 
+R = TypeVar("R")
 #: Runs the target (in its worker processes) on requests: the replies.
 RunTarget = Callable[[list[Request]], list[Reply]]
 
@@ -90,13 +92,17 @@ def _failing(arrays: list[ArrayCheck]) -> set[str]:
     return {a.name for a in arrays if not a.passed}
 
 
+def shortest_failing(runs: Sequence[R], fails: Callable[[R], bool]) -> int | None:
+    """The smallest n whose run ``runs[n - 1]`` (on the first n steps) fails: the shortest failing
+    prefix of a sequence (both products: a target against the oracle, a module against the
+    reference)."""
+    return next((n for n, r in enumerate(runs, start=1) if fails(r)), None)
+
+
 def smallest_failing_length(run: RunTarget, cfg: RNNConfig, fields: set[str]) -> int | None:
     """The smallest n such that the target disagrees (on one of ``fields``) on the first n steps."""
     runs = run_against_oracle_many(run, [(cfg, n) for n in range(1, cfg.T + 1)])
-    for n, r in enumerate(runs, start=1):
-        if r is not None and _failing(r[0]) & fields:
-            return n
-    return None
+    return shortest_failing(runs, lambda r: r is not None and bool(_failing(r[0]) & fields))
 
 
 def _field_value(ref: Ref, name: str) -> np.ndarray:

@@ -26,6 +26,7 @@ import numpy as np
 
 from ..cells import GATE_NAMES, GATES
 from ..judge.compare import FACTOR, compare_module_array, max_abs_diff
+from ..judge.localize import shortest_failing
 from ..judge.results import json_number_text
 from .session import FORWARD, NOTATION, Evaluation, Session
 
@@ -45,7 +46,7 @@ class LagPoint:
 
 
 @dataclass
-class Localization:
+class ModuleLocalization:
     """What the black-box localization found on configuration #config (see the module docstring)."""
 
     config: int
@@ -216,7 +217,7 @@ def _elman_dw_pattern(session: Session, ev: Evaluation) -> list[str]:
 
 def localize(
     session: Session, evals: list[Evaluation], forward_bad: list[str], grads_bad: list[str]
-) -> Localization | None:
+) -> ModuleLocalization | None:
     """The localization of the first failing configuration (None when none was run)."""
     idx = next((i for i, ev in enumerate(evals) if ev.status == "ok" and ev.failing()), None)
     if idx is None:
@@ -226,7 +227,7 @@ def localize(
         if mutated is None:
             return None
         ev = evals[mutated]
-        loc = Localization(mutated, _sizes(ev.case))
+        loc = ModuleLocalization(mutated, _sizes(ev.case))
         loc.sentence = (
             f"the module modifies {', '.join(ev.reply.mutated)} in place: the caller's tensor "
             "is not the same after the call"
@@ -235,15 +236,13 @@ def localize(
     ev = evals[idx]
     case = ev.case
     T = case["T"]
-    loc = Localization(idx, _sizes(case))
+    loc = ModuleLocalization(idx, _sizes(case))
     forward = bool(forward_bad)
 
     shrunk = session.evaluate([prefix(case, t) for t in range(1, T + 1)])
-    for t, sev in enumerate(shrunk, start=1):
-        fails = sev.forward_failing() if forward else sev.failing()
-        if sev.status != "ok" or fails:
-            loc.smallest_T = t
-            break
+    loc.smallest_T = shortest_failing(
+        shrunk, lambda sev: sev.status != "ok" or bool(sev.forward_failing() if forward else sev.failing())
+    )
 
     if forward:
         out, ref, base = ev.arrays.get("out"), ev.ref["out"], None if ev.base is None else ev.base["out"]
@@ -282,13 +281,13 @@ def localize(
     return loc
 
 
-def profile_only(session: Session, evals: list[Evaluation]) -> Localization | None:
+def profile_only(session: Session, evals: list[Evaluation]) -> ModuleLocalization | None:
     """For a module that passes: the lag profile of the first configuration, for the plot."""
     idx = next((i for i, ev in enumerate(evals) if ev.status == "ok"), None)
     if idx is None:
         return None
     case = evals[idx].case
-    loc = Localization(idx, _sizes(case))
+    loc = ModuleLocalization(idx, _sizes(case))
     loc.lags = lag_profile(session.evaluate([at_step(case, t) for t in range(case["T"])]), session.dtype)
     loc.first_wrong_lag = next((p.lag for p in loc.lags if not p.ok), None)
     return loc
@@ -298,7 +297,7 @@ def _sizes(case: dict[str, Any]) -> dict[str, int]:
     return {k: int(case[k]) for k in ("D", "H", "T", "B")}
 
 
-def _sentence(loc: Localization, bad: list[str], dtype: str, ev: Evaluation) -> str:
+def _sentence(loc: ModuleLocalization, bad: list[str], dtype: str, ev: Evaluation) -> str:
     names = _names(bad) or "the gradients"
     L = loc.first_wrong_lag
     lags = loc.lags
