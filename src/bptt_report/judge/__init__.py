@@ -6,5 +6,6 @@
     crosschecks   manual_bptt's other derivations against the same references (thorough)
     localize      where a disagreement sits: the arrays, the shortest sequence, the lag, the
                   smallest configuration
-    results       the result objects, the verdict and coverage rules, their JSON form
+    coverage      what PASS needs besides agreement: enough configurations, each feature exercised
+    results       the result objects, the verdict, their JSON form
 """

@@ -14,7 +14,8 @@ from manual_bptt.problems import RNNConfig
 
 from ..cells import CELLS, NATIVE
 from ..judge.compare import ATOL, FD_ATOL, FD_RTOL, FIELDS, RECURRENT_FIELDS, RTOL
-from ..judge.results import KINDS, MIN_CHECKED, CheckResult, Localization
+from ..judge.coverage import MIN_CHECKED
+from ..judge.results import KINDS, CheckResult, Localization
 from ..plan.sweep import config_dict, describe_config, form_name
 from ..targets.contract import ACTIVATIONS
 from .regimes import REGIME_T

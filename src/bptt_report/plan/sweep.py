@@ -39,6 +39,15 @@ from ..targets.contract import ACTIVATIONS, FORMS, FULL_SUPPORT, Capabilities
 #: Largest number of oracle configurations accepted (``examples``).
 MAX_EXAMPLES = 100_000
 TRUNCATIONS = ("none", "none", "zero", "one", "half", "beyond")
+#: Each option's values, dealt in shuffled rounds when the target supports it (see _stratified) ...
+OPTION_VALUES: dict[str, tuple[Any, ...]] = {
+    "s0": (None, "shared", "per_row"),
+    "truncate": TRUNCATIONS,
+    "mask": (False, True),
+    "reduction=mean": ("sum", "mean"),
+}
+#: ... and its one value when it does not.
+OPTION_OFF: dict[str, Any] = {"s0": None, "truncate": "none", "mask": False, "reduction=mean": "sum"}
 
 
 @dataclass(frozen=True)
@@ -134,14 +143,18 @@ class Space:
 def space_of(caps: Capabilities) -> Space:
     """The sweep's values restricted to ``caps`` (each dimension keeps its order)."""
     opts = set(caps.options)
+
+    def values(option: str) -> tuple[Any, ...]:
+        return OPTION_VALUES[option] if option in opts else (OPTION_OFF[option],)
+
     acts = tuple(a for a in ACTIVATIONS if a in caps.activations) if caps.cell == "rnn" else (None,)
     return Space(
         forms=tuple(FORMS[f] for f in FORMS if f in caps.forms),
         activations=acts,
-        truncations=TRUNCATIONS if "truncate" in opts else ("none",),
-        reductions=("sum", "mean") if "reduction=mean" in opts else ("sum",),
-        masks=(False, True) if "mask" in opts else (False,),
-        s0s=(None, "shared", "per_row") if "s0" in opts else (None,),
+        truncations=values("truncate"),
+        reductions=values("reduction=mean"),
+        masks=values("mask"),
+        s0s=values("s0"),
     )
 
 
