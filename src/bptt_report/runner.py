@@ -1,14 +1,15 @@
-"""bptt_report.check: probe what the target supports, run the sweep, localize what fails.
+"""bptt_report.check, as its phases: probe what the target supports, plan the sweep, run it, judge
+each reply, cross-check manual_bptt's other methods (thorough), localize what fails.
 
     result = bptt_report.check("mypackage.rnn:bptt", quick=True)
     result.assert_ok()
 
 The target never runs in this process: it runs in worker processes (bptt_report.targets.worker,
-started with "spawn" even for jobs=1, never importing torch or the oracle), which rebuild
-each configuration's arrays from the configuration, hand the target fresh copies, and send
-back plain arrays. The oracle and nn.RNN run here (jobs=1) or in separate oracle processes
-(jobs > 1) on arrays rebuilt the same way, and the comparison runs here. A target that
-exits, crashes or runs past the timeout ends only its worker, which is restarted.
+fresh interpreters even for jobs=1, never importing torch or the oracle), which rebuild each
+configuration's arrays from the configuration, hand the target fresh copies, and send back plain
+arrays. The oracle and nn.RNN run here (jobs=1) or in separate oracle processes (jobs > 1) on
+arrays rebuilt the same way, and the comparison runs here. A target that exits, crashes or runs
+past the timeout ends only its worker, which is restarted.
 
 With ``scheduler=`` the sweep's configurations run on a Dask cluster instead
 (bptt_report.run.cluster: the target still in worker processes of its own there, the oracle in
