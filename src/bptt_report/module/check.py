@@ -172,11 +172,11 @@ def _finding_of(ev: Evaluation) -> str | None:
     if st == "ok":
         return f"the module modified its input {', '.join(r.mutated)} in place" if r.mutated else None
     if st == "raised":
-        return f"the module raised {r.type}: {r.message}"
+        return f"the module raised {r.exception}: {r.message}"
     if st == "exited":
-        return f"the module called sys.exit({r.code})"
+        return f"the module called sys.exit({r.exit_argument})"
     if st == "died":
-        return f"the module's process ended with status {r.exitcode}"
+        return f"the module's process ended with status {r.exit_status}"
     if st == "timeout":
         return "the module took longer than the timeout (its process was killed)"
     if st == "garbled":

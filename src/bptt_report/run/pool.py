@@ -233,7 +233,7 @@ class WorkerPool:
             if w.outstanding:
                 i = w.outstanding.popleft()
                 seconds = time.monotonic() - w.since
-                finish(i, Reply(status=status, exitcode=code, detail=detail, seconds=seconds))
+                finish(i, Reply(status=status, exit_status=code, detail=detail, seconds=seconds))
                 queue.extendleft(reversed(w.outstanding))
             elif not w.ready:
                 self.notes.append(f"a worker process ended while loading {self.program.noun} (status {code})")

@@ -52,10 +52,10 @@ class Reply:
             "died", "garbled", "timeout", "not_run".
         seconds: wall time of the request.
 
-        type, message, traceback: the exception ("raised"; message also for "unsupported",
-            "bad_result", "usage").
-        code: the argument of sys.exit, as repr ("exited").
-        exitcode: the worker process's exit status ("died", "timeout", "garbled").
+        exception, message, traceback: the exception's type name, its message, its traceback
+            ("raised"; the message also for "unsupported", "bad_result", "usage").
+        exit_argument: the argument of sys.exit, as repr ("exited").
+        exit_status: the worker process's exit status ("died", "timeout", "garbled").
         detail: what the pool or the target said more ("garbled", "died"; "unsupported").
         keywords: the keywords the target does not accept ("unsupported").
         mutated: the inputs the call changed (a target: "mutated"; a module: with "ok").
@@ -74,11 +74,11 @@ class Reply:
     id: int = 0
     status: str = ""
     seconds: float = 0.0
-    type: str = ""
+    exception: str = ""
     message: str = ""
     traceback: str = ""
-    code: str = ""
-    exitcode: int | None = None
+    exit_argument: str = ""
+    exit_status: int | None = None
     detail: str = ""
     keywords: tuple[str, ...] = ()
     mutated: tuple[str, ...] = ()

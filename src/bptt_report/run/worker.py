@@ -61,9 +61,10 @@ def answer(handle: Handle, request: Request) -> Reply:
     try:
         reply = handle(request)
     except SystemExit as exc:
-        reply = Reply(status="exited", code=repr(exc.code), traceback=_traceback(exc))
+        reply = Reply(status="exited", exit_argument=repr(exc.code), traceback=_traceback(exc))
     except Exception as exc:
-        reply = Reply(status="raised", type=type(exc).__name__, message=str(exc), traceback=_traceback(exc))
+        name, tb = type(exc).__name__, _traceback(exc)
+        reply = Reply(status="raised", exception=name, message=str(exc), traceback=tb)
     return dataclasses.replace(reply, id=request.id, seconds=time.perf_counter() - t0)
 
 

@@ -26,16 +26,16 @@ def misbehaviour(reply: Reply, during: str) -> tuple[str, str, str, tuple[str, .
     if status == "unsupported":
         return "unsupported", reply.message, "", reply.keywords
     if status == "raised":
-        return "fail", f"the target raised {reply.type}: {reply.message}", tb, ()
+        return "fail", f"the target raised {reply.exception}: {reply.message}", tb, ()
     if status == "bad_result":
         return "fail", reply.message, "", ()
     if status == "mutated":
         names = ", ".join(reply.mutated)
         return "fail", f"the target modified {names} (its input) during {during}", "", ()
     if status == "exited":
-        return "fail", f"the target called sys.exit({reply.code}) during {during}", tb, ()
+        return "fail", f"the target called sys.exit({reply.exit_argument}) during {during}", tb, ()
     if status == "died":
-        code = reply.exitcode
+        code = reply.exit_status
         if isinstance(code, int) and code < 0:
             name = _SIGNAL_NAMES.get(-code, "?")
             text = f"the target's process was killed by signal {-code} ({name}) during {during}"
