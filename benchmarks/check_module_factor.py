@@ -20,7 +20,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
 
 import user_modules
 from bptt_report.judge.compare import compare_module_arrays
-from bptt_report.module import session as ms
+from bptt_report.module import cases
 from bptt_report.module import worker as mw
 
 
@@ -43,10 +43,10 @@ def main() -> None:
         base_rel: dict[str, list[float]] = {}
         ratios: dict[str, dict[str, list[float]]] = {name: {} for name in facts}
         for i in range(args.configs):
-            case = ms.draw_case(rng, cell, args.dtype, quick=False, bias=(i % 4 != 3))
+            case = cases.draw_case(rng, cell, args.dtype, quick=False, bias=(i % 4 != 3))
             case["repeat"] = False
-            ref = ms.reference(cell, "tanh", case)
-            base = ms.baseline(cell, "tanh", settings, case)
+            ref = cases.reference(cell, "tanh", case)
+            base = cases.baseline(cell, "tanh", settings, case)
             for name, fact in facts.items():
                 arrays, _, _ = mw.call(mw.build(fact, settings, case), settings, case)
                 for e in compare_module_arrays(arrays, ref, base, args.dtype):

@@ -17,8 +17,8 @@ import torch
 from bptt_report.cells import CELLS
 from bptt_report.errors import UsageError
 from bptt_report.judge.compare import FACTOR, compare_module_array, compare_module_arrays
+from bptt_report.module import cases
 from bptt_report.module import check as mc
-from bptt_report.module import session as ms
 from bptt_report.module.check import check_module
 
 QUICK = {"quick": True, "examples": 2}
@@ -33,7 +33,7 @@ def test_a_drawn_configuration_has_unequal_sizes_distinct_biases_and_random_upst
     rng = np.random.default_rng(3)
     for cell in CELLS:
         for _ in range(20):
-            c = ms.draw_case(rng, cell, "float32", False, bias=True)
+            c = cases.draw_case(rng, cell, "float32", False, bias=True)
             assert len({c["D"], c["H"], c["T"], c["B"]}) == 4
             b_ih, b_hh = c["params"]["bias_ih_l0"], c["params"]["bias_hh_l0"]
             assert np.all(b_ih != 0) and np.all(b_hh != 0) and not np.allclose(b_ih, b_hh)
@@ -44,8 +44,8 @@ def test_a_drawn_configuration_has_unequal_sizes_distinct_biases_and_random_upst
 
 def test_bfloat16_rounding_is_exact_in_bfloat16():
     a = np.random.default_rng(0).standard_normal(50)
-    r = ms._round(a, "bfloat16")
-    assert np.array_equal(ms._round(r, "bfloat16"), r) and not np.array_equal(r, a)
+    r = cases._round(a, "bfloat16")
+    assert np.array_equal(cases._round(r, "bfloat16"), r) and not np.array_equal(r, a)
 
 
 @pytest.mark.parametrize("cell", CELLS)
@@ -55,9 +55,9 @@ def test_the_reference_equals_torchs_own_layer_at_float64(cell):
     settings = {"cell": cell, "dtype": "float64", "device": "cpu"}
     rng = np.random.default_rng(1)
     for bias in (True, False):
-        case = ms.draw_case(rng, cell, "float64", False, bias=bias)
-        ref = ms.reference(cell, "tanh", case)
-        native = ms.baseline(cell, "tanh", settings, case)
+        case = cases.draw_case(rng, cell, "float64", False, bias=bias)
+        ref = cases.reference(cell, "tanh", case)
+        native = cases.baseline(cell, "tanh", settings, case)
         for e in compare_module_arrays(native, ref, None, "float64"):
             assert e.passed, e
 
@@ -144,7 +144,7 @@ def test_the_gru_reset_gate_before_the_matrix_product_is_a_forward_error():
 
 def test_swapped_lstm_i_and_g_gate_gradients_are_named():
     r = check_module("user_modules:lstm_i_g_swapped", cell="lstm", **QUICK)
-    assert not any(n in failing(r) for n in ms.FORWARD)
+    assert not any(n in failing(r) for n in cases.FORWARD)
     assert "the i and g gate gradients are swapped" in r.localization.sentence
     assert "the i and g gate blocks of dU, dW, db_ih, db_hh are exchanged" in r.localization.sentence
 

@@ -45,7 +45,8 @@ from ..judge.compare import FACTOR, UNIT, ArrayCheck
 from ..judge.results import json_number_text
 from ..run.pool import DEFAULT_TIMEOUT
 from ..targets.contract import spec_of
-from .session import FORWARD, NOTATION, Evaluation, Session, draw_case
+from .cases import FORWARD, NOTATION, draw_case
+from .session import Evaluation, Session
 
 __all__ = [
     "MAX_MODULE_EXAMPLES", "MODULE_DTYPES", "MODULE_EXAMPLES", "MODULE_QUICK_EXAMPLES", "ArraySummary",

@@ -28,7 +28,8 @@ from ..cells import GATE_NAMES, GATES
 from ..judge.compare import FACTOR, compare_module_array, max_abs_diff
 from ..judge.localize import shortest_failing
 from ..judge.results import json_number_text
-from .session import FORWARD, NOTATION, Evaluation, Session
+from .cases import FORWARD, NOTATION
+from .session import Evaluation, Session
 
 _WORDS = {1: "one step", 2: "two steps", 3: "three steps"}
 

@@ -14,8 +14,8 @@ from pathlib import Path
 
 from ..judge.compare import FACTOR
 from ..output.plots import PlotsUnavailable, pyplot
+from .cases import NOTATION
 from .check import ModuleCheckResult
-from .session import NOTATION
 
 FILES = ("report.json", "report.md", "lag_profile.png")
 
