@@ -41,8 +41,9 @@ the bottom up (each part imports only parts listed before it, and manual_bptt, r
     output/       what a check writes: report (the files, report.json), markdown (report.md),
                   junit (report.xml), annotations (GitHub ::error lines), plots, regimes (their
                   sample models)
-    module/       check-module: worker (the layer contract, its side of a worker), session (the
-                  cases, the reference and the baseline), check (check_module), localize, report
+    module/       check-module: worker (the layer contract, its side of a worker), cases (the
+                  random cases, the float64 reference, the baseline), session (running and
+                  evaluating them), check (check_module), localize, report
     runner.py     check() as its phases: probe, plan, run, judge, cross-check, localize; replay()
     cli.py        the command line (manual-bptt report / check-module, python -m bptt_report)
 
