@@ -46,6 +46,8 @@ from ..judge.results import json_number_text
 from ..run.pool import DEFAULT_TIMEOUT
 from ..targets.contract import spec_of
 from .cases import FORWARD, NOTATION, draw_case
+from .localize import localize as locate
+from .localize import profile_only
 from .session import Evaluation, Session
 
 __all__ = [
@@ -245,6 +247,36 @@ def check_module(
         without the parameter names or with a forward of the wrong structure, a missing CUDA device.
     """
     t0 = time.perf_counter()
+    n, seed = _arguments(cell, dtype, examples, quick, seed, device)
+    spec = _spec(factory)
+    rng = np.random.default_rng(seed)
+    with Session(spec, cell, dtype, device, timeout) as session:
+        cases = [draw_case(rng, cell, dtype, quick, bias=(i % 4 != 1)) for i in range(n)]
+        evals = session.evaluate(cases)
+        judged = _judge(evals, session.pool.notes)
+        loc = None
+        if judged.verdict == "FAIL" and localize:
+            loc = locate(session, evals, judged.forward_bad, judged.grads_bad)
+        elif localize:
+            loc = profile_only(session, evals)
+    configs = [{"D": c["D"], "H": c["H"], "T": c["T"], "B": c["B"], "bias": c["bias"]} for c in cases]
+    return ModuleCheckResult(
+        factory=spec, cell=cell, dtype=dtype, device=device, activation=session.activation, seed=seed,
+        examples=n, verdict=judged.verdict, findings=judged.findings, arrays=judged.arrays, configs=configs,
+        nondeterminism=judged.nondeterminism, localization=loc, checked=judged.checked,
+        seconds=time.perf_counter() - t0,
+        baseline_name="" if dtype == "float64" else f"torch.nn.{NATIVE[cell]}",
+    )  # fmt: skip
+
+
+def _arguments(
+    cell: Any, dtype: Any, examples: Any, quick: bool, seed: Any, device: Any
+) -> tuple[int, int]:
+    """check_module's arguments checked: (the number of configurations, the seed).
+
+    Raises:
+        UsageError naming the argument and what is wrong with it.
+    """
     if cell not in CELLS:
         raise UsageError(f"cell: expected one of {', '.join(CELLS)}, got {cell!r}")
     if dtype not in MODULE_DTYPES:
@@ -255,58 +287,52 @@ def check_module(
     n = n or (MODULE_QUICK_EXAMPLES if quick else MODULE_EXAMPLES)
     seed = _usage(integer_arg, "seed", seed, 0)
     _check_device(device)
-    spec = _spec(factory)
-    rng = np.random.default_rng(seed)
-    with Session(spec, cell, dtype, device, timeout) as session:
-        cases = [draw_case(rng, cell, dtype, quick, bias=(i % 4 != 1)) for i in range(n)]
-        evals = session.evaluate(cases)
-        findings = findings_of(evals)
-        not_run = sum(ev.status == "not_run" for ev in evals)
-        if not_run:
-            findings.append(
-                f"{not_run} of {n} configurations were not run: "
-                + "; ".join(session.pool.notes)
-            )
-        checked = [(i, ev) for i, ev in enumerate(evals) if ev.status == "ok"]
-        arrays = _summaries(checked)
-        forward_bad = [a.name for a in arrays if not a.ok and a.name in FORWARD]
-        grads_bad = [a.name for a in arrays if not a.ok and a.name not in FORWARD]
-        if forward_bad:
-            also = "" if not grads_bad else " (the gradients, computed through it, differ too)"
-            findings.insert(
-                0, f"the forward is wrong: {', '.join(forward_bad)} differ from the reference{also}"
-            )
-        elif grads_bad:
-            findings.insert(0, f"the gradients are wrong: {', '.join(NOTATION[n] for n in grads_bad)}"
-                            f" ({', '.join(n + '.grad' for n in grads_bad)})")  # fmt: skip
-        nondet: dict[str, float] = {}
-        for _, ev in checked:
-            for k, v in ev.reply.repeat.items():
-                nondet[k] = max(nondet.get(k, 0.0), float(v))
-        failed = bool(findings)
-        if failed:
-            verdict = "FAIL"
-        elif len(checked) < n:
-            verdict = "INSUFFICIENT"
-            findings.append(f"only {len(checked)} of {n} configurations could be run")
-        else:
-            verdict = "PASS"
-        loc = None
-        if failed and localize:
-            from .localize import localize as run_localize
+    return n, seed
 
-            loc = run_localize(session, evals, forward_bad, grads_bad)
-        elif localize:
-            from .localize import profile_only
 
-            loc = profile_only(session, evals)
-    configs = [{"D": c["D"], "H": c["H"], "T": c["T"], "B": c["B"], "bias": c["bias"]} for c in cases]
-    return ModuleCheckResult(
-        factory=spec, cell=cell, dtype=dtype, device=device, activation=session.activation, seed=seed,
-        examples=n, verdict=verdict, findings=findings, arrays=arrays, configs=configs,
-        nondeterminism=nondet, localization=loc, checked=len(checked), seconds=time.perf_counter() - t0,
-        baseline_name="" if dtype == "float64" else f"torch.nn.{NATIVE[cell]}",
-    )  # fmt: skip
+@dataclass(frozen=True)
+class _Judged:
+    """The verdict on a module's evaluations, and what it rests on."""
+
+    verdict: str
+    findings: list[str]
+    arrays: list[ArraySummary]
+    forward_bad: list[str]
+    grads_bad: list[str]
+    nondeterminism: dict[str, float]
+    checked: int
+
+
+def _judge(evals: list[Evaluation], notes: list[str]) -> _Judged:
+    """FAIL on any finding (a wrong forward, wrong gradients, a module that misbehaved or did not
+    run), else INSUFFICIENT when not every configuration ran, else PASS; ``notes`` are the pool's."""
+    n = len(evals)
+    findings = findings_of(evals)
+    not_run = sum(ev.status == "not_run" for ev in evals)
+    if not_run:
+        findings.append(f"{not_run} of {n} configurations were not run: " + "; ".join(notes))
+    checked = [(i, ev) for i, ev in enumerate(evals) if ev.status == "ok"]
+    arrays = _summaries(checked)
+    forward_bad = [a.name for a in arrays if not a.ok and a.name in FORWARD]
+    grads_bad = [a.name for a in arrays if not a.ok and a.name not in FORWARD]
+    if forward_bad:
+        also = "" if not grads_bad else " (the gradients, computed through it, differ too)"
+        findings.insert(0, f"the forward is wrong: {', '.join(forward_bad)} differ from the reference{also}")
+    elif grads_bad:
+        findings.insert(0, f"the gradients are wrong: {', '.join(NOTATION[n] for n in grads_bad)}"
+                        f" ({', '.join(n + '.grad' for n in grads_bad)})")  # fmt: skip
+    nondet: dict[str, float] = {}
+    for _, ev in checked:
+        for k, v in ev.reply.repeat.items():
+            nondet[k] = max(nondet.get(k, 0.0), float(v))
+    if findings:
+        verdict = "FAIL"
+    elif len(checked) < n:
+        verdict = "INSUFFICIENT"
+        findings.append(f"only {len(checked)} of {n} configurations could be run")
+    else:
+        verdict = "PASS"
+    return _Judged(verdict, findings, arrays, forward_bad, grads_bad, nondet, len(checked))
 
 
 def _summaries(checked: list[tuple[int, Evaluation]]) -> list[ArraySummary]:
