@@ -19,8 +19,9 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
 
 import user_modules
-from bptt_report import module_check as mc
-from bptt_report import module_worker as mw
+from bptt_report.judge.compare import compare_module_arrays
+from bptt_report.module import cases
+from bptt_report.module import worker as mw
 
 
 def main() -> None:
@@ -42,16 +43,16 @@ def main() -> None:
         base_rel: dict[str, list[float]] = {}
         ratios: dict[str, dict[str, list[float]]] = {name: {} for name in facts}
         for i in range(args.configs):
-            case = mc.draw_case(rng, cell, args.dtype, quick=False, bias=(i % 4 != 3))
+            case = cases.draw_case(rng, cell, args.dtype, quick=False, bias=(i % 4 != 3))
             case["repeat"] = False
-            ref = mc.reference(cell, "tanh", case)
-            base = mc.baseline(cell, "tanh", settings, case)
+            ref = cases.reference(cell, "tanh", case)
+            base = cases.baseline(cell, "tanh", settings, case)
             for name, fact in facts.items():
                 arrays, _, _ = mw.call(mw.build(fact, settings, case), settings, case)
-                for e in mc.compare(arrays, ref, base, args.dtype):
+                for e in compare_module_arrays(arrays, ref, base, args.dtype):
                     ratios[name].setdefault(e.name, []).append(e.ratio)
                     if name == next(iter(facts)):
-                        base_rel.setdefault(e.name, []).append(e.base_rel)
+                        base_rel.setdefault(e.name, []).append(e.baseline_rel_error)
         print(f"## {cell} at {args.dtype}, {args.configs} configurations")
         print(
             "| array | baseline rel. error median | max | "

@@ -7,14 +7,62 @@
     r.assert_ok()
     bptt_report.write_report(result, "report/")                    # report.json, report.md, PNG plots
 
-This package uses both manual_bptt (the numpy implementation) and reference (the PyTorch
-oracle); neither of them imports it. The names below are loaded on first use, so that
-the target's worker processes (bptt_report.worker) never import torch.
+Two products: ``manual-bptt report`` (check: a BPTT function, the *target*, against the oracle,
+the native torch module and finite differences) and ``manual-bptt check-module`` (check_module:
+a PyTorch recurrent layer against the hand-written float64 reference). The code under test always
+runs in worker processes of its own; every check that decides a verdict runs here. The map, from
+the bottom up (each part imports only parts listed before it, and manual_bptt, reference, torch):
+
+    errors.py     every exception, under one root (UsageError: exit status 2)
+    cells.py      the three cells as both products name them: gate names, the native torch module
+    run/          running the code under test, for both products
+      protocol      Program, Request, Reply, Hello: the messages between the checker and a worker
+      wire          how a worker's messages travel: JSON and raw arrays, never a pickle
+      worker        the one loop of every worker process
+      pool          the local worker processes (WorkerPool, a context manager)
+      signals       Ctrl-C and SIGTERM belong to the checker
+      threads       the thread rule of every process that computes for a sweep
+      cluster       the sweep on a Dask cluster
+    targets/      the implementation under test
+      contract      what a target is: input forms, options, its declaration, loading, calling it
+      worker        its side of a worker process (never imports torch or the oracle)
+      replies       its reply read: the arrays, or what it did instead (raised, crashed, ...)
+      probe         what it supports, per cell
+      methods       manual_bptt's other derivations, as targets (the cross-checks)
+    plan/         what is checked: the sweep's configurations (sweep), its sizes (profiles)
+    judge/        the verdict
+      compare       one array against a reference: the tolerances (both products)
+      references    the oracle's and the native module's results
+      checks        one configuration judged from the target's reply
+      crosschecks   manual_bptt's other derivations against the same references
+      localize      where a disagreement sits (and the shortest failing prefix, for both products)
+      coverage      what PASS needs besides agreement
+      results       CheckResult and its parts, the verdict, their JSON form
+    output/       what a check writes: report (the files, report.json), markdown (report.md),
+                  junit (report.xml), annotations (GitHub ::error lines), plots, regimes (their
+                  sample models)
+    module/       check-module: worker (the layer contract, its side of a worker), cases (the
+                  random cases, the float64 reference, the baseline), session (running and
+                  evaluating them), check (check_module), localize, report
+    runner.py     check() as its phases: probe, plan, run, judge, cross-check, localize; replay()
+    cli.py        the command line (manual-bptt report / check-module, python -m bptt_report)
+
+Where a change goes: a tolerance, judge/compare.py; what PASS requires, judge/coverage.py; a new
+option or input form of the target contract, targets/contract.py (what it is), plan/sweep.py (how
+often it is drawn) and targets/probe.py (its probe); a new kind of request, run/protocol.py and
+the product's worker; a line of report.md, output/markdown.py; the layer contract of
+check-module, module/worker.py.
+
+The public names below are imported on first use (plain imports inside __getattr__), so that a
+worker process, which imports this package to reach bptt_report.targets.worker, never loads
+torch or the oracle.
 """
 
 from __future__ import annotations
 
 from typing import Any
+
+from .errors import TargetError as TargetError
 
 __all__ = sorted(
     [
@@ -26,33 +74,24 @@ __all__ = sorted(
 
 
 def __getattr__(name: str) -> Any:
-    """The public names, each imported from its module on first use (plain imports, run late so
-    that a worker process that imports bptt_report.worker never loads torch)."""
+    """A public name, from its module (imported now, on first use)."""
     if name == "check":
-        from .runner import check as value
+        from . import runner as module
     elif name in ("check_module", "ModuleCheckResult"):
-        from . import module_check as module
-
-        value = getattr(module, name)
+        from .module import check as module
     elif name == "write_module_report":
-        from .module_report import write_module_report as value
+        from .module import report as module
     elif name in ("CheckResult", "ConfigCheck", "Localization", "LagStep", "SCHEMA_VERSION"):
-        from . import results as module
-
-        value = getattr(module, name)
+        from .judge import results as module
     elif name == "ArrayCheck":
-        from .compare import ArrayCheck as value
+        from .judge import compare as module
     elif name in ("write_report", "ReportFiles", "load_schema"):
-        from . import report as module
-
-        value = getattr(module, name)
-    elif name in ("load_target", "TargetError"):
-        from . import targets as module
-
-        value = getattr(module, name)
+        from .output import report as module
+    elif name == "load_target":
+        from .targets import contract as module
     else:
         raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-    return value
+    return getattr(module, name)
 
 
 def __dir__() -> list[str]:

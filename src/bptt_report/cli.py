@@ -16,7 +16,8 @@ that cannot be loaded, an output location that cannot be written, PyTorch missin
 INSUFFICIENT (too little could be checked for PASS), 4 internal error of the checker, 130
 interrupted (Ctrl-C or SIGTERM).
 
-This module imports neither torch nor the report machinery until the command runs.
+This module imports neither torch nor the oracle until a command runs (only the constants its
+options name).
 """
 
 from __future__ import annotations
@@ -29,10 +30,18 @@ import signal
 import sys
 import time
 import traceback
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 
 from manual_bptt.environment import usable_cpus
+
+from .cells import CELLS
+from .errors import UsageError, install_hint
+from .module.check import MAX_MODULE_EXAMPLES, MODULE_DTYPES, MODULE_EXAMPLES, MODULE_QUICK_EXAMPLES
+from .plan.profiles import PROFILES, THOROUGH
+from .plan.sweep import FULL, MAX_EXAMPLES, QUICK
+from .run.pool import DEFAULT_TIMEOUT, JOBS_PER_CPU, max_jobs
+from .targets.contract import DEFAULT_TARGET
 
 EXIT_OK, EXIT_DISAGREE, EXIT_USAGE, EXIT_INSUFFICIENT, EXIT_INTERNAL = 0, 1, 2, 3, 4
 #: Exit status after Ctrl-C or SIGTERM (128 + SIGINT).
@@ -46,14 +55,12 @@ EXIT_STATUSES = {
     EXIT_INTERNAL: "internal error of the checker (please report it)",
     EXIT_INTERRUPTED: "interrupted (Ctrl-C or SIGTERM); no report written",
 }
+#: The exit status of each verdict.
+EXIT_OF_VERDICT = {"PASS": EXIT_OK, "FAIL": EXIT_DISAGREE, "INSUFFICIENT": EXIT_INSUFFICIENT}
 DEFAULT_OUT = "bptt-report"
 MAX_DEFAULT_JOBS = 8
 #: The files a report writes into DIR (a directory of one of these names is in the way).
 REPORT_FILES = ("report.json", "report.md", "report.xml", "errors.png", "state_grads.png", "lag_profile.png")
-
-
-class UsageError(Exception):
-    """A problem with the command line, found before any work."""
 
 
 def _integer(least: int):
@@ -89,6 +96,21 @@ def _exit_text() -> str:
     return "Exit status: " + "; ".join(f"{k} {v}" for k, v in EXIT_STATUSES.items()) + "."
 
 
+def _add_out(p: argparse.ArgumentParser, default: str) -> None:
+    p.add_argument("--out", metavar="DIR", default=default, help=f"output directory (default: {default})")
+
+
+def _add_timeout(p: argparse.ArgumentParser, where: str) -> None:
+    p.add_argument(
+        "--timeout",
+        type=_seconds,
+        default=DEFAULT_TIMEOUT,
+        metavar="SECONDS",
+        help=f"time one configuration may take in {where} before its process is killed "
+        f"(default: {DEFAULT_TIMEOUT:g})",
+    )
+
+
 def _add_report(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser(
         "report",
@@ -104,15 +126,13 @@ def _add_report(sub: argparse._SubParsersAction) -> None:
         ),
         epilog=_exit_text(),
     )
-    p.add_argument(
-        "--out", metavar="DIR", default=DEFAULT_OUT, help=f"output directory (default: {DEFAULT_OUT})"
-    )
+    _add_out(p, DEFAULT_OUT)
     p.add_argument(
         "--target",
         metavar="MODULE:FUNCTION",
-        default="manual_bptt:bptt",
+        default=DEFAULT_TARGET,
         help="the implementation to check: any callable with manual_bptt.bptt's signature returning "
-        ".loss and .grads (default: manual_bptt:bptt)",
+        f".loss and .grads (default: {DEFAULT_TARGET})",
     )
     p.add_argument("--seed", type=_integer(0), default=0, metavar="N", help="seed of the sweep (default: 0)")
     p.add_argument(
@@ -120,7 +140,8 @@ def _add_report(sub: argparse._SubParsersAction) -> None:
         type=_integer(1),
         default=None,
         metavar="N",
-        help="configurations checked against the oracle (default: 3000; 32 with --quick; at most 100000)",
+        help=f"configurations checked against the oracle (default: {FULL.examples}; {QUICK.examples} with "
+        f"--quick; at most {MAX_EXAMPLES})",
     )
     p.add_argument(
         "--jobs",
@@ -128,16 +149,16 @@ def _add_report(sub: argparse._SubParsersAction) -> None:
         default=None,
         metavar="N",
         help=f"worker processes (default: the number of CPUs, at most {MAX_DEFAULT_JOBS}; 1 with --quick; "
-        "at most 4 x the CPUs; one when the sweep is too small to gain from more; with --scheduler local: "
-        "the number of Dask workers)",
+        f"at most {JOBS_PER_CPU} x the CPUs; one when the sweep is too small to gain from more; with "
+        "--scheduler local: the number of Dask workers)",
     )
     p.add_argument(
         "--profile",
-        choices=("quick", "default", "thorough"),
+        choices=tuple(PROFILES),
         default=None,
-        help="size of the sweep: quick (= --quick), default, or thorough (12000 configurations, T up to "
-        "256, H up to 64, RTRL and decomposition cross-checks for manual_bptt's own bptt: the sweep worth "
-        "a cluster)",
+        help="size of the sweep: quick (= --quick), default, or thorough "
+        f"({THOROUGH.examples} configurations, T up to {THOROUGH.max_T}, H up to {THOROUGH.max_H}, RTRL and "
+        "decomposition cross-checks for manual_bptt's own bptt: the sweep worth a cluster)",
     )
     p.add_argument(
         "--scheduler",
@@ -145,7 +166,7 @@ def _add_report(sub: argparse._SubParsersAction) -> None:
         default=None,
         help="run the sweep on the Dask distributed cluster whose scheduler is at ADDRESS "
         "(e.g. tcp://10.0.0.5:8786), or 'local' for a LocalCluster of --jobs workers here; needs "
-        "pip install 'manual-bptt[dist]'",
+        f"{install_hint('dist')}",
     )
     p.add_argument(
         "--annotations",
@@ -153,16 +174,10 @@ def _add_report(sub: argparse._SubParsersAction) -> None:
         help="also print a GitHub Actions '::error file=...,title=...::' line for the first failure "
         "of each array",
     )
-    p.add_argument(
-        "--timeout",
-        type=_seconds,
-        default=60.0,
-        metavar="SECONDS",
-        help="time one configuration may take in the target before its process is killed (default: 60)",
-    )
+    _add_timeout(p, "the target")
     p.add_argument(
         "--cell",
-        choices=("rnn", "gru", "lstm", "all"),
+        choices=(*CELLS, "all"),
         default="all",
         help="the cell(s) to check: the Elman RNN, the GRU, the LSTM, or all three (default: all; the "
         "examples are split evenly over the cells the target supports)",
@@ -201,56 +216,42 @@ def _add_check_module(sub: argparse._SubParsersAction) -> None:
         epilog=_exit_text(),
     )
     p.add_argument("factory", metavar="MODULE:FACTORY", help="the factory of the layer, e.g. torch.nn:LSTM")
-    p.add_argument("--cell", required=True, choices=("rnn", "gru", "lstm"), help="the layer's equations")
+    p.add_argument("--cell", required=True, choices=CELLS, help="the layer's equations")
     p.add_argument("--device", default="cpu", help="cpu or cuda (or cuda:N) (default: cpu)")
     p.add_argument(
         "--dtype",
         default="float64",
-        choices=("float64", "float32", "bfloat16", "float16"),
+        choices=MODULE_DTYPES,
         help="the module's parameters and inputs (default: float64)",
     )
-    p.add_argument(
-        "--out",
-        metavar="DIR",
-        default=DEFAULT_MODULE_OUT,
-        help=f"output directory (default: {DEFAULT_MODULE_OUT})",
-    )
+    _add_out(p, DEFAULT_MODULE_OUT)
     p.add_argument("--seed", type=_integer(0), default=0, metavar="N", help="seed (default: 0)")
     p.add_argument(
         "--examples", type=_integer(1), default=None, metavar="N",
-        help="random configurations (default: 12; 4 with --quick; at most 1000)",
+        help=f"random configurations (default: {MODULE_EXAMPLES}; {MODULE_QUICK_EXAMPLES} with --quick; "
+        f"at most {MAX_MODULE_EXAMPLES})",
     )  # fmt: skip
+    _add_timeout(p, "the module")
     p.add_argument(
-        "--timeout", type=_seconds, default=60.0, metavar="SECONDS",
-        help="time one configuration may take in the module before its process is killed (default: 60)",
-    )  # fmt: skip
-    p.add_argument("--quick", action="store_true", help="four configurations of short sequences")
+        "--quick", action="store_true", help=f"{MODULE_QUICK_EXAMPLES} configurations of short sequences"
+    )
     p.add_argument("--no-plots", action="store_true", help="do not draw lag_profile.png")
     p.set_defaults(func=run_check_module)
 
 
 def run_check_module(args: argparse.Namespace) -> int:
     """The ``check-module`` command: check, write, print the summary; the exit status (EXIT_STATUSES)."""
-    previous = signal.signal(signal.SIGTERM, _on_sigterm) if _main_thread() else None
-    try:
-        return _run_check_module(args)
-    except KeyboardInterrupt:
-        print("manual-bptt check-module: interrupted; no report written", file=sys.stderr)
-        return EXIT_INTERRUPTED
-    finally:
-        if previous is not None:
-            signal.signal(signal.SIGTERM, previous)
+    return _interruptible("manual-bptt check-module", _run_check_module, args)
 
 
 def _run_check_module(args: argparse.Namespace) -> int:
     name = "manual-bptt check-module"
     try:
-        from .module_check import UsageError as ModuleUsageError
-        from .module_check import check_module
-        from .module_report import write_module_report
+        from .module.check import check_module
+        from .module.report import write_module_report
     except ImportError as exc:
-        print(f"{name}: needs PyTorch: pip install 'manual-bptt[report]' ({type(exc).__name__}: {exc})",
-              file=sys.stderr)  # fmt: skip
+        hint = f"{install_hint('report')} ({type(exc).__name__}: {exc})"
+        print(f"{name}: needs PyTorch: {hint}", file=sys.stderr)
         return EXIT_USAGE
     t0 = time.perf_counter()
     try:
@@ -260,16 +261,14 @@ def _run_check_module(args: argparse.Namespace) -> int:
             examples=args.examples, quick=args.quick, timeout=args.timeout,
         )  # fmt: skip
         files = write_module_report(result, out, plots=not args.no_plots)
-    except (UsageError, ModuleUsageError) as exc:
+    except UsageError as exc:
         print(f"{name}: {exc}", file=sys.stderr)
         return EXIT_USAGE
     except Exception:
-        print(f"{name}: internal error of the checker (please report it):", file=sys.stderr)
-        traceback.print_exc(file=sys.stderr)
-        return EXIT_INTERNAL
+        return _internal_error(name)
     print(result.summary())
     print(f"report: {out}/ ({', '.join(files)}) in {time.perf_counter() - t0:.1f} s")
-    return {"PASS": EXIT_OK, "FAIL": EXIT_DISAGREE, "INSUFFICIENT": EXIT_INSUFFICIENT}[result.verdict]
+    return EXIT_OF_VERDICT[result.verdict]
 
 
 def build_parser(prog: str | None = None) -> argparse.ArgumentParser:
@@ -339,47 +338,55 @@ def run_report(args: argparse.Namespace) -> int:
     SIGTERM is handled like Ctrl-C: the workers are stopped, no temporary files are left, and
     nothing is written.
     """
+    return _interruptible("manual-bptt report", _run_report, args)
+
+
+def _interruptible(name: str, run: Callable[[argparse.Namespace], int], args: argparse.Namespace) -> int:
+    """``run(args)`` with SIGTERM handled like Ctrl-C: either ends it with "NAME: interrupted; no
+    report written" and EXIT_INTERRUPTED."""
     previous = signal.signal(signal.SIGTERM, _on_sigterm) if _main_thread() else None
     try:
-        return _run_report(args)
+        return run(args)
     except KeyboardInterrupt:
-        print("manual-bptt report: interrupted; no report written", file=sys.stderr)
+        print(f"{name}: interrupted; no report written", file=sys.stderr)
         return EXIT_INTERRUPTED
     finally:
         if previous is not None:
             signal.signal(signal.SIGTERM, previous)
 
 
+def _internal_error(name: str) -> int:
+    """Say that the checker itself failed, with the traceback; EXIT_INTERNAL."""
+    print(f"{name}: internal error of the checker (please report it):", file=sys.stderr)
+    traceback.print_exc(file=sys.stderr)
+    return EXIT_INTERNAL
+
+
 def _run_report(args: argparse.Namespace) -> int:
     try:
         from . import runner
-        from .report import write_report
-        from .targets import TargetError
+        from .output.report import write_report
     except ImportError as exc:
         print(
             "manual-bptt report: needs PyTorch (the oracle): "
-            f"pip install 'manual-bptt[report]' ({type(exc).__name__}: {exc})",
+            f"{install_hint('report')} ({type(exc).__name__}: {exc})",
             file=sys.stderr,
         )
         return EXIT_USAGE
     jobs = args.jobs if args.jobs is not None else (1 if args.quick else _default_jobs())
     try:
-        if jobs > runner.max_jobs():
+        if jobs > max_jobs():
             raise UsageError(
-                f"--jobs {jobs}: at most {runner.max_jobs()} ({runner.JOBS_PER_CPU} x the "
-                f"{runner.usable_cpus()} usable CPUs)"
+                f"--jobs {jobs}: at most {max_jobs()} ({JOBS_PER_CPU} x the {usable_cpus()} usable CPUs)"
             )
-        if args.examples is not None and args.examples > runner.MAX_EXAMPLES:
-            raise UsageError(f"--examples {args.examples}: at most {runner.MAX_EXAMPLES}")
+        if args.examples is not None and args.examples > MAX_EXAMPLES:
+            raise UsageError(f"--examples {args.examples}: at most {MAX_EXAMPLES}")
         if args.quick and args.profile not in (None, "quick"):
             raise UsageError(f"--quick and --profile {args.profile} contradict each other")
         if args.scheduler is not None:
-            from .executors import DaskMissing, require_dask
+            from .run.cluster import require_dask
 
-            try:
-                require_dask()
-            except DaskMissing as exc:
-                raise UsageError(str(exc)) from None
+            require_dask()
         if args.replay is not None:
             return _replay(args, runner)
         out = check_out_dir(args.out)
@@ -401,30 +408,23 @@ def _run_report(args: argparse.Namespace) -> int:
             **_dist_arguments(args),
         )
         files = write_report(result, out, plots=not args.no_plots)
-    except TargetError as exc:
+    except UsageError as exc:  # a target that cannot be loaded, a Dask cluster that cannot run it
         print(f"manual-bptt report: {exc}", file=sys.stderr)
         return EXIT_USAGE
-    except ValueError as exc:
-        from .executors import SchedulerError
-
-        if not isinstance(exc, SchedulerError):
-            raise
-        print(f"manual-bptt report: {exc}", file=sys.stderr)
-        return EXIT_USAGE
+    except ValueError:  # any other ValueError goes on, past the internal-error handler
+        raise
     except Exception:
-        print("manual-bptt report: internal error of the checker (please report it):", file=sys.stderr)
-        traceback.print_exc(file=sys.stderr)
-        return EXIT_INTERNAL
+        return _internal_error("manual-bptt report")
     print(result.summary())
     if args.annotations:
-        from .annotations import annotation_lines
+        from .output.annotations import annotation_lines
 
         for line in annotation_lines(result):
             print(line)
     print(f"report: {out}/ ({', '.join(files.files)}) in {time.perf_counter() - t0:.1f} s")
     if not files.plots_written and not args.no_plots:
         print(f"note: plots skipped: {files.plots_note}", file=sys.stderr)
-    return {"PASS": EXIT_OK, "FAIL": EXIT_DISAGREE, "INSUFFICIENT": EXIT_INSUFFICIENT}[result.verdict]
+    return EXIT_OF_VERDICT[result.verdict]
 
 
 def _dist_arguments(args: argparse.Namespace) -> dict[str, object]:
@@ -457,7 +457,7 @@ def _replay(args: argparse.Namespace, runner) -> int:
         ) from None
     try:
         checks = runner.replay(args.target, cfg, timeout=args.timeout)
-    except ValueError as exc:  # TargetError included
+    except ValueError as exc:  # UsageError included
         raise UsageError(str(exc)) from None
     failed = False
     for c in checks:

@@ -1,17 +1,18 @@
-"""bptt_report.check: probe what the target supports, run the sweep, localize what fails.
+"""bptt_report.check, as its phases: probe what the target supports, plan the sweep, run it, judge
+each reply, cross-check manual_bptt's other methods (thorough), localize what fails.
 
     result = bptt_report.check("mypackage.rnn:bptt", quick=True)
     result.assert_ok()
 
-The target never runs in this process: it runs in worker processes (bptt_report.worker,
-started with "spawn" even for jobs=1, never importing torch or the oracle), which rebuild
-each configuration's arrays from the configuration, hand the target fresh copies, and send
-back plain arrays. The oracle and nn.RNN run here (jobs=1) or in separate oracle processes
-(jobs > 1) on arrays rebuilt the same way, and the comparison runs here. A target that
-exits, crashes or runs past the timeout ends only its worker, which is restarted.
+The target never runs in this process: it runs in worker processes (bptt_report.targets.worker,
+fresh interpreters even for jobs=1, never importing torch or the oracle), which rebuild each
+configuration's arrays from the configuration, hand the target fresh copies, and send back plain
+arrays. The oracle and nn.RNN run here (jobs=1) or in separate oracle processes (jobs > 1) on
+arrays rebuilt the same way, and the comparison runs here. A target that exits, crashes or runs
+past the timeout ends only its worker, which is restarted.
 
 With ``scheduler=`` the sweep's configurations run on a Dask cluster instead
-(bptt_report.executors: the target still in worker processes of its own there, the oracle in
+(bptt_report.run.cluster: the target still in worker processes of its own there, the oracle in
 the Dask worker processes); the probes, the comparison and the localization stay here.
 """
 
@@ -19,42 +20,35 @@ from __future__ import annotations
 
 import dataclasses
 import math
-import multiprocessing
-import signal
 import sys
 import time
 from collections.abc import Callable
-from concurrent.futures import Future, ProcessPoolExecutor, ThreadPoolExecutor
+from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 from manual_bptt.environment import describe, usable_cpus
 from manual_bptt.problems import RNNConfig
 
-from . import threads
-from .checks import References, fd_check, init_oracle_worker, misbehaviour, oracle_checks, references_batch
-from .localize import localize
-from .pool import DEFAULT_TIMEOUT, TargetPool, signals_blocked
-from .profiles import conditioned, profile_size
-from .results import CheckResult, ConfigCheck, Localization
-from .sweep import plan_configs, plan_fd_configs, probe_configs, split_examples
-from .targets import (
-    ACTIVATIONS,
-    CELLS,
-    DEFAULT_TARGET,
-    FORMS,
-    OPTIONS,
-    Capabilities,
-    TargetError,
-    parse_declaration,
-    spec_of,
-)
+from .cells import CELLS
+from .judge.checks import fd_check, oracle_checks
+from .judge.localize import localize, select
+from .judge.references import References, references_batch, references_of, sweep_references
+from .judge.results import CheckResult, ConfigCheck, Localization
+from .plan.profiles import conditioned, profile_size
+from .plan.sweep import MAX_EXAMPLES, SweepSize, plan_configs, plan_fd_configs, split_examples
+from .run import threads
+from .run.pool import DEFAULT_TIMEOUT, JOBS_PER_CPU, WorkerPool, max_jobs
+from .run.protocol import Reply, Request
+from .run.signals import block_in_this_thread
+from .targets.contract import DEFAULT_TARGET, Capabilities, spec_of, split_spec
+from .targets.probe import capabilities
+from .targets.replies import misbehaviour
+from .targets.worker import program
 
 #: A target as accepted by check(): a "module:function" name or the callable itself.
 TargetLike = str | Callable[..., Any] | None
-#: Largest number of oracle configurations accepted.
-MAX_EXAMPLES = 100_000
-#: jobs may be at most this many times the usable CPUs.
-JOBS_PER_CPU = 4
+#: A probe in which the target misbehaved: (the feature probed, its configuration, the reply).
+Probe = tuple[str, RNNConfig, Reply]
 #: A sweep of fewer requests (oracle and finite-difference configurations) runs on one target
 #: worker with the oracle in this process, whatever ``jobs`` says: starting the oracle processes
 #: (spawn, import torch) costs seconds, which only a sweep about this big wins back on 2 cores
@@ -65,11 +59,6 @@ PARALLEL_FROM = 1000
 def effective_jobs(jobs: int, requests: int) -> int:
     """The processes worth starting for a sweep of ``requests``: ``jobs``, or 1 below PARALLEL_FROM."""
     return jobs if requests >= PARALLEL_FROM else 1
-
-
-def max_jobs() -> int:
-    """The largest ``jobs`` accepted: JOBS_PER_CPU x the usable CPUs."""
-    return JOBS_PER_CPU * usable_cpus()
 
 
 def environment() -> dict[str, str]:
@@ -88,9 +77,7 @@ def _resolve(target: TargetLike) -> str:
     if target is None:
         return DEFAULT_TARGET
     if isinstance(target, str):
-        module, _, attr = target.partition(":")
-        if target.count(":") != 1 or not module or not attr:
-            raise TargetError(f"--target: expected MODULE:FUNCTION, e.g. manual_bptt:bptt, got {target!r}")
+        split_spec(target)
         return target
     if not callable(target):
         raise TypeError(f"target: expected a callable or 'module:function', got {type(target).__name__}")
@@ -124,162 +111,11 @@ def _progress(total: int, desc: str, enabled: bool) -> Any:
     return _Silent()
 
 
-def _references(configs: list[RNNConfig], jobs: int) -> list[References]:
-    """The oracle's and nn.RNN's results for every configuration: here for jobs=1, else in
-    ``jobs`` oracle processes (spawn; they never run the target)."""
-    if jobs <= 1 or len(configs) < 2 * jobs:
-        return references_batch(configs)
-    n = min(len(configs), 32 * jobs)  # small chunks: an interrupt waits for the running ones only
-    chunks = [list(range(i, len(configs), n)) for i in range(n)]
-    out: list[References | None] = [None] * len(configs)
-    others = set(multiprocessing.active_children())
-    ex = ProcessPoolExecutor(
-        max_workers=jobs, mp_context=multiprocessing.get_context("spawn"), initializer=init_oracle_worker
-    )
-    try:
-        with signals_blocked():
-            futures: list[tuple[list[int], Future[list[References]]]] = [
-                (idx, ex.submit(references_batch, [configs[i] for i in idx])) for idx in chunks
-            ]
-        for idx, fut in futures:
-            for i, r in zip(idx, fut.result(), strict=True):
-                out[i] = r
-    except BaseException:
-        for proc in set(multiprocessing.active_children()) - others:  # ours: stop now, not after their chunk
-            proc.kill()  # (SIGTERM is held back while they start)
-        ex.shutdown(wait=False, cancel_futures=True)
-        raise
-    ex.shutdown(wait=True)
-    return [r if r is not None else {"oracle": "not computed", "torch_rnn": None} for r in out]
-
-
-def _in_thread(
-    pool: TargetPool, requests: list[tuple[str, RNNConfig, int | None]], bar: Any
-) -> list[dict[str, Any]]:
+def _in_thread(pool: WorkerPool, requests: list[Request], bar: Any) -> list[Reply]:
     """pool.run in a helper thread, with SIGINT and SIGTERM left to the main thread (and
     blocked in the worker processes this thread starts)."""
-    if hasattr(signal, "pthread_sigmask"):
-        signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT, signal.SIGTERM})
+    block_in_this_thread()
     return pool.run(requests, bar.update)
-
-
-def capabilities(
-    pool: TargetPool, info: dict[str, Any], cell: str = "rnn"
-) -> tuple[Capabilities, list[tuple[str, RNNConfig, dict[str, Any]]]]:
-    """What the target supports for ``cell``: its declaration, its signature, then one probe
-    per feature not declared. Also the probes in which the target misbehaved: (feature,
-    config, reply). A cell it does not support (not declared in "cells", or every input form
-    unsupported) has no forms, and ``unsupported`` = {cell: why}.
-
-    Raises:
-        TargetError for an invalid declaration.
-    """
-    if info.get("declared_error"):
-        raise TargetError(str(info["declared_error"]))
-    declared = info.get("declared")
-    decl = parse_declaration(declared) if declared is not None else {}
-    if "cells" in decl and cell not in decl["cells"]:
-        return Capabilities((), (), (), unsupported={cell: "not declared in cells"}, cell=cell), []
-    gated = cell != "rnn"
-    keywords = None if info.get("keywords") is None else set(info["keywords"])
-    unsupported: dict[str, str] = {}
-    sources: dict[str, str] = {}
-    bad: list[tuple[str, RNNConfig, dict[str, Any]]] = []
-
-    def has_keyword(kw: str) -> bool:
-        return keywords is None or kw in keywords
-
-    def probe(features: list[str], cfgs: dict[str, RNNConfig]) -> list[str]:
-        replies = pool.run([("probe", cfgs[f], None) for f in features]) if features else []
-        ok = []
-        for f, reply in zip(features, replies, strict=True):
-            status = reply.get("status")
-            if status == "not_run":
-                unsupported[f] = "not probed: the target ended its worker processes"
-                continue
-            result = misbehaviour(reply, f"the probe of {f}")
-            if result is not None and result[0] == "unsupported":
-                unsupported[f] = "probed: " + str(reply.get("detail") or result[1])
-                continue
-            if result is not None and status not in ("raised", "bad_result"):
-                bad.append((f, cfgs[f], reply))
-            sources[f] = "probed" + (f" (the probe {result[1]}; checked in the sweep)" if result else "")
-            ok.append(f)
-        return ok
-
-    def declared_part(key: str, names: tuple[str, ...]) -> list[str] | None:
-        if key not in decl:
-            return None
-        for n in names:
-            if n in decl[key]:
-                sources[n] = "declared"
-            else:
-                unsupported[n] = f"not declared in {key}"
-        return [n for n in names if n in decl[key]]
-
-    acts_declared = [] if gated else declared_part("activations", ACTIVATIONS)
-    if acts_declared and not has_keyword("activation"):
-        for a in [a for a in acts_declared if a != "tanh"]:
-            acts_declared.remove(a)
-            unsupported[a] = "declared, but the signature has no activation keyword"
-    base_act = acts_declared[0] if acts_declared else "tanh"
-    cfgs = probe_configs((), base_act, cell)
-    forms = declared_part("inputs", tuple(FORMS))
-    if forms is None:
-        forms = probe(list(FORMS), cfgs)
-    elif forms and "cells" not in decl:  # the forms are declared, the cell is not: probe it once
-        cfgs[cell] = cfgs[forms[0]]
-        if not probe([cell], cfgs):
-            return Capabilities((), (), (), unsupported={cell: unsupported[cell]}, cell=cell), bad
-        sources[cell] = sources.pop(cell) + f" (on {forms[0]})"
-    if not forms and "inputs" not in decl:
-        why = next((unsupported[f] for f in FORMS if f in unsupported), "no input form is supported")
-        return Capabilities((), (), (), unsupported={cell: why}, sources=sources, cell=cell), bad
-    cfgs = probe_configs(tuple(forms), base_act, cell)
-    options = declared_part("options", tuple(OPTIONS))
-    to_probe: list[str] = []
-    if options is None:
-        options = []
-        for opt, kw in OPTIONS.items():
-            if not has_keyword(kw):
-                unsupported[opt] = f"not in the signature: no {kw} keyword"
-            elif forms:
-                to_probe.append(opt)
-    else:
-        for opt in list(options):
-            if not has_keyword(OPTIONS[opt]):
-                options.remove(opt)
-                unsupported[opt] = f"declared, but the signature has no {OPTIONS[opt]} keyword"
-    acts = acts_declared
-    act_probes: list[str] = []
-    if acts is None and not gated:
-        acts = ["tanh"] if forms else []
-        for a in ACTIVATIONS[1:]:
-            if not has_keyword("activation"):
-                unsupported[a] = "not in the signature: no activation keyword"
-            elif forms:
-                act_probes.append(a)
-        if forms:
-            sources.setdefault("tanh", "probed (with the input forms)")
-    ok = probe(to_probe + act_probes, cfgs) if forms else []
-    options = [o for o in OPTIONS if o in options or o in ok]
-    acts = [a for a in ACTIVATIONS if a in (acts or ()) or a in ok]
-    if not forms:
-        for f in FORMS:
-            unsupported.setdefault(f, "no input form is supported")
-    dtypes = decl.get("dtypes", ("float64",))
-    if "float64" not in dtypes:
-        unsupported["float64"] = "not declared in dtypes (the checker compares float64 only)"
-    caps = Capabilities(
-        forms=tuple(f for f in FORMS if f in forms),
-        options=tuple(options),
-        activations=tuple(acts),
-        dtypes=tuple(dtypes),
-        unsupported=unsupported,
-        sources=sources,
-        cell=cell,
-    )
-    return caps, bad
 
 
 def parse_cells(cells: Any) -> tuple[str, ...]:
@@ -292,36 +128,6 @@ def parse_cells(cells: Any) -> tuple[str, ...]:
     if not isinstance(names, (list, tuple)) or not names or any(c not in CELLS for c in names):
         raise ValueError(f"cells: expected 'all' or some of {', '.join(CELLS)}, got {cells!r}")
     return tuple(c for c in CELLS if c in names)
-
-
-def _localizable(c: ConfigCheck) -> bool:
-    """A disagreement, an exception or an unreadable result; not a crash, exit, hang or
-    modified input (rerunning those would only repeat them)."""
-    if c.arrays:
-        return True
-    return c.message.startswith(("the target raised", "the target returned", "the target's result"))
-
-
-#: The kinds of check that ran the target itself (the others are probes, or cross-checks of
-#: manual_bptt's other methods): only those are localized.
-_TARGET_KINDS = ("oracle", "torch_rnn", "finite_differences")
-
-
-def _select(checks: list[ConfigCheck], limit: int) -> list[ConfigCheck]:
-    """Failing checks to localize: the most informative first (oracle checks, most disagreeing
-    arrays, then the smallest configuration), each adding an array not already covered."""
-    failing = [c for c in checks if c.status == "fail" and c.kind in _TARGET_KINDS and _localizable(c)]
-    failing.sort(key=lambda c: (c.kind != "oracle", -len(c.failing), c.size_key(), c.id))
-    chosen: list[ConfigCheck] = []
-    covered: set[str] = set()
-    for c in failing:
-        if len(chosen) >= limit:
-            break
-        names = set(c.failing) or {c.message.split(":")[0]}
-        if not names <= covered:
-            covered |= names
-            chosen.append(c)
-    return chosen
 
 
 def _check_arguments(seed: Any, examples: Any, jobs: Any, max_localized: Any, timeout: Any) -> None:
@@ -364,7 +170,7 @@ def check(
     Args:
         target: the implementation: its name "module:function", or a module-level callable
             (found again by name: it runs in worker processes); None checks manual_bptt.bptt.
-            Its contract and how it declares what it supports: bptt_report.targets.
+            Its contract and how it declares what it supports: bptt_report.targets.contract.
         seed: seeds the sweep (the configurations and their arrays).
         examples: number of oracle configurations (default: 3000, or 32 with ``quick``), at
             most MAX_EXAMPLES.
@@ -381,9 +187,9 @@ def check(
             or a list of them. The examples are split evenly over the cells the target supports
             (sweep.split_examples); a cell it does not support is listed as unsupported.
         scheduler: run the sweep on a Dask distributed cluster: the scheduler's address, or
-            "local" for a LocalCluster of ``jobs`` workers here (bptt_report.executors; needs
+            "local" for a LocalCluster of ``jobs`` workers here (bptt_report.run.cluster; needs
             the ``dist`` extra). The probes and the localization still run here.
-        profile: "quick", "default" or "thorough" (bptt_report.profiles); ``quick=True`` is
+        profile: "quick", "default" or "thorough" (bptt_report.plan.profiles); ``quick=True`` is
             "quick".
 
     Returns:
@@ -399,91 +205,24 @@ def check(
     if scheduler is not None:
         if not isinstance(scheduler, str) or not scheduler:
             raise ValueError(f"scheduler: expected an address or 'local', got {scheduler!r}")
-        from .executors import require_dask
+        from .run.cluster import require_dask
 
         require_dask()
     t0 = time.perf_counter()
     spec = _resolve(target)
     size = profile_size(profile, quick=quick, examples=examples)
-    pool = TargetPool(spec, workers=1 if scheduler is not None else jobs, timeout=float(timeout))
-    dask_aborted = False
-    checks: list[ConfigCheck] = []
-    localizations: list[Localization] = []
-    try:
-        info = pool.start()
-        every: list[Capabilities] = []
-        bad_probes = []
-        for cell in wanted:
-            caps, bad = capabilities(pool, info, cell)
-            every.append(caps)
-            bad_probes += bad
-        caps = next((c for c in every if c.cell == "rnn"), every[0])
-        share = split_examples(size.examples, tuple(c.cell for c in every if c.checkable))
-        configs, fd_configs = [], []
-        for c in every:
-            if c.checkable:
-                n = share[c.cell]
-                fd = max(1, round(size.fd_examples * n / size.examples))
-                cell_size = dataclasses.replace(size, examples=n, fd_examples=fd)
-                configs += plan_configs(seed, cell_size, c)
-                fd_configs += plan_fd_configs(seed, cell_size, c)
+    timeout = float(timeout)
+    with WorkerPool(program(spec), workers=1 if scheduler is not None else jobs, timeout=timeout) as pool:
+        every, bad_probes = _probe(pool, wanted)
+        configs, fd_configs = _plan(seed, size, every, profile)
+        replies, refs, dask_aborted = _run(pool, spec, configs, fd_configs, jobs, scheduler, progress)
+        checks = _judge(configs, fd_configs, replies, refs)
         if profile == "thorough":
-            configs = conditioned(configs)
-        requests = [("call", c, None) for c in configs] + [("fd", c, None) for c in fd_configs]
-        bar = _progress(len(requests), "checking", progress)
-        try:
-            if scheduler is not None:
-                from .executors import dask_sweep
-
-                outcome = dask_sweep(
-                    scheduler, spec, requests, jobs=jobs, timeout=float(timeout), on_progress=bar.update
-                )
-                replies, refs = outcome.replies, outcome.refs[: len(configs)]
-                pool.notes.extend(outcome.notes)
-                dask_aborted = outcome.aborted
-            else:
-                pool.n = effective_jobs(jobs, len(requests))
-                with threads.fixed(), ThreadPoolExecutor(1) as helper:
-                    fut = helper.submit(_in_thread, pool, requests, bar)
-                    try:
-                        refs = _references(configs, pool.n)
-                        replies = fut.result()
-                    except BaseException:
-                        pool.stop.set()
-                        raise
-        finally:
-            bar.close()
-        n = len(configs)
-        for i, (cfg, reply, ref) in enumerate(zip(configs, replies[:n], refs, strict=True)):
-            if reply.get("status") != "not_run":
-                checks.extend(oracle_checks(i, cfg, reply, ref))
-        for j, (cfg, reply) in enumerate(zip(fd_configs, replies[n:], strict=True)):
-            if reply.get("status") != "not_run":
-                checks.append(fd_check(n + j, cfg, reply))
-        if profile == "thorough":
-            from .crosschecks import cross_checks
-
-            extra, extra_notes = cross_checks(spec, configs, list(refs), float(timeout))
-            checks.extend(extra)
-            pool.notes.extend(extra_notes)
-        first_probe = n + len(fd_configs)
-        for k, (feature, cfg, reply) in enumerate(bad_probes):
-            _, msg, tb, _ = misbehaviour(reply, f"the probe of {feature}") or ("", "", "", ())
-            checks.append(ConfigCheck(first_probe + k, "probe", cfg, "fail", (), msg, (), 0.0, tb))
+            checks += _cross_check(pool, spec, configs, refs)
+        checks += _probe_checks(bad_probes, first_id=len(configs) + len(fd_configs))
         checks.sort(key=lambda c: (c.id, c.kind))
-        chosen = [] if pool.aborted or dask_aborted else _select(checks, max_localized)
-        if chosen:
-            bar = _progress(len(chosen), "localizing", progress)
-            try:
-                with threads.fixed():
-                    for c in chosen:
-                        localizations.append(localize(pool.run, c))
-                        bar.update(1)
-            finally:
-                bar.close()
-    finally:
-        pool.stop.set()
-        pool.close()
+        aborted = pool.aborted or dask_aborted
+        localizations = [] if aborted else _localize(pool, checks, max_localized, progress)
     return CheckResult(
         target=spec,
         seed=seed,
@@ -493,24 +232,146 @@ def check(
         localizations=tuple(localizations),
         environment=environment(),
         seconds=time.perf_counter() - t0,
-        capabilities=caps,
+        capabilities=next((c for c in every if c.cell == "rnn"), every[0]),
         notes=tuple(pool.notes),
-        timeout=float(timeout),
+        timeout=timeout,
         cell_capabilities=tuple(every),
     )
+
+
+# ---------------------------------------------------------------------------------------------
+# The phases of check(), in order
+# ---------------------------------------------------------------------------------------------
+def _probe(pool: WorkerPool, cells: tuple[str, ...]) -> tuple[list[Capabilities], list[Probe]]:
+    """1. What the target supports, per requested cell (targets.probe), and the probes in which it
+    misbehaved."""
+    every: list[Capabilities] = []
+    misbehaved: list[Probe] = []
+    for cell in cells:
+        caps, bad = capabilities(pool, pool.hello, cell)
+        every.append(caps)
+        misbehaved += bad
+    return every, misbehaved
+
+
+def _plan(
+    seed: int, size: SweepSize, every: list[Capabilities], profile: str | None
+) -> tuple[list[RNNConfig], list[RNNConfig]]:
+    """2. The sweep (plan.sweep): each supported cell's share of the oracle and finite-difference
+    configurations, inside what the target supports; the thorough profile's conditioned."""
+    share = split_examples(size.examples, tuple(c.cell for c in every if c.checkable))
+    configs: list[RNNConfig] = []
+    fd_configs: list[RNNConfig] = []
+    for c in every:
+        if c.checkable:
+            n = share[c.cell]
+            fd = max(1, round(size.fd_examples * n / size.examples))
+            cell_size = dataclasses.replace(size, examples=n, fd_examples=fd)
+            configs += plan_configs(seed, cell_size, c)
+            fd_configs += plan_fd_configs(seed, cell_size, c)
+    if profile == "thorough":
+        configs = conditioned(configs)
+    return configs, fd_configs
+
+
+def _run(
+    pool: WorkerPool,
+    spec: str,
+    configs: list[RNNConfig],
+    fd_configs: list[RNNConfig],
+    jobs: int,
+    scheduler: str | None,
+    progress: bool,
+) -> tuple[list[Reply], list[References], bool]:
+    """3. The target's reply to every configuration, and the references of the oracle ones: on the
+    local pool (the references meanwhile here or in oracle processes), or on a Dask cluster.
+    Also whether a Dask worker's pool stopped running the target."""
+    requests = [Request("call", c) for c in configs] + [Request("fd", c) for c in fd_configs]
+    bar = _progress(len(requests), "checking", progress)
+    try:
+        if scheduler is not None:
+            from .run.cluster import dask_sweep
+
+            outcome = dask_sweep(
+                scheduler, program(spec), requests, sweep_references, jobs=jobs, timeout=pool.timeout,
+                on_progress=bar.update,
+            )  # fmt: skip
+            pool.notes.extend(outcome.notes)
+            return outcome.replies, outcome.refs[: len(configs)], outcome.aborted
+        pool.workers = effective_jobs(jobs, len(requests))
+        with threads.fixed(), ThreadPoolExecutor(1) as helper:
+            fut = helper.submit(_in_thread, pool, requests, bar)
+            try:
+                refs = references_of(configs, pool.workers)
+                replies = fut.result()
+            except BaseException:
+                pool.stop.set()
+                raise
+        return replies, refs, False
+    finally:
+        bar.close()
+
+
+def _judge(
+    configs: list[RNNConfig], fd_configs: list[RNNConfig], replies: list[Reply], refs: list[References]
+) -> list[ConfigCheck]:
+    """4. Each reply judged (judge.checks): the oracle configurations against the oracle (and the
+    native module), the finite-difference ones against their differences; not those not run."""
+    n = len(configs)
+    checks: list[ConfigCheck] = []
+    for i, (cfg, reply, ref) in enumerate(zip(configs, replies[:n], refs, strict=True)):
+        if reply.status != "not_run":
+            checks.extend(oracle_checks(i, cfg, reply, ref))
+    for j, (cfg, reply) in enumerate(zip(fd_configs, replies[n:], strict=True)):
+        if reply.status != "not_run":
+            checks.append(fd_check(n + j, cfg, reply))
+    return checks
+
+
+def _cross_check(
+    pool: WorkerPool, spec: str, configs: list[RNNConfig], refs: list[References]
+) -> list[ConfigCheck]:
+    """5. The thorough profile: manual_bptt's other derivations against the same references
+    (judge.crosschecks; none for another target); their notes join the pool's."""
+    from .judge.crosschecks import cross_checks
+
+    checks, notes = cross_checks(spec, configs, list(refs), pool.timeout)
+    pool.notes.extend(notes)
+    return checks
+
+
+def _probe_checks(bad_probes: list[Probe], first_id: int) -> list[ConfigCheck]:
+    """6. The probes in which the target misbehaved, as failing "probe" checks numbered from
+    ``first_id`` (after the sweep's)."""
+    checks = []
+    for k, (feature, cfg, reply) in enumerate(bad_probes):
+        _, msg, tb, _ = misbehaviour(reply, f"the probe of {feature}") or ("", "", "", ())
+        checks.append(ConfigCheck(first_id + k, "probe", cfg, "fail", (), msg, (), 0.0, tb))
+    return checks
+
+
+def _localize(pool: WorkerPool, checks: list[ConfigCheck], limit: int, progress: bool) -> list[Localization]:
+    """7. Where the most informative failures sit (judge.localize), the target rerun in the pool."""
+    chosen = select(checks, limit)
+    localizations: list[Localization] = []
+    if chosen:
+        bar = _progress(len(chosen), "localizing", progress)
+        try:
+            with threads.fixed():
+                for c in chosen:
+                    localizations.append(localize(pool.run, c))
+                    bar.update(1)
+        finally:
+            bar.close()
+    return localizations
 
 
 def replay(target: TargetLike, cfg: RNNConfig, *, timeout: float = DEFAULT_TIMEOUT) -> list[ConfigCheck]:
     """The target on one configuration (in a worker process) against the oracle and nn.RNN:
     the checks, as in the sweep (``manual-bptt report --replay``)."""
     _check_arguments(0, None, 1, 0, timeout)
-    pool = TargetPool(_resolve(target), workers=1, timeout=float(timeout))
-    try:
-        pool.start()
-        (reply,) = pool.run([("call", cfg, None)])
-    finally:
-        pool.stop.set()
-        pool.close()
+    with WorkerPool(program(_resolve(target)), workers=1, timeout=float(timeout)) as pool:
+        (reply,) = pool.run([Request("call", cfg)])
     with threads.fixed():
         refs = references_batch([cfg])[0]
     return oracle_checks(0, cfg, reply, refs)

@@ -14,9 +14,12 @@ import numpy as np
 import pytest
 import torch
 
-from bptt_report import module_check as mc
-from bptt_report import module_session as ms
-from bptt_report.module_check import FACTOR, UsageError, check_module
+from bptt_report.cells import CELLS
+from bptt_report.errors import UsageError
+from bptt_report.judge.compare import FACTOR, compare_module_array, compare_module_arrays
+from bptt_report.module import cases
+from bptt_report.module import check as mc
+from bptt_report.module.check import check_module
 
 QUICK = {"quick": True, "examples": 2}
 
@@ -28,9 +31,9 @@ def failing(r: mc.ModuleCheckResult) -> list[str]:
 # --- units (no worker) ------------------------------------------------------------------------
 def test_a_drawn_configuration_has_unequal_sizes_distinct_biases_and_random_upstream_gradients():
     rng = np.random.default_rng(3)
-    for cell in mc.CELLS:
+    for cell in CELLS:
         for _ in range(20):
-            c = ms.draw_case(rng, cell, "float32", False, bias=True)
+            c = cases.draw_case(rng, cell, "float32", False, bias=True)
             assert len({c["D"], c["H"], c["T"], c["B"]}) == 4
             b_ih, b_hh = c["params"]["bias_ih_l0"], c["params"]["bias_hh_l0"]
             assert np.all(b_ih != 0) and np.all(b_hh != 0) and not np.allclose(b_ih, b_hh)
@@ -41,22 +44,22 @@ def test_a_drawn_configuration_has_unequal_sizes_distinct_biases_and_random_upst
 
 def test_bfloat16_rounding_is_exact_in_bfloat16():
     a = np.random.default_rng(0).standard_normal(50)
-    r = ms._round(a, "bfloat16")
-    assert np.array_equal(ms._round(r, "bfloat16"), r) and not np.array_equal(r, a)
+    r = cases._round(a, "bfloat16")
+    assert np.array_equal(cases._round(r, "bfloat16"), r) and not np.array_equal(r, a)
 
 
-@pytest.mark.parametrize("cell", mc.CELLS)
+@pytest.mark.parametrize("cell", CELLS)
 def test_the_reference_equals_torchs_own_layer_at_float64(cell):
     """The mapping of torch's parameters to ours (b = b_ih + b_hh for the Elman cell) and of the
     upstream gradients, checked against nn.RNN / nn.GRU / nn.LSTM in this process."""
     settings = {"cell": cell, "dtype": "float64", "device": "cpu"}
     rng = np.random.default_rng(1)
     for bias in (True, False):
-        case = ms.draw_case(rng, cell, "float64", False, bias=bias)
-        ref = ms.reference(cell, "tanh", case)
-        native = ms.baseline(cell, "tanh", settings, case)
-        for e in ms.compare(native, ref, None, "float64"):
-            assert e.ok, e
+        case = cases.draw_case(rng, cell, "float64", False, bias=bias)
+        ref = cases.reference(cell, "tanh", case)
+        native = cases.baseline(cell, "tanh", settings, case)
+        for e in compare_module_arrays(native, ref, None, "float64"):
+            assert e.passed, e
 
 
 def test_nan_fails_the_verdict_at_every_dtype():
@@ -64,15 +67,15 @@ def test_nan_fails_the_verdict_at_every_dtype():
     bad = ref.copy()
     bad[0, 1] = np.nan
     for dtype in ("float64", "float32"):
-        e = ms.judge("x", bad, ref, None if dtype == "float64" else ref.copy(), dtype)
-        assert not e.ok and math.isinf(e.err)
+        e = compare_module_array("x", bad, ref, None if dtype == "float64" else ref.copy(), dtype)
+        assert not e.passed and math.isinf(e.abs_error)
 
 
 def test_the_lower_precision_verdict_is_relative_to_the_baseline():
     ref = np.ones(4)
     base = ref + 1e-7
-    assert ms.judge("x", ref + (FACTOR - 1) * 1e-7, ref, base, "float32").ok
-    assert not ms.judge("x", ref + (FACTOR + 1) * 1e-7, ref, base, "float32").ok
+    assert compare_module_array("x", ref + (FACTOR - 1) * 1e-7, ref, base, "float32").passed
+    assert not compare_module_array("x", ref + (FACTOR + 1) * 1e-7, ref, base, "float32").passed
 
 
 def test_usage_errors_before_any_work():
@@ -89,7 +92,7 @@ def test_usage_errors_before_any_work():
 
 # --- correct layers pass ----------------------------------------------------------------------
 @pytest.mark.parametrize("dtype", ["float64", "float32"])
-@pytest.mark.parametrize("cell", mc.CELLS)
+@pytest.mark.parametrize("cell", CELLS)
 def test_a_correct_hand_written_layer_passes(cell, dtype):
     r = check_module(f"user_modules:correct_{cell}", cell=cell, dtype=dtype, **QUICK)
     r.assert_ok()
@@ -141,7 +144,7 @@ def test_the_gru_reset_gate_before_the_matrix_product_is_a_forward_error():
 
 def test_swapped_lstm_i_and_g_gate_gradients_are_named():
     r = check_module("user_modules:lstm_i_g_swapped", cell="lstm", **QUICK)
-    assert not any(n in failing(r) for n in ms.FORWARD)
+    assert not any(n in failing(r) for n in cases.FORWARD)
     assert "the i and g gate gradients are swapped" in r.localization.sentence
     assert "the i and g gate blocks of dU, dW, db_ih, db_hh are exchanged" in r.localization.sentence
 

@@ -15,7 +15,8 @@ from pathlib import Path
 
 import pytest
 
-from bptt_report import cli, runner, targets
+from bptt_report import cli, runner
+from bptt_report.targets import contract
 from locations import SRC, TESTS
 from manual_bptt import __version__
 
@@ -152,9 +153,9 @@ def test_the_current_directory_is_searched_only_for_a_target_not_found_otherwise
     monkeypatch.chdir(tmp_path)
     monkeypatch.setattr(sys, "path", [p for p in sys.path if p not in ("", str(tmp_path))])
     before = list(sys.path)
-    targets.load_target("manual_bptt:bptt")
+    contract.load_target("manual_bptt:bptt")
     assert sys.path == before, "never for the default target"
-    assert targets.load_target("zz_cwd_probe_target:f").__name__ == "f"
+    assert contract.load_target("zz_cwd_probe_target:f").__name__ == "f"
     assert sys.path == [*before, str(tmp_path)], "appended after the installed packages"
 
 

@@ -8,8 +8,12 @@ import struct
 import numpy as np
 import pytest
 
-from bptt_report import compare, targets, wire, worker
-from bptt_report.sweep import probe_configs, problem_for
+from bptt_report.judge import compare
+from bptt_report.run import wire
+from bptt_report.run.protocol import Request
+from bptt_report.targets import contract, worker
+from bptt_report.targets.contract import problem_for
+from bptt_report.targets.probe import probe_configs
 
 
 def test_worker_messages_carry_numbers_and_arrays_and_nothing_else():
@@ -36,7 +40,7 @@ def test_worker_messages_carry_numbers_and_arrays_and_nothing_else():
 
 
 def test_a_declaration_is_validated_and_its_names_normalized():
-    got = targets.parse_declaration({"inputs": ["tokens (B,T)", "tokens (T,)"], "options": ["s0"]})
+    got = contract.parse_declaration({"inputs": ["tokens (B,T)", "tokens (T,)"], "options": ["s0"]})
     assert got == {"inputs": ("tokens (T,)", "tokens (B, T)"), "options": ("s0",)}
     for bad, match in [
         ({"input": []}, "unknown key 'input'"),
@@ -44,8 +48,8 @@ def test_a_declaration_is_validated_and_its_names_normalized():
         ({"options": "s0"}, "expected a list"),
         (["s0"], "expected a dict"),
     ]:
-        with pytest.raises(targets.TargetError, match=match):
-            targets.parse_declaration(bad)
+        with pytest.raises(contract.TargetError, match=match):
+            contract.parse_declaration(bad)
 
 
 def test_the_finite_difference_ratio_is_the_elementwise_criterion():
@@ -68,9 +72,9 @@ def test_the_mutation_guard_names_each_changed_input():
     with pytest.raises(worker.Mutated) as exc:
         worker.guarded_call(changes, prob)
     assert exc.value.names == ["ys", "mask"], "reported instead of the exception"
-    reply = worker.handle(changes, ("call", 7, prob.cfg, None))
-    assert reply["status"] == "mutated" and reply["inputs"] == ["ys", "mask"]
-    assert worker.handle(lambda *a, **k: None, ("call", 7, prob.cfg, None))["status"] == "bad_result"
+    reply = worker.handle(changes, Request("call", prob.cfg, id=7))
+    assert reply.status == "mutated" and reply.mutated == ("ys", "mask")
+    assert worker.handle(lambda *a, **k: None, Request("call", prob.cfg, id=7)).status == "bad_result"
 
 
 def test_the_worker_side_imports_neither_torch_nor_the_oracle():
@@ -79,7 +83,7 @@ def test_the_worker_side_imports_neither_torch_nor_the_oracle():
 
     code = (
         "import sys; sys.modules['torch'] = None; sys.modules['reference'] = None\n"
-        "import bptt_report.worker, bptt_report.pool, bptt_report.wire\n"
+        "import bptt_report.targets.worker, bptt_report.run.pool, bptt_report.run.wire\n"
         "print('ok')"
     )
     r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
@@ -87,8 +91,8 @@ def test_the_worker_side_imports_neither_torch_nor_the_oracle():
 
 
 def test_one_traceback_per_kind_of_exception():
-    from bptt_report.results import CheckResult, ConfigCheck
-    from bptt_report.sweep import QUICK
+    from bptt_report.judge.results import CheckResult, ConfigCheck
+    from bptt_report.plan.sweep import QUICK
 
     cfg = probe_configs(("tokens (T,)",))["tokens (T,)"]
     checks = tuple(

@@ -10,10 +10,10 @@ from pathlib import Path
 import pytest
 
 import bptt_report
-from bptt_report.annotations import annotation_lines, command, target_location
-from bptt_report.junit import junit_counts, junit_xml
-from bptt_report.results import CheckResult
-from bptt_report.sweep import form_name
+from bptt_report.judge.results import CheckResult
+from bptt_report.output.annotations import annotation_lines, command, target_location
+from bptt_report.output.junit import junit_counts, junit_xml
+from bptt_report.plan.sweep import form_name
 from locations import DATA
 from xsd_check import validate
 

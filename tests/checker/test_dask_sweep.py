@@ -1,5 +1,5 @@
-"""The sweep on a Dask cluster (bptt_report.executors): the same checks, verdict and numbers as
---jobs 1 (bptt_report.threads), a Dask worker killed mid-batch has its batch retried (and the
+"""The sweep on a Dask cluster (bptt_report.run.cluster): the same checks, verdict and numbers as
+--jobs 1 (bptt_report.run.threads), a Dask worker killed mid-batch has its batch retried (and the
 result says so), and --scheduler without Dask installed says how to install it. One 2-worker
 LocalCluster serves the module."""
 
@@ -14,9 +14,11 @@ import pytest
 
 import bptt_report
 import dask_targets
-from bptt_report import executors, runner, threads
+from bptt_report import runner
 from bptt_report.cli import EXIT_USAGE, main
-from bptt_report.sweep import SweepSize, plan_configs
+from bptt_report.plan.sweep import SweepSize, plan_configs
+from bptt_report.run import cluster as executors
+from bptt_report.run import threads
 
 
 def _comparable(result: bptt_report.CheckResult) -> dict:

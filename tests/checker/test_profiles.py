@@ -10,8 +10,10 @@ import pytest
 
 import bptt_report
 import manual_bptt as mb
-from bptt_report import crosschecks, methods, profiles
-from bptt_report.sweep import FULL, QUICK, SweepSize, plan_configs
+from bptt_report.judge import crosschecks
+from bptt_report.plan import profiles
+from bptt_report.plan.sweep import FULL, QUICK, SweepSize, plan_configs
+from bptt_report.targets import methods
 from manual_bptt.problems import RNNConfig, make_problem
 
 

@@ -20,7 +20,10 @@ import pytest
 
 import bptt_report
 import manual_bptt as mb
-from bptt_report import compare, plots, report, sweep, targets
+from bptt_report.judge import compare
+from bptt_report.output import plots, report
+from bptt_report.plan import sweep
+from bptt_report.targets import contract
 from manual_bptt.testing import WEIGHT_SCALES
 
 
@@ -221,7 +224,7 @@ def test_check_rejects_bad_arguments():
 def test_sweep_covers_every_value_of_every_dimension():
     configs = sweep.plan_configs(0, sweep.QUICK)
     assert len(configs) == sweep.QUICK.examples
-    assert {(c.tokens, c.B is not None) for c in configs} == set(sweep.FORMS)
+    assert {(c.tokens, c.B is not None) for c in configs} == set(contract.FORMS.values())
     assert {c.activation for c in configs} == set(mb.ACTIVATIONS)
     assert {c.reduction for c in configs} == {"sum", "mean"}
     assert {c.use_mask for c in configs} == {c.bias for c in configs} == {True, False}
@@ -272,8 +275,8 @@ def test_compare_never_passes_on_nan_and_names_the_worst_element():
 
 
 def test_load_target_errors_are_clear():
-    assert targets.load_target("manual_bptt:bptt") is mb.bptt
-    assert targets.load_target("manual_bptt:RNNParams.init") == mb.RNNParams.init
+    assert contract.load_target("manual_bptt:bptt") is mb.bptt
+    assert contract.load_target("manual_bptt:RNNParams.init") == mb.RNNParams.init
     for spec, match in [
         ("manual_bptt.bptt", "MODULE:FUNCTION"),
         ("manual_bptt:", "MODULE:FUNCTION"),
@@ -281,17 +284,17 @@ def test_load_target_errors_are_clear():
         ("manual_bptt:no_such_function", "has no attribute 'no_such_function'"),
         ("manual_bptt:__version__", "not a callable"),
     ]:
-        with pytest.raises(targets.TargetError, match=match):
-            targets.load_target(spec)
+        with pytest.raises(contract.TargetError, match=match):
+            contract.load_target(spec)
 
 
 def test_only_non_default_keywords_are_passed():
     mask = np.ones(3, dtype=bool)
-    kw = targets.non_default(
+    kw = contract.non_default(
         {"activation": "tanh", "s0": None, "truncate": 0, "reduction": "sum", "mask": mask}
     )
     assert set(kw) == {"truncate", "mask"}
-    assert targets.non_default({"activation": "relu", "reduction": "mean"}) == {
+    assert contract.non_default({"activation": "relu", "reduction": "mean"}) == {
         "activation": "relu",
         "reduction": "mean",
     }

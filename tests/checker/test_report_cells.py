@@ -14,8 +14,9 @@ from hypothesis import given, settings
 
 import bptt_report
 import manual_bptt as mb
-from bptt_report import cli, sweep
-from bptt_report.targets import full_support
+from bptt_report import cli
+from bptt_report.plan import sweep
+from bptt_report.targets.contract import full_support
 from manual_bptt.problems import RNNConfig, make_problem
 from manual_bptt.testing import rnn_configs
 

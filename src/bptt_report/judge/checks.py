@@ -1,0 +1,126 @@
+"""Checking one configuration: the target's reply against the references (bptt_report.judge.references:
+the oracle, the native torch module) and against central finite differences of its own loss
+(computed in its worker, bptt_report.targets.worker), (E(θ + eps e_i) - E(θ - eps e_i)) / (2 eps),
+eps = 1e-5, for every entry of the parameters, s0 (when given) and dense xs; full BPTT only.
+
+The arrays compared: loss, the cell's parameters (U, W, V, b, c; or U, W, b_ih, b_hh, V, c),
+ds0 (the LSTM's as ds0.h and ds0.c), dxs.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from manual_bptt.problems import RNNConfig
+
+from ..cells import NATIVE
+from ..run.protocol import Reply
+from ..targets.contract import TargetOutput
+from ..targets.replies import misbehaviour, target_output
+from .compare import (
+    ArrayCheck,
+    compare_array,
+    compare_fd,
+    compare_optional,
+    looks_like_float32,
+    not_comparable,
+)
+from .references import Ref, References, flat_fields
+from .results import ConfigCheck
+
+
+def compare_output(out: TargetOutput, ref: Ref, notes: dict[str, str] | None = None) -> list[ArrayCheck]:
+    """Every array of the target's output against a reference result.
+
+    loss, U, W, V always; b, c (b_ih, b_hh, c for a gated cell) where the model has them (None
+    or zeros accepted where it has not); ds0 (the LSTM: ds0.h and ds0.c) and dxs when the
+    target returns them (dxs: dense inputs only).
+    """
+    notes = notes or {}
+    mine = flat_fields(out.loss, out.grads, out.ds0, out.dxs)
+    theirs = ref.fields()
+
+    def cmp(name: str, actual: Any, expected: Any, optional: bool = False) -> ArrayCheck | None:
+        if name in notes:
+            return not_comparable(name, f"{name}: {notes[name]}")
+        if optional:
+            return compare_optional(name, actual, expected)
+        return compare_array(name, actual, expected)
+
+    arrays = [cmp("loss", out.loss, ref.loss)]
+    for name in ref.grads:
+        arrays.append(cmp(name, mine.get(name), theirs[name], optional=name not in ("U", "W", "V")))
+    for name in ("ds0", "ds0.h", "ds0.c"):
+        if name in theirs and (mine.get(name) is not None or name in notes or (out.ds0 is not None)):
+            arrays.append(cmp(name, mine.get(name), theirs[name]))
+    if (out.dxs is not None or "dxs" in notes) and ref.dxs is not None:
+        arrays.append(cmp("dxs", out.dxs, ref.dxs))
+    return [a for a in arrays if a is not None]
+
+
+def failure_message(arrays: list[ArrayCheck], against: str) -> str:
+    """ "disagrees with <against> in W, U: <worst array's description>", with a float32 diagnosis."""
+    bad = sorted((a for a in arrays if not a.passed), key=lambda a: -a.rel_error)
+    text = f"disagrees with {against} in {', '.join(a.name for a in bad)}: {bad[0].describe()}"
+    if looks_like_float32(arrays):
+        if any(a.dtype == "float32" for a in bad):
+            why = "the target returns float32 arrays"
+        else:
+            why = "every failing array is off by a relative error typical of float32 rounding"
+        text = f"float32 arithmetic checked at float64 tolerance ({why}); " + text
+    return text
+
+
+def oracle_checks(
+    check_id: int, cfg: RNNConfig, reply: Reply, refs: References, kind: str = "oracle"
+) -> list[ConfigCheck]:
+    """The "oracle" check of one configuration (and "torch_rnn" where it applies) from the
+    target's reply and the references; one target call serves both."""
+    kinds = [kind] + (["torch_rnn"] if kind == "oracle" and refs.get("torch_rnn") is not None else [])
+    cell = cfg.cell
+    seconds = reply.seconds
+    bad = misbehaviour(reply, f"configuration #{check_id}")
+    if bad is not None:
+        status, msg, tb, uns = bad
+        return [ConfigCheck(check_id, k, cfg, status, (), msg, uns, seconds, tb) for k in kinds]
+    out, notes = target_output(reply, cell)
+    results = []
+    for k in kinds:
+        ref = refs["oracle" if k != "torch_rnn" else "torch_rnn"]
+        against = f"torch.nn.{NATIVE[cell]}" if k == "torch_rnn" else "the oracle"
+        if not isinstance(ref, Ref):
+            results.append(
+                ConfigCheck(check_id, k, cfg, "error", (), f"{against} could not run: {ref}", (), seconds)
+            )
+            continue
+        arrays = compare_output(out, ref, notes)
+        passed = all(a.passed for a in arrays)
+        msg = "" if passed else failure_message(arrays, against)
+        results.append(
+            ConfigCheck(check_id, k, cfg, "pass" if passed else "fail", tuple(arrays), msg, (), seconds)
+        )
+    return results
+
+
+def fd_check(check_id: int, cfg: RNNConfig, reply: Reply) -> ConfigCheck:
+    """The target's gradients against central differences of its own loss (from its worker)."""
+    seconds = reply.seconds
+    bad = misbehaviour(reply, f"configuration #{check_id}")
+    if bad is not None:
+        status, msg, tb, uns = bad
+        return ConfigCheck(check_id, "finite_differences", cfg, status, (), msg, uns, seconds, tb)
+    out, notes = target_output(reply, cfg.cell)
+    mine = flat_fields(out.loss, out.grads, out.ds0, out.dxs)
+    numeric = reply.numeric
+    arrays: list[ArrayCheck] = []
+    for name, n in numeric.items():
+        actual = mine.get(name)
+        if name in notes:
+            arrays.append(not_comparable(name, f"{name}: {notes[name]}"))
+        else:
+            arrays.append(compare_fd(name, actual, n))
+    passed = bool(arrays) and all(a.passed for a in arrays)
+    msg = "" if passed else failure_message(arrays, "central finite differences of its own loss")
+    return ConfigCheck(
+        check_id, "finite_differences", cfg, "pass" if passed else "fail", tuple(arrays), msg, (), seconds
+    )

@@ -1,0 +1,9 @@
+"""``check-module``: a PyTorch recurrent layer (anyone's) against the hand-written float64 reference.
+
+    worker     the module's side of a worker process: build it, one forward and backward
+    cases      the random cases, the float64 reference and the baseline (torch's own module)
+    session    the worker process, and each case evaluated against the reference and the baseline
+    check      check_module and its result
+    localize   where a failing layer goes wrong, seen from outside
+    report     its files: report.json, report.md, lag_profile.png
+"""

@@ -1,0 +1,372 @@
+"""``check_module``: a PyTorch recurrent layer (anyone's) against the hand-written float64 reference.
+
+    import bptt_report
+    r = bptt_report.check_module("mypkg.layers:MyLSTM", cell="lstm", dtype="float32")
+    r.assert_ok()                    # or: assert r.ok, r.summary()
+
+The module is built by ``FACTORY(input_size=D, hidden_size=H, bias=..., batch_first=True)``
+(``torch.nn:LSTM`` itself is a valid factory) and runs in worker processes
+(bptt_report.module.worker, through bptt_report.run.pool): an exit, crash, timeout or a modified
+input is a finding about the module, never a crash of the checker. For each random
+configuration (D, H, T, B all different; random, nonzero and different b_ih and b_hh; random
+h0 (and c0); random upstream gradients on out, h_n (and c_n)) every value is rounded to the
+module's dtype first, and the reference, ``manual_bptt.forward``/``manual_bptt.backward`` in
+float64, is computed from the rounded values. Compared: out, h_n (c_n), then the gradients
+of weight_ih_l0, weight_hh_l0, bias_ih_l0, bias_hh_l0, x, h0 (c0). The forward is judged
+first: a wrong forward is reported as such.
+
+The verdict (bptt_report.judge.compare.compare_module_array), per array and configuration, with
+err = max|a - ref| and scale = max|ref|:
+    float64      err <= RTOL * scale + ATOL (the library's tolerance; NaN fails);
+    lower        err <= FACTOR * max(base, UNIT[dtype] * scale) + ATOL, where base is the error,
+                 measured in the same run on the same rounded values, of torch's own
+                 nn.RNN / nn.GRU / nn.LSTM at the same dtype and device (the baseline), and
+                 UNIT the dtype's unit roundoff (a floor for a baseline that happens to be exact).
+``ratio`` is err / max(base, UNIT * scale) (the number compared with FACTOR).
+
+Localization of a failure (bptt_report.module.localize) and the files (bptt_report.module.report).
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+from manual_bptt.checking import ATOL, RTOL
+from manual_bptt.errors import integer_arg
+
+from ..cells import CELLS, NATIVE
+from ..errors import UsageError
+from ..judge.compare import FACTOR, UNIT, ArrayCheck
+from ..judge.results import json_number_text
+from ..run.pool import DEFAULT_TIMEOUT
+from ..targets.contract import spec_of
+from .cases import FORWARD, NOTATION, draw_case
+from .localize import localize as locate
+from .localize import profile_only
+from .session import Evaluation, Session
+
+__all__ = [
+    "MAX_MODULE_EXAMPLES", "MODULE_DTYPES", "MODULE_EXAMPLES", "MODULE_QUICK_EXAMPLES", "ArraySummary",
+    "ModuleCheckResult", "check_module",
+]  # fmt: skip
+
+#: The dtypes a module may be checked at (those with a unit roundoff).
+MODULE_DTYPES: tuple[str, ...] = tuple(UNIT)
+#: Configurations by default, with quick=True, and at most.
+MODULE_EXAMPLES, MODULE_QUICK_EXAMPLES, MAX_MODULE_EXAMPLES = 12, 4, 1000
+
+
+# ---------------------------------------------------------------------------------------------
+# The result
+# ---------------------------------------------------------------------------------------------
+@dataclass
+class ArraySummary:
+    """The worst configuration of one array: relative errors of the module and the baseline."""
+
+    name: str
+    rel: float
+    base_rel: float | None
+    ratio: float
+    ok: bool
+    worst_config: int
+
+
+@dataclass
+class ModuleCheckResult:
+    """What check_module found. ``verdict`` is PASS, FAIL or INSUFFICIENT; ``ok`` is PASS."""
+
+    factory: str
+    cell: str
+    dtype: str
+    device: str
+    activation: str
+    seed: int
+    examples: int
+    verdict: str
+    findings: list[str]
+    arrays: list[ArraySummary]
+    configs: list[dict[str, Any]]
+    nondeterminism: dict[str, float]
+    localization: Any = None
+    checked: int = 0
+    seconds: float = 0.0
+    factor: float = FACTOR
+    baseline_name: str = ""
+
+    @property
+    def ok(self) -> bool:
+        return self.verdict == "PASS"
+
+    def assert_ok(self) -> None:
+        """AssertionError with the summary unless the verdict is PASS."""
+        if not self.ok:
+            raise AssertionError(self.summary())
+
+    def table(self) -> str:
+        """The per-array table (markdown)."""
+        low = self.dtype != "float64"
+        head = (
+            "| array | module rel. error | "
+            + ("baseline rel. error | ratio | " if low else "tolerance | ")
+            + "verdict |"
+        )
+        rows = [head, "|" + " --- |" * (5 if low else 4)]
+        for a in self.arrays:
+            name = a.name if NOTATION[a.name] == a.name else f"{a.name} ({NOTATION[a.name]})"
+            verdict = "ok" if a.ok else "WRONG"
+            if low:
+                rows.append(f"| {name} | {a.rel:.2e} | {a.base_rel:.2e} | {a.ratio:.1f} | {verdict} |")
+            else:
+                rows.append(f"| {name} | {a.rel:.2e} | {RTOL:.0e} rel + {ATOL:.0e} | {verdict} |")
+        return "\n".join(rows)
+
+    def summary(self) -> str:
+        """A few lines: the verdict, the findings, the table, the localization sentence."""
+        rule = (
+            f"tolerance max|a-b| <= {RTOL:g} max|ref| + {ATOL:g}"
+            if self.dtype == "float64"
+            else f"error within {self.factor:g}x that of {self.baseline_name} at {self.dtype}, {self.device}"
+        )
+        lines = [
+            f"{self.verdict}: {self.factory} (--cell {self.cell}, {self.dtype}, {self.device}"
+            + (f", nonlinearity {self.activation}" if self.cell == "rnn" else "")
+            + f"): {self.checked} of {self.examples} configurations checked against the float64 "
+            f"reference; {rule}",
+        ]
+        lines += [f"- {f}" for f in self.findings]
+        if self.nondeterminism:
+            sizes = ", ".join(f"{k} {v:.1e}" for k, v in self.nondeterminism.items())
+            lines.append(
+                f"- nondeterministic (two identical calls differ, not judged as wrong): max|diff| {sizes}"
+            )
+        if self.arrays:
+            lines.append(self.table())
+        if self.localization is not None and self.localization.sentence:
+            lines.append(f"Where: {self.localization.sentence}")
+        return "\n".join(lines)
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "factory": self.factory, "cell": self.cell, "dtype": self.dtype, "device": self.device,
+            "activation": self.activation, "seed": self.seed, "examples": self.examples,
+            "checked": self.checked, "verdict": self.verdict, "findings": self.findings,
+            "factor": self.factor, "baseline": self.baseline_name or None,
+            "arrays": [
+                {"name": a.name, "notation": NOTATION[a.name], "rel_error": json_number_text(a.rel),
+                 "baseline_rel_error": json_number_text(a.base_rel), "ratio": json_number_text(a.ratio),
+                 "ok": a.ok, "worst_config": a.worst_config}
+                for a in self.arrays
+            ],
+            "configs": self.configs,
+            "nondeterminism": {k: json_number_text(v) for k, v in self.nondeterminism.items()},
+            "localization": None if self.localization is None else self.localization.to_json(),
+            "seconds": self.seconds,
+        }  # fmt: skip
+
+
+def _finding_of(ev: Evaluation) -> str | None:
+    """What went wrong in one configuration, other than the array table (None: nothing)."""
+    st, r = ev.status, ev.reply
+    if st == "ok":
+        return f"the module modified its input {', '.join(r.mutated)} in place" if r.mutated else None
+    if st == "raised":
+        return f"the module raised {r.exception}: {r.message}"
+    if st == "exited":
+        return f"the module called sys.exit({r.exit_argument})"
+    if st == "died":
+        return f"the module's process ended with status {r.exit_status}"
+    if st == "timeout":
+        return "the module took longer than the timeout (its process was killed)"
+    if st == "garbled":
+        return f"the module's process sent an unreadable reply ({r.detail})"
+    if st == "not_run":
+        return None
+    return f"unexpected reply {st!r}"
+
+
+def findings_of(evals: list[Evaluation]) -> list[str]:
+    """One line per kind of finding, with the configurations it happened in."""
+    seen: dict[str, list[int]] = {}
+    for i, ev in enumerate(evals):
+        f = _finding_of(ev)
+        if f is not None:
+            seen.setdefault(f, []).append(i)
+    out = []
+    for f, where in seen.items():
+        if len(where) == 1:
+            out.append(f"{f} during configuration #{where[0]}")
+        else:
+            out.append(f"{f} in {len(where)} of {len(evals)} configurations (first #{where[0]})")
+    return out
+
+
+def _spec(factory: str | Callable[..., Any]) -> str:
+    if isinstance(factory, str):
+        return factory
+    spec = spec_of(factory)
+    if spec is None:
+        raise UsageError(
+            f"factory: {factory!r} cannot be found again by name in a fresh process; pass 'MODULE:FACTORY' "
+            "or a function defined at the top level of an importable module"
+        )
+    return spec
+
+
+def check_module(
+    factory: str | Callable[..., Any],
+    *,
+    cell: str,
+    device: str = "cpu",
+    dtype: str = "float64",
+    seed: int = 0,
+    examples: int | None = None,
+    quick: bool = False,
+    timeout: float = DEFAULT_TIMEOUT,
+    localize: bool = True,
+) -> ModuleCheckResult:
+    """Check a PyTorch recurrent layer against the float64 reference (see the module docstring).
+
+    Args:
+        factory: "MODULE:FACTORY", or a factory defined at the top level of an importable module.
+        cell: "rnn", "gru" or "lstm".  device: "cpu" or "cuda" (or "cuda:N").
+        dtype: "float64", "float32", "bfloat16" or "float16" (the module's parameters and inputs).
+        seed: of the configurations.  examples: how many (default 12; 4 with quick; at most 1000).
+        quick: short sequences and few configurations.  timeout: seconds per configuration.
+        localize: on a failure, localize it (smallest T, the upstream step, the lag profile).
+
+    Returns:
+        ModuleCheckResult (.verdict, .ok, .summary(), .assert_ok(), .to_json()).
+
+    Raises:
+        UsageError (a ValueError) for bad options, a factory that cannot be loaded, a module
+        without the parameter names or with a forward of the wrong structure, a missing CUDA device.
+    """
+    t0 = time.perf_counter()
+    n, seed = _arguments(cell, dtype, examples, quick, seed, device)
+    spec = _spec(factory)
+    rng = np.random.default_rng(seed)
+    with Session(spec, cell, dtype, device, timeout) as session:
+        cases = [draw_case(rng, cell, dtype, quick, bias=(i % 4 != 1)) for i in range(n)]
+        evals = session.evaluate(cases)
+        judged = _judge(evals, session.pool.notes)
+        loc = None
+        if judged.verdict == "FAIL" and localize:
+            loc = locate(session, evals, judged.forward_bad, judged.grads_bad)
+        elif localize:
+            loc = profile_only(session, evals)
+    configs = [{"D": c["D"], "H": c["H"], "T": c["T"], "B": c["B"], "bias": c["bias"]} for c in cases]
+    return ModuleCheckResult(
+        factory=spec, cell=cell, dtype=dtype, device=device, activation=session.activation, seed=seed,
+        examples=n, verdict=judged.verdict, findings=judged.findings, arrays=judged.arrays, configs=configs,
+        nondeterminism=judged.nondeterminism, localization=loc, checked=judged.checked,
+        seconds=time.perf_counter() - t0,
+        baseline_name="" if dtype == "float64" else f"torch.nn.{NATIVE[cell]}",
+    )  # fmt: skip
+
+
+def _arguments(
+    cell: Any, dtype: Any, examples: Any, quick: bool, seed: Any, device: Any
+) -> tuple[int, int]:
+    """check_module's arguments checked: (the number of configurations, the seed).
+
+    Raises:
+        UsageError naming the argument and what is wrong with it.
+    """
+    if cell not in CELLS:
+        raise UsageError(f"cell: expected one of {', '.join(CELLS)}, got {cell!r}")
+    if dtype not in MODULE_DTYPES:
+        raise UsageError(f"dtype: expected one of {', '.join(MODULE_DTYPES)}, got {dtype!r}")
+    n = _usage(integer_arg, "examples", examples, 1) if examples is not None else None
+    if n is not None and n > MAX_MODULE_EXAMPLES:
+        raise UsageError(f"examples: at most {MAX_MODULE_EXAMPLES}, got {n}")
+    n = n or (MODULE_QUICK_EXAMPLES if quick else MODULE_EXAMPLES)
+    seed = _usage(integer_arg, "seed", seed, 0)
+    _check_device(device)
+    return n, seed
+
+
+@dataclass(frozen=True)
+class _Judged:
+    """The verdict on a module's evaluations, and what it rests on."""
+
+    verdict: str
+    findings: list[str]
+    arrays: list[ArraySummary]
+    forward_bad: list[str]
+    grads_bad: list[str]
+    nondeterminism: dict[str, float]
+    checked: int
+
+
+def _judge(evals: list[Evaluation], notes: list[str]) -> _Judged:
+    """FAIL on any finding (a wrong forward, wrong gradients, a module that misbehaved or did not
+    run), else INSUFFICIENT when not every configuration ran, else PASS; ``notes`` are the pool's."""
+    n = len(evals)
+    findings = findings_of(evals)
+    not_run = sum(ev.status == "not_run" for ev in evals)
+    if not_run:
+        findings.append(f"{not_run} of {n} configurations were not run: " + "; ".join(notes))
+    checked = [(i, ev) for i, ev in enumerate(evals) if ev.status == "ok"]
+    arrays = _summaries(checked)
+    forward_bad = [a.name for a in arrays if not a.ok and a.name in FORWARD]
+    grads_bad = [a.name for a in arrays if not a.ok and a.name not in FORWARD]
+    if forward_bad:
+        also = "" if not grads_bad else " (the gradients, computed through it, differ too)"
+        findings.insert(0, f"the forward is wrong: {', '.join(forward_bad)} differ from the reference{also}")
+    elif grads_bad:
+        findings.insert(0, f"the gradients are wrong: {', '.join(NOTATION[n] for n in grads_bad)}"
+                        f" ({', '.join(n + '.grad' for n in grads_bad)})")  # fmt: skip
+    nondet: dict[str, float] = {}
+    for _, ev in checked:
+        for k, v in ev.reply.repeat.items():
+            nondet[k] = max(nondet.get(k, 0.0), float(v))
+    if findings:
+        verdict = "FAIL"
+    elif len(checked) < n:
+        verdict = "INSUFFICIENT"
+        findings.append(f"only {len(checked)} of {n} configurations could be run")
+    else:
+        verdict = "PASS"
+    return _Judged(verdict, findings, arrays, forward_bad, grads_bad, nondet, len(checked))
+
+
+def _summaries(checked: list[tuple[int, Evaluation]]) -> list[ArraySummary]:
+    """Per array, the configuration with the largest ratio."""
+    worst: dict[str, tuple[ArrayCheck, int]] = {}
+    bad: dict[str, bool] = {}
+    for i, ev in checked:
+        for e in ev.errors:
+            bad[e.name] = bad.get(e.name, False) or not e.passed
+            if e.name not in worst or not (e.ratio <= worst[e.name][0].ratio):
+                worst[e.name] = (e, i)
+    return [
+        ArraySummary(n, e.rel_error, e.baseline_rel_error, e.ratio, not bad[n], i)
+        for n, (e, i) in worst.items()
+    ]
+
+
+def _usage(fn: Callable[..., int], *args: Any) -> int:
+    try:
+        return fn(*args)
+    except ValueError as exc:
+        raise UsageError(str(exc)) from None
+
+
+def _check_device(device: str) -> None:
+    import torch
+
+    if not isinstance(device, str) or not (device == "cpu" or device.startswith("cuda")):
+        raise UsageError(f"device: expected 'cpu' or 'cuda' (or 'cuda:N'), got {device!r}")
+    if device.startswith("cuda"):
+        if not torch.cuda.is_available():
+            raise UsageError(f"device {device}: no CUDA device is available to torch {torch.__version__}"
+                             + (" (a CPU-only build)" if torch.version.cuda is None else ""))  # fmt: skip
+        try:
+            torch.empty(1, device=device)
+        except Exception as exc:
+            raise UsageError(f"device {device}: {exc}") from None

@@ -1,0 +1,239 @@
+"""check-module's side of a worker process, where a user's PyTorch recurrent layer runs.
+
+It never imports the oracle (``reference``) nor the hand-written reference's results: it gets
+plain float64 arrays (parameters, inputs, initial states, upstream gradients, already rounded
+to the module's dtype), builds the module with the factory, runs one forward and one backward,
+and sends back float64 copies of what the module computed. The checker (bptt_report.module.session)
+starts it through bptt_report.run.pool with ``program(settings)``: the worker loop of
+bptt_report.run.worker, the settings one JSON argument ``{"factory": "MODULE:FACTORY", "cell":
+..., "dtype": ..., "device": ...}``.
+
+The contract of a module (``check-module``): ``FACTORY(input_size=D, hidden_size=H, bias=...,
+batch_first=True)`` returns an ``nn.Module`` whose ``forward(x, h0)`` (``(h0, c0)`` for the LSTM)
+returns ``(out, h_n)`` (``(out, (h_n, c_n))``), x (B, T, D), h0 and c0 (1, B, H), out (B, T, H),
+with the parameters ``weight_ih_l0`` (G*H, D), ``weight_hh_l0`` (G*H, H), ``bias_ih_l0`` and
+``bias_hh_l0`` (G*H,) (G = 1, 3, 4 for rnn, gru, lstm, PyTorch's gate order). The adapter hook
+for modules named differently: a module that defines
+
+    set_reference_params(self, params: dict[str, torch.Tensor]) -> None
+    reference_grads(self) -> dict[str, torch.Tensor | None]
+
+(both keyed by the four torch names above) is set and read through them instead.
+
+Kinds of request: "run" (the case in Request.config) answers with the module's outputs and
+gradients (Reply.arrays: out, h_n, c_n, weight_ih_l0, ..., x, h0, c0), the inputs it modified,
+and how far a second identical call differs from the first.
+"""
+
+from __future__ import annotations
+
+import functools
+import json
+from collections.abc import Callable
+from typing import Any
+
+import numpy as np
+
+from ..errors import BrokenContract, TargetError
+from ..run.protocol import Hello, Program, Reply, Request
+from ..run.worker import Handle, serve
+from ..targets.contract import load_target
+
+#: The torch parameter names of a single-layer recurrent module, in report order.
+PARAM_NAMES = ("weight_ih_l0", "weight_hh_l0", "bias_ih_l0", "bias_hh_l0")
+
+def _np(t: Any) -> np.ndarray:
+    """A float64 numpy copy of a tensor (any dtype, any device)."""
+    import torch
+
+    return t.detach().to(device="cpu", dtype=torch.float64).numpy().copy()
+
+
+def _structure(result: Any, cell: str) -> tuple[Any, Any, Any]:
+    """(out, h_n, c_n or None) from the forward's return value; BrokenContract naming what is wrong."""
+    import torch
+
+    want = "(out, (h_n, c_n))" if cell == "lstm" else "(out, h_n)"
+    if not isinstance(result, (tuple, list)) or len(result) != 2:
+        raise BrokenContract(f"the forward must return {want}, got {_describe(result)}")
+    out, state = result
+    if cell == "lstm":
+        if not isinstance(state, (tuple, list)) or len(state) != 2:
+            raise BrokenContract(f"the forward must return {want}; its second item is {_describe(state)}")
+        h_n, c_n = state
+    else:
+        h_n, c_n = state, None
+    for name, t in (("out", out), ("h_n", h_n), ("c_n", c_n)):
+        if name == "c_n" and cell != "lstm":
+            continue
+        if not isinstance(t, torch.Tensor):
+            raise BrokenContract(f"the forward must return {want}; {name} is {_describe(t)}")
+    return out, h_n, c_n
+
+
+def _describe(v: Any) -> str:
+    if isinstance(v, (tuple, list)):
+        return f"a {type(v).__name__} of {len(v)} items"
+    return f"a {type(v).__name__}"
+
+
+def build(factory: Callable[..., Any], settings: dict[str, Any], case: dict[str, Any]) -> Any:
+    """The module for ``case``: made by the factory, moved to the device and dtype, parameters set."""
+    import torch
+
+    dtype, device = getattr(torch, settings["dtype"]), torch.device(settings["device"])
+    m = factory(input_size=case["D"], hidden_size=case["H"], bias=case["bias"], batch_first=True)
+    if not isinstance(m, torch.nn.Module):
+        raise BrokenContract(f"the factory must return a torch.nn.Module, got {_describe(m)}")
+    m = m.to(device=device, dtype=dtype)
+    values = {n: torch.tensor(a, dtype=dtype, device=device) for n, a in case["params"].items()}
+    if hasattr(m, "set_reference_params") and hasattr(m, "reference_grads"):
+        m.set_reference_params(values)
+        return m
+    own = dict(m.named_parameters())
+    missing = [n for n in values if n not in own]
+    if missing:
+        raise BrokenContract(
+            f"the module has no parameter {', '.join(missing)} (it has {', '.join(own) or 'none'}); "
+            "name them as torch.nn.RNN/GRU/LSTM do, or define set_reference_params and reference_grads"
+        )
+    extra = [n for n in PARAM_NAMES if n in own and n not in values]
+    if extra:
+        raise BrokenContract(f"the module was built with bias=False but has {', '.join(extra)}")
+    with torch.no_grad():
+        for n, v in values.items():
+            if tuple(own[n].shape) != tuple(v.shape):
+                raise BrokenContract(f"{n} has shape {tuple(own[n].shape)}, expected {tuple(v.shape)}")
+            own[n].copy_(v)
+    return m
+
+
+def _grads(m: Any, names: list[str]) -> dict[str, Any]:
+    if hasattr(m, "set_reference_params") and hasattr(m, "reference_grads"):
+        g = dict(m.reference_grads())
+        return {n: g.get(n) for n in names}
+    own = dict(m.named_parameters())
+    return {n: own[n].grad for n in names}
+
+
+def call(
+    m: Any, settings: dict[str, Any], case: dict[str, Any]
+) -> tuple[dict[str, np.ndarray], list[str], list[str]]:
+    """One forward and backward of ``m`` on ``case``: (float64 arrays by name, the inputs it
+    modified, notes). The upstream gradients are applied with torch.autograd.backward."""
+    import torch
+
+    dtype, device = getattr(torch, settings["dtype"]), torch.device(settings["device"])
+    cell = settings["cell"]
+
+    def leaf(a: np.ndarray) -> Any:
+        return torch.tensor(a, dtype=dtype, device=device, requires_grad=True)
+
+    x, h0 = leaf(case["x"]), leaf(case["h0"])
+    c0 = leaf(case["c0"]) if cell == "lstm" else None
+    ups = {
+        k: torch.tensor(case[k], dtype=dtype, device=device) for k in ("dout", "dh_n", "dc_n") if k in case
+    }
+    own = dict(m.named_parameters())
+    watched = {"x": x, "h0": h0, **({"c0": c0} if c0 is not None else {}), **ups, **own}
+    before = {k: v.detach().clone() for k, v in watched.items()}
+    result = m(x, (h0, c0) if cell == "lstm" else h0)
+    out, h_n, c_n = _structure(result, cell)
+    want = {"out": tuple(case["dout"].shape), "h_n": tuple(case["dh_n"].shape)}
+    if cell == "lstm":
+        want["c_n"] = tuple(case["dc_n"].shape)
+    for name, t in (("out", out), ("h_n", h_n), ("c_n", c_n)):
+        if name in want and tuple(t.shape) != want[name]:
+            raise BrokenContract(
+                f"the forward returned {name} of shape {tuple(t.shape)}, expected {want[name]}"
+            )
+    outs = [out, h_n] + ([c_n] if cell == "lstm" else [])
+    grads_in = [ups["dout"], ups["dh_n"]] + ([ups["dc_n"]] if cell == "lstm" else [])
+    pairs = [(o, g) for o, g in zip(outs, grads_in, strict=True) if o.requires_grad]
+    notes: list[str] = []
+    if pairs:
+        torch.autograd.backward([o for o, _ in pairs], [g for _, g in pairs])
+    else:
+        notes.append("none of the outputs requires a gradient")
+    arrays = {"out": _np(out), "h_n": _np(h_n)}
+    if cell == "lstm":
+        arrays["c_n"] = _np(c_n)
+    names = list(case["params"])
+    for n, g in _grads(m, names).items():
+        if g is None:
+            notes.append(f"{n}.grad is None (counted as zeros)")
+            arrays[n] = np.zeros(case["params"][n].shape)
+        else:
+            arrays[n] = _np(g)
+    for n, t in (("x", x), ("h0", h0), ("c0", c0)):
+        if t is None:
+            continue
+        if t.grad is None:
+            notes.append(f"{n}.grad is None (counted as zeros)")
+            arrays[n] = np.zeros(case[n].shape)
+        else:
+            arrays[n] = _np(t.grad)
+    mutated = [
+        k for k, v in watched.items()
+        if not (v.shape == before[k].shape and torch.equal(v.detach(), before[k]))
+    ]  # fmt: skip
+    return arrays, mutated, notes
+
+
+def run(factory: Callable[..., Any], settings: dict[str, Any], case: dict[str, Any]) -> Reply:
+    """Build and call the module twice on ``case``; the reply (the worker loop adds id and timing)."""
+    m = build(factory, settings, case)
+    nonlinearity = getattr(m, "nonlinearity", None)
+    arrays, mutated, notes = call(m, settings, case)
+    repeat: dict[str, float] = {}
+    if case.get("repeat", True):
+        m2 = build(factory, settings, case)
+        again, _, _ = call(m2, settings, case)
+        for k, a in arrays.items():
+            b = again.get(k)
+            if b is None or b.shape != a.shape:
+                repeat[k] = float("inf")
+            elif not np.array_equal(a, b, equal_nan=True):
+                d = np.abs(a - b)
+                repeat[k] = float(np.nanmax(d)) if np.isfinite(d).any() else float("inf")
+    return Reply(
+        status="ok",
+        arrays=arrays,
+        mutated=tuple(mutated),
+        remarks=tuple(notes),
+        repeat=repeat,
+        nonlinearity=nonlinearity if isinstance(nonlinearity, str) else None,
+    )
+
+
+def handle(factory: Callable[..., Any], settings: dict[str, Any], request: Request) -> Reply:
+    """The reply to one request ("run"); what the module raises otherwise is answered by the
+    worker loop."""
+    try:
+        return run(factory, settings, request.config)
+    except BrokenContract as exc:
+        return Reply(status="usage", message=str(exc))
+
+
+def load(settings: dict[str, Any]) -> tuple[Handle | None, Hello]:
+    """Load the factory: (the handler, the hello) or (None, the error)."""
+    spec = settings["factory"]
+    try:
+        factory = load_target(spec)
+    except TargetError as exc:
+        return None, Hello(status="error", message=str(exc).replace("--target", "MODULE:FACTORY", 1))
+    except BaseException as exc:  # a module may even call sys.exit while importing
+        return None, Hello(status="error", message=f"{spec}: importing it raised {exc!r}")
+    return functools.partial(handle, factory, settings), Hello(status="ready")
+
+
+def main(settings_json: str) -> None:
+    """check-module's worker process (bptt_report.run.pool's BOOT): the worker loop on the
+    settings (JSON)."""
+    serve(lambda: load(json.loads(settings_json)))
+
+
+def program(settings: dict[str, Any]) -> Program:
+    """What a worker process of check-module runs, for ``settings`` {"factory", "cell", "dtype",
+    "device"}."""
+    return Program(main, json.dumps(settings), settings["factory"], "the module")

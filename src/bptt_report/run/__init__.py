@@ -1,0 +1,11 @@
+"""Running the code under test, for both products: the worker processes, their messages, where the
+work runs. It knows neither product (each gives the pool a Program); numpy only.
+
+    protocol   Program, Request, Reply, Hello: the messages between the checker and a worker
+    wire       how a worker's messages travel: JSON and raw arrays, never a pickle; the framing
+    worker     the one loop of every worker process: hello, then one reply per request
+    pool       the local worker processes (WorkerPool: started, restarted, timed out, stopped)
+    signals    Ctrl-C and SIGTERM belong to the checker's main thread
+    threads    the thread rule of every process that computes for a sweep
+    cluster    the sweep on a Dask cluster
+"""
