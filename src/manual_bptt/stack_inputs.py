@@ -24,6 +24,7 @@ any value is scanned or copied; then the values (scan_inputs, labels).
 from __future__ import annotations
 
 from dataclasses import dataclass
+from functools import cached_property
 
 import numpy as np
 
@@ -41,7 +42,6 @@ class StackCall:
         xs: the caller's xs as an array (not yet scanned).  tokens: whether it holds token ids.
         lengths: (B,) int64, or None when not given or every length is T (the two are the same
             computation: no step is skipped).
-        mask: (T, B) bool, mask[t, b] = t < n_b, or None with lengths None.
         s0_parts: the initial state's parts as given, each (LD, B, .) (a B axis added when
             unbatched): [h0] or [h0, c0]; [] for None.
         dhs: dhs as given (checked shape: (B, T, dirs * H_out) or (T, dirs * H_out)), or None.
@@ -56,11 +56,18 @@ class StackCall:
     xs: np.ndarray
     tokens: bool
     lengths: np.ndarray | None
-    mask: np.ndarray | None
     s0_parts: list[np.ndarray]
     dhs: np.ndarray | None
     d_final_parts: list[np.ndarray]
     dtype: np.dtype
+
+    @cached_property
+    def mask(self) -> np.ndarray | None:
+        """(T, B) bool, mask[t, b] = t < n_b: the steps run; None with lengths None. Made on first
+        use (after the size check: it is T * B bytes)."""
+        if self.lengths is None:
+            return None
+        return np.arange(self.T)[:, None] < self.lengths[None, :]
 
     def to_batch_first(self, a: np.ndarray) -> np.ndarray:
         """(T, B, ...) -> the caller's layout: (B, T, ...) if batched, else (T, ...), contiguous."""
@@ -173,7 +180,6 @@ def read_call(
     n = read_lengths(lengths, B, T, batched)
     if n is not None and int(n.min()) == T:
         n = None  # every sequence is T steps long: no step is skipped
-    mask = None if n is None else np.arange(T)[:, None] < n[None, :]  # mask[t, b] = t < n_b
     lead = (B,) if batched else ()
     s0_parts = [] if s0 is None else [a for _, a in _stack_parts("s0", s0, p, lead, "initial state")]
     final_parts = (
@@ -207,7 +213,6 @@ def read_call(
         xs=xs_arr,
         tokens=xs_arr.dtype.kind in "iu",
         lengths=n,
-        mask=mask,
         s0_parts=s0_parts,
         dhs=dhs_arr,
         d_final_parts=final_parts,

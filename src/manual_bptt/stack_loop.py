@@ -122,10 +122,11 @@ def where(layer: int, d: int, T: int) -> Iterator[None]:
         if step is not None and d == 1:
             step = T - 1 - step
         at = "" if step is None else f" at step t = {step}"
+        what = "s_t" if exc.what == "z_t" else exc.what  # the fast path's name for the state
         raise NonFiniteError(
-            f"layer {layer}, {direction_name(d)} direction: {exc.what} is not finite (NaN or inf){at}: "
+            f"layer {layer}, {direction_name(d)} direction: {what} is not finite (NaN or inf){at}: "
             "the computation overflowed; scale the parameters or inputs down, or use float64",
-            what=exc.what,
+            what=what,
             step=step,
         ) from None
 
