@@ -115,9 +115,13 @@ def test_bptt_equals_the_oracle_with_the_output_layer_written_out(variant, reduc
     """mb.bptt over two bidirectional layers with lengths and a mask: the loss and dV, dc from
     torch's log_softmax over the oracle's outputs; every other gradient from the oracle fed the
     output layer's dE/d outputs. Labels past a length (and where the mask is False) are -100:
-    never read. Also one direction, truncated at 1."""
-    for bidirectional, tau in ((True, None), (False, 1)):
-        spec, params, kw = stack_problem(variant, L=2, bidirectional=bidirectional, lengths="different",
+    never read. Also without lengths (the fast paths), and one direction truncated at 1."""
+    for bidirectional, tau, kind in (
+        (True, None, "different"),
+        (True, None, "none"),
+        (False, 1, "different"),
+    ):
+        spec, params, kw = stack_problem(variant, L=2, bidirectional=bidirectional, lengths=kind,
                                          upstream=(False, False), seed=3)  # fmt: skip
         rng = np.random.default_rng(2)
         K, width = 7, spec.directions * spec.out_size
@@ -125,7 +129,8 @@ def test_bptt_equals_the_oracle_with_the_output_layer_written_out(variant, reduc
         V, c = rng.normal(size=(K, width)), rng.normal(size=K)
         ys = rng.integers(0, K, size=(B, T))
         mask = rng.random((B, T)) < 0.8
-        counted = mask & (np.arange(T)[None, :] < kw["lengths"][:, None])
+        n = np.full(B, T) if kw["lengths"] is None else kw["lengths"]
+        counted = mask & (np.arange(T)[None, :] < n[:, None])
         ys = np.where(counted, ys, -100)
         outputs = oracle(spec, params, kw).outputs
         E, dV, dc, d_outputs = output_layer_reference(outputs, V, c, ys, counted, reduction)
@@ -153,25 +158,28 @@ def test_bptt_equals_the_oracle_with_the_output_layer_written_out(variant, reduc
 @pytest.mark.parametrize("variant", list(VARIANTS))
 def test_token_ids_are_one_hot_dense_inputs(variant):
     """Token ids (B, T) for layer 0 are the one-hot dense inputs: the oracle on one-hot x, with
-    lengths; dxs is None for token ids. The ids past each length are -1 (never read)."""
-    spec, params, kw = stack_problem(variant, L=2, bidirectional=True, lengths="ones", D=4, seed=4)
-    rng = np.random.default_rng(3)
-    B, T = kw["x"].shape[:2]
-    ids = rng.integers(0, 4, size=(B, T))
-    kw["x"] = np.eye(4)[ids]
-    expected = oracle(spec, params, kw)
-    ids = np.where(np.arange(T)[None, :] < kw["lengths"][:, None], ids, -1)
-    lstm = spec.cell == "lstm"
-    r = mb.backward(
-        stack_params(spec, params), ids, kw["d_outputs"], s0=state(spec, kw["h0"], kw.get("c0")),
-        d_final=state(spec, kw["d_h_n"], kw.get("d_c_n")), lengths=kw["lengths"],
-    )  # fmt: skip
-    assert r.dxs is None
-    assert_close(r.hs, expected.outputs, name="outputs")
-    assert_close(r.ds0.h if lstm else r.ds0, expected.dh0, name="dh0")
-    grads = r.grads.to_state_dict()
-    for name, e in expected.grads.items():
-        assert_close(grads[name], e, name=name)
+    lengths (the ids past each length are -1: never read) and without (the fast paths); dxs is
+    None for token ids."""
+    for kind in ("ones", "none"):
+        spec, params, kw = stack_problem(variant, L=2, bidirectional=True, lengths=kind, D=4, seed=4)
+        rng = np.random.default_rng(3)
+        B, T = kw["x"].shape[:2]
+        ids = rng.integers(0, 4, size=(B, T))
+        kw["x"] = np.eye(4)[ids]
+        expected = oracle(spec, params, kw)
+        if kw["lengths"] is not None:
+            ids = np.where(np.arange(T)[None, :] < kw["lengths"][:, None], ids, -1)
+        lstm = spec.cell == "lstm"
+        r = mb.backward(
+            stack_params(spec, params), ids, kw["d_outputs"], s0=state(spec, kw["h0"], kw.get("c0")),
+            d_final=state(spec, kw["d_h_n"], kw.get("d_c_n")), lengths=kw["lengths"],
+        )  # fmt: skip
+        assert r.dxs is None
+        assert_close(r.hs, expected.outputs, name=f"{kind} outputs")
+        assert_close(r.ds0.h if lstm else r.ds0, expected.dh0, name=f"{kind} dh0")
+        grads = r.grads.to_state_dict()
+        for name, e in expected.grads.items():
+            assert_close(grads[name], e, name=f"{kind} {name}")
 
 
 @pytest.mark.parametrize("variant", list(VARIANTS))
