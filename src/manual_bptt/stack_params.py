@@ -265,7 +265,7 @@ class StackParams:
                 unexpected.append(str(name))
                 continue
             kind, layer, reverse = match.group(1), int(match.group(2)), match.group(3) is not None
-            parsed.setdefault((layer, int(reverse)), {})[_FIELDS[kind]] = value
+            parsed.setdefault((layer, int(reverse)), {})[_FIELDS[kind]] = (name, value)
         if unexpected:
             raise ValueError(
                 f"mapping: unexpected names {sorted(unexpected)}; torch's are weight_ih_l{{k}}, "
@@ -296,12 +296,9 @@ class StackParams:
                         raise ValueError(
                             f"mapping: missing {torch_name(kind, layer, d)!r} (layers 0..{L - 1} found)"
                         )
-                try:
-                    row.append(LayerWeights(**fields))
-                except ValueError as exc:
-                    raise ValueError(
-                        f"mapping: layer {layer}, {direction_name(d)} direction: {exc}"
-                    ) from None
+                # read under their torch names first, so that a message names them
+                arrays = {field: _frozen_copy(str(name), value) for field, (name, value) in fields.items()}
+                row.append(LayerWeights(**arrays))
             layers.append(tuple(row))
         return cls(cell, tuple(layers), nonlinearity=nonlinearity, V=V, c=c)
 

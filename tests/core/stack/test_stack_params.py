@@ -11,6 +11,7 @@ import pytest
 from stack_cases import stack_params, stack_problem
 
 import manual_bptt as mb
+import reference as ref
 
 
 def refused(message: str, call) -> None:
@@ -170,3 +171,19 @@ def test_to_params_is_only_for_todays_one_layer_case():
             lambda: mb.StackParams.from_params({}))  # fmt: skip
     g = mb.StackParams.init("lstm", 2, 3, num_layers=2, bidirectional=True, seed=0).astype(np.float32)
     assert g.dtype == np.float32 and g.num_layers == 2
+
+
+def test_a_state_dict_value_that_is_no_plain_array_is_named_by_its_torch_name():
+    import torch
+
+    spec, params = state_dict("gru")
+    module = ref.make_torch_stack(spec, params)
+    named = dict(module.named_parameters())  # Parameters require grad: np.asarray cannot read them
+    refused("weight_ih_l0: a Parameter that requires grad: pass value.detach().numpy()",
+            lambda: mb.StackParams.from_state_dict("gru", named))  # fmt: skip
+    strings = {**params, "weight_hh_l1": np.array(["a"])}
+    refused("weight_hh_l1: expected a real numeric array, got dtype <U1",
+            lambda: mb.StackParams.from_state_dict("gru", strings))  # fmt: skip
+    p = mb.StackParams.from_state_dict("gru", module.state_dict())
+    np.testing.assert_array_equal(p["weight_hh_l1_reverse"], module.weight_hh_l1_reverse.detach().numpy())
+    assert isinstance(module.weight_hh_l1_reverse, torch.nn.Parameter)
