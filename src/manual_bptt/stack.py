@@ -225,14 +225,11 @@ def _stack_grads(p: StackParams, g: Any, output: bool) -> StackParams:
     )
 
 
-def _one_layer_args(
-    p: StackParams, call: StackCall, V: np.ndarray | None = None
-) -> tuple[Any, Any, str | None]:
+def _one_layer_args(p: StackParams, call: StackCall) -> tuple[Any, Any, str | None]:
     """(today's params, s0 in today's layout or None, activation) of the one-layer case. Without an
-    output layer, V is zeros (1, H): the layer alone never reads it."""
-    if V is None:
-        V = p.V if p.V is not None else np.zeros((1, p.hidden_size), dtype=p.dtype)
-    p1 = p._one_layer_params(V, p.c if p.V is not None else None)
+    output layer, V is zeros (1, H): the layer alone never reads it (forward's o is dropped)."""
+    V = p.V if p.V is not None else np.zeros((1, p.hidden_size), dtype=p.dtype)
+    p1 = p._one_layer_params(V, p.c)
     s0 = None
     if call.s0_parts:
         parts = _single(call, call.s0_parts)
