@@ -30,7 +30,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from ._inputs import Batch, prepare, upstream_gradients
+from ._inputs import Batch, prepare, real_array, upstream_gradients
 from .cells.base import Cell, StepWeights
 from .cells.lstm import LSTM
 from .drivers import CellInputs, Run, backprop, input_terms, weight_grads
@@ -117,17 +117,6 @@ class GatedInputs:
         return part(s)
 
 
-def _real_array(value: object) -> np.ndarray:
-    try:
-        arr = np.asarray(value)
-    except (ValueError, TypeError) as exc:
-        raise ValueError(f"s0: cannot be read as a numeric array ({exc})") from None
-    real = np.issubdtype(arr.dtype, np.floating) or np.issubdtype(arr.dtype, np.integer)
-    if arr.dtype == object or arr.dtype == np.bool_ or not real:
-        raise ValueError(f"s0: expected a real numeric array, got dtype {arr.dtype}")
-    return arr
-
-
 def _state_parts(cell: Cell, s0: object) -> list[tuple[str, np.ndarray]]:
     """s0 as its named parts: [("s0", h0)] for the GRU, [("s0.h", h0), ("s0.c", c0)] for the LSTM."""
     if cell is LSTM:
@@ -136,10 +125,10 @@ def _state_parts(cell: Cell, s0: object) -> list[tuple[str, np.ndarray]]:
                 "s0: the LSTM's initial state is a pair, manual_bptt.LSTMState(h, c) or a tuple (h, c), "
                 f"got {type(s0).__name__}" + (f" of length {len(s0)}" if isinstance(s0, tuple) else "")
             )
-        return [("s0.h", _real_array(s0[0])), ("s0.c", _real_array(s0[1]))]
+        return [("s0.h", real_array("s0", s0[0])), ("s0.c", real_array("s0", s0[1]))]
     if isinstance(s0, LSTMState):
         raise ValueError("s0: the GRU's initial state is one array h0 (H,) or (B, H), got an LSTMState")
-    return [("s0", _real_array(s0))]
+    return [("s0", real_array("s0", s0))]
 
 
 def _initial_state(cell: Cell, s0: object, H: int, B: int, batched: bool) -> tuple[list[np.ndarray], tuple]:
