@@ -23,13 +23,13 @@ all k of one t (``terms.iter_t()``), as norms only (``terms.norms()``), or as th
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 
-from ._inputs import check_max_bytes
+from ._inputs import Sizes, check_max_bytes
 from .cells import ELMAN
 from .cells.base import Cell, StepWeights
 from .drivers import (
@@ -178,30 +178,41 @@ def unroll(
     owned: bool = False,
     what: str = "decompose",
     labels: bool = True,
+    size_check: Callable[[Sizes, np.dtype], None] | None = None,
 ) -> Unrolled:
     """Validate the inputs for the params type of ``p``, run the cell and its output layer.
 
     The inputs are validated by the front of p's row in manual_bptt.kinds: RNNParams, the Elman
     cell (activation None means "tanh"); GRUParams / LSTMParams, the gated cells (an explicit
     activation is a ValueError).
-    The states, the step caches and the input terms are refused over ``max_bytes`` before
-    they are allocated. ``owned``: copy the inputs (for results that outlive the call).
-    ``labels``: ys is required (False: a run without the output layer, ys must be None).
+    The input terms, the states, the step caches and the logits are refused over ``max_bytes``
+    from the shapes alone, before any input is scanned or copied; then ``size_check`` (sizes,
+    dtype), if given (rtrl's sensitivities). ``owned``: copy the inputs (for results that
+    outlive the call). ``labels``: ys is required (False: a run without the output layer, ys
+    must be None).
     """
     kind = kind_of(p)
+    cell = kind.cell
+
+    def refuse_too_large(sz: Sizes, dt: np.dtype) -> None:
+        T, B, H = sz.T, sz.B, sz.H
+        check_bytes(f"{what}: the input terms gi_t = U x_t + b_ih", (T, B, cell.gates * H), dt, max_bytes)
+        check_bytes(f"{what}: the states z_t", (T + 1, B, cell.parts * H), dt, max_bytes)  # (s_t's name here)
+        check_bytes(f"{what}: the step caches", (T, B, cell.cache_width * H), dt, max_bytes)
+        if labels:
+            check_bytes(f"{what}: the logits o_t and dE/do_t, (T*B, K)", (T * B, sz.K), dt, max_bytes)
+        if size_check is not None:
+            size_check(sz, dt)
+
     inputs = kind.driver_inputs(
-        p, xs, ys, activation=activation, s0=s0, reduction=reduction, mask=mask, labels=labels, owned=owned
+        p, xs, ys, activation=activation, s0=s0, reduction=reduction, mask=mask, labels=labels, owned=owned,
+        size_check=refuse_too_large,
     )
-    cell, w, U, b_ih, V, c = inputs.cell, inputs.w, inputs.U, inputs.b_ih, inputs.V, inputs.c
+    w, U, b_ih, V, c = inputs.w, inputs.U, inputs.b_ih, inputs.V, inputs.c
     tokens, X, Y, weight, dt = inputs.tokens, inputs.X, inputs.Y, inputs.weight, inputs.U.dtype
     T, B = (tokens if tokens is not None else X).shape[:2]
-    S, GH = inputs.s0.shape[1], U.shape[0]
-    check_bytes(f"{what}: the input terms gi_t = U x_t + b_ih", (T, B, GH), dt, max_bytes)
-    check_bytes(f"{what}: the states z_t", (T + 1, B, S), dt, max_bytes)  # (the message's name for s_t)
+    S = inputs.s0.shape[1]
     gi = input_terms(U, b_ih, tokens, X)
-    first = cell.forward(w, gi[0], inputs.s0)[1]  # one step, to size the caches before running all
-    width = sum(int(np.prod(f.shape[1:])) for f in first if f is not None)
-    check_bytes(f"{what}: the step caches", (T, B, width), dt, max_bytes)
     with np.errstate(**QUIET):  # overflow is named below, never a warning
         r = run(cell, w, gi, inputs.s0)
         del gi

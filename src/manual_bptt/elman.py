@@ -16,6 +16,7 @@ the spec (cells.elman) on the generic drivers.
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import numpy as np
@@ -310,10 +311,13 @@ def driver_inputs(
     mask: object | None = None,
     labels: bool = True,
     owned: bool = False,
+    size_check: Callable[[Sizes, np.dtype], None] | None = None,
 ) -> CellInputs:
     """The inputs of a call, validated as bptt validates them, for the generic drivers over
     cells.elman. ``labels``: ys is required (False: ys must be None). ``owned``: copies of the
-    inputs that share no memory with the caller's (for results that outlive the call)."""
+    inputs that share no memory with the caller's (for results that outlive the call).
+    ``size_check``: called with the Sizes and the compute dtype before any value of the inputs
+    is scanned or copied (where decompose, state_jacobian and rtrl refuse a call too large)."""
     batch = prepare(
         p,
         xs,
@@ -323,6 +327,7 @@ def driver_inputs(
         reduction=reduction,
         mask=mask,
         labels_required=labels,
+        size_check=None if size_check is None else (lambda sz: size_check(sz, sz.dtype)),
     )
     if owned:
         batch = batch.owned()
@@ -338,7 +343,7 @@ def driver_inputs(
         b_ih=b,
         V=V,
         c=c,
-        bias_names=() if b is None else ("b",),
+        bias_names=p.bias_names,
         tokens=batch.tokens,
         X=batch.X,
         s0=batch.s0,

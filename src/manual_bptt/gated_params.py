@@ -97,6 +97,11 @@ class _GatedParams(ParamsArrays):
         """H: the size of h_t (and of the LSTM's c_t)."""
         return int(self.W.shape[1])
 
+    @property
+    def bias_names(self) -> tuple[str, ...]:
+        """The names of the cell's biases: ("b_ih", "b_hh"), or () without them."""
+        return () if self.b_ih is None else ("b_ih", "b_hh")
+
     def gate(self, name: str, block: str) -> np.ndarray | None:
         """The H rows of gate ``block`` (e.g. "n") of the stacked field ``name`` (U, W, b_ih, b_hh)."""
         if block not in self.GATE_NAMES:

@@ -190,6 +190,11 @@ class RNNParams(ParamsArrays):
         """H: the state dimension."""
         return int(self.U.shape[0])
 
+    @property
+    def bias_names(self) -> tuple[str, ...]:
+        """The names of the cell's biases: ("b",), or () without b."""
+        return () if self.b is None else ("b",)
+
     def astype(self, dtype: np.dtype | type) -> RNNParams:
         """A copy with every array cast to ``dtype`` (float32 or float64)."""
         dt = _float_dtype(dtype)

@@ -24,24 +24,25 @@ from __future__ import annotations
 
 import numpy as np
 
-from ._inputs import check_max_bytes
-from .decompose import Unrolled, step_jacobians, unroll
+from ._inputs import Sizes, check_max_bytes
+from .cells import Cell
+from .decompose import step_jacobians, unroll
 from .elman import BPTTResult
 from .errors import DEFAULT_MAX_BYTES, TooLargeError
 from .gated import GatedBPTTResult
+from .kinds import kind_of
 
 #: Default limit, in bytes, for the carried sensitivity tensors.
 MAX_RTRL_BYTES = DEFAULT_MAX_BYTES  # 1 GiB
 
 
-def _check_sensitivities(u: Unrolled, max_bytes: int) -> None:
-    """Refuse, before allocating them, sensitivities over max_bytes:
+def _check_sensitivities(sz: Sizes, dtype: np.dtype, cell: Cell, biases: int, max_bytes: int) -> None:
+    """Refuse, from the shapes (before anything is allocated), sensitivities over max_bytes:
     B*S*(G*H*H + G*H*D + G*H per bias + S) numbers, plus T*B*S*D for dense inputs."""
-    T, B, D, H, S, GH = u.T, u.B, u.D, u.H, u.S, u.GH
-    n_numbers = B * S * (GH * H + GH * D + GH * len(u.bias_names) + S) + (
-        T * B * S * D if u.X is not None else 0
-    )
-    need = n_numbers * u.dtype.itemsize
+    T, B, D, H = sz.T, sz.B, sz.D, sz.H
+    S, GH = cell.parts * H, cell.gates * H
+    n_numbers = B * S * (GH * H + GH * D + GH * biases + S) + (T * B * S * D if not sz.tokens else 0)
+    need = n_numbers * dtype.itemsize
     if need > max_bytes:
         raise TooLargeError(
             f"max_bytes: RTRL sensitivities for B={B}, H={H}, D={D}, T={T} need {need} bytes "
@@ -81,6 +82,7 @@ def rtrl(
         naming max_bytes when the sensitivities would not fit.
     """
     max_bytes = check_max_bytes(max_bytes)
+    cell, biases = kind_of(p).cell, len(p.bias_names)
     u = unroll(
         p,
         xs,
@@ -91,8 +93,8 @@ def rtrl(
         mask=mask,
         max_bytes=max(max_bytes, DEFAULT_MAX_BYTES),
         what="rtrl",
+        size_check=lambda sz, dt: _check_sensitivities(sz, dt, cell, biases, max_bytes),
     )
-    _check_sensitivities(u, max_bytes)
     T, B, D, H, S, GH, dt = u.T, u.B, u.D, u.H, u.S, u.GH, u.dtype
     dense = u.X is not None
     biases = u.bias_names  # ("b",), ("b_ih", "b_hh") or ()

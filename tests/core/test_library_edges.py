@@ -23,6 +23,7 @@ import pytest
 import manual_bptt as mb
 from locations import SRC
 from manual_bptt.checking import assert_close
+from manual_bptt.decompose import unroll
 
 ISSUE23 = pytest.mark.issue23
 
@@ -60,15 +61,10 @@ def _call(name: str, p, xs, ys, dhs, **kw):
     return mb.state_jacobian(p, xs, 1, 0, **kw)
 
 
-def _size_cases():
-    for cell in PARAMS:
-        for name in LIBRARY_CALLS:
-            # the Elman cell's bptt, forward and backward already check the shapes first
-            marks = () if cell == "rnn" and name in ("bptt", "forward", "backward") else ISSUE23
-            yield pytest.param(cell, name, marks=marks, id=f"{cell}-{name}")
+SIZE_CASES = [pytest.param(cell, name, id=f"{cell}-{name}") for cell in PARAMS for name in LIBRARY_CALLS]
 
 
-@pytest.mark.parametrize(("cell", "name"), list(_size_cases()))
+@pytest.mark.parametrize(("cell", "name"), SIZE_CASES)
 def test_a_size_over_the_limit_is_refused_before_the_inputs_are_copied(cell, name):
     p = PARAMS[cell].init(3, WIDE_H, 2, seed=0)
     xs = np.broadcast_to(np.int64(1), (LONG_T,))
@@ -132,12 +128,11 @@ def limited_outcomes() -> dict[str, str]:
 def _limited_cases():
     for cell in PARAMS:
         for name in LIBRARY_CALLS:
-            marks = () if cell == "rnn" and name in ("bptt", "forward", "backward") else ISSUE23
-            yield pytest.param(f"{cell}-{name}", marks=marks, id=f"{cell}-{name}")
+            yield pytest.param(f"{cell}-{name}", id=f"{cell}-{name}")
         for name in ("decompose", "rtrl"):
             for limit in ("default", str(1 << 20)):
-                yield pytest.param(f"{cell}-{name}-logits-{limit}", marks=ISSUE23,
-                                   id=f"{cell}-{name}-logits-max_bytes-{limit}")  # fmt: skip
+                case = f"{cell}-{name}-logits-{limit}"
+                yield pytest.param(case, id=f"{cell}-{name}-logits-max_bytes-{limit}")
 
 
 @pytest.mark.skipif("MUTANT_UNDER_TEST" in os.environ, reason="starts a process; mutation runs stay in one")
@@ -147,6 +142,16 @@ def test_a_refused_size_is_a_too_large_error_never_a_memory_error(case, limited_
     max_bytes is: TooLargeError, found from the shapes."""
     outcome = limited_outcomes[case]
     assert outcome.startswith("TooLargeError"), outcome
+
+
+@pytest.mark.parametrize("cell", PARAMS)
+def test_the_declared_width_of_a_step_cache_is_the_width_of_the_cache(cell):
+    """The size checks count cell.cache_width * H numbers per row of a step's cache before
+    anything runs: that must be what a step of the spec keeps (H != D != K, batched)."""
+    p = PARAMS[cell].init(3, 5, 2, seed=0)
+    u = unroll(p, np.array([[0, 2, 1], [1, 1, 0]]), None, activation=None, s0=None, labels=False)
+    widths = [int(np.prod(f.shape[1:])) for f in u.cache if f is not None]
+    assert u.cell.cache_width * u.H == sum(widths), (u.cell.name, widths)
 
 
 # ---------------------------------------------------------------------------------------------
