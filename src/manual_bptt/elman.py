@@ -235,7 +235,8 @@ def forward(
 
     Raises:
         ValueError naming the argument; TooLargeError past max_bytes (before allocating);
-        NonFiniteError naming the first step whose state or logits are not finite.
+        NonFiniteError naming the first step whose state, pre-activation (returned as a, it may
+        overflow while f(a_t) is finite, as tanh(inf) = 1) or logits are not finite.
     """
     limit = check_max_bytes(max_bytes)
     batch = prepare(p, xs, None, activation=elman_activation(activation), s0=s0, labels_required=False,
@@ -243,6 +244,7 @@ def forward(
     T, B, H, K = batch.T, batch.B, batch.H, batch.K
     with np.errstate(**QUIET):  # overflow raises NonFiniteError, never a warning
         tr = run_forward(p, batch)
+        check_steps_finite("a_t", tr.a, 0)
         o = logits(tr.s.reshape(T * B, H), tr.V.T, tr.c).reshape(T, B, K)
         check_steps_finite("o_t", o, 0)
         y_hat = softmax(o)

@@ -282,7 +282,6 @@ def test_term_norms_and_the_lag_profile_are_finite_when_every_term_is():
     assert not _non_finite(profile), _non_finite(profile)
 
 
-@ISSUE23
 def test_forward_refuses_pre_activations_that_overflow_even_when_the_states_are_finite():
     """U = b = 1.5e308: a_t = U x_t + W s_{t-1} + b overflows to inf, s_t = tanh(a_t) = 1."""
     p = mb.RNNParams.init(D, H, K, seed=0)
