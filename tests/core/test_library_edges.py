@@ -231,7 +231,6 @@ def _non_finite(value) -> list[str]:
     return [n for n, a in _numbers(value) if np.issubdtype(a.dtype, np.number) and not np.all(np.isfinite(a))]
 
 
-@ISSUE23
 def test_rtrl_raises_where_bptt_raises_on_a_gru_whose_loss_overflows():
     """V[0, 0] = 1e308: bptt says NonFiniteError; rtrl returned inf in dU and db_ih instead."""
     rng = np.random.default_rng(1)
