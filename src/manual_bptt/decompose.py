@@ -42,7 +42,15 @@ from .drivers import (
     stack_caches,
     step_jacobian,
 )
-from .errors import DEFAULT_MAX_BYTES, QUIET, NonFiniteError, TooLargeError, check_bytes, first_nonfinite
+from .errors import (
+    DEFAULT_MAX_BYTES,
+    QUIET,
+    NonFiniteError,
+    TooLargeError,
+    all_finite,
+    check_bytes,
+    first_nonfinite,
+)
 from .kinds import Kind, kind_of
 from .output import logits, output_layer, softmax
 
@@ -671,7 +679,16 @@ def _jacobian(u: Unrolled, t: int, k: int) -> np.ndarray:
     e_i^T carried back from step t through steps t..k+1, the same products as lag_profile's."""
     B, S = u.B, u.S
     rows = np.broadcast_to(np.eye(S, dtype=u.dtype), (B, S, S)).reshape(B * S, S).copy()
-    return chain_back(u.cell, u.w, u.cache, B, rows, t, k).reshape(B, S, S)
+    with np.errstate(**QUIET):  # overflow is named, never a warning
+        J = chain_back(u.cell, u.w, u.cache, B, rows, t, k).reshape(B, S, S)
+        if not all_finite(J):  # (the messages name the state z_t)
+            raise NonFiniteError(
+                f"dz_{t}/dz_{k}: not finite (NaN or inf): the product of the step Jacobians overflowed "
+                f"in {J.dtype}",
+                what="dz_t/dz_k",
+                step=t,
+            )
+    return J
 
 
 def step_jacobians(u: Unrolled, k: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:

@@ -247,7 +247,6 @@ def test_rtrl_raises_where_bptt_raises_on_a_gru_whose_loss_overflows():
         pytest.fail(f"rtrl returned, non-finite: {_non_finite(r)}")
 
 
-@ISSUE23
 def test_state_jacobian_of_an_lstm_with_a_huge_finite_s0_is_finite_or_refused():
     """s0 = (1e300, 1e300), finite: dz_2/dz_0 came back with NaN."""
     p = mb.LSTMParams.init(3, 4, 5, seed=1)
