@@ -2,9 +2,6 @@
 are copied (and never as a MemoryError), every input is checked like the Elman cell's (masked
 arrays and timedelta64 refused), a non-finite result is a NonFiniteError, overflow is never a
 RuntimeWarning, and the gated parameters' init checks its arguments like RNNParams.init.
-
-The tests marked ``issue23`` fail before that issue's fixes (deselect them with
-``-m "not issue23"``); the unmarked ones are the same rule where it already holds.
 """
 
 from __future__ import annotations
@@ -24,8 +21,6 @@ import manual_bptt as mb
 from locations import SRC
 from manual_bptt.checking import assert_close
 from manual_bptt.decompose import unroll
-
-ISSUE23 = pytest.mark.issue23
 
 # Every RuntimeWarning of this module's tests is an error (the README: overflow is never a warning).
 pytestmark = pytest.mark.filterwarnings("error::RuntimeWarning")
@@ -264,7 +259,6 @@ def _scaled_fro(m: np.ndarray) -> float:
     return 0.0 if top == 0 else top * float(np.sqrt(np.sum((m / top) ** 2)))
 
 
-@ISSUE23
 def test_term_norms_and_the_lag_profile_are_finite_when_every_term_is():
     """V scaled by 1e200: every term is finite (up to about 5e199), its square is not; the
     Frobenius norms are those of the terms, computed without overflow."""
@@ -278,6 +272,16 @@ def test_term_norms_and_the_lag_profile_are_finite_when_every_term_is():
     assert_close(norms.W, expected, name="norms().W", rtol=1e-12, atol=0.0)
     profile = terms.lag_profile()
     assert not _non_finite(profile), _non_finite(profile)
+
+
+def test_term_norms_keep_their_value_when_the_squares_of_the_terms_underflow():
+    """V scaled by 1e-200: every term is about 1e-200, its square 0 in float64."""
+    p = mb.RNNParams.init(D, H, K, seed=0)
+    p = p.replace(V=p.V * 1e-200)
+    terms = mb.decompose(p, XS, YS)
+    expected = np.array([[_scaled_fro(terms.W[t, k]) for k in range(T)] for t in range(T)])
+    assert expected.max() > 0 and expected.max() < 1e-190
+    assert_close(terms.norms().W, expected, name="norms().W", rtol=1e-12, atol=0.0)
 
 
 def test_forward_refuses_pre_activations_that_overflow_even_when_the_states_are_finite():
@@ -321,18 +325,10 @@ def _extreme(cell: str, kind: str):
 
 
 EXTREMES = ("input terms", "recurrent terms", "logits", "huge V", "one huge V entry", "huge s0")
-#: The (cell, kind) pairs that already keep the rule.
-_KEPT = {("rnn", "logits"), ("rnn", "huge s0"), ("gru", "huge s0")}
+EXTREME_CASES = [pytest.param(cell, kind, id=f"{cell}-{kind}") for cell in PARAMS for kind in EXTREMES]
 
 
-def _extreme_cases():
-    for cell in PARAMS:
-        for kind in EXTREMES:
-            marks = () if (cell, kind) in _KEPT else ISSUE23
-            yield pytest.param(cell, kind, marks=marks, id=f"{cell}-{kind}")
-
-
-@pytest.mark.parametrize(("cell", "kind"), list(_extreme_cases()))
+@pytest.mark.parametrize(("cell", "kind"), EXTREME_CASES)
 def test_extreme_finite_inputs_give_finite_results_or_non_finite_error_and_no_runtime_warning(cell, kind):
     p, s0 = _extreme(cell, kind)
     dhs = np.random.default_rng(0).standard_normal((T, H))
@@ -345,6 +341,9 @@ def test_extreme_finite_inputs_give_finite_results_or_non_finite_error_and_no_ru
         "state_jacobian": lambda: mb.state_jacobian(p, XS, T - 1, -1, s0=s0),
         "decompose().norms()": lambda: mb.decompose(p, XS, YS, s0=s0).norms(),
         "decompose().lag_profile()": lambda: mb.decompose(p, XS, YS, s0=s0).lag_profile(),
+        "decompose().W[T - 1, 0]": lambda: mb.decompose(p, XS, YS, s0=s0).W[T - 1, 0],
+        "decompose().U.full()": lambda: mb.decompose(p, XS, YS, s0=s0).U.full(),
+        "decompose().iter_t()": lambda: tuple(mb.decompose(p, XS, YS, s0=s0).iter_t()),
     }
     problems = []
     for name, call in calls.items():
