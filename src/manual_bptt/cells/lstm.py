@@ -104,4 +104,6 @@ def partials(w: StepWeights, cache: LSTMCache) -> tuple[np.ndarray, np.ndarray, 
     return J, J, Js
 
 
-LSTM = Cell(name="lstm", gates=4, parts=2, forward=forward, backward=backward, partials=partials)
+LSTM = Cell(
+    name="lstm", gates=4, parts=2, forward=forward, backward=backward, partials=partials, cache_width=6
+)
