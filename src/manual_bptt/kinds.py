@@ -42,8 +42,9 @@ class Kind:
         backward: (p, xs, dhs, final_parts, s0, tau, activation, max_bytes) -> (grads, dxs,
             ds0, hs, final_state): the layer alone (manual_bptt.layer.backward checks dhs and
             splits d_final into final_parts first).
-        driver_inputs: (p, xs, ys, *, activation, s0, reduction, mask, labels, owned) ->
-            drivers.CellInputs: the validated inputs decompose, state_jacobian and rtrl run on.
+        driver_inputs: (p, xs, ys, *, activation, s0, reduction, mask, labels, owned, size_check)
+            -> drivers.CellInputs: the validated inputs decompose, state_jacobian and rtrl run on
+            (size_check(sizes, dtype) is called from the shapes, before any input is copied).
         result: the type of bptt's result (BPTTResult, GatedBPTTResult), which rtrl returns too.
         stacked: a stack of layers (StackParams): its bptt and forward also take ``lengths=``, and
             its backward takes manual_bptt.backward's own keyword arguments (p, xs, dhs, *, s0,

@@ -31,7 +31,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from . import elman, gated, stack
-from ._inputs import check_truncate
+from ._inputs import check_truncate, real_array
 from .errors import DEFAULT_MAX_BYTES, check_max_bytes
 from .gated_params import GRUParams, LSTMParams, LSTMState
 from .kinds import Kind, kind_of
@@ -151,19 +151,6 @@ class LayerResult:
     final_state: np.ndarray | LSTMState
 
 
-def _numeric(name: str, value: object) -> np.ndarray:
-    """value as a real numeric array (floats or integers, not bool), read only; else ValueError."""
-    try:
-        arr = np.asarray(value)
-    except (ValueError, TypeError) as exc:
-        raise ValueError(f"{name}: cannot be read as a numeric array ({exc})") from None
-    if arr.dtype == np.bool_ or not (
-        np.issubdtype(arr.dtype, np.floating) or np.issubdtype(arr.dtype, np.integer)
-    ):
-        raise ValueError(f"{name}: expected a real numeric array, got dtype {arr.dtype}")
-    return arr
-
-
 def _final_parts(kind: Kind, d_final: object) -> list[tuple[str, np.ndarray]]:
     """d_final as its named parts: [("d_final", dh)]; for the LSTM, whose state has two parts,
     [("d_final.h", dh), ("d_final.c", dc)]."""
@@ -175,14 +162,14 @@ def _final_parts(kind: Kind, d_final: object) -> list[tuple[str, np.ndarray]]:
                 + (f" of length {len(d_final)}" if isinstance(d_final, tuple) else "")
             )
         return [
-            ("d_final.h", _numeric("d_final.h", d_final[0])),
-            ("d_final.c", _numeric("d_final.c", d_final[1])),
+            ("d_final.h", real_array("d_final.h", d_final[0])),
+            ("d_final.c", real_array("d_final.c", d_final[1])),
         ]
     if isinstance(d_final, LSTMState):
         raise ValueError(
             "d_final: an LSTMState is the LSTM's; this cell's final state is one array (H,) or (B, H)"
         )
-    return [("d_final", _numeric("d_final", d_final))]
+    return [("d_final", real_array("d_final", d_final))]
 
 
 def _compute_dtype(p: AnyParams, arrays: list[np.ndarray]) -> np.dtype | None:
@@ -246,7 +233,7 @@ def backward(
     _lengths(kind, lengths)
     tau = check_truncate(truncate)
     limit = check_max_bytes(max_bytes)
-    dhs_arr = _numeric("dhs", dhs)
+    dhs_arr = real_array("dhs", dhs)
     final_parts = [] if d_final is None else _final_parts(kind, d_final)
     cast = _compute_dtype(p, [dhs_arr, *(a for _, a in final_parts)])
     if cast is not None:

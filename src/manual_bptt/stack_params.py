@@ -519,6 +519,12 @@ class StackParams:
         return self.layers[0][0].b_ih is not None
 
     @property
+    def bias_names(self) -> tuple[str, ...]:
+        """The names of the biases' fields of every LayerWeights: ("b_ih", "b_hh"), or () without
+        biases (as GRUParams and LSTMParams name theirs)."""
+        return ("b_ih", "b_hh") if self.bias else ()
+
+    @property
     def output_size(self) -> int | None:
         """K, the output layer's classes, or None without one."""
         return None if self.V is None else int(self.V.shape[0])

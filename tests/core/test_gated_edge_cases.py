@@ -296,7 +296,8 @@ def test_gated_init_and_construction_messages_name_the_argument(cell):
     refused("output_size: expected an integer >= 1, got 0", lambda: P.init(2, 3, 0))
     assert P.init(1, 1, 1, seed=0).V.shape == (1, 1)  # 1 is allowed for every size
     nan = float("nan")
-    refused("weight_scale: expected a finite number, got nan", lambda: P.init(2, 3, 4, weight_scale=nan))
+    refused("weight_scale: expected a finite real number >= 0, got nan",
+            lambda: P.init(2, 3, 4, weight_scale=nan))
     p = P.init(2, 3, 4, seed=0)
     for name in ("U", "W", "V"):
         refused(f"{name}: required, got None", lambda name=name: P(**{**dict(p.items()), name: None}))

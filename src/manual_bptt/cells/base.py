@@ -90,6 +90,9 @@ class Cell:
         forward: (w, gi_t (B, G*H), s_prev (B, S)) -> (s_t (B, S), cache).
         backward: (w, ds_t (B, S), cache) -> (ds_prev (B, S), dgi_t (B, G*H), dgh_t (B, G*H)).
         partials: (w, cache) -> (Ji (B, S, G*H), Jh (B, S, G*H), Js (B, S, S)).
+        cache_width: the numbers one row of a step's cache holds, in units of H (the Elman
+            cell 1, the GRU 5, the LSTM 6): for the size checks, which refuse a call from the
+            shapes before it allocates anything (tests/core/test_library_edges.py checks it).
         output_input: (cache) -> m_t (B, H), what the projection W_hr multiplies (the LSTM's);
             None for a cell without an output product.
     """
@@ -100,6 +103,7 @@ class Cell:
     forward: Callable[[StepWeights, np.ndarray, np.ndarray], tuple[np.ndarray, Any]]
     backward: Callable[[StepWeights, np.ndarray, Any], tuple[np.ndarray, np.ndarray, np.ndarray]]
     partials: Callable[[StepWeights, Any], tuple[np.ndarray, np.ndarray, np.ndarray]]
+    cache_width: int
     output_input: Callable[[Any], np.ndarray] | None = None
 
 

@@ -138,5 +138,6 @@ LSTM = Cell(
     forward=forward,
     backward=backward,
     partials=partials,
+    cache_width=6,
     output_input=output_input,
 )
