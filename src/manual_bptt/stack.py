@@ -45,15 +45,11 @@ from .fast.gated import check_finite
 from .gated_params import LSTMState
 from .output import logits, output_layer, raise_loss_overflow, softmax
 from .stack_inputs import StackCall, labels, read_call, scan_dhs, scan_inputs
-from .stack_loop import backprop_stack, run_stack
+from .stack_loop import CELLS, backprop_stack, run_stack
 from .stack_params import StackParams
 
 StackState = np.ndarray | LSTMState
 
-#: Numbers per (t, b) row that each direction of each layer keeps, in units of H, besides its
-#: input: the states (P), the spec's caches (Elman 1, GRU gh and n 4, LSTM the gates and tanh(c_t)
-#: 5), the input terms (G) and the outputs (1).
-_RUN_NUMBERS = {"rnn": 1 + 1 + 1 + 1, "gru": 1 + 4 + 3 + 1, "lstm": 2 + 5 + 4 + 1}
 #: Bytes per step and direction for the Python objects of a step's cache.
 _STEP_BYTES = 1024
 
@@ -144,15 +140,18 @@ def _begin(p: StackParams, activation: object, truncate: object, max_bytes: obje
 def _check_size(p: StackParams, call: StackCall, max_bytes: int, what: str, backward: bool) -> None:
     """Refuse, before allocating, a call whose arrays would pass max_bytes in total.
 
-    Per (t, b) row: every layer's input (D_l) and, for every direction, _RUN_NUMBERS[cell] * H
-    (the states, caches, input terms, outputs) and the step objects; the backward adds the
+    Per (t, b) row: every layer's input (D_l) and, for every direction, (P + cache_width + G + 1)
+    * H (the states, the spec's caches, the input terms, the outputs; cells.base.Cell.cache_width)
+    and the step objects; the backward adds the
     upstream and its copy (2 dirs * H_out), one direction's dE/ds_t (S), dgi and dgh (2 G*H),
     dX (D_l), and for the projection dE/dh_t and m_t. T is the padded length.
     """
     L, dirs, H, H_out, G = p.num_layers, p.directions, p.hidden_size, p.out_size, p.gates
     S = H_out + (H if p.cell == "lstm" else 0)
     inputs = call.D + (L - 1) * dirs * H_out + dirs * H_out  # every X_l and the outputs
-    numbers = inputs + L * dirs * (_RUN_NUMBERS[p.cell] * H + (H if p.proj_size else 0))
+    cell = CELLS[p.cell]
+    per_run = (cell.parts + cell.cache_width + cell.gates + 1) * H  # states, caches, input terms, outputs
+    numbers = inputs + L * dirs * (per_run + (H if p.proj_size else 0))
     if backward:
         D_max = max(call.D, dirs * H_out)
         numbers += 2 * dirs * H_out + S + 2 * G * H + D_max + (H + H_out if p.proj_size else 0)

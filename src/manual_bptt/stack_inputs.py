@@ -28,7 +28,7 @@ from functools import cached_property
 
 import numpy as np
 
-from ._inputs import REDUCTIONS, _as_array, _read_xs
+from ._inputs import REDUCTIONS, _as_array, _read_xs, real_array
 from .gated_params import LSTMState
 from .stack_params import StackParams
 
@@ -76,14 +76,6 @@ class StackCall:
     def state_out(self, a: np.ndarray) -> np.ndarray:
         """(LD, B, n) -> the caller's layout: (LD, B, n) if batched, else (LD, n) (a copy)."""
         return a.copy() if self.batched else a[:, 0].copy()
-
-
-def _real(name: str, value: object) -> np.ndarray:
-    """value as a real numeric array (floats or integers, not bool); else ValueError naming it."""
-    arr = _as_array(name, value)
-    if arr.dtype.kind not in "iuf":
-        raise ValueError(f"{name}: expected a real numeric array, got dtype {arr.dtype}")
-    return arr
 
 
 def _first_bad(a: np.ndarray) -> tuple[int, ...] | None:
@@ -141,7 +133,7 @@ def _stack_parts(
         parts = [(name, value, H_out, "H_out")]
     out = []
     for part, v, size, size_name in parts:
-        a = _real(part, v)
+        a = real_array(part, v)
         want = (LD, *lead, size)
         if a.shape != want:
             layout = "(L * dirs, B, " if lead else "(L * dirs, "
@@ -187,7 +179,7 @@ def read_call(
     )
     dhs_arr = None
     if dhs is not None:
-        dhs_arr = _real("dhs", dhs)
+        dhs_arr = real_array("dhs", dhs)
         width = p.directions * p.out_size
         want = (B, T, width) if batched else (T, width)
         if dhs_arr.shape != want:
