@@ -9,7 +9,8 @@ max|a - b| <= 1e-13 * max|ref| on every field:
 
 - reference.bptt_cell for the Elman cell (every activation), the GRU and the LSTM: dense and token
   inputs, batched or not, with and without biases, masks, sum and mean, s0 absent, shared (H,) or
-  one per row (B, H), tau = 0 .. T + 1.
+  one per row (B, H), tau = 0 .. T + 1;
+- reference.layer_backward for the three cells, with and without d_final.
 
 The per-step run is the same oracle with truncated_windows replaced by truncated_per_step and its
 full path for tau >= T - 1 switched off (keeps_every_term always False); a counter proves the
@@ -142,6 +143,30 @@ def test_bptt_cell_windows_equal_the_per_step_definition(cell, data):
 
     def call(truncate: int) -> Any:
         return ref.bptt_cell(cell, prob["p"], prob["xs"], prob["ys"], truncate=truncate, **prob["kwargs"])
+
+    run_both(call, prob["T"])
+
+
+@pytest.mark.parametrize("cell", ["rnn", "gru", "lstm"])
+@settings(max_examples=examples(0.1))
+@given(data=st.data())
+def test_layer_backward_windows_equal_the_per_step_definition(cell, data):
+    prob = data.draw(cell_problems(cell))
+    xs, s0 = prob["xs"], prob["kwargs"]["s0"]
+    rng = np.random.default_rng(data.draw(st.integers(0, 2**16), label="upstream seed"))
+    H = prob["p"].W.shape[1]
+    dhs = rng.normal(size=(*np.shape(prob["ys"]), H))  # (T, H) or (B, T, H), like the outputs
+    d_final = None
+    if data.draw(st.booleans(), label="d_final"):
+        lead = np.shape(prob["ys"])[:-1]
+        parts = tuple(rng.normal(size=(*lead, H)) for _ in range(2 if cell == "lstm" else 1))
+        d_final = parts if cell == "lstm" else parts[0]
+    activation = prob["kwargs"].get("activation", "tanh")
+
+    def call(truncate: int) -> Any:
+        return ref.layer_backward(
+            cell, prob["p"], xs, dhs, s0=s0, d_final=d_final, truncate=truncate, activation=activation
+        )
 
     run_both(call, prob["T"])
 
