@@ -10,7 +10,8 @@ max|a - b| <= 1e-13 * max|ref| on every field:
 - reference.bptt_cell for the Elman cell (every activation), the GRU and the LSTM: dense and token
   inputs, batched or not, with and without biases, masks, sum and mean, s0 absent, shared (H,) or
   one per row (B, H), tau = 0 .. T + 1;
-- reference.layer_backward for the three cells, with and without d_final.
+- reference.layer_backward for the three cells, with and without d_final;
+- reference.stack_backward (one direction, one or two layers, the LSTM's projection, lengths).
 
 The per-step run is the same oracle with truncated_windows replaced by truncated_per_step and its
 full path for tau >= T - 1 switched off (keeps_every_term always False); a counter proves the
@@ -169,6 +170,37 @@ def test_layer_backward_windows_equal_the_per_step_definition(cell, data):
         )
 
     run_both(call, prob["T"])
+
+
+@pytest.mark.parametrize("cell,proj", [("rnn", False), ("gru", False), ("lstm", False), ("lstm", True)])
+@settings(max_examples=examples(0.05))
+@given(data=st.data())
+def test_stack_backward_windows_equal_the_per_step_definition(cell, proj, data):
+    T = data.draw(st.integers(1, 6), label="T")
+    B = data.draw(st.integers(1, 3), label="B")
+    L = data.draw(st.integers(1, 2), label="num_layers")
+    nonlinearity = data.draw(st.sampled_from(["tanh", "relu"])) if cell == "rnn" else "tanh"
+    spec = ref.StackSpec(
+        cell, 3, 4, num_layers=L, proj_size=2 if proj else 0, bias=data.draw(st.booleans(), label="bias"),
+        nonlinearity=nonlinearity,
+    )  # fmt: skip
+    rng = np.random.default_rng(data.draw(st.integers(0, 2**16), label="seed"))
+    params = {name: rng.normal(size=shape) / 2 for name, shape in spec.param_shapes().items()}
+    H, H_out = spec.hidden_size, spec.out_size
+    kw: dict[str, Any] = {
+        "x": rng.normal(size=(B, T, 3)),
+        "h0": rng.normal(size=(L, B, H_out)),
+        "lengths": rng.integers(1, T + 1, size=B) if data.draw(st.booleans(), label="lengths") else None,
+        "d_outputs": rng.normal(size=(B, T, H_out)),
+        "d_h_n": rng.normal(size=(L, B, H_out)),
+    }
+    if cell == "lstm":
+        kw["c0"], kw["d_c_n"] = rng.normal(size=(L, B, H)), rng.normal(size=(L, B, H))
+
+    def call(truncate: int) -> Any:
+        return ref.stack_backward(spec, params, truncate=truncate, **kw)
+
+    run_both(call, T)
 
 
 # ---------------------------------------------------------------------------------------------
