@@ -207,14 +207,14 @@ def test_each_params_type_reaches_its_own_cell_and_gated_calls_refuse_missing_la
     p, xs, ys = small("gru")
     q = mb.RNNParams.init(2, 4, 3, seed=0)
     rows = {mb.RNNParams: ELMAN, mb.GRUParams: GRU, mb.LSTMParams: LSTM}
-    assert {t: k.cell for t, k in KINDS.items()} == rows
+    assert {t: k.cell for t, k in KINDS.items()} == {**rows, mb.StackParams: None}  # a stack's is p.cell
     for params, cell in rows.items():
         kind = kind_of(params.init(2, 4, 3, seed=0))
         assert kind.params is params and kind.cell is cell
     r = mb.bptt(q, xs, ys)
     assert type(r) is mb.BPTTResult and type(r.grads) is mb.RNNParams
     assert type(mb.bptt(p, xs, ys)) is mb.GatedBPTTResult
-    refused("p: expected manual_bptt.RNNParams, GRUParams or LSTMParams, got dict",
+    refused("p: expected manual_bptt.RNNParams, GRUParams, LSTMParams or StackParams, got dict",
             lambda: mb.bptt(dict(p.items()), xs, ys))
     refused("ys: required (integer labels in [0, K)), got None", lambda: mb.bptt(p, xs, None))
 
