@@ -30,7 +30,6 @@ def _run(capsys, tmp_path, factory: str, cell: str, *extra: str) -> tuple[int, s
 # ---------------------------------------------------------------------------------------------
 # Outside the contract: a usage error that says what was tried, never a FAIL
 # ---------------------------------------------------------------------------------------------
-@ISSUE23
 @pytest.mark.parametrize(
     ("factory", "cell", "named"),
     [
@@ -49,21 +48,27 @@ def test_torchs_multi_layer_and_bidirectional_layers_are_not_failed(factory, cel
         assert len(err.strip().splitlines()) == 1, err
 
 
-@ISSUE23
 def test_a_factory_that_does_not_take_input_size_is_a_usage_error_naming_it(tmp_path, capsys):
     code, out, err = _run(capsys, tmp_path, "edge_modules:MinGRU", "gru")
     assert code == 2, out + err
     assert "input_size" in err and "Traceback" not in err, err
 
 
-@ISSUE23
 def test_an_lstm_checked_as_a_gru_is_a_usage_error_that_suggests_the_lstm(tmp_path, capsys):
     code, out, err = _run(capsys, tmp_path, "torch.nn:LSTM", "gru")
     assert code == 2, out + err
     assert "did you mean --cell lstm" in err, err
 
 
-@ISSUE23
+def test_a_forward_that_raises_torchs_hidden_size_error_is_a_usage_error_naming_the_cause(tmp_path, capsys):
+    """A two-layer LSTM that neither its attributes nor its parameter names show: torch's
+    "Expected hidden[0] size (2, B, H), got [1, B, H]" is recognised as a contract mismatch."""
+    code, out, err = _run(capsys, tmp_path, "edge_modules:lstm_two_layers_unseen", "lstm")
+    assert code == 2, out + err
+    assert "Expected hidden[0] size (2, " in err and "2 layers x directions" in err, err
+    assert len(err.strip().splitlines()) == 1, err
+
+
 def test_a_size_the_factory_declines_with_not_implemented_error_is_unsupported_not_failed():
     """NotImplementedError for hidden_size > 5 (three of the four quick configurations of seed 0):
     those configurations are unsupported, the others are checked."""
@@ -72,6 +77,13 @@ def test_a_size_the_factory_declines_with_not_implemented_error_is_unsupported_n
     assert r.verdict in ("PASS", "INSUFFICIENT"), r.summary()
     assert r.checked >= 1, r.summary()
     assert "unsupported" in r.summary() or "NotImplementedError" in r.summary(), r.summary()
+
+
+def test_a_factory_that_declines_every_size_is_insufficient_not_failed(tmp_path, capsys):
+    code, out, err = _run(capsys, tmp_path, "edge_modules:rnn_declines_every_size", "rnn")
+    assert code == 3, out + err
+    assert out.startswith("INSUFFICIENT") and "none of the 2 configurations could be checked" in out, out
+    assert "not checked: sizes the factory declines (NotImplementedError for input_size=" in out, out
 
 
 @ISSUE23

@@ -70,6 +70,14 @@ def draw_case(rng: np.random.Generator, cell: str, dtype: str, quick: bool, bias
     return rounded(case, dtype)
 
 
+def redrawn(
+    alt: np.random.Generator, case: dict[str, Any], cell: str, dtype: str, quick: bool
+) -> dict[str, Any]:
+    """Another configuration in place of ``case`` (whose sizes the factory declined): new sizes
+    and values from ``alt``, the same biases."""
+    return draw_case(alt, cell, dtype, quick, bias=case["bias"])
+
+
 def rounded(case: dict[str, Any], dtype: str) -> dict[str, Any]:
     """A copy of case with every array rounded to dtype."""
     out = dict(case)

@@ -5,9 +5,11 @@
     r.assert_ok()                    # or: assert r.ok, r.summary()
 
 The module is built by ``FACTORY(input_size=D, hidden_size=H, bias=..., batch_first=True)``
-(``torch.nn:LSTM`` itself is a valid factory) and runs in worker processes
-(bptt_report.module.worker, through bptt_report.run.pool): an exit, crash, timeout or a modified
-input is a finding about the module, never a crash of the checker. For each random
+(``torch.nn:LSTM`` itself is a valid factory; the contract: bptt_report.module.contract) and runs
+in worker processes (bptt_report.module.worker, through bptt_report.run.pool): an exit, crash,
+timeout or a modified input is a finding about the module, never a crash of the checker; a
+factory or module that cannot take the contract is a UsageError; sizes the factory declines
+with NotImplementedError are redrawn once, then reported as not checked. For each random
 configuration (D, H, T, B all different; random, nonzero and different b_ih and b_hh; random
 h0 (and c0); random upstream gradients on out, h_n (and c_n)) every value is rounded to the
 module's dtype first, and the reference, ``manual_bptt.forward``/``manual_bptt.backward`` in
@@ -31,7 +33,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
@@ -45,7 +47,7 @@ from ..judge.compare import FACTOR, UNIT, ArrayCheck
 from ..judge.results import json_number_text
 from ..run.pool import DEFAULT_TIMEOUT
 from ..targets.contract import spec_of
-from .cases import FORWARD, NOTATION, draw_case
+from .cases import FORWARD, NOTATION, draw_case, redrawn
 from .localize import localize as locate
 from .localize import profile_only
 from .session import Evaluation, Session
@@ -97,6 +99,7 @@ class ModuleCheckResult:
     seconds: float = 0.0
     factor: float = FACTOR
     baseline_name: str = ""
+    notes: list[str] = field(default_factory=list)
 
     @property
     def ok(self) -> bool:
@@ -139,6 +142,7 @@ class ModuleCheckResult:
             f"reference; {rule}",
         ]
         lines += [f"- {f}" for f in self.findings]
+        lines += [f"- note: {f}" for f in self.notes]
         if self.nondeterminism:
             sizes = ", ".join(f"{k} {v:.1e}" for k, v in self.nondeterminism.items())
             lines.append(
@@ -154,7 +158,7 @@ class ModuleCheckResult:
         return {
             "factory": self.factory, "cell": self.cell, "dtype": self.dtype, "device": self.device,
             "activation": self.activation, "seed": self.seed, "examples": self.examples,
-            "checked": self.checked, "verdict": self.verdict, "findings": self.findings,
+            "checked": self.checked, "verdict": self.verdict, "findings": self.findings, "notes": self.notes,
             "factor": self.factor, "baseline": self.baseline_name or None,
             "arrays": [
                 {"name": a.name, "notation": NOTATION[a.name], "rel_error": json_number_text(a.rel),
@@ -184,7 +188,7 @@ def _finding_of(ev: Evaluation) -> str | None:
         return "the module took longer than the timeout (its process was killed)"
     if st == "garbled":
         return f"the module's process sent an unreadable reply ({r.detail})"
-    if st == "not_run":
+    if st in ("not_run", "unsupported"):  # the pool's note; sizes the factory declines (a note)
         return None
     return f"unexpected reply {st!r}"
 
@@ -203,6 +207,21 @@ def findings_of(evals: list[Evaluation]) -> list[str]:
         else:
             out.append(f"{f} in {len(where)} of {len(evals)} configurations (first #{where[0]})")
     return out
+
+
+def _sizes_text(cases: list[dict[str, Any]]) -> str:
+    return ", ".join(f"({c['D']}, {c['H']}, {c['T']}, {c['B']})" for c in cases)
+
+
+def declined_note(declined: list[tuple[dict[str, Any], str]], again: list[dict[str, Any]], n: int) -> str:
+    """The note on the sizes the factory declined: which, why, and what the one redraw gave."""
+    why = declined[0][1] + ("" if len({m for _, m in declined}) == 1 else "; ...")
+    k = len(declined)
+    words = (
+        f"not checked: sizes the factory declines ({why}): {k} of {n} configurations, (D, H, T, B) = "
+        f"{_sizes_text([c for c, _ in declined])}; redrawn once, {k - len(again)} replaced by sizes it takes"
+    )
+    return words + (f", {len(again)} declined again ({_sizes_text(again)})" if again else "")
 
 
 def _spec(factory: str | Callable[..., Any]) -> str:
@@ -249,24 +268,54 @@ def check_module(
     t0 = time.perf_counter()
     n, seed = _arguments(cell, dtype, examples, quick, seed, device)
     spec = _spec(factory)
-    rng = np.random.default_rng(seed)
+    rng, alt = np.random.default_rng(seed), np.random.default_rng([seed, 1])
     with Session(spec, cell, dtype, device, timeout) as session:
         cases = [draw_case(rng, cell, dtype, quick, bias=(i % 4 != 1)) for i in range(n)]
         evals = session.evaluate(cases)
+        declined, again = _redraw_declined(session, alt, cases, evals, quick)
         judged = _judge(evals, session.pool.notes)
         loc = None
         if judged.verdict == "FAIL" and localize:
             loc = locate(session, evals, judged.forward_bad, judged.grads_bad)
         elif localize:
             loc = profile_only(session, evals)
-    configs = [{"D": c["D"], "H": c["H"], "T": c["T"], "B": c["B"], "bias": c["bias"]} for c in cases]
+    notes = [declined_note(declined, again, n)] if declined else []
+    configs = [
+        {"D": c["D"], "H": c["H"], "T": c["T"], "B": c["B"], "bias": c["bias"],
+         "declined": ev.status == "unsupported"}
+        for c, ev in zip(cases, evals, strict=True)
+    ]  # fmt: skip
     return ModuleCheckResult(
         factory=spec, cell=cell, dtype=dtype, device=device, activation=session.activation, seed=seed,
         examples=n, verdict=judged.verdict, findings=judged.findings, arrays=judged.arrays, configs=configs,
         nondeterminism=judged.nondeterminism, localization=loc, checked=judged.checked,
         seconds=time.perf_counter() - t0,
-        baseline_name="" if dtype == "float64" else f"torch.nn.{NATIVE[cell]}",
+        baseline_name="" if dtype == "float64" else f"torch.nn.{NATIVE[cell]}", notes=notes,
     )  # fmt: skip
+
+
+def _redraw_declined(
+    session: Session,
+    alt: np.random.Generator,
+    cases: list[dict[str, Any]],
+    evals: list[Evaluation],
+    quick: bool,
+) -> tuple[list[tuple[dict[str, Any], str]], list[dict[str, Any]]]:
+    """The configurations whose sizes the factory declined, redrawn once (in place in ``cases``
+    and ``evals`` where the factory takes the new sizes): (each declined case with the reason,
+    the redrawn cases it declined again)."""
+    idx = [i for i, ev in enumerate(evals) if ev.status == "unsupported"]
+    declined = [(cases[i], evals[i].reply.message) for i in idx]
+    if not idx:
+        return declined, []
+    fresh = [redrawn(alt, cases[i], session.cell, session.dtype, quick) for i in idx]
+    again = []
+    for i, case, ev in zip(idx, fresh, session.evaluate(fresh), strict=True):
+        if ev.status == "unsupported":
+            again.append(case)
+        else:
+            cases[i], evals[i] = case, ev
+    return declined, again
 
 
 def _arguments(
@@ -305,7 +354,7 @@ class _Judged:
 
 def _judge(evals: list[Evaluation], notes: list[str]) -> _Judged:
     """FAIL on any finding (a wrong forward, wrong gradients, a module that misbehaved or did not
-    run), else INSUFFICIENT when not every configuration ran, else PASS; ``notes`` are the pool's."""
+    run), else INSUFFICIENT when nothing was checked, else PASS; ``notes`` are the pool's."""
     n = len(evals)
     findings = findings_of(evals)
     not_run = sum(ev.status == "not_run" for ev in evals)
@@ -327,9 +376,9 @@ def _judge(evals: list[Evaluation], notes: list[str]) -> _Judged:
             nondet[k] = max(nondet.get(k, 0.0), float(v))
     if findings:
         verdict = "FAIL"
-    elif len(checked) < n:
+    elif not checked:
         verdict = "INSUFFICIENT"
-        findings.append(f"only {len(checked)} of {n} configurations could be run")
+        findings.append(f"none of the {n} configurations could be checked")
     else:
         verdict = "PASS"
     return _Judged(verdict, findings, arrays, forward_bad, grads_bad, nondet, len(checked))

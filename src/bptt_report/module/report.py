@@ -52,6 +52,7 @@ def markdown(r: ModuleCheckResult, plot: str | None) -> str:
         )
     lines += ["", "## Findings", ""]
     lines += [f"- {f}" for f in r.findings] or ["- none: every array agrees"]
+    lines += [f"- note: {f}" for f in r.notes]
     if r.nondeterminism:
         lines.append(
             "- nondeterminism (two identical calls differ; reported, not judged): "

@@ -2,6 +2,11 @@
 each case evaluated (the module's reply, the reference and the baseline of bptt_report.module.cases,
 the verdict per array). Shared by the check (bptt_report.module.check) and the localization
 (bptt_report.module.localize), which both import it.
+
+A reply "usage" (the factory or the module cannot take the contract), or a forward that raised
+what bptt_report.module.contract.forward_mismatch recognises as a contract mismatch, ends the
+check with a UsageError naming the likely cause; "unsupported" (sizes the factory declines) is
+not evaluated.
 """
 
 from __future__ import annotations
@@ -16,6 +21,7 @@ from ..errors import UsageError
 from ..judge.compare import ArrayCheck, compare_module_arrays
 from ..run.pool import WorkerPool
 from ..run.protocol import Reply, Request
+from . import contract
 from .cases import FORWARD, baseline, reference
 from .worker import program
 
@@ -86,9 +92,15 @@ class Session:
     def evaluate(self, cases: Sequence[dict[str, Any]]) -> list[Evaluation]:
         """Run the module on every case (in the workers), then the reference and the baseline here."""
         replies = self.pool.run([Request("run", c) for c in cases])
-        for reply in replies:
+        spec = self.settings["factory"]
+        for case, reply in zip(cases, replies, strict=True):
             if reply.status == "usage":
-                raise UsageError(f"{self.settings['factory']}: {reply.message}")
+                raise UsageError(f"{spec}: {reply.message}")
+            if reply.status == "raised" and (cause := contract.forward_mismatch(reply.message, case)):
+                raise UsageError(
+                    f"{spec}: the forward, called with x ({case['B']}, {case['T']}, {case['D']}) and "
+                    f"h0 (1, {case['B']}, {case['H']}), raised {reply.exception}: {reply.message}: {cause}"
+                )
         if self.cell == "rnn" and not self._activation_read:
             first = next((r for r in replies if r.status == "ok"), None)
             if first is not None:

@@ -8,36 +8,36 @@ starts it through bptt_report.run.pool with ``program(settings)``: the worker lo
 bptt_report.run.worker, the settings one JSON argument ``{"factory": "MODULE:FACTORY", "cell":
 ..., "dtype": ..., "device": ...}``.
 
-The contract of a module (``check-module``): ``FACTORY(input_size=D, hidden_size=H, bias=...,
-batch_first=True)`` returns an ``nn.Module`` whose ``forward(x, h0)`` (``(h0, c0)`` for the LSTM)
-returns ``(out, h_n)`` (``(out, (h_n, c_n))``), x (B, T, D), h0 and c0 (1, B, H), out (B, T, H),
-with the parameters ``weight_ih_l0`` (G*H, D), ``weight_hh_l0`` (G*H, H), ``bias_ih_l0`` and
-``bias_hh_l0`` (G*H,) (G = 1, 3, 4 for rnn, gru, lstm, PyTorch's gate order). The adapter hook
-for modules named differently: a module that defines
+The contract of a module is bptt_report.module.contract's (one layer, one direction, torch's
+parameter names). The adapter hook for modules named differently: a module that defines
 
     set_reference_params(self, params: dict[str, torch.Tensor]) -> None
     reference_grads(self) -> dict[str, torch.Tensor | None]
 
-(both keyed by the four torch names above) is set and read through them instead.
+(both keyed by the four torch names) is set and read through them instead.
 
 Kinds of request: "run" (the case in Request.config) answers with the module's outputs and
 gradients (Reply.arrays: out, h_n, c_n, weight_ih_l0, ..., x, h0, c0), the inputs it modified,
-and how far a second identical call differs from the first.
+and how far a second identical call differs from the first. A factory that raises
+NotImplementedError for the case's sizes is answered "unsupported"; one that cannot take the
+contract, "usage".
 """
 
 from __future__ import annotations
 
 import functools
+import inspect
 import json
 from collections.abc import Callable
 from typing import Any
 
 import numpy as np
 
-from ..errors import BrokenContract, TargetError
+from ..errors import BrokenContract, Declined, TargetError
 from ..run.protocol import Hello, Program, Reply, Request
 from ..run.worker import Handle, serve
 from ..targets.contract import load_target
+from . import contract
 
 #: The torch parameter names of a single-layer recurrent module, in report order.
 PARAM_NAMES = ("weight_ih_l0", "weight_hh_l0", "bias_ih_l0", "bias_hh_l0")
@@ -77,34 +77,77 @@ def _describe(v: Any) -> str:
     return f"a {type(v).__name__}"
 
 
-def build(factory: Callable[..., Any], settings: dict[str, Any], case: dict[str, Any]) -> Any:
-    """The module for ``case``: made by the factory, moved to the device and dtype, parameters set."""
+def given(case: dict[str, Any]) -> dict[str, Any]:
+    """The keywords the factory is called with for ``case``."""
+    return {"input_size": case["D"], "hidden_size": case["H"], "bias": case["bias"], "batch_first": True}
+
+
+def make(factory: Callable[..., Any], settings: dict[str, Any], case: dict[str, Any]) -> Any:
+    """The module for ``case``'s sizes, made by the factory and moved to the device and dtype.
+
+    Raises:
+        BrokenContract when the factory or the module cannot take the contract (what was tried,
+        what failed); Declined when the factory raises NotImplementedError for these sizes.
+    """
+    import torch
+
+    kw = given(case)
+    why = contract.factory_mismatch(factory, kw)
+    if why is not None:
+        raise BrokenContract(why)
+    try:
+        m = factory(**kw)
+    except NotImplementedError as exc:
+        sizes = ", ".join(f"{k}={v!r}" for k, v in kw.items() if k != "batch_first")
+        raise Declined(f"NotImplementedError for {sizes}: {exc}") from None
+    except TypeError as exc:
+        why = contract.factory_type_error(exc, kw)
+        if why is None:
+            raise
+        raise BrokenContract(why) from None
+    if not isinstance(m, torch.nn.Module):
+        raise BrokenContract(f"the factory must return a torch.nn.Module, got {_describe(m)}")
+    why = contract.refusal(m, contract.read_config(m), kw)
+    if why is not None:
+        raise BrokenContract(why)
+    return m.to(device=torch.device(settings["device"]), dtype=getattr(torch, settings["dtype"]))
+
+
+def set_params(m: Any, settings: dict[str, Any], case: dict[str, Any], params: dict[str, np.ndarray]) -> None:
+    """The module's parameters set, in place, to ``params`` (through the adapter hook, when it has
+    one); BrokenContract for a parameter it lacks, has in excess, or has in another shape."""
     import torch
 
     dtype, device = getattr(torch, settings["dtype"]), torch.device(settings["device"])
-    m = factory(input_size=case["D"], hidden_size=case["H"], bias=case["bias"], batch_first=True)
-    if not isinstance(m, torch.nn.Module):
-        raise BrokenContract(f"the factory must return a torch.nn.Module, got {_describe(m)}")
-    m = m.to(device=device, dtype=dtype)
-    values = {n: torch.tensor(a, dtype=dtype, device=device) for n, a in case["params"].items()}
+    values = {n: torch.tensor(a, dtype=dtype, device=device) for n, a in params.items()}
     if hasattr(m, "set_reference_params") and hasattr(m, "reference_grads"):
         m.set_reference_params(values)
-        return m
+        return
     own = dict(m.named_parameters())
     missing = [n for n in values if n not in own]
     if missing:
         raise BrokenContract(
             f"the module has no parameter {', '.join(missing)} (it has {', '.join(own) or 'none'}); "
             "name them as torch.nn.RNN/GRU/LSTM do, or define set_reference_params and reference_grads"
+            + contract.missing_hint(list(own))
         )
     extra = [n for n in PARAM_NAMES if n in own and n not in values]
     if extra:
         raise BrokenContract(f"the module was built with bias=False but has {', '.join(extra)}")
+    for n, v in values.items():
+        if tuple(own[n].shape) != tuple(v.shape):
+            raise BrokenContract(contract.shape_hint(
+                n, tuple(own[n].shape), tuple(v.shape), settings["cell"], case["D"], case["H"]
+            ))  # fmt: skip
     with torch.no_grad():
         for n, v in values.items():
-            if tuple(own[n].shape) != tuple(v.shape):
-                raise BrokenContract(f"{n} has shape {tuple(own[n].shape)}, expected {tuple(v.shape)}")
             own[n].copy_(v)
+
+
+def build(factory: Callable[..., Any], settings: dict[str, Any], case: dict[str, Any]) -> Any:
+    """The module for ``case``: made by the factory, moved to the device and dtype, parameters set."""
+    m = make(factory, settings, case)
+    set_params(m, settings, case, case["params"])
     return m
 
 
@@ -114,6 +157,19 @@ def _grads(m: Any, names: list[str]) -> dict[str, Any]:
         return {n: g.get(n) for n in names}
     own = dict(m.named_parameters())
     return {n: own[n].grad for n in names}
+
+
+def _takes(forward: Any, *args: Any) -> str | None:
+    """Why ``forward`` cannot be called with ``args`` (None: it can, or its signature cannot be read)."""
+    try:
+        sig = inspect.signature(forward)
+    except (TypeError, ValueError):
+        return None
+    try:
+        sig.bind(*args)
+    except TypeError as exc:
+        return f"{exc} (its signature is {sig})"
+    return None
 
 
 def call(
@@ -137,7 +193,12 @@ def call(
     own = dict(m.named_parameters())
     watched = {"x": x, "h0": h0, **({"c0": c0} if c0 is not None else {}), **ups, **own}
     before = {k: v.detach().clone() for k, v in watched.items()}
-    result = m(x, (h0, c0) if cell == "lstm" else h0)
+    state = (h0, c0) if cell == "lstm" else h0
+    why = _takes(m.forward, x, state)
+    if why is not None:
+        form = "(x, (h0, c0))" if cell == "lstm" else "(x, h0)"
+        raise BrokenContract(f"the forward cannot be called as m{form}: {why}")
+    result = m(x, state)
     out, h_n, c_n = _structure(result, cell)
     want = {"out": tuple(case["dout"].shape), "h_n": tuple(case["dh_n"].shape)}
     if cell == "lstm":
@@ -207,12 +268,15 @@ def run(factory: Callable[..., Any], settings: dict[str, Any], case: dict[str, A
 
 
 def handle(factory: Callable[..., Any], settings: dict[str, Any], request: Request) -> Reply:
-    """The reply to one request ("run"); what the module raises otherwise is answered by the
-    worker loop."""
+    """The reply to one request ("run"): "usage" for a factory or module outside the contract,
+    "unsupported" for sizes the factory declines; what the module raises otherwise is answered by
+    the worker loop."""
     try:
         return run(factory, settings, request.config)
     except BrokenContract as exc:
         return Reply(status="usage", message=str(exc))
+    except Declined as exc:
+        return Reply(status="unsupported", exception="NotImplementedError", message=str(exc))
 
 
 def load(settings: dict[str, Any]) -> tuple[Handle | None, Hello]:
