@@ -1,6 +1,7 @@
 """check-module's layer contract, without a worker: what a module's configuration is read as,
 which configurations are refused and how, the likely cause of a shape mismatch or of a forward
-that raised on the contract's call (on torch's own messages).
+that raised on the contract's call (on torch's own messages); the merging of findings that
+differ only in shapes.
 """
 
 from __future__ import annotations
@@ -10,6 +11,7 @@ import torch
 from torch import nn
 
 from bptt_report.module import contract
+from bptt_report.module.check import merged
 
 GIVEN = {"input_size": 3, "hidden_size": 5, "bias": True, "batch_first": True}
 
@@ -133,3 +135,23 @@ def test_a_forward_that_raises_otherwise_is_the_modules_own_failure():
     assert contract.forward_mismatch(own, case) is None
     # a hidden-size message about a state check-module did not give: not recognised
     assert contract.forward_mismatch("Expected hidden size (2, 4, 7), got [3, 4, 7]", case) is None
+
+
+# --- findings merged --------------------------------------------------------------------------
+def test_texts_that_differ_only_in_shapes_are_one_line_with_a_count():
+    texts = [
+        (0, "the module raised RuntimeError: no kernel for x of shape (4, 6, 2)"),
+        (2, "the module raised RuntimeError: no kernel for x of shape (3, 4, 5)"),
+        (3, "the module raised RuntimeError: got [1, 4, 7]"),
+        (1, "the module called sys.exit(3)"),
+        (4, "the module called sys.exit(4)"),
+        (5, "the module raised RuntimeError: Expected hidden[0] size (2, 4, 7)"),
+        (6, "the module raised RuntimeError: Expected hidden[1] size (2, 4, 7)"),
+    ]
+    lines = merged(texts, 7)
+    assert lines[0] == (
+        "the module raised RuntimeError: no kernel for x of shape (4, 6, 2) in 2 of 7 configurations "
+        "(first #0; the shapes differ)"
+    )
+    assert lines[1] == "the module raised RuntimeError: got [1, 4, 7] during configuration #3"
+    assert len(lines) == 6  # other numbers than shapes (an exit status, an index) are other findings

@@ -86,7 +86,6 @@ def test_a_factory_that_declines_every_size_is_insufficient_not_failed(tmp_path,
     assert "not checked: sizes the factory declines (NotImplementedError for input_size=" in out, out
 
 
-@ISSUE23
 def test_findings_that_differ_only_in_shapes_are_one_finding():
     """A module whose forward raises, naming the shape of x, for every even T (three of the four
     quick configurations of seed 0, three different shapes): one finding, with its count."""

@@ -31,6 +31,7 @@ Localization of a failure (bptt_report.module.localize) and the files (bptt_repo
 
 from __future__ import annotations
 
+import re
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -193,20 +194,31 @@ def _finding_of(ev: Evaluation) -> str | None:
     return f"unexpected reply {st!r}"
 
 
-def findings_of(evals: list[Evaluation]) -> list[str]:
-    """One line per kind of finding, with the configurations it happened in."""
-    seen: dict[str, list[int]] = {}
-    for i, ev in enumerate(evals):
-        f = _finding_of(ev)
-        if f is not None:
-            seen.setdefault(f, []).append(i)
+#: A shape in a message: (3, 4, 5), (5,), [1, 4, 7], torch.Size([2, 3]) (not sys.exit(3), hidden[0]).
+_SHAPE = re.compile(r"\((?:\d+, )+\d+,?\)|\(\d+,\)|\[(?:\d+, )+\d+\]")
+
+
+def merged(texts: list[tuple[int, str]], total: int) -> list[str]:
+    """One line per kind of text, with the configurations it happened in: texts that differ only
+    in the shapes they name (``(3, 4, 5)``, ``[1, 4, 7]``) are one kind, shown by the first."""
+    seen: dict[str, list[tuple[int, str]]] = {}
+    for i, text in texts:
+        seen.setdefault(_SHAPE.sub("(...)", text), []).append((i, text))
     out = []
-    for f, where in seen.items():
+    for group in seen.values():
+        (first, text), where = group[0], sorted({i for i, _ in group})
+        shapes = "; the shapes differ" if len({t for _, t in group}) > 1 else ""
         if len(where) == 1:
-            out.append(f"{f} during configuration #{where[0]}")
+            out.append(f"{text} during configuration #{first}")
         else:
-            out.append(f"{f} in {len(where)} of {len(evals)} configurations (first #{where[0]})")
+            out.append(f"{text} in {len(where)} of {total} configurations (first #{first}{shapes})")
     return out
+
+
+def findings_of(evals: list[Evaluation]) -> list[str]:
+    """One line per kind of finding, with the configurations it happened in (merged)."""
+    found = [(i, f) for i, ev in enumerate(evals) if (f := _finding_of(ev)) is not None]
+    return merged(found, len(evals))
 
 
 def _sizes_text(cases: list[dict[str, Any]]) -> str:
