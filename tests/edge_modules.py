@@ -21,6 +21,8 @@ Factories that cannot, or will not, take the contract:
     lstm_two_layers_unseen   a module with the contract's parameters whose forward runs a
                              two-layer nn.LSTM kept out of sight (not a submodule): only torch's
                              "Expected hidden[0] size (2, B, H)" shows it
+    rnn_without_grad         nn.RNN whose forward runs under torch.no_grad() (no output requires
+                             a gradient: its notes say so)
 
 Elman layers (nn.RNN's equations and parameter names, written with torch operations and
 autograd), right in the way check-module calls them today and wrong in another:
@@ -110,6 +112,16 @@ class _TwoLayersUnseen(nn.Module):
 
 def lstm_two_layers_unseen(**kw):
     return _TwoLayersUnseen(**kw)
+
+
+class _WithoutGrad(nn.RNN):
+    def forward(self, x, h0=None):
+        with torch.no_grad():
+            return super().forward(x, h0)
+
+
+def rnn_without_grad(**kw):
+    return _WithoutGrad(**kw)
 
 
 class _Elman(nn.Module):

@@ -10,6 +10,8 @@ marked ``issue23`` fail until that issue is fixed (deselect them with -m "not is
 
 from __future__ import annotations
 
+import json
+
 import pytest
 
 import bptt_report
@@ -107,6 +109,17 @@ def test_findings_that_differ_only_in_shapes_are_one_finding():
 def test_a_layer_wrong_only_in_a_way_it_is_often_called_fails(factory):
     r = bptt_report.check_module(f"edge_modules:{factory}", cell="rnn", **QUICK)
     assert r.verdict == "FAIL", r.summary()
+
+
+def test_the_modules_own_notes_are_shown_in_the_summary_and_the_report(tmp_path, capsys):
+    code, out, err = _run(capsys, tmp_path, "edge_modules:rnn_without_grad", "rnn")
+    assert code == 1, out + err
+    assert "- note: none of the outputs requires a gradient in 2 of 2 configurations (first #0)" in out, out
+    assert "weight_ih_l0.grad, weight_hh_l0.grad, bias_ih_l0.grad, bias_hh_l0.grad" in out, out
+    report = (tmp_path / "r" / "report.md").read_text()
+    assert "- note: none of the outputs requires a gradient" in report
+    data = json.loads((tmp_path / "r" / "report.json").read_text())
+    assert any("None (counted as zeros)" in n for n in data["notes"]), data["notes"]
 
 
 def test_the_same_layer_without_its_flaw_passes():

@@ -221,6 +221,15 @@ def findings_of(evals: list[Evaluation]) -> list[str]:
     return merged(found, len(evals))
 
 
+def notes_of(evals: list[Evaluation]) -> list[str]:
+    """What the module's calls noticed (a gradient that is None, counted as zeros; no output that
+    requires a gradient; a forward that requires its state), one line per kind (merged)."""
+    said = [
+        (i, r) for i, ev in enumerate(evals) if ev.status == "ok" for r in dict.fromkeys(ev.reply.remarks)
+    ]
+    return merged(said, len(evals))
+
+
 def _sizes_text(cases: list[dict[str, Any]]) -> str:
     return ", ".join(f"({c['D']}, {c['H']}, {c['T']}, {c['B']})" for c in cases)
 
@@ -291,7 +300,7 @@ def check_module(
             loc = locate(session, evals, judged.forward_bad, judged.grads_bad)
         elif localize:
             loc = profile_only(session, evals)
-    notes = [declined_note(declined, again, n)] if declined else []
+    notes = judged.notes + ([declined_note(declined, again, n)] if declined else [])
     configs = [
         {"D": c["D"], "H": c["H"], "T": c["T"], "B": c["B"], "bias": c["bias"],
          "declined": ev.status == "unsupported"}
@@ -362,16 +371,18 @@ class _Judged:
     grads_bad: list[str]
     nondeterminism: dict[str, float]
     checked: int
+    notes: list[str]
 
 
-def _judge(evals: list[Evaluation], notes: list[str]) -> _Judged:
+def _judge(evals: list[Evaluation], pool_notes: list[str]) -> _Judged:
     """FAIL on any finding (a wrong forward, wrong gradients, a module that misbehaved or did not
-    run), else INSUFFICIENT when nothing was checked, else PASS; ``notes`` are the pool's."""
+    run), else INSUFFICIENT when nothing was checked, else PASS; ``pool_notes`` are the pool's (why
+    configurations were not run)."""
     n = len(evals)
     findings = findings_of(evals)
     not_run = sum(ev.status == "not_run" for ev in evals)
     if not_run:
-        findings.append(f"{not_run} of {n} configurations were not run: " + "; ".join(notes))
+        findings.append(f"{not_run} of {n} configurations were not run: " + "; ".join(pool_notes))
     checked = [(i, ev) for i, ev in enumerate(evals) if ev.status == "ok"]
     arrays = _summaries(checked)
     forward_bad = [a.name for a in arrays if not a.ok and a.name in FORWARD]
@@ -393,7 +404,7 @@ def _judge(evals: list[Evaluation], notes: list[str]) -> _Judged:
         findings.append(f"none of the {n} configurations could be checked")
     else:
         verdict = "PASS"
-    return _Judged(verdict, findings, arrays, forward_bad, grads_bad, nondet, len(checked))
+    return _Judged(verdict, findings, arrays, forward_bad, grads_bad, nondet, len(checked), notes_of(evals))
 
 
 def _summaries(checked: list[tuple[int, Evaluation]]) -> list[ArraySummary]:

@@ -219,21 +219,14 @@ def call(
     arrays = {"out": _np(out), "h_n": _np(h_n)}
     if cell == "lstm":
         arrays["c_n"] = _np(c_n)
-    names = list(case["params"])
-    for n, g in _grads(m, names).items():
-        if g is None:
-            notes.append(f"{n}.grad is None (counted as zeros)")
-            arrays[n] = np.zeros(case["params"][n].shape)
-        else:
-            arrays[n] = _np(g)
-    for n, t in (("x", x), ("h0", h0), ("c0", c0)):
-        if t is None:
-            continue
-        if t.grad is None:
-            notes.append(f"{n}.grad is None (counted as zeros)")
-            arrays[n] = np.zeros(case[n].shape)
-        else:
-            arrays[n] = _np(t.grad)
+    inputs = {n: t for n, t in (("x", x), ("h0", h0), ("c0", c0)) if t is not None}
+    grads = {**_grads(m, list(case["params"])), **{n: t.grad for n, t in inputs.items()}}
+    for n, g in grads.items():
+        shape = case["params"][n].shape if n in case["params"] else case[n].shape
+        arrays[n] = np.zeros(shape) if g is None else _np(g)
+    none = [f"{n}.grad" for n, g in grads.items() if g is None]
+    if none:
+        notes.append(f"{', '.join(none)} {'is' if len(none) == 1 else 'are'} None (counted as zeros)")
     mutated = [
         k for k, v in watched.items()
         if not (v.shape == before[k].shape and torch.equal(v.detach(), before[k]))
