@@ -1,17 +1,21 @@
-"""check-module's layer contract, without a worker: what a module's configuration is read as,
-which configurations are refused and how, the likely cause of a shape mismatch or of a forward
-that raised on the contract's call (on torch's own messages); the merging of findings that
-differ only in shapes.
+"""check-module's layer contract and plan, without a worker: what a module's configuration is read
+as, which configurations are refused and how, the likely cause of a shape mismatch or of a
+forward that raised on the contract's call (on torch's own messages), the ways of calling a layer
+that the plan covers, and the merging of findings that differ only in shapes.
 """
 
 from __future__ import annotations
 
+import numpy as np
 import pytest
 import torch
 from torch import nn
 
-from bptt_report.module import contract
-from bptt_report.module.check import merged
+from bptt_report.module import cases, contract
+from bptt_report.module.check import merged, uncovered
+from bptt_report.module.session import Evaluation
+from bptt_report.module.worker import PLAIN_CALL, call_of
+from bptt_report.run.protocol import Reply
 
 GIVEN = {"input_size": 3, "hidden_size": 5, "bias": True, "batch_first": True}
 
@@ -135,6 +139,53 @@ def test_a_forward_that_raises_otherwise_is_the_modules_own_failure():
     assert contract.forward_mismatch(own, case) is None
     # a hidden-size message about a state check-module did not give: not recognised
     assert contract.forward_mismatch("Expected hidden size (2, 4, 7), got [3, 4, 7]", case) is None
+
+
+# --- the plan: every way of calling a layer, large sizes ---------------------------------------
+def _plan(n: int, cell: str = "gru") -> list[dict]:
+    return cases.plan(np.random.default_rng(5), np.random.default_rng([5, 1]), cell, "float64", True, n)
+
+
+def test_two_configurations_call_the_layer_every_way():
+    first, second = _plan(2)
+    assert call_of(first) == PLAIN_CALL and first["bias"] and second["bias"]
+    ways = {kv for c in (first, second) for kv in call_of(c).items()}
+    assert ways == set(cases.CALL_WORDS)
+    assert "warmup" in second and second["warmup"].keys() == second["params"].keys()
+    assert all(not np.array_equal(second["warmup"][n], second["params"][n]) for n in second["params"])
+
+
+def test_the_plan_has_large_configurations_called_the_plain_way_and_keeps_the_first_draws():
+    plan = _plan(12)
+    large = [c for c in plan if c["large"]]
+    assert len(large) == 2 and plan[-2:] == large and len(_plan(4)) == 4 and _plan(4)[-1]["large"]
+    for c in large:
+        assert c["T"] >= 64 and c["B"] >= 8 and c["H"] >= 32 and call_of(c) == PLAIN_CALL
+    rng = np.random.default_rng(5)  # the calls' own draws come from the second generator
+    again = [cases.draw_case(rng, "gru", "float64", True, bias=(i % 4 != 2)) for i in range(10)]
+    for c, d in zip(plan, again, strict=False):
+        assert (c["D"], c["H"], c["T"], c["B"]) == (d["D"], d["H"], d["T"], d["B"])
+        assert np.array_equal(c["x"], d["x"])
+    assert not any(c["large"] for c in _plan(3))
+
+
+def test_as_called_compares_what_the_call_could_produce():
+    case = _plan(2, "lstm")[1]  # eval, m(x), x without grad, reused
+    used, skipped = cases.as_called(case, {"out": None})
+    assert skipped == {"h0", "c0", "x"} and not used["h0"].any() and not used["c0"].any()
+    assert case["h0"].any()  # the case itself is left as it was
+    used, skipped = cases.as_called(case, {"out": None, "h0": None, "c0": None})  # a forward that needs h0
+    assert skipped == {"x"} and np.array_equal(used["h0"], case["h0"]) and call_of(used)["h0"]
+
+
+def test_a_way_of_calling_no_checked_configuration_used_is_not_covered():
+    plan = _plan(3)
+    ok, declined = Reply(status="ok"), Reply(status="unsupported")
+    assert uncovered(plan, [Evaluation(c, ok) for c in plan]) == []
+    evals = [Evaluation(plan[0], ok), Evaluation(plan[1], declined), Evaluation(plan[2], ok)]
+    missing = uncovered(plan, evals)
+    assert "in eval() mode" in missing and "as m(x), without h0" in missing
+    assert "on a reused instance (parameters changed)" not in missing  # #2 reuses one too
 
 
 # --- findings merged --------------------------------------------------------------------------

@@ -4,8 +4,7 @@ such layers are supported, a PASS), never a FAIL; a factory that declines a size
 there, not failing; and a layer that is wrong only in eval() mode, with its default h0, when x
 does not require grad, or when one instance is reused, is caught.
 
-The layers live in tests/edge_modules.py (loaded by name in the worker processes). The tests
-marked ``issue23`` fail until that issue is fixed (deselect them with -m "not issue23").
+The layers live in tests/edge_modules.py (loaded by name in the worker processes).
 """
 
 from __future__ import annotations
@@ -17,7 +16,6 @@ import pytest
 import bptt_report
 from bptt_report import cli
 
-ISSUE23 = pytest.mark.issue23
 QUICK = {"quick": True, "examples": 2, "timeout": 30}
 
 
@@ -101,7 +99,6 @@ def test_findings_that_differ_only_in_shapes_are_one_finding():
 # ---------------------------------------------------------------------------------------------
 # Wrong only where check-module did not look: eval(), m(x), x without grad, a reused instance
 # ---------------------------------------------------------------------------------------------
-@ISSUE23
 @pytest.mark.parametrize(
     "factory",
     ["rnn_wrong_in_eval", "rnn_wrong_default_h0", "rnn_wrong_without_x_grad", "rnn_caches_weights"],
@@ -120,6 +117,15 @@ def test_the_modules_own_notes_are_shown_in_the_summary_and_the_report(tmp_path,
     assert "- note: none of the outputs requires a gradient" in report
     data = json.loads((tmp_path / "r" / "report.json").read_text())
     assert any("None (counted as zeros)" in n for n in data["notes"]), data["notes"]
+
+
+def test_a_forward_that_requires_its_state_is_given_h0_and_says_so():
+    """user_modules' layers take forward(x, state): the configurations planned as m(x) give them
+    h0 (there is no default to check), compare dh0 too, and say so in a note."""
+    r = bptt_report.check_module("user_modules:correct_gru", cell="gru", **QUICK)
+    assert r.verdict == "PASS", r.summary()
+    assert any(n.startswith("the forward requires its initial state: given h0") for n in r.notes), r.notes
+    assert r.configs[1]["call"]["h0"] is False and "h0" in [a.name for a in r.arrays]
 
 
 def test_the_same_layer_without_its_flaw_passes():

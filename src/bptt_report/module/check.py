@@ -10,12 +10,15 @@ in worker processes (bptt_report.module.worker, through bptt_report.run.pool): a
 timeout or a modified input is a finding about the module, never a crash of the checker; a
 factory or module that cannot take the contract is a UsageError; sizes the factory declines
 with NotImplementedError are redrawn once, then reported as not checked. For each random
-configuration (D, H, T, B all different; random, nonzero and different b_ih and b_hh; random
-h0 (and c0); random upstream gradients on out, h_n (and c_n)) every value is rounded to the
-module's dtype first, and the reference, ``manual_bptt.forward``/``manual_bptt.backward`` in
-float64, is computed from the rounded values. Compared: out, h_n (c_n), then the gradients
-of weight_ih_l0, weight_hh_l0, bias_ih_l0, bias_hh_l0, x, h0 (c0). The forward is judged
-first: a wrong forward is reported as such.
+configuration (bptt_report.module.cases: D, H, T, B all different, one or two of them large;
+random, nonzero and different b_ih and b_hh; random h0 (and c0); random upstream gradients on
+out, h_n (and c_n); called in train() or eval() mode, with h0 or as m(x), with x requiring grad
+or not, on a fresh or a reused instance) every value is rounded to the module's dtype first,
+and the reference, ``manual_bptt.forward``/``manual_bptt.backward`` in float64, is computed from
+the rounded values. Compared: out, h_n (c_n), then the gradients of weight_ih_l0, weight_hh_l0,
+bias_ih_l0, bias_hh_l0, x, h0 (c0) (dx only where x requires grad, dh0 and dc0 only where h0 is
+given). The forward is judged first: a wrong forward is reported as such. PASS needs every way
+of calling the plan holds checked at least once (else INSUFFICIENT).
 
 The verdict (bptt_report.judge.compare.compare_module_array), per array and configuration, with
 err = max|a - ref| and scale = max|ref|:
@@ -48,10 +51,11 @@ from ..judge.compare import FACTOR, UNIT, ArrayCheck
 from ..judge.results import json_number_text
 from ..run.pool import DEFAULT_TIMEOUT
 from ..targets.contract import spec_of
-from .cases import FORWARD, NOTATION, draw_case, redrawn
+from .cases import CALL_WORDS, FORWARD, NOTATION, plan, redrawn
 from .localize import localize as locate
 from .localize import profile_only
 from .session import Evaluation, Session
+from .worker import call_of
 
 __all__ = [
     "MAX_MODULE_EXAMPLES", "MODULE_DTYPES", "MODULE_EXAMPLES", "MODULE_QUICK_EXAMPLES", "ArraySummary",
@@ -245,6 +249,14 @@ def declined_note(declined: list[tuple[dict[str, Any], str]], again: list[dict[s
     return words + (f", {len(again)} declined again ({_sizes_text(again)})" if again else "")
 
 
+def uncovered(cases: list[dict[str, Any]], evals: list[Evaluation]) -> list[str]:
+    """The ways of calling the plan holds that no checked configuration used (CALL_WORDS)."""
+    planned = {kv for c in cases for kv in call_of(c).items()}
+    ran = [c for c, ev in zip(cases, evals, strict=True) if ev.status == "ok"]
+    checked = {kv for c in ran for kv in call_of(c).items()}
+    return [words for kv, words in CALL_WORDS.items() if kv in planned and kv not in checked]
+
+
 def _spec(factory: str | Callable[..., Any]) -> str:
     if isinstance(factory, str):
         return factory
@@ -291,10 +303,10 @@ def check_module(
     spec = _spec(factory)
     rng, alt = np.random.default_rng(seed), np.random.default_rng([seed, 1])
     with Session(spec, cell, dtype, device, timeout) as session:
-        cases = [draw_case(rng, cell, dtype, quick, bias=(i % 4 != 1)) for i in range(n)]
+        cases = plan(rng, alt, cell, dtype, quick, n)
         evals = session.evaluate(cases)
         declined, again = _redraw_declined(session, alt, cases, evals, quick)
-        judged = _judge(evals, session.pool.notes)
+        judged = _judge(cases, evals, session.pool.notes)
         loc = None
         if judged.verdict == "FAIL" and localize:
             loc = locate(session, evals, judged.forward_bad, judged.grads_bad)
@@ -303,7 +315,7 @@ def check_module(
     notes = judged.notes + ([declined_note(declined, again, n)] if declined else [])
     configs = [
         {"D": c["D"], "H": c["H"], "T": c["T"], "B": c["B"], "bias": c["bias"],
-         "declined": ev.status == "unsupported"}
+         "large": c.get("large", False), "call": call_of(c), "declined": ev.status == "unsupported"}
         for c, ev in zip(cases, evals, strict=True)
     ]  # fmt: skip
     return ModuleCheckResult(
@@ -374,10 +386,11 @@ class _Judged:
     notes: list[str]
 
 
-def _judge(evals: list[Evaluation], pool_notes: list[str]) -> _Judged:
+def _judge(cases: list[dict[str, Any]], evals: list[Evaluation], pool_notes: list[str]) -> _Judged:
     """FAIL on any finding (a wrong forward, wrong gradients, a module that misbehaved or did not
-    run), else INSUFFICIENT when nothing was checked, else PASS; ``pool_notes`` are the pool's (why
-    configurations were not run)."""
+    run), else INSUFFICIENT when nothing was checked or a way of calling the plan holds was not
+    checked (every configuration that used it was declined), else PASS; ``pool_notes`` are the
+    pool's (why configurations were not run)."""
     n = len(evals)
     findings = findings_of(evals)
     not_run = sum(ev.status == "not_run" for ev in evals)
@@ -397,11 +410,17 @@ def _judge(evals: list[Evaluation], pool_notes: list[str]) -> _Judged:
     for _, ev in checked:
         for k, v in ev.reply.repeat.items():
             nondet[k] = max(nondet.get(k, 0.0), float(v))
+    missing = uncovered(cases, evals)
     if findings:
         verdict = "FAIL"
     elif not checked:
         verdict = "INSUFFICIENT"
         findings.append(f"none of the {n} configurations could be checked")
+    elif missing:
+        verdict = "INSUFFICIENT"
+        findings.append(
+            f"not checked {', '.join(missing)}: every configuration that called it so was declined"
+        )
     else:
         verdict = "PASS"
     return _Judged(verdict, findings, arrays, forward_bad, grads_bad, nondet, len(checked), notes_of(evals))

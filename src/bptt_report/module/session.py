@@ -1,7 +1,7 @@
 """check-module's session with a module under test: the worker process that runs the module, and
-each case evaluated (the module's reply, the reference and the baseline of bptt_report.module.cases,
-the verdict per array). Shared by the check (bptt_report.module.check) and the localization
-(bptt_report.module.localize), which both import it.
+each case evaluated (the module's reply, the reference and the baseline of bptt_report.module.cases
+on the case as the module was called, the verdict per array). Shared by the check
+(bptt_report.module.check) and the localization (bptt_report.module.localize), which both import it.
 
 A reply "usage" (the factory or the module cannot take the contract), or a forward that raised
 what bptt_report.module.contract.forward_mismatch recognises as a contract mismatch, ends the
@@ -22,7 +22,7 @@ from ..judge.compare import ArrayCheck, compare_module_arrays
 from ..run.pool import WorkerPool
 from ..run.protocol import Reply, Request
 from . import contract
-from .cases import FORWARD, baseline, reference
+from .cases import FORWARD, as_called, baseline, reference
 from .worker import program
 
 
@@ -35,6 +35,7 @@ class Evaluation:
 
     case: dict[str, Any]
     reply: Reply
+    used: dict[str, Any] | None = None  # the case as the module was called (cases.as_called)
     ref: dict[str, np.ndarray] | None = None
     base: dict[str, np.ndarray] | None = None
     errors: list[ArrayCheck] = field(default_factory=list)
@@ -109,9 +110,11 @@ class Session:
         for case, reply in zip(cases, replies, strict=True):
             ev = Evaluation(case=case, reply=reply)
             if ev.status == "ok":
-                ev.ref = reference(self.cell, self.activation, case)
+                ev.used, skipped = as_called(case, reply.arrays)
+                ref = reference(self.cell, self.activation, ev.used)
+                ev.ref = {k: v for k, v in ref.items() if k not in skipped}
                 if self.dtype != "float64":
-                    ev.base = baseline(self.cell, self.activation, self.settings, case)
+                    ev.base = baseline(self.cell, self.activation, self.settings, ev.used)
                 ev.errors = compare_module_arrays(ev.arrays, ev.ref, ev.base, self.dtype)
             evals.append(ev)
         return evals
