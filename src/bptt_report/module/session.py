@@ -19,6 +19,7 @@ import numpy as np
 
 from ..errors import UsageError
 from ..judge.compare import ArrayCheck, compare_module_arrays
+from ..run import threads
 from ..run.pool import WorkerPool
 from ..run.protocol import Reply, Request
 from . import contract
@@ -91,7 +92,8 @@ class Session:
         self.activation, self._activation_read = nl, True
 
     def evaluate(self, cases: Sequence[dict[str, Any]]) -> list[Evaluation]:
-        """Run the module on every case (in the workers), then the reference and the baseline here."""
+        """Run the module on every case (in the workers), then the reference and the baseline here
+        (on THREADS threads: bptt_report.run.threads)."""
         replies = self.pool.run([Request("run", c) for c in cases])
         spec = self.settings["factory"]
         for case, reply in zip(cases, replies, strict=True):
@@ -106,15 +108,14 @@ class Session:
             first = next((r for r in replies if r.status == "ok"), None)
             if first is not None:
                 self._read_activation(first.nonlinearity)
-        evals = []
-        for case, reply in zip(cases, replies, strict=True):
-            ev = Evaluation(case=case, reply=reply)
-            if ev.status == "ok":
-                ev.used, skipped = as_called(case, reply.arrays)
-                ref = reference(self.cell, self.activation, ev.used)
-                ev.ref = {k: v for k, v in ref.items() if k not in skipped}
-                if self.dtype != "float64":
-                    ev.base = baseline(self.cell, self.activation, self.settings, ev.used)
-                ev.errors = compare_module_arrays(ev.arrays, ev.ref, ev.base, self.dtype)
-            evals.append(ev)
+        evals = [Evaluation(case=case, reply=reply) for case, reply in zip(cases, replies, strict=True)]
+        with threads.fixed():  # the thread rule: as in the module's worker (and the report's references)
+            for ev in evals:
+                if ev.status == "ok":
+                    ev.used, skipped = as_called(ev.case, ev.reply.arrays)
+                    ref = reference(self.cell, self.activation, ev.used)
+                    ev.ref = {k: v for k, v in ref.items() if k not in skipped}
+                    if self.dtype != "float64":
+                        ev.base = baseline(self.cell, self.activation, self.settings, ev.used)
+                    ev.errors = compare_module_arrays(ev.arrays, ev.ref, ev.base, self.dtype)
         return evals
