@@ -295,8 +295,12 @@ def check_module(
         ModuleCheckResult (.verdict, .ok, .summary(), .assert_ok(), .to_json()).
 
     Raises:
-        UsageError (a ValueError) for bad options, a factory that cannot be loaded, a module
-        without the parameter names or with a forward of the wrong structure, a missing CUDA device.
+        UsageError (a ValueError) for bad options, a factory that cannot be loaded or does not
+        take the contract's keywords, a module the check does not cover yet (stacked,
+        bidirectional, projected: bptt_report.module.contract.NOT_CHECKED_YET), a module without
+        the parameter names or of other shapes, a forward of the wrong structure or one that
+        raised a contract mismatch, a missing CUDA device; each names what was tried and the
+        likely cause.
     """
     t0 = time.perf_counter()
     n, seed = _arguments(cell, dtype, examples, quick, seed, device)
