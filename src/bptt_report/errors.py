@@ -14,7 +14,8 @@
         ├── Unsupported          the target does not take these keywords (or this cell)
         ├── BadResult            the target returned something that is not a result
         ├── Mutated              the target changed one of its inputs
-        └── BrokenContract       check-module: the module does not follow the layer contract
+        ├── BrokenContract       check-module: the module does not follow the layer contract
+        └── Declined             check-module: the factory declines a size (NotImplementedError)
 """
 
 from __future__ import annotations
@@ -85,3 +86,8 @@ class Mutated(Misbehaved):
 
 class BrokenContract(Misbehaved):
     """The module does not follow the contract (missing parameters, wrong forward structure)."""
+
+
+class Declined(Misbehaved):
+    """check-module: the factory raised NotImplementedError for the sizes it was given (those
+    sizes are unsupported, not failed)."""
