@@ -46,17 +46,32 @@ def test_without_attributes_the_parameter_names_say_layers_directions_and_projec
 
 
 @pytest.mark.parametrize(
-    ("module", "words"),
+    ("module", "shape"),
     [
-        (nn.LSTM(3, 5, num_layers=2, batch_first=True), "torch.nn.LSTM with num_layers=2"),
-        (nn.GRU(3, 5, bidirectional=True, batch_first=True), "torch.nn.GRU with bidirectional=True"),
-        (nn.LSTM(3, 5, proj_size=2, batch_first=True), "torch.nn.LSTM with proj_size=2"),
-        (_Named("weight_ih_l0", "weight_ih_l2"), "with num_layers=3 (read from its parameter names)"),
+        (nn.LSTM(3, 5, num_layers=2, batch_first=True), contract.Shape(num_layers=2)),
+        (nn.GRU(3, 5, bidirectional=True, batch_first=True), contract.Shape(directions=2)),
+        (nn.LSTM(3, 5, 3, batch_first=True, bidirectional=True, proj_size=2), contract.Shape(3, 2, 2)),
+        (_Named("weight_ih_l0", "weight_ih_l2", "weight_hh_l1_reverse"), contract.Shape(3, 2)),
+        (_Named("weight_ih_l0", "weight_hr_l0", shape=(4, 6)), contract.Shape(proj_size=4)),
     ],
 )
-def test_a_configuration_not_checked_yet_is_refused_naming_it(module, words):
-    why = contract.refusal(module, contract.read_config(module), GIVEN)
-    assert why is not None and words in why and contract.CHECKED in why and "not supported yet" in why
+def test_stacked_bidirectional_and_projected_layers_are_read_as_their_shape_and_not_refused(module, shape):
+    config = contract.read_config(module)
+    assert contract.refusal(module, config, GIVEN, "lstm") is None
+    assert contract.shape_of(config) == shape and contract.shape_of(config, "packed").feed == "packed"
+
+
+def test_what_is_not_checked_is_refused_saying_why():
+    """Dropout between layers is random in train() mode (the reference has none); a projection on
+    another cell than the LSTM is the wrong --cell."""
+    m = nn.LSTM(3, 5, num_layers=2, dropout=0.5, batch_first=True)
+    why = contract.refusal(m, contract.read_config(m), GIVEN, "lstm")
+    assert why.startswith("torch.nn.LSTM with dropout=0.5: in train() mode") and "dropout=0" in why
+    one = nn.LSTM(3, 5, dropout=0.0, batch_first=True)  # (torch ignores dropout with one layer)
+    assert contract.refusal(one, contract.read_config(one), GIVEN, "lstm") is None
+    named = _Named("weight_ih_l0", "weight_hh_l0", "weight_hr_l0", shape=(3, 5))
+    why = contract.refusal(named, contract.read_config(named), GIVEN, "gru")
+    assert "with proj_size=3 (read from its parameter names)" in why and "did you mean --cell lstm?" in why
 
 
 def test_the_contracts_own_layers_are_not_refused_and_a_contradiction_is():
