@@ -411,8 +411,6 @@ def _run_report(args: argparse.Namespace) -> int:
     except UsageError as exc:  # a target that cannot be loaded, a Dask cluster that cannot run it
         print(f"manual-bptt report: {exc}", file=sys.stderr)
         return EXIT_USAGE
-    except ValueError:  # any other ValueError goes on, past the internal-error handler
-        raise
     except Exception:
         return _internal_error("manual-bptt report")
     print(result.summary())

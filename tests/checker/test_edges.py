@@ -151,7 +151,6 @@ def test_a_result_that_is_right_on_its_first_read_only_fails():
 # ---------------------------------------------------------------------------------------------
 # A garbled reply is a finding about the target, never a crash of the checker
 # ---------------------------------------------------------------------------------------------
-@ISSUE23
 @pytest.mark.parametrize("target", ["forks_both_reply", "huge_gradient", "writes_into_protocol_pipe"])
 def test_a_garbled_reply_is_a_failure_of_the_target_with_a_report_and_no_process_left(
     target, tmp_path, record, capsys

@@ -47,8 +47,8 @@ def misbehaviour(reply: Reply, during: str) -> tuple[str, str, str, tuple[str, .
     if status == "timeout":
         return "fail", f"the target ran past the timeout during {during}; its process was killed", "", ()
     if status == "garbled":
-        return "fail", f"the target's process sent a reply that cannot be read during {during} "
-        f"({reply.detail})", "", ()  # noqa: B018
+        text = f"the target's process sent a reply that cannot be read during {during} ({reply.detail})"
+        return "fail", text, "", ()
     return "fail", f"no result for {during} ({status})", "", ()
 
 
