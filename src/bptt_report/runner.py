@@ -30,6 +30,7 @@ from manual_bptt.environment import describe, usable_cpus
 from manual_bptt.problems import RNNConfig
 
 from .cells import CELLS
+from .errors import UsageError
 from .judge.checks import fd_check, oracle_checks
 from .judge.localize import localize, select
 from .judge.references import References, references_batch, references_of, sweep_references
@@ -71,8 +72,8 @@ def _resolve(target: TargetLike) -> str:
     """The importable "module:function" name of a target (nothing is imported here).
 
     Raises:
-        TargetError for a malformed name; ValueError for a callable that cannot be found
-        again by name (a lambda, a nested function): the target runs in another process.
+        TargetError for a malformed name; UsageError (a ValueError) for a callable that cannot
+        be found again by name (a lambda, a nested function): the target runs in another process.
     """
     if target is None:
         return DEFAULT_TARGET
@@ -84,7 +85,7 @@ def _resolve(target: TargetLike) -> str:
     spec = spec_of(target)
     if spec is None:
         name = getattr(target, "__qualname__", repr(target))
-        raise ValueError(
+        raise UsageError(
             f"target: {name} cannot be imported by name, and the target runs in a separate process; "
             "pass a module-level function (or its 'module:function' name)"
         )
@@ -122,32 +123,32 @@ def parse_cells(cells: Any) -> tuple[str, ...]:
     """The requested cells, in the order rnn, gru, lstm: "all", one name, or several.
 
     Raises:
-        ValueError naming ``cells`` and what is wrong.
+        UsageError (a ValueError) naming ``cells`` and what is wrong.
     """
     names = list(CELLS) if cells == "all" else [cells] if isinstance(cells, str) else cells
     if not isinstance(names, (list, tuple)) or not names or any(c not in CELLS for c in names):
-        raise ValueError(f"cells: expected 'all' or some of {', '.join(CELLS)}, got {cells!r}")
+        raise UsageError(f"cells: expected 'all' or some of {', '.join(CELLS)}, got {cells!r}")
     return tuple(c for c in CELLS if c in names)
 
 
 def _check_arguments(seed: Any, examples: Any, jobs: Any, max_localized: Any, timeout: Any) -> None:
     for name, value, least in (("seed", seed, 0), ("jobs", jobs, 1), ("max_localized", max_localized, 0)):
         if isinstance(value, bool) or not isinstance(value, int) or value < least:
-            raise ValueError(f"{name}: expected an integer >= {least}, got {value!r}")
+            raise UsageError(f"{name}: expected an integer >= {least}, got {value!r}")
     if jobs > max_jobs():
-        raise ValueError(
+        raise UsageError(
             f"jobs: at most {max_jobs()} ({JOBS_PER_CPU} x the {usable_cpus()} usable CPUs), got {jobs}"
         )
     if examples is not None and (
         isinstance(examples, bool) or not isinstance(examples, int) or not 1 <= examples <= MAX_EXAMPLES
     ):
-        raise ValueError(f"examples: expected an integer in 1..{MAX_EXAMPLES}, got {examples!r}")
+        raise UsageError(f"examples: expected an integer in 1..{MAX_EXAMPLES}, got {examples!r}")
     if (
         isinstance(timeout, bool)
         or not isinstance(timeout, (int, float))
         or not (math.isfinite(timeout) and timeout > 0)
     ):
-        raise ValueError(f"timeout: expected a positive number of seconds, got {timeout!r}")
+        raise UsageError(f"timeout: expected a positive number of seconds, got {timeout!r}")
 
 
 def check(
@@ -198,13 +199,13 @@ def check(
 
     Raises:
         bptt_report.TargetError when the target cannot be loaded or declares something
-        invalid; ValueError for bad arguments.
+        invalid; bptt_report.errors.UsageError (a ValueError) for bad arguments.
     """
     _check_arguments(seed, examples, jobs, max_localized, timeout)
     wanted = parse_cells(cells)
     if scheduler is not None:
         if not isinstance(scheduler, str) or not scheduler:
-            raise ValueError(f"scheduler: expected an address or 'local', got {scheduler!r}")
+            raise UsageError(f"scheduler: expected an address or 'local', got {scheduler!r}")
         from .run.cluster import require_dask
 
         require_dask()

@@ -21,6 +21,7 @@ import dataclasses
 
 from manual_bptt.problems import RNNConfig
 
+from ..errors import UsageError
 from .sweep import FULL, QUICK, SweepSize
 
 #: The thorough sweep.
@@ -79,14 +80,15 @@ def profile_size(profile: str | None, *, quick: bool = False, examples: int | No
     overriding its count (and the finite-difference count scaled to it).
 
     Raises:
-        ValueError for an unknown profile, or a profile other than "quick" together with quick=True.
+        UsageError (a ValueError) for an unknown profile, or a profile other than "quick"
+        together with quick=True.
     """
     if profile is None:
         profile = "quick" if quick else "default"
     if profile not in PROFILES:
-        raise ValueError(f"profile: expected one of {', '.join(PROFILES)}, got {profile!r}")
+        raise UsageError(f"profile: expected one of {', '.join(PROFILES)}, got {profile!r}")
     if quick and profile != "quick":
-        raise ValueError(f"profile: {profile!r} and quick=True contradict each other")
+        raise UsageError(f"profile: {profile!r} and quick=True contradict each other")
     base = PROFILES[profile]
     if examples is None:
         return base
