@@ -49,6 +49,10 @@ Attacks on the checker's process and protocol (manual_bptt.bptt's correct result
                              the first call of a run only when the records below are kept
     writes_into_protocol_pipe  writes bytes into the worker's protocol pipe (the private copy
                              of stdout that bptt_report.wire.private_stdio makes), then returns
+    writes_a_wrong_reply     writes a well-framed reply whose fields have the wrong types (dW a
+                             string, the status a number) into the protocol pipe, then returns
+    replies_to_another_request  writes a well-framed, well-typed reply to a request that was
+                             never sent into the protocol pipe, then returns
     leaves_setsid_child      starts ``sleep 60`` in a session of its own (start_new_session),
                              once per worker process, and leaves it running
     prints_128_mib           prints 128 MiB to stdout on every call
@@ -353,8 +357,30 @@ def writes_into_protocol_pipe(p, xs, ys, **kw):
     """Writes 16 bytes of garbage into the worker's protocol pipe, then returns manual_bptt.bptt."""
     fd = _protocol_fd()
     if fd is not None:
+        _record("protocol_fd", fd)  # first: the checker may end this process as soon as it reads the bytes
         os.write(fd, b"\xff\xff\xff\xf0not a reply!")
-        _record("protocol_fd", fd)
+    return _bptt(p, xs, ys, kw)
+
+
+def _write_frame(value: dict) -> None:
+    """A well-framed message (bptt_report's wire format) into the protocol pipe."""
+    from bptt_report.run import wire
+
+    fd = _protocol_fd()
+    if fd is not None:
+        _record("protocol_fd", fd)  # first: the checker may end this process as soon as it reads the frame
+        wire.write_frame(fd, wire.encode(value))
+
+
+def writes_a_wrong_reply(p, xs, ys, **kw):
+    """A reply of the wrong types (status 200, dW a string) ahead of the real one."""
+    _write_frame({"id": 1, "status": 200, "fields": {"W": "the right answer"}})
+    return _bptt(p, xs, ys, kw)
+
+
+def replies_to_another_request(p, xs, ys, **kw):
+    """A reply to a request that was never sent (id 10**9) ahead of the real one."""
+    _write_frame({"id": 10**9, "status": "ok", "fields": {}})
     return _bptt(p, xs, ys, kw)
 
 

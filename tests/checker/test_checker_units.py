@@ -10,7 +10,7 @@ import pytest
 
 from bptt_report.judge import compare
 from bptt_report.run import wire
-from bptt_report.run.protocol import Request
+from bptt_report.run.protocol import Hello, Reply, Request, from_wire
 from bptt_report.targets import contract, worker
 from bptt_report.targets.contract import problem_for
 from bptt_report.targets.probe import probe_configs
@@ -37,6 +37,30 @@ def test_worker_messages_carry_numbers_and_arrays_and_nothing_else():
         wire.decode(struct.pack(">I", len(header)) + header + b"\0" * 8)
     with pytest.raises(wire.WireError):
         wire.decode(b"\x80\x04garbage")
+
+
+def test_a_reply_is_rebuilt_field_by_field_and_a_field_of_the_wrong_type_is_refused():
+    sent = {"id": 3, "status": "ok", "seconds": 1, "fields": {"W": np.zeros((2, 3)), "b": None},
+            "keywords": ["mask"], "exit_status": None, "repeat": {"out": 0}, "unknown": object()}  # fmt: skip
+    reply = from_wire(Reply, wire.decode(wire.encode({k: v for k, v in sent.items() if k != "unknown"})))
+    assert reply.id == 3 and reply.keywords == ("mask",) and reply.fields["b"] is None
+    assert isinstance(reply.seconds, float) and reply.repeat == {"out": 0.0}
+    assert from_wire(Reply, sent).status == "ok", "a field it does not know is left out"
+    for bad, match in [
+        ({"id": "3"}, "id: expected an int, got a str"),
+        ({"id": True}, "id: expected an int, got a bool"),
+        ({"status": 200}, "status: expected a str, got an int"),
+        ({"fields": [1.0]}, "fields: expected a dict, got a list"),
+        ({"fields": {"W": [1.0, 2.0]}}, r"fields\['W'\]: expected an array, got a list"),
+        ({"keywords": "mask"}, "keywords: expected a list, got a str"),
+        ({"exit_status": 1.5}, "exit_status: expected an int, got a float"),
+        ({"notes": {"W": 1}}, r"notes\['W'\]: expected a str, got an int"),
+    ]:
+        with pytest.raises(wire.WireError, match=match):
+            from_wire(Reply, bad)
+    with pytest.raises(wire.WireError, match="must be a dict"):
+        from_wire(Hello, [1])
+    assert from_wire(Hello, {"status": "ready", "keywords": None}).keywords is None
 
 
 def test_a_declaration_is_validated_and_its_names_normalized():

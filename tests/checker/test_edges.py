@@ -173,6 +173,22 @@ def test_a_garbled_reply_is_a_failure_of_the_target_with_a_report_and_no_process
     assert not left, f"processes of the target still running after the checker returned: {left}"
 
 
+@pytest.mark.parametrize(
+    "target, detail",
+    [
+        ("writes_a_wrong_reply", "status: expected a str, got an int"),
+        ("replies_to_another_request", "a reply to a request that was never sent (id 1000000000)"),
+    ],
+)
+def test_a_well_framed_reply_of_the_wrong_types_or_to_another_request_is_a_failure(target, detail, record):
+    """The frame decodes, but the reply is not one: its fields are checked when it is rebuilt,
+    and its id against the request that was due."""
+    r = bptt_report.check(f"edge_targets:{target}", quick=True, examples=8, cells="rnn", timeout=TIMEOUT)
+    assert (record / "protocol_fd").exists(), "the target found the protocol pipe and wrote into it"
+    assert r.verdict == "FAIL", r.summary()
+    assert "sent a reply that cannot be read" in _text(r) and detail in _text(r), _text(r)
+
+
 # ---------------------------------------------------------------------------------------------
 # The target's processes and output do not outlive or flood the checker
 # ---------------------------------------------------------------------------------------------

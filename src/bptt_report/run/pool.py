@@ -62,6 +62,18 @@ BOOT = (
 )
 
 
+def unasked(got: int, expected: int | None, issued: int) -> str:
+    """What a reply with the id ``got`` is, when the reply to ``expected`` was due (None: none
+    was) and the ids 1..``issued`` have been sent."""
+    if expected is not None and 1 <= got < expected:
+        what = f"a second reply to an earlier request (id {got}: a process of the target that forked?)"
+    elif 1 <= got <= issued:
+        what = f"a reply to request {got} out of its turn"
+    else:
+        what = f"a reply to a request that was never sent (id {got})"
+    return what + (f", where the reply to request {expected} was due" if expected is not None else "")
+
+
 def max_jobs() -> int:
     """The largest ``jobs`` accepted: JOBS_PER_CPU x the usable CPUs."""
     return JOBS_PER_CPU * usable_cpus()
@@ -194,7 +206,12 @@ class WorkerPool:
                 ) from exc
             self._kill(w)
             raise TargetError(f"{self.program.label}: the process loading it failed ({exc})") from exc
-        hello = from_wire(Hello, info) if isinstance(info, dict) else Hello(status="")
+        try:
+            hello = from_wire(Hello, info)
+        except WireError as exc:
+            self._kill(w)
+            why = f"the process loading it sent a hello that cannot be read ({exc})"
+            raise TargetError(f"{self.program.label}: {why}") from exc
         if hello.status != "ready":
             self._kill(w)
             raise TargetError(str(hello.message or f"{self.program.label}: cannot be loaded"))
@@ -285,19 +302,21 @@ class WorkerPool:
                 except WireError as exc:
                     lose(w, "garbled", str(exc))
                     continue
-                if not isinstance(msg, dict):
-                    lose(w, "garbled", "not a dict")
+                try:
+                    message = from_wire(Hello if not w.ready else Reply, msg)
+                except WireError as exc:
+                    lose(w, "garbled", str(exc))
                     continue
-                if not w.ready:
-                    hello = from_wire(Hello, msg)
-                    if hello.status != "ready":
-                        lose(w, "died", str(hello.message))
+                if isinstance(message, Hello):
+                    if message.status != "ready":
+                        lose(w, "died", str(message.message))
                         continue
                     w.ready, w.since = True, time.monotonic()
                     continue
-                reply = from_wire(Reply, msg)
-                if not w.outstanding or reply.id != seqs[w.outstanding[0]]:
-                    lose(w, "garbled", "a reply to a request that was not asked")
+                reply = message
+                expected = seqs[w.outstanding[0]] if w.outstanding else None
+                if reply.id != expected:
+                    lose(w, "garbled", unasked(reply.id, expected, self._seq))
                     continue
                 finish(w.outstanding.popleft(), reply)
                 w.since = time.monotonic()
