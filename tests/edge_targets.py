@@ -55,6 +55,9 @@ Attacks on the checker's process and protocol (manual_bptt.bptt's correct result
                              never sent into the protocol pipe, then returns
     leaves_setsid_child      starts ``sleep 60`` in a session of its own (start_new_session),
                              once per worker process, and leaves it running
+    leaves_a_daemon          starts, once per worker process, a daemon the classic way: a child
+                             that starts ``sleep 60`` in a session of its own and exits at once,
+                             so that the sleep is an orphan, no descendant of the worker any more
     prints_128_mib           prints 128 MiB to stdout on every call
 
 When the environment variable RECORD_VARIABLE names a directory, the attacks leave a record
@@ -394,6 +397,23 @@ def leaves_setsid_child(p, xs, ys, **kw):
         child = subprocess.Popen(["sleep", "60"], start_new_session=True)
         _SPAWNED.append(child.pid)
         _record("pids", child.pid)
+    return _bptt(p, xs, ys, kw)
+
+
+_DAEMONS: list[int] = []
+
+
+def leaves_a_daemon(p, xs, ys, **kw):
+    """manual_bptt.bptt; the first call of each worker process leaves an orphaned ``sleep 60``
+    (started by a child that exits at once) running."""
+    if not _DAEMONS:
+        code = (
+            "import subprocess as s; print(s.Popen(['sleep', '60'], start_new_session=True, "
+            "stdin=s.DEVNULL, stdout=s.DEVNULL, stderr=s.DEVNULL).pid)"
+        )
+        pid = int(subprocess.run([sys.executable, "-c", code], capture_output=True, text=True).stdout)
+        _DAEMONS.append(pid)
+        _record("pids", pid)
     return _bptt(p, xs, ys, kw)
 
 

@@ -192,7 +192,6 @@ def test_a_well_framed_reply_of_the_wrong_types_or_to_another_request_is_a_failu
 # ---------------------------------------------------------------------------------------------
 # The target's processes and output do not outlive or flood the checker
 # ---------------------------------------------------------------------------------------------
-@ISSUE23
 def test_a_child_the_target_starts_in_a_session_of_its_own_ends_with_the_checker(tmp_path, record):
     """``sleep 60`` started with start_new_session=True: a caller capturing the checker's output
     gets it when the checker is done (it waited for the sleep to end), and the child is gone.
@@ -212,12 +211,22 @@ def test_a_child_the_target_starts_in_a_session_of_its_own_ends_with_the_checker
     assert not left, f"still running after the checker returned: {left}"
 
 
+def test_an_orphan_the_target_leaves_behind_ends_with_the_check(record):
+    """A daemon started the classic way (its parent exits at once, so that it is no descendant
+    of the worker any more, and in a session of its own): gone when check() returns."""
+    r = bptt_report.check("edge_targets:leaves_a_daemon", quick=True, examples=4, cells="rnn",
+                          timeout=TIMEOUT)  # fmt: skip
+    assert r.verdict in ("PASS", "INSUFFICIENT"), r.summary()
+    assert _pids(record), "the target started its daemon"
+    left = [pid for pid in _pids(record) if _alive(pid)]
+    assert not left, f"still running after check() returned: {left}"
+
+
 #: What may reach the checker's stderr from a target printing 128 MiB per call: less than one
 #: call's output, in all (the output is capped per call; its tail may be kept for the report).
 OUTPUT_ALLOWED = 128 << 20
 
 
-@ISSUE23
 def test_the_targets_output_reaches_the_checkers_stderr_capped(tmp_path):
     command = [sys.executable, "-m", "bptt_report", "report", "--quick", "--examples", "2", "--cell", "rnn",
                "--no-plots", "--no-progress", "--timeout", str(TIMEOUT), "--target",

@@ -77,6 +77,10 @@ class Reply:
         remarks: what the module's call said (a gradient that is None, counted as zeros).
         repeat: array -> max|difference| of a second identical call (nondeterminism).
         nonlinearity: the Elman module's ``nonlinearity`` attribute, when it is a string.
+
+        output: the last bytes (run.pool.OUTPUT_TAIL) of what the code under test printed
+            (stdout and stderr) during the request, and output_bytes: how many it printed;
+            set by the pool, whatever the worker sent.
     """
 
     id: int = 0
@@ -97,6 +101,8 @@ class Reply:
     remarks: tuple[str, ...] = ()
     repeat: dict[str, float] = field(default_factory=dict)
     nonlinearity: str | None = None
+    output: str = ""
+    output_bytes: int = 0
 
 
 @dataclass(frozen=True)

@@ -10,12 +10,14 @@ product's worker module and calls its ``main(argument)``, which calls ``serve(lo
                                    one, so that a traceback starts at the product's handler)
 
 serve() keeps private copies of stdin and stdout for the protocol (the code under test sees
-/dev/null as its stdin, and stderr as its stdout), leaves Ctrl-C to the checker, sends the
-Hello, then answers each request of each batch the checker sends (bptt_report.run.protocol:
-the requests pickled, the replies as bptt_report.run.wire messages), in order, until a None
-batch or the end of the stream. A request whose handling raises is answered "raised" (or
-"exited", for SystemExit) with the traceback; every reply carries the request's id and its wall
-time. When the checker goes away (a closed pipe), the worker ends quietly.
+/dev/null as its stdin, and as its stdout its stderr: the pipe of its output, which the pool
+reads), leaves Ctrl-C to the checker, sends the Hello, then answers each request of each batch
+the checker sends (bptt_report.run.protocol: the requests pickled, the replies as
+bptt_report.run.wire messages), in order, until a None batch or the end of the stream. A
+request whose handling raises is answered "raised" (or "exited", for SystemExit) with the
+traceback; every reply carries the request's id and its wall time, and goes after what the
+code under test printed meanwhile has been flushed. When the checker goes away (a closed
+pipe), the worker ends quietly.
 """
 
 from __future__ import annotations
@@ -65,7 +67,19 @@ def answer(handle: Handle, request: Request) -> Reply:
     except Exception as exc:
         name, tb = type(exc).__name__, _traceback(exc)
         reply = Reply(status="raised", exception=name, message=str(exc), traceback=tb)
-    return dataclasses.replace(reply, id=request.id, seconds=time.perf_counter() - t0)
+    seconds = time.perf_counter() - t0
+    flush_output()
+    return dataclasses.replace(reply, id=request.id, seconds=seconds)
+
+
+def flush_output() -> None:
+    """What the code under test printed through sys.stdout and sys.stderr, out of their buffers
+    (into the output pipe, before the reply: the pool reads it as this request's)."""
+    for stream in (sys.stdout, sys.stderr):
+        try:
+            stream.flush()
+        except Exception:  # the code under test may have replaced or closed them
+            pass
 
 
 def _traceback(exc: BaseException) -> str:
@@ -82,6 +96,7 @@ def serve(load: Callable[[], tuple[Handle | None, Hello]]) -> None:
         before = imported(ORACLE_MODULES)
         handle, hello = load()
         hello = dataclasses.replace(hello, modules=imported(ORACLE_MODULES), modules_before=before)
+        flush_output()
         write_frame(fd_out, encode(to_wire(hello)))
         if handle is None:
             return
