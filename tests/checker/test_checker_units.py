@@ -3,15 +3,18 @@ declaration, the finite-difference criterion the plot draws, the mutation guard.
 
 from __future__ import annotations
 
+import dataclasses
 import struct
+from types import SimpleNamespace
 
 import numpy as np
 import pytest
 
+import manual_bptt as mb
 from bptt_report.judge import compare
 from bptt_report.run import wire
 from bptt_report.run.protocol import Hello, Reply, Request, from_wire
-from bptt_report.targets import contract, worker
+from bptt_report.targets import contract, replies, worker
 from bptt_report.targets.contract import problem_for
 from bptt_report.targets.probe import probe_configs
 
@@ -85,20 +88,47 @@ def test_the_finite_difference_ratio_is_the_elementwise_criterion():
         assert c.passed == (c.abs_error <= c.tolerance)
 
 
-def test_the_mutation_guard_names_each_changed_input():
-    prob = problem_for(probe_configs(("tokens (T,)",))["mask"])
+def test_a_changed_input_is_found_in_the_checker_and_named():
+    """The worker sends the inputs back as the call left them; the checker compares them with
+    its own arrays (a changed input matters more than what the target raised)."""
+    request = Request("call", probe_configs(("tokens (T,)",))["mask"], id=7)
 
     def changes(p, xs, ys, **kw):
         ys[0] += 1
         kw["mask"][:] = False  # it has at least one True
         raise ValueError("after changing its inputs")
 
-    with pytest.raises(worker.Mutated) as exc:
-        worker.guarded_call(changes, prob)
-    assert exc.value.names == ["ys", "mask"], "reported instead of the exception"
-    reply = worker.handle(changes, Request("call", prob.cfg, id=7))
-    assert reply.status == "mutated" and reply.mutated == ("ys", "mask")
-    assert worker.handle(lambda *a, **k: None, Request("call", prob.cfg, id=7)).status == "bad_result"
+    reply = worker.handle(changes, request)
+    assert reply.status == "raised" and not np.array_equal(reply.inputs["ys"], problem_for(request.config).ys)
+    judged = replies.verified(request, reply)
+    assert judged.status == "mutated" and judged.mutated == ("ys", "mask"), "and not what it raised"
+    assert replies.verified(request, worker.handle(lambda *a, **k: None, request)).status == "bad_result"
+    right = worker.handle(mb.bptt, request)
+    assert right.status == "ok" and replies.verified(request, right) == right
+    forged = dataclasses.replace(right, inputs={})
+    assert replies.verified(request, forged).status == "garbled", "a call's reply must carry its inputs"
+
+
+def test_a_result_is_read_twice_and_a_second_read_that_differs_is_a_finding():
+    request = Request("call", probe_configs(("tokens (T,)",))["tokens (T,)"], id=3)
+
+    class Drifts:
+        def __init__(self, a):
+            self.a, self.reads = np.asarray(a), 0
+
+        def __array__(self, dtype=None, copy=None):
+            self.reads += 1
+            return self.a if self.reads == 1 else np.nextafter(self.a, np.inf)  # one ulp, read again
+
+    def drifting(p, xs, ys, **kw):
+        r = mb.bptt(p, xs, ys, **kw)
+        grads = SimpleNamespace(**{**vars(r.grads), "W": Drifts(r.grads.W)})
+        return SimpleNamespace(loss=r.loss, grads=grads)
+
+    reply = worker.handle(drifting, request)
+    assert reply.status == "ok", "the worker judges nothing"
+    judged = replies.verified(request, reply)
+    assert judged.status == "bad_result" and "reads differently when it is read again (W)" in judged.message
 
 
 def test_the_worker_side_imports_neither_torch_nor_the_oracle():

@@ -133,7 +133,6 @@ def test_the_quick_sweep_has_long_wide_and_large_batch_configurations():
 # ---------------------------------------------------------------------------------------------
 # No false PASS by tampering with the worker, or by a result that changes when read again
 # ---------------------------------------------------------------------------------------------
-@ISSUE23
 def test_a_target_that_disables_the_workers_input_check_and_changes_ys_fails():
     r = bptt_report.check("edge_targets:patches_mutation_check_mutates_ys", quick=True, examples=8,
                           cells="rnn", timeout=TIMEOUT)  # fmt: skip
@@ -141,7 +140,6 @@ def test_a_target_that_disables_the_workers_input_check_and_changes_ys_fails():
     assert "ys" in _text(r)
 
 
-@ISSUE23
 def test_a_result_that_is_right_on_its_first_read_only_fails():
     r = bptt_report.check("edge_targets:lazy_first_read_only", quick=True, examples=8, cells="rnn",
                           timeout=TIMEOUT)  # fmt: skip

@@ -446,7 +446,9 @@ class WorkerPool:
                     lose(w, "garbled", unasked(message.id, expected, self._seq))
                     return
                 i = w.outstanding.popleft()
-                finish(i, dataclasses.replace(message, **self._output(w, "")))
+                reply = dataclasses.replace(message, **self._output(w, ""))
+                check = self.program.check
+                finish(i, reply if check is None else check(requests[i], reply))
                 w.since = time.monotonic()
 
         while pending:

@@ -78,6 +78,11 @@ class Reply:
         repeat: array -> max|difference| of a second identical call (nondeterminism).
         nonlinearity: the Elman module's ``nonlinearity`` attribute, when it is a string.
 
+        inputs: a target's inputs as its call left them (targets.contract.input_arrays), sent
+            back whenever it was called, compared in the checker with its own.
+        reread, reread_notes: a target's result read a second time (as fields, notes), compared
+            in the checker with the first read.
+
         output: the last bytes (run.pool.OUTPUT_TAIL) of what the code under test printed
             (stdout and stderr) during the request, and output_bytes: how many it printed;
             set by the pool, whatever the worker sent.
@@ -101,6 +106,9 @@ class Reply:
     remarks: tuple[str, ...] = ()
     repeat: dict[str, float] = field(default_factory=dict)
     nonlinearity: str | None = None
+    inputs: dict[str, np.ndarray | None] = field(default_factory=dict)
+    reread: dict[str, np.ndarray | None] = field(default_factory=dict)
+    reread_notes: dict[str, str] = field(default_factory=dict)
     output: str = ""
     output_bytes: int = 0
 
@@ -139,12 +147,17 @@ class Program:
         argument: what it is given: a target's "module:function" name, check-module's settings.
         label: how errors name it: "--target manual_bptt:bptt", or check-module's factory.
         noun: how notes name the code under test: "the target", "the module".
+        check: ``check(request, reply) -> reply``, run by the pool on every reply of a worker,
+            in the pool's process (never where the code under test runs): the product's
+            judgment of what the worker sent back (a target's inputs, its two reads), which
+            may turn the reply into a finding; None: the replies as they come.
     """
 
     main: Callable[[str], None]
     argument: str
     label: str
     noun: str = "the target"
+    check: Callable[[Request, Reply], Reply] | None = None
 
 
 Message = TypeVar("Message", Reply, Hello)

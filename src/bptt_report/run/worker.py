@@ -62,11 +62,8 @@ def answer(handle: Handle, request: Request) -> Reply:
     t0 = time.perf_counter()
     try:
         reply = handle(request)
-    except SystemExit as exc:
-        reply = Reply(status="exited", exit_argument=repr(exc.code), traceback=_traceback(exc))
-    except Exception as exc:
-        name, tb = type(exc).__name__, _traceback(exc)
-        reply = Reply(status="raised", exception=name, message=str(exc), traceback=tb)
+    except (Exception, SystemExit) as exc:
+        reply = exception_reply(exc)
     seconds = time.perf_counter() - t0
     flush_output()
     return dataclasses.replace(reply, id=request.id, seconds=seconds)
@@ -80,6 +77,14 @@ def flush_output() -> None:
             stream.flush()
         except Exception:  # the code under test may have replaced or closed them
             pass
+
+
+def exception_reply(exc: BaseException) -> Reply:
+    """The reply to a request whose handling raised ``exc``: "exited" for SystemExit (its
+    argument), else "raised" (the exception's type name and message), with the traceback."""
+    if isinstance(exc, SystemExit):
+        return Reply(status="exited", exit_argument=repr(exc.code), traceback=_traceback(exc))
+    return Reply(status="raised", exception=type(exc).__name__, message=str(exc), traceback=_traceback(exc))
 
 
 def _traceback(exc: BaseException) -> str:

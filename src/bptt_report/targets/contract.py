@@ -359,16 +359,42 @@ def problem_for(cfg: RNNConfig, prefix: int | None = None) -> Problem | None:
     )
 
 
+def input_arrays(p: Any, xs: Any, ys: Any, s0: Any, mask: Any) -> dict[str, Any]:
+    """The inputs of one call by name: the parameters (U, W, V, b, c; a gated cell's U, W,
+    b_ih, b_hh, V, c), xs, ys, mask, s0 (the LSTM's as s0.h and s0.c). The worker sends them
+    back as the call left them; the checker compares them with its own."""
+    params = {f.name: getattr(p, f.name) for f in dataclasses.fields(p)}
+    parts = state_parts(s0) if isinstance(s0, tuple) else None
+    state = {"s0": s0} if parts is None else {"s0.h": parts[0], "s0.c": parts[1]}
+    return {**params, "xs": xs, "ys": ys, "mask": mask, **state}
+
+
+def problem_inputs(prob: Problem) -> dict[str, Any]:
+    """input_arrays of a problem."""
+    return input_arrays(prob.params, prob.xs, prob.ys, prob.s0, prob.mask)
+
+
 def call_target(
     fn: Callable[..., Any], p: Any, xs: Any, ys: Any, kwargs: dict[str, Any], *, probe: bool = False
 ) -> TargetOutput:
-    """Call ``fn(p, xs, ys, **non_default(kwargs))`` and read loss, grads, ds0, dxs.
+    """Call ``fn(p, xs, ys, **non_default(kwargs))`` and read loss, grads, ds0, dxs (invoke,
+    then read_output).
+
+    Raises:
+        as invoke; BadResult when the result has no .loss or .grads.
+    """
+    return read_output(invoke(fn, p, xs, ys, kwargs, probe=probe), cell_of_params(p))
+
+
+def invoke(
+    fn: Callable[..., Any], p: Any, xs: Any, ys: Any, kwargs: dict[str, Any], *, probe: bool = False
+) -> Any:
+    """``fn(p, xs, ys, **non_default(kwargs))``: its result as returned.
 
     Raises:
         Unsupported when a passed keyword is not accepted (by signature, or a TypeError naming
         it, or NotImplementedError); in a ``probe`` of a gated cell, also on any other
         TypeError (the target does not take this params type; in the sweep it is a failure).
-        BadResult when the result has no .loss or .grads.
         Anything else the target raises.
     """
     kw = non_default(kwargs)
@@ -391,4 +417,4 @@ def call_target(
         if cell != "rnn" and not kw:
             raise Unsupported((cell,), f"raised NotImplementedError: {exc}") from exc
         raise Unsupported(tuple(kw) or ("this configuration",), f"raised NotImplementedError: {exc}") from exc
-    return read_output(r, cell)
+    return r
