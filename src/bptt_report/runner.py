@@ -214,7 +214,7 @@ def check(
     size = profile_size(profile, quick=quick, examples=examples)
     timeout = float(timeout)
     with WorkerPool(program(spec), workers=1 if scheduler is not None else jobs, timeout=timeout) as pool:
-        every, bad_probes = _probe(pool, wanted)
+        every, bad_probes = _probe(pool, wanted, named=cells != "all")
         configs, fd_configs = _plan(seed, size, every, profile)
         replies, refs, dask_aborted = _run(pool, spec, configs, fd_configs, jobs, scheduler, progress)
         checks = _judge(configs, fd_configs, replies, refs)
@@ -243,15 +243,22 @@ def check(
 # ---------------------------------------------------------------------------------------------
 # The phases of check(), in order
 # ---------------------------------------------------------------------------------------------
-def _probe(pool: WorkerPool, cells: tuple[str, ...]) -> tuple[list[Capabilities], list[Probe]]:
+def _probe(pool: WorkerPool, cells: tuple[str, ...], named: bool) -> tuple[list[Capabilities], list[Probe]]:
     """1. What the target supports, per requested cell (targets.probe), and the probes in which it
-    misbehaved."""
+    misbehaved. On cells not asked for by name (``named`` False) an input form whose probe
+    raises is unsupported, unless that leaves no cell at all: a target that raises on every
+    cell is probed again as if each had been named, so that what it raises is a failure."""
     every: list[Capabilities] = []
     misbehaved: list[Probe] = []
     for cell in cells:
-        caps, bad = capabilities(pool, pool.hello, cell)
+        caps, bad = capabilities(pool, pool.hello, cell, named=named)
         every.append(caps)
         misbehaved += bad
+    if not named and not any(c.checkable for c in every) and any(c.declined for c in every):
+        for i, caps in enumerate(every):
+            if caps.declined:
+                every[i], bad = capabilities(pool, pool.hello, caps.cell, named=True)
+                misbehaved += bad
     return every, misbehaved
 
 

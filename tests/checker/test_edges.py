@@ -78,7 +78,6 @@ def _env() -> dict[str, str]:
 # ---------------------------------------------------------------------------------------------
 # No false FAIL
 # ---------------------------------------------------------------------------------------------
-@ISSUE23
 def test_a_narrow_correct_elman_target_passes_under_the_default_cells():
     """Token ids (T,), no biases (NotImplementedError for them), AttributeError on GRUParams and
     LSTMParams: the rnn cell is checked on what it supports, the gated cells are unsupported
@@ -89,7 +88,6 @@ def test_a_narrow_correct_elman_target_passes_under_the_default_cells():
     assert "AttributeError" in r.summary()
 
 
-@ISSUE23
 def test_a_narrow_correct_elman_target_passes_when_its_cell_is_asked_for():
     """--cell rnn: biases are a probed feature like any other, so the target is checked on
     tokens (T,) without biases and passes (it was INSUFFICIENT: every probe passed biases)."""

@@ -23,7 +23,7 @@ from .compare import FIELDS, ArrayCheck
 from .coverage import MIN_CHECKED, cell_prefix, features_of, required_coverage
 
 #: Version of the report.json layout (see report.schema.json).
-SCHEMA_VERSION = "3.0"
+SCHEMA_VERSION = "3.1"
 #: The kinds of check, in report order, with their human names.
 KINDS: dict[str, str] = {
     "probe": "capability probes (tiny configurations, before the sweep)",

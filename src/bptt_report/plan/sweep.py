@@ -11,7 +11,7 @@ least as many configurations as values), while the combinations are random:
     activation      tanh, sigmoid, relu, identity (the Elman cell; None for a gated cell)
     truncation      None (twice as often), 0, 1, about T/2, beyond T - 1
     reduction       sum, mean
-    mask, bias      off, on
+    mask, bias      off, on (bias: when the target takes biases; else off)
     s0              none, shared (H,), per row (B, H) (batched only; shared otherwise)
     weight scale    manual_bptt.problems.WEIGHT_SCALES; the Elman cell: the spectral radius of
                     W, 0.1 and 0.5 vanish, 1.0 is marginal, 1.5 and 3.0 explode; a gated cell:
@@ -138,6 +138,7 @@ class Space:
     reductions: tuple[str, ...]
     masks: tuple[bool, ...]
     s0s: tuple[str | None, ...]
+    biases: tuple[bool, ...] = (True, False)
 
 
 def space_of(caps: Capabilities) -> Space:
@@ -155,6 +156,7 @@ def space_of(caps: Capabilities) -> Space:
         reductions=values("reduction=mean"),
         masks=values("mask"),
         s0s=values("s0"),
+        biases=(True, False) if caps.bias else (False,),
     )
 
 
@@ -172,7 +174,7 @@ def plan_configs(seed: int, size: SweepSize, caps: Capabilities = FULL_SUPPORT) 
     truncs = _stratified(rng, sp.truncations, n)
     reductions = _stratified(rng, sp.reductions, n)
     masks = _stratified(rng, sp.masks, n)
-    biases = _stratified(rng, (True, False), n)
+    biases = _stratified(rng, sp.biases, n)
     s0s = _stratified(rng, sp.s0s, n)
     scales = _stratified(rng, WEIGHT_SCALES, n)
     configs = []
@@ -230,7 +232,7 @@ def plan_fd_configs(seed: int, size: SweepSize, caps: Capabilities = FULL_SUPPOR
                 H=H,
                 K=K,
                 tokens=tokens,
-                bias=bool(rng.integers(2)),
+                bias=bool(rng.integers(2)) and len(sp.biases) == 2,
                 activation=acts[i],
                 truncate=None,
                 reduction=str(rng.choice(["sum", "mean"])) if len(sp.reductions) == 2 else "sum",

@@ -26,12 +26,16 @@ key optional):
     }
 
 A declared key is taken as it is (validated: an unknown name is a usage error). Each feature
-not declared is probed once on a tiny case before the sweep: it is unsupported when the
-keyword is not in the signature, or when the call raises NotImplementedError (or a TypeError
-naming the keyword; for a cell, any TypeError on every input form); any other outcome counts
-as supported, so the sweep checks it (an
-exception there is a failure, with its traceback). The sweep is then drawn inside what is
-supported. The checker compares float64 only: a target without "float64" in its dtypes
+not declared is probed once on a tiny case before the sweep (bptt_report.targets.probe): each
+input form on the cell's smallest case (no biases, no options), then biases (b, c: always
+probed; a target may support only b = c = None), each option and each activation on the first
+form it takes. A feature is unsupported when the keyword is not in the signature, or when the
+call raises NotImplementedError (or a TypeError naming the keyword; for a cell, any TypeError
+on every input form); any other outcome counts as supported, so the sweep checks it (an
+exception there is a failure, with its traceback). On a cell not asked for by name (the
+default, every cell) an input form whose probe raises anything is unsupported, shown with the
+exception, unless the target then supports no cell at all. The sweep is then drawn inside what
+is supported. The checker compares float64 only: a target without "float64" in its dtypes
 cannot be checked.
 
 The calls themselves run only in worker processes (bptt_report.targets.worker). numpy only.
@@ -77,6 +81,9 @@ FORMS: dict[str, tuple[bool, bool]] = {
 }
 #: Options and the keyword each needs.
 OPTIONS: dict[str, str] = {"s0": "s0", "truncate": "truncate", "mask": "mask", "reduction=mean": "reduction"}
+#: The feature of the parameters with biases (b, c; a gated cell's b_ih, b_hh, c), always
+#: probed: a target may support only b = c = None.
+BIAS = "bias"
 #: The Elman cell's activations (manual_bptt's).
 ACTIVATIONS: tuple[str, ...] = tuple(_ACTIVATIONS)
 #: The dtypes a target may declare (the checker compares float64 only).
@@ -128,6 +135,10 @@ class Capabilities:
         sources: feature -> how support was established ("declared", "probed", "signature").
         cell: the cell these capabilities are for ("rnn", "gru", "lstm"); a gated cell has no
             activations.
+        bias: whether it takes parameters with biases (b and c, or b_ih, b_hh and c); without,
+            only b = c = None (``unsupported["bias"]`` says why).
+        declined: input forms unsupported only because their probe raised on a cell not asked
+            for by name (targets.probe).
     """
 
     forms: tuple[str, ...]
@@ -137,6 +148,8 @@ class Capabilities:
     unsupported: dict[str, str] = field(default_factory=dict)
     sources: dict[str, str] = field(default_factory=dict)
     cell: str = "rnn"
+    bias: bool = True
+    declined: tuple[str, ...] = ()
 
     @property
     def checkable(self) -> bool:
@@ -151,6 +164,7 @@ class Capabilities:
             "options": list(self.options),
             "activations": list(self.activations),
             "dtypes": list(self.dtypes),
+            "bias": self.bias,
             "unsupported": dict(self.unsupported),
             "sources": dict(self.sources),
         }
