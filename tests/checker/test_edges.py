@@ -107,7 +107,6 @@ def test_a_narrow_elman_target_asked_to_be_checked_as_a_gru_fails():
 # ---------------------------------------------------------------------------------------------
 # No false PASS at sizes the sweep skipped
 # ---------------------------------------------------------------------------------------------
-@ISSUE23
 @pytest.mark.parametrize("target", ["wrong_from_T40", "wrong_from_B6", "wrong_above_H10"])
 def test_a_target_wrong_only_at_large_sizes_fails_even_the_quick_sweep(target):
     """dW 1.5 times the truth only for T >= 40, for B >= 6, or for H > 10. Every profile, the
@@ -117,7 +116,6 @@ def test_a_target_wrong_only_at_large_sizes_fails_even_the_quick_sweep(target):
     assert any("W" in c.failing for c in r.failures), _text(r)
 
 
-@ISSUE23
 def test_the_quick_sweep_has_long_wide_and_large_batch_configurations():
     """The sizes the targets above are wrong at, seen from the configurations checked."""
     r = bptt_report.check("manual_bptt:bptt", quick=True, cells="rnn", timeout=TIMEOUT)
