@@ -157,8 +157,11 @@ def _add_report(sub: argparse._SubParsersAction) -> None:
         choices=tuple(PROFILES),
         default=None,
         help="size of the sweep: quick (= --quick), default, or thorough "
-        f"({THOROUGH.examples} configurations, T up to {THOROUGH.max_T}, H up to {THOROUGH.max_H}, RTRL and "
-        "decomposition cross-checks for manual_bptt's own bptt: the sweep worth a cluster)",
+        f"({THOROUGH.examples} configurations, T up to {THOROUGH.max_T}, H up to {THOROUGH.max_H}, and per "
+        f"cell one of T {THOROUGH.large_T}, one of B {THOROUGH.large_B}, one of H {THOROUGH.large_H}; RTRL "
+        "and decomposition cross-checks for manual_bptt's own bptt: the sweep worth a cluster). Every "
+        f"profile has per cell one configuration of T {QUICK.large_T}, one of B {QUICK.large_B} and one "
+        f"of H {QUICK.large_H} at least",
     )
     p.add_argument(
         "--scheduler",
