@@ -272,7 +272,6 @@ HUGE = re.compile(r"\d[eE]\+?\d{3}")
 INF = re.compile(r"\binf\b", re.I)
 
 
-@ISSUE23
 def test_an_all_zero_reference_is_never_reported_as_a_huge_relative_error(zero_reference):
     r, out, _ = zero_reference
     assert r.verdict == "FAIL"
@@ -288,7 +287,6 @@ def test_an_all_zero_reference_is_never_reported_as_a_huge_relative_error(zero_r
             assert w["rel_error"] is not None and w["rel_error"] < 1e100, (kind, field, w)
 
 
-@ISSUE23
 def test_the_replay_of_an_all_zero_reference_says_the_expected_value_is_exactly_0(zero_reference, capsys):
     _, out, _ = zero_reference
     (failure,) = json.loads((out / "report.json").read_text())["failures"][:1]
@@ -307,7 +305,6 @@ def test_the_report_names_s_t_used_where_s_t_minus_1_belongs(zero_reference):
     assert re.search(r"[sh]_t is used where [sh]_\{t-1\} belongs", _text(r)), r.summary()
 
 
-@ISSUE23
 def test_checking_and_writing_an_all_zero_reference_emits_no_runtime_warning(zero_reference):
     _, _, caught = zero_reference
     runtime = [f"{w.filename}:{w.lineno}: {w.message}" for w in caught if w.category is RuntimeWarning]
@@ -334,7 +331,6 @@ def test_the_verdict_line_names_what_was_checked_and_what_was_not():
     assert "tokens (T,)" in first and "not checked" in first, first
 
 
-@ISSUE23
 def test_a_pass_report_never_calls_an_array_within_the_tolerance_disagreeing(tmp_path):
     """dW off by 5e-13 everywhere: within the absolute tolerance 1e-12, also where the reference
     dW is exactly 0 (T = 1, s0 = None). The verdict is PASS; so is every row of report.md."""

@@ -83,6 +83,21 @@ class ConfigCheck:
 
 
 @dataclass(frozen=True)
+class WorstArray:
+    """The worst array of a field over many checks (CheckResult.worst_arrays).
+
+    Attributes:
+        array: its ArrayCheck (the largest relative error).  check_id: its check.
+        checks: the checks of the field.  failed: how many of them it failed in.
+    """
+
+    array: ArrayCheck
+    check_id: int
+    checks: int
+    failed: int
+
+
+@dataclass(frozen=True)
 class LagStep:
     """The target with truncate=tau against the oracle's truncated gradient, tau = lag window.
 
@@ -322,21 +337,30 @@ class CheckResult:
             out[c.kind][c.status] += 1
         return out
 
-    def worst_errors(
-        self, kind: str = "oracle", cell: str | None = None
-    ) -> dict[str, tuple[float, int, int]]:
-        """field -> (worst relative error, id of that check, number of checks of the field), over
-        the checks of ``kind`` (and of ``cell``, when given)."""
-        worst: dict[str, tuple[float, int, int]] = {}
+    def worst_arrays(self, kind: str = "oracle", cell: str | None = None) -> dict[str, WorstArray]:
+        """field -> its worst array over the checks of ``kind`` (and of ``cell``, when given):
+        the ArrayCheck with the largest relative error, the id of its check, the number of
+        checks of the field and how many of them failed it."""
+        worst: dict[str, tuple[ArrayCheck, int]] = {}
         seen: Counter[str] = Counter()
+        failed: Counter[str] = Counter()
         for c in self.checks:
             if c.kind != kind or (cell is not None and c.config.cell != cell):
                 continue
             for a in c.arrays:
                 seen[a.name] += 1
-                if a.name not in worst or a.rel_error > worst[a.name][0]:
-                    worst[a.name] = (a.rel_error, c.id, 0)
-        return {f: (worst[f][0], worst[f][1], seen[f]) for f in FIELDS if f in worst}
+                failed[a.name] += not a.passed
+                if a.name not in worst or a.rel_error > worst[a.name][0].rel_error:
+                    worst[a.name] = (a, c.id)
+        return {f: WorstArray(*worst[f], seen[f], failed[f]) for f in FIELDS if f in worst}
+
+    def worst_errors(
+        self, kind: str = "oracle", cell: str | None = None
+    ) -> dict[str, tuple[float, int, int]]:
+        """field -> (worst relative error, id of that check, number of checks of the field), over
+        the checks of ``kind`` (and of ``cell``, when given)."""
+        worst = self.worst_arrays(kind, cell)
+        return {f: (w.array.rel_error, w.check_id, w.checks) for f, w in worst.items()}
 
     def unsupported_options(self) -> dict[str, int]:
         """keyword -> number of checks skipped because the target does not accept it."""
