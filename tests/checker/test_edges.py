@@ -299,7 +299,6 @@ def test_the_replay_of_an_all_zero_reference_says_the_expected_value_is_exactly_
     assert not HUGE.search(stdout) and not INF.search(stdout), stdout
 
 
-@ISSUE23
 def test_the_report_names_s_t_used_where_s_t_minus_1_belongs(zero_reference):
     r, _, _ = zero_reference
     assert re.search(r"[sh]_t is used where [sh]_\{t-1\} belongs", _text(r)), r.summary()
