@@ -165,3 +165,23 @@ def test_one_traceback_per_kind_of_exception():
         ("the target raised ValueError", 2),
         ("the target raised KeyError", 4),
     ]
+
+
+def test_findings_that_differ_only_in_shapes_or_configuration_numbers_are_one():
+    from bptt_report.judge.results import CheckResult, ConfigCheck, finding_key
+    from bptt_report.plan.sweep import QUICK
+
+    cfg = probe_configs(("tokens (T,)",))["tokens (T,)"]
+    messages = [
+        "the target raised ValueError: shapes (3, 4) and (5,) not aligned during configuration #0",
+        "the target raised ValueError: shapes (2, 7) and (1,) not aligned during configuration #4",
+        "the target raised ValueError: operands could not be broadcast during configuration #5",
+        "disagrees with the oracle in W, U: W: max|actual - expected| = 1.0e-01 at index (0, 1): ...",
+        "disagrees with the oracle in U, W: U: max|actual - expected| = 2.0e-03 at index (2, 0): ...",
+        "disagrees with the oracle in W: W: max|actual - expected| = 2.0e-03 at index (2, 0): ...",
+    ]
+    checks = tuple(ConfigCheck(i, "oracle", cfg, "fail", (), m) for i, m in enumerate(messages))
+    r = CheckResult("t:f", 0, QUICK, 1, checks, (), {}, 0.0)
+    assert [(c.id, n) for c, n in r.findings()] == [(0, 2), (2, 1), (3, 2), (5, 1)]
+    assert finding_key(messages[0]) == finding_key(messages[1]) != finding_key(messages[2])
+    assert "(and 1 more like it)" in r.summary() and "4 distinct findings" in r.summary()

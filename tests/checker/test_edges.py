@@ -322,7 +322,6 @@ def test_a_batch_mean_convention_is_named_by_its_constant_factor():
     assert factor.search(r.summary()), r.summary()
 
 
-@ISSUE23
 def test_the_verdict_line_names_what_was_checked_and_what_was_not():
     r = bptt_report.check("broken_impls:tokens_only", quick=True, cells="rnn", timeout=TIMEOUT)
     assert r.verdict == "PASS", r.summary()

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
+import re
 from collections import Counter
 from dataclasses import dataclass
 from typing import Any
@@ -18,7 +19,7 @@ from typing import Any
 from manual_bptt.problems import RNNConfig
 
 from ..plan.sweep import SweepSize, config_dict, describe_config, split_examples
-from ..targets.contract import FULL_SUPPORT, Capabilities
+from ..targets.contract import ACTIVATIONS, FORMS, FULL_SUPPORT, OPTIONS, Capabilities
 from .compare import FIELDS, ArrayCheck
 from .coverage import MIN_CHECKED, cell_prefix, features_of, required_coverage
 
@@ -295,13 +296,37 @@ class CheckResult:
 
     def unsupported_features(self) -> dict[str, list[str]]:
         """why -> the features the target does not support for that reason (a gated cell's
-        prefixed, "gru: mask"; a cell it does not support at all by its name, "gru")."""
+        prefixed, "gru: mask"; a cell it does not support at all by its name, "gru"); reasons
+        that differ only in shapes are one (finding_key), said as the first of them."""
         out: dict[str, list[str]] = {}
+        said: dict[str, str] = {}
         for caps in self.all_capabilities:
             for feature, why in caps.unsupported.items():
                 name = feature if feature in self.cells else cell_prefix(caps.cell) + feature
-                out.setdefault(why, []).append(name)
+                first = said.setdefault(finding_key(why), why)
+                out.setdefault(first, []).append(name)
         return out
+
+    def checked_text(self) -> str:
+        """What was checked, and what not, in a few words: "checked rnn (tokens (T,); tanh; s0;
+        no bias); not checked: tokens (B, T), ..., gru, lstm" (the verdict line's middle)."""
+        groups: dict[str, list[str]] = {}
+        for caps in self.all_capabilities:
+            if caps.checkable:
+                groups.setdefault(_supported_words(caps), []).append(caps.cell)
+        parts = [f"{' and '.join(cells)} ({words})" for words, cells in groups.items()]
+        text = "checked " + ", ".join(parts) if parts else "checked nothing"
+        missing = [name for names in self.unsupported_features().values() for name in names]
+        return text + (f"; not checked: {', '.join(missing)}" if missing else "")
+
+    def findings(self, checks: tuple[ConfigCheck, ...] | None = None) -> list[tuple[ConfigCheck, int]]:
+        """The failing checks (or ``checks``) as distinct findings: (the first check of each,
+        how many checks say the same), findings that differ only in shapes or configuration
+        numbers being one (finding_key), in the order of their first check."""
+        groups: dict[str, list[ConfigCheck]] = {}
+        for c in self.failures if checks is None else checks:
+            groups.setdefault(finding_key(c.message), []).append(c)
+        return [(cs[0], len(cs)) for cs in groups.values()]
 
     def tracebacks(self) -> list[tuple[str, ConfigCheck]]:
         """The first check of each kind of exception the target raised: (its type, the check)."""
@@ -370,13 +395,15 @@ class CheckResult:
         return dict(sorted(n.items()))
 
     def summary(self) -> str:
-        """A few lines: verdict, counts per kind, then each localized disagreement."""
+        """A few lines: the verdict and what was checked, counts per kind, then each localized
+        disagreement and the other findings (merged)."""
         n, n_bad, n_uns = len(self.checks), len(self.failures), len(self.unsupported)
         checked = len(self.checked)
+        skipped = f", {n_uns} skipped as unsupported" if n_uns else ""
         lines = [
-            f"{self.verdict}: {self.target}: {checked} of {self.size.examples} configurations checked "
-            f"against the oracle; {n - n_bad - n_uns} of {n} checks agree, {n_bad} disagree or fail, "
-            f"{n_uns} unsupported (seed {self.seed})"
+            f"{self.verdict}: {self.target}: {self.checked_text()}. {checked} of {self.size.examples} "
+            f"configurations checked against the oracle; {n - n_bad - n_uns} of {n} checks agree, {n_bad} "
+            f"disagree or fail{skipped} (seed {self.seed})"
         ]
         for kind, by_status in self.counts().items():
             total = sum(by_status.values())
@@ -408,13 +435,18 @@ class CheckResult:
             )
         for loc in self.localizations:
             lines.append("  " + loc.verdict)
-        more = len(self.failures) - len(self.localizations)
-        if self.failures and more > 0:
-            first = self.failures[0]
+        localized = {loc.check.id for loc in self.localizations}
+        rest = tuple(c for c in self.failures if c.id not in localized)
+        if rest:
+            found = self.findings(rest)
             lines.append(
-                f"  ({more} {'more ' if self.localizations else ''}failing checks; "
-                f"first: #{first.id} {first.kind}: {first.message})"
+                f"  ({len(rest)} {'more ' if self.localizations else ''}failing checks, "
+                f"{len(found)} distinct finding{'s' if len(found) > 1 else ''}"
+                + (f"; the first {SHOWN_FINDINGS}" if len(found) > SHOWN_FINDINGS else "") + ":)"
             )
+            for first, count in found[:SHOWN_FINDINGS]:
+                times = f" (and {count - 1} more like it)" if count > 1 else ""
+                lines.append(f"    #{first.id} {first.kind}{times}: {first.message}")
         return "\n".join(lines)
 
     def assert_ok(self) -> None:
@@ -487,6 +519,41 @@ class CheckResult:
             "failures": [localization_dict(loc) for loc in self.localizations],
             "checks": [check_dict(c) for c in self.checks],
         }
+
+
+#: The distinct findings the summary lists (report.md lists more; report.json every check).
+SHOWN_FINDINGS = 3
+_CONFIG_NUMBER = re.compile(r"#\d+")
+_SHAPE = re.compile(r"\((?:\d+(?:, ?\d+)*,?)?\)")
+
+
+_DISAGREES = re.compile(r"^(.*?disagrees with .+? in )([^:]+):")
+
+
+def finding_key(message: str) -> str:
+    """What two findings have in common when they differ only in shapes or configuration
+    numbers: ``message`` with every "#12" and every "(2, 3)" (an integer tuple) left out; a
+    disagreement is the reference and the set of arrays ("disagrees with the oracle in U, W"),
+    whatever its numbers."""
+    m = _DISAGREES.match(message)
+    if m:
+        return m.group(1) + ", ".join(sorted(n.strip() for n in m.group(2).split(",")))
+    return _SHAPE.sub("(...)", _CONFIG_NUMBER.sub("#", message))
+
+
+def _supported_words(caps: Capabilities) -> str:
+    """What a cell was checked on: its input forms, activations, options, biases."""
+    every = len(caps.forms) == len(FORMS)
+    parts = ["every input form" if every else ", ".join(caps.forms)]
+    if caps.cell == "rnn":
+        every_activation = len(caps.activations) == len(ACTIVATIONS)
+        parts.append("every activation" if every_activation else ", ".join(caps.activations))
+    if len(caps.options) == len(OPTIONS):
+        parts.append("every option")
+    else:
+        parts.append(", ".join(caps.options) if caps.options else "no option")
+    parts.append("with and without biases" if caps.bias else "no bias")
+    return "; ".join(parts)
 
 
 def _tolerances() -> dict[str, Any]:

@@ -20,6 +20,9 @@ from ..plan.sweep import config_dict, describe_config, form_name
 from ..targets.contract import ACTIVATIONS
 from .regimes import REGIME_T
 
+#: The distinct findings report.md lists (report.json has every check).
+FINDINGS_SHOWN = 10
+
 
 def _e(x: float | None) -> str:
     if x is None or (isinstance(x, float) and math.isnan(x)):
@@ -296,6 +299,8 @@ def render_markdown(
     lines = [
         f"# Gradient check of `{result.target}`: {verdict}",
         "",
+        f"{verdict} for what was {result.checked_text()}.",
+        "",
         head + f" Seed {result.seed}: {len(result.checked)} of {result.size.examples} planned random "
         f"configurations were checked against the oracle, {n_fd} against finite differences; "
         f"{result.seconds:.1f} s with {result.jobs} worker process(es) for the target "
@@ -338,12 +343,16 @@ def render_markdown(
                 f"{more} further failing checks are listed in report.json (`checks`, status `fail`).",
                 "",
             ]
-        lines += ["First failing checks:", ""]
+        found = result.findings()
+        more = f"; the first {FINDINGS_SHOWN}" if len(found) > FINDINGS_SHOWN else ""
+        lines += [f"The failing checks, {len(found)} distinct finding{'s' if len(found) > 1 else ''} (the "
+                  "same failure at other shapes or configurations counted once, beside its first "
+                  f"check){more}:", ""]  # fmt: skip
         rows = [
-            [f"#{c.id}", c.kind, describe_config(c.config), c.message.replace("|", "\\|")]
-            for c in result.failures[:10]
+            [f"#{c.id}", str(count), c.kind, describe_config(c.config), c.message.replace("|", "\\|")]
+            for c, count in found[:FINDINGS_SHOWN]
         ]
-        lines += [*_table(["check", "kind", "configuration", "message"], rows, "llll"), ""]
+        lines += [*_table(["first check", "checks", "kind", "configuration", "message"], rows, "lrlll"), ""]
     if result.tracebacks():
         lines += ["## Exceptions raised by the target (the first of each kind)", ""]
         for kind, c in result.tracebacks():
