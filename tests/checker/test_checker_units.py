@@ -185,3 +185,30 @@ def test_findings_that_differ_only_in_shapes_or_configuration_numbers_are_one():
     assert [(c.id, n) for c, n in r.findings()] == [(0, 2), (2, 1), (3, 2), (5, 1)]
     assert finding_key(messages[0]) == finding_key(messages[1]) != finding_key(messages[2])
     assert "(and 1 more like it)" in r.summary() and "4 distinct findings" in r.summary()
+
+
+def test_a_constant_factor_is_found_and_named_only_when_every_failing_array_has_it():
+    from bptt_report.judge.checks import compare_output, constant_scale
+    from bptt_report.judge.references import oracle_reference
+    from bptt_report.targets.contract import TargetOutput
+
+    cfg = dataclasses.replace(probe_configs(("tokens (B, T)",))["tokens (B, T)"], B=3, bias=True)
+    ref = oracle_reference(problem_for(cfg))
+
+    def scaled(factors):
+        grads = {n: None if a is None else a * factors.get(n, 1.0) for n, a in ref.grads.items()}
+        loss, ds0 = ref.loss * factors.get("loss", 1.0), ref.ds0 * factors.get("ds0", 1.0)
+        return TargetOutput(loss, grads, ds0, None)
+
+    def scale_of(factors):
+        out = scaled(factors)
+        return constant_scale(out, ref, compare_output(out, ref), cfg)[0]
+
+    every = {n: 1 / 3 for n in ("loss", "U", "W", "V", "b", "c", "ds0")}
+    assert scale_of(every) == "1/B"
+    assert scale_of({"W": 1.5}) == "3/2"
+    assert scale_of({"W": 1.5, "U": 2.0}) == "", "two factors"
+    assert scale_of({}) == "", "nothing fails"
+    out = scaled({"W": 1.5})
+    out.grads["W"][0, 0] += 1e-3  # not a multiple of the reference any more
+    assert constant_scale(out, ref, compare_output(out, ref), cfg)[0] == ""

@@ -313,7 +313,6 @@ def test_checking_and_writing_an_all_zero_reference_emits_no_runtime_warning(zer
 # ---------------------------------------------------------------------------------------------
 # Reports that say what they found
 # ---------------------------------------------------------------------------------------------
-@ISSUE23
 def test_a_batch_mean_convention_is_named_by_its_constant_factor():
     """Every gradient exactly 1/B of the truth (the loss too): the report names the factor."""
     r = bptt_report.check("edge_targets:batch_mean", quick=True, cells="rnn", timeout=TIMEOUT)

@@ -53,6 +53,8 @@ class ConfigCheck:
         unsupported: the keywords the target does not accept.
         seconds: wall time of the check.
         traceback: the target's traceback when it raised, else "".
+        scale: when every failing array is one constant multiple of the expected one, that
+            factor's name ("1/B", "3/2"; judge.checks.constant_scale), else "".
     """
 
     id: int
@@ -64,6 +66,7 @@ class ConfigCheck:
     unsupported: tuple[str, ...] = ()
     seconds: float = 0.0
     traceback: str = ""
+    scale: str = ""
 
     @property
     def failing(self) -> tuple[str, ...]:
@@ -319,6 +322,28 @@ class CheckResult:
         missing = [name for names in self.unsupported_features().values() for name in names]
         return text + (f"; not checked: {', '.join(missing)}" if missing else "")
 
+    def constant_scale(self) -> str:
+        """The words for failures in which every failing array is one constant multiple of the
+        expected one (ConfigCheck.scale), when every failing comparison with the oracle is such
+        a failure; else ""."""
+        failing = [c for c in self.failures if c.kind == "oracle" and c.arrays]
+        if not failing or any(not c.scale for c in failing):
+            return ""
+        names = sorted({c.scale for c in failing}, key=[c.scale for c in failing].index)
+        n = len(failing)
+        each = f"in each of the {n} failing oracle checks" if n > 1 else "in the failing oracle check"
+        every = f"{each} every failing array is the expected "
+        if names == ["1/B"]:
+            return (f"{every}one times exactly 1/B, B the batch size of the check: the target divides by the "
+                    "batch size (a mean over the batch) where the checker's loss sums over it")  # fmt: skip
+        if names == ["1/T"]:
+            return (f"{every}one times exactly 1/T, T the length of the sequence: the target divides by it "
+                    "(a mean over time)")  # fmt: skip
+        every += "one times"
+        if len(names) == 1:
+            return f"{every} the same constant factor, {names[0]}"
+        return f"{every} a constant factor: {', '.join(names[:6])}{' ...' if len(names) > 6 else ''}"
+
     def findings(self, checks: tuple[ConfigCheck, ...] | None = None) -> list[tuple[ConfigCheck, int]]:
         """The failing checks (or ``checks``) as distinct findings: (the first check of each,
         how many checks say the same), findings that differ only in shapes or configuration
@@ -428,6 +453,9 @@ class CheckResult:
             lines.append(f"  note: {note}")
         if self.verdict == "INSUFFICIENT":
             lines.append("  INSUFFICIENT: too little was checked for PASS: " + "; ".join(self.shortfalls()))
+        scaled = self.constant_scale()
+        if scaled:
+            lines.append("  constant scale: " + scaled)
         if self.float32_suspected:
             lines.append(
                 "  float32: the disagreements are float32 rounding, checked at float64 tolerance "
