@@ -92,24 +92,65 @@ def _resolve(target: TargetLike) -> str:
     return spec
 
 
+#: Seconds between two progress lines when stderr is not a terminal (a CI log).
+PROGRESS_EVERY = 10.0
+
+
 def _progress(total: int, desc: str, enabled: bool) -> Any:
-    """A tqdm bar on stderr, or a silent stand-in when disabled or tqdm is missing."""
-    if enabled:
+    """Progress on stderr: a tqdm bar on a terminal (when tqdm is installed), else _Lines; a
+    silent stand-in when disabled."""
+    if enabled and _terminal():
         try:
             from tqdm.auto import tqdm
 
             return tqdm(total=total, desc=desc, unit="config", file=sys.stderr, dynamic_ncols=True)
         except ImportError:
             pass
+    return _Lines(total, desc) if enabled else _Silent()
 
-    class _Silent:
-        def update(self, n: int = 1) -> None:
-            pass
 
-        def close(self) -> None:
-            pass
+def _terminal() -> bool:
+    try:
+        return sys.stderr.isatty()
+    except (AttributeError, ValueError):
+        return False
 
-    return _Silent()
+
+def _say(text: str) -> None:
+    """One line of progress on stderr."""
+    try:
+        print(text, file=sys.stderr, flush=True)
+    except (OSError, ValueError):
+        pass
+
+
+class _Silent:
+    def update(self, n: int = 1) -> None:
+        pass
+
+    def close(self) -> None:
+        pass
+
+
+class _Lines:
+    """Progress for a log, which a bar would fill with carriage returns: a line when the work
+    starts, one every PROGRESS_EVERY seconds while it goes on, one when it is done."""
+
+    def __init__(self, total: int, desc: str) -> None:
+        self.total, self.desc, self.n = total, desc, 0
+        self.t0 = self.last = time.monotonic()
+        _say(f"{desc}: {total} configurations")
+
+    def update(self, n: int = 1) -> None:
+        self.n += n
+        now = time.monotonic()
+        if now - self.last >= PROGRESS_EVERY and self.n < self.total:
+            self.last = now
+            share = 100 * self.n // max(1, self.total)
+            _say(f"{self.desc}: {self.n} of {self.total} ({share}%), {now - self.t0:.0f} s")
+
+    def close(self) -> None:
+        _say(f"{self.desc}: {self.n} of {self.total} done in {time.monotonic() - self.t0:.1f} s")
 
 
 def _in_thread(pool: WorkerPool, requests: list[Request], bar: Any) -> list[Reply]:
@@ -180,7 +221,8 @@ def check(
             JOBS_PER_CPU x the usable CPUs). The target runs in a worker process even with 1.
             A sweep smaller than PARALLEL_FROM runs on one (effective_jobs). With
             ``scheduler="local"``: the number of Dask workers.
-        progress: show a progress bar on stderr.
+        progress: show progress on stderr: a bar on a terminal, else a line when each phase
+            starts, every PROGRESS_EVERY seconds and when it ends (a CI log is not left silent).
         max_localized: how many disagreements (with distinct sets of arrays) to localize.
         timeout: seconds one configuration may take in the target; past it, its process is
             killed and that is a failure.
@@ -214,6 +256,8 @@ def check(
     size = profile_size(profile, quick=quick, examples=examples)
     timeout = float(timeout)
     with WorkerPool(program(spec), workers=1 if scheduler is not None else jobs, timeout=timeout) as pool:
+        if progress:
+            _say(f"probing what {spec} supports ({', '.join(wanted)})")
         every, bad_probes = _probe(pool, wanted, named=cells != "all")
         configs, fd_configs = _plan(seed, size, every, profile)
         replies, refs, dask_aborted = _run(pool, spec, configs, fd_configs, jobs, scheduler, progress)

@@ -354,7 +354,6 @@ def test_the_gradient_plots_say_whose_gradients_they_show(tmp_path):
         assert re.search(r"\btarget", caption), f"{plot}: {caption[:300]}"
 
 
-@ISSUE23
 def test_progress_lines_are_printed_when_stderr_is_not_a_terminal(tmp_path, capsys):
     """A run of about 10 s (the target sleeps 0.4 s per call) with stderr captured (not a
     terminal): at least one progress line with a count, not silence until the end."""
