@@ -4,9 +4,7 @@ no reply of the target crashes the checker or leaves a process behind, and the r
 plainly what it found (no relative error against an all-zero reference, the factor of a
 constant-scale bug, what was checked).
 
-The targets live in tests/edge_targets.py (imported by name, in the worker processes too). The
-tests marked ``issue23`` fail until that issue is fixed (deselect them with -m "not issue23");
-the unmarked ones hold already and must keep holding.
+The targets live in tests/edge_targets.py (imported by name, in the worker processes too).
 """
 
 from __future__ import annotations
@@ -29,7 +27,6 @@ from bptt_report import cli
 from edge_targets import RECORD_VARIABLE
 from locations import SRC, TESTS
 
-ISSUE23 = pytest.mark.issue23
 #: Per-configuration timeout of the checks here (none of the targets needs more than a second).
 TIMEOUT = 20
 
@@ -339,7 +336,6 @@ def test_a_pass_report_never_calls_an_array_within_the_tolerance_disagreeing(tmp
     assert not HUGE.search(md), HUGE.search(md).group()
 
 
-@ISSUE23
 def test_the_gradient_plots_say_whose_gradients_they_show(tmp_path):
     """state_grads.png and lag_profile.png: the target's gradients, or said plainly to be the
     reference's sample models (they were the same pictures for every target, failing ones too)."""

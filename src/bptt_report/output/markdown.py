@@ -20,6 +20,12 @@ from ..plan.sweep import config_dict, describe_config, form_name
 from ..targets.contract import ACTIVATIONS
 from .regimes import REGIME_T
 
+#: What the captions of state_grads.png and lag_profile.png say first.
+NOT_THE_TARGET = (
+    "Not the target's gradients: the reference's sample models (manual_bptt.decompose on fixed models, "
+    "the same pictures whatever the target, failing or not), which show how far back each E_t reaches "
+    "in each cell."
+)
 #: The distinct findings report.md lists (report.json has every check).
 FINDINGS_SHOWN = 10
 
@@ -380,7 +386,8 @@ def render_markdown(
                 f"max |a - n| / ({FD_ATOL:g} + {FD_RTOL:g} max(|a|, |n|)), which passes below 1."
             ),
             "state_grads.png": (
-                "||dE_t/dz_k|| over (t, k), z_k the full state, for each cell's sample model: the Elman "
+                f"{NOT_THE_TARGET} ||dE_t/dz_k|| over (t, k), z_k the full state, for each cell's sample "
+                "model: the Elman "
                 "cell in a vanishing and an exploding regime, the GRU, and the LSTM twice, its h path "
                 "||dE_t/dh_k|| and its c path ||dE_t/dc_k|| (the cell state, whose Jacobian in c_(k-1) is "
                 "diag(f_k) with no squashing on the way: with forget gates near 1 it keeps long lags alive; "
@@ -391,7 +398,8 @@ def render_markdown(
                 "stretch the colour scale."
             ),
             "lag_profile.png": (
-                "Term norm, state Jacobian norm and ||dE_t/dz_(t-L)|| against the lag L = t - k, one line "
+                f"{NOT_THE_TARGET} Term norm, state Jacobian norm and ||dE_t/dz_(t-L)|| against the lag "
+                "L = t - k, one line "
                 "per sample model (the LSTM's h and c paths dashed and dotted in the right panel: the c "
                 "path is the one that keeps long lags alive in these samples). In the exploding sample "
                 "(identity, radius 1.5) ||ds_t/ds_k|| grows like 1.5^L while the terms stay about flat: "
@@ -405,7 +413,7 @@ def render_markdown(
             lines += [f"![{p}]({p})", "", captions.get(p, ""), ""]
     else:
         lines += [f"Not drawn: {plots_note}", ""]
-    lines += ["Sample models (computed with manual_bptt.decompose):", ""]
+    lines += ["Sample models of the plots above (manual_bptt.decompose, not the target):", ""]
     rows = []
     half = REGIME_T // 2
     for reg in regimes:
