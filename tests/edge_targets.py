@@ -59,6 +59,7 @@ Attacks on the checker's process and protocol (manual_bptt.bptt's correct result
                              that starts ``sleep 60`` in a session of its own and exits at once,
                              so that the sleep is an orphan, no descendant of the worker any more
     prints_128_mib           prints 128 MiB to stdout on every call
+    prints_then_raises       prints 100 KiB and a line naming the shape of ys, then raises
 
 When the environment variable RECORD_VARIABLE names a directory, the attacks leave a record
 there, so that a test can see that the attack happened and that no process is left: "pids" (one
@@ -426,3 +427,10 @@ def prints_128_mib(p, xs, ys, **kw):
         sys.stdout.write(_MIB_OF_LINES)
     sys.stdout.flush()
     return _bptt(p, xs, ys, kw)
+
+
+def prints_then_raises(p, xs, ys, **kw):
+    """Prints a line (and 100 KiB of filler before it), then raises: the report keeps the tail."""
+    sys.stdout.write("x" * (100 << 10) + "\n")
+    print(f"about to fail on a problem of {np.shape(ys)}")
+    raise RuntimeError("this target always fails")

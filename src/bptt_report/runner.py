@@ -43,7 +43,7 @@ from .run.protocol import Reply, Request
 from .run.signals import block_in_this_thread
 from .targets.contract import DEFAULT_TARGET, Capabilities, spec_of, split_spec
 from .targets.probe import capabilities
-from .targets.replies import misbehaviour
+from .targets.replies import misbehaviour, printed
 from .targets.worker import program
 
 #: A target as accepted by check(): a "module:function" name or the callable itself.
@@ -398,7 +398,8 @@ def _probe_checks(bad_probes: list[Probe], first_id: int) -> list[ConfigCheck]:
     checks = []
     for k, (feature, cfg, reply) in enumerate(bad_probes):
         _, msg, tb, _ = misbehaviour(reply, f"the probe of {feature}") or ("", "", "", ())
-        checks.append(ConfigCheck(first_id + k, "probe", cfg, "fail", (), msg, (), 0.0, tb))
+        said = printed(reply)
+        checks.append(ConfigCheck(first_id + k, "probe", cfg, "fail", (), msg, (), 0.0, tb, output=said))
     return checks
 
 

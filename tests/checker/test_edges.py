@@ -248,6 +248,24 @@ def test_the_targets_output_reaches_the_checkers_stderr_capped(tmp_path):
     assert (tmp_path / "r" / "report.json").exists()
 
 
+def test_the_tail_of_what_the_target_printed_is_kept_for_the_report(tmp_path, capsys):
+    r = bptt_report.check("edge_targets:prints_then_raises", quick=True, examples=4, cells="rnn",
+                          timeout=TIMEOUT)  # fmt: skip
+    err = capsys.readouterr().err
+    assert r.verdict == "FAIL"
+    for c in r.failures:  # each call's own output, also when the worker ran ahead of the pool
+        shape = (c.config.T,) if c.config.B is None else (c.config.B, c.config.T)
+        line = f"about to fail on a problem of {shape}\n"
+        head = f"[{100 * 1024 + 1 + len(line)} bytes printed; the last 65536 follow]\nxxx"
+        assert c.output.startswith(head) and c.output.endswith("x\n" + line), (c.output[:80], c.output[-80:])
+    assert "about to fail" in err, "echoed on stderr too"
+    bptt_report.write_report(r, tmp_path / "r", plots=False)
+    md = (tmp_path / "r" / "report.md").read_text()
+    assert "## What the target printed" in md and "about to fail on a problem of" in md
+    data = json.loads((tmp_path / "r" / "report.json").read_text())
+    assert any("about to fail" in c["output"] for c in data["checks"])
+
+
 # ---------------------------------------------------------------------------------------------
 # An all-zero reference: no relative error, no warning, the bug named
 # ---------------------------------------------------------------------------------------------

@@ -20,7 +20,7 @@ from manual_bptt.problems import RNNConfig
 from ..cells import NATIVE
 from ..run.protocol import Reply
 from ..targets.contract import TargetOutput
-from ..targets.replies import misbehaviour, target_output
+from ..targets.replies import misbehaviour, printed, target_output
 from .compare import (
     ArrayCheck,
     compare_array,
@@ -127,7 +127,8 @@ def oracle_checks(
     bad = misbehaviour(reply, f"configuration #{check_id}")
     if bad is not None:
         status, msg, tb, uns = bad
-        return [ConfigCheck(check_id, k, cfg, status, (), msg, uns, seconds, tb) for k in kinds]
+        said = printed(reply)
+        return [ConfigCheck(check_id, k, cfg, status, (), msg, uns, seconds, tb, output=said) for k in kinds]
     out, notes = target_output(reply, cell)
     results = []
     for k in kinds:
@@ -145,8 +146,10 @@ def oracle_checks(
         if scale:
             names = ", ".join(a.name for a in arrays if not a.passed)
             msg += f"; every failing array ({names}) is the expected one times {words}"
-        status = "pass" if passed else "fail"
-        results.append(ConfigCheck(check_id, k, cfg, status, tuple(arrays), msg, (), seconds, scale=scale))
+        status, said = ("pass", "") if passed else ("fail", printed(reply))
+        results.append(
+            ConfigCheck(check_id, k, cfg, status, tuple(arrays), msg, (), seconds, scale=scale, output=said)
+        )
     return results
 
 
@@ -156,7 +159,8 @@ def fd_check(check_id: int, cfg: RNNConfig, reply: Reply) -> ConfigCheck:
     bad = misbehaviour(reply, f"configuration #{check_id}")
     if bad is not None:
         status, msg, tb, uns = bad
-        return ConfigCheck(check_id, "finite_differences", cfg, status, (), msg, uns, seconds, tb)
+        kind, said = "finite_differences", printed(reply)
+        return ConfigCheck(check_id, kind, cfg, status, (), msg, uns, seconds, tb, output=said)
     out, notes = target_output(reply, cfg.cell)
     mine = flat_fields(out.loss, out.grads, out.ds0, out.dxs)
     numeric = reply.numeric
@@ -169,6 +173,6 @@ def fd_check(check_id: int, cfg: RNNConfig, reply: Reply) -> ConfigCheck:
             arrays.append(compare_fd(name, actual, n))
     passed = bool(arrays) and all(a.passed for a in arrays)
     msg = "" if passed else failure_message(arrays, "central finite differences of its own loss")
-    return ConfigCheck(
-        check_id, "finite_differences", cfg, "pass" if passed else "fail", tuple(arrays), msg, (), seconds
-    )
+    status, said = ("pass", "") if passed else ("fail", printed(reply))
+    kind = "finite_differences"
+    return ConfigCheck(check_id, kind, cfg, status, tuple(arrays), msg, (), seconds, output=said)

@@ -55,6 +55,8 @@ class ConfigCheck:
         traceback: the target's traceback when it raised, else "".
         scale: when every failing array is one constant multiple of the expected one, that
             factor's name ("1/B", "3/2"; judge.checks.constant_scale), else "".
+        output: a failing check's: the last of what the target printed during its call
+            (targets.replies.printed), else "".
     """
 
     id: int
@@ -67,6 +69,7 @@ class ConfigCheck:
     seconds: float = 0.0
     traceback: str = ""
     scale: str = ""
+    output: str = ""
 
     @property
     def failing(self) -> tuple[str, ...]:
@@ -638,6 +641,7 @@ def check_dict(c: ConfigCheck) -> dict[str, Any]:
         "unsupported": list(c.unsupported),
         "seconds": round(c.seconds, 6),
         "traceback": c.traceback,
+        "output": c.output,
     }
 
 

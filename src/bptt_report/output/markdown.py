@@ -26,6 +26,8 @@ NOT_THE_TARGET = (
     "the same pictures whatever the target, failing or not), which show how far back each E_t reaches "
     "in each cell."
 )
+#: The characters of the target's output report.md shows (report.json: the last 64 KiB).
+OUTPUT_SHOWN = 4000
 #: The distinct findings report.md lists (report.json has every check).
 FINDINGS_SHOWN = 10
 
@@ -359,6 +361,14 @@ def render_markdown(
             for c, count in found[:FINDINGS_SHOWN]
         ]
         lines += [*_table(["first check", "checks", "kind", "configuration", "message"], rows, "lrlll"), ""]
+    talker = next((c for c in result.failures if c.output), None)
+    if talker is not None:
+        text = talker.output[-OUTPUT_SHOWN:]
+        long = len(talker.output) > OUTPUT_SHOWN
+        cut = f" (its last {OUTPUT_SHOWN} characters; report.json keeps more)" if long else ""
+        head = f"During #{talker.id} ({talker.kind}), the first failing check in which it printed{cut}:"
+        lines += ["## What the target printed", "", head, "", "```",
+                  text.rstrip("\n").replace("```", "` ` `"), "```", ""]  # fmt: skip
     if result.tracebacks():
         lines += ["## Exceptions raised by the target (the first of each kind)", ""]
         for kind, c in result.tracebacks():

@@ -39,6 +39,7 @@ import fcntl
 import json
 import os
 import pickle
+import secrets
 import signal
 import struct
 import subprocess
@@ -57,6 +58,7 @@ from ..errors import TargetError, WireError, WorkerLost
 from . import supervisor, threads, wire
 from .protocol import Hello, Program, Reply, Request, from_wire
 from .signals import signals_blocked
+from .worker import OUTPUT_MARK
 
 #: Requests per message.
 BATCH = 8
@@ -119,20 +121,50 @@ def _pipe() -> tuple[int, int]:
 
 
 class _Output:
-    """The read end of a worker's output pipe: the tail of what arrived since the last take()."""
+    """The read end of a worker's output pipe, cut into what each message of the worker
+    followed: the worker writes ``mark`` after what the code under test printed while it
+    answered (run.worker.mark_output), so that the output of a request is what came before its
+    mark, even when the worker has gone on to the next one before the pool reads the pipe. Of
+    each part the last OUTPUT_TAIL bytes are kept, and the count of all."""
 
-    def __init__(self, fd: int) -> None:
+    def __init__(self, fd: int, mark: bytes) -> None:
         os.set_blocking(fd, False)
         self.fd = fd
+        self.mark = mark
         self.tail = bytearray()
         self.count = 0
+        self.carry = b""  # the start of a mark, cut by a read
+        self.parts: deque[tuple[bytes, int]] = deque()
         self.open = True
 
     def fileno(self) -> int:
         return self.fd
 
+    def _add(self, data: bytes) -> None:
+        self.count += len(data)
+        self.tail += data
+        if len(self.tail) > 2 * OUTPUT_TAIL:
+            del self.tail[:-OUTPUT_TAIL]
+
+    def _cut(self) -> tuple[bytes, int]:
+        part = (bytes(self.tail[-OUTPUT_TAIL:]), self.count)
+        self.tail, self.count = bytearray(), 0
+        return part
+
+    def _feed(self, chunk: bytes) -> None:
+        data, self.carry = self.carry + chunk, b""
+        while (i := data.find(self.mark)) >= 0:
+            self._add(data[:i])
+            self.parts.append(self._cut())
+            data = data[i + len(self.mark) :]
+        for k in range(min(len(self.mark) - 1, len(data)), 0, -1):
+            if self.mark.startswith(data[-k:]):
+                data, self.carry = data[:-k], data[-k:]
+                break
+        self._add(data)
+
     def drain(self) -> None:
-        """Read what is there (at most _DRAIN bytes), keeping the last OUTPUT_TAIL."""
+        """Read what is there (at most _DRAIN bytes)."""
         got = 0
         while self.open and got < _DRAIN:
             try:
@@ -145,18 +177,19 @@ class _Output:
                 self.open = False
                 return
             got += len(chunk)
-            self.count += len(chunk)
-            self.tail += chunk
-            if len(self.tail) > 2 * OUTPUT_TAIL:
-                del self.tail[:-OUTPUT_TAIL]
+            self._feed(chunk)
 
     def take(self) -> tuple[str, int]:
-        """(the last OUTPUT_TAIL bytes as text, the bytes in all) since the last take()."""
+        """(the last OUTPUT_TAIL bytes as text, the bytes in all) of the oldest part not taken:
+        what came before the next mark, or, without one (a worker lost half way), all that came."""
         self.drain()
-        text = bytes(self.tail[-OUTPUT_TAIL:]).decode("utf-8", "replace")
-        count = self.count
-        self.tail, self.count = bytearray(), 0
-        return text, count
+        if self.parts:
+            data, count = self.parts.popleft()
+        else:
+            self._add(self.carry)
+            self.carry = b""
+            data, count = self._cut()
+        return data.decode("utf-8", "replace"), count
 
 
 @dataclass(eq=False)
@@ -261,6 +294,7 @@ class WorkerPool:
     def _start(self) -> _Worker:
         """A worker under its supervisor: the protocol pipes and the output pipe made here, their
         worker ends passed to the supervisor (and on to the worker) and closed here."""
+        mark = f"\x1e{secrets.token_hex(12)}\x1e".encode("ascii")
         req_r, req_w = _pipe()
         rep_r, rep_w = _pipe()
         out_r, out_w = _pipe()
@@ -275,7 +309,7 @@ class WorkerPool:
                     stdout=subprocess.PIPE,
                     pass_fds=ends,
                     start_new_session=True,
-                    env=threads.environment(),
+                    env={**threads.environment(), OUTPUT_MARK: mark.decode("ascii")},
                 )
         except BaseException:
             for fd in (req_r, req_w, rep_r, rep_w, out_r, out_w):
@@ -283,7 +317,7 @@ class WorkerPool:
             raise
         for fd in ends:
             os.close(fd)
-        out = _Output(out_r)
+        out = _Output(out_r, mark)
         return _Worker(supervisor=sup, fd_send=req_w, fd_recv=rep_r, out=out, since=time.monotonic())
 
     @staticmethod

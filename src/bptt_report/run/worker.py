@@ -38,6 +38,12 @@ from .wire import encode, read_frame, write_frame
 Handle = Callable[[Request], Reply]
 #: The modules a worker must not need, whose presence its Hello reports.
 ORACLE_MODULES = ("torch", "reference")
+#: The environment variable in which the pool gives a worker the mark that ends the output of
+#: each message (run.pool: the output of a request is what the code under test printed before
+#: its mark); the worker takes it out of its environment, so that what the code under test
+#: starts does not see it.
+OUTPUT_MARK = "BPTT_REPORT_OUTPUT_MARK"
+_MARK: list[bytes] = [b""]
 
 
 def imported(names: tuple[str, ...]) -> tuple[str, ...]:
@@ -65,17 +71,22 @@ def answer(handle: Handle, request: Request) -> Reply:
     except (Exception, SystemExit) as exc:
         reply = exception_reply(exc)
     seconds = time.perf_counter() - t0
-    flush_output()
+    mark_output()
     return dataclasses.replace(reply, id=request.id, seconds=seconds)
 
 
-def flush_output() -> None:
-    """What the code under test printed through sys.stdout and sys.stderr, out of their buffers
-    (into the output pipe, before the reply: the pool reads it as this request's)."""
+def mark_output() -> None:
+    """The end of what the code under test printed for the message about to be sent: its
+    sys.stdout and sys.stderr flushed into the output pipe, then the mark written after it."""
     for stream in (sys.stdout, sys.stderr):
         try:
             stream.flush()
         except Exception:  # the code under test may have replaced or closed them
+            pass
+    if _MARK[0]:
+        try:
+            os.write(2, _MARK[0])
+        except OSError:
             pass
 
 
@@ -96,12 +107,13 @@ def _traceback(exc: BaseException) -> str:
 
 def serve(load: Callable[[], tuple[Handle | None, Hello]]) -> None:
     """The worker's loop (see the module docstring)."""
+    _MARK[0] = os.environ.pop(OUTPUT_MARK, "").encode("ascii")
     try:
         fd_in, fd_out = private_stdio()
         before = imported(ORACLE_MODULES)
         handle, hello = load()
         hello = dataclasses.replace(hello, modules=imported(ORACLE_MODULES), modules_before=before)
-        flush_output()
+        mark_output()
         write_frame(fd_out, encode(to_wire(hello)))
         if handle is None:
             return

@@ -60,6 +60,18 @@ def misbehaviour(reply: Reply, during: str) -> tuple[str, str, str, tuple[str, .
     return "fail", f"no result for {during} ({status})", "", ()
 
 
+def printed(reply: Reply) -> str:
+    """What the target printed during the request (stdout and stderr), as the pool kept it: the
+    last run.pool.OUTPUT_TAIL bytes, behind a line saying how much was left out; "" when it
+    printed nothing."""
+    if not reply.output_bytes:
+        return ""
+    kept = len(reply.output.encode("utf-8", "replace"))
+    if kept >= reply.output_bytes:
+        return reply.output
+    return f"[{reply.output_bytes} bytes printed; the last {kept} follow]\n" + reply.output
+
+
 def target_output(reply: Reply, cell: str = "rnn") -> tuple[TargetOutput, dict[str, str]]:
     """The target's arrays from a reply, and field -> note for values that could not be read
     (the LSTM's ds0 as the pair (ds0.h, ds0.c), None when neither was returned)."""
