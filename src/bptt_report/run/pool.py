@@ -35,7 +35,6 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
-import fcntl
 import json
 import os
 import pickle
@@ -115,8 +114,10 @@ def unasked(got: int, expected: int | None, issued: int) -> str:
 def _pipe() -> tuple[int, int]:
     """A pipe (read end, write end), as large as the system grants (Linux)."""
     r, w = os.pipe()
-    with contextlib.suppress(OSError, AttributeError):
-        fcntl.fcntl(w, getattr(fcntl, "F_SETPIPE_SZ", 1031), _PIPE_SIZE)
+    with contextlib.suppress(OSError, AttributeError, ImportError):
+        import fcntl  # POSIX
+
+        fcntl.fcntl(w, fcntl.F_SETPIPE_SZ, _PIPE_SIZE)  # Linux (an AttributeError elsewhere)
     return r, w
 
 
