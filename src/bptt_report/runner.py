@@ -21,6 +21,7 @@ from __future__ import annotations
 import dataclasses
 import math
 import sys
+import threading
 import time
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
@@ -134,22 +135,27 @@ class _Silent:
 
 class _Lines:
     """Progress for a log, which a bar would fill with carriage returns: a line when the work
-    starts, one every PROGRESS_EVERY seconds while it goes on, one when it is done."""
+    starts, one every PROGRESS_EVERY seconds while it goes on (from a thread of its own, so
+    also while no configuration finishes), one when it is done."""
 
     def __init__(self, total: int, desc: str) -> None:
         self.total, self.desc, self.n = total, desc, 0
-        self.t0 = self.last = time.monotonic()
+        self.t0 = time.monotonic()
+        self.done = threading.Event()
         _say(f"{desc}: {total} configurations")
+        threading.Thread(target=self._every, name="bptt_report progress", daemon=True).start()
+
+    def _every(self) -> None:
+        block_in_this_thread()
+        while not self.done.wait(PROGRESS_EVERY):
+            share = 100 * self.n // max(1, self.total)
+            _say(f"{self.desc}: {self.n} of {self.total} ({share}%), {time.monotonic() - self.t0:.0f} s")
 
     def update(self, n: int = 1) -> None:
         self.n += n
-        now = time.monotonic()
-        if now - self.last >= PROGRESS_EVERY and self.n < self.total:
-            self.last = now
-            share = 100 * self.n // max(1, self.total)
-            _say(f"{self.desc}: {self.n} of {self.total} ({share}%), {now - self.t0:.0f} s")
 
     def close(self) -> None:
+        self.done.set()
         _say(f"{self.desc}: {self.n} of {self.total} done in {time.monotonic() - self.t0:.1f} s")
 
 

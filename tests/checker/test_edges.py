@@ -368,12 +368,16 @@ def test_the_gradient_plots_say_whose_gradients_they_show(tmp_path):
         assert re.search(r"\btarget", caption), f"{plot}: {caption[:300]}"
 
 
-def test_progress_lines_are_printed_when_stderr_is_not_a_terminal(tmp_path, capsys):
+def test_progress_lines_are_printed_when_stderr_is_not_a_terminal(tmp_path, capsys, monkeypatch):
     """A run of about 10 s (the target sleeps 0.4 s per call) with stderr captured (not a
     terminal): at least one progress line with a count, not silence until the end."""
     argv = ["report", "--quick", "--examples", "8", "--cell", "rnn", "--no-plots", "--timeout",
             str(TIMEOUT), "--target", "edge_targets:slow_correct", "--out", str(tmp_path / "r")]  # fmt: skip
+    from bptt_report import runner
+
+    monkeypatch.setattr(runner, "PROGRESS_EVERY", 2.0)
     code = cli.main(argv)
     out, err = capsys.readouterr()
     assert code == 0, out
     assert re.search(r"\d", err), f"stderr: {err!r}"
+    assert re.search(r"checking: \d+ of \d+ \(\d+%\), \d+ s", err), f"no line while it went on: {err!r}"
