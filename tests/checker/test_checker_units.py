@@ -212,3 +212,18 @@ def test_a_constant_factor_is_found_and_named_only_when_every_failing_array_has_
     out = scaled({"W": 1.5})
     out.grads["W"][0, 0] += 1e-3  # not a multiple of the reference any more
     assert constant_scale(out, ref, compare_output(out, ref), cfg)[0] == ""
+
+
+def test_an_all_zero_reference_is_judged_by_the_absolute_tolerance_and_said_so():
+    zero = np.zeros((2, 3))
+    near = compare.compare_array("W", zero + 5e-13, zero)
+    far = compare.compare_array("W", zero + np.array([[0.0, 0.0, 0.25], [0.0, 0.0, 0.0]]), zero)
+    assert near.passed and not far.passed and near.zero_reference
+    ratio = compare.RTOL / compare.ATOL
+    assert near.rel_error == pytest.approx(5e-13 * ratio) and near.rel_error <= compare.RTOL
+    assert far.rel_error == pytest.approx(0.25 * ratio) and far.rel_error < 1e100
+    assert far.describe().startswith("W: expected exactly 0, got max |x| = 2.500e-01 at index (0, 2)")
+    assert "relative error" not in far.describe()
+    fd = compare.compare_fd("W", zero + 1e-3, zero)
+    assert not fd.passed and fd.zero_reference and fd.rel_error < 1e100
+    assert "expected exactly 0" in fd.describe()
