@@ -17,6 +17,12 @@ Factories that cannot, or will not, take the contract:
     rnn_small_hidden_only    nn.RNN, NotImplementedError for hidden_size > 5
     rnn_raises_on_even_T     nn.RNN whose forward raises RuntimeError, naming the shape of x,
                              for an even number of steps (a finding about the module)
+    rnn_declines_every_size  nn.RNN's factory, NotImplementedError for every size
+    lstm_two_layers_unseen   a module with the contract's parameters whose forward runs a
+                             two-layer nn.LSTM kept out of sight (not a submodule): only torch's
+                             "Expected hidden[0] size (2, B, H)" shows it
+    rnn_without_grad         nn.RNN whose forward runs under torch.no_grad() (no output requires
+                             a gradient: its notes say so)
 
 Elman layers (nn.RNN's equations and parameter names, written with torch operations and
 autograd), right in the way check-module calls them today and wrong in another:
@@ -82,6 +88,40 @@ class _RaisesOnEvenT(nn.RNN):
 
 def rnn_raises_on_even_T(**kw):
     return _RaisesOnEvenT(**kw)
+
+
+def rnn_declines_every_size(**kw):
+    raise NotImplementedError(f"input_size {kw['input_size']}: this kernel is not implemented on CPU")
+
+
+class _TwoLayersUnseen(nn.Module):
+    def __init__(self, input_size, hidden_size, bias=True, batch_first=True):
+        super().__init__()
+        rows = 4 * hidden_size
+        self.weight_ih_l0 = nn.Parameter(torch.zeros(rows, input_size))
+        self.weight_hh_l0 = nn.Parameter(torch.zeros(rows, hidden_size))
+        if bias:
+            self.bias_ih_l0 = nn.Parameter(torch.zeros(rows))
+            self.bias_hh_l0 = nn.Parameter(torch.zeros(rows))
+        self._core = [nn.LSTM(input_size, hidden_size, num_layers=2, bias=bias, batch_first=True)]
+
+    def forward(self, x, state):
+        core = self._core[0].to(dtype=x.dtype)
+        return core(x, state)
+
+
+def lstm_two_layers_unseen(**kw):
+    return _TwoLayersUnseen(**kw)
+
+
+class _WithoutGrad(nn.RNN):
+    def forward(self, x, h0=None):
+        with torch.no_grad():
+            return super().forward(x, h0)
+
+
+def rnn_without_grad(**kw):
+    return _WithoutGrad(**kw)
 
 
 class _Elman(nn.Module):

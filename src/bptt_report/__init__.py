@@ -42,9 +42,11 @@ the bottom up (each part imports only parts listed before it, and manual_bptt, r
     output/       what a check writes: report (the files, report.json), markdown (report.md),
                   junit (report.xml), annotations (GitHub ::error lines), plots, regimes (their
                   sample models)
-    module/       check-module: worker (the layer contract, its side of a worker), cases (the
-                  random cases, the float64 reference, the baseline), session (running and
-                  evaluating them), check (check_module), localize, report
+    module/       check-module: contract (what a layer must be, what is not checked yet, the
+                  likely cause of a mismatch), worker (its side of a worker: the layer built and
+                  called), cases (the random cases and the ways of calling, the float64
+                  reference, the baseline), session (running and evaluating them), check
+                  (check_module), localize, report
     runner.py     check() as its phases: probe, plan, run, judge, cross-check, localize; replay()
     cli.py        the command line (manual-bptt report / check-module, python -m bptt_report)
 
@@ -52,7 +54,7 @@ Where a change goes: a tolerance, judge/compare.py; what PASS requires, judge/co
 option or input form of the target contract, targets/contract.py (what it is), plan/sweep.py (how
 often it is drawn) and targets/probe.py (its probe); a new kind of request, run/protocol.py and
 the product's worker; a line of report.md, output/markdown.py; the layer contract of
-check-module, module/worker.py.
+check-module (and what it does not check yet), module/contract.py.
 
 The public names below are imported on first use (plain imports inside __getattr__), so that a
 worker process, which imports this package to reach bptt_report.targets.worker, never loads

@@ -214,10 +214,15 @@ def _add_check_module(sub: argparse._SubParsersAction) -> None:
             "Check a PyTorch recurrent layer, built by FACTORY(input_size=D, hidden_size=H, bias=..., "
             "batch_first=True) (torch.nn:LSTM itself is one), against the hand-written reference in "
             "float64: forward (out, h_n, c_n) first, then every parameter's .grad, x.grad, h0.grad "
-            "(c0.grad), on random configurations with random upstream gradients. Below float64 the "
+            "(c0.grad), on random configurations (one or two of them large) with random upstream "
+            "gradients, called in train() and eval() mode, with h0 and as m(x), with x requiring grad "
+            "and not, on a fresh and on a reused instance. One layer, one direction, no projection: "
+            "another layer, or a factory that does not take those keywords, is a usage error; sizes the "
+            "factory declines with NotImplementedError are not checked. Below float64 the "
             "module is judged against torch's own nn.RNN/nn.GRU/nn.LSTM at the same dtype and device. "
-            "The module runs in separate worker processes. A failure is localized (smallest T, the "
-            "upstream step, the lag). Writes report.json, report.md and lag_profile.png into DIR."
+            "The module runs in separate worker processes. A failure is localized (the way of calling, "
+            "smallest T, the upstream step, the lag). Writes report.json, report.md and lag_profile.png "
+            "into DIR."
         ),
         epilog=_exit_text(),
     )

@@ -13,7 +13,8 @@
         │                        its worker and turned into a reply there
         ├── Unsupported          the target does not take these keywords (or this cell)
         ├── BadResult            the target returned something that is not a result
-        └── BrokenContract       check-module: the module does not follow the layer contract
+        ├── BrokenContract       check-module: the module does not follow the layer contract
+        └── Declined             check-module: the factory declines a size (NotImplementedError)
 """
 
 from __future__ import annotations
@@ -76,3 +77,8 @@ class BadResult(Misbehaved):
 
 class BrokenContract(Misbehaved):
     """The module does not follow the contract (missing parameters, wrong forward structure)."""
+
+
+class Declined(Misbehaved):
+    """check-module: the factory raised NotImplementedError for the sizes it was given (those
+    sizes are unsupported, not failed)."""

@@ -1,7 +1,9 @@
 """manual_bptt: hand-written backpropagation through time for recurrent networks, in numpy.
 
 Three cells, chosen by the type of the parameters: the Elman RNN (RNNParams), the GRU
-(GRUParams) and the LSTM (LSTMParams), the gated ones in PyTorch's nn.GRU / nn.LSTM layout.
+(GRUParams) and the LSTM (LSTMParams), the gated ones in PyTorch's nn.GRU / nn.LSTM layout; and
+stacks of them of every shape torch's recurrent layers take (StackParams: layers, directions, the
+LSTM's projection, variable lengths), in torch's names and layout.
 The Elman model:
 
     a_t = U x_t + W s_{t-1} + b      s_t = f(a_t)      o_t = V s_t + c
@@ -32,6 +34,8 @@ from .gated_params import GRUParams, LSTMParams, LSTMState
 from .layer import LayerResult, backward, bptt, forward
 from .params import RNNParams
 from .rtrl import MAX_RTRL_BYTES, rtrl
+from .stack import StackBPTTResult, StackForwardResult, StackLayerResult
+from .stack_params import LayerWeights, StackParams
 
 __all__ = [
     "ACTIVATIONS",
@@ -48,8 +52,13 @@ __all__ = [
     "LSTMState",
     "LagProfile",
     "LayerResult",
+    "LayerWeights",
     "NonFiniteError",
     "RNNParams",
+    "StackBPTTResult",
+    "StackForwardResult",
+    "StackLayerResult",
+    "StackParams",
     "StepTerms",
     "TermNorms",
     "TooLargeError",

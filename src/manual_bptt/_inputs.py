@@ -128,6 +128,23 @@ def _as_array(name: str, value: object) -> np.ndarray:
     return arr
 
 
+def real_array(name: str, value: object) -> np.ndarray:
+    """``value`` as a real numeric array, read only: integers or floats (not bool, complex,
+    timedelta64, datetime64, strings or objects). A masked array (whose mask np.asarray would
+    drop), a tensor that requires grad, or anything numpy cannot read is a ValueError naming
+    ``name``, in the words the other inputs' checks use."""
+    problem = array_problem(value)
+    if problem:
+        raise ValueError(f"{name}: {problem}")
+    try:
+        arr = np.asarray(value)
+    except Exception as exc:  # ragged lists and the like
+        raise ValueError(f"{name}: cannot be read as a numeric array ({type(exc).__name__}: {exc})") from None
+    if arr.dtype.kind not in "iuf":
+        raise ValueError(f"{name}: expected a real numeric array, got dtype {arr.dtype}")
+    return arr
+
+
 def _is_int(a: np.ndarray) -> bool:
     """Signed or unsigned integers (not bool, and not timedelta64, which numpy files under integer)."""
     return a.dtype.kind in "iu"

@@ -23,13 +23,13 @@ all k of one t (``terms.iter_t()``), as norms only (``terms.norms()``), or as th
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 
-from ._inputs import check_max_bytes
+from ._inputs import Sizes, check_max_bytes
 from .cells import ELMAN
 from .cells.base import Cell, StepWeights
 from .drivers import (
@@ -42,7 +42,15 @@ from .drivers import (
     stack_caches,
     step_jacobian,
 )
-from .errors import DEFAULT_MAX_BYTES, QUIET, NonFiniteError, TooLargeError, check_bytes, first_nonfinite
+from .errors import (
+    DEFAULT_MAX_BYTES,
+    QUIET,
+    NonFiniteError,
+    TooLargeError,
+    all_finite,
+    check_bytes,
+    first_nonfinite,
+)
 from .kinds import Kind, kind_of
 from .output import logits, output_layer, softmax
 
@@ -178,31 +186,42 @@ def unroll(
     owned: bool = False,
     what: str = "decompose",
     labels: bool = True,
+    size_check: Callable[[Sizes, np.dtype], None] | None = None,
 ) -> Unrolled:
     """Validate the inputs for the params type of ``p``, run the cell and its output layer.
 
     The inputs are validated by the front of p's row in manual_bptt.kinds: RNNParams, the Elman
     cell (activation None means "tanh"); GRUParams / LSTMParams, the gated cells (an explicit
     activation is a ValueError).
-    The states, the step caches and the input terms are refused over ``max_bytes`` before
-    they are allocated. ``owned``: copy the inputs (for results that outlive the call).
-    ``labels``: ys is required (False: a run without the output layer, ys must be None).
+    The input terms, the states, the step caches and the logits are refused over ``max_bytes``
+    from the shapes alone, before any input is scanned or copied; then ``size_check`` (sizes,
+    dtype), if given (rtrl's sensitivities). ``owned``: copy the inputs (for results that
+    outlive the call). ``labels``: ys is required (False: a run without the output layer, ys
+    must be None).
     """
     kind = kind_of(p)
+    cell = kind.cell
+
+    def refuse_too_large(sz: Sizes, dt: np.dtype) -> None:
+        T, B, H = sz.T, sz.B, sz.H
+        check_bytes(f"{what}: the input terms gi_t = U x_t + b_ih", (T, B, cell.gates * H), dt, max_bytes)
+        check_bytes(f"{what}: the states z_t", (T + 1, B, cell.parts * H), dt, max_bytes)  # (s_t's name here)
+        check_bytes(f"{what}: the step caches", (T, B, cell.cache_width * H), dt, max_bytes)
+        if labels:
+            check_bytes(f"{what}: the logits o_t and dE/do_t, (T*B, K)", (T * B, sz.K), dt, max_bytes)
+        if size_check is not None:
+            size_check(sz, dt)
+
     inputs = kind.driver_inputs(
-        p, xs, ys, activation=activation, s0=s0, reduction=reduction, mask=mask, labels=labels, owned=owned
+        p, xs, ys, activation=activation, s0=s0, reduction=reduction, mask=mask, labels=labels, owned=owned,
+        size_check=refuse_too_large,
     )
-    cell, w, U, b_ih, V, c = inputs.cell, inputs.w, inputs.U, inputs.b_ih, inputs.V, inputs.c
+    w, U, b_ih, V, c = inputs.w, inputs.U, inputs.b_ih, inputs.V, inputs.c
     tokens, X, Y, weight, dt = inputs.tokens, inputs.X, inputs.Y, inputs.weight, inputs.U.dtype
     T, B = (tokens if tokens is not None else X).shape[:2]
-    S, GH = inputs.s0.shape[1], U.shape[0]
-    check_bytes(f"{what}: the input terms gi_t = U x_t + b_ih", (T, B, GH), dt, max_bytes)
-    check_bytes(f"{what}: the states z_t", (T + 1, B, S), dt, max_bytes)  # (the message's name for s_t)
-    gi = input_terms(U, b_ih, tokens, X)
-    first = cell.forward(w, gi[0], inputs.s0)[1]  # one step, to size the caches before running all
-    width = sum(int(np.prod(f.shape[1:])) for f in first if f is not None)
-    check_bytes(f"{what}: the step caches", (T, B, width), dt, max_bytes)
+    S = inputs.s0.shape[1]
     with np.errstate(**QUIET):  # overflow is named below, never a warning
+        gi = input_terms(U, b_ih, tokens, X)  # U x_t + b_ih may overflow: the states decide
         r = run(cell, w, gi, inputs.s0)
         del gi
         t = first_nonfinite(r.s[1:])
@@ -325,7 +344,8 @@ class _LagStats:
         return cls(mean=np.zeros(T), max=np.zeros(T))
 
     def put(self, L: int, values: np.ndarray) -> None:
-        self.mean[L], self.max[L] = values.mean(), values.max()
+        # the mean as the sum of values / n: finite norms near the largest float cannot overflow
+        self.mean[L], self.max[L] = np.sum(values / values.size), values.max()
 
 
 def _outer_sums(a: np.ndarray, b: np.ndarray) -> np.ndarray:
@@ -333,9 +353,48 @@ def _outer_sums(a: np.ndarray, b: np.ndarray) -> np.ndarray:
     return np.matmul(a.transpose(0, 2, 1), b)
 
 
+def _norms(a: np.ndarray, axes: tuple[int, ...]) -> np.ndarray:
+    """The Euclidean (Frobenius) norms of ``a`` over ``axes``, without overflow or underflow.
+
+    sqrt(sum a^2) as np.linalg.norm computes it when every max|a| lies where the squares can
+    neither overflow nor underflow (about 1e-149 to 1e149 in float64); otherwise, as a robust
+    norm does, max|a| * ||a / max|a||| (0 where a is 0). NaN or inf in a gives a norm that is not
+    finite. Call it inside np.errstate(**QUIET).
+    """
+    fi = np.finfo(a.dtype)
+    top = np.max(np.abs(a), axis=axes, keepdims=True)
+    if np.all(((top > 2.0 ** (fi.minexp // 2 + 16)) & (top < 2.0 ** (fi.maxexp // 2 - 16))) | (top == 0)):
+        return np.sqrt(np.sum(a * a, axis=axes))
+    scaled = a / np.where(top > 0, top, 1)  # every entry in [-1, 1]
+    return np.squeeze(top * np.sqrt(np.sum(scaled * scaled, axis=axes, keepdims=True)), axis=axes)
+
+
 def _fro(m: np.ndarray) -> np.ndarray:
-    """Frobenius norms of a stack of matrices, (n, I, J) -> (n,)."""
-    return np.sqrt(np.einsum("kij,kij->k", m, m))
+    """Frobenius norms of a stack of matrices, (n, I, J) -> (n,), without overflow (_norms)."""
+    return _norms(m, (1, 2))
+
+
+def _check_finite_rows(what: str, a: np.ndarray, t0: int = 0, *, label: str = "", lag: bool = False) -> None:
+    """NonFiniteError naming ``what`` (``label`` in the message, if given) and the step t0 + i of
+    the first row a[i] that is not finite (with ``lag``: the rows are lags L, and step is None).
+    Call it inside np.errstate(**QUIET)."""
+    i = first_nonfinite(a)
+    if i is not None:
+        where = f"lag L = {t0 + i}" if lag else f"t = {t0 + i}"
+        raise NonFiniteError(
+            f"{label or what}: not finite (NaN or inf) at {where}: the computation overflowed in {a.dtype}",
+            what=what,
+            step=None if lag else t0 + i,
+        )
+
+
+def _step_norms(col_norms: np.ndarray, step: np.ndarray, n: int) -> np.ndarray:
+    """(n,) the norm of each step's columns, from the norms of its columns (col_norms (m,), each
+    column's step in ``step`` (m,), every step 0..n-1 having one at least), without overflow."""
+    top = np.zeros(n)
+    np.maximum.at(top, step, col_norms)  # the largest column of each step
+    ratio = col_norms / np.where(top > 0, top, 1)[step]
+    return top * np.sqrt(np.bincount(step, weights=ratio * ratio, minlength=n))
 
 
 def _check_step(name: str, value: object, lo: int, hi: int) -> int:
@@ -372,8 +431,11 @@ class TermView:
         k = _check_step("k", index[1], 0, T - 1)
         if k > t:
             return np.zeros(self.shape[2:], dtype=self._owner.dtype)
-        dgi, dgh = self._owner._signals(t, k)
-        return self._owner._term(self.name, dgi, dgh, k)
+        with np.errstate(**QUIET):  # overflow is named, never a warning
+            dgi, dgh = self._owner._signals(t, k)
+            term = self._owner._term(self.name, dgi, dgh, k)
+            _check_finite_rows(f"term_{self.name}", term[None], t, label=f"term_{self.name}[{t}, {k}]")
+        return term
 
     def full(self) -> np.ndarray:
         """The whole (T, T, ...) tensor, computed lag by lag in O(T^2) recursion steps."""
@@ -454,18 +516,20 @@ class Decomposition:
         out = np.zeros(view.shape, dtype=u.dtype)
         ks = np.arange(T)
         h_prev = u.h_prev(slice(0, T))
-        for L, dgi, dgh, _ in lag_backprop(u.cell, u.w, u.cache, u.e, T - 1):
-            n = T - L
-            rows, cols = ks[:n] + L, ks[:n]
-            if name == "W":
-                out[rows, cols] = _outer_sums(dgh, h_prev[:n])
-            elif name == "U" and u.tokens is None:
-                out[rows, cols] = _outer_sums(dgi, u.X[:n])
-            elif name == "U":
-                at = (np.repeat(rows, B), np.repeat(cols, B), slice(None), u.tokens[:n].reshape(-1))
-                np.add.at(out, at, dgi.reshape(n * B, GH))  # column x_k[b] collects dgi[b]
-            else:
-                out[rows, cols] = (dgh if name == "b_hh" else dgi).sum(axis=1)
+        with np.errstate(**QUIET):  # overflow is named, never a warning
+            for L, dgi, dgh, _ in lag_backprop(u.cell, u.w, u.cache, u.e, T - 1):
+                n = T - L
+                rows, cols = ks[:n] + L, ks[:n]
+                if name == "W":
+                    out[rows, cols] = _outer_sums(dgh, h_prev[:n])
+                elif name == "U" and u.tokens is None:
+                    out[rows, cols] = _outer_sums(dgi, u.X[:n])
+                elif name == "U":
+                    at = (np.repeat(rows, B), np.repeat(cols, B), slice(None), u.tokens[:n].reshape(-1))
+                    np.add.at(out, at, dgi.reshape(n * B, GH))  # column x_k[b] collects dgi[b]
+                else:
+                    out[rows, cols] = (dgh if name == "b_hh" else dgi).sum(axis=1)
+            _check_finite_rows(f"term_{name}", out, label=f"terms.{name}.full(): term_{name}[t, k]")
         return out
 
     def iter_t(self) -> Iterator[StepTerms]:
@@ -475,10 +539,13 @@ class Decomposition:
             shapes = {"W": (u.GH, u.H), "U": (u.GH, u.D)}
             terms = {n: np.empty((t + 1, *shapes.get(n, (u.GH,))), dtype=u.dtype) for n in self._names()}
             g = u.e[t]
-            for k in range(t, -1, -1):
-                g, dgi, dgh = u.cell.backward(u.w, g, u.step(k))  # signals of (t, k); g = dE_t/ds_{k-1}
+            with np.errstate(**QUIET):  # overflow is named, never a warning
+                for k in range(t, -1, -1):
+                    g, dgi, dgh = u.cell.backward(u.w, g, u.step(k))  # signals of (t, k); g = dE_t/ds_{k-1}
+                    for n, arr in terms.items():
+                        arr[k] = self._term(n, dgi, dgh, k)
                 for n, arr in terms.items():
-                    arr[k] = self._term(n, dgi, dgh, k)
+                    _check_finite_rows(f"term_{n}", arr[None], t, label=f"terms.iter_t(): term_{n}[{t}, k]")
             yield StepTerms(
                 t=t,
                 W=terms["W"],
@@ -517,20 +584,22 @@ class Decomposition:
         h_prev = u.h_prev(slice(0, T))
         if u.tokens is not None:
             group, group_step = self._token_groups()
-        for L, dgi, dgh, _ in lag_backprop(u.cell, u.w, u.cache, u.e, T - 1):
-            n = T - L
-            at = (ks[:n] + L, ks[:n])
-            out["W"][at] = _fro(_outer_sums(dgh, h_prev[:n]))
-            if u.tokens is None:
-                out["U"][at] = _fro(_outer_sums(dgi, u.X[:n]))
-            else:
-                m = int(np.searchsorted(group_step, n))  # the groups of the steps k < n
-                cols = np.zeros((m, GH), dtype=u.dtype)
-                np.add.at(cols, group[: n * B], dgi.reshape(n * B, GH))  # the nonzero columns
-                sq = np.bincount(group_step[:m], weights=np.einsum("ij,ij->i", cols, cols), minlength=n)
-                out["U"][at] = np.sqrt(sq)
-            for name in u.bias_names:
-                out[name][at] = np.linalg.norm((dgh if name == "b_hh" else dgi).sum(axis=1), axis=1)
+        with np.errstate(**QUIET):  # overflow is named, never a warning
+            for L, dgi, dgh, _ in lag_backprop(u.cell, u.w, u.cache, u.e, T - 1):
+                n = T - L
+                at = (ks[:n] + L, ks[:n])
+                out["W"][at] = _fro(_outer_sums(dgh, h_prev[:n]))
+                if u.tokens is None:
+                    out["U"][at] = _fro(_outer_sums(dgi, u.X[:n]))
+                else:
+                    m = int(np.searchsorted(group_step, n))  # the groups of the steps k < n
+                    cols = np.zeros((m, GH), dtype=u.dtype)
+                    np.add.at(cols, group[: n * B], dgi.reshape(n * B, GH))  # the nonzero columns
+                    out["U"][at] = _step_norms(_norms(cols, (1,)), group_step[:m], n)
+                for name in u.bias_names:
+                    out[name][at] = _norms((dgh if name == "b_hh" else dgi).sum(axis=1), (1,))
+            for name, a in out.items():  # a term, or its norm, overflowed
+                _check_finite_rows(f"||term_{name}||", a, label=f"terms.norms(): ||term_{name}[t, k]||")
         return TermNorms(W=out["W"], U=out["U"], b=out.get("b"), b_ih=out.get("b_ih"), b_hh=out.get("b_hh"))
 
     # -- the named factors ----------------------------------------------------------------
@@ -635,15 +704,21 @@ class Decomposition:
         nW = self.norms().W
         ks = np.arange(T)
         J = np.broadcast_to(np.eye(S, dtype=u.dtype), (T, B, S, S)).copy()  # lag 0: the identity
-        for L in range(T):
-            n = T - L
-            if L > 0:
-                # J_L[k] = ds_{k+L}/ds_k = ds_{k+L}/ds_{k+1} · A_{k+1} = J_{L-1}[k+1] A_{k+1}, row by row
-                steps = repeat_rows(cache_rows(u.cache, B, (n + 1) * B), S)
-                J = u.cell.backward(u.w, J[1:].reshape(n * B * S, S), steps)[0].reshape(n, B, S, S)
-            term_W.put(L, nW[ks[:n] + L, ks[:n]])
-            fro.put(L, np.linalg.norm(J, axis=(2, 3)))
-            spec.put(L, np.linalg.norm(J, ord=2, axis=(2, 3)))
+        with np.errstate(**QUIET):  # overflow is named, never a warning
+            for L in range(T):
+                n = T - L
+                if L > 0:
+                    # J_L[k] = ds_{k+L}/ds_k = ds_{k+L}/ds_{k+1} · A_{k+1} = J_{L-1}[k+1] A_{k+1}, row by row
+                    steps = repeat_rows(cache_rows(u.cache, B, (n + 1) * B), S)
+                    J = u.cell.backward(u.w, J[1:].reshape(n * B * S, S), steps)[0].reshape(n, B, S, S)
+                    label = f"lag_profile: dz_{{k+{L}}}/dz_k"  # (the messages name the state z_t)
+                    _check_finite_rows("dz_{k+L}/dz_k", J, L, label=label)
+                term_W.put(L, nW[ks[:n] + L, ks[:n]])
+                fro.put(L, _norms(J, (2, 3)))
+                spec.put(L, np.linalg.norm(J, ord=2, axis=(2, 3)))  # LAPACK scales: no overflow
+            for name, stats in (("||dz_{k+L}/dz_k||_F", fro), ("||dz_{k+L}/dz_k||_2", spec)):
+                # finite Jacobians whose norm is past the largest float
+                _check_finite_rows(name, stats.max, label=f"lag_profile: {name}", lag=True)
         return LagProfile(
             lag=np.arange(T),
             term_W_mean=term_W.mean,
@@ -660,7 +735,16 @@ def _jacobian(u: Unrolled, t: int, k: int) -> np.ndarray:
     e_i^T carried back from step t through steps t..k+1, the same products as lag_profile's."""
     B, S = u.B, u.S
     rows = np.broadcast_to(np.eye(S, dtype=u.dtype), (B, S, S)).reshape(B * S, S).copy()
-    return chain_back(u.cell, u.w, u.cache, B, rows, t, k).reshape(B, S, S)
+    with np.errstate(**QUIET):  # overflow is named, never a warning
+        J = chain_back(u.cell, u.w, u.cache, B, rows, t, k).reshape(B, S, S)
+        if not all_finite(J):  # (the messages name the state z_t)
+            raise NonFiniteError(
+                f"dz_{t}/dz_{k}: not finite (NaN or inf): the product of the step Jacobians overflowed "
+                f"in {J.dtype}",
+                what="dz_t/dz_k",
+                step=t,
+            )
+    return J
 
 
 def step_jacobians(u: Unrolled, k: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:

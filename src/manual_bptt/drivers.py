@@ -10,6 +10,14 @@ numbers. With gi_t = U x_t + b_ih and gh_t = W h_{t-1} + b_hh (see cells.base):
                    or, truncated at tau, for every E_t only the steps k with t - tau <= k <= t
     weight_grads   dU = sum_t dgi_t^T x_t, db_ih = sum_t dgi_t, dW = sum_t dgh_t^T h_{t-1},
                    db_hh = sum_t dgh_t, dE/dx_t = dgi_t U: each one product over all (t, b) rows
+    projection_grad  dW_hr = sum_t dh_t^T m_t, the LSTM's projection (h_t = W_hr m_t)
+
+run and backprop take an optional step mask (T, B) bool (variable lengths): where mask[t, b] is
+False, step t of row b is skipped. Its state is held, s_t[b] = s_{t-1}[b]: the step's Jacobian is
+the identity and it receives no gradient (dgi_t[b] = dgh_t[b] = 0, the gradient carried through
+unchanged). The cell still computes the skipped rows, so every product stays a full (B, .) one;
+the mask selects (np.copyto / np.where), never multiplies, so a value in a skipped row cannot
+leak. mask=None is exactly the unmasked drivers.
 
 The drivers take arrays already validated (manual_bptt._inputs) in the compute dtype; CellInputs
 holds them as each cell's front gives them (manual_bptt.kinds: every params type has one).
@@ -104,21 +112,39 @@ def input_terms(
     return np.ascontiguousarray(gi)
 
 
-def run(cell: Cell, w: StepWeights, gi: np.ndarray, s0: np.ndarray) -> Run:
+def run(cell: Cell, w: StepWeights, gi: np.ndarray, s0: np.ndarray, *, mask: np.ndarray | None = None) -> Run:
     """The recurrence s_t = cell(gi_t, W h_{t-1} + b_hh, s_{t-1}).
 
     Args:
         cell: the cell.  w: its recurrent weights.
         gi: (T, B, G*H) input terms.  s0: (B, S) initial state.
+        mask: None, or (T, B) bool: where False, the step is skipped and the state held
+            (s_t[b] = s_{t-1}[b]; see the module docstring).
     """
     T, B = gi.shape[:2]
     s = np.empty((T + 1, B, s0.shape[1]), dtype=gi.dtype)
     s[0] = s0
+    held = None if mask is None else ~mask[:, :, None]  # (T, B, 1): the skipped steps
     caches = []
     for t in range(T):
         s[t + 1], cache = cell.forward(w, gi[t], s[t])  # s_t = cell(gi_t, gh_t, s_{t-1})
+        if held is not None:
+            np.copyto(s[t + 1], s[t], where=held[t])  # a skipped step holds the state: s_t = s_{t-1}
         caches.append(cache)
     return Run(s=s, caches=caches)
+
+
+def _step_back(
+    cell: Cell, w: StepWeights, g: np.ndarray, cache: Any, held: np.ndarray | None
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """cell.backward through one step; where ``held`` (B, 1) is True (a skipped step), no gradient
+    enters the step (dgi_t = dgh_t = 0) and g passes through unchanged (its Jacobian is I)."""
+    g_prev, dgi, dgh = cell.backward(w, g, cache)
+    if held is None:
+        return g_prev, dgi, dgh
+    np.copyto(dgi, 0, where=held)
+    np.copyto(dgh, 0, where=held)
+    return np.where(held, g, g_prev), dgi, dgh
 
 
 def backprop(
@@ -129,6 +155,8 @@ def backprop(
     *,
     truncate: int | None = None,
     ds_final: np.ndarray | None = None,
+    mask: np.ndarray | None = None,
+    dh_out: np.ndarray | None = None,
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """dE/dgi_t, dE/dgh_t (T, B, G*H) and dE/ds0 (B, S) by the reverse recursion.
 
@@ -138,28 +166,44 @@ def backprop(
         truncate: None (full BPTT) or tau >= 0: for every E_t keep exactly the terms of the
             steps k with t - tau <= k <= t (ds0 receives E_t's gradient only when t <= tau).
         ds_final: (B, S) gradient arriving at the final state s_{T-1} (full BPTT only), or None.
+        mask: None, or (T, B) bool, the steps run (see run): a skipped step passes the gradient
+            through unchanged and its dgi_t, dgh_t are 0.
+        dh_out: None, or (T, B, H_out) zeros that receive dE/dh_t, the total gradient at each
+            output h_t that a step computed (direct and carried; under truncation the sum over
+            the windows; 0 at skipped steps): for the projection's gradient (projection_grad).
     """
     T, B, S = ds_direct.shape
     GH = cell.gates * w.H
     dgi = np.zeros((T, B, GH), dtype=ds_direct.dtype)
     dgh = np.zeros((T, B, GH), dtype=ds_direct.dtype)
+    held = None if mask is None else ~mask[:, :, None]  # (T, B, 1): the skipped steps
+    H_out = w.H_out
     if truncate is None or truncate >= T - 1:
         g = np.zeros((B, S), dtype=ds_direct.dtype) if ds_final is None else ds_final.copy()
         for t in range(T - 1, -1, -1):
             g = g + ds_direct[t]  # dE/ds_t = direct + carried from step t + 1
-            g, dgi[t], dgh[t] = cell.backward(w, g, r.caches[t])  # g becomes dE/ds_{t-1}
-        return dgi, dgh, g
-    if ds_final is not None:
-        raise ValueError("ds_final: only with full BPTT (truncate=None)")
-    ds0 = np.zeros((B, S), dtype=ds_direct.dtype)
-    for t in range(T):
-        g = ds_direct[t]  # dE_t/ds_t
-        for k in range(t, max(0, t - truncate) - 1, -1):
-            g, gi_k, gh_k = cell.backward(w, g, r.caches[k])  # through step k: dE_t/ds_{k-1}
-            dgi[k] += gi_k
-            dgh[k] += gh_k
-        if t <= truncate:  # the window reaches s0
-            ds0 += g
+            if dh_out is not None:
+                dh_out[t] = g[:, :H_out]  # dE/dh_t, total
+            step_held = None if held is None else held[t]
+            g, dgi[t], dgh[t] = _step_back(cell, w, g, r.caches[t], step_held)  # g becomes dE/ds_{t-1}
+        ds0 = g
+    else:
+        if ds_final is not None:
+            raise ValueError("ds_final: only with full BPTT (truncate=None)")
+        ds0 = np.zeros((B, S), dtype=ds_direct.dtype)
+        for t in range(T):
+            g = ds_direct[t]  # dE_t/ds_t
+            for k in range(t, max(0, t - truncate) - 1, -1):
+                if dh_out is not None:
+                    dh_out[k] += g[:, :H_out]  # E_t's part of dE/dh_k
+                step_held = None if held is None else held[k]
+                g, gi_k, gh_k = _step_back(cell, w, g, r.caches[k], step_held)  # g: dE_t/ds_{k-1}
+                dgi[k] += gi_k
+                dgh[k] += gh_k
+            if t <= truncate:  # the window reaches s0
+                ds0 += g
+    if dh_out is not None and held is not None:
+        np.copyto(dh_out, 0, where=held)  # a skipped step computed no h_t: W_hr was not used there
     return dgi, dgh, ds0
 
 
@@ -189,6 +233,16 @@ def weight_grads(
         dU = rows_i.T @ X.reshape(T * B, D)  # dU = sum_t dgi_t^T x_t
         dX = (rows_i @ U).reshape(T, B, D)  # dE/dx_t = dgi_t U
     return dU, rows_i.sum(axis=0), dW, rows_h.sum(axis=0), dX
+
+
+def projection_grad(dh: np.ndarray, m: np.ndarray) -> np.ndarray:
+    """dW_hr = sum_t dh_t^T m_t (H_out, H), one product over all (t, b) rows.
+
+    Args:
+        dh: (T, B, H_out) dE/dh_t at every output (backprop's dh_out).  m: (T, B, H) the m_t that
+            W_hr multiplied (cell.output_input of each step's cache).
+    """
+    return dh.reshape(-1, dh.shape[-1]).T @ m.reshape(-1, m.shape[-1])  # dW_hr = sum_t dh_t^T m_t
 
 
 # ---------------------------------------------------------------------------------------------
@@ -266,9 +320,9 @@ def chain_back(cell: Cell, w: StepWeights, cache: Any, B: int, g: np.ndarray, t:
 
 
 def step_jacobian(cell: Cell, w: StepWeights, cache: Any) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """(A, Ji, Jh) of one step from its cache of B rows: A = ds_t/ds_{t-1} = Js + Jh W [I_H 0],
+    """(A, Ji, Jh) of one step from its cache of B rows: A = ds_t/ds_{t-1} = Js + Jh W [I_H_out 0],
     (B, S, S); Ji = ∂s_t/∂gi_t, Jh = ∂s_t/∂gh_t, (B, S, G*H)."""
     Ji, Jh, Js = cell.partials(w, cache)
     A = Js.copy()
-    A[:, :, : w.H] += Jh @ w.W  # through gh_t = W h_{t-1} + b_hh
+    A[:, :, : w.H_out] += Jh @ w.W  # through gh_t = W h_{t-1} + b_hh
     return A, Ji, Jh

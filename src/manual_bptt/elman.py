@@ -16,6 +16,7 @@ the spec (cells.elman) on the generic drivers.
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import numpy as np
@@ -234,7 +235,8 @@ def forward(
 
     Raises:
         ValueError naming the argument; TooLargeError past max_bytes (before allocating);
-        NonFiniteError naming the first step whose state or logits are not finite.
+        NonFiniteError naming the first step whose state, pre-activation (returned as a, it may
+        overflow while f(a_t) is finite, as tanh(inf) = 1) or logits are not finite.
     """
     limit = check_max_bytes(max_bytes)
     batch = prepare(p, xs, None, activation=elman_activation(activation), s0=s0, labels_required=False,
@@ -242,6 +244,7 @@ def forward(
     T, B, H, K = batch.T, batch.B, batch.H, batch.K
     with np.errstate(**QUIET):  # overflow raises NonFiniteError, never a warning
         tr = run_forward(p, batch)
+        check_steps_finite("a_t", tr.a, 0)
         o = logits(tr.s.reshape(T * B, H), tr.V.T, tr.c).reshape(T, B, K)
         check_steps_finite("o_t", o, 0)
         y_hat = softmax(o)
@@ -310,10 +313,13 @@ def driver_inputs(
     mask: object | None = None,
     labels: bool = True,
     owned: bool = False,
+    size_check: Callable[[Sizes, np.dtype], None] | None = None,
 ) -> CellInputs:
     """The inputs of a call, validated as bptt validates them, for the generic drivers over
     cells.elman. ``labels``: ys is required (False: ys must be None). ``owned``: copies of the
-    inputs that share no memory with the caller's (for results that outlive the call)."""
+    inputs that share no memory with the caller's (for results that outlive the call).
+    ``size_check``: called with the Sizes and the compute dtype before any value of the inputs
+    is scanned or copied (where decompose, state_jacobian and rtrl refuse a call too large)."""
     batch = prepare(
         p,
         xs,
@@ -323,6 +329,7 @@ def driver_inputs(
         reduction=reduction,
         mask=mask,
         labels_required=labels,
+        size_check=None if size_check is None else (lambda sz: size_check(sz, sz.dtype)),
     )
     if owned:
         batch = batch.owned()
@@ -338,7 +345,7 @@ def driver_inputs(
         b_ih=b,
         V=V,
         c=c,
-        bias_names=() if b is None else ("b",),
+        bias_names=p.bias_names,
         tokens=batch.tokens,
         X=batch.X,
         s0=batch.s0,

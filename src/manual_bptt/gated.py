@@ -26,11 +26,12 @@ chain running through the full state s (h and c for the LSTM).
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import numpy as np
 
-from ._inputs import Batch, prepare, upstream_gradients
+from ._inputs import Batch, Sizes, prepare, real_array, upstream_gradients
 from .cells.base import Cell, StepWeights
 from .cells.lstm import LSTM
 from .drivers import CellInputs, Run, backprop, input_terms, weight_grads
@@ -117,17 +118,6 @@ class GatedInputs:
         return part(s)
 
 
-def _real_array(value: object) -> np.ndarray:
-    try:
-        arr = np.asarray(value)
-    except (ValueError, TypeError) as exc:
-        raise ValueError(f"s0: cannot be read as a numeric array ({exc})") from None
-    real = np.issubdtype(arr.dtype, np.floating) or np.issubdtype(arr.dtype, np.integer)
-    if arr.dtype == object or arr.dtype == np.bool_ or not real:
-        raise ValueError(f"s0: expected a real numeric array, got dtype {arr.dtype}")
-    return arr
-
-
 def _state_parts(cell: Cell, s0: object) -> list[tuple[str, np.ndarray]]:
     """s0 as its named parts: [("s0", h0)] for the GRU, [("s0.h", h0), ("s0.c", c0)] for the LSTM."""
     if cell is LSTM:
@@ -136,10 +126,10 @@ def _state_parts(cell: Cell, s0: object) -> list[tuple[str, np.ndarray]]:
                 "s0: the LSTM's initial state is a pair, manual_bptt.LSTMState(h, c) or a tuple (h, c), "
                 f"got {type(s0).__name__}" + (f" of length {len(s0)}" if isinstance(s0, tuple) else "")
             )
-        return [("s0.h", _real_array(s0[0])), ("s0.c", _real_array(s0[1]))]
+        return [("s0.h", real_array("s0", s0[0])), ("s0.c", real_array("s0", s0[1]))]
     if isinstance(s0, LSTMState):
         raise ValueError("s0: the GRU's initial state is one array h0 (H,) or (B, H), got an LSTMState")
-    return [("s0", _real_array(s0))]
+    return [("s0", real_array("s0", s0))]
 
 
 def _initial_state(cell: Cell, s0: object, H: int, B: int, batched: bool) -> tuple[list[np.ndarray], tuple]:
@@ -173,6 +163,7 @@ def prepare_gated(
     mask: object | None = None,
     activation: object | None = None,
     labels_required: bool = True,
+    size_check: Callable[[Sizes, np.dtype], None] | None = None,
 ) -> GatedInputs:
     """Validate the inputs of a gated cell; every malformed one is a ValueError naming it.
 
@@ -183,21 +174,40 @@ def prepare_gated(
             parts of one shape (H,) or (B, H). An (H,) s0 with batched xs is shared by every row.
         activation: must be None: the gated cells fix their nonlinearities.
         labels_required: when True, ys=None is an error.
+        size_check: called with the Sizes and the compute dtype once the shapes of xs and s0
+            are read, before any value of xs or ys is scanned or copied: where a call too
+            large to run is refused.
     """
     if activation is not None:
         raise ValueError(
             f"activation: applies to the Elman cell only (RNNParams); a gated cell fixes its own "
             f"nonlinearities, so pass no activation, got {activation!r}"
         )
+    state: list = []  # [the parts of s0, their shape, the compute dtype], read from the shapes
+
+    def read_state(sz: Sizes) -> None:
+        parts, s0_shape = _initial_state(cell, s0, sz.H, sz.B, sz.batched)
+        floats = [sz.dtype, *(a.dtype for a in parts if np.issubdtype(a.dtype, np.floating))]
+        dtype = np.dtype(np.result_type(*floats))
+        if dtype not in (np.float32, np.float64):  # as _inputs.prepare: a longdouble s0 computes in float64
+            dtype = np.dtype(np.float64)
+        if size_check is not None:
+            size_check(sz, dtype)
+        state.extend((parts, s0_shape, dtype))
+
     batch = prepare(
-        p, xs, ys, activation="tanh", s0=None, reduction=reduction, mask=mask, labels_required=labels_required
+        p,
+        xs,
+        ys,
+        activation="tanh",
+        s0=None,
+        reduction=reduction,
+        mask=mask,
+        labels_required=labels_required,
+        size_check=read_state,
     )
+    parts, s0_shape, dtype = state
     H, B = batch.H, batch.B
-    parts, s0_shape = _initial_state(cell, s0, H, B, batch.batched)
-    floats = [batch.dtype, *(a.dtype for a in parts if np.issubdtype(a.dtype, np.floating))]
-    dtype = np.dtype(np.result_type(*floats))
-    if dtype not in (np.float32, np.float64):  # as _inputs.prepare: a longdouble s0 computes in float64
-        dtype = np.dtype(np.float64)
     s0_rows = np.zeros((B, cell.parts * H), dtype=dtype)
     for j, a in enumerate(parts):
         s0_rows[:, j * H : (j + 1) * H] = a  # broadcasts an (H,) part over the rows
@@ -230,21 +240,22 @@ def prepare_gated(
     )
 
 
-def check_size(g: GatedInputs, max_bytes: int, what: str, extra: int = 0) -> None:
-    """Refuse, before allocating, a call whose per-step arrays would pass max_bytes.
+def check_size(cell: Cell, sz: Sizes, dtype: np.dtype, max_bytes: int, what: str, extra: int = 0) -> None:
+    """Refuse, from the shapes alone (prepare_gated's size_check), a call whose per-step arrays
+    would pass max_bytes.
 
     Per step: B rows of k*H + K numbers (k from _ROW_NUMBERS), 2D more for dense inputs (xs in
     the compute dtype and dxs), and _STEP_BYTES for the step's cache objects themselves;
-    ``extra``: more numbers per (t, b) row, in units of H (the layer backward's outputs h_t).
+    ``extra``: more numbers per (t, b) row, in units of H (1 for the layer backward's outputs h_t).
     """
-    b, k = g.batch, _ROW_NUMBERS[g.cell.name] + extra
-    dense = 0 if b.tokens is not None else 2 * b.D
-    per_step = b.B * (k * g.H + b.K + dense) + -(-_STEP_BYTES // g.dtype.itemsize)
+    k = _ROW_NUMBERS[cell.name] + extra
+    dense = 0 if sz.tokens else 2 * sz.D
+    per_step = sz.B * (k * sz.H + sz.K + dense) + -(-_STEP_BYTES // dtype.itemsize)
     check_bytes(
-        f"{what} ({g.cell.name}): the states, caches, gradients and logits, T steps of "
+        f"{what} ({cell.name}): the states, caches, gradients and logits, T steps of "
         f"B*({k}*H + K{' + 2*D' if dense else ''}) numbers and {_STEP_BYTES} bytes of cache objects each",
-        (b.T, per_step),
-        g.dtype,
+        (sz.T, per_step),
+        dtype,
         max_bytes,
         hint="split the sequence into chunks (pass final_state on as s0), or pass a larger max_bytes",
     )
@@ -382,8 +393,8 @@ def bptt(
     """
     tau = None if truncate is None else integer_arg("truncate", truncate, 0)
     max_bytes = check_max_bytes(max_bytes)
-    g = prepare_gated(cell, p, xs, ys, s0=s0, reduction=reduction, mask=mask, activation=activation)
-    check_size(g, max_bytes, "bptt")
+    g = prepare_gated(cell, p, xs, ys, s0=s0, reduction=reduction, mask=mask, activation=activation,
+                      size_check=lambda sz, dt: check_size(cell, sz, dt, max_bytes, "bptt"))
     b, H = g.batch, g.H
     T, B, n = b.T, b.B, b.T * b.B
     if tau is None or tau >= T - 1:  # every term kept: the fast path (fast.gated)
@@ -501,8 +512,8 @@ def forward(
         activation: must be None (as for bptt).  max_bytes: as for bptt.
     """
     max_bytes = check_max_bytes(max_bytes)
-    g = prepare_gated(cell, p, xs, None, s0=s0, activation=activation, labels_required=False)
-    check_size(g, max_bytes, "forward")
+    g = prepare_gated(cell, p, xs, None, s0=s0, activation=activation, labels_required=False,
+                      size_check=lambda sz, dt: check_size(cell, sz, dt, max_bytes, "forward"))
     b, H = g.batch, g.H
     T, B = b.T, b.B
     fw = fast_forward(g)
@@ -543,8 +554,8 @@ def backward(
         (grads (V and c None), dxs or None, ds0, the outputs h_t in the caller's layout, the
         final state).
     """
-    g = prepare_gated(cell, p, xs, None, s0=s0, activation=activation, labels_required=False)
-    check_size(g, limit, "backward", extra=1)  # and the outputs h_t
+    g = prepare_gated(cell, p, xs, None, s0=s0, activation=activation, labels_required=False,
+                      size_check=lambda sz, dt: check_size(cell, sz, dt, limit, "backward", extra=1))
     b, H = g.batch, g.H
     dhs_tm, d_fin = upstream_gradients(dhs, final_parts, b.T, b.B, H, b.batched, g.dtype)
     if tau is None or tau >= b.T - 1:  # every term kept: the fast path
@@ -571,10 +582,12 @@ def driver_inputs(
     mask: object | None = None,
     labels: bool = True,
     owned: bool = False,
+    size_check: Callable[[Sizes, np.dtype], None] | None = None,
 ) -> CellInputs:
     """As elman.driver_inputs, for the gated cell ``cell`` (cells.gru, cells.lstm)."""
     g = prepare_gated(
-        cell, p, xs, ys, s0=s0, reduction=reduction, mask=mask, activation=activation, labels_required=labels
+        cell, p, xs, ys, s0=s0, reduction=reduction, mask=mask, activation=activation, labels_required=labels,
+        size_check=size_check,
     )
     batch = g.batch.owned() if owned else g.batch
     X = None if g.X is None else (g.X.copy() if owned else g.X)
@@ -585,7 +598,7 @@ def driver_inputs(
         b_ih=g.b_ih,
         V=g.V,
         c=g.c,
-        bias_names=() if g.b_ih is None else ("b_ih", "b_hh"),
+        bias_names=p.bias_names,
         tokens=batch.tokens,
         X=X,
         s0=g.s0,

@@ -19,7 +19,7 @@ from typing import ClassVar, NamedTuple
 import numpy as np
 
 from .errors import integer_arg
-from .params import _FLOAT_DTYPES, ParamsArrays, _frozen_copy
+from .params import ParamsArrays, _float_dtype, _frozen_copy, init_args
 
 
 class LSTMState(NamedTuple):
@@ -97,6 +97,11 @@ class _GatedParams(ParamsArrays):
         """H: the size of h_t (and of the LSTM's c_t)."""
         return int(self.W.shape[1])
 
+    @property
+    def bias_names(self) -> tuple[str, ...]:
+        """The names of the cell's biases: ("b_ih", "b_hh"), or () without them."""
+        return () if self.b_ih is None else ("b_ih", "b_hh")
+
     def gate(self, name: str, block: str) -> np.ndarray | None:
         """The H rows of gate ``block`` (e.g. "n") of the stacked field ``name`` (U, W, b_ih, b_hh)."""
         if block not in self.GATE_NAMES:
@@ -109,9 +114,7 @@ class _GatedParams(ParamsArrays):
 
     def astype(self, dtype: np.dtype | type):
         """A copy with every array cast to ``dtype`` (float32 or float64)."""
-        dt = np.dtype(dtype)
-        if dt not in _FLOAT_DTYPES:
-            raise ValueError(f"dtype: expected float32 or float64, got {dt}")
+        dt = _float_dtype(dtype)
         return type(self)(**{name: a.astype(dt) for name, a in self.items()})
 
     def replace(self, **arrays: np.ndarray | None):
@@ -139,17 +142,19 @@ class _GatedParams(ParamsArrays):
 
         Args:
             input_size: D.  hidden_size: H.  output_size: K.  All at least 1.
-            seed: seed of the numpy Generator (None: fresh entropy).
+            seed: seed of the numpy Generator, an integer >= 0 (None: fresh entropy).
             bias: include b_ih, b_hh (G*H,) and c (K,).
             weight_scale: multiplies k (1 is torch's init; larger values drive the gates
-                into saturation).
+                into saturation). A finite real number >= 0.
             dtype: float32 or float64.
+
+        The arguments are checked as RNNParams.init checks them (params.init_args): a ValueError
+        names the first one that is wrong.
         """
         D = integer_arg("input_size", input_size, 1)
         H = integer_arg("hidden_size", hidden_size, 1)
         K = integer_arg("output_size", output_size, 1)
-        if not np.isfinite(weight_scale):
-            raise ValueError(f"weight_scale: expected a finite number, got {weight_scale!r}")
+        seed, weight_scale, dt = init_args(seed, weight_scale, dtype)
         rng = np.random.default_rng(seed)
         k = weight_scale / np.sqrt(H)
         GH = cls.GATES * H
@@ -165,7 +170,7 @@ class _GatedParams(ParamsArrays):
             V=uniform(K, H),
             c=uniform(K) if bias else None,
         )
-        return p.astype(dtype)
+        return p.astype(dt)
 
 
 @dataclass(frozen=True, eq=False)

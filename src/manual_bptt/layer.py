@@ -4,9 +4,12 @@
     forward(p, xs, ...)          the forward pass, likewise
     backward(p, xs, dhs, ...)    the vector-Jacobian product of the recurrent layer alone
 
-p is an RNNParams (the Elman cell), a GRUParams or an LSTMParams: each call runs what p's row in
-manual_bptt.kinds names. ``activation`` belongs to the Elman cell (None means "tanh"); with a
-gated cell any value but None is a ValueError.
+p is an RNNParams (the Elman cell), a GRUParams, an LSTMParams or a StackParams (a stack of
+layers, torch's nn.RNN / nn.GRU / nn.LSTM of any shape: manual_bptt.stack): each call runs what
+p's row in manual_bptt.kinds names. ``activation`` belongs to the Elman cell (None means "tanh");
+with a gated cell or a StackParams (which holds its own) any value but None is a ValueError.
+``lengths`` (variable-length batches) is a StackParams's: a ValueError with the one-layer types
+(StackParams.from_params converts them).
 
 The layer backward has no output layer and no labels. With h_t the layer's output at step t
 (s_t for the Elman cell) and s_{T-1} its final state (h_{T-1}; the pair (h_{T-1}, c_{T-1}) for
@@ -27,14 +30,27 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from . import elman, gated
-from ._inputs import check_truncate
+from . import elman, gated, stack
+from ._inputs import check_truncate, real_array
 from .errors import DEFAULT_MAX_BYTES, check_max_bytes
 from .gated_params import GRUParams, LSTMParams, LSTMState
 from .kinds import Kind, kind_of
 from .params import RNNParams
+from .stack_params import StackParams
 
-AnyParams = RNNParams | GRUParams | LSTMParams
+AnyParams = RNNParams | GRUParams | LSTMParams | StackParams
+
+
+def _lengths(kind: Kind, lengths: object | None) -> dict[str, object]:
+    """The ``lengths=`` argument for the front of p's row: only a stack's takes one."""
+    if kind.stacked:
+        return {"lengths": lengths}
+    if lengths is not None:
+        raise ValueError(
+            "lengths: variable lengths are a stack's (manual_bptt.StackParams); a one-layer p converts by "
+            "StackParams.from_params(p)"
+        )
+    return {}
 
 
 def bptt(
@@ -43,22 +59,26 @@ def bptt(
     ys: object,
     *,
     s0: object | None = None,
+    lengths: object | None = None,
     truncate: int | None = None,
     reduction: str = "sum",
     mask: object | None = None,
     activation: str | None = None,
     max_bytes: int = DEFAULT_MAX_BYTES,
-) -> elman.BPTTResult | gated.GatedBPTTResult:
+) -> elman.BPTTResult | gated.GatedBPTTResult | stack.StackBPTTResult:
     """Loss and exact gradients by backpropagation through time, for any cell.
 
     Args:
         p: RNNParams (U (H, D), W (H, H), b (H,) or None, V (K, H), c (K,) or None), or
             GRUParams / LSTMParams (U (G*H, D), W (G*H, H), b_ih, b_hh (G*H,) or both None,
-            V (K, H), c (K,) or None; G = 3 for r, z, n, G = 4 for i, f, g, o).
+            V (K, H), c (K,) or None; G = 3 for r, z, n, G = 4 for i, f, g, o), or a
+            StackParams with its output layer V (see manual_bptt.stack.bptt: s0 in torch's
+            (L * dirs, B, H_out) layout, lengths, truncation for one direction).
         xs: int token ids (T,) or (B, T) in [0, D), or float dense inputs (T, D) or (B, T, D).
         ys: int labels in [0, K), (T,) or (B, T) matching xs.
         s0: None (zeros); Elman and GRU an array (H,) or (B, H); LSTM an LSTMState(h0, c0)
             or a pair (h0, c0), parts of one shape (H,) or (B, H).
+        lengths: a StackParams's only: None, or (B,) integers 1 <= n_b <= T.
         truncate: None (full BPTT) or tau >= 0: for every E_t exactly the terms of the steps
             t - tau <= k <= t, the chain running through the full state.
         reduction: "sum" or "mean".  mask: None or bool like ys.
@@ -71,7 +91,8 @@ def bptt(
         p), ds0 (LSTMState(dh0, dc0) for the LSTM), dxs ((T, D) / (B, T, D), or None for
         tokens), final_state (LSTMState(h_{T-1}, c_{T-1}) for the LSTM).
     """
-    return kind_of(p).bptt(
+    kind = kind_of(p)
+    return kind.bptt(
         p,
         xs,
         ys,
@@ -81,6 +102,7 @@ def bptt(
         mask=mask,
         activation=activation,
         max_bytes=max_bytes,
+        **_lengths(kind, lengths),
     )
 
 
@@ -89,20 +111,23 @@ def forward(
     xs: object,
     *,
     s0: object | None = None,
+    lengths: object | None = None,
     activation: str | None = None,
     max_bytes: int = DEFAULT_MAX_BYTES,
-) -> elman.ForwardResult | gated.GatedForwardResult:
+) -> elman.ForwardResult | gated.GatedForwardResult | stack.StackForwardResult:
     """The forward pass of any cell (no labels): states and logits, batch-first when batched.
 
     Args:
-        p, xs, s0, activation, max_bytes: as for :func:`bptt`.
+        p, xs, s0, lengths, activation, max_bytes: as for :func:`bptt` (a StackParams needs no V).
 
     Returns:
         elman.ForwardResult (a, s (T, H) / (B, T, H); o, y_hat (T, K) / (B, T, K); final_state)
         for the Elman cell; gated.GatedForwardResult (h, cell_state (the LSTM's c_t, else None),
-        o, y_hat, final_state) for the GRU and the LSTM.
+        o, y_hat, final_state) for the GRU and the LSTM; stack.StackForwardResult (outputs,
+        h_n, c_n, o, y_hat) for a StackParams.
     """
-    return kind_of(p).forward(p, xs, s0=s0, activation=activation, max_bytes=max_bytes)
+    kind = kind_of(p)
+    return kind.forward(p, xs, s0=s0, activation=activation, max_bytes=max_bytes, **_lengths(kind, lengths))
 
 
 @dataclass(frozen=True, eq=False)
@@ -126,19 +151,6 @@ class LayerResult:
     final_state: np.ndarray | LSTMState
 
 
-def _numeric(name: str, value: object) -> np.ndarray:
-    """value as a real numeric array (floats or integers, not bool), read only; else ValueError."""
-    try:
-        arr = np.asarray(value)
-    except (ValueError, TypeError) as exc:
-        raise ValueError(f"{name}: cannot be read as a numeric array ({exc})") from None
-    if arr.dtype == np.bool_ or not (
-        np.issubdtype(arr.dtype, np.floating) or np.issubdtype(arr.dtype, np.integer)
-    ):
-        raise ValueError(f"{name}: expected a real numeric array, got dtype {arr.dtype}")
-    return arr
-
-
 def _final_parts(kind: Kind, d_final: object) -> list[tuple[str, np.ndarray]]:
     """d_final as its named parts: [("d_final", dh)]; for the LSTM, whose state has two parts,
     [("d_final.h", dh), ("d_final.c", dc)]."""
@@ -150,14 +162,14 @@ def _final_parts(kind: Kind, d_final: object) -> list[tuple[str, np.ndarray]]:
                 + (f" of length {len(d_final)}" if isinstance(d_final, tuple) else "")
             )
         return [
-            ("d_final.h", _numeric("d_final.h", d_final[0])),
-            ("d_final.c", _numeric("d_final.c", d_final[1])),
+            ("d_final.h", real_array("d_final.h", d_final[0])),
+            ("d_final.c", real_array("d_final.c", d_final[1])),
         ]
     if isinstance(d_final, LSTMState):
         raise ValueError(
             "d_final: an LSTMState is the LSTM's; this cell's final state is one array (H,) or (B, H)"
         )
-    return [("d_final", _numeric("d_final", d_final))]
+    return [("d_final", real_array("d_final", d_final))]
 
 
 def _compute_dtype(p: AnyParams, arrays: list[np.ndarray]) -> np.dtype | None:
@@ -176,19 +188,22 @@ def backward(
     *,
     s0: object | None = None,
     d_final: object | None = None,
+    lengths: object | None = None,
     truncate: int | None = None,
     activation: str | None = None,
     max_bytes: int = DEFAULT_MAX_BYTES,
-) -> LayerResult:
+) -> LayerResult | stack.StackLayerResult:
     """The vector-Jacobian product of the recurrent layer alone: no output layer, no labels.
 
         L = sum_t <dhs_t, h_t> + <d_final, s_{T-1}>
 
     with h_t the layer's output (s_t for the Elman cell) and s_{T-1} the final state
-    (the pair (h_{T-1}, c_{T-1}) for the LSTM).
+    (the pair (h_{T-1}, c_{T-1}) for the LSTM). A StackParams takes its own layout (see
+    manual_bptt.stack.backward: dhs (B, T, dirs * H_out), d_final of every layer's final state
+    (L * dirs, B, H_out), lengths) and returns a stack.StackLayerResult.
 
     Args:
-        p: RNNParams, GRUParams or LSTMParams (V and c are ignored).
+        p: RNNParams, GRUParams or LSTMParams (V and c are ignored), or a StackParams.
         xs: int token ids (T,) or (B, T) in [0, D), or float dense inputs (T, D) or (B, T, D).
         dhs: (T, H) or (B, T, H) (as xs is batched or not): dL/dh_t arriving at every output
             from above (not through the recurrence); finite real numbers.
@@ -209,10 +224,16 @@ def backward(
         ValueError naming the argument for malformed input (dhs, d_final, ...); TooLargeError
         over max_bytes; NonFiniteError naming the first step that overflowed.
     """
+    kind = kind_of(p)
+    if kind.stacked:  # the stack's front reads every argument itself, in torch's layout
+        return kind.backward(
+            p, xs, dhs, s0=s0, d_final=d_final, lengths=lengths, truncate=truncate, activation=activation,
+            max_bytes=max_bytes,
+        )  # fmt: skip
+    _lengths(kind, lengths)
     tau = check_truncate(truncate)
     limit = check_max_bytes(max_bytes)
-    kind = kind_of(p)
-    dhs_arr = _numeric("dhs", dhs)
+    dhs_arr = real_array("dhs", dhs)
     final_parts = [] if d_final is None else _final_parts(kind, d_final)
     cast = _compute_dtype(p, [dhs_arr, *(a for _, a in final_parts)])
     if cast is not None:

@@ -190,6 +190,11 @@ class RNNParams(ParamsArrays):
         """H: the state dimension."""
         return int(self.U.shape[0])
 
+    @property
+    def bias_names(self) -> tuple[str, ...]:
+        """The names of the cell's biases: ("b",), or () without b."""
+        return () if self.b is None else ("b",)
+
     def astype(self, dtype: np.dtype | type) -> RNNParams:
         """A copy with every array cast to ``dtype`` (float32 or float64)."""
         dt = _float_dtype(dtype)
@@ -230,16 +235,7 @@ class RNNParams(ParamsArrays):
         D = integer_arg("input_size", input_size, 1)
         H = integer_arg("hidden_size", hidden_size, 1)
         K = integer_arg("output_size", output_size, 1)
-        dt = _float_dtype(dtype)
-        if seed is not None:
-            seed = integer_arg("seed", seed, 0)
-        if (
-            isinstance(weight_scale, bool)
-            or not isinstance(weight_scale, numbers.Real)
-            or not np.isfinite(weight_scale)
-            or weight_scale < 0
-        ):
-            raise ValueError(f"weight_scale: expected a finite real number >= 0, got {weight_scale!r}")
+        seed, weight_scale, dt = init_args(seed, weight_scale, dtype)
         rng = np.random.default_rng(seed)
         p = cls(
             U=rng.standard_normal((H, D)) * (weight_scale / np.sqrt(D)),
@@ -258,5 +254,24 @@ def _float_dtype(dtype: object) -> np.dtype:
     except TypeError:
         raise ValueError(f"dtype: expected float32 or float64, got {dtype!r}") from None
     if dt not in _FLOAT_DTYPES:
-        raise ValueError(f"dtype: expected float32 or float64, got {dtype!r}")
+        raise ValueError(f"dtype: expected float32 or float64, got {dt}")
     return dt
+
+
+def init_args(seed: object, weight_scale: object, dtype: object) -> tuple[int | None, float, np.dtype]:
+    """The checked arguments every params type's ``init`` shares: (seed, weight_scale, dtype).
+
+    seed: None or an integer >= 0 (not a bool); weight_scale: a finite real number >= 0 (not a
+    bool); dtype: float32 or float64. Anything else is a ValueError naming the argument.
+    """
+    dt = _float_dtype(dtype)
+    if seed is not None:
+        seed = integer_arg("seed", seed, 0)
+    if (
+        isinstance(weight_scale, bool)
+        or not isinstance(weight_scale, numbers.Real)
+        or not np.isfinite(weight_scale)
+        or weight_scale < 0
+    ):
+        raise ValueError(f"weight_scale: expected a finite real number >= 0, got {weight_scale!r}")
+    return seed, float(weight_scale), dt

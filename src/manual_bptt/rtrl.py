@@ -24,24 +24,25 @@ from __future__ import annotations
 
 import numpy as np
 
-from ._inputs import check_max_bytes
-from .decompose import Unrolled, step_jacobians, unroll
+from ._inputs import Sizes, check_max_bytes
+from .cells import Cell
+from .decompose import step_jacobians, unroll
 from .elman import BPTTResult
-from .errors import DEFAULT_MAX_BYTES, TooLargeError
+from .errors import DEFAULT_MAX_BYTES, QUIET, TooLargeError, check_grads_finite
 from .gated import GatedBPTTResult
+from .kinds import kind_of
 
 #: Default limit, in bytes, for the carried sensitivity tensors.
 MAX_RTRL_BYTES = DEFAULT_MAX_BYTES  # 1 GiB
 
 
-def _check_sensitivities(u: Unrolled, max_bytes: int) -> None:
-    """Refuse, before allocating them, sensitivities over max_bytes:
+def _check_sensitivities(sz: Sizes, dtype: np.dtype, cell: Cell, biases: int, max_bytes: int) -> None:
+    """Refuse, from the shapes (before anything is allocated), sensitivities over max_bytes:
     B*S*(G*H*H + G*H*D + G*H per bias + S) numbers, plus T*B*S*D for dense inputs."""
-    T, B, D, H, S, GH = u.T, u.B, u.D, u.H, u.S, u.GH
-    n_numbers = B * S * (GH * H + GH * D + GH * len(u.bias_names) + S) + (
-        T * B * S * D if u.X is not None else 0
-    )
-    need = n_numbers * u.dtype.itemsize
+    T, B, D, H = sz.T, sz.B, sz.D, sz.H
+    S, GH = cell.parts * H, cell.gates * H
+    n_numbers = B * S * (GH * H + GH * D + GH * biases + S) + (T * B * S * D if not sz.tokens else 0)
+    need = n_numbers * dtype.itemsize
     if need > max_bytes:
         raise TooLargeError(
             f"max_bytes: RTRL sensitivities for B={B}, H={H}, D={D}, T={T} need {need} bytes "
@@ -78,9 +79,11 @@ def rtrl(
 
     Raises:
         ValueError naming the argument for malformed input; TooLargeError (a ValueError)
-        naming max_bytes when the sensitivities would not fit.
+        naming max_bytes when the sensitivities would not fit; NonFiniteError naming the state,
+        the loss or the gradient that overflowed.
     """
     max_bytes = check_max_bytes(max_bytes)
+    cell, n_biases = kind_of(p).cell, len(p.bias_names)
     u = unroll(
         p,
         xs,
@@ -91,8 +94,8 @@ def rtrl(
         mask=mask,
         max_bytes=max(max_bytes, DEFAULT_MAX_BYTES),
         what="rtrl",
+        size_check=lambda sz, dt: _check_sensitivities(sz, dt, cell, n_biases, max_bytes),
     )
-    _check_sensitivities(u, max_bytes)
     T, B, D, H, S, GH, dt = u.T, u.B, u.D, u.H, u.S, u.GH, u.dtype
     dense = u.X is not None
     biases = u.bias_names  # ("b",), ("b_ih", "b_hh") or ()
@@ -107,33 +110,36 @@ def rtrl(
     dX = np.zeros((T, B, D), dtype=dt) if dense else None
     rows = np.arange(B)
 
-    for t in range(T):
-        A, Ji, Jh = step_jacobians(u, t)  # A_t (B, S, S); Ji, Jh (B, S, G*H)
-        PW = (A @ PW.reshape(B, S, GH * H)).reshape(B, S, GH, H)  # A_t P^W_{t-1}
-        PW += Jh[:, :, :, None] * u.h_prev(t)[:, None, None, :]  # + Jh[i, m] h_{t-1}[n]
-        PU = (A @ PU.reshape(B, S, GH * D)).reshape(B, S, GH, D)  # A_t P^U_{t-1}
-        if dense:
-            PU += Ji[:, :, :, None] * u.X[t][:, None, None, :]  # + Ji[i, m] x_t[n]
-        else:
-            PU[rows, :, :, u.tokens[t]] += Ji  # x_t one-hot: + Ji[i, m] [n = x_t]
-        for name, P in Pb.items():
-            Pb[name] = A @ P + (Jh if name == "b_hh" else Ji)  # A_t P^b_{t-1} + ∂s_t/∂b
-        P0 = A @ P0  # A_t P^0_{t-1}
+    with np.errstate(**QUIET):  # overflow is named below, never a warning
+        for t in range(T):
+            A, Ji, Jh = step_jacobians(u, t)  # A_t (B, S, S); Ji, Jh (B, S, G*H)
+            PW = (A @ PW.reshape(B, S, GH * H)).reshape(B, S, GH, H)  # A_t P^W_{t-1}
+            PW += Jh[:, :, :, None] * u.h_prev(t)[:, None, None, :]  # + Jh[i, m] h_{t-1}[n]
+            PU = (A @ PU.reshape(B, S, GH * D)).reshape(B, S, GH, D)  # A_t P^U_{t-1}
+            if dense:
+                PU += Ji[:, :, :, None] * u.X[t][:, None, None, :]  # + Ji[i, m] x_t[n]
+            else:
+                PU[rows, :, :, u.tokens[t]] += Ji  # x_t one-hot: + Ji[i, m] [n = x_t]
+            for name, P in Pb.items():
+                Pb[name] = A @ P + (Jh if name == "b_hh" else Ji)  # A_t P^b_{t-1} + ∂s_t/∂b
+            P0 = A @ P0  # A_t P^0_{t-1}
 
-        g = u.e[t]  # dE_t/ds_t = [V^T dE_t/do_t; 0], (B, S)
-        grad["W"] += np.einsum("bi,bimn->mn", g, PW)
-        grad["U"] += np.einsum("bi,bimn->mn", g, PU)
-        for name, P in Pb.items():
-            grad[name] += np.einsum("bi,bim->m", g, P)
-        ds0 += np.einsum("bi,bim->bm", g, P0)
-        if dense:
-            M[:t] = A[None] @ M[:t]  # ds_t/dx_k = A_t ds_{t-1}/dx_k
-            M[t] = Ji @ u.U  # ds_t/dx_t = Ji U
-            dX[: t + 1] += np.einsum("bi,kbin->kbn", g, M[: t + 1])
+            g = u.e[t]  # dE_t/ds_t = [V^T dE_t/do_t; 0], (B, S)
+            grad["W"] += np.einsum("bi,bimn->mn", g, PW)
+            grad["U"] += np.einsum("bi,bimn->mn", g, PU)
+            for name, P in Pb.items():
+                grad[name] += np.einsum("bi,bim->m", g, P)
+            ds0 += np.einsum("bi,bim->bm", g, P0)
+            if dense:
+                M[:t] = A[None] @ M[:t]  # ds_t/dx_k = A_t ds_{t-1}/dx_k
+                M[t] = Ji @ u.U  # ds_t/dx_t = Ji U
+                dX[: t + 1] += np.einsum("bi,kbin->kbn", g, M[: t + 1])
 
     dV, dc = u.dV, u.dc  # the output layer's: dV = sum_t dE/do_t h_t^T, dc = sum_t dE/do_t
     bias_grads = {name: grad[name] for name in biases}
     grads = type(p)._adopt(U=grad["U"], W=grad["W"], V=dV, c=dc, **bias_grads)  # fresh arrays: no copies
+    with np.errstate(**QUIET):  # a sensitivity or a sum over the steps that overflowed, named as by bptt
+        check_grads_finite({**{f"dE/d{name}": a for name, a in grads.items()}, "dE/ds0": ds0, "dE/dxs": dX})
     prep = u.prep  # the validated inputs (an _inputs.Batch, or a gated.GatedInputs)
     return u.kind.result(
         loss=u.loss,

@@ -10,8 +10,10 @@ Model (batch-first; B = batch, T = time, D = input size, H = hidden size, K = cl
 Shapes: U (H, D), W (H, H), V (K, H), b (H,) or None, c (K,) or None.
 
 Every time step is one iteration of an explicit Python loop; autograd computes every
-derivative. Nothing is vectorized over time. Internally the batch axis is always present
-(B = 1 for unbatched inputs) and is removed again from the returned arrays.
+derivative. Nothing is vectorized over time (truncated BPTT stacks the windows that end at
+different t along the batch axis, each of their steps still one iteration: reference.truncation).
+Internally the batch axis is always present (B = 1 for unbatched inputs) and is removed again
+from the returned arrays.
 """
 
 from __future__ import annotations
@@ -23,6 +25,8 @@ from typing import Protocol
 import numpy as np
 import torch
 from torch import Tensor
+
+from . import truncation
 
 ACTIVATIONS: dict[str, Callable[[Tensor], Tensor]] = {
     "tanh": torch.tanh,
@@ -217,8 +221,8 @@ def bptt(
     H = W.shape[0]
     s0_leaf = initial_state(s0, H, B, batched, dtype, requires_grad=True)  # (H,) or (B, H)
 
-    if truncate is None:
-        # Full BPTT: one unrolled forward, one backward.
+    if truncate is None or truncation.keeps_every_term(truncate, T):
+        # Full BPTT (a window tau >= T - 1 keeps every term): one unrolled forward, one backward.
         s = s0_leaf.expand(B, H)  # s_{-1}, (B, H)
         E = torch.zeros((), dtype=dtype)
         for t in range(T):
@@ -228,27 +232,25 @@ def bptt(
         loss = E.item()
         final_state = s
     else:
-        # Truncated BPTT: the states s_t, without a graph.
+        # Truncated BPTT, tau < T - 1 (reference.truncation): the states s_t, without a graph, then
+        # each E_t differentiated through the steps max(0, t - tau) .. t only.
         with torch.no_grad():
-            states = []  # states[t] = s_t, (B, H)
+            states = []  # states[t] = (s_t,), (B, H)
             s = s0_leaf.expand(B, H)
             for t in range(T):
                 s = rnn_step(U, W, b, xs_b[:, t], s, f, tokens)
-                states.append(s)
-        # For each E_t: a fresh graph over steps max(0, t - tau) .. t, then backward.
-        loss = 0.0
-        for t in range(T):
-            start = max(0, t - truncate)
-            if start == 0:
-                s = s0_leaf.expand(B, H)  # s_{-1} = s0, requires grad
-            else:
-                s = states[start - 1].detach()  # s_{start-1}, a constant
-            for k in range(start, t + 1):
-                s = rnn_step(U, W, b, xs_b[:, k], s, f, tokens)  # s_k, (B, H)
-            E_t = step_loss(V, c, s, ys_b[:, t], weight[:, t])
-            E_t.backward()  # accumulates dE_t/dθ into the .grad of every leaf
-            loss += E_t.item()
-        final_state = states[-1]
+                states.append((s,))
+
+        def step(x_t: Tensor, state: tuple[Tensor]) -> tuple[Tensor]:
+            return (rnn_step(U, W, b, x_t, state[0], f, tokens),)  # s_t = f(U x_t + W s_{t-1} + b)
+
+        def E_t(state: tuple[Tensor], targets_t: tuple[Tensor, Tensor]) -> Tensor:
+            return step_loss(V, c, state[0], *targets_t)  # sum_b weight_t[b] * E_t[b]
+
+        loss = truncation.truncated_windows(
+            step, lambda: (s0_leaf.expand(B, H),), states, xs_b, (ys_b, weight), truncate, E_t
+        )
+        final_state = states[-1][0]
 
     if not batched:
         final_state = final_state[0]  # (H,)

@@ -29,9 +29,10 @@ Then, as in `reference.autograd`:
     E = sum_t E_t ("sum") or sum_t E_t / (number of counted targets) ("mean"), masked targets
     contributing nothing.
 
-Every time step is one iteration of an explicit Python loop; autograd computes every derivative;
-nn.GRU / nn.LSTM are never called here. Internally the batch axis is always present (B = 1 for
-unbatched inputs) and is removed again from the returned arrays.
+Every time step is one iteration of an explicit Python loop (truncated BPTT stacks the windows
+that end at different t along the batch axis: reference.truncation); autograd computes every
+derivative; nn.GRU / nn.LSTM are never called here. Internally the batch axis is always present
+(B = 1 for unbatched inputs) and is removed again from the returned arrays.
 
     import reference as ref
     r = ref.gru_bptt(p, xs, ys, s0=None, truncate=None, reduction="sum", mask=None)
@@ -49,6 +50,7 @@ import numpy as np
 import torch
 from torch import Tensor
 
+from . import truncation
 from .autograd import bptt as rnn_bptt
 from .autograd import initial_state, prepare_targets, prepare_xs, step_loss, to_tensor
 
@@ -294,8 +296,8 @@ def gated_bptt(
         """The state before step 0, each part (B, H), in the graph of the s0 leaves."""
         return tuple(leaf.expand(B, H) for leaf in s0_leaves)
 
-    if truncate is None:
-        # Full BPTT: one unrolled forward, one backward.
+    if truncate is None or truncation.keeps_every_term(truncate, T):
+        # Full BPTT (a window tau >= T - 1 keeps every term): one unrolled forward, one backward.
         state = start_state()  # state at t = -1
         E = torch.zeros((), dtype=dtype)
         for t in range(T):
@@ -305,26 +307,23 @@ def gated_bptt(
         loss = E.item()
         final = state
     else:
-        # Truncated BPTT: the states, without a graph.
+        # Truncated BPTT, tau < T - 1 (reference.truncation): the states, without a graph, then each
+        # E_t differentiated through the steps max(0, t - tau) .. t only.
         with torch.no_grad():
             states = []  # states[t] = the full state at t, each part (B, H)
             state = start_state()
             for t in range(T):
                 state = step(U, W, b_ih, b_hh, xs_b[:, t], state, tokens)
                 states.append(state)
-        # For each E_t: a fresh graph over steps max(0, t - tau) .. t, then backward.
-        loss = 0.0
-        for t in range(T):
-            start = max(0, t - truncate)
-            if start == 0:
-                state = start_state()  # the initial state, requires grad
-            else:
-                state = tuple(part.detach() for part in states[start - 1])  # state at start - 1, constant
-            for k in range(start, t + 1):
-                state = step(U, W, b_ih, b_hh, xs_b[:, k], state, tokens)  # state at k
-            E_t = step_loss(V, c, state[0], ys_b[:, t], weight[:, t])
-            E_t.backward()  # accumulates dE_t/dθ into the .grad of every leaf
-            loss += E_t.item()
+
+        def cell_step(x_t: Tensor, state: tuple[Tensor, ...]) -> tuple[Tensor, ...]:
+            return step(U, W, b_ih, b_hh, x_t, state, tokens)  # the state at t from the state at t - 1
+
+        def E_t(state: tuple[Tensor, ...], targets_t: tuple[Tensor, Tensor]) -> Tensor:
+            return step_loss(V, c, state[0], *targets_t)  # sum_b weight_t[b] * E_t[b] (o_t = V h_t + c)
+
+        targets = (ys_b, weight)  # y_t and the weight of E_t[b], (B, T) each
+        loss = truncation.truncated_windows(cell_step, start_state, states, xs_b, targets, truncate, E_t)
         final = states[-1]
 
     final_np = tuple(_numpy(part if batched else part[0]) for part in final)  # each (H,) or (B, H)

@@ -9,9 +9,10 @@ with h_t = s_t and z = s for the Elman cell (s_t = f(U x_t + W s_{t-1} + b)), z 
 and z = (h, cell) for the LSTM (the step functions of reference.gated, PyTorch's layer-0 layout).
 Autograd differentiates L with respect to U, W, the biases, dense xs and s0.
 
-truncate=tau: for each t, a fresh graph over the steps max(0, t - tau) .. t (the state entering
-it a constant unless the window reaches s0), and the backward of <dhs_t, h_t>; d_final is part of
-the upstream of step T - 1, so its graph is that of t = T - 1. Every step is one iteration of an
+truncate=tau: for each t, <dhs_t, h_t> differentiated through the steps max(0, t - tau) .. t
+only (the state entering them a constant unless the window reaches s0); d_final is part of the
+upstream of step T - 1, so it belongs to the window of t = T - 1 (reference.truncation, which
+stacks the windows of different t along the batch axis). Every step is one iteration of an
 explicit Python loop; nn.RNN / nn.GRU / nn.LSTM are never called.
 
     import reference as ref
@@ -29,6 +30,7 @@ import numpy as np
 import torch
 from torch import Tensor
 
+from . import truncation
 from .autograd import ACTIVATIONS, initial_state, prepare_xs, rnn_step, to_tensor
 from .gated import STEPS, LSTMState, check_gated_params, initial_leaves
 
@@ -123,7 +125,8 @@ def layer_backward(
         for t in range(T):
             state = step(xs_b[:, t], state)
             states.append(state)
-    if truncate is None:
+    if truncate is None or truncation.keeps_every_term(truncate, T):
+        # Full BPTT (a window tau >= T - 1 keeps every term): one unrolled forward, one backward.
         state = start_state()
         L = torch.zeros((), dtype=dtype)
         for t in range(T):
@@ -133,15 +136,14 @@ def layer_backward(
             L = L + final_term(state)  # <d_final, z_{T-1}>
         L.backward()
     else:
-        for t in range(T):
-            start = max(0, t - truncate)
-            state = start_state() if start == 0 else tuple(part.detach() for part in states[start - 1])
-            for k in range(start, t + 1):
-                state = step(xs_b[:, k], state)  # the state at k
-            L_t = (dh_b[:, t] * state[0]).sum()  # <dhs_t, h_t>
-            if t == T - 1 and d_fin is not None:
-                L_t = L_t + final_term(state)  # d_final: upstream of step T - 1
-            L_t.backward()  # accumulates dL_t/dθ into the .grad of every leaf
+        # Truncated, tau < T - 1 (reference.truncation): each <dhs_t, h_t> differentiated through the
+        # steps max(0, t - tau) .. t only; <d_final, z_{T-1}> belongs to t = T - 1.
+        def L_t(state: tuple[Tensor, ...], targets_t: tuple[Tensor]) -> Tensor:
+            return (targets_t[0] * state[0]).sum()  # <dhs_t, h_t>
+
+        truncation.truncated_windows(
+            step, start_state, states, xs_b, (dh_b,), truncate, L_t, None if d_fin is None else final_term
+        )
 
     def grad_of(leaf: Tensor) -> np.ndarray:
         return np.zeros(tuple(leaf.shape)) if leaf.grad is None else _numpy(leaf.grad)

@@ -53,6 +53,7 @@ reference.torch_stack builds the native module from it and reads a module back i
 
 from __future__ import annotations
 
+import functools
 import numbers
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
@@ -62,6 +63,7 @@ import numpy as np
 import torch
 from torch import Tensor
 
+from . import truncation
 from .autograd import ACTIVATIONS, rnn_step
 from .gated import gru_step, hidden_part, input_part, lstm_step
 
@@ -563,11 +565,11 @@ def truncated_backward(
     below at the same step, untruncated. Layer by layer, the top one first:
 
         up_l[b, t] = d_outputs[b, t] for the top layer, dL/d(input of layer l+1)[b, t] below it
-        for every sequence b and t = 0 .. n_b - 1: a fresh graph over the steps
-            max(0, t - tau) .. t of layer l (the state entering it a constant unless the window
-            reaches h0), from the layer's input held as a leaf, and the backward of
-            <up_l[b, t], h_t> (+ <d_h_n[l, b], h_t> + <d_c_n[l, b], c_t> at t = n_b - 1: the
-            final state's gradient belongs to the sequence's own last step)
+        for every sequence b and t = 0 .. n_b - 1: <up_l[b, t], h_t> differentiated through the
+            steps max(0, t - tau) .. t of layer l only (the state entering them a constant unless
+            the window reaches h0), from the layer's input held as a leaf (+ <d_h_n[l, b], h_t> +
+            <d_c_n[l, b], c_t> at t = n_b - 1: the final state's gradient belongs to the
+            sequence's own last step); reference.truncation over the sequence's own n_b steps
         up_{l-1} = the gradient of layer l's input leaf
 
     For one layer this is reference.layer_backward's truncation; with tau >= T - 1 it is full BPTT.
@@ -601,24 +603,33 @@ def truncated_backward(
     up = upstream(inp.d_outputs, (B, T, H_out))
     d_h = upstream(inp.d_h_n, (L, B, H_out))
     d_c = upstream(inp.d_c_n, (L, B, spec.hidden_size)) if lstm else None
+
+    def final_term(layer: int, b: int) -> Callable[[tuple[Tensor, ...]], Tensor]:
+        """<d_h_n[l, b], h> (+ <d_c_n[l, b], c>) of the state at sequence b's own last step."""
+
+        def term(state: tuple[Tensor, ...]) -> Tensor:
+            out = (d_h[layer, b] * state[0][0]).sum()
+            return out + (d_c[layer, b] * state[1][0]).sum() if lstm else out
+
+        return term
+
+    def h_term(state: tuple[Tensor, ...], targets_t: tuple[Tensor]) -> Tensor:
+        return (targets_t[0] * state[0]).sum()  # <up_l[b, t], h_t>
+
     for layer in reversed(range(L)):
         x_l = x_leaf if layer == 0 else inputs[layer].clone().requires_grad_(True)  # the input, a leaf
         step = direction_step(spec, leaves, layer, 0)
         for b in range(B):
-            n_b = int(inp.lengths[b])
-            for t in range(n_b):
-                start = max(0, t - tau)
-                if start == 0:
-                    state = start_state(layer, b)  # h0 (and c0), in the graph
-                else:
-                    state = tuple(part.detach() for part in states[layer][b][start - 1])  # a constant
-                for k in range(start, t + 1):
-                    state = step(x_l[b : b + 1, k], state)  # the state at k
-                L_t = (up[b, t] * state[0][0]).sum()  # <up_l[b, t], h_t>
-                if t == n_b - 1:  # the final state's gradient, at the sequence's own last step
-                    L_t = L_t + (d_h[layer, b] * state[0][0]).sum()
-                    if lstm:
-                        L_t = L_t + (d_c[layer, b] * state[1][0]).sum()
-                L_t.backward()
+            n_b = int(inp.lengths[b])  # sequence b's own steps 0 .. n_b - 1 (reference.truncation)
+            truncation.truncated_windows(
+                step,
+                functools.partial(start_state, layer, b),  # h0 (and c0), in the graph
+                states[layer][b],
+                x_l[b : b + 1, :n_b],
+                (up[b : b + 1, :n_b],),
+                tau,
+                h_term,
+                final_term(layer, b),
+            )
         if layer > 0:
             up = torch.zeros_like(x_l) if x_l.grad is None else x_l.grad  # dL/d(outputs of layer l - 1)

@@ -4,18 +4,18 @@ such layers are supported, a PASS), never a FAIL; a factory that declines a size
 there, not failing; and a layer that is wrong only in eval() mode, with its default h0, when x
 does not require grad, or when one instance is reused, is caught.
 
-The layers live in tests/edge_modules.py (loaded by name in the worker processes). The tests
-marked ``issue23`` fail until that issue is fixed (deselect them with -m "not issue23").
+The layers live in tests/edge_modules.py (loaded by name in the worker processes).
 """
 
 from __future__ import annotations
+
+import json
 
 import pytest
 
 import bptt_report
 from bptt_report import cli
 
-ISSUE23 = pytest.mark.issue23
 QUICK = {"quick": True, "examples": 2, "timeout": 30}
 
 
@@ -30,7 +30,6 @@ def _run(capsys, tmp_path, factory: str, cell: str, *extra: str) -> tuple[int, s
 # ---------------------------------------------------------------------------------------------
 # Outside the contract: a usage error that says what was tried, never a FAIL
 # ---------------------------------------------------------------------------------------------
-@ISSUE23
 @pytest.mark.parametrize(
     ("factory", "cell", "named"),
     [
@@ -49,21 +48,27 @@ def test_torchs_multi_layer_and_bidirectional_layers_are_not_failed(factory, cel
         assert len(err.strip().splitlines()) == 1, err
 
 
-@ISSUE23
 def test_a_factory_that_does_not_take_input_size_is_a_usage_error_naming_it(tmp_path, capsys):
     code, out, err = _run(capsys, tmp_path, "edge_modules:MinGRU", "gru")
     assert code == 2, out + err
     assert "input_size" in err and "Traceback" not in err, err
 
 
-@ISSUE23
 def test_an_lstm_checked_as_a_gru_is_a_usage_error_that_suggests_the_lstm(tmp_path, capsys):
     code, out, err = _run(capsys, tmp_path, "torch.nn:LSTM", "gru")
     assert code == 2, out + err
     assert "did you mean --cell lstm" in err, err
 
 
-@ISSUE23
+def test_a_forward_that_raises_torchs_hidden_size_error_is_a_usage_error_naming_the_cause(tmp_path, capsys):
+    """A two-layer LSTM that neither its attributes nor its parameter names show: torch's
+    "Expected hidden[0] size (2, B, H), got [1, B, H]" is recognised as a contract mismatch."""
+    code, out, err = _run(capsys, tmp_path, "edge_modules:lstm_two_layers_unseen", "lstm")
+    assert code == 2, out + err
+    assert "Expected hidden[0] size (2, " in err and "2 layers x directions" in err, err
+    assert len(err.strip().splitlines()) == 1, err
+
+
 def test_a_size_the_factory_declines_with_not_implemented_error_is_unsupported_not_failed():
     """NotImplementedError for hidden_size > 5 (three of the four quick configurations of seed 0):
     those configurations are unsupported, the others are checked."""
@@ -74,7 +79,13 @@ def test_a_size_the_factory_declines_with_not_implemented_error_is_unsupported_n
     assert "unsupported" in r.summary() or "NotImplementedError" in r.summary(), r.summary()
 
 
-@ISSUE23
+def test_a_factory_that_declines_every_size_is_insufficient_not_failed(tmp_path, capsys):
+    code, out, err = _run(capsys, tmp_path, "edge_modules:rnn_declines_every_size", "rnn")
+    assert code == 3, out + err
+    assert out.startswith("INSUFFICIENT") and "none of the 2 configurations could be checked" in out, out
+    assert "not checked: sizes the factory declines (NotImplementedError for input_size=" in out, out
+
+
 def test_findings_that_differ_only_in_shapes_are_one_finding():
     """A module whose forward raises, naming the shape of x, for every even T (three of the four
     quick configurations of seed 0, three different shapes): one finding, with its count."""
@@ -88,7 +99,6 @@ def test_findings_that_differ_only_in_shapes_are_one_finding():
 # ---------------------------------------------------------------------------------------------
 # Wrong only where check-module did not look: eval(), m(x), x without grad, a reused instance
 # ---------------------------------------------------------------------------------------------
-@ISSUE23
 @pytest.mark.parametrize(
     "factory",
     ["rnn_wrong_in_eval", "rnn_wrong_default_h0", "rnn_wrong_without_x_grad", "rnn_caches_weights"],
@@ -96,6 +106,26 @@ def test_findings_that_differ_only_in_shapes_are_one_finding():
 def test_a_layer_wrong_only_in_a_way_it_is_often_called_fails(factory):
     r = bptt_report.check_module(f"edge_modules:{factory}", cell="rnn", **QUICK)
     assert r.verdict == "FAIL", r.summary()
+
+
+def test_the_modules_own_notes_are_shown_in_the_summary_and_the_report(tmp_path, capsys):
+    code, out, err = _run(capsys, tmp_path, "edge_modules:rnn_without_grad", "rnn")
+    assert code == 1, out + err
+    assert "- note: none of the outputs requires a gradient in 2 of 2 configurations (first #0)" in out, out
+    assert "weight_ih_l0.grad, weight_hh_l0.grad, bias_ih_l0.grad, bias_hh_l0.grad" in out, out
+    report = (tmp_path / "r" / "report.md").read_text()
+    assert "- note: none of the outputs requires a gradient" in report
+    data = json.loads((tmp_path / "r" / "report.json").read_text())
+    assert any("None (counted as zeros)" in n for n in data["notes"]), data["notes"]
+
+
+def test_a_forward_that_requires_its_state_is_given_h0_and_says_so():
+    """user_modules' layers take forward(x, state): the configurations planned as m(x) give them
+    h0 (there is no default to check), compare dh0 too, and say so in a note."""
+    r = bptt_report.check_module("user_modules:correct_gru", cell="gru", **QUICK)
+    assert r.verdict == "PASS", r.summary()
+    assert any(n.startswith("the forward requires its initial state: given h0") for n in r.notes), r.notes
+    assert r.configs[1]["call"]["h0"] is False and "h0" in [a.name for a in r.arrays]
 
 
 def test_the_same_layer_without_its_flaw_passes():

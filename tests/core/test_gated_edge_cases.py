@@ -207,14 +207,14 @@ def test_each_params_type_reaches_its_own_cell_and_gated_calls_refuse_missing_la
     p, xs, ys = small("gru")
     q = mb.RNNParams.init(2, 4, 3, seed=0)
     rows = {mb.RNNParams: ELMAN, mb.GRUParams: GRU, mb.LSTMParams: LSTM}
-    assert {t: k.cell for t, k in KINDS.items()} == rows
+    assert {t: k.cell for t, k in KINDS.items()} == {**rows, mb.StackParams: None}  # a stack's is p.cell
     for params, cell in rows.items():
         kind = kind_of(params.init(2, 4, 3, seed=0))
         assert kind.params is params and kind.cell is cell
     r = mb.bptt(q, xs, ys)
     assert type(r) is mb.BPTTResult and type(r.grads) is mb.RNNParams
     assert type(mb.bptt(p, xs, ys)) is mb.GatedBPTTResult
-    refused("p: expected manual_bptt.RNNParams, GRUParams or LSTMParams, got dict",
+    refused("p: expected manual_bptt.RNNParams, GRUParams, LSTMParams or StackParams, got dict",
             lambda: mb.bptt(dict(p.items()), xs, ys))
     refused("ys: required (integer labels in [0, K)), got None", lambda: mb.bptt(p, xs, None))
 
@@ -296,7 +296,8 @@ def test_gated_init_and_construction_messages_name_the_argument(cell):
     refused("output_size: expected an integer >= 1, got 0", lambda: P.init(2, 3, 0))
     assert P.init(1, 1, 1, seed=0).V.shape == (1, 1)  # 1 is allowed for every size
     nan = float("nan")
-    refused("weight_scale: expected a finite number, got nan", lambda: P.init(2, 3, 4, weight_scale=nan))
+    refused("weight_scale: expected a finite real number >= 0, got nan",
+            lambda: P.init(2, 3, 4, weight_scale=nan))
     p = P.init(2, 3, 4, seed=0)
     for name in ("U", "W", "V"):
         refused(f"{name}: required, got None", lambda name=name: P(**{**dict(p.items()), name: None}))

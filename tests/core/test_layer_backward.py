@@ -376,7 +376,7 @@ def test_the_d_final_messages_whole():
     assert str(info.value) == (
         "d_final: an LSTMState is the LSTM's; this cell's final state is one array (H,) or (B, H)"
     )
-    want = r"^p: expected manual_bptt.RNNParams, GRUParams or LSTMParams, got dict$"
+    want = r"^p: expected manual_bptt.RNNParams, GRUParams, LSTMParams or StackParams, got dict$"
     with pytest.raises(ValueError, match=want):
         mb.backward({}, xs, dhs)
 

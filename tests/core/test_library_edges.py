@@ -2,9 +2,6 @@
 are copied (and never as a MemoryError), every input is checked like the Elman cell's (masked
 arrays and timedelta64 refused), a non-finite result is a NonFiniteError, overflow is never a
 RuntimeWarning, and the gated parameters' init checks its arguments like RNNParams.init.
-
-The tests marked ``issue23`` fail before that issue's fixes (deselect them with
-``-m "not issue23"``); the unmarked ones are the same rule where it already holds.
 """
 
 from __future__ import annotations
@@ -23,8 +20,7 @@ import pytest
 import manual_bptt as mb
 from locations import SRC
 from manual_bptt.checking import assert_close
-
-ISSUE23 = pytest.mark.issue23
+from manual_bptt.decompose import unroll
 
 # Every RuntimeWarning of this module's tests is an error (the README: overflow is never a warning).
 pytestmark = pytest.mark.filterwarnings("error::RuntimeWarning")
@@ -60,15 +56,10 @@ def _call(name: str, p, xs, ys, dhs, **kw):
     return mb.state_jacobian(p, xs, 1, 0, **kw)
 
 
-def _size_cases():
-    for cell in PARAMS:
-        for name in LIBRARY_CALLS:
-            # the Elman cell's bptt, forward and backward already check the shapes first
-            marks = () if cell == "rnn" and name in ("bptt", "forward", "backward") else ISSUE23
-            yield pytest.param(cell, name, marks=marks, id=f"{cell}-{name}")
+SIZE_CASES = [pytest.param(cell, name, id=f"{cell}-{name}") for cell in PARAMS for name in LIBRARY_CALLS]
 
 
-@pytest.mark.parametrize(("cell", "name"), list(_size_cases()))
+@pytest.mark.parametrize(("cell", "name"), SIZE_CASES)
 def test_a_size_over_the_limit_is_refused_before_the_inputs_are_copied(cell, name):
     p = PARAMS[cell].init(3, WIDE_H, 2, seed=0)
     xs = np.broadcast_to(np.int64(1), (LONG_T,))
@@ -132,12 +123,11 @@ def limited_outcomes() -> dict[str, str]:
 def _limited_cases():
     for cell in PARAMS:
         for name in LIBRARY_CALLS:
-            marks = () if cell == "rnn" and name in ("bptt", "forward", "backward") else ISSUE23
-            yield pytest.param(f"{cell}-{name}", marks=marks, id=f"{cell}-{name}")
+            yield pytest.param(f"{cell}-{name}", id=f"{cell}-{name}")
         for name in ("decompose", "rtrl"):
             for limit in ("default", str(1 << 20)):
-                yield pytest.param(f"{cell}-{name}-logits-{limit}", marks=ISSUE23,
-                                   id=f"{cell}-{name}-logits-max_bytes-{limit}")  # fmt: skip
+                case = f"{cell}-{name}-logits-{limit}"
+                yield pytest.param(case, id=f"{cell}-{name}-logits-max_bytes-{limit}")
 
 
 @pytest.mark.skipif("MUTANT_UNDER_TEST" in os.environ, reason="starts a process; mutation runs stay in one")
@@ -147,6 +137,16 @@ def test_a_refused_size_is_a_too_large_error_never_a_memory_error(case, limited_
     max_bytes is: TooLargeError, found from the shapes."""
     outcome = limited_outcomes[case]
     assert outcome.startswith("TooLargeError"), outcome
+
+
+@pytest.mark.parametrize("cell", PARAMS)
+def test_the_declared_width_of_a_step_cache_is_the_width_of_the_cache(cell):
+    """The size checks count cell.cache_width * H numbers per row of a step's cache before
+    anything runs: that must be what a step of the spec keeps (H != D != K, batched)."""
+    p = PARAMS[cell].init(3, 5, 2, seed=0)
+    u = unroll(p, np.array([[0, 2, 1], [1, 1, 0]]), None, activation=None, s0=None, labels=False)
+    widths = [int(np.prod(f.shape[1:])) for f in u.cache if f is not None]
+    assert u.cell.cache_width * u.H == sum(widths), (u.cell.name, widths)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -171,7 +171,7 @@ def _timedelta(shape):
 BAD_ARRAYS = {"masked": _masked, "timedelta64": _timedelta}
 
 
-#: (cell, the argument, how the bad array is passed): the Elman cell's s0 is already checked.
+#: (cell, the argument, how the bad array is passed).
 INPUT_CASES = [
     ("gru", "s0", "s0"),
     ("lstm", "s0", "s0.h"),
@@ -188,8 +188,7 @@ INPUT_CASES = [
 def _input_cases():
     for kind in BAD_ARRAYS:
         for cell, name, part in INPUT_CASES:
-            marks = () if (cell, name) == ("rnn", "s0") else ISSUE23
-            yield pytest.param(cell, name, part, kind, marks=marks, id=f"{cell}-{part}-{kind}")
+            yield pytest.param(cell, name, part, kind, id=f"{cell}-{part}-{kind}")
 
 
 @pytest.mark.parametrize(("cell", "name", "part", "kind"), list(_input_cases()))
@@ -227,7 +226,6 @@ def _non_finite(value) -> list[str]:
     return [n for n, a in _numbers(value) if np.issubdtype(a.dtype, np.number) and not np.all(np.isfinite(a))]
 
 
-@ISSUE23
 def test_rtrl_raises_where_bptt_raises_on_a_gru_whose_loss_overflows():
     """V[0, 0] = 1e308: bptt says NonFiniteError; rtrl returned inf in dU and db_ih instead."""
     rng = np.random.default_rng(1)
@@ -244,7 +242,6 @@ def test_rtrl_raises_where_bptt_raises_on_a_gru_whose_loss_overflows():
         pytest.fail(f"rtrl returned, non-finite: {_non_finite(r)}")
 
 
-@ISSUE23
 def test_state_jacobian_of_an_lstm_with_a_huge_finite_s0_is_finite_or_refused():
     """s0 = (1e300, 1e300), finite: dz_2/dz_0 came back with NaN."""
     p = mb.LSTMParams.init(3, 4, 5, seed=1)
@@ -262,7 +259,6 @@ def _scaled_fro(m: np.ndarray) -> float:
     return 0.0 if top == 0 else top * float(np.sqrt(np.sum((m / top) ** 2)))
 
 
-@ISSUE23
 def test_term_norms_and_the_lag_profile_are_finite_when_every_term_is():
     """V scaled by 1e200: every term is finite (up to about 5e199), its square is not; the
     Frobenius norms are those of the terms, computed without overflow."""
@@ -278,7 +274,16 @@ def test_term_norms_and_the_lag_profile_are_finite_when_every_term_is():
     assert not _non_finite(profile), _non_finite(profile)
 
 
-@ISSUE23
+def test_term_norms_keep_their_value_when_the_squares_of_the_terms_underflow():
+    """V scaled by 1e-200: every term is about 1e-200, its square 0 in float64."""
+    p = mb.RNNParams.init(D, H, K, seed=0)
+    p = p.replace(V=p.V * 1e-200)
+    terms = mb.decompose(p, XS, YS)
+    expected = np.array([[_scaled_fro(terms.W[t, k]) for k in range(T)] for t in range(T)])
+    assert expected.max() > 0 and expected.max() < 1e-190
+    assert_close(terms.norms().W, expected, name="norms().W", rtol=1e-12, atol=0.0)
+
+
 def test_forward_refuses_pre_activations_that_overflow_even_when_the_states_are_finite():
     """U = b = 1.5e308: a_t = U x_t + W s_{t-1} + b overflows to inf, s_t = tanh(a_t) = 1."""
     p = mb.RNNParams.init(D, H, K, seed=0)
@@ -320,18 +325,10 @@ def _extreme(cell: str, kind: str):
 
 
 EXTREMES = ("input terms", "recurrent terms", "logits", "huge V", "one huge V entry", "huge s0")
-#: The (cell, kind) pairs that already keep the rule.
-_KEPT = {("rnn", "logits"), ("rnn", "huge s0"), ("gru", "huge s0")}
+EXTREME_CASES = [pytest.param(cell, kind, id=f"{cell}-{kind}") for cell in PARAMS for kind in EXTREMES]
 
 
-def _extreme_cases():
-    for cell in PARAMS:
-        for kind in EXTREMES:
-            marks = () if (cell, kind) in _KEPT else ISSUE23
-            yield pytest.param(cell, kind, marks=marks, id=f"{cell}-{kind}")
-
-
-@pytest.mark.parametrize(("cell", "kind"), list(_extreme_cases()))
+@pytest.mark.parametrize(("cell", "kind"), EXTREME_CASES)
 def test_extreme_finite_inputs_give_finite_results_or_non_finite_error_and_no_runtime_warning(cell, kind):
     p, s0 = _extreme(cell, kind)
     dhs = np.random.default_rng(0).standard_normal((T, H))
@@ -344,6 +341,9 @@ def test_extreme_finite_inputs_give_finite_results_or_non_finite_error_and_no_ru
         "state_jacobian": lambda: mb.state_jacobian(p, XS, T - 1, -1, s0=s0),
         "decompose().norms()": lambda: mb.decompose(p, XS, YS, s0=s0).norms(),
         "decompose().lag_profile()": lambda: mb.decompose(p, XS, YS, s0=s0).lag_profile(),
+        "decompose().W[T - 1, 0]": lambda: mb.decompose(p, XS, YS, s0=s0).W[T - 1, 0],
+        "decompose().U.full()": lambda: mb.decompose(p, XS, YS, s0=s0).U.full(),
+        "decompose().iter_t()": lambda: tuple(mb.decompose(p, XS, YS, s0=s0).iter_t()),
     }
     problems = []
     for name, call in calls.items():
@@ -367,31 +367,29 @@ def test_extreme_finite_inputs_give_finite_results_or_non_finite_error_and_no_ru
 # ---------------------------------------------------------------------------------------------
 # GRUParams.init and LSTMParams.init check their arguments as RNNParams.init does
 # ---------------------------------------------------------------------------------------------
-#: (keyword arguments, the argument the ValueError must name, whether the gated init already
-#: refuses it so), as RNNParams.init refuses them.
+#: (keyword arguments, the argument the ValueError must name), as RNNParams.init refuses them.
 BAD_INIT = [
-    ({"seed": -1}, "seed", False),
-    ({"seed": 1.5}, "seed", False),
-    ({"seed": "0"}, "seed", False),
-    ({"seed": True}, "seed", False),
-    ({"seed": [1, 2]}, "seed", False),
-    ({"weight_scale": [1]}, "weight_scale", False),
-    ({"weight_scale": True}, "weight_scale", False),
-    ({"weight_scale": -1.0}, "weight_scale", False),
-    ({"weight_scale": "1"}, "weight_scale", False),
-    ({"weight_scale": 1j}, "weight_scale", False),
-    ({"weight_scale": float("nan")}, "weight_scale", True),
-    ({"dtype": "int32"}, "dtype", True),
-    ({"dtype": np.float16}, "dtype", True),
-    ({"dtype": "nonsense"}, "dtype", False),
+    ({"seed": -1}, "seed"),
+    ({"seed": 1.5}, "seed"),
+    ({"seed": "0"}, "seed"),
+    ({"seed": True}, "seed"),
+    ({"seed": [1, 2]}, "seed"),
+    ({"weight_scale": [1]}, "weight_scale"),
+    ({"weight_scale": True}, "weight_scale"),
+    ({"weight_scale": -1.0}, "weight_scale"),
+    ({"weight_scale": "1"}, "weight_scale"),
+    ({"weight_scale": 1j}, "weight_scale"),
+    ({"weight_scale": float("nan")}, "weight_scale"),
+    ({"dtype": "int32"}, "dtype"),
+    ({"dtype": np.float16}, "dtype"),
+    ({"dtype": "nonsense"}, "dtype"),
 ]
 
 
 def _init_cases():
     for cell in ("gru", "lstm"):
-        for kw, name, already in BAD_INIT:
-            marks = () if already else ISSUE23
-            yield pytest.param(cell, kw, name, marks=marks, id=f"{cell}-{name}={kw[name]!r}")
+        for kw, name in BAD_INIT:
+            yield pytest.param(cell, kw, name, id=f"{cell}-{name}={kw[name]!r}")
 
 
 @pytest.mark.parametrize(("cell", "kw", "name"), list(_init_cases()))

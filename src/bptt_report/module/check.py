@@ -5,15 +5,20 @@
     r.assert_ok()                    # or: assert r.ok, r.summary()
 
 The module is built by ``FACTORY(input_size=D, hidden_size=H, bias=..., batch_first=True)``
-(``torch.nn:LSTM`` itself is a valid factory) and runs in worker processes
-(bptt_report.module.worker, through bptt_report.run.pool): an exit, crash, timeout or a modified
-input is a finding about the module, never a crash of the checker. For each random
-configuration (D, H, T, B all different; random, nonzero and different b_ih and b_hh; random
-h0 (and c0); random upstream gradients on out, h_n (and c_n)) every value is rounded to the
-module's dtype first, and the reference, ``manual_bptt.forward``/``manual_bptt.backward`` in
-float64, is computed from the rounded values. Compared: out, h_n (c_n), then the gradients
-of weight_ih_l0, weight_hh_l0, bias_ih_l0, bias_hh_l0, x, h0 (c0). The forward is judged
-first: a wrong forward is reported as such.
+(``torch.nn:LSTM`` itself is a valid factory; the contract: bptt_report.module.contract) and runs
+in worker processes (bptt_report.module.worker, through bptt_report.run.pool): an exit, crash,
+timeout or a modified input is a finding about the module, never a crash of the checker; a
+factory or module that cannot take the contract is a UsageError; sizes the factory declines
+with NotImplementedError are redrawn once, then reported as not checked. For each random
+configuration (bptt_report.module.cases: D, H, T, B all different, one or two of them large;
+random, nonzero and different b_ih and b_hh; random h0 (and c0); random upstream gradients on
+out, h_n (and c_n); called in train() or eval() mode, with h0 or as m(x), with x requiring grad
+or not, on a fresh or a reused instance) every value is rounded to the module's dtype first,
+and the reference, ``manual_bptt.forward``/``manual_bptt.backward`` in float64, is computed from
+the rounded values. Compared: out, h_n (c_n), then the gradients of weight_ih_l0, weight_hh_l0,
+bias_ih_l0, bias_hh_l0, x, h0 (c0) (dx only where x requires grad, dh0 and dc0 only where h0 is
+given). The forward is judged first: a wrong forward is reported as such. PASS needs every way
+of calling the plan holds checked at least once (else INSUFFICIENT).
 
 The verdict (bptt_report.judge.compare.compare_module_array), per array and configuration, with
 err = max|a - ref| and scale = max|ref|:
@@ -29,9 +34,10 @@ Localization of a failure (bptt_report.module.localize) and the files (bptt_repo
 
 from __future__ import annotations
 
+import re
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
@@ -45,10 +51,11 @@ from ..judge.compare import FACTOR, UNIT, ArrayCheck
 from ..judge.results import json_number_text
 from ..run.pool import DEFAULT_TIMEOUT
 from ..targets.contract import spec_of
-from .cases import FORWARD, NOTATION, draw_case
+from .cases import CALL_WORDS, FORWARD, NOTATION, plan, redrawn
 from .localize import localize as locate
 from .localize import profile_only
 from .session import Evaluation, Session
+from .worker import call_of
 
 __all__ = [
     "MAX_MODULE_EXAMPLES", "MODULE_DTYPES", "MODULE_EXAMPLES", "MODULE_QUICK_EXAMPLES", "ArraySummary",
@@ -97,6 +104,7 @@ class ModuleCheckResult:
     seconds: float = 0.0
     factor: float = FACTOR
     baseline_name: str = ""
+    notes: list[str] = field(default_factory=list)
 
     @property
     def ok(self) -> bool:
@@ -139,6 +147,7 @@ class ModuleCheckResult:
             f"reference; {rule}",
         ]
         lines += [f"- {f}" for f in self.findings]
+        lines += [f"- note: {f}" for f in self.notes]
         if self.nondeterminism:
             sizes = ", ".join(f"{k} {v:.1e}" for k, v in self.nondeterminism.items())
             lines.append(
@@ -154,7 +163,7 @@ class ModuleCheckResult:
         return {
             "factory": self.factory, "cell": self.cell, "dtype": self.dtype, "device": self.device,
             "activation": self.activation, "seed": self.seed, "examples": self.examples,
-            "checked": self.checked, "verdict": self.verdict, "findings": self.findings,
+            "checked": self.checked, "verdict": self.verdict, "findings": self.findings, "notes": self.notes,
             "factor": self.factor, "baseline": self.baseline_name or None,
             "arrays": [
                 {"name": a.name, "notation": NOTATION[a.name], "rel_error": json_number_text(a.rel),
@@ -184,25 +193,68 @@ def _finding_of(ev: Evaluation) -> str | None:
         return "the module took longer than the timeout (its process was killed)"
     if st == "garbled":
         return f"the module's process sent an unreadable reply ({r.detail})"
-    if st == "not_run":
+    if st in ("not_run", "unsupported"):  # the pool's note; sizes the factory declines (a note)
         return None
     return f"unexpected reply {st!r}"
 
 
-def findings_of(evals: list[Evaluation]) -> list[str]:
-    """One line per kind of finding, with the configurations it happened in."""
-    seen: dict[str, list[int]] = {}
-    for i, ev in enumerate(evals):
-        f = _finding_of(ev)
-        if f is not None:
-            seen.setdefault(f, []).append(i)
+#: A shape in a message: (3, 4, 5), (5,), [1, 4, 7], torch.Size([2, 3]) (not sys.exit(3), hidden[0]).
+_SHAPE = re.compile(r"\((?:\d+, )+\d+,?\)|\(\d+,\)|\[(?:\d+, )+\d+\]")
+
+
+def merged(texts: list[tuple[int, str]], total: int) -> list[str]:
+    """One line per kind of text, with the configurations it happened in: texts that differ only
+    in the shapes they name (``(3, 4, 5)``, ``[1, 4, 7]``) are one kind, shown by the first."""
+    seen: dict[str, list[tuple[int, str]]] = {}
+    for i, text in texts:
+        seen.setdefault(_SHAPE.sub("(...)", text), []).append((i, text))
     out = []
-    for f, where in seen.items():
+    for group in seen.values():
+        (first, text), where = group[0], sorted({i for i, _ in group})
+        shapes = "; the shapes differ" if len({t for _, t in group}) > 1 else ""
         if len(where) == 1:
-            out.append(f"{f} during configuration #{where[0]}")
+            out.append(f"{text} during configuration #{first}")
         else:
-            out.append(f"{f} in {len(where)} of {len(evals)} configurations (first #{where[0]})")
+            out.append(f"{text} in {len(where)} of {total} configurations (first #{first}{shapes})")
     return out
+
+
+def findings_of(evals: list[Evaluation]) -> list[str]:
+    """One line per kind of finding, with the configurations it happened in (merged)."""
+    found = [(i, f) for i, ev in enumerate(evals) if (f := _finding_of(ev)) is not None]
+    return merged(found, len(evals))
+
+
+def notes_of(evals: list[Evaluation]) -> list[str]:
+    """What the module's calls noticed (a gradient that is None, counted as zeros; no output that
+    requires a gradient; a forward that requires its state), one line per kind (merged)."""
+    said = [
+        (i, r) for i, ev in enumerate(evals) if ev.status == "ok" for r in dict.fromkeys(ev.reply.remarks)
+    ]
+    return merged(said, len(evals))
+
+
+def _sizes_text(cases: list[dict[str, Any]]) -> str:
+    return ", ".join(f"({c['D']}, {c['H']}, {c['T']}, {c['B']})" for c in cases)
+
+
+def declined_note(declined: list[tuple[dict[str, Any], str]], again: list[dict[str, Any]], n: int) -> str:
+    """The note on the sizes the factory declined: which, why, and what the one redraw gave."""
+    why = declined[0][1] + ("" if len({m for _, m in declined}) == 1 else "; ...")
+    k = len(declined)
+    words = (
+        f"not checked: sizes the factory declines ({why}): {k} of {n} configurations, (D, H, T, B) = "
+        f"{_sizes_text([c for c, _ in declined])}; redrawn once, {k - len(again)} replaced by sizes it takes"
+    )
+    return words + (f", {len(again)} declined again ({_sizes_text(again)})" if again else "")
+
+
+def uncovered(cases: list[dict[str, Any]], evals: list[Evaluation]) -> list[str]:
+    """The ways of calling the plan holds that no checked configuration used (CALL_WORDS)."""
+    planned = {kv for c in cases for kv in call_of(c).items()}
+    ran = [c for c, ev in zip(cases, evals, strict=True) if ev.status == "ok"]
+    checked = {kv for c in ran for kv in call_of(c).items()}
+    return [words for kv, words in CALL_WORDS.items() if kv in planned and kv not in checked]
 
 
 def _spec(factory: str | Callable[..., Any]) -> str:
@@ -243,30 +295,64 @@ def check_module(
         ModuleCheckResult (.verdict, .ok, .summary(), .assert_ok(), .to_json()).
 
     Raises:
-        UsageError (a ValueError) for bad options, a factory that cannot be loaded, a module
-        without the parameter names or with a forward of the wrong structure, a missing CUDA device.
+        UsageError (a ValueError) for bad options, a factory that cannot be loaded or does not
+        take the contract's keywords, a module the check does not cover yet (stacked,
+        bidirectional, projected: bptt_report.module.contract.NOT_CHECKED_YET), a module without
+        the parameter names or of other shapes, a forward of the wrong structure or one that
+        raised a contract mismatch, a missing CUDA device; each names what was tried and the
+        likely cause.
     """
     t0 = time.perf_counter()
     n, seed = _arguments(cell, dtype, examples, quick, seed, device)
     spec = _spec(factory)
-    rng = np.random.default_rng(seed)
+    rng, alt = np.random.default_rng(seed), np.random.default_rng([seed, 1])
     with Session(spec, cell, dtype, device, timeout) as session:
-        cases = [draw_case(rng, cell, dtype, quick, bias=(i % 4 != 1)) for i in range(n)]
+        cases = plan(rng, alt, cell, dtype, quick, n)
         evals = session.evaluate(cases)
-        judged = _judge(evals, session.pool.notes)
+        declined, again = _redraw_declined(session, alt, cases, evals, quick)
+        judged = _judge(cases, evals, session.pool.notes)
         loc = None
         if judged.verdict == "FAIL" and localize:
             loc = locate(session, evals, judged.forward_bad, judged.grads_bad)
         elif localize:
             loc = profile_only(session, evals)
-    configs = [{"D": c["D"], "H": c["H"], "T": c["T"], "B": c["B"], "bias": c["bias"]} for c in cases]
+    notes = judged.notes + ([declined_note(declined, again, n)] if declined else [])
+    configs = [
+        {"D": c["D"], "H": c["H"], "T": c["T"], "B": c["B"], "bias": c["bias"],
+         "large": c.get("large", False), "call": call_of(c), "declined": ev.status == "unsupported"}
+        for c, ev in zip(cases, evals, strict=True)
+    ]  # fmt: skip
     return ModuleCheckResult(
         factory=spec, cell=cell, dtype=dtype, device=device, activation=session.activation, seed=seed,
         examples=n, verdict=judged.verdict, findings=judged.findings, arrays=judged.arrays, configs=configs,
         nondeterminism=judged.nondeterminism, localization=loc, checked=judged.checked,
         seconds=time.perf_counter() - t0,
-        baseline_name="" if dtype == "float64" else f"torch.nn.{NATIVE[cell]}",
+        baseline_name="" if dtype == "float64" else f"torch.nn.{NATIVE[cell]}", notes=notes,
     )  # fmt: skip
+
+
+def _redraw_declined(
+    session: Session,
+    alt: np.random.Generator,
+    cases: list[dict[str, Any]],
+    evals: list[Evaluation],
+    quick: bool,
+) -> tuple[list[tuple[dict[str, Any], str]], list[dict[str, Any]]]:
+    """The configurations whose sizes the factory declined, redrawn once (in place in ``cases``
+    and ``evals`` where the factory takes the new sizes): (each declined case with the reason,
+    the redrawn cases it declined again)."""
+    idx = [i for i, ev in enumerate(evals) if ev.status == "unsupported"]
+    declined = [(cases[i], evals[i].reply.message) for i in idx]
+    if not idx:
+        return declined, []
+    fresh = [redrawn(alt, cases[i], session.cell, session.dtype, quick) for i in idx]
+    again = []
+    for i, case, ev in zip(idx, fresh, session.evaluate(fresh), strict=True):
+        if ev.status == "unsupported":
+            again.append(case)
+        else:
+            cases[i], evals[i] = case, ev
+    return declined, again
 
 
 def _arguments(
@@ -301,16 +387,19 @@ class _Judged:
     grads_bad: list[str]
     nondeterminism: dict[str, float]
     checked: int
+    notes: list[str]
 
 
-def _judge(evals: list[Evaluation], notes: list[str]) -> _Judged:
+def _judge(cases: list[dict[str, Any]], evals: list[Evaluation], pool_notes: list[str]) -> _Judged:
     """FAIL on any finding (a wrong forward, wrong gradients, a module that misbehaved or did not
-    run), else INSUFFICIENT when not every configuration ran, else PASS; ``notes`` are the pool's."""
+    run), else INSUFFICIENT when nothing was checked or a way of calling the plan holds was not
+    checked (every configuration that used it was declined), else PASS; ``pool_notes`` are the
+    pool's (why configurations were not run)."""
     n = len(evals)
     findings = findings_of(evals)
     not_run = sum(ev.status == "not_run" for ev in evals)
     if not_run:
-        findings.append(f"{not_run} of {n} configurations were not run: " + "; ".join(notes))
+        findings.append(f"{not_run} of {n} configurations were not run: " + "; ".join(pool_notes))
     checked = [(i, ev) for i, ev in enumerate(evals) if ev.status == "ok"]
     arrays = _summaries(checked)
     forward_bad = [a.name for a in arrays if not a.ok and a.name in FORWARD]
@@ -325,14 +414,20 @@ def _judge(evals: list[Evaluation], notes: list[str]) -> _Judged:
     for _, ev in checked:
         for k, v in ev.reply.repeat.items():
             nondet[k] = max(nondet.get(k, 0.0), float(v))
+    missing = uncovered(cases, evals)
     if findings:
         verdict = "FAIL"
-    elif len(checked) < n:
+    elif not checked:
         verdict = "INSUFFICIENT"
-        findings.append(f"only {len(checked)} of {n} configurations could be run")
+        findings.append(f"none of the {n} configurations could be checked")
+    elif missing:
+        verdict = "INSUFFICIENT"
+        findings.append(
+            f"not checked {', '.join(missing)}: every configuration that called it so was declined"
+        )
     else:
         verdict = "PASS"
-    return _Judged(verdict, findings, arrays, forward_bad, grads_bad, nondet, len(checked))
+    return _Judged(verdict, findings, arrays, forward_bad, grads_bad, nondet, len(checked), notes_of(evals))
 
 
 def _summaries(checked: list[tuple[int, Evaluation]]) -> list[ArraySummary]:

@@ -14,6 +14,11 @@ Three observations on the first failing configuration, each a few more runs of t
 From them one sentence ("dW wrong from lag 2 on: the recurrence is cut after one step"), plus
 what the wrong arrays look like where that is recognisable: an array that is zero, gate blocks
 exchanged (GRU r, z, n; LSTM i, f, g, o), the Elman dW built from h_t where h_{t-1} belongs.
+
+A failing configuration called in another way than the plain one (bptt_report.module.cases.CALLS:
+eval() mode, m(x), x not requiring grad, a reused instance) is first run the plain way, and with
+each of its ways alone: when the plain call agrees, the sentence names the way the module is
+wrong in ("wrong only in eval() mode"); otherwise the plain call is localized as above.
 """
 
 from __future__ import annotations
@@ -28,8 +33,9 @@ from ..cells import GATE_NAMES, GATES
 from ..judge.compare import FACTOR, compare_module_array, max_abs_diff
 from ..judge.localize import shortest_failing
 from ..judge.results import json_number_text
-from .cases import FORWARD, NOTATION
+from .cases import CALL_WORDS, FORWARD, NOTATION
 from .session import Evaluation, Session
+from .worker import PLAIN_CALL, call_of
 
 _WORDS = {1: "one step", 2: "two steps", 3: "three steps"}
 
@@ -59,6 +65,7 @@ class ModuleLocalization:
     lags: list[LagPoint] = field(default_factory=list)
     first_wrong_lag: int | None = None
     patterns: list[str] = field(default_factory=list)
+    call: list[str] = field(default_factory=list)
     sentence: str = ""
 
     def to_json(self) -> dict[str, Any]:
@@ -71,7 +78,8 @@ class ModuleLocalization:
                  "error": json_number_text(p.err), "baseline_error": json_number_text(p.base), "ok": p.ok}
                 for p in self.lags
             ],
-            "first_wrong_lag": self.first_wrong_lag, "patterns": self.patterns, "sentence": self.sentence,
+            "first_wrong_lag": self.first_wrong_lag, "patterns": self.patterns, "call": self.call,
+            "sentence": self.sentence,
         }  # fmt: skip
 
 
@@ -106,7 +114,7 @@ def lag_profile(evals: list[Evaluation], dtype: str) -> list[LagPoint]:
         mods, refs, bases = [], [], []
         for t in range(lag, T):
             ev = evals[t]
-            if ev.status != "ok" or ev.ref is None:
+            if ev.status != "ok" or ev.ref is None or "x" not in ev.ref:
                 continue
             k = t - lag
             refs.append(ev.ref["x"][:, k])
@@ -192,7 +200,7 @@ def _elman_dw_pattern(session: Session, ev: Evaluation) -> list[str]:
 
     delta_t = dL/da_t of the reference: delta_t = (dout_t + [t = T-1] dh_n + W^T delta_{t+1}) * f'(a_t),
     with f'(a_t) = 1 - h_t^2 for tanh, [h_t > 0] for relu."""
-    case, ref = ev.case, ev.ref
+    case, ref = ev.used or ev.case, ev.ref  # the case as called (zeros for an h0 not given)
     a = ev.arrays.get("weight_hh_l0")
     if a is None or a.shape != ref["weight_hh_l0"].shape:
         return []
@@ -235,6 +243,14 @@ def localize(
         )
         return loc
     ev = evals[idx]
+    if call_of(ev.case) != PLAIN_CALL:
+        plain, ways = _by_way(session, ev.case)
+        if plain.agrees:
+            return _way_localization(idx, ev, ways)
+        if plain.status == "ok":  # wrong the plain way too: localize that (it has dx, dh0)
+            ev = plain
+            forward_bad = plain.forward_failing()
+            grads_bad = [n for n in plain.failing() if n not in FORWARD]
     case = ev.case
     T = case["T"]
     loc = ModuleLocalization(idx, _sizes(case))
@@ -282,9 +298,64 @@ def localize(
     return loc
 
 
+def plain_of(case: dict[str, Any]) -> dict[str, Any]:
+    """``case`` called the plain way (train() mode, h0, x requiring grad, a fresh instance), once."""
+    c = dict(case, call=dict(PLAIN_CALL), repeat=False)
+    c.pop("warmup", None)
+    return c
+
+
+def _by_way(session: Session, case: dict[str, Any]) -> tuple[Evaluation, list[tuple[str, Evaluation]]]:
+    """``case`` run the plain way, and with each of its ways of calling alone: (the plain
+    evaluation, [(the way's words, its evaluation)])."""
+    how, plain = call_of(case), plain_of(case)
+    singles: list[tuple[str, dict[str, Any]]] = []
+    for key, value in how.items():
+        if value != PLAIN_CALL[key]:
+            one = dict(plain, call=dict(PLAIN_CALL, **{key: value}))
+            if key == "reused" and "warmup" in case:
+                one["warmup"] = case["warmup"]
+            singles.append((CALL_WORDS[key, value], one))
+    done = session.evaluate([plain] + [c for _, c in singles])
+    return done[0], [(words, ev) for (words, _), ev in zip(singles, done[1:], strict=True)]
+
+
+#: What a module wrong only one way of being called most likely does (by CALL_WORDS).
+_WAY_CAUSE = {
+    CALL_WORDS["mode", "eval"]: "its eval() path computes something else than its train() path",
+    CALL_WORDS["h0", False]: "its default initial state is not the zeros torch's layers start from "
+    "(or its path without h0 computes something else)",
+    CALL_WORDS["x_grad", False]: "its path for an x that does not require grad computes something else",
+    CALL_WORDS["reused", True]: "it keeps something of an earlier call (a copy of its weights?) after "
+    "its parameters were changed in place",
+}
+
+
+def _way_localization(idx: int, ev: Evaluation, ways: list[tuple[str, Evaluation]]) -> ModuleLocalization:
+    """The localization of a configuration wrong only the way(s) it was called (the plain call agrees)."""
+    loc = ModuleLocalization(idx, _sizes(ev.case))
+    wrong = [(words, w) for words, w in ways if not w.agrees]
+    names = _names(ev.failing()) or "the results"
+    plain = "in train() mode, with h0, x requiring grad, on a fresh instance"
+    if wrong:
+        loc.call = [words for words, _ in wrong]
+        causes = [_WAY_CAUSE[words] for words in loc.call]
+        loc.sentence = (
+            f"{names} wrong only {' and, apart, '.join(loc.call)}: the same configuration agrees called "
+            f"{plain}; {'; '.join(causes)}"
+        )
+    else:
+        loc.call = [words for words, _ in ways]
+        loc.sentence = (
+            f"{names} wrong only {', '.join(loc.call)} together: the same configuration agrees called "
+            f"{plain}, and called each of those ways alone"
+        )
+    return loc
+
+
 def profile_only(session: Session, evals: list[Evaluation]) -> ModuleLocalization | None:
-    """For a module that passes: the lag profile of the first configuration, for the plot."""
-    idx = next((i for i, ev in enumerate(evals) if ev.status == "ok"), None)
+    """For a module that passes: the lag profile of the first configuration with dx, for the plot."""
+    idx = next((i for i, ev in enumerate(evals) if ev.status == "ok" and call_of(ev.case)["x_grad"]), None)
     if idx is None:
         return None
     case = evals[idx].case

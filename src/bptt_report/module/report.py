@@ -52,6 +52,7 @@ def markdown(r: ModuleCheckResult, plot: str | None) -> str:
         )
     lines += ["", "## Findings", ""]
     lines += [f"- {f}" for f in r.findings] or ["- none: every array agrees"]
+    lines += [f"- note: {f}" for f in r.notes]
     if r.nondeterminism:
         lines.append(
             "- nondeterminism (two identical calls differ; reported, not judged): "
@@ -84,12 +85,22 @@ def markdown(r: ModuleCheckResult, plot: str | None) -> str:
         "",
         "## Configurations",
         "",
-        "| # | D | H | T | B | bias |",
-        "| --- | --- | --- | --- | --- | --- |",
+        "How each was called: the module's mode; h0 given, or m(x) (against a zero initial state); "
+        "whether x requires grad (else dx is not compared); a fresh instance, or one first called with "
+        "other parameters, which were then changed in place.",
+        "",
+        "| # | D | H | T | B | bias | mode | h0 | x requires grad | instance | |",
+        "| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |",
     ]
-    lines += [
-        f"| {i} | {c['D']} | {c['H']} | {c['T']} | {c['B']} | {c['bias']} |" for i, c in enumerate(r.configs)
-    ]
+    for i, c in enumerate(r.configs):
+        how = c["call"]
+        h0 = "given" if how["h0"] else "m(x)"
+        instance = "reused" if how["reused"] else "fresh"
+        status = "declined by the factory" if c.get("declined") else ("large" if c.get("large") else "")
+        lines.append(
+            f"| {i} | {c['D']} | {c['H']} | {c['T']} | {c['B']} | {c['bias']} | {how['mode']} | {h0} | "
+            f"{'yes' if how['x_grad'] else 'no'} | {instance} | {status} |"
+        )
     return "\n".join(lines) + "\n"
 
 

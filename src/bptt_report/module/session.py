@@ -1,7 +1,12 @@
 """check-module's session with a module under test: the worker process that runs the module, and
-each case evaluated (the module's reply, the reference and the baseline of bptt_report.module.cases,
-the verdict per array). Shared by the check (bptt_report.module.check) and the localization
-(bptt_report.module.localize), which both import it.
+each case evaluated (the module's reply, the reference and the baseline of bptt_report.module.cases
+on the case as the module was called, the verdict per array). Shared by the check
+(bptt_report.module.check) and the localization (bptt_report.module.localize), which both import it.
+
+A reply "usage" (the factory or the module cannot take the contract), or a forward that raised
+what bptt_report.module.contract.forward_mismatch recognises as a contract mismatch, ends the
+check with a UsageError naming the likely cause; "unsupported" (sizes the factory declines) is
+not evaluated.
 """
 
 from __future__ import annotations
@@ -14,9 +19,11 @@ import numpy as np
 
 from ..errors import UsageError
 from ..judge.compare import ArrayCheck, compare_module_arrays
+from ..run import threads
 from ..run.pool import WorkerPool
 from ..run.protocol import Reply, Request
-from .cases import FORWARD, baseline, reference
+from . import contract
+from .cases import FORWARD, as_called, baseline, reference
 from .worker import program
 
 
@@ -29,6 +36,7 @@ class Evaluation:
 
     case: dict[str, Any]
     reply: Reply
+    used: dict[str, Any] | None = None  # the case as the module was called (cases.as_called)
     ref: dict[str, np.ndarray] | None = None
     base: dict[str, np.ndarray] | None = None
     errors: list[ArrayCheck] = field(default_factory=list)
@@ -84,22 +92,30 @@ class Session:
         self.activation, self._activation_read = nl, True
 
     def evaluate(self, cases: Sequence[dict[str, Any]]) -> list[Evaluation]:
-        """Run the module on every case (in the workers), then the reference and the baseline here."""
+        """Run the module on every case (in the workers), then the reference and the baseline here
+        (on THREADS threads: bptt_report.run.threads)."""
         replies = self.pool.run([Request("run", c) for c in cases])
-        for reply in replies:
+        spec = self.settings["factory"]
+        for case, reply in zip(cases, replies, strict=True):
             if reply.status == "usage":
-                raise UsageError(f"{self.settings['factory']}: {reply.message}")
+                raise UsageError(f"{spec}: {reply.message}")
+            if reply.status == "raised" and (cause := contract.forward_mismatch(reply.message, case)):
+                raise UsageError(
+                    f"{spec}: the forward, called with x ({case['B']}, {case['T']}, {case['D']}) and "
+                    f"h0 (1, {case['B']}, {case['H']}), raised {reply.exception}: {reply.message}: {cause}"
+                )
         if self.cell == "rnn" and not self._activation_read:
             first = next((r for r in replies if r.status == "ok"), None)
             if first is not None:
                 self._read_activation(first.nonlinearity)
-        evals = []
-        for case, reply in zip(cases, replies, strict=True):
-            ev = Evaluation(case=case, reply=reply)
-            if ev.status == "ok":
-                ev.ref = reference(self.cell, self.activation, case)
-                if self.dtype != "float64":
-                    ev.base = baseline(self.cell, self.activation, self.settings, case)
-                ev.errors = compare_module_arrays(ev.arrays, ev.ref, ev.base, self.dtype)
-            evals.append(ev)
+        evals = [Evaluation(case=case, reply=reply) for case, reply in zip(cases, replies, strict=True)]
+        with threads.fixed():  # the thread rule: as in the module's worker (and the report's references)
+            for ev in evals:
+                if ev.status == "ok":
+                    ev.used, skipped = as_called(ev.case, ev.reply.arrays)
+                    ref = reference(self.cell, self.activation, ev.used)
+                    ev.ref = {k: v for k, v in ref.items() if k not in skipped}
+                    if self.dtype != "float64":
+                        ev.base = baseline(self.cell, self.activation, self.settings, ev.used)
+                    ev.errors = compare_module_arrays(ev.arrays, ev.ref, ev.base, self.dtype)
         return evals

@@ -2,45 +2,60 @@
 
 It never imports the oracle (``reference``) nor the hand-written reference's results: it gets
 plain float64 arrays (parameters, inputs, initial states, upstream gradients, already rounded
-to the module's dtype), builds the module with the factory, runs one forward and one backward,
+to the module's dtype), builds the module with the factory, calls it the way the case says,
 and sends back float64 copies of what the module computed. The checker (bptt_report.module.session)
 starts it through bptt_report.run.pool with ``program(settings)``: the worker loop of
 bptt_report.run.worker, the settings one JSON argument ``{"factory": "MODULE:FACTORY", "cell":
 ..., "dtype": ..., "device": ...}``.
 
-The contract of a module (``check-module``): ``FACTORY(input_size=D, hidden_size=H, bias=...,
-batch_first=True)`` returns an ``nn.Module`` whose ``forward(x, h0)`` (``(h0, c0)`` for the LSTM)
-returns ``(out, h_n)`` (``(out, (h_n, c_n))``), x (B, T, D), h0 and c0 (1, B, H), out (B, T, H),
-with the parameters ``weight_ih_l0`` (G*H, D), ``weight_hh_l0`` (G*H, H), ``bias_ih_l0`` and
-``bias_hh_l0`` (G*H,) (G = 1, 3, 4 for rnn, gru, lstm, PyTorch's gate order). The adapter hook
-for modules named differently: a module that defines
+The contract of a module is bptt_report.module.contract's (one layer, one direction, torch's
+parameter names). The adapter hook for modules named differently: a module that defines
 
     set_reference_params(self, params: dict[str, torch.Tensor]) -> None
     reference_grads(self) -> dict[str, torch.Tensor | None]
 
-(both keyed by the four torch names above) is set and read through them instead.
+(both keyed by the four torch names) is set and read through them instead.
+
+How a case is called (its "call", PLAIN_CALL when it has none): in train() or eval() mode; with
+h0 (``m(x, h0)``) or without (``m(x)``, compared with a zero initial state; a forward that
+requires its state is given h0 then, and the reply's arrays hold dh0); with x requiring grad or
+not (then no dx); on a fresh instance, or ("warmup": other parameters) on an instance first
+called with other parameters, which are then changed in place to the case's, as an optimizer
+does, and the gradients cleared.
 
 Kinds of request: "run" (the case in Request.config) answers with the module's outputs and
 gradients (Reply.arrays: out, h_n, c_n, weight_ih_l0, ..., x, h0, c0), the inputs it modified,
-and how far a second identical call differs from the first.
+what the call noticed (Reply.remarks), and how far a second identical call differs from the
+first. A factory that raises NotImplementedError for the case's sizes is answered "unsupported";
+one that cannot take the contract, "usage".
 """
 
 from __future__ import annotations
 
 import functools
+import inspect
 import json
 from collections.abc import Callable
 from typing import Any
 
 import numpy as np
 
-from ..errors import BrokenContract, TargetError
+from ..errors import BrokenContract, Declined, TargetError
 from ..run.protocol import Hello, Program, Reply, Request
 from ..run.worker import Handle, serve
 from ..targets.contract import load_target
+from . import contract
 
 #: The torch parameter names of a single-layer recurrent module, in report order.
 PARAM_NAMES = ("weight_ih_l0", "weight_hh_l0", "bias_ih_l0", "bias_hh_l0")
+#: How a case is called unless it says otherwise.
+PLAIN_CALL: dict[str, Any] = {"mode": "train", "h0": True, "x_grad": True, "reused": False}
+
+
+def call_of(case: dict[str, Any]) -> dict[str, Any]:
+    """How ``case`` is called: PLAIN_CALL updated by its "call"."""
+    return {**PLAIN_CALL, **case.get("call", {})}
+
 
 def _np(t: Any) -> np.ndarray:
     """A float64 numpy copy of a tensor (any dtype, any device)."""
@@ -77,35 +92,84 @@ def _describe(v: Any) -> str:
     return f"a {type(v).__name__}"
 
 
-def build(factory: Callable[..., Any], settings: dict[str, Any], case: dict[str, Any]) -> Any:
-    """The module for ``case``: made by the factory, moved to the device and dtype, parameters set."""
+def given(case: dict[str, Any]) -> dict[str, Any]:
+    """The keywords the factory is called with for ``case``."""
+    return {"input_size": case["D"], "hidden_size": case["H"], "bias": case["bias"], "batch_first": True}
+
+
+def make(factory: Callable[..., Any], settings: dict[str, Any], case: dict[str, Any]) -> Any:
+    """The module for ``case``'s sizes, made by the factory and moved to the device and dtype.
+
+    Raises:
+        BrokenContract when the factory or the module cannot take the contract (what was tried,
+        what failed); Declined when the factory raises NotImplementedError for these sizes.
+    """
+    import torch
+
+    kw = given(case)
+    why = contract.factory_mismatch(factory, kw)
+    if why is not None:
+        raise BrokenContract(why)
+    try:
+        m = factory(**kw)
+    except NotImplementedError as exc:
+        sizes = ", ".join(f"{k}={v!r}" for k, v in kw.items() if k != "batch_first")
+        raise Declined(f"NotImplementedError for {sizes}: {exc}") from None
+    except TypeError as exc:
+        why = contract.factory_type_error(exc, kw)
+        if why is None:
+            raise
+        raise BrokenContract(why) from None
+    if not isinstance(m, torch.nn.Module):
+        raise BrokenContract(f"the factory must return a torch.nn.Module, got {_describe(m)}")
+    why = contract.refusal(m, contract.read_config(m), kw)
+    if why is not None:
+        raise BrokenContract(why)
+    return m.to(device=torch.device(settings["device"]), dtype=getattr(torch, settings["dtype"]))
+
+
+def set_params(m: Any, settings: dict[str, Any], case: dict[str, Any], params: dict[str, np.ndarray]) -> None:
+    """The module's parameters set, in place, to ``params`` (through the adapter hook, when it has
+    one); BrokenContract for a parameter it lacks, has in excess, or has in another shape."""
     import torch
 
     dtype, device = getattr(torch, settings["dtype"]), torch.device(settings["device"])
-    m = factory(input_size=case["D"], hidden_size=case["H"], bias=case["bias"], batch_first=True)
-    if not isinstance(m, torch.nn.Module):
-        raise BrokenContract(f"the factory must return a torch.nn.Module, got {_describe(m)}")
-    m = m.to(device=device, dtype=dtype)
-    values = {n: torch.tensor(a, dtype=dtype, device=device) for n, a in case["params"].items()}
+    values = {n: torch.tensor(a, dtype=dtype, device=device) for n, a in params.items()}
     if hasattr(m, "set_reference_params") and hasattr(m, "reference_grads"):
         m.set_reference_params(values)
-        return m
+        return
     own = dict(m.named_parameters())
     missing = [n for n in values if n not in own]
     if missing:
         raise BrokenContract(
             f"the module has no parameter {', '.join(missing)} (it has {', '.join(own) or 'none'}); "
             "name them as torch.nn.RNN/GRU/LSTM do, or define set_reference_params and reference_grads"
+            + contract.missing_hint(list(own))
         )
     extra = [n for n in PARAM_NAMES if n in own and n not in values]
     if extra:
         raise BrokenContract(f"the module was built with bias=False but has {', '.join(extra)}")
+    for n, v in values.items():
+        if tuple(own[n].shape) != tuple(v.shape):
+            raise BrokenContract(contract.shape_hint(
+                n, tuple(own[n].shape), tuple(v.shape), settings["cell"], case["D"], case["H"]
+            ))  # fmt: skip
     with torch.no_grad():
         for n, v in values.items():
-            if tuple(own[n].shape) != tuple(v.shape):
-                raise BrokenContract(f"{n} has shape {tuple(own[n].shape)}, expected {tuple(v.shape)}")
             own[n].copy_(v)
+
+
+def build(factory: Callable[..., Any], settings: dict[str, Any], case: dict[str, Any]) -> Any:
+    """The module for ``case``: made by the factory, moved to the device and dtype, parameters set."""
+    m = make(factory, settings, case)
+    set_params(m, settings, case, case["params"])
     return m
+
+
+def clear_grads(m: Any) -> None:
+    """Every parameter's gradient cleared (as optimizer.zero_grad(set_to_none=True) does)."""
+    for p in m.parameters():
+        p.grad = None
 
 
 def _grads(m: Any, names: list[str]) -> dict[str, Any]:
@@ -116,28 +180,56 @@ def _grads(m: Any, names: list[str]) -> dict[str, Any]:
     return {n: own[n].grad for n in names}
 
 
+def _takes(forward: Any, *args: Any) -> str | None:
+    """Why ``forward`` cannot be called with ``args`` (None: it can, or its signature cannot be read)."""
+    try:
+        sig = inspect.signature(forward)
+    except (TypeError, ValueError):
+        return None
+    try:
+        sig.bind(*args)
+    except TypeError as exc:
+        return f"{exc} (its signature is {sig})"
+    return None
+
+
 def call(
     m: Any, settings: dict[str, Any], case: dict[str, Any]
 ) -> tuple[dict[str, np.ndarray], list[str], list[str]]:
-    """One forward and backward of ``m`` on ``case``: (float64 arrays by name, the inputs it
-    modified, notes). The upstream gradients are applied with torch.autograd.backward."""
+    """One forward and backward of ``m`` on ``case``, called as the case says (call_of): (float64
+    arrays by name, the inputs it modified, notes). The upstream gradients are applied with
+    torch.autograd.backward."""
     import torch
 
     dtype, device = getattr(torch, settings["dtype"]), torch.device(settings["device"])
-    cell = settings["cell"]
+    cell, how = settings["cell"], call_of(case)
+    notes: list[str] = []
 
-    def leaf(a: np.ndarray) -> Any:
-        return torch.tensor(a, dtype=dtype, device=device, requires_grad=True)
+    def leaf(a: np.ndarray, grad: bool = True) -> Any:
+        return torch.tensor(a, dtype=dtype, device=device, requires_grad=grad)
 
-    x, h0 = leaf(case["x"]), leaf(case["h0"])
-    c0 = leaf(case["c0"]) if cell == "lstm" else None
+    x = leaf(case["x"], how["x_grad"])
+    with_h0 = how["h0"]
+    if not with_h0 and _takes(m.forward, x) is not None:
+        with_h0 = True  # its forward requires the state: it has no default to check
+        notes.append("the forward requires its initial state: given h0 where m(x) was planned")
+    h0 = leaf(case["h0"]) if with_h0 else None
+    c0 = leaf(case["c0"]) if with_h0 and cell == "lstm" else None
+    state = (h0, c0) if cell == "lstm" else h0
+    args = (x, state) if with_h0 else (x,)
+    why = _takes(m.forward, *args)
+    if why is not None:
+        form = "(x, (h0, c0))" if cell == "lstm" else "(x, h0)"
+        raise BrokenContract(f"the forward cannot be called as m{form if with_h0 else '(x)'}: {why}")
     ups = {
         k: torch.tensor(case[k], dtype=dtype, device=device) for k in ("dout", "dh_n", "dc_n") if k in case
     }
     own = dict(m.named_parameters())
-    watched = {"x": x, "h0": h0, **({"c0": c0} if c0 is not None else {}), **ups, **own}
+    inputs = {"x": x, **({"h0": h0} if h0 is not None else {}), **({"c0": c0} if c0 is not None else {})}
+    watched = {**inputs, **ups, **own}
     before = {k: v.detach().clone() for k, v in watched.items()}
-    result = m(x, (h0, c0) if cell == "lstm" else h0)
+    m.train(how["mode"] == "train")
+    result = m(*args)
     out, h_n, c_n = _structure(result, cell)
     want = {"out": tuple(case["dout"].shape), "h_n": tuple(case["dh_n"].shape)}
     if cell == "lstm":
@@ -150,7 +242,6 @@ def call(
     outs = [out, h_n] + ([c_n] if cell == "lstm" else [])
     grads_in = [ups["dout"], ups["dh_n"]] + ([ups["dc_n"]] if cell == "lstm" else [])
     pairs = [(o, g) for o, g in zip(outs, grads_in, strict=True) if o.requires_grad]
-    notes: list[str] = []
     if pairs:
         torch.autograd.backward([o for o, _ in pairs], [g for _, g in pairs])
     else:
@@ -158,21 +249,13 @@ def call(
     arrays = {"out": _np(out), "h_n": _np(h_n)}
     if cell == "lstm":
         arrays["c_n"] = _np(c_n)
-    names = list(case["params"])
-    for n, g in _grads(m, names).items():
-        if g is None:
-            notes.append(f"{n}.grad is None (counted as zeros)")
-            arrays[n] = np.zeros(case["params"][n].shape)
-        else:
-            arrays[n] = _np(g)
-    for n, t in (("x", x), ("h0", h0), ("c0", c0)):
-        if t is None:
-            continue
-        if t.grad is None:
-            notes.append(f"{n}.grad is None (counted as zeros)")
-            arrays[n] = np.zeros(case[n].shape)
-        else:
-            arrays[n] = _np(t.grad)
+    grads = {**_grads(m, list(case["params"])), **{n: t.grad for n, t in inputs.items() if t.requires_grad}}
+    for n, g in grads.items():
+        shape = case["params"][n].shape if n in case["params"] else case[n].shape
+        arrays[n] = np.zeros(shape) if g is None else _np(g)
+    none = [f"{n}.grad" for n, g in grads.items() if g is None]
+    if none:
+        notes.append(f"{', '.join(none)} {'is' if len(none) == 1 else 'are'} None (counted as zeros)")
     mutated = [
         k for k, v in watched.items()
         if not (v.shape == before[k].shape and torch.equal(v.detach(), before[k]))
@@ -181,14 +264,27 @@ def call(
 
 
 def run(factory: Callable[..., Any], settings: dict[str, Any], case: dict[str, Any]) -> Reply:
-    """Build and call the module twice on ``case``; the reply (the worker loop adds id and timing)."""
-    m = build(factory, settings, case)
+    """Build and call the module on ``case`` (after a call with other parameters, when the case
+    reuses an instance), then call it once more the same way; the reply (the worker loop adds id
+    and timing)."""
+    warmup = case.get("warmup")
+    if warmup is None:
+        m = build(factory, settings, case)
+    else:  # one instance, called with other parameters first, which then change in place
+        earlier = dict(case, params=warmup)
+        m = build(factory, settings, earlier)
+        call(m, settings, earlier)
+        set_params(m, settings, case, case["params"])
+        clear_grads(m)
     nonlinearity = getattr(m, "nonlinearity", None)
     arrays, mutated, notes = call(m, settings, case)
     repeat: dict[str, float] = {}
     if case.get("repeat", True):
-        m2 = build(factory, settings, case)
-        again, _, _ = call(m2, settings, case)
+        if warmup is None:
+            again, _, _ = call(build(factory, settings, case), settings, case)
+        else:  # the same instance again (a fresh one would differ from a module that caches)
+            clear_grads(m)
+            again, _, _ = call(m, settings, case)
         for k, a in arrays.items():
             b = again.get(k)
             if b is None or b.shape != a.shape:
@@ -207,12 +303,15 @@ def run(factory: Callable[..., Any], settings: dict[str, Any], case: dict[str, A
 
 
 def handle(factory: Callable[..., Any], settings: dict[str, Any], request: Request) -> Reply:
-    """The reply to one request ("run"); what the module raises otherwise is answered by the
-    worker loop."""
+    """The reply to one request ("run"): "usage" for a factory or module outside the contract,
+    "unsupported" for sizes the factory declines; what the module raises otherwise is answered by
+    the worker loop."""
     try:
         return run(factory, settings, request.config)
     except BrokenContract as exc:
         return Reply(status="usage", message=str(exc))
+    except Declined as exc:
+        return Reply(status="unsupported", exception="NotImplementedError", message=str(exc))
 
 
 def load(settings: dict[str, Any]) -> tuple[Handle | None, Hello]:

@@ -11,6 +11,12 @@ and the state s_t is one flat vector of S = P*H numbers: P = 1 part (the Elman c
 GRU's h_t) or P = 2 parts ([h_t; c_t] for the LSTM). The output layer reads h_t = s_t[:, :H].
 (The GRU's update gate is z_t, as torch names it; no other z appears here.)
 
+The LSTM may project its output (torch's proj_size): with W_hr (H_out, H) in the step weights,
+h_t = W_hr m_t, m_t = gate_o ⊙ tanh(c_t), so h_t has H_out < H numbers. The contract then reads
+with H_out for the h part: s_t = [h_t (H_out); c_t (H)], S = H_out + (P-1)*H, h_{t-1} =
+s_{t-1}[:, :H_out], and W = weight_hh is (G*H, H_out). Without W_hr, H_out = H and nothing changes
+(the Elman cell and the GRU never have one).
+
 Because the parameters enter only through gi_t and gh_t, a cell needs to say just three things,
 and the drivers (full and truncated BPTT, the explicit sum over k, state Jacobians, RTRL) are
 written once over them:
@@ -22,12 +28,15 @@ written once over them:
     partials(w, cache)         -> (Ji, Jh, Js)          the step's Jacobians, for the decomposition
                                   and RTRL: Ji = ∂s_t/∂gi_t, Jh = ∂s_t/∂gh_t (B, S, G*H) and
                                   Js = ∂s_t/∂s_{t-1} (B, S, S) with gi_t and gh_t held fixed
+    output_input(cache)        -> m_t (B, H)            optional (None for cells without an output
+                                  product): what W_hr multiplies, for dE/dW_hr = sum_t dE/dh_t^T m_t
 
-From these, with h_{t-1} = s_{t-1}[:, :H] and E the loss:
+From these, with h_{t-1} = s_{t-1}[:, :H_out] and E the loss:
 
     dE/dU = sum_t dgi_t^T x_t      dE/db_ih = sum_t dgi_t      dE/dx_t = dgi_t U
     dE/dW = sum_t dgh_t^T h_{t-1}  dE/db_hh = sum_t dgh_t
-    ds_t/ds_{t-1} = Js + Jh W [I_H 0]                (the full step Jacobian, (B, S, S))
+    ds_t/ds_{t-1} = Js + Jh W [I_H_out 0]            (the full step Jacobian, (B, S, S))
+    dE/dW_hr = sum_t dE/dh_t^T m_t                   (the projection's, dE/dh_t the total at h_t)
     ∂s_k/∂W[m, n] = Jh[:, :, m] h_{k-1}[n]           (immediate: s_{k-1} held fixed)
 
 The Elman cell has a single bias b; it is its b_ih (and it has no b_hh).
@@ -49,9 +58,11 @@ class StepWeights:
     """The recurrent weights one step uses, in the compute dtype.
 
     Attributes:
-        W: (G*H, H) recurrent weights (weight_hh).  WT: W.T, C-contiguous, (H, G*H).
+        W: (G*H, H_out) recurrent weights (weight_hh).  WT: W.T, C-contiguous, (H_out, G*H).
         b_hh: (G*H,) recurrent bias, or None.
         H: hidden size.  act: the Elman cell's activation (None for gated cells).
+        W_hr: (H_out, H) the LSTM's projection (weight_hr), or None (H_out = H).
+        W_hrT: W_hr.T, C-contiguous, (H, H_out), or None.
     """
 
     W: np.ndarray
@@ -59,6 +70,13 @@ class StepWeights:
     b_hh: np.ndarray | None
     H: int
     act: Activation | None = None
+    W_hr: np.ndarray | None = None
+    W_hrT: np.ndarray | None = None
+
+    @property
+    def H_out(self) -> int:
+        """The size of h_t: W_hr's rows with a projection, else H."""
+        return self.H if self.W_hr is None else int(self.W_hr.shape[0])
 
 
 @dataclass(frozen=True)
@@ -72,6 +90,11 @@ class Cell:
         forward: (w, gi_t (B, G*H), s_prev (B, S)) -> (s_t (B, S), cache).
         backward: (w, ds_t (B, S), cache) -> (ds_prev (B, S), dgi_t (B, G*H), dgh_t (B, G*H)).
         partials: (w, cache) -> (Ji (B, S, G*H), Jh (B, S, G*H), Js (B, S, S)).
+        cache_width: the numbers one row of a step's cache holds, in units of H (the Elman
+            cell 1, the GRU 5, the LSTM 6): for the size checks, which refuse a call from the
+            shapes before it allocates anything (tests/core/test_library_edges.py checks it).
+        output_input: (cache) -> m_t (B, H), what the projection W_hr multiplies (the LSTM's);
+            None for a cell without an output product.
     """
 
     name: str
@@ -80,6 +103,8 @@ class Cell:
     forward: Callable[[StepWeights, np.ndarray, np.ndarray], tuple[np.ndarray, Any]]
     backward: Callable[[StepWeights, np.ndarray, Any], tuple[np.ndarray, np.ndarray, np.ndarray]]
     partials: Callable[[StepWeights, Any], tuple[np.ndarray, np.ndarray, np.ndarray]]
+    cache_width: int
+    output_input: Callable[[Any], np.ndarray] | None = None
 
 
 def recurrent_term(w: StepWeights, h_prev: np.ndarray) -> np.ndarray:

@@ -42,4 +42,6 @@ def partials(w: StepWeights, cache: ElmanCache) -> tuple[np.ndarray, np.ndarray,
     return J, J, np.zeros_like(J)
 
 
-ELMAN = Cell(name="rnn", gates=1, parts=1, forward=forward, backward=backward, partials=partials)
+ELMAN = Cell(
+    name="rnn", gates=1, parts=1, forward=forward, backward=backward, partials=partials, cache_width=1
+)

@@ -87,4 +87,6 @@ def partials(w: StepWeights, cache: GRUCache) -> tuple[np.ndarray, np.ndarray, n
     return Ji, Jh, Js
 
 
-GRU = Cell(name="gru", gates=3, parts=1, forward=forward, backward=backward, partials=partials)
+GRU = Cell(
+    name="gru", gates=3, parts=1, forward=forward, backward=backward, partials=partials, cache_width=5
+)

@@ -482,19 +482,11 @@ def layer_backward(
     Returns:
         (the trace, dU (H, D), dW (H, H), db (H,) or None, ds0 in s0's shape, dxs or None).
     """
-    T, B, H, dt = batch.T, batch.B, batch.H, batch.dtype
+    T = batch.T
     with np.errstate(**QUIET):  # overflow raises NonFiniteError, never a warning
         if truncate is None or truncate >= T - 1:
             tr = run_forward(p, batch, keep_a=False)
-            sums = _GradSums.zeros(tr)
-
-            def from_caller(start: int, end: int, block: np.ndarray) -> float:
-                np.copyto(block, dhs[start:end])  # e_t = dL/ds_t from above
-                return 0.0
-
-            carry = np.zeros((B, H), dtype=dt) if d_final is None else d_final.copy()
-            _, ds0, dxs = _bptt_blocks(tr, from_caller, sums, carry)
-            dU, dW, db = sums.input_grad(), sums.dW, sums.db
+            dU, dW, db, ds0, dxs = trace_backward(tr, dhs, d_final)
         else:
             tr = run_forward(p, batch)
             e = tr.a  # e_t = dL/ds_t over a, needed no more (f'(a_t) comes from s_t)
@@ -506,3 +498,29 @@ def layer_backward(
             dU, dW, db, ds0, dxs = delta_grads(tr, deltas)
         check_grads_finite({"dE/dU": dU, "dE/dW": dW, "dE/db": db, "dE/ds0": ds0, "dE/dxs": dxs})
     return tr, dU, dW, db, ds0, dxs
+
+
+def trace_backward(
+    tr: Trace, dhs: np.ndarray, d_final: np.ndarray | None
+) -> tuple[np.ndarray, np.ndarray, np.ndarray | None, np.ndarray, np.ndarray | None]:
+    """Full BPTT of the layer alone over a forward pass already run (run_forward, keep_a=False):
+    L = sum_t <dhs_t, s_t> + <d_final, s_{T-1}>, by the blocked reverse recursion.
+
+    Args:
+        tr: the forward pass.  dhs: (T, B, H) dL/ds_t from above, time-major (read only).
+        d_final: (B, H) dL/ds_{T-1}, or None.
+
+    Returns:
+        (dU (H, D), dW (H, H), db (H,) or None, ds0 in s0's shape, dxs in xs's shape or None).
+    """
+    batch = tr.batch
+    with np.errstate(**QUIET):  # overflow raises NonFiniteError, never a warning
+        sums = _GradSums.zeros(tr)
+
+        def from_caller(start: int, end: int, block: np.ndarray) -> float:
+            np.copyto(block, dhs[start:end])  # e_t = dL/ds_t from above
+            return 0.0
+
+        carry = np.zeros((batch.B, batch.H), dtype=batch.dtype) if d_final is None else d_final.copy()
+        _, ds0, dxs = _bptt_blocks(tr, from_caller, sums, carry)
+    return sums.input_grad(), sums.dW, sums.db, ds0, dxs

@@ -29,7 +29,7 @@ def test_object_array_message():
 
 def test_params_of_wrong_type_message_names_the_type():
     # the message names the type that was given
-    want = r"^p: expected manual_bptt.RNNParams, GRUParams or LSTMParams, got dict$"
+    want = r"^p: expected manual_bptt.RNNParams, GRUParams, LSTMParams or StackParams, got dict$"
     with pytest.raises(ValueError, match=want):
         bptt(dict(P.items()), TOK, YS)
 

@@ -204,7 +204,7 @@ def test_params_of_another_model_are_refused():
     q = GRUParams.init(3, 2, 3, seed=0)
     p = SimpleNamespace(**dict(q.items()))
     xs, ys = np.zeros((4, 3)), np.zeros(4, int)
-    want = r"^p: expected manual_bptt.RNNParams, GRUParams or LSTMParams, got SimpleNamespace$"
+    want = r"^p: expected manual_bptt.RNNParams, GRUParams, LSTMParams or StackParams, got SimpleNamespace$"
     calls = [
         lambda: mb.bptt(p, xs, ys),
         lambda: mb.forward(p, xs),
