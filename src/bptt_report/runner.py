@@ -93,6 +93,8 @@ def _resolve(target: TargetLike) -> str:
     return spec
 
 
+#: The configurations whose failing checks keep what the target printed (ConfigCheck.output).
+OUTPUTS_KEPT = 20
 #: Seconds between two progress lines when stderr is not a terminal (a CI log).
 PROGRESS_EVERY = 10.0
 
@@ -272,6 +274,7 @@ def check(
             checks += _cross_check(pool, spec, configs, refs)
         checks += _probe_checks(bad_probes, first_id=len(configs) + len(fd_configs))
         checks.sort(key=lambda c: (c.id, c.kind))
+        checks = _fewer_outputs(checks)
         aborted = pool.aborted or dask_aborted
         localizations = [] if aborted else _localize(pool, checks, max_localized, progress)
     return CheckResult(
@@ -407,6 +410,14 @@ def _probe_checks(bad_probes: list[Probe], first_id: int) -> list[ConfigCheck]:
         said = printed(reply)
         checks.append(ConfigCheck(first_id + k, "probe", cfg, "fail", (), msg, (), 0.0, tb, output=said))
     return checks
+
+
+def _fewer_outputs(checks: list[ConfigCheck]) -> list[ConfigCheck]:
+    """The target's output kept on the failing checks of the first OUTPUTS_KEPT configurations
+    that printed, left out of the others (a target that prints much and fails everywhere would
+    otherwise fill report.json with 64 KiB per check)."""
+    ids = sorted({c.id for c in checks if c.output})[:OUTPUTS_KEPT]
+    return [c if not c.output or c.id in ids else dataclasses.replace(c, output="") for c in checks]
 
 
 def _localize(pool: WorkerPool, checks: list[ConfigCheck], limit: int, progress: bool) -> list[Localization]:

@@ -248,12 +248,17 @@ def test_the_targets_output_reaches_the_checkers_stderr_capped(tmp_path):
     assert (tmp_path / "r" / "report.json").exists()
 
 
-def test_the_tail_of_what_the_target_printed_is_kept_for_the_report(tmp_path, capsys):
+def test_the_tail_of_what_the_target_printed_is_kept_for_the_report(tmp_path, capsys, monkeypatch):
+    from bptt_report import runner
+
+    monkeypatch.setattr(runner, "OUTPUTS_KEPT", 3)
     r = bptt_report.check("edge_targets:prints_then_raises", quick=True, examples=4, cells="rnn",
                           timeout=TIMEOUT)  # fmt: skip
     err = capsys.readouterr().err
     assert r.verdict == "FAIL"
-    for c in r.failures:  # each call's own output, also when the worker ran ahead of the pool
+    kept = [c for c in r.failures if c.output]
+    assert len({c.id for c in kept}) == 3 < len({c.id for c in r.failures}), "the first three only"
+    for c in kept:  # each call's own output, also when the worker ran ahead of the pool
         shape = (c.config.T,) if c.config.B is None else (c.config.B, c.config.T)
         line = f"about to fail on a problem of {shape}\n"
         head = f"[{100 * 1024 + 1 + len(line)} bytes printed; the last 65536 follow]\nxxx"
