@@ -49,9 +49,17 @@ Attacks on the checker's process and protocol (manual_bptt.bptt's correct result
                              the first call of a run only when the records below are kept
     writes_into_protocol_pipe  writes bytes into the worker's protocol pipe (the private copy
                              of stdout that bptt_report.wire.private_stdio makes), then returns
+    writes_a_wrong_reply     writes a well-framed reply whose fields have the wrong types (dW a
+                             string, the status a number) into the protocol pipe, then returns
+    replies_to_another_request  writes a well-framed, well-typed reply to a request that was
+                             never sent into the protocol pipe, then returns
     leaves_setsid_child      starts ``sleep 60`` in a session of its own (start_new_session),
                              once per worker process, and leaves it running
+    leaves_a_daemon          starts, once per worker process, a daemon the classic way: a child
+                             that starts ``sleep 60`` in a session of its own and exits at once,
+                             so that the sleep is an orphan, no descendant of the worker any more
     prints_128_mib           prints 128 MiB to stdout on every call
+    prints_then_raises       prints 100 KiB and a line naming the shape of ys, then raises
 
 When the environment variable RECORD_VARIABLE names a directory, the attacks leave a record
 there, so that a test can see that the attack happened and that no process is left: "pids" (one
@@ -353,8 +361,30 @@ def writes_into_protocol_pipe(p, xs, ys, **kw):
     """Writes 16 bytes of garbage into the worker's protocol pipe, then returns manual_bptt.bptt."""
     fd = _protocol_fd()
     if fd is not None:
+        _record("protocol_fd", fd)  # first: the checker may end this process as soon as it reads the bytes
         os.write(fd, b"\xff\xff\xff\xf0not a reply!")
-        _record("protocol_fd", fd)
+    return _bptt(p, xs, ys, kw)
+
+
+def _write_frame(value: dict) -> None:
+    """A well-framed message (bptt_report's wire format) into the protocol pipe."""
+    from bptt_report.run import wire
+
+    fd = _protocol_fd()
+    if fd is not None:
+        _record("protocol_fd", fd)  # first: the checker may end this process as soon as it reads the frame
+        wire.write_frame(fd, wire.encode(value))
+
+
+def writes_a_wrong_reply(p, xs, ys, **kw):
+    """A reply of the wrong types (status 200, dW a string) ahead of the real one."""
+    _write_frame({"id": 1, "status": 200, "fields": {"W": "the right answer"}})
+    return _bptt(p, xs, ys, kw)
+
+
+def replies_to_another_request(p, xs, ys, **kw):
+    """A reply to a request that was never sent (id 10**9) ahead of the real one."""
+    _write_frame({"id": 10**9, "status": "ok", "fields": {}})
     return _bptt(p, xs, ys, kw)
 
 
@@ -371,6 +401,23 @@ def leaves_setsid_child(p, xs, ys, **kw):
     return _bptt(p, xs, ys, kw)
 
 
+_DAEMONS: list[int] = []
+
+
+def leaves_a_daemon(p, xs, ys, **kw):
+    """manual_bptt.bptt; the first call of each worker process leaves an orphaned ``sleep 60``
+    (started by a child that exits at once) running."""
+    if not _DAEMONS:
+        code = (
+            "import subprocess as s; print(s.Popen(['sleep', '60'], start_new_session=True, "
+            "stdin=s.DEVNULL, stdout=s.DEVNULL, stderr=s.DEVNULL).pid)"
+        )
+        pid = int(subprocess.run([sys.executable, "-c", code], capture_output=True, text=True).stdout)
+        _DAEMONS.append(pid)
+        _record("pids", pid)
+    return _bptt(p, xs, ys, kw)
+
+
 _MIB_OF_LINES = ("x" * 1023 + "\n") * 1024
 
 
@@ -380,3 +427,10 @@ def prints_128_mib(p, xs, ys, **kw):
         sys.stdout.write(_MIB_OF_LINES)
     sys.stdout.flush()
     return _bptt(p, xs, ys, kw)
+
+
+def prints_then_raises(p, xs, ys, **kw):
+    """Prints a line (and 100 KiB of filler before it), then raises: the report keeps the tail."""
+    sys.stdout.write("x" * (100 << 10) + "\n")
+    print(f"about to fail on a problem of {np.shape(ys)}")
+    raise RuntimeError("this target always fails")

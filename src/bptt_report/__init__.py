@@ -19,6 +19,7 @@ the bottom up (each part imports only parts listed before it, and manual_bptt, r
       protocol      Program, Request, Reply, Hello: the messages between the checker and a worker
       wire          how a worker's messages travel: JSON and raw arrays, never a pickle
       worker        the one loop of every worker process
+      supervisor    between the checker and each worker: ends it and everything it started
       pool          the local worker processes (WorkerPool, a context manager)
       signals       Ctrl-C and SIGTERM belong to the checker
       threads       the thread rule of every process that computes for a sweep

@@ -13,7 +13,6 @@
         │                        its worker and turned into a reply there
         ├── Unsupported          the target does not take these keywords (or this cell)
         ├── BadResult            the target returned something that is not a result
-        ├── Mutated              the target changed one of its inputs
         ├── BrokenContract       check-module: the module does not follow the layer contract
         └── Declined             check-module: the factory declines a size (NotImplementedError)
 """
@@ -74,14 +73,6 @@ class Unsupported(Misbehaved):
 
 class BadResult(Misbehaved):
     """The target returned something that is not a result (None, or no .loss / .grads)."""
-
-
-class Mutated(Misbehaved):
-    """The target changed one of its inputs."""
-
-    def __init__(self, names: list[str]) -> None:
-        super().__init__(", ".join(names))
-        self.names = names
 
 
 class BrokenContract(Misbehaved):

@@ -21,6 +21,7 @@ from __future__ import annotations
 import dataclasses
 import math
 import sys
+import threading
 import time
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
@@ -30,6 +31,7 @@ from manual_bptt.environment import describe, usable_cpus
 from manual_bptt.problems import RNNConfig
 
 from .cells import CELLS
+from .errors import UsageError
 from .judge.checks import fd_check, oracle_checks
 from .judge.localize import localize, select
 from .judge.references import References, references_batch, references_of, sweep_references
@@ -42,7 +44,7 @@ from .run.protocol import Reply, Request
 from .run.signals import block_in_this_thread
 from .targets.contract import DEFAULT_TARGET, Capabilities, spec_of, split_spec
 from .targets.probe import capabilities
-from .targets.replies import misbehaviour
+from .targets.replies import misbehaviour, printed
 from .targets.worker import program
 
 #: A target as accepted by check(): a "module:function" name or the callable itself.
@@ -71,8 +73,8 @@ def _resolve(target: TargetLike) -> str:
     """The importable "module:function" name of a target (nothing is imported here).
 
     Raises:
-        TargetError for a malformed name; ValueError for a callable that cannot be found
-        again by name (a lambda, a nested function): the target runs in another process.
+        TargetError for a malformed name; UsageError (a ValueError) for a callable that cannot
+        be found again by name (a lambda, a nested function): the target runs in another process.
     """
     if target is None:
         return DEFAULT_TARGET
@@ -84,31 +86,79 @@ def _resolve(target: TargetLike) -> str:
     spec = spec_of(target)
     if spec is None:
         name = getattr(target, "__qualname__", repr(target))
-        raise ValueError(
+        raise UsageError(
             f"target: {name} cannot be imported by name, and the target runs in a separate process; "
             "pass a module-level function (or its 'module:function' name)"
         )
     return spec
 
 
+#: The configurations whose failing checks keep what the target printed (ConfigCheck.output).
+OUTPUTS_KEPT = 20
+#: Seconds between two progress lines when stderr is not a terminal (a CI log).
+PROGRESS_EVERY = 10.0
+
+
 def _progress(total: int, desc: str, enabled: bool) -> Any:
-    """A tqdm bar on stderr, or a silent stand-in when disabled or tqdm is missing."""
-    if enabled:
+    """Progress on stderr: a tqdm bar on a terminal (when tqdm is installed), else _Lines; a
+    silent stand-in when disabled."""
+    if enabled and _terminal():
         try:
             from tqdm.auto import tqdm
 
             return tqdm(total=total, desc=desc, unit="config", file=sys.stderr, dynamic_ncols=True)
         except ImportError:
             pass
+    return _Lines(total, desc) if enabled else _Silent()
 
-    class _Silent:
-        def update(self, n: int = 1) -> None:
-            pass
 
-        def close(self) -> None:
-            pass
+def _terminal() -> bool:
+    try:
+        return sys.stderr.isatty()
+    except (AttributeError, ValueError):
+        return False
 
-    return _Silent()
+
+def _say(text: str) -> None:
+    """One line of progress on stderr."""
+    try:
+        print(text, file=sys.stderr, flush=True)
+    except (OSError, ValueError):
+        pass
+
+
+class _Silent:
+    def update(self, n: int = 1) -> None:
+        pass
+
+    def close(self) -> None:
+        pass
+
+
+class _Lines:
+    """Progress for a log, which a bar would fill with carriage returns: a line when the work
+    starts, one every PROGRESS_EVERY seconds while it goes on (from a thread of its own, so
+    also while no configuration finishes), one when it is done."""
+
+    def __init__(self, total: int, desc: str) -> None:
+        self.total, self.desc, self.n = total, desc, 0
+        self.t0 = time.monotonic()
+        self.done = threading.Event()
+        _say(f"{desc}: {total} configurations")
+        threading.Thread(target=self._every, name="bptt_report progress", daemon=True).start()
+
+    def _every(self) -> None:
+        block_in_this_thread()
+        while not self.done.wait(PROGRESS_EVERY):
+            share = 100 * self.n // max(1, self.total)
+            _say(f"{self.desc}: {self.n} of {self.total} ({share}%), {time.monotonic() - self.t0:.0f} s")
+
+    def update(self, n: int = 1) -> None:
+        self.n += n
+
+    def close(self) -> None:
+        self.done.set()
+        _say(f"{self.desc}: {self.n} of {self.total} done in {time.monotonic() - self.t0:.1f} s")
 
 
 def _in_thread(pool: WorkerPool, requests: list[Request], bar: Any) -> list[Reply]:
@@ -122,32 +172,32 @@ def parse_cells(cells: Any) -> tuple[str, ...]:
     """The requested cells, in the order rnn, gru, lstm: "all", one name, or several.
 
     Raises:
-        ValueError naming ``cells`` and what is wrong.
+        UsageError (a ValueError) naming ``cells`` and what is wrong.
     """
     names = list(CELLS) if cells == "all" else [cells] if isinstance(cells, str) else cells
     if not isinstance(names, (list, tuple)) or not names or any(c not in CELLS for c in names):
-        raise ValueError(f"cells: expected 'all' or some of {', '.join(CELLS)}, got {cells!r}")
+        raise UsageError(f"cells: expected 'all' or some of {', '.join(CELLS)}, got {cells!r}")
     return tuple(c for c in CELLS if c in names)
 
 
 def _check_arguments(seed: Any, examples: Any, jobs: Any, max_localized: Any, timeout: Any) -> None:
     for name, value, least in (("seed", seed, 0), ("jobs", jobs, 1), ("max_localized", max_localized, 0)):
         if isinstance(value, bool) or not isinstance(value, int) or value < least:
-            raise ValueError(f"{name}: expected an integer >= {least}, got {value!r}")
+            raise UsageError(f"{name}: expected an integer >= {least}, got {value!r}")
     if jobs > max_jobs():
-        raise ValueError(
+        raise UsageError(
             f"jobs: at most {max_jobs()} ({JOBS_PER_CPU} x the {usable_cpus()} usable CPUs), got {jobs}"
         )
     if examples is not None and (
         isinstance(examples, bool) or not isinstance(examples, int) or not 1 <= examples <= MAX_EXAMPLES
     ):
-        raise ValueError(f"examples: expected an integer in 1..{MAX_EXAMPLES}, got {examples!r}")
+        raise UsageError(f"examples: expected an integer in 1..{MAX_EXAMPLES}, got {examples!r}")
     if (
         isinstance(timeout, bool)
         or not isinstance(timeout, (int, float))
         or not (math.isfinite(timeout) and timeout > 0)
     ):
-        raise ValueError(f"timeout: expected a positive number of seconds, got {timeout!r}")
+        raise UsageError(f"timeout: expected a positive number of seconds, got {timeout!r}")
 
 
 def check(
@@ -179,7 +229,8 @@ def check(
             JOBS_PER_CPU x the usable CPUs). The target runs in a worker process even with 1.
             A sweep smaller than PARALLEL_FROM runs on one (effective_jobs). With
             ``scheduler="local"``: the number of Dask workers.
-        progress: show a progress bar on stderr.
+        progress: show progress on stderr: a bar on a terminal, else a line when each phase
+            starts, every PROGRESS_EVERY seconds and when it ends (a CI log is not left silent).
         max_localized: how many disagreements (with distinct sets of arrays) to localize.
         timeout: seconds one configuration may take in the target; past it, its process is
             killed and that is a failure.
@@ -198,13 +249,13 @@ def check(
 
     Raises:
         bptt_report.TargetError when the target cannot be loaded or declares something
-        invalid; ValueError for bad arguments.
+        invalid; bptt_report.errors.UsageError (a ValueError) for bad arguments.
     """
     _check_arguments(seed, examples, jobs, max_localized, timeout)
     wanted = parse_cells(cells)
     if scheduler is not None:
         if not isinstance(scheduler, str) or not scheduler:
-            raise ValueError(f"scheduler: expected an address or 'local', got {scheduler!r}")
+            raise UsageError(f"scheduler: expected an address or 'local', got {scheduler!r}")
         from .run.cluster import require_dask
 
         require_dask()
@@ -213,7 +264,9 @@ def check(
     size = profile_size(profile, quick=quick, examples=examples)
     timeout = float(timeout)
     with WorkerPool(program(spec), workers=1 if scheduler is not None else jobs, timeout=timeout) as pool:
-        every, bad_probes = _probe(pool, wanted)
+        if progress:
+            _say(f"probing what {spec} supports ({', '.join(wanted)})")
+        every, bad_probes = _probe(pool, wanted, named=cells != "all")
         configs, fd_configs = _plan(seed, size, every, profile)
         replies, refs, dask_aborted = _run(pool, spec, configs, fd_configs, jobs, scheduler, progress)
         checks = _judge(configs, fd_configs, replies, refs)
@@ -221,6 +274,7 @@ def check(
             checks += _cross_check(pool, spec, configs, refs)
         checks += _probe_checks(bad_probes, first_id=len(configs) + len(fd_configs))
         checks.sort(key=lambda c: (c.id, c.kind))
+        checks = _fewer_outputs(checks)
         aborted = pool.aborted or dask_aborted
         localizations = [] if aborted else _localize(pool, checks, max_localized, progress)
     return CheckResult(
@@ -242,15 +296,22 @@ def check(
 # ---------------------------------------------------------------------------------------------
 # The phases of check(), in order
 # ---------------------------------------------------------------------------------------------
-def _probe(pool: WorkerPool, cells: tuple[str, ...]) -> tuple[list[Capabilities], list[Probe]]:
+def _probe(pool: WorkerPool, cells: tuple[str, ...], named: bool) -> tuple[list[Capabilities], list[Probe]]:
     """1. What the target supports, per requested cell (targets.probe), and the probes in which it
-    misbehaved."""
+    misbehaved. On cells not asked for by name (``named`` False) an input form whose probe
+    raises is unsupported, unless that leaves no cell at all: a target that raises on every
+    cell is probed again as if each had been named, so that what it raises is a failure."""
     every: list[Capabilities] = []
     misbehaved: list[Probe] = []
     for cell in cells:
-        caps, bad = capabilities(pool, pool.hello, cell)
+        caps, bad = capabilities(pool, pool.hello, cell, named=named)
         every.append(caps)
         misbehaved += bad
+    if not named and not any(c.checkable for c in every) and any(c.declined for c in every):
+        for i, caps in enumerate(every):
+            if caps.declined:
+                every[i], bad = capabilities(pool, pool.hello, caps.cell, named=True)
+                misbehaved += bad
     return every, misbehaved
 
 
@@ -346,8 +407,17 @@ def _probe_checks(bad_probes: list[Probe], first_id: int) -> list[ConfigCheck]:
     checks = []
     for k, (feature, cfg, reply) in enumerate(bad_probes):
         _, msg, tb, _ = misbehaviour(reply, f"the probe of {feature}") or ("", "", "", ())
-        checks.append(ConfigCheck(first_id + k, "probe", cfg, "fail", (), msg, (), 0.0, tb))
+        said = printed(reply)
+        checks.append(ConfigCheck(first_id + k, "probe", cfg, "fail", (), msg, (), 0.0, tb, output=said))
     return checks
+
+
+def _fewer_outputs(checks: list[ConfigCheck]) -> list[ConfigCheck]:
+    """The target's output kept on the failing checks of the first OUTPUTS_KEPT configurations
+    that printed, left out of the others (a target that prints much and fails everywhere would
+    otherwise fill report.json with 64 KiB per check)."""
+    ids = sorted({c.id for c in checks if c.output})[:OUTPUTS_KEPT]
+    return [c if not c.output or c.id in ids else dataclasses.replace(c, output="") for c in checks]
 
 
 def _localize(pool: WorkerPool, checks: list[ConfigCheck], limit: int, progress: bool) -> list[Localization]:

@@ -137,7 +137,8 @@ def test_a_target_the_dask_workers_cannot_import_is_a_usage_error(cluster, tmp_p
     # importable by the checker's own worker (the probes) but not under a Dask worker
     (tmp_path / "only_here_xyz.py").write_text(
         "import os\n"
-        f"if os.getppid() != {os.getpid()}:\n"
+        "from dask_targets import pool_process\n"
+        f"if pool_process() != {os.getpid()}:\n"
         "    raise ModuleNotFoundError('only_here_xyz is on the checker machine only')\n"
         "from manual_bptt import bptt\n"
     )

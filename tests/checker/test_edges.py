@@ -4,9 +4,7 @@ no reply of the target crashes the checker or leaves a process behind, and the r
 plainly what it found (no relative error against an all-zero reference, the factor of a
 constant-scale bug, what was checked).
 
-The targets live in tests/edge_targets.py (imported by name, in the worker processes too). The
-tests marked ``issue23`` fail until that issue is fixed (deselect them with -m "not issue23");
-the unmarked ones hold already and must keep holding.
+The targets live in tests/edge_targets.py (imported by name, in the worker processes too).
 """
 
 from __future__ import annotations
@@ -29,7 +27,6 @@ from bptt_report import cli
 from edge_targets import RECORD_VARIABLE
 from locations import SRC, TESTS
 
-ISSUE23 = pytest.mark.issue23
 #: Per-configuration timeout of the checks here (none of the targets needs more than a second).
 TIMEOUT = 20
 
@@ -78,7 +75,6 @@ def _env() -> dict[str, str]:
 # ---------------------------------------------------------------------------------------------
 # No false FAIL
 # ---------------------------------------------------------------------------------------------
-@ISSUE23
 def test_a_narrow_correct_elman_target_passes_under_the_default_cells():
     """Token ids (T,), no biases (NotImplementedError for them), AttributeError on GRUParams and
     LSTMParams: the rnn cell is checked on what it supports, the gated cells are unsupported
@@ -89,7 +85,6 @@ def test_a_narrow_correct_elman_target_passes_under_the_default_cells():
     assert "AttributeError" in r.summary()
 
 
-@ISSUE23
 def test_a_narrow_correct_elman_target_passes_when_its_cell_is_asked_for():
     """--cell rnn: biases are a probed feature like any other, so the target is checked on
     tokens (T,) without biases and passes (it was INSUFFICIENT: every probe passed biases)."""
@@ -109,7 +104,6 @@ def test_a_narrow_elman_target_asked_to_be_checked_as_a_gru_fails():
 # ---------------------------------------------------------------------------------------------
 # No false PASS at sizes the sweep skipped
 # ---------------------------------------------------------------------------------------------
-@ISSUE23
 @pytest.mark.parametrize("target", ["wrong_from_T40", "wrong_from_B6", "wrong_above_H10"])
 def test_a_target_wrong_only_at_large_sizes_fails_even_the_quick_sweep(target):
     """dW 1.5 times the truth only for T >= 40, for B >= 6, or for H > 10. Every profile, the
@@ -119,7 +113,6 @@ def test_a_target_wrong_only_at_large_sizes_fails_even_the_quick_sweep(target):
     assert any("W" in c.failing for c in r.failures), _text(r)
 
 
-@ISSUE23
 def test_the_quick_sweep_has_long_wide_and_large_batch_configurations():
     """The sizes the targets above are wrong at, seen from the configurations checked."""
     r = bptt_report.check("manual_bptt:bptt", quick=True, cells="rnn", timeout=TIMEOUT)
@@ -133,7 +126,6 @@ def test_the_quick_sweep_has_long_wide_and_large_batch_configurations():
 # ---------------------------------------------------------------------------------------------
 # No false PASS by tampering with the worker, or by a result that changes when read again
 # ---------------------------------------------------------------------------------------------
-@ISSUE23
 def test_a_target_that_disables_the_workers_input_check_and_changes_ys_fails():
     r = bptt_report.check("edge_targets:patches_mutation_check_mutates_ys", quick=True, examples=8,
                           cells="rnn", timeout=TIMEOUT)  # fmt: skip
@@ -141,7 +133,6 @@ def test_a_target_that_disables_the_workers_input_check_and_changes_ys_fails():
     assert "ys" in _text(r)
 
 
-@ISSUE23
 def test_a_result_that_is_right_on_its_first_read_only_fails():
     r = bptt_report.check("edge_targets:lazy_first_read_only", quick=True, examples=8, cells="rnn",
                           timeout=TIMEOUT)  # fmt: skip
@@ -151,7 +142,6 @@ def test_a_result_that_is_right_on_its_first_read_only_fails():
 # ---------------------------------------------------------------------------------------------
 # A garbled reply is a finding about the target, never a crash of the checker
 # ---------------------------------------------------------------------------------------------
-@ISSUE23
 @pytest.mark.parametrize("target", ["forks_both_reply", "huge_gradient", "writes_into_protocol_pipe"])
 def test_a_garbled_reply_is_a_failure_of_the_target_with_a_report_and_no_process_left(
     target, tmp_path, record, capsys
@@ -174,10 +164,25 @@ def test_a_garbled_reply_is_a_failure_of_the_target_with_a_report_and_no_process
     assert not left, f"processes of the target still running after the checker returned: {left}"
 
 
+@pytest.mark.parametrize(
+    "target, detail",
+    [
+        ("writes_a_wrong_reply", "status: expected a str, got an int"),
+        ("replies_to_another_request", "a reply to a request that was never sent (id 1000000000)"),
+    ],
+)
+def test_a_well_framed_reply_of_the_wrong_types_or_to_another_request_is_a_failure(target, detail, record):
+    """The frame decodes, but the reply is not one: its fields are checked when it is rebuilt,
+    and its id against the request that was due."""
+    r = bptt_report.check(f"edge_targets:{target}", quick=True, examples=8, cells="rnn", timeout=TIMEOUT)
+    assert (record / "protocol_fd").exists(), "the target found the protocol pipe and wrote into it"
+    assert r.verdict == "FAIL", r.summary()
+    assert "sent a reply that cannot be read" in _text(r) and detail in _text(r), _text(r)
+
+
 # ---------------------------------------------------------------------------------------------
 # The target's processes and output do not outlive or flood the checker
 # ---------------------------------------------------------------------------------------------
-@ISSUE23
 def test_a_child_the_target_starts_in_a_session_of_its_own_ends_with_the_checker(tmp_path, record):
     """``sleep 60`` started with start_new_session=True: a caller capturing the checker's output
     gets it when the checker is done (it waited for the sleep to end), and the child is gone.
@@ -197,12 +202,22 @@ def test_a_child_the_target_starts_in_a_session_of_its_own_ends_with_the_checker
     assert not left, f"still running after the checker returned: {left}"
 
 
+def test_an_orphan_the_target_leaves_behind_ends_with_the_check(record):
+    """A daemon started the classic way (its parent exits at once, so that it is no descendant
+    of the worker any more, and in a session of its own): gone when check() returns."""
+    r = bptt_report.check("edge_targets:leaves_a_daemon", quick=True, examples=4, cells="rnn",
+                          timeout=TIMEOUT)  # fmt: skip
+    assert r.verdict in ("PASS", "INSUFFICIENT"), r.summary()
+    assert _pids(record), "the target started its daemon"
+    left = [pid for pid in _pids(record) if _alive(pid)]
+    assert not left, f"still running after check() returned: {left}"
+
+
 #: What may reach the checker's stderr from a target printing 128 MiB per call: less than one
 #: call's output, in all (the output is capped per call; its tail may be kept for the report).
 OUTPUT_ALLOWED = 128 << 20
 
 
-@ISSUE23
 def test_the_targets_output_reaches_the_checkers_stderr_capped(tmp_path):
     command = [sys.executable, "-m", "bptt_report", "report", "--quick", "--examples", "2", "--cell", "rnn",
                "--no-plots", "--no-progress", "--timeout", str(TIMEOUT), "--target",
@@ -233,6 +248,29 @@ def test_the_targets_output_reaches_the_checkers_stderr_capped(tmp_path):
     assert (tmp_path / "r" / "report.json").exists()
 
 
+def test_the_tail_of_what_the_target_printed_is_kept_for_the_report(tmp_path, capsys, monkeypatch):
+    from bptt_report import runner
+
+    monkeypatch.setattr(runner, "OUTPUTS_KEPT", 3)
+    r = bptt_report.check("edge_targets:prints_then_raises", quick=True, examples=4, cells="rnn",
+                          timeout=TIMEOUT)  # fmt: skip
+    err = capsys.readouterr().err
+    assert r.verdict == "FAIL"
+    kept = [c for c in r.failures if c.output]
+    assert len({c.id for c in kept}) == 3 < len({c.id for c in r.failures}), "the first three only"
+    for c in kept:  # each call's own output, also when the worker ran ahead of the pool
+        shape = (c.config.T,) if c.config.B is None else (c.config.B, c.config.T)
+        line = f"about to fail on a problem of {shape}\n"
+        head = f"[{100 * 1024 + 1 + len(line)} bytes printed; the last 65536 follow]\nxxx"
+        assert c.output.startswith(head) and c.output.endswith("x\n" + line), (c.output[:80], c.output[-80:])
+    assert "about to fail" in err, "echoed on stderr too"
+    bptt_report.write_report(r, tmp_path / "r", plots=False)
+    md = (tmp_path / "r" / "report.md").read_text()
+    assert "## What the target printed" in md and "about to fail on a problem of" in md
+    data = json.loads((tmp_path / "r" / "report.json").read_text())
+    assert any("about to fail" in c["output"] for c in data["checks"])
+
+
 # ---------------------------------------------------------------------------------------------
 # An all-zero reference: no relative error, no warning, the bug named
 # ---------------------------------------------------------------------------------------------
@@ -254,7 +292,6 @@ HUGE = re.compile(r"\d[eE]\+?\d{3}")
 INF = re.compile(r"\binf\b", re.I)
 
 
-@ISSUE23
 def test_an_all_zero_reference_is_never_reported_as_a_huge_relative_error(zero_reference):
     r, out, _ = zero_reference
     assert r.verdict == "FAIL"
@@ -270,7 +307,6 @@ def test_an_all_zero_reference_is_never_reported_as_a_huge_relative_error(zero_r
             assert w["rel_error"] is not None and w["rel_error"] < 1e100, (kind, field, w)
 
 
-@ISSUE23
 def test_the_replay_of_an_all_zero_reference_says_the_expected_value_is_exactly_0(zero_reference, capsys):
     _, out, _ = zero_reference
     (failure,) = json.loads((out / "report.json").read_text())["failures"][:1]
@@ -283,13 +319,11 @@ def test_the_replay_of_an_all_zero_reference_says_the_expected_value_is_exactly_
     assert not HUGE.search(stdout) and not INF.search(stdout), stdout
 
 
-@ISSUE23
 def test_the_report_names_s_t_used_where_s_t_minus_1_belongs(zero_reference):
     r, _, _ = zero_reference
     assert re.search(r"[sh]_t is used where [sh]_\{t-1\} belongs", _text(r)), r.summary()
 
 
-@ISSUE23
 def test_checking_and_writing_an_all_zero_reference_emits_no_runtime_warning(zero_reference):
     _, _, caught = zero_reference
     runtime = [f"{w.filename}:{w.lineno}: {w.message}" for w in caught if w.category is RuntimeWarning]
@@ -299,7 +333,6 @@ def test_checking_and_writing_an_all_zero_reference_emits_no_runtime_warning(zer
 # ---------------------------------------------------------------------------------------------
 # Reports that say what they found
 # ---------------------------------------------------------------------------------------------
-@ISSUE23
 def test_a_batch_mean_convention_is_named_by_its_constant_factor():
     """Every gradient exactly 1/B of the truth (the loss too): the report names the factor."""
     r = bptt_report.check("edge_targets:batch_mean", quick=True, cells="rnn", timeout=TIMEOUT)
@@ -308,7 +341,6 @@ def test_a_batch_mean_convention_is_named_by_its_constant_factor():
     assert factor.search(r.summary()), r.summary()
 
 
-@ISSUE23
 def test_the_verdict_line_names_what_was_checked_and_what_was_not():
     r = bptt_report.check("broken_impls:tokens_only", quick=True, cells="rnn", timeout=TIMEOUT)
     assert r.verdict == "PASS", r.summary()
@@ -316,7 +348,6 @@ def test_the_verdict_line_names_what_was_checked_and_what_was_not():
     assert "tokens (T,)" in first and "not checked" in first, first
 
 
-@ISSUE23
 def test_a_pass_report_never_calls_an_array_within_the_tolerance_disagreeing(tmp_path):
     """dW off by 5e-13 everywhere: within the absolute tolerance 1e-12, also where the reference
     dW is exactly 0 (T = 1, s0 = None). The verdict is PASS; so is every row of report.md."""
@@ -328,7 +359,6 @@ def test_a_pass_report_never_calls_an_array_within_the_tolerance_disagreeing(tmp
     assert not HUGE.search(md), HUGE.search(md).group()
 
 
-@ISSUE23
 def test_the_gradient_plots_say_whose_gradients_they_show(tmp_path):
     """state_grads.png and lag_profile.png: the target's gradients, or said plainly to be the
     reference's sample models (they were the same pictures for every target, failing ones too)."""
@@ -343,13 +373,16 @@ def test_the_gradient_plots_say_whose_gradients_they_show(tmp_path):
         assert re.search(r"\btarget", caption), f"{plot}: {caption[:300]}"
 
 
-@ISSUE23
-def test_progress_lines_are_printed_when_stderr_is_not_a_terminal(tmp_path, capsys):
+def test_progress_lines_are_printed_when_stderr_is_not_a_terminal(tmp_path, capsys, monkeypatch):
     """A run of about 10 s (the target sleeps 0.4 s per call) with stderr captured (not a
     terminal): at least one progress line with a count, not silence until the end."""
     argv = ["report", "--quick", "--examples", "8", "--cell", "rnn", "--no-plots", "--timeout",
             str(TIMEOUT), "--target", "edge_targets:slow_correct", "--out", str(tmp_path / "r")]  # fmt: skip
+    from bptt_report import runner
+
+    monkeypatch.setattr(runner, "PROGRESS_EVERY", 2.0)
     code = cli.main(argv)
     out, err = capsys.readouterr()
     assert code == 0, out
     assert re.search(r"\d", err), f"stderr: {err!r}"
+    assert re.search(r"checking: \d+ of \d+ \(\d+%\), \d+ s", err), f"no line while it went on: {err!r}"

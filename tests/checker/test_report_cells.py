@@ -138,7 +138,11 @@ def test_the_elman_sweep_and_its_arrays_are_those_of_the_sweep_without_cells():
     rescaled to a spectral radius computed by LAPACK (np.linalg.eigvals), whose last bits
     differ between CPUs (the same code gave other W bytes on an AMD Zen 5 host than where the
     bitwise fingerprint was first taken), so W is compared by two weighted sums at 1e-12."""
-    cfgs = sweep.plan_configs(0, sweep.QUICK) + sweep.plan_fd_configs(0, sweep.FULL)
+    drawn = sweep.drawn_configs(0, sweep.QUICK)
+    planned = sweep.plan_configs(0, sweep.QUICK)  # the last three made large, one size each
+    assert planned[:-3] == drawn[:-3] and (planned[-3].T, planned[-2].B, planned[-1].H) == (64, 8, 32)
+    assert planned[-3:] == sweep.large_configs(drawn[-3:], sweep.QUICK, sweep.space_of(full_support("rnn")))
+    cfgs = drawn + sweep.plan_fd_configs(0, sweep.FULL)
     rows = [tuple(v for k, v in dataclasses.asdict(c).items() if k != "cell") for c in cfgs]
     assert hashlib.sha256(repr(rows).encode()).hexdigest()[:16] == "6f512cb1c3948963"
     h = hashlib.sha256()

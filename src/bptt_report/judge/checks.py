@@ -9,14 +9,18 @@ ds0 (the LSTM's as ds0.h and ds0.c), dxs.
 
 from __future__ import annotations
 
+import math
+from fractions import Fraction
 from typing import Any
+
+import numpy as np
 
 from manual_bptt.problems import RNNConfig
 
 from ..cells import NATIVE
 from ..run.protocol import Reply
 from ..targets.contract import TargetOutput
-from ..targets.replies import misbehaviour, target_output
+from ..targets.replies import misbehaviour, printed, target_output
 from .compare import (
     ArrayCheck,
     compare_array,
@@ -71,6 +75,47 @@ def failure_message(arrays: list[ArrayCheck], against: str) -> str:
     return text
 
 
+def constant_scale(
+    out: TargetOutput, ref: Ref, arrays: list[ArrayCheck], cfg: RNNConfig
+) -> tuple[str, str]:
+    """(a name for the factor, the words for it) when every failing array is one constant
+    multiple of the reference's (each array equal to c times the expected one to 1e-9, the
+    same c for all, c != 1), else ("", ""). The factor is named after what it is when it is one
+    (1/B: a mean over the batch where the sum belongs; 1/T, B, T, 1/(B T)), else as a simple
+    fraction (3/2), else as a number."""
+    failing = [a for a in arrays if not a.passed]
+    if not failing or any(a.index is None for a in failing):
+        return "", ""
+    mine, theirs = flat_fields(out.loss, out.grads, out.ds0, out.dxs), ref.fields()
+    factors = []
+    for a in failing:
+        x, r = np.asarray(mine[a.name], dtype=np.float64), np.asarray(theirs[a.name], dtype=np.float64)
+        rr = float(np.vdot(r, r))
+        c = float(np.vdot(x, r)) / rr if rr > 0 else math.nan
+        if not math.isfinite(c) or c == 0 or np.max(np.abs(x - c * r)) > 1e-9 * np.max(np.abs(c * r)):
+            return "", ""  # not one multiple of the reference
+        factors.append(c)
+    c = factors[0]
+    if any(abs(f - c) > 1e-9 * abs(c) for f in factors) or abs(c - 1) <= 1e-9:
+        return "", ""
+    B, T = cfg.B or 1, cfg.T
+    named = [
+        ("1/B", 1 / B, f"B = {B}, the batch size", B > 1),
+        ("1/T", 1 / T, f"T = {T}, the sequence length", T > 1),
+        ("1/(B T)", 1 / (B * T), f"B T = {B * T}", B > 1 and T > 1),
+        ("B", B, f"B = {B}", B > 1),
+        ("T", T, f"T = {T}", T > 1),
+    ]
+    fraction = Fraction(c).limit_denominator(64)
+    exact = abs(float(fraction) - c) <= 1e-9 * abs(c)
+    for name, value, what, applies in named:
+        if applies and abs(c - value) <= 1e-9 * value:
+            return name, f"exactly {name} ({fraction}, {what})"
+    if exact:
+        return str(fraction), f"exactly {fraction}"
+    return f"{c:.6g}", f"{c:.6g}"
+
+
 def oracle_checks(
     check_id: int, cfg: RNNConfig, reply: Reply, refs: References, kind: str = "oracle"
 ) -> list[ConfigCheck]:
@@ -82,7 +127,8 @@ def oracle_checks(
     bad = misbehaviour(reply, f"configuration #{check_id}")
     if bad is not None:
         status, msg, tb, uns = bad
-        return [ConfigCheck(check_id, k, cfg, status, (), msg, uns, seconds, tb) for k in kinds]
+        said = printed(reply)
+        return [ConfigCheck(check_id, k, cfg, status, (), msg, uns, seconds, tb, output=said) for k in kinds]
     out, notes = target_output(reply, cell)
     results = []
     for k in kinds:
@@ -96,8 +142,13 @@ def oracle_checks(
         arrays = compare_output(out, ref, notes)
         passed = all(a.passed for a in arrays)
         msg = "" if passed else failure_message(arrays, against)
+        scale, words = ("", "") if passed else constant_scale(out, ref, arrays, cfg)
+        if scale:
+            names = ", ".join(a.name for a in arrays if not a.passed)
+            msg += f"; every failing array ({names}) is the expected one times {words}"
+        status, said = ("pass", "") if passed else ("fail", printed(reply))
         results.append(
-            ConfigCheck(check_id, k, cfg, "pass" if passed else "fail", tuple(arrays), msg, (), seconds)
+            ConfigCheck(check_id, k, cfg, status, tuple(arrays), msg, (), seconds, scale=scale, output=said)
         )
     return results
 
@@ -108,7 +159,8 @@ def fd_check(check_id: int, cfg: RNNConfig, reply: Reply) -> ConfigCheck:
     bad = misbehaviour(reply, f"configuration #{check_id}")
     if bad is not None:
         status, msg, tb, uns = bad
-        return ConfigCheck(check_id, "finite_differences", cfg, status, (), msg, uns, seconds, tb)
+        kind, said = "finite_differences", printed(reply)
+        return ConfigCheck(check_id, kind, cfg, status, (), msg, uns, seconds, tb, output=said)
     out, notes = target_output(reply, cfg.cell)
     mine = flat_fields(out.loss, out.grads, out.ds0, out.dxs)
     numeric = reply.numeric
@@ -121,6 +173,6 @@ def fd_check(check_id: int, cfg: RNNConfig, reply: Reply) -> ConfigCheck:
             arrays.append(compare_fd(name, actual, n))
     passed = bool(arrays) and all(a.passed for a in arrays)
     msg = "" if passed else failure_message(arrays, "central finite differences of its own loss")
-    return ConfigCheck(
-        check_id, "finite_differences", cfg, "pass" if passed else "fail", tuple(arrays), msg, (), seconds
-    )
+    status, said = ("pass", "") if passed else ("fail", printed(reply))
+    kind = "finite_differences"
+    return ConfigCheck(check_id, kind, cfg, status, tuple(arrays), msg, (), seconds, output=said)

@@ -13,6 +13,12 @@ gradient: an entry that is tiny by cancellation is not held to a relative accura
 computation could reach; check-module at float64 uses it too. The reported relative error is
 max|a - r| / max|r|. The rules multiply instead of dividing, and a non-finite value in the
 output under test always fails.
+
+An all-zero reference (the true dW of one step from s0 = 0, say) has no relative error: it is
+judged by the absolute tolerance alone, described as "expected exactly 0, got max |x| = ...",
+and its rel_error, which ranks it among the others, is max|a| / (atol / rtol), the error
+measured against the scale below which the absolute tolerance is the one that binds: at most
+rtol exactly when it passes, and never a division by zero (it was 1e307).
 """
 
 from __future__ import annotations
@@ -48,7 +54,8 @@ class ArrayCheck:
     Attributes:
         name: one of FIELDS (check-module: a torch name, weight_ih_l0, ..., x, h0).
         passed: whether it is within tolerance (and finite, and of the right shape).
-        rel_error: max|a - r| / max|r| (inf when not finite or not comparable).
+        rel_error: max|a - r| / max|r|; against an all-zero reference max|a| / (atol / rtol)
+            (see the module docstring); inf when not finite or not comparable.
         abs_error: max|a - r| (inf when not finite or not comparable).
         tolerance: the bound max|a - r| had to meet (for finite differences: at the worst entry).
         scale: max|r|.
@@ -84,11 +91,23 @@ class ArrayCheck:
             return None
         return self.baseline / self.scale if self.scale > 0 else 0.0
 
+    @property
+    def zero_reference(self) -> bool:
+        """Whether the reference is exactly zero everywhere (so that no relative error exists)."""
+        return self.index is not None and self.scale == 0
+
     def describe(self) -> str:
-        """One line: the worst element, both values, the error and the tolerance."""
+        """One line: the worst element, both values, the error and the tolerance (against an
+        all-zero reference: what was expected, exactly 0, and the absolute tolerance)."""
         if self.index is None:
             return self.note
         where = "" if self.index == () else f" at index {self.index}"
+        if self.zero_reference:
+            text = (
+                f"{self.name}: expected exactly 0, got max |x| = {self.abs_error:.3e}{where} "
+                f"(actual {self.actual!r}); judged by the absolute tolerance {self.tolerance:.3e}"
+            )
+            return f"{text} ({self.note})" if self.note else text
         text = (
             f"{self.name}: max|actual - expected| = {self.abs_error:.3e}{where}: actual {self.actual!r}, "
             f"expected {self.expected!r}; relative error {self.rel_error:.3e}, tolerance {self.tolerance:.3e}"
@@ -164,7 +183,10 @@ def _float32_note(dtype: str) -> str:
     return ""
 
 
-_TINY = np.finfo(np.float64).tiny
+def relative_error(worst: float, scale: float, rtol: float, atol: float) -> float:
+    """max|a - r| / max|r|; against an all-zero reference (scale 0), max|a| / (atol / rtol)."""
+    return worst / scale if scale > 0 else worst * (rtol / atol)
+
 
 
 def _argmax(values: np.ndarray) -> tuple[int, ...]:
@@ -219,7 +241,8 @@ def compare_array(
     scale = float(np.max(np.abs(r)))
     worst = float(np.max(err))
     tol = rtol * scale + atol
-    return _at(name, a, r, _argmax(err), worst <= tol, worst / max(scale, _TINY), worst, tol, scale, dtype)
+    rel = relative_error(worst, scale, rtol, atol)
+    return _at(name, a, r, _argmax(err), worst <= tol, rel, worst, tol, scale, dtype)
 
 
 def compare_fd(
@@ -247,7 +270,7 @@ def compare_fd(
     tol = atol + rtol * np.maximum(np.abs(a), np.abs(n))
     idx = _argmax(err / tol)  # the entry that uses most of its own tolerance (tol >= atol > 0)
     scale = float(np.max(np.abs(n)))
-    rel = float(np.max(err)) / max(scale, _TINY)
+    rel = relative_error(float(np.max(err)), scale, rtol, atol)
     return _at(name, a, n, idx, bool(np.all(err <= tol)), rel, float(err[idx]), float(tol[idx]), scale, dtype)
 
 

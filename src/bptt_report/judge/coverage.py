@@ -9,7 +9,7 @@ from __future__ import annotations
 from manual_bptt.problems import RNNConfig
 
 from ..plan.sweep import OPTION_OFF, OPTION_VALUES, form_name
-from ..targets.contract import Capabilities
+from ..targets.contract import BIAS, Capabilities
 
 #: PASS needs at least this many configurations checked against the oracle (all of them
 #: when fewer are asked for).
@@ -33,7 +33,7 @@ def cell_prefix(cell: str) -> str:
 
 def features_of(cfg: RNNConfig) -> list[str]:
     """The features a configuration exercises: its input form, its activation (the Elman
-    cell), its options; a gated cell's prefixed with the cell ("gru: s0")."""
+    cell), its options, biases; a gated cell's prefixed with the cell ("gru: s0")."""
     out = [form_name(cfg)] + ([str(cfg.activation)] if cfg.cell == "rnn" else [])
     if cfg.s0_kind is not None:
         out.append("s0")
@@ -43,6 +43,8 @@ def features_of(cfg: RNNConfig) -> list[str]:
         out.append("mask")
     if cfg.reduction == "mean":
         out.append("reduction=mean")
+    if cfg.bias:
+        out.append(BIAS)
     return [cell_prefix(cfg.cell) + f for f in out]
 
 
@@ -64,4 +66,6 @@ def required_coverage(caps: Capabilities, examples: int) -> dict[str, int]:
         if examples < OPTION_ROUND[name]:
             continue
         need[pre + name] = min(MIN_PER_FEATURE, max(1, int(examples * OPTION_SHARE[name])))
+    if caps.bias and examples >= 2:  # dealt on and off in rounds of two
+        need[pre + BIAS] = min(MIN_PER_FEATURE, max(1, examples // 2))
     return need

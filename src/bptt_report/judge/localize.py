@@ -18,6 +18,10 @@ configuration):
    s0, full BPTT, sum, no bias, identity activation, smaller sizes, ...) are tried greedily,
    each kept when the target still disagrees on an array that disagreed at first, until none
    applies or the budget of evaluations runs out.
+4. What the wrong dW is (the Elman cell): hypotheses tested on the failing configuration (full
+   BPTT) against the oracle's own intermediate values (references.elman_trajectory): dW built
+   as sum_t delta_t s_t^T (s_t used where s_{t-1} belongs), the transpose of the true dW, or
+   zero; each said only when the recomputation with s_{t-1} reproduces the oracle's dW.
 """
 
 from __future__ import annotations
@@ -33,10 +37,11 @@ from manual_bptt.problems import RNNConfig
 
 from ..plan.sweep import describe_config
 from ..run.protocol import Reply, Request
+from ..targets.contract import problem_for
 from ..targets.replies import misbehaviour, target_output
 from .checks import compare_output, failure_message
 from .compare import FLOAT32_BAND, RECURRENT_FIELDS, ArrayCheck, looks_like_float32, not_comparable
-from .references import Ref, references
+from .references import Ref, elman_trajectory, oracle_reference, references
 from .results import ConfigCheck, LagStep, Localization
 
 #: Largest truncation window scanned for the lag.
@@ -318,6 +323,39 @@ def _where(
     return _by_lag(run, cfg, field, smallest_T)
 
 
+def _close(a: np.ndarray, b: np.ndarray) -> bool:
+    """Whether two float64 computations of the same array agree (relative 1e-8 of the larger)."""
+    scale = max(float(np.max(np.abs(a))), float(np.max(np.abs(b)))) if a.size else 0.0
+    return a.shape == b.shape and float(np.max(np.abs(a - b), initial=0.0)) <= 1e-8 * scale + 1e-12
+
+
+def recognise_dW(run: RunTarget, cfg: RNNConfig) -> list[str]:
+    """What the target's wrong dW is, when it is one of the known mistakes (step 4 of the
+    module docstring), on ``cfg`` with full BPTT; [] when none, or when the recomputation does
+    not reproduce the oracle's dW (then nothing is said)."""
+    full = dataclasses.replace(cfg, truncate=None)
+    (reply,) = run([Request("call", full)])
+    prob = problem_for(full)
+    mine = reply.fields.get("W") if reply.status == "ok" else None
+    if prob is None or mine is None:
+        return []
+    s, delta = elman_trajectory(prob)  # s[:, t + 1] = s_t, s[:, 0] = s_{-1}; delta_t = dE/da_t
+    expected = np.asarray(oracle_reference(prob).grads["W"], dtype=np.float64)
+    mine = np.asarray(mine, dtype=np.float64)
+    if mine.shape != expected.shape or not _close(np.einsum("bti,btj->ij", delta, s[:, :-1]), expected):
+        return []  # dW = sum_t delta_t s_{t-1}^T does not reproduce the oracle here: say nothing
+    shifted = np.einsum("bti,btj->ij", delta, s[:, 1:])  # sum_t delta_t s_t^T
+    if _close(mine, shifted) and not _close(shifted, expected):
+        return ["dW equals sum_t delta_t s_t^T (delta_t = dE/da_t, from the oracle's own states): "
+                "s_t is used where s_{t-1} belongs"]  # fmt: skip
+    if _close(mine, expected.T) and not _close(expected, expected.T):
+        return ["dW is the transpose of the true dW: sum_t s_{t-1} delta_t^T where sum_t delta_t "
+                "s_{t-1}^T belongs"]  # fmt: skip
+    if not mine.any() and expected.any():
+        return ["dW is zero everywhere"]
+    return []
+
+
 def _localizable(c: ConfigCheck) -> bool:
     """A disagreement, an exception or an unreadable result; not a crash, exit, hang or
     modified input (rerunning those would only repeat them)."""
@@ -382,6 +420,9 @@ def localize(run: RunTarget, check: ConfigCheck, *, shrink_budget: int = SHRINK_
     recurrent = [f for f in fields if f in RECURRENT_FIELDS]
     field = ("W" if "W" in recurrent else recurrent[0]) if recurrent else None
     at = _where(run, cfg, fields_by_error, float32, field, smallest_T)
+    patterns = recognise_dW(run, cfg) if cfg.cell == "rnn" and "W" in field_set else []
+    if patterns:
+        at = dataclasses.replace(at, words=at.words + "; " + "; ".join(patterns))
     shrunk, evaluations = shrink(run, cfg, field_set, check.id, shrink_budget)
     if fields == (RAISED,):
         verdict = f"{head}: {worst.note}."

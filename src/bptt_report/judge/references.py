@@ -26,6 +26,7 @@ import torch
 
 import reference
 from manual_bptt.problems import Problem, RNNConfig
+from reference.autograd import ACTIVATIONS, initial_state, prepare_targets, prepare_xs, rnn_step, step_loss
 
 from ..run import threads
 from ..run.protocol import Request
@@ -114,6 +115,34 @@ def torch_rnn_reference(prob: Problem) -> Ref:
             rnn, linear, prob.xs, prob.ys, s0=prob.s0, reduction=c.reduction, mask=prob.mask
         )
     )
+
+
+def elman_trajectory(prob: Problem) -> tuple[np.ndarray, np.ndarray]:
+    """The oracle's own intermediate values of an Elman problem, by autograd through its steps
+    (reference.autograd.rnn_step, step_loss; full BPTT): (s, delta) with s (B, T + 1, H),
+    s[:, 0] = s_{-1} = s0 and s[:, t + 1] = s_t, and delta (B, T, H), delta_t = dE/da_t (the
+    pre-activation's gradient, every later step's share included). B = 1 when unbatched."""
+    cfg, p, dtype = prob.cfg, prob.params, torch.float64
+    f = ACTIVATIONS[str(cfg.activation)]
+    U, W, V = (torch.tensor(np.asarray(a), dtype=dtype, requires_grad=True) for a in (p.U, p.W, p.V))
+    b, c = (None if a is None else torch.tensor(np.asarray(a), dtype=dtype) for a in (p.b, p.c))
+    tokens, batched, _, xs_b = prepare_xs(prob.xs, dtype, requires_grad=False)
+    ys_b, weight = prepare_targets(prob.ys, prob.mask, cfg.reduction, dtype)
+    B, T = ys_b.shape
+    s = initial_state(prob.s0, W.shape[0], B, batched, dtype, requires_grad=False).expand(B, -1)
+    states, pre = [s], []
+    E = torch.zeros((), dtype=dtype)
+    for t in range(T):
+        a = rnn_step(U, W, b, xs_b[:, t], s, lambda z: z, tokens)  # a_t = U x_t + W s_{t-1} + b
+        a.retain_grad()
+        s = f(a)  # s_t = f(a_t)
+        pre.append(a)
+        states.append(s)
+        E = E + step_loss(V, c, s, ys_b[:, t], weight[:, t])
+    E.backward()
+    out_s = torch.stack([x.detach() for x in states], dim=1).numpy()
+    delta = torch.stack([a.grad for a in pre], dim=1).numpy()
+    return out_s, delta
 
 
 #: kind -> a Ref, an error message (str), or None where the reference does not apply.

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
+import re
 from collections import Counter
 from dataclasses import dataclass
 from typing import Any
@@ -18,12 +19,12 @@ from typing import Any
 from manual_bptt.problems import RNNConfig
 
 from ..plan.sweep import SweepSize, config_dict, describe_config, split_examples
-from ..targets.contract import FULL_SUPPORT, Capabilities
+from ..targets.contract import ACTIVATIONS, FORMS, FULL_SUPPORT, OPTIONS, Capabilities
 from .compare import FIELDS, ArrayCheck
 from .coverage import MIN_CHECKED, cell_prefix, features_of, required_coverage
 
 #: Version of the report.json layout (see report.schema.json).
-SCHEMA_VERSION = "3.0"
+SCHEMA_VERSION = "3.1"
 #: The kinds of check, in report order, with their human names.
 KINDS: dict[str, str] = {
     "probe": "capability probes (tiny configurations, before the sweep)",
@@ -52,6 +53,10 @@ class ConfigCheck:
         unsupported: the keywords the target does not accept.
         seconds: wall time of the check.
         traceback: the target's traceback when it raised, else "".
+        scale: when every failing array is one constant multiple of the expected one, that
+            factor's name ("1/B", "3/2"; judge.checks.constant_scale), else "".
+        output: a failing check's: the last of what the target printed during its call
+            (targets.replies.printed), else "".
     """
 
     id: int
@@ -63,6 +68,8 @@ class ConfigCheck:
     unsupported: tuple[str, ...] = ()
     seconds: float = 0.0
     traceback: str = ""
+    scale: str = ""
+    output: str = ""
 
     @property
     def failing(self) -> tuple[str, ...]:
@@ -80,6 +87,21 @@ class ConfigCheck:
         """Orders configurations from small to large (for choosing what to localize)."""
         c = self.config
         return (c.T, c.B or 1, c.H, c.D, c.K)
+
+
+@dataclass(frozen=True)
+class WorstArray:
+    """The worst array of a field over many checks (CheckResult.worst_arrays).
+
+    Attributes:
+        array: its ArrayCheck (the largest relative error).  check_id: its check.
+        checks: the checks of the field.  failed: how many of them it failed in.
+    """
+
+    array: ArrayCheck
+    check_id: int
+    checks: int
+    failed: int
 
 
 @dataclass(frozen=True)
@@ -280,13 +302,59 @@ class CheckResult:
 
     def unsupported_features(self) -> dict[str, list[str]]:
         """why -> the features the target does not support for that reason (a gated cell's
-        prefixed, "gru: mask"; a cell it does not support at all by its name, "gru")."""
+        prefixed, "gru: mask"; a cell it does not support at all by its name, "gru"); reasons
+        that differ only in shapes are one (finding_key), said as the first of them."""
         out: dict[str, list[str]] = {}
+        said: dict[str, str] = {}
         for caps in self.all_capabilities:
             for feature, why in caps.unsupported.items():
                 name = feature if feature in self.cells else cell_prefix(caps.cell) + feature
-                out.setdefault(why, []).append(name)
+                first = said.setdefault(finding_key(why), why)
+                out.setdefault(first, []).append(name)
         return out
+
+    def checked_text(self) -> str:
+        """What was checked, and what not, in a few words: "checked rnn (tokens (T,); tanh; s0;
+        no bias); not checked: tokens (B, T), ..., gru, lstm" (the verdict line's middle)."""
+        groups: dict[str, list[str]] = {}
+        for caps in self.all_capabilities:
+            if caps.checkable:
+                groups.setdefault(_supported_words(caps), []).append(caps.cell)
+        parts = [f"{' and '.join(cells)} ({words})" for words, cells in groups.items()]
+        text = "checked " + ", ".join(parts) if parts else "checked nothing"
+        missing = [name for names in self.unsupported_features().values() for name in names]
+        return text + (f"; not checked: {', '.join(missing)}" if missing else "")
+
+    def constant_scale(self) -> str:
+        """The words for failures in which every failing array is one constant multiple of the
+        expected one (ConfigCheck.scale), when every failing comparison with the oracle is such
+        a failure; else ""."""
+        failing = [c for c in self.failures if c.kind == "oracle" and c.arrays]
+        if not failing or any(not c.scale for c in failing):
+            return ""
+        names = sorted({c.scale for c in failing}, key=[c.scale for c in failing].index)
+        n = len(failing)
+        each = f"in each of the {n} failing oracle checks" if n > 1 else "in the failing oracle check"
+        every = f"{each} every failing array is the expected "
+        if names == ["1/B"]:
+            return (f"{every}one times exactly 1/B, B the batch size of the check: the target divides by the "
+                    "batch size (a mean over the batch) where the checker's loss sums over it")  # fmt: skip
+        if names == ["1/T"]:
+            return (f"{every}one times exactly 1/T, T the length of the sequence: the target divides by it "
+                    "(a mean over time)")  # fmt: skip
+        every += "one times"
+        if len(names) == 1:
+            return f"{every} the same constant factor, {names[0]}"
+        return f"{every} a constant factor: {', '.join(names[:6])}{' ...' if len(names) > 6 else ''}"
+
+    def findings(self, checks: tuple[ConfigCheck, ...] | None = None) -> list[tuple[ConfigCheck, int]]:
+        """The failing checks (or ``checks``) as distinct findings: (the first check of each,
+        how many checks say the same), findings that differ only in shapes or configuration
+        numbers being one (finding_key), in the order of their first check."""
+        groups: dict[str, list[ConfigCheck]] = {}
+        for c in self.failures if checks is None else checks:
+            groups.setdefault(finding_key(c.message), []).append(c)
+        return [(cs[0], len(cs)) for cs in groups.values()]
 
     def tracebacks(self) -> list[tuple[str, ConfigCheck]]:
         """The first check of each kind of exception the target raised: (its type, the check)."""
@@ -322,21 +390,30 @@ class CheckResult:
             out[c.kind][c.status] += 1
         return out
 
-    def worst_errors(
-        self, kind: str = "oracle", cell: str | None = None
-    ) -> dict[str, tuple[float, int, int]]:
-        """field -> (worst relative error, id of that check, number of checks of the field), over
-        the checks of ``kind`` (and of ``cell``, when given)."""
-        worst: dict[str, tuple[float, int, int]] = {}
+    def worst_arrays(self, kind: str = "oracle", cell: str | None = None) -> dict[str, WorstArray]:
+        """field -> its worst array over the checks of ``kind`` (and of ``cell``, when given):
+        the ArrayCheck with the largest relative error, the id of its check, the number of
+        checks of the field and how many of them failed it."""
+        worst: dict[str, tuple[ArrayCheck, int]] = {}
         seen: Counter[str] = Counter()
+        failed: Counter[str] = Counter()
         for c in self.checks:
             if c.kind != kind or (cell is not None and c.config.cell != cell):
                 continue
             for a in c.arrays:
                 seen[a.name] += 1
-                if a.name not in worst or a.rel_error > worst[a.name][0]:
-                    worst[a.name] = (a.rel_error, c.id, 0)
-        return {f: (worst[f][0], worst[f][1], seen[f]) for f in FIELDS if f in worst}
+                failed[a.name] += not a.passed
+                if a.name not in worst or a.rel_error > worst[a.name][0].rel_error:
+                    worst[a.name] = (a, c.id)
+        return {f: WorstArray(*worst[f], seen[f], failed[f]) for f in FIELDS if f in worst}
+
+    def worst_errors(
+        self, kind: str = "oracle", cell: str | None = None
+    ) -> dict[str, tuple[float, int, int]]:
+        """field -> (worst relative error, id of that check, number of checks of the field), over
+        the checks of ``kind`` (and of ``cell``, when given)."""
+        worst = self.worst_arrays(kind, cell)
+        return {f: (w.array.rel_error, w.check_id, w.checks) for f, w in worst.items()}
 
     def unsupported_options(self) -> dict[str, int]:
         """keyword -> number of checks skipped because the target does not accept it."""
@@ -346,13 +423,15 @@ class CheckResult:
         return dict(sorted(n.items()))
 
     def summary(self) -> str:
-        """A few lines: verdict, counts per kind, then each localized disagreement."""
+        """A few lines: the verdict and what was checked, counts per kind, then each localized
+        disagreement and the other findings (merged)."""
         n, n_bad, n_uns = len(self.checks), len(self.failures), len(self.unsupported)
         checked = len(self.checked)
+        skipped = f", {n_uns} skipped as unsupported" if n_uns else ""
         lines = [
-            f"{self.verdict}: {self.target}: {checked} of {self.size.examples} configurations checked "
-            f"against the oracle; {n - n_bad - n_uns} of {n} checks agree, {n_bad} disagree or fail, "
-            f"{n_uns} unsupported (seed {self.seed})"
+            f"{self.verdict}: {self.target}: {self.checked_text()}. {checked} of {self.size.examples} "
+            f"configurations checked against the oracle; {n - n_bad - n_uns} of {n} checks agree, {n_bad} "
+            f"disagree or fail{skipped} (seed {self.seed})"
         ]
         for kind, by_status in self.counts().items():
             total = sum(by_status.values())
@@ -377,6 +456,9 @@ class CheckResult:
             lines.append(f"  note: {note}")
         if self.verdict == "INSUFFICIENT":
             lines.append("  INSUFFICIENT: too little was checked for PASS: " + "; ".join(self.shortfalls()))
+        scaled = self.constant_scale()
+        if scaled:
+            lines.append("  constant scale: " + scaled)
         if self.float32_suspected:
             lines.append(
                 "  float32: the disagreements are float32 rounding, checked at float64 tolerance "
@@ -384,13 +466,18 @@ class CheckResult:
             )
         for loc in self.localizations:
             lines.append("  " + loc.verdict)
-        more = len(self.failures) - len(self.localizations)
-        if self.failures and more > 0:
-            first = self.failures[0]
+        localized = {loc.check.id for loc in self.localizations}
+        rest = tuple(c for c in self.failures if c.id not in localized)
+        if rest:
+            found = self.findings(rest)
             lines.append(
-                f"  ({more} {'more ' if self.localizations else ''}failing checks; "
-                f"first: #{first.id} {first.kind}: {first.message})"
+                f"  ({len(rest)} {'more ' if self.localizations else ''}failing checks, "
+                f"{len(found)} distinct finding{'s' if len(found) > 1 else ''}"
+                + (f"; the first {SHOWN_FINDINGS}" if len(found) > SHOWN_FINDINGS else "") + ":)"
             )
+            for first, count in found[:SHOWN_FINDINGS]:
+                times = f" (and {count - 1} more like it)" if count > 1 else ""
+                lines.append(f"    #{first.id} {first.kind}{times}: {first.message}")
         return "\n".join(lines)
 
     def assert_ok(self) -> None:
@@ -465,6 +552,41 @@ class CheckResult:
         }
 
 
+#: The distinct findings the summary lists (report.md lists more; report.json every check).
+SHOWN_FINDINGS = 3
+_CONFIG_NUMBER = re.compile(r"#\d+")
+_SHAPE = re.compile(r"\((?:\d+(?:, ?\d+)*,?)?\)")
+
+
+_DISAGREES = re.compile(r"^(.*?disagrees with .+? in )([^:]+):")
+
+
+def finding_key(message: str) -> str:
+    """What two findings have in common when they differ only in shapes or configuration
+    numbers: ``message`` with every "#12" and every "(2, 3)" (an integer tuple) left out; a
+    disagreement is the reference and the set of arrays ("disagrees with the oracle in U, W"),
+    whatever its numbers."""
+    m = _DISAGREES.match(message)
+    if m:
+        return m.group(1) + ", ".join(sorted(n.strip() for n in m.group(2).split(",")))
+    return _SHAPE.sub("(...)", _CONFIG_NUMBER.sub("#", message))
+
+
+def _supported_words(caps: Capabilities) -> str:
+    """What a cell was checked on: its input forms, activations, options, biases."""
+    every = len(caps.forms) == len(FORMS)
+    parts = ["every input form" if every else ", ".join(caps.forms)]
+    if caps.cell == "rnn":
+        every_activation = len(caps.activations) == len(ACTIVATIONS)
+        parts.append("every activation" if every_activation else ", ".join(caps.activations))
+    if len(caps.options) == len(OPTIONS):
+        parts.append("every option")
+    else:
+        parts.append(", ".join(caps.options) if caps.options else "no option")
+    parts.append("with and without biases" if caps.bias else "no bias")
+    return "; ".join(parts)
+
+
 def _tolerances() -> dict[str, Any]:
     from .compare import ATOL, FD_ATOL, FD_RTOL, RTOL
 
@@ -519,6 +641,7 @@ def check_dict(c: ConfigCheck) -> dict[str, Any]:
         "unsupported": list(c.unsupported),
         "seconds": round(c.seconds, 6),
         "traceback": c.traceback,
+        "output": c.output,
     }
 
 

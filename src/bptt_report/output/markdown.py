@@ -13,20 +13,39 @@ from typing import Any
 from manual_bptt.problems import RNNConfig
 
 from ..cells import CELLS, NATIVE
-from ..judge.compare import ATOL, FD_ATOL, FD_RTOL, FIELDS, RECURRENT_FIELDS, RTOL
+from ..judge.compare import ATOL, FD_ATOL, FD_RTOL, FIELDS, RECURRENT_FIELDS, RTOL, ArrayCheck
 from ..judge.coverage import MIN_CHECKED
 from ..judge.results import KINDS, CheckResult, Localization
 from ..plan.sweep import config_dict, describe_config, form_name
 from ..targets.contract import ACTIVATIONS
 from .regimes import REGIME_T
 
+#: What the captions of state_grads.png and lag_profile.png say first.
+NOT_THE_TARGET = (
+    "Not the target's gradients: the reference's sample models (manual_bptt.decompose on fixed models, "
+    "the same pictures whatever the target, failing or not), which show how far back each E_t reaches "
+    "in each cell."
+)
+#: The characters of the target's output report.md shows (report.json: the last 64 KiB).
+OUTPUT_SHOWN = 4000
+#: The distinct findings report.md lists (report.json has every check).
+FINDINGS_SHOWN = 10
+
 
 def _e(x: float | None) -> str:
     if x is None or (isinstance(x, float) and math.isnan(x)):
         return "-"
     if math.isinf(x):
-        return "inf"
+        return "not comparable"
     return "0" if x == 0 else f"{x:.2e}"
+
+
+def _error(a: ArrayCheck) -> str:
+    """An array's error for a table: its relative error, or against an all-zero reference its
+    max |x| (no relative error exists there)."""
+    if a.zero_reference and a.abs_error > 0:
+        return f"max \\|x\\| = {a.abs_error:.2e} (expected 0)"
+    return _e(a.rel_error)
 
 
 def _table(header: list[str], rows: list[list[str]], align: str | None = None) -> list[str]:
@@ -94,8 +113,8 @@ def _cells_table(result: CheckResult) -> list[str]:
             continue
 
         def worst(kind: str, cell: str = cell) -> str:
-            errs = [e for e, _, _ in result.worst_errors(kind, cell).values()]
-            return _e(max(errs)) if errs else "-"
+            arrays = [w.array for w in result.worst_arrays(kind, cell).values()]
+            return _error(max(arrays, key=lambda a: a.rel_error)) if arrays else "-"
 
         rows.append([cell, "yes", f"{checked[cell]} of {planned[cell]}", worst("oracle"),
                      f"{worst('torch_rnn')} (nn.{NATIVE[cell]})", worst("finite_differences")])  # fmt: skip
@@ -105,19 +124,22 @@ def _cells_table(result: CheckResult) -> list[str]:
 
 
 def _worst_table(result: CheckResult) -> list[str]:
+    """One row per array: its worst error against each reference, and its verdict, from the
+    checks themselves (an array within the tolerance by the absolute term is within it)."""
     rows = []
-    fd = result.worst_errors("finite_differences")
-    nn = result.worst_errors("torch_rnn")
-    for f, (err, cid, n) in result.worst_errors("oracle").items():
-        status = "ok" if err <= RTOL else "**disagrees**"
+    fd = result.worst_arrays("finite_differences")
+    nn = result.worst_arrays("torch_rnn")
+    for f, w in result.worst_arrays("oracle").items():
+        failed = w.failed + (nn[f].failed if f in nn else 0) + (fd[f].failed if f in fd else 0)
+        status = "ok" if not failed else f"**fails in {failed} check{'s' if failed > 1 else ''}**"
         rows.append(
             [
                 f"`{f}`",
-                str(n),
-                _e(err),
-                f"#{cid}",
-                _e(nn[f][0]) if f in nn else "-",
-                _e(fd[f][0]) if f in fd else "-",
+                str(w.checks),
+                _error(w.array),
+                f"#{w.check_id}",
+                _error(nn[f].array) if f in nn else "-",
+                _error(fd[f].array) if f in fd else "-",
                 status,
             ]
         )
@@ -129,7 +151,7 @@ def _worst_table(result: CheckResult) -> list[str]:
             "at",
             "worst (nn.RNN / nn.GRU / nn.LSTM)",
             "worst (finite diff.)",
-            "vs 1e-10",
+            "within the tolerance",
         ],
         rows,
         "lrrrrrl",
@@ -285,6 +307,8 @@ def render_markdown(
     lines = [
         f"# Gradient check of `{result.target}`: {verdict}",
         "",
+        f"{verdict} for what was {result.checked_text()}.",
+        "",
         head + f" Seed {result.seed}: {len(result.checked)} of {result.size.examples} planned random "
         f"configurations were checked against the oracle, {n_fd} against finite differences; "
         f"{result.seconds:.1f} s with {result.jobs} worker process(es) for the target "
@@ -292,7 +316,8 @@ def render_markdown(
         "",
         f"Tolerance: `max|a - r| <= {RTOL:g} * max|r| + {ATOL:g}` per array against the oracle and the "
         f"native torch module (float64); `|a - n| <= {FD_ATOL:g} + {FD_RTOL:g} * max(|a|, |n|)` "
-        "elementwise against central finite differences. NaN or inf in the target's output always fails.",
+        "elementwise against central finite differences, an all-zero reference by the absolute "
+        "tolerance alone. NaN or an infinity in the target's output always fails.",
         "",
         "## Summary",
         "",
@@ -326,12 +351,24 @@ def render_markdown(
                 f"{more} further failing checks are listed in report.json (`checks`, status `fail`).",
                 "",
             ]
-        lines += ["First failing checks:", ""]
+        found = result.findings()
+        more = f"; the first {FINDINGS_SHOWN}" if len(found) > FINDINGS_SHOWN else ""
+        lines += [f"The failing checks, {len(found)} distinct finding{'s' if len(found) > 1 else ''} (the "
+                  "same failure at other shapes or configurations counted once, beside its first "
+                  f"check){more}:", ""]  # fmt: skip
         rows = [
-            [f"#{c.id}", c.kind, describe_config(c.config), c.message.replace("|", "\\|")]
-            for c in result.failures[:10]
+            [f"#{c.id}", str(count), c.kind, describe_config(c.config), c.message.replace("|", "\\|")]
+            for c, count in found[:FINDINGS_SHOWN]
         ]
-        lines += [*_table(["check", "kind", "configuration", "message"], rows, "llll"), ""]
+        lines += [*_table(["first check", "checks", "kind", "configuration", "message"], rows, "lrlll"), ""]
+    talker = next((c for c in result.failures if c.output), None)
+    if talker is not None:
+        text = talker.output[-OUTPUT_SHOWN:]
+        long = len(talker.output) > OUTPUT_SHOWN
+        cut = f" (its last {OUTPUT_SHOWN} characters; report.json keeps more)" if long else ""
+        head = f"During #{talker.id} ({talker.kind}), the first failing check in which it printed{cut}:"
+        lines += ["## What the target printed", "", head, "", "```",
+                  text.rstrip("\n").replace("```", "` ` `"), "```", ""]  # fmt: skip
     if result.tracebacks():
         lines += ["## Exceptions raised by the target (the first of each kind)", ""]
         for kind, c in result.tracebacks():
@@ -359,7 +396,8 @@ def render_markdown(
                 f"max |a - n| / ({FD_ATOL:g} + {FD_RTOL:g} max(|a|, |n|)), which passes below 1."
             ),
             "state_grads.png": (
-                "||dE_t/dz_k|| over (t, k), z_k the full state, for each cell's sample model: the Elman "
+                f"{NOT_THE_TARGET} ||dE_t/dz_k|| over (t, k), z_k the full state, for each cell's sample "
+                "model: the Elman "
                 "cell in a vanishing and an exploding regime, the GRU, and the LSTM twice, its h path "
                 "||dE_t/dh_k|| and its c path ||dE_t/dc_k|| (the cell state, whose Jacobian in c_(k-1) is "
                 "diag(f_k) with no squashing on the way: with forget gates near 1 it keeps long lags alive; "
@@ -370,7 +408,8 @@ def render_markdown(
                 "stretch the colour scale."
             ),
             "lag_profile.png": (
-                "Term norm, state Jacobian norm and ||dE_t/dz_(t-L)|| against the lag L = t - k, one line "
+                f"{NOT_THE_TARGET} Term norm, state Jacobian norm and ||dE_t/dz_(t-L)|| against the lag "
+                "L = t - k, one line "
                 "per sample model (the LSTM's h and c paths dashed and dotted in the right panel: the c "
                 "path is the one that keeps long lags alive in these samples). In the exploding sample "
                 "(identity, radius 1.5) ||ds_t/ds_k|| grows like 1.5^L while the terms stay about flat: "
@@ -384,7 +423,7 @@ def render_markdown(
             lines += [f"![{p}]({p})", "", captions.get(p, ""), ""]
     else:
         lines += [f"Not drawn: {plots_note}", ""]
-    lines += ["Sample models (computed with manual_bptt.decompose):", ""]
+    lines += ["Sample models of the plots above (manual_bptt.decompose, not the target):", ""]
     rows = []
     half = REGIME_T // 2
     for reg in regimes:

@@ -3,6 +3,7 @@
 errors.png        relative error of every checked array, per field, against the tolerance
 state_grads.png   log10 ||dE_t/dz_k|| over (t, k), one column per sample model (bptt_report.output.regimes):
                   the Elman cell vanishing and exploding, the GRU, the LSTM's h path and c path
+                  (the reference's sample models, not the target: the plots and report.md say so)
 lag_profile.png   term norm ||term_W[t, t - L]||, ||dz_t/dz_{t-L}||_2 and ||dE_t/dz_{t-L}|| against
                   the lag L (the LSTM's h and c paths apart)
 """
@@ -210,7 +211,11 @@ def plot_state_grads(regimes: list[dict[str, Any]], path: Path) -> None:
             ax.set_ylabel("t (the loss term E_t)")
             ax.set_title(f"{prefix}{title}", fontsize=9)
             fig.colorbar(im, ax=ax, shrink=0.85, label=label)
-    fig.suptitle("How far back each E_t reaches: ||dE_t/dz_k|| for k <= t (z: the full state)", fontsize=11)
+    fig.suptitle(
+        "The reference's sample models, not the target: how far back each E_t reaches, ||dE_t/dz_k|| for "
+        "k <= t (z: the full state)",
+        fontsize=11,
+    )
     fig.tight_layout()
     fig.savefig(path, dpi=100)
     plt.close(fig)
@@ -248,7 +253,11 @@ def plot_lag_profile(regimes: list[dict[str, Any]], path: Path) -> None:
         ax.set_xlabel("lag L = t - k")
         ax.grid(alpha=0.3, which="both")
         ax.legend(fontsize=8)
-    fig.suptitle("Vanishing and exploding gradients, per cell: the terms against their lag", fontsize=11)
+    fig.suptitle(
+        "The reference's sample models, not the target: vanishing and exploding gradients, per cell, the "
+        "terms against their lag",
+        fontsize=11,
+    )
     fig.tight_layout()
     fig.savefig(path, dpi=110)
     plt.close(fig)

@@ -1,8 +1,11 @@
 """Named sizes of the report's sweep (``manual-bptt report --profile NAME``). numpy only.
 
-    quick      32 configurations, T <= 7, H <= 5: a few seconds (also ``--quick``)
-    default    3000 configurations, T <= 32, H <= 10: about a minute on 2 cores
-    thorough   12000 configurations, T up to 256, H up to 64, B up to 6 (conditioned: the
+    quick      32 configurations, T <= 7, B <= 3, H <= 5, and per cell three large ones (T = 64;
+               B = 8; H = 32): a few seconds (also ``--quick``)
+    default    3000 configurations, T <= 32, B <= 5, H <= 10, and per cell three large ones
+               (T = 64; B = 8; H = 32): about 20 s on 2 cores (plots included)
+    thorough   12000 configurations, T up to 256, H up to 64, B up to 6, and per cell three
+               large ones (T = 256; B = 32; H = 128) (conditioned: the
                radius of W capped by length, truncation windows of more than one step on at
                most WINDOW_T steps), more finite differences, and (for manual_bptt's own bptt)
                RTRL and decomposition cross-checks on a subset of T <= 128
@@ -12,7 +15,12 @@
                0.066 s), on the project's 2-core machine while it was shared (load average
                about 4), so that the whole sweep is a run of 10 to 20 minutes with --jobs 1
 
-Every profile draws the same kinds of configuration (bptt_report.plan.sweep), only larger.
+Every profile draws the same kinds of configuration (bptt_report.plan.sweep), only larger. The
+three large configurations of each cell (bptt_report.plan.sweep.LARGE_FROM: when the cell's
+share has at least 10) are the last of its share, each drawn like the others but for one size,
+and with full BPTT (the oracle's one unrolled graph) and a radius of W of at most 1.0: a target
+wrong only for long sequences, large batches or wide states (T >= 40, B >= 6, H > 10, say)
+fails even the quick sweep. With --examples below 10 per cell there are none.
 """
 
 from __future__ import annotations
@@ -21,10 +29,12 @@ import dataclasses
 
 from manual_bptt.problems import RNNConfig
 
+from ..errors import UsageError
 from .sweep import FULL, QUICK, SweepSize
 
 #: The thorough sweep.
-THOROUGH = SweepSize(examples=12000, max_T=256, max_B=6, max_D=12, max_H=64, max_K=12, fd_examples=200)
+THOROUGH = SweepSize(examples=12000, max_T=256, max_B=6, max_D=12, max_H=64, max_K=12, fd_examples=200,
+                     large_T=256, large_B=32, large_H=128)  # fmt: skip
 #: Profile name -> its sweep.
 PROFILES: dict[str, SweepSize] = {"quick": QUICK, "default": FULL, "thorough": THOROUGH}
 
@@ -79,14 +89,15 @@ def profile_size(profile: str | None, *, quick: bool = False, examples: int | No
     overriding its count (and the finite-difference count scaled to it).
 
     Raises:
-        ValueError for an unknown profile, or a profile other than "quick" together with quick=True.
+        UsageError (a ValueError) for an unknown profile, or a profile other than "quick"
+        together with quick=True.
     """
     if profile is None:
         profile = "quick" if quick else "default"
     if profile not in PROFILES:
-        raise ValueError(f"profile: expected one of {', '.join(PROFILES)}, got {profile!r}")
+        raise UsageError(f"profile: expected one of {', '.join(PROFILES)}, got {profile!r}")
     if quick and profile != "quick":
-        raise ValueError(f"profile: {profile!r} and quick=True contradict each other")
+        raise UsageError(f"profile: {profile!r} and quick=True contradict each other")
     base = PROFILES[profile]
     if examples is None:
         return base

@@ -11,16 +11,22 @@ least as many configurations as values), while the combinations are random:
     activation      tanh, sigmoid, relu, identity (the Elman cell; None for a gated cell)
     truncation      None (twice as often), 0, 1, about T/2, beyond T - 1
     reduction       sum, mean
-    mask, bias      off, on
+    mask, bias      off, on (bias: when the target takes biases; else off)
     s0              none, shared (H,), per row (B, H) (batched only; shared otherwise)
     weight scale    manual_bptt.problems.WEIGHT_SCALES; the Elman cell: the spectral radius of
                     W, 0.1 and 0.5 vanish, 1.0 is marginal, 1.5 and 3.0 explode; a gated cell:
                     the init scale, gates from their linear middle (0.1) into saturation (3.0)
 
 Sizes are drawn pairwise distinct where the ranges allow (D != H != K != B), so a transposed
-array shows as a wrong shape. The arrays of each configuration come from
-manual_bptt.problems.make_problem. A small extra set of tiny configurations (smooth
-activations, full BPTT) is checked by central finite differences. numpy only.
+array shows as a wrong shape. A target can be wrong only beyond the ranges (a kernel that tiles
+long sequences, a batched path for larger batches, a blocked path for wide states), so each
+cell's share of at least LARGE_FROM configurations ends with three large ones, each as drawn
+but for one size: a long sequence (T = large_T), a large batch (B = large_B, on a batched
+form) and a wide state (H = large_H); all three full BPTT (the oracle cheap: one unrolled
+graph) with the Elman cell's radius of W (a gated cell's weight scale) at most LARGE_RADIUS.
+The arrays of each configuration come from manual_bptt.problems.make_problem. A small extra set
+of tiny configurations (smooth activations, full BPTT) is checked by central finite
+differences. numpy only.
 """
 
 from __future__ import annotations
@@ -58,6 +64,8 @@ class SweepSize:
         examples: number of configurations checked against the oracle (and nn.RNN).
         max_T: longest sequence.  max_B, max_D, max_H, max_K: largest sizes.
         fd_examples: number of tiny configurations checked by finite differences.
+        large_T, large_B, large_H: the sizes of the three large configurations that end each
+            cell's share (see the module docstring).
     """
 
     examples: int
@@ -67,12 +75,21 @@ class SweepSize:
     max_H: int
     max_K: int
     fd_examples: int
+    large_T: int = 64
+    large_B: int = 8
+    large_H: int = 32
 
 
 #: The default sweep: about a minute on 2 cores, plots included.
 FULL = SweepSize(examples=3000, max_T=32, max_B=5, max_D=9, max_H=10, max_K=8, fd_examples=40)
 #: --quick: a few seconds.
 QUICK = SweepSize(examples=32, max_T=7, max_B=3, max_D=5, max_H=5, max_K=5, fd_examples=3)
+#: A cell's share of at least this many configurations ends with its three large ones.
+LARGE_FROM = 10
+#: The large configurations' radius of W (a gated cell's weight scale) is at most this: at
+#: radius 1.0 the float64 rounding of any implementation stays far inside the tolerance at
+#: every length up to 256 (bptt_report.plan.profiles.RADIUS_CAPS).
+LARGE_RADIUS = 1.0
 
 
 def split_examples(total: int, cells: tuple[str, ...]) -> dict[str, int]:
@@ -138,6 +155,7 @@ class Space:
     reductions: tuple[str, ...]
     masks: tuple[bool, ...]
     s0s: tuple[str | None, ...]
+    biases: tuple[bool, ...] = (True, False)
 
 
 def space_of(caps: Capabilities) -> Space:
@@ -155,13 +173,23 @@ def space_of(caps: Capabilities) -> Space:
         reductions=values("reduction=mean"),
         masks=values("mask"),
         s0s=values("s0"),
+        biases=(True, False) if caps.bias else (False,),
     )
 
 
 def plan_configs(seed: int, size: SweepSize, caps: Capabilities = FULL_SUPPORT) -> list[RNNConfig]:
     """The ``size.examples`` configurations of the sweep for the cell ``caps.cell``,
     deterministically from ``seed``, every one inside what ``caps`` supports (none when nothing
-    can be checked)."""
+    can be checked): those drawn (drawn_configs), the last three made large when there are at
+    least LARGE_FROM (see the module docstring)."""
+    configs = drawn_configs(seed, size, caps)
+    if len(configs) >= LARGE_FROM:
+        configs[-3:] = large_configs(configs[-3:], size, space_of(caps))
+    return configs
+
+
+def drawn_configs(seed: int, size: SweepSize, caps: Capabilities = FULL_SUPPORT) -> list[RNNConfig]:
+    """The sweep's configurations as drawn, within its ranges (plan_configs before the large ones)."""
     if not caps.checkable:
         return []
     n = size.examples
@@ -172,7 +200,7 @@ def plan_configs(seed: int, size: SweepSize, caps: Capabilities = FULL_SUPPORT) 
     truncs = _stratified(rng, sp.truncations, n)
     reductions = _stratified(rng, sp.reductions, n)
     masks = _stratified(rng, sp.masks, n)
-    biases = _stratified(rng, (True, False), n)
+    biases = _stratified(rng, sp.biases, n)
     s0s = _stratified(rng, sp.s0s, n)
     scales = _stratified(rng, WEIGHT_SCALES, n)
     configs = []
@@ -203,6 +231,32 @@ def plan_configs(seed: int, size: SweepSize, caps: Capabilities = FULL_SUPPORT) 
     return configs
 
 
+def large_configs(last: list[RNNConfig], size: SweepSize, sp: Space) -> list[RNNConfig]:
+    """The three last configurations of a cell's share made large, one size each (see the
+    module docstring): T = large_T; B = large_B (on a batched form of the same kind when the
+    target takes one, else on any batched form it takes; unchanged when it takes none);
+    H = large_H. D and K stay apart from the new size."""
+    r = dataclasses.replace
+
+    def tame(c: RNNConfig, **sizes: int) -> RNNConfig:
+        c = r(c, truncate=None, weight_scale=min(c.weight_scale, LARGE_RADIUS), **sizes)
+        taken = {c.H, c.B}
+        D = next(v for v in (c.D, c.D + 1, c.D + 2) if v not in taken)
+        K = next(v for v in (c.K, c.K + 1, c.K + 2) if v not in taken | {D})
+        return r(c, D=D, K=K)
+
+    long, batch, wide = last
+    out = [tame(long, T=size.large_T)]
+    batched = [f for f in sp.forms if f[1]]
+    if batched:
+        tokens = batch.tokens if (batch.tokens, True) in batched else batched[0][0]
+        out.append(tame(batch, B=size.large_B, tokens=tokens))
+    else:
+        out.append(batch)
+    out.append(tame(wide, H=size.large_H))
+    return out
+
+
 def plan_fd_configs(seed: int, size: SweepSize, caps: Capabilities = FULL_SUPPORT) -> list[RNNConfig]:
     """Tiny full-BPTT configurations for finite differences (tanh, sigmoid, identity: no kinks).
 
@@ -230,7 +284,7 @@ def plan_fd_configs(seed: int, size: SweepSize, caps: Capabilities = FULL_SUPPOR
                 H=H,
                 K=K,
                 tokens=tokens,
-                bias=bool(rng.integers(2)),
+                bias=bool(rng.integers(2)) and len(sp.biases) == 2,
                 activation=acts[i],
                 truncate=None,
                 reduction=str(rng.choice(["sum", "mean"])) if len(sp.reductions) == 2 else "sum",

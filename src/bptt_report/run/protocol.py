@@ -5,7 +5,8 @@ dataclasses; the standard library only.
 Requests travel to the worker pickled (the checker is trusted). A Hello or a Reply travels back
 as a bptt_report.run.wire message (JSON and raw arrays, never a pickle, since the code under test
 runs there): ``to_wire`` gives the plain dict that is sent, ``from_wire`` rebuilds the dataclass
-from the dict that arrives, keeping the fields it knows.
+from the dict that arrives, keeping the fields it knows, each checked against its annotation
+(WireError for a field of the wrong type: a well-framed reply can still be garbage).
 
 Kinds of request:
     "call"    the target on a configuration (RNNConfig), or on its first ``prefix`` steps
@@ -17,9 +18,16 @@ Kinds of request:
 from __future__ import annotations
 
 import dataclasses
+import functools
+import types
+import typing
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, TypeVar
+
+import numpy as np
+
+from ..errors import WireError
 
 
 @dataclass(frozen=True)
@@ -69,6 +77,15 @@ class Reply:
         remarks: what the module's call said (a gradient that is None, counted as zeros).
         repeat: array -> max|difference| of a second identical call (nondeterminism).
         nonlinearity: the Elman module's ``nonlinearity`` attribute, when it is a string.
+
+        inputs: a target's inputs as its call left them (targets.contract.input_arrays), sent
+            back whenever it was called, compared in the checker with its own.
+        reread, reread_notes: a target's result read a second time (as fields, notes), compared
+            in the checker with the first read.
+
+        output: the last bytes (run.pool.OUTPUT_TAIL) of what the code under test printed
+            (stdout and stderr) during the request, and output_bytes: how many it printed;
+            set by the pool, whatever the worker sent.
     """
 
     id: int = 0
@@ -82,13 +99,18 @@ class Reply:
     detail: str = ""
     keywords: tuple[str, ...] = ()
     mutated: tuple[str, ...] = ()
-    fields: dict[str, Any] = field(default_factory=dict)
+    fields: dict[str, np.ndarray | None] = field(default_factory=dict)
     notes: dict[str, str] = field(default_factory=dict)
-    numeric: dict[str, Any] = field(default_factory=dict)
-    arrays: dict[str, Any] = field(default_factory=dict)
+    numeric: dict[str, np.ndarray] = field(default_factory=dict)
+    arrays: dict[str, np.ndarray] = field(default_factory=dict)
     remarks: tuple[str, ...] = ()
     repeat: dict[str, float] = field(default_factory=dict)
     nonlinearity: str | None = None
+    inputs: dict[str, np.ndarray | None] = field(default_factory=dict)
+    reread: dict[str, np.ndarray | None] = field(default_factory=dict)
+    reread_notes: dict[str, str] = field(default_factory=dict)
+    output: str = ""
+    output_bytes: int = 0
 
 
 @dataclass(frozen=True)
@@ -125,12 +147,17 @@ class Program:
         argument: what it is given: a target's "module:function" name, check-module's settings.
         label: how errors name it: "--target manual_bptt:bptt", or check-module's factory.
         noun: how notes name the code under test: "the target", "the module".
+        check: ``check(request, reply) -> reply``, run by the pool on every reply of a worker,
+            in the pool's process (never where the code under test runs): the product's
+            judgment of what the worker sent back (a target's inputs, its two reads), which
+            may turn the reply into a finding; None: the replies as they come.
     """
 
     main: Callable[[str], None]
     argument: str
     label: str
     noun: str = "the target"
+    check: Callable[[Request, Reply], Reply] | None = None
 
 
 Message = TypeVar("Message", Reply, Hello)
@@ -141,13 +168,74 @@ def to_wire(message: Reply | Hello) -> dict[str, Any]:
     return {f.name: getattr(message, f.name) for f in dataclasses.fields(message)}
 
 
-def from_wire(cls: type[Message], data: dict[str, Any]) -> Message:
-    """A Reply or Hello from the dict a worker sent: the fields ``cls`` knows, the tuple fields'
-    lists read back as tuples."""
+def from_wire(cls: type[Message], data: Any) -> Message:
+    """A Reply or Hello from the dict a worker sent: the fields ``cls`` knows, each checked
+    against its annotation (a tuple field's list read back as a tuple, an int where a float
+    belongs as that float); the others left out.
+
+    Raises:
+        WireError naming the first field of the wrong type (or a message that is not a dict).
+    """
+    if not isinstance(data, dict):
+        raise WireError(f"a {cls.__name__} must be a dict, got {_kind(data)}")
+    hints = _hints(cls)
     kept = {}
     for f in dataclasses.fields(cls):
         if f.name in data:
-            value = data[f.name]
-            tuple_field = str(f.type).startswith("tuple")
-            kept[f.name] = tuple(value) if tuple_field and isinstance(value, list) else value
+            kept[f.name] = _conform(f.name, hints[f.name], data[f.name])
     return cls(**kept)
+
+
+def _kind(value: Any) -> str:
+    """How an error names what arrived: "a list", "an ndarray of shape (2, 3)", "None"."""
+    if value is None:
+        return "None"
+    if isinstance(value, np.ndarray):
+        return f"an array of shape {value.shape}"
+    name = type(value).__name__
+    return f"{'an' if name[0] in 'aeiou' else 'a'} {name}"
+
+
+def _conform(name: str, hint: Any, value: Any) -> Any:
+    """``value`` as the annotation ``hint`` wants it (see from_wire); WireError otherwise."""
+    origin, args = typing.get_origin(hint), typing.get_args(hint)
+    if hint is Any:
+        return value
+    if origin in (typing.Union, types.UnionType):
+        if value is None and type(None) in args:
+            return None
+        errors = []
+        for option in (a for a in args if a is not type(None)):
+            try:
+                return _conform(name, option, value)
+            except WireError as exc:
+                errors.append(exc)
+        raise errors[0]
+    if origin is tuple:
+        if not isinstance(value, (list, tuple)):
+            raise WireError(f"{name}: expected a list, got {_kind(value)}")
+        return tuple(_conform(f"{name}[{i}]", args[0], v) for i, v in enumerate(value))
+    if origin is dict:
+        if not isinstance(value, dict):
+            raise WireError(f"{name}: expected a dict, got {_kind(value)}")
+        return {str(k): _conform(f"{name}[{k!r}]", args[1], v) for k, v in value.items()}
+    if hint is float and isinstance(value, (int, float)) and not isinstance(value, bool):
+        return float(value)
+    if hint is int and isinstance(value, bool):
+        raise WireError(f"{name}: expected an int, got a bool")
+    if isinstance(value, hint):
+        return value
+    raise WireError(f"{name}: expected {_kind_of_type(hint)}, got {_kind(value)}")
+
+
+def _kind_of_type(hint: Any) -> str:
+    if hint is np.ndarray:
+        return "an array"
+    name = getattr(hint, "__name__", str(hint))
+    return f"{'an' if name[0] in 'aeiou' else 'a'} {name}"
+
+
+@functools.cache
+def _hints(cls: type) -> dict[str, Any]:
+    """The resolved annotations of a message class (read once)."""
+    return typing.get_type_hints(cls)

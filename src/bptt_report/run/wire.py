@@ -28,9 +28,8 @@ def _pack(value: Any, blobs: list[bytes], offset: list[int]) -> Any:
     if isinstance(value, np.ndarray):
         if value.dtype.kind not in _KINDS:
             raise WireError(f"cannot send an array of dtype {value.dtype}")
-        a = value.copy(order="C")  # (not ascontiguousarray: that makes 0-d arrays 1-d)
-        data = a.tobytes()
-        ref = {"__array__": [a.dtype.str, list(a.shape), offset[0]]}
+        data = value.tobytes(order="C")  # one copy, in C order (a 0-d array stays 0-d)
+        ref = {"__array__": [value.dtype.str, list(value.shape), offset[0]]}
         blobs.append(data)
         offset[0] += len(data)
         return ref
@@ -115,7 +114,10 @@ def read_frame(fd: int, limit: int | None = None) -> bytes | None:
 
 
 def write_frame(fd: int, data: bytes) -> None:
-    """``data`` to ``fd`` behind its 4-byte big-endian length, all of it."""
-    view = memoryview(struct.pack(">I", len(data)) + data)
-    while view:
-        view = view[os.write(fd, view) :]
+    """``data`` to ``fd`` behind its 4-byte big-endian length, all of it (a large message is not
+    copied to put the length in front)."""
+    head = struct.pack(">I", len(data))
+    for part in (head, data) if len(data) > 1 << 16 else (head + data,):
+        view = memoryview(part)
+        while view:
+            view = view[os.write(fd, view) :]

@@ -10,12 +10,14 @@ product's worker module and calls its ``main(argument)``, which calls ``serve(lo
                                    one, so that a traceback starts at the product's handler)
 
 serve() keeps private copies of stdin and stdout for the protocol (the code under test sees
-/dev/null as its stdin, and stderr as its stdout), leaves Ctrl-C to the checker, sends the
-Hello, then answers each request of each batch the checker sends (bptt_report.run.protocol:
-the requests pickled, the replies as bptt_report.run.wire messages), in order, until a None
-batch or the end of the stream. A request whose handling raises is answered "raised" (or
-"exited", for SystemExit) with the traceback; every reply carries the request's id and its wall
-time. When the checker goes away (a closed pipe), the worker ends quietly.
+/dev/null as its stdin, and as its stdout its stderr: the pipe of its output, which the pool
+reads), leaves Ctrl-C to the checker, sends the Hello, then answers each request of each batch
+the checker sends (bptt_report.run.protocol: the requests pickled, the replies as
+bptt_report.run.wire messages), in order, until a None batch or the end of the stream. A
+request whose handling raises is answered "raised" (or "exited", for SystemExit) with the
+traceback; every reply carries the request's id and its wall time, and goes after what the
+code under test printed meanwhile has been flushed. When the checker goes away (a closed
+pipe), the worker ends quietly.
 """
 
 from __future__ import annotations
@@ -36,6 +38,12 @@ from .wire import encode, read_frame, write_frame
 Handle = Callable[[Request], Reply]
 #: The modules a worker must not need, whose presence its Hello reports.
 ORACLE_MODULES = ("torch", "reference")
+#: The environment variable in which the pool gives a worker the mark that ends the output of
+#: each message (run.pool: the output of a request is what the code under test printed before
+#: its mark); the worker takes it out of its environment, so that what the code under test
+#: starts does not see it.
+OUTPUT_MARK = "BPTT_REPORT_OUTPUT_MARK"
+_MARK: list[bytes] = [b""]
 
 
 def imported(names: tuple[str, ...]) -> tuple[str, ...]:
@@ -60,12 +68,34 @@ def answer(handle: Handle, request: Request) -> Reply:
     t0 = time.perf_counter()
     try:
         reply = handle(request)
-    except SystemExit as exc:
-        reply = Reply(status="exited", exit_argument=repr(exc.code), traceback=_traceback(exc))
-    except Exception as exc:
-        name, tb = type(exc).__name__, _traceback(exc)
-        reply = Reply(status="raised", exception=name, message=str(exc), traceback=tb)
-    return dataclasses.replace(reply, id=request.id, seconds=time.perf_counter() - t0)
+    except (Exception, SystemExit) as exc:
+        reply = exception_reply(exc)
+    seconds = time.perf_counter() - t0
+    mark_output()
+    return dataclasses.replace(reply, id=request.id, seconds=seconds)
+
+
+def mark_output() -> None:
+    """The end of what the code under test printed for the message about to be sent: its
+    sys.stdout and sys.stderr flushed into the output pipe, then the mark written after it."""
+    for stream in (sys.stdout, sys.stderr):
+        try:
+            stream.flush()
+        except Exception:  # the code under test may have replaced or closed them
+            pass
+    if _MARK[0]:
+        try:
+            os.write(2, _MARK[0])
+        except OSError:
+            pass
+
+
+def exception_reply(exc: BaseException) -> Reply:
+    """The reply to a request whose handling raised ``exc``: "exited" for SystemExit (its
+    argument), else "raised" (the exception's type name and message), with the traceback."""
+    if isinstance(exc, SystemExit):
+        return Reply(status="exited", exit_argument=repr(exc.code), traceback=_traceback(exc))
+    return Reply(status="raised", exception=type(exc).__name__, message=str(exc), traceback=_traceback(exc))
 
 
 def _traceback(exc: BaseException) -> str:
@@ -77,11 +107,13 @@ def _traceback(exc: BaseException) -> str:
 
 def serve(load: Callable[[], tuple[Handle | None, Hello]]) -> None:
     """The worker's loop (see the module docstring)."""
+    _MARK[0] = os.environ.pop(OUTPUT_MARK, "").encode("ascii")
     try:
         fd_in, fd_out = private_stdio()
         before = imported(ORACLE_MODULES)
         handle, hello = load()
         hello = dataclasses.replace(hello, modules=imported(ORACLE_MODULES), modules_before=before)
+        mark_output()
         write_frame(fd_out, encode(to_wire(hello)))
         if handle is None:
             return

@@ -26,12 +26,16 @@ key optional):
     }
 
 A declared key is taken as it is (validated: an unknown name is a usage error). Each feature
-not declared is probed once on a tiny case before the sweep: it is unsupported when the
-keyword is not in the signature, or when the call raises NotImplementedError (or a TypeError
-naming the keyword; for a cell, any TypeError on every input form); any other outcome counts
-as supported, so the sweep checks it (an
-exception there is a failure, with its traceback). The sweep is then drawn inside what is
-supported. The checker compares float64 only: a target without "float64" in its dtypes
+not declared is probed once on a tiny case before the sweep (bptt_report.targets.probe): each
+input form on the cell's smallest case (no biases, no options), then biases (b, c: always
+probed; a target may support only b = c = None), each option and each activation on the first
+form it takes. A feature is unsupported when the keyword is not in the signature, or when the
+call raises NotImplementedError (or a TypeError naming the keyword; for a cell, any TypeError
+on every input form); any other outcome counts as supported, so the sweep checks it (an
+exception there is a failure, with its traceback). On a cell not asked for by name (the
+default, every cell) an input form whose probe raises anything is unsupported, shown with the
+exception, unless the target then supports no cell at all. The sweep is then drawn inside what
+is supported. The checker compares float64 only: a target without "float64" in its dtypes
 cannot be checked.
 
 The calls themselves run only in worker processes (bptt_report.targets.worker). numpy only.
@@ -77,6 +81,9 @@ FORMS: dict[str, tuple[bool, bool]] = {
 }
 #: Options and the keyword each needs.
 OPTIONS: dict[str, str] = {"s0": "s0", "truncate": "truncate", "mask": "mask", "reduction=mean": "reduction"}
+#: The feature of the parameters with biases (b, c; a gated cell's b_ih, b_hh, c), always
+#: probed: a target may support only b = c = None.
+BIAS = "bias"
 #: The Elman cell's activations (manual_bptt's).
 ACTIVATIONS: tuple[str, ...] = tuple(_ACTIVATIONS)
 #: The dtypes a target may declare (the checker compares float64 only).
@@ -128,6 +135,10 @@ class Capabilities:
         sources: feature -> how support was established ("declared", "probed", "signature").
         cell: the cell these capabilities are for ("rnn", "gru", "lstm"); a gated cell has no
             activations.
+        bias: whether it takes parameters with biases (b and c, or b_ih, b_hh and c); without,
+            only b = c = None (``unsupported["bias"]`` says why).
+        declined: input forms unsupported only because their probe raised on a cell not asked
+            for by name (targets.probe).
     """
 
     forms: tuple[str, ...]
@@ -137,6 +148,8 @@ class Capabilities:
     unsupported: dict[str, str] = field(default_factory=dict)
     sources: dict[str, str] = field(default_factory=dict)
     cell: str = "rnn"
+    bias: bool = True
+    declined: tuple[str, ...] = ()
 
     @property
     def checkable(self) -> bool:
@@ -151,6 +164,7 @@ class Capabilities:
             "options": list(self.options),
             "activations": list(self.activations),
             "dtypes": list(self.dtypes),
+            "bias": self.bias,
             "unsupported": dict(self.unsupported),
             "sources": dict(self.sources),
         }
@@ -359,16 +373,42 @@ def problem_for(cfg: RNNConfig, prefix: int | None = None) -> Problem | None:
     )
 
 
+def input_arrays(p: Any, xs: Any, ys: Any, s0: Any, mask: Any) -> dict[str, Any]:
+    """The inputs of one call by name: the parameters (U, W, V, b, c; a gated cell's U, W,
+    b_ih, b_hh, V, c), xs, ys, mask, s0 (the LSTM's as s0.h and s0.c). The worker sends them
+    back as the call left them; the checker compares them with its own."""
+    params = {f.name: getattr(p, f.name) for f in dataclasses.fields(p)}
+    parts = state_parts(s0) if isinstance(s0, tuple) else None
+    state = {"s0": s0} if parts is None else {"s0.h": parts[0], "s0.c": parts[1]}
+    return {**params, "xs": xs, "ys": ys, "mask": mask, **state}
+
+
+def problem_inputs(prob: Problem) -> dict[str, Any]:
+    """input_arrays of a problem."""
+    return input_arrays(prob.params, prob.xs, prob.ys, prob.s0, prob.mask)
+
+
 def call_target(
     fn: Callable[..., Any], p: Any, xs: Any, ys: Any, kwargs: dict[str, Any], *, probe: bool = False
 ) -> TargetOutput:
-    """Call ``fn(p, xs, ys, **non_default(kwargs))`` and read loss, grads, ds0, dxs.
+    """Call ``fn(p, xs, ys, **non_default(kwargs))`` and read loss, grads, ds0, dxs (invoke,
+    then read_output).
+
+    Raises:
+        as invoke; BadResult when the result has no .loss or .grads.
+    """
+    return read_output(invoke(fn, p, xs, ys, kwargs, probe=probe), cell_of_params(p))
+
+
+def invoke(
+    fn: Callable[..., Any], p: Any, xs: Any, ys: Any, kwargs: dict[str, Any], *, probe: bool = False
+) -> Any:
+    """``fn(p, xs, ys, **non_default(kwargs))``: its result as returned.
 
     Raises:
         Unsupported when a passed keyword is not accepted (by signature, or a TypeError naming
         it, or NotImplementedError); in a ``probe`` of a gated cell, also on any other
         TypeError (the target does not take this params type; in the sweep it is a failure).
-        BadResult when the result has no .loss or .grads.
         Anything else the target raises.
     """
     kw = non_default(kwargs)
@@ -391,4 +431,4 @@ def call_target(
         if cell != "rnn" and not kw:
             raise Unsupported((cell,), f"raised NotImplementedError: {exc}") from exc
         raise Unsupported(tuple(kw) or ("this configuration",), f"raised NotImplementedError: {exc}") from exc
-    return read_output(r, cell)
+    return r

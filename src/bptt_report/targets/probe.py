@@ -1,10 +1,17 @@
 """What a target supports, per cell: its declaration, its signature, then one tiny probe per feature
 not declared (in the target's worker processes). numpy only.
 
-A feature is unsupported when the keyword is not in the signature, or when its probe is answered
-"unsupported" (NotImplementedError, or a TypeError naming the keyword; for a gated cell, any
-TypeError on every input form); any other outcome counts as supported, so the sweep checks it
-(a probe in which the target misbehaved is kept, and becomes a failing "probe" check).
+Each cell is probed on its smallest case: every input form alone, without biases (b = c = None)
+and without options; then, on the first form it takes, biases (b, c), each option and (the
+Elman cell) each activation, one at a time. A feature is unsupported when the keyword is not in
+the signature, or when its probe is answered "unsupported" (NotImplementedError, or a TypeError
+naming the keyword; for a gated cell, any TypeError on every input form); any other outcome
+counts as supported, so the sweep checks it (a probe in which the target misbehaved is kept,
+and becomes a failing "probe" check). One exception: on a cell the user did not ask for by
+name (``named`` False, as under the default "all"), an input form whose probe raises anything
+is unsupported, shown with the exception, since a target for one cell commonly fails on another
+cell's parameters (a GRUParams has no .b); a cell asked for by name is held to the rule above,
+so that what it raises is a failure.
 """
 
 from __future__ import annotations
@@ -16,7 +23,7 @@ from manual_bptt.problems import RNNConfig
 from ..errors import TargetError
 from ..run.pool import WorkerPool
 from ..run.protocol import Hello, Reply, Request
-from .contract import ACTIVATIONS, FORMS, OPTIONS, Capabilities, parse_declaration
+from .contract import ACTIVATIONS, BIAS, FORMS, OPTIONS, Capabilities, parse_declaration
 from .replies import misbehaviour
 
 
@@ -24,10 +31,10 @@ def probe_configs(
     caps_forms: tuple[str, ...], activation: str | None = "tanh", cell: str = "rnn"
 ) -> dict[str, RNNConfig]:
     """Tiny configurations of ``cell``, one per feature: each input form (with ``activation``,
-    the Elman cell only, no options), then, on the first of ``caps_forms``, each option and
-    (the Elman cell) each activation alone."""
+    the Elman cell only; no biases, no options), then, on the first of ``caps_forms``, biases,
+    each option and (the Elman cell) each activation alone."""
     act = activation if cell == "rnn" else None
-    base = dict(T=3, D=4, H=3, K=2, bias=True, activation=act, truncate=None, reduction="sum",
+    base = dict(T=3, D=4, H=3, K=2, bias=False, activation=act, truncate=None, reduction="sum",
                 use_mask=False, s0_kind=None, weight_scale=0.5, seed=12345, cell=cell)  # fmt: skip
     out: dict[str, RNNConfig] = {}
     for name, (tokens, batched) in FORMS.items():
@@ -35,6 +42,7 @@ def probe_configs(
     if caps_forms:
         first = out[caps_forms[0]]
         r = dataclasses.replace
+        out[BIAS] = r(first, bias=True)
         out["s0"] = r(first, s0_kind="shared")
         out["truncate"] = r(first, truncate=1)
         out["mask"] = r(first, use_mask=True)
@@ -45,12 +53,14 @@ def probe_configs(
 
 
 def capabilities(
-    pool: WorkerPool, hello: Hello, cell: str = "rnn"
+    pool: WorkerPool, hello: Hello, cell: str = "rnn", *, named: bool = True
 ) -> tuple[Capabilities, list[tuple[str, RNNConfig, Reply]]]:
     """What the target supports for ``cell``: its declaration, its signature, then one probe
     per feature not declared. Also the probes in which the target misbehaved: (feature,
     config, reply). A cell it does not support (not declared in "cells", or every input form
-    unsupported) has no forms, and ``unsupported`` = {cell: why}.
+    unsupported) has no forms, and ``unsupported`` = {cell: why}. ``named``: the user asked for
+    the cell by name (see the module docstring: else a form whose probe raises is unsupported,
+    and Capabilities.declined lists it).
 
     Raises:
         TargetError for an invalid declaration.
@@ -66,11 +76,12 @@ def capabilities(
     unsupported: dict[str, str] = {}
     sources: dict[str, str] = {}
     bad: list[tuple[str, RNNConfig, Reply]] = []
+    declined: list[str] = []  # forms unsupported only because their probe raised (not ``named``)
 
     def has_keyword(kw: str) -> bool:
         return keywords is None or kw in keywords
 
-    def probe(features: list[str], cfgs: dict[str, RNNConfig]) -> list[str]:
+    def probe(features: list[str], cfgs: dict[str, RNNConfig], lenient: bool = False) -> list[str]:
         replies = pool.run([Request("probe", cfgs[f]) for f in features]) if features else []
         ok = []
         for f, reply in zip(features, replies, strict=True):
@@ -81,6 +92,10 @@ def capabilities(
             result = misbehaviour(reply, f"the probe of {f}")
             if result is not None and result[0] == "unsupported":
                 unsupported[f] = "probed: " + str(reply.detail or result[1])
+                continue
+            if result is not None and lenient and status == "raised":
+                unsupported[f] = "probed: " + result[1]
+                declined.append(f)
                 continue
             if result is not None and status not in ("raised", "bad_result"):
                 bad.append((f, cfgs[f], reply))
@@ -107,15 +122,19 @@ def capabilities(
     cfgs = probe_configs((), base_act, cell)
     forms = declared_part("inputs", tuple(FORMS))
     if forms is None:
-        forms = probe(list(FORMS), cfgs)
+        forms = probe(list(FORMS), cfgs, lenient=not named)
     elif forms and "cells" not in decl:  # the forms are declared, the cell is not: probe it once
         cfgs[cell] = cfgs[forms[0]]
-        if not probe([cell], cfgs):
-            return Capabilities((), (), (), unsupported={cell: unsupported[cell]}, cell=cell), bad
+        if not probe([cell], cfgs, lenient=not named):
+            caps = Capabilities((), (), (), unsupported={cell: unsupported[cell]}, cell=cell,
+                                declined=tuple(declined))  # fmt: skip
+            return caps, bad
         sources[cell] = sources.pop(cell) + f" (on {forms[0]})"
     if not forms and "inputs" not in decl:
         why = next((unsupported[f] for f in FORMS if f in unsupported), "no input form is supported")
-        return Capabilities((), (), (), unsupported={cell: why}, sources=sources, cell=cell), bad
+        caps = Capabilities((), (), (), unsupported={cell: why}, sources=sources, cell=cell,
+                            declined=tuple(declined))  # fmt: skip
+        return caps, bad
     cfgs = probe_configs(tuple(forms), base_act, cell)
     options = declared_part("options", tuple(OPTIONS))
     to_probe: list[str] = []
@@ -142,7 +161,8 @@ def capabilities(
                 act_probes.append(a)
         if forms:
             sources.setdefault("tanh", "probed (with the input forms)")
-    ok = probe(to_probe + act_probes, cfgs) if forms else []
+    ok = probe([BIAS, *to_probe, *act_probes], cfgs) if forms else []
+    bias = BIAS in ok
     options = [o for o in OPTIONS if o in options or o in ok]
     acts = [a for a in ACTIVATIONS if a in (acts or ()) or a in ok]
     if not forms:
@@ -159,5 +179,7 @@ def capabilities(
         unsupported=unsupported,
         sources=sources,
         cell=cell,
+        bias=bias,
+        declined=tuple(declined),
     )
     return caps, bad
