@@ -66,6 +66,22 @@ class Evaluation:
         return self.status == "ok" and not self.failing() and not self.reply.mutated
 
 
+def _described(fields: dict[str, Any]) -> contract.LayerConfig:
+    """The configuration a "describe" reply gives (module.worker.describe): num_layers >= 1,
+    bidirectional, 0 <= proj_size, each a 0-d integer array; UsageError for anything else (the
+    worker runs the module's code)."""
+    values = {}
+    for name, low in (("num_layers", 1), ("bidirectional", 0), ("proj_size", 0)):
+        v = fields.get(name)
+        if not (isinstance(v, np.ndarray) and v.shape == () and v.dtype.kind in "iu" and int(v) >= low):
+            raise UsageError(f"the module's configuration could not be read: {name} is {v!r}")
+        values[name] = int(v)
+    return contract.LayerConfig(
+        num_layers=values["num_layers"], bidirectional=values["bidirectional"] == 1,
+        proj_size=values["proj_size"],
+    )  # fmt: skip
+
+
 class Session:
     """A running check: the worker pool, the settings, and what it has learnt of the module. A
     context manager: its worker starts on entering (TargetError, a UsageError, when the factory
@@ -116,18 +132,13 @@ class Session:
             raise UsageError(f"{spec}: {reply.message}")
         if reply.status != "ok":
             return self._last_shape
-        f = reply.fields
         if self.cell == "rnn" and not self._activation_read:
-            self._read_activation(f.get("nonlinearity"))
-        declared = f.get("feed")
+            self._read_activation(reply.nonlinearity)
+        declared = reply.detail if reply.detail in contract.FEEDS else None
         feed = None if self.lengths is False or (self.lengths is None and declared is None) else (
             declared or "packed"
         )
-        config = contract.LayerConfig(
-            num_layers=int(f["num_layers"]), bidirectional=bool(f["bidirectional"]),
-            proj_size=int(f["proj_size"]),
-        )  # fmt: skip
-        shape = contract.shape_of(config, feed)
+        shape = contract.shape_of(_described(reply.fields), feed)
         self._shapes[key] = self._last_shape = shape
         return shape
 

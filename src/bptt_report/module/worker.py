@@ -28,13 +28,14 @@ enforce_sorted=False)`` in place of x, and unpacks the PackedSequence it returns
 ``m(x, h0, lengths=lengths)``, lengths a CPU int64 tensor.
 
 Kinds of request: "describe" (Request.config {"D", "H", "bias"}) builds the module and answers
-with its configuration (Reply.fields: num_layers, bidirectional, proj_size, nonlinearity, feed
-(declared_feed), source); "run" (the case in Request.config) answers with the module's outputs
-and gradients (Reply.arrays: out, h_n, c_n, weight_ih_l0, ..., x, h0, c0), the inputs it
-modified, what the call noticed (Reply.remarks), and how far a second identical call differs
-from the first. A factory that raises NotImplementedError for the case's sizes (or that torch
-refuses to build, a proj_size >= hidden_size) is answered "unsupported"; one that cannot take
-the contract, "usage".
+with its configuration (Reply.fields: num_layers, bidirectional (0 or 1) and proj_size as 0-d
+integer arrays; Reply.nonlinearity; Reply.detail: the feed it declares, contract.declared_feed,
+or ""; Reply.notes: where each value was read); "run" (the case in Request.config) answers
+with the module's outputs and gradients (Reply.arrays: out, h_n, c_n, weight_ih_l0, ..., x, h0,
+c0), the inputs it modified, what the call noticed (Reply.remarks), and how far a second
+identical call differs from the first. A factory that raises NotImplementedError for the case's
+sizes (or that torch refuses to build, a proj_size >= hidden_size) is answered "unsupported";
+one that cannot take the contract, "usage".
 """
 
 from __future__ import annotations
@@ -343,12 +344,12 @@ def describe(factory: Callable[..., Any], settings: dict[str, Any], sizes: dict[
     m = make(factory, settings, sizes)
     c = contract.read_config(m)
     nonlinearity = c.nonlinearity if isinstance(c.nonlinearity, str) else None
-    fields = {
-        "num_layers": c.num_layers or 1, "bidirectional": bool(c.bidirectional),
-        "proj_size": c.proj_size or 0, "nonlinearity": nonlinearity,
-        "feed": contract.declared_feed(factory, m), "source": dict(c.source),
+    fields = {  # 0-d integer arrays: the protocol's fields are arrays
+        "num_layers": np.array(c.num_layers or 1), "bidirectional": np.array(int(bool(c.bidirectional))),
+        "proj_size": np.array(c.proj_size or 0),
     }  # fmt: skip
-    return Reply(status="ok", fields=fields, nonlinearity=nonlinearity)
+    feed = contract.declared_feed(factory, m) or ""
+    return Reply(status="ok", fields=fields, nonlinearity=nonlinearity, detail=feed, notes=dict(c.source))
 
 
 def handle(factory: Callable[..., Any], settings: dict[str, Any], request: Request) -> Reply:
