@@ -91,7 +91,9 @@ def markdown(r: ModuleCheckResult, plot: str | None) -> str:
         if loc.lags:
             lines += [
                 "",
-                "Lag profile: the upstream gradient at one step t only; max|dE_t/dx_k| by the lag t - k.",
+                "Lag profile: the upstream gradient at one step t only; max|dE_t/dx_k| by the lag t - k"
+                + (" (a negative lag: k > t, reached through the reverse direction)." if loc.lags[0].lag < 0
+                   else "."),
                 "",
                 "| lag | reference | module | error | agrees |",
                 "| --- | --- | --- | --- | --- |",
