@@ -97,6 +97,16 @@ def test_findings_that_differ_only_in_shapes_are_one_finding():
     assert len(raised) == 1, raised
 
 
+def test_a_layer_wrong_only_for_long_sequences_is_localized_without_hanging():
+    """Its localization runs the large configuration's prefixes (T about 70 requests of a few
+    hundred kB each, and as large replies): asked of the pool one batch at a time, so that
+    neither side waits on a full pipe for the other."""
+    r = bptt_report.check_module("edge_modules:rnn_wrong_when_long", cell="rnn", quick=True, examples=4,
+                                 timeout=30)  # fmt: skip
+    assert r.verdict == "FAIL" and r.configs[-1]["large"], r.summary()
+    assert r.localization.smallest_T == 51 and "the forward is wrong" in r.localization.sentence
+
+
 # ---------------------------------------------------------------------------------------------
 # Wrong only where check-module did not look: eval(), m(x), x without grad, a reused instance
 # ---------------------------------------------------------------------------------------------

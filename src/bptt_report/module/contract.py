@@ -205,7 +205,7 @@ class Shape:
 
     def to_json(self) -> dict[str, Any]:
         return {"num_layers": self.num_layers, "bidirectional": self.directions == 2,
-                "proj_size": self.proj_size, "lengths": self.feed}  # fmt: skip
+                "proj_size": self.proj_size, "feed": self.feed}  # fmt: skip
 
 
 #: How the report says each feed.

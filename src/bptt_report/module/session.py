@@ -25,7 +25,7 @@ import numpy as np
 from ..errors import UsageError
 from ..judge.compare import ArrayCheck, compare_module_arrays
 from ..run import threads
-from ..run.pool import WorkerPool
+from ..run.pool import BATCH, WorkerPool
 from ..run.protocol import Reply, Request
 from . import contract
 from .cases import FORWARD, as_called, baseline, reference
@@ -64,6 +64,10 @@ class Evaluation:
     @property
     def agrees(self) -> bool:
         return self.status == "ok" and not self.failing() and not self.reply.mutated
+
+
+#: Requests given to the pool at a time: one of its batches.
+CHUNK = BATCH
 
 
 def _described(fields: dict[str, Any]) -> contract.LayerConfig:
@@ -142,10 +146,19 @@ class Session:
         self._shapes[key] = self._last_shape = shape
         return shape
 
+    def _run(self, requests: list[Request]) -> list[Reply]:
+        """The pool's replies to ``requests``, asked CHUNK at a time: one batch in flight, so that
+        the worker never waits to write large replies while the pool waits to write the next
+        large batch (both pipes full: a hang, seen with the large configurations' prefixes)."""
+        replies: list[Reply] = []
+        for i in range(0, len(requests), CHUNK):
+            replies += self.pool.run(requests[i : i + CHUNK])
+        return replies
+
     def evaluate(self, cases: Sequence[dict[str, Any]]) -> list[Evaluation]:
         """Run the module on every case (in the workers), then the reference and the baseline here
         (on THREADS threads: bptt_report.run.threads)."""
-        replies = self.pool.run([Request("run", c) for c in cases])
+        replies = self._run([Request("run", c) for c in cases])
         spec = self.settings["factory"]
         for case, reply in zip(cases, replies, strict=True):
             if reply.status == "usage":
