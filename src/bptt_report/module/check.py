@@ -7,8 +7,8 @@
 The module is built by ``FACTORY(input_size=D, hidden_size=H, bias=..., batch_first=True)``
 (``torch.nn:LSTM`` itself is a valid factory; the contract: bptt_report.module.contract), of any
 shape torch's layers have (num_layers, bidirectional, proj_size, read from its attributes or its
-parameter names), and runs
-in worker processes (bptt_report.module.worker, through bptt_report.run.pool): an exit, crash,
+parameter names), and runs in worker processes (bptt_report.module.worker, through
+bptt_report.run.pool): an exit, crash,
 timeout or a modified input is a finding about the module, never a crash of the checker; a
 factory or module that cannot take the contract is a UsageError; sizes the factory declines
 with NotImplementedError are redrawn once, then reported as not checked. For each random
@@ -155,7 +155,7 @@ class ModuleCheckResult:
         rows = [head, "|" + " --- |" * (5 if low else 4)]
         shown = self.arrays if full or self.shape.one_layer else self._by_layer()
         for a in shown:
-            words = notation(a.name) if ":" not in a.name else a.name
+            words = notation(a.name)  # (a layer's row is named by its words already)
             name = a.name if words == a.name else f"{a.name} ({words})"
             verdict = "ok" if a.ok else "WRONG"
             if low:
@@ -371,7 +371,7 @@ def check_module(
     """
     t0 = time.perf_counter()
     n, seed = _arguments(cell, dtype, examples, quick, seed, device)
-    if lengths not in (None, True, False):
+    if not (lengths is None or isinstance(lengths, bool)):
         raise UsageError(f"lengths: expected True, False or None, got {lengths!r}")
     spec = _spec(factory)
     rng, alt = np.random.default_rng(seed), np.random.default_rng([seed, 1])

@@ -565,8 +565,8 @@ def _lag_words(loc: ModuleLocalization) -> str:
         if L is None:
             continue
         n = abs(L)
-        if n == 0:
-            if side == 1 or loc.first_wrong_lag != 0:
+        if n == 0:  # (lag 0 is on both sides: said once)
+            if side == 1:
                 out.append("wrong from lag 0 on: the step's own (immediate) terms are wrong")
             continue
         tail = [p for p in loc.lags if side * p.lag >= n]
