@@ -54,7 +54,7 @@ Probe = tuple[str, RNNConfig, Reply]
 #: A sweep of fewer requests (oracle and finite-difference configurations) runs on one target
 #: worker with the oracle in this process, whatever ``jobs`` says: starting the oracle processes
 #: (spawn, import torch) costs seconds, which only a sweep about this big wins back on 2 cores
-#: (measured: README, "How many processes").
+#: (measured: docs/report.md, "Where the sweep runs").
 PARALLEL_FROM = 1000
 
 
