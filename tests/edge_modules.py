@@ -23,6 +23,8 @@ Factories that cannot, or will not, take the contract:
                              "Expected hidden[0] size (2, B, H)" shows it
     rnn_without_grad         nn.RNN whose forward runs under torch.no_grad() (no output requires
                              a gradient: its notes say so)
+    rnn_wrong_when_long      nn.RNN whose out is 0.1 % off for more than 50 steps (wrong only in
+                             the large configuration, whose localization sends large requests)
 
 Elman layers (nn.RNN's equations and parameter names, written with torch operations and
 autograd), right in the way check-module calls them today and wrong in another:
@@ -122,6 +124,16 @@ class _WithoutGrad(nn.RNN):
 
 def rnn_without_grad(**kw):
     return _WithoutGrad(**kw)
+
+
+class _WrongWhenLong(nn.RNN):
+    def forward(self, x, h0=None):
+        out, h_n = super().forward(x, h0)
+        return (out * 1.001 if x.shape[1] > 50 else out), h_n
+
+
+def rnn_wrong_when_long(**kw):
+    return _WrongWhenLong(**kw)
 
 
 class _Elman(nn.Module):

@@ -42,11 +42,11 @@ the bottom up (each part imports only parts listed before it, and manual_bptt, r
     output/       what a check writes: report (the files, report.json), markdown (report.md),
                   junit (report.xml), annotations (GitHub ::error lines), plots, regimes (their
                   sample models)
-    module/       check-module: contract (what a layer must be, what is not checked yet, the
-                  likely cause of a mismatch), worker (its side of a worker: the layer built and
-                  called), cases (the random cases and the ways of calling, the float64
-                  reference, the baseline), session (running and evaluating them), check
-                  (check_module), localize, report
+    module/       check-module: contract (what a layer must be, its shape, what is not checked,
+                  the likely cause of a mismatch), worker (its side of a worker: the layer built,
+                  described and called), cases (the random cases and the ways of calling, the
+                  float64 reference, the baseline), session (running and evaluating them), layers
+                  (a stack's arrays by layer and direction), check (check_module), localize, report
     runner.py     check() as its phases: probe, plan, run, judge, cross-check, localize; replay()
     cli.py        the command line (manual-bptt report / check-module, python -m bptt_report)
 

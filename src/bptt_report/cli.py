@@ -5,7 +5,7 @@ beside ``train``), and ``python -m bptt_report``, which has the report command a
                        [--timeout SECONDS] [--quick] [--no-plots] [--no-progress] [--replay CONFIG]
                        [--cell rnn|gru|lstm|all]
                        [--profile quick|default|thorough] [--scheduler ADDRESS|local] [--annotations]
-    manual-bptt check-module MODULE:FACTORY --cell rnn|gru|lstm [--device cpu|cuda]
+    manual-bptt check-module MODULE:FACTORY --cell rnn|gru|lstm [--lengths] [--device cpu|cuda]
                        [--dtype float64|float32|bfloat16|float16] [--out DIR] [--seed N] [--examples N]
                        [--timeout SECONDS] [--quick] [--no-plots]
     manual-bptt --version
@@ -216,9 +216,12 @@ def _add_check_module(sub: argparse._SubParsersAction) -> None:
             "float64: forward (out, h_n, c_n) first, then every parameter's .grad, x.grad, h0.grad "
             "(c0.grad), on random configurations (one or two of them large) with random upstream "
             "gradients, called in train() and eval() mode, with h0 and as m(x), with x requiring grad "
-            "and not, on a fresh and on a reused instance. One layer, one direction, no projection: "
-            "another layer, or a factory that does not take those keywords, is a usage error; sizes the "
-            "factory declines with NotImplementedError are not checked. Below float64 the "
+            "and not, on a fresh and on a reused instance. Any num_layers, bidirectional or not, with or "
+            "without the LSTM's proj_size, read from the layer's attributes or its parameter names; "
+            "with --lengths (or when the layer declares it takes them) batches of variable lengths, "
+            "fed as PackedSequences (or as x and lengths= to a forward with a lengths parameter). A "
+            "factory that does not take those keywords, or a layer outside the contract, is a usage "
+            "error; sizes the factory declines with NotImplementedError are not checked. Below float64 the "
             "module is judged against torch's own nn.RNN/nn.GRU/nn.LSTM at the same dtype and device. "
             "The module runs in separate worker processes. A failure is localized (the way of calling, "
             "smallest T, the upstream step, the lag). Writes report.json, report.md and lag_profile.png "
@@ -247,6 +250,11 @@ def _add_check_module(sub: argparse._SubParsersAction) -> None:
         "--quick", action="store_true", help=f"{MODULE_QUICK_EXAMPLES} configurations of short sequences"
     )
     p.add_argument("--no-plots", action="store_true", help="do not draw lag_profile.png")
+    p.add_argument(
+        "--lengths", action="store_true", default=None,
+        help="batches of variable lengths (automatic for a layer that declares it takes them: a forward "
+        "with a lengths parameter, or takes_packed_sequence = True on the factory or the layer)",
+    )  # fmt: skip
     p.set_defaults(func=run_check_module)
 
 
@@ -269,7 +277,7 @@ def _run_check_module(args: argparse.Namespace) -> int:
         out = check_out_dir(args.out)
         result = check_module(
             args.factory, cell=args.cell, device=args.device, dtype=args.dtype, seed=args.seed,
-            examples=args.examples, quick=args.quick, timeout=args.timeout,
+            examples=args.examples, quick=args.quick, timeout=args.timeout, lengths=args.lengths,
         )  # fmt: skip
         files = write_module_report(result, out, plots=not args.no_plots)
     except UsageError as exc:

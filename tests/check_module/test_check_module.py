@@ -85,6 +85,8 @@ def test_usage_errors_before_any_work():
         check_module("torch.nn:LSTM", cell="lstm", dtype="int8")
     with pytest.raises(UsageError, match="examples"):
         check_module("torch.nn:LSTM", cell="lstm", examples=0)
+    with pytest.raises(UsageError, match="lengths: expected True, False or None, got 'yes'"):
+        check_module("torch.nn:LSTM", cell="lstm", lengths="yes")
     if not torch.cuda.is_available():
         with pytest.raises(UsageError, match="no CUDA device"):
             check_module("torch.nn:LSTM", cell="lstm", device="cuda")

@@ -11,6 +11,7 @@ import pytest
 import torch
 from torch import nn
 
+from bptt_report.judge.compare import compare_module_arrays
 from bptt_report.module import cases, contract
 from bptt_report.module.check import merged, uncovered
 from bptt_report.module.session import Evaluation
@@ -46,17 +47,32 @@ def test_without_attributes_the_parameter_names_say_layers_directions_and_projec
 
 
 @pytest.mark.parametrize(
-    ("module", "words"),
+    ("module", "shape"),
     [
-        (nn.LSTM(3, 5, num_layers=2, batch_first=True), "torch.nn.LSTM with num_layers=2"),
-        (nn.GRU(3, 5, bidirectional=True, batch_first=True), "torch.nn.GRU with bidirectional=True"),
-        (nn.LSTM(3, 5, proj_size=2, batch_first=True), "torch.nn.LSTM with proj_size=2"),
-        (_Named("weight_ih_l0", "weight_ih_l2"), "with num_layers=3 (read from its parameter names)"),
+        (nn.LSTM(3, 5, num_layers=2, batch_first=True), contract.Shape(num_layers=2)),
+        (nn.GRU(3, 5, bidirectional=True, batch_first=True), contract.Shape(directions=2)),
+        (nn.LSTM(3, 5, 3, batch_first=True, bidirectional=True, proj_size=2), contract.Shape(3, 2, 2)),
+        (_Named("weight_ih_l0", "weight_ih_l2", "weight_hh_l1_reverse"), contract.Shape(3, 2)),
+        (_Named("weight_ih_l0", "weight_hr_l0", shape=(4, 6)), contract.Shape(proj_size=4)),
     ],
 )
-def test_a_configuration_not_checked_yet_is_refused_naming_it(module, words):
-    why = contract.refusal(module, contract.read_config(module), GIVEN)
-    assert why is not None and words in why and contract.CHECKED in why and "not supported yet" in why
+def test_stacked_bidirectional_and_projected_layers_are_read_as_their_shape_and_not_refused(module, shape):
+    config = contract.read_config(module)
+    assert contract.refusal(module, config, GIVEN, "lstm") is None
+    assert contract.shape_of(config) == shape and contract.shape_of(config, "packed").feed == "packed"
+
+
+def test_what_is_not_checked_is_refused_saying_why():
+    """Dropout between layers is random in train() mode (the reference has none); a projection on
+    another cell than the LSTM is the wrong --cell."""
+    m = nn.LSTM(3, 5, num_layers=2, dropout=0.5, batch_first=True)
+    why = contract.refusal(m, contract.read_config(m), GIVEN, "lstm")
+    assert why.startswith("torch.nn.LSTM with dropout=0.5: in train() mode") and "dropout=0" in why
+    one = nn.LSTM(3, 5, dropout=0.0, batch_first=True)  # (torch ignores dropout with one layer)
+    assert contract.refusal(one, contract.read_config(one), GIVEN, "lstm") is None
+    named = _Named("weight_ih_l0", "weight_hh_l0", "weight_hr_l0", shape=(3, 5))
+    why = contract.refusal(named, contract.read_config(named), GIVEN, "gru")
+    assert "with proj_size=3 (read from its parameter names)" in why and "did you mean --cell lstm?" in why
 
 
 def test_the_contracts_own_layers_are_not_refused_and_a_contradiction_is():
@@ -206,3 +222,117 @@ def test_texts_that_differ_only_in_shapes_are_one_line_with_a_count():
     )
     assert lines[1] == "the module raised RuntimeError: got [1, 4, 7] during configuration #3"
     assert len(lines) == 6  # other numbers than shapes (an exit status, an index) are other findings
+
+
+# --- stacks: the shape, its parameters, how variable lengths are declared and drawn ------------
+@pytest.mark.parametrize(
+    "shape", [contract.Shape(), contract.Shape(2, 1, 0), contract.Shape(3, 2, 2), contract.Shape(1, 2, 0)]
+)
+def test_a_shapes_parameters_are_those_of_torchs_layer_of_that_shape(shape):
+    for cell, cls in (("rnn", nn.RNN), ("gru", nn.GRU), ("lstm", nn.LSTM)):
+        if shape.proj_size and cell != "lstm":
+            continue
+        for bias in (True, False):
+            kw = {"proj_size": shape.proj_size} if shape.proj_size else {}
+            m = cls(3, 5, num_layers=shape.num_layers, bidirectional=shape.directions == 2, bias=bias, **kw)
+            want = {n: tuple(t.shape) for n, t in m.state_dict().items()}
+            got = shape.param_shapes(cell, 3, 5, bias)
+            assert list(got.items()) == list(want.items()), (cell, bias)
+
+
+def test_a_module_declares_variable_lengths_by_its_forward_or_an_attribute():
+    from torch.nn.utils.rnn import PackedSequence
+
+    class TakesLengths(nn.Module):
+        def forward(self, x, state=None, lengths=None):
+            return x
+
+    class Annotated(nn.Module):
+        def forward(self, x: PackedSequence, state=None):
+            return x
+
+    def factory(**kw):
+        return nn.LSTM(**kw)
+
+    assert contract.declared_feed(factory, TakesLengths()) == "lengths"
+    assert contract.declared_feed(factory, Annotated()) == "packed"
+    assert contract.declared_feed(factory, nn.LSTM(3, 5)) is None  # torch's own: --lengths
+    factory.takes_packed_sequence = True
+    assert contract.declared_feed(factory, nn.LSTM(3, 5)) == "packed"
+
+
+def test_lengths_are_drawn_of_each_kind():
+    rng = np.random.default_rng(0)
+    for T, B in ((4, 4), (5, 2), (70, 9)):
+        for _ in range(20):
+            n = cases.draw_lengths(rng, "different", T, B)
+            assert len(set(n)) == B and n.min() == 1 and n.max() <= T and not np.all(np.diff(n) < 0)
+            assert np.array_equal(cases.draw_lengths(rng, "full", T, B), np.full(B, T))
+            some = cases.draw_lengths(rng, "some one", T, B)
+            assert some.min() == 1 and some.max() == T and some.dtype == np.int64
+    plan = cases.plan(np.random.default_rng(5), np.random.default_rng([5, 1]), "lstm", "float64", True, 3,
+                      lambda D, H, bias: contract.Shape(2, 2, 2, "packed"))  # fmt: skip
+    first, full, some = (c["lengths"] for c in plan)  # the kinds in turn: different, full, some one
+    assert len(set(first)) == len(first) and np.all(full == plan[1]["T"]) and some.min() == 1
+    c, reused = plan[0], plan[1]
+    assert c["h0"].shape == (4, c["B"], 2) and c["c0"].shape == (4, c["B"], c["H"])
+    assert c["dout"].shape == (c["B"], c["T"], 4) and "weight_hr_l1_reverse" in c["params"]
+    assert reused["warmup"].keys() == reused["params"].keys()
+
+
+@pytest.mark.parametrize("shape", [contract.Shape(2, 1, 0), contract.Shape(3, 2, 2, "packed"),
+                                   contract.Shape(1, 2, 0, "lengths")])  # fmt: skip
+def test_the_stack_reference_equals_torchs_own_layer_of_that_shape_at_float64(shape):
+    """The reference (manual_bptt.backward on a StackParams) and the baseline (torch's own layer
+    of the shape, fed a PackedSequence when there are lengths) on the same drawn case, in this
+    process: the mapping of the parameters, the (L*dirs, B, .) states, the upstream gradients and
+    the lengths."""
+    settings = {"cell": "", "dtype": "float64", "device": "cpu"}
+    rng = np.random.default_rng(2)
+    for cell in ("rnn", "gru", "lstm") if not shape.proj_size else ("lstm",):
+        settings["cell"] = cell
+        for i, bias in enumerate((True, False)):
+            case = cases.draw_case(rng, cell, "float64", True, bias, shape_of=lambda D, H, b: shape,
+                                   kind=cases.LENGTHS[i])  # fmt: skip
+            ref = cases.reference(cell, "relu" if cell == "rnn" else "tanh", case)
+            native = cases.baseline(cell, "relu" if cell == "rnn" else "tanh", settings, case)
+            assert list(native) == list(ref)
+            for e in compare_module_arrays(native, ref, None, "float64"):
+                assert e.passed, (cell, e)
+            if shape.feed:
+                past = np.arange(case["T"])[None, :] >= case["lengths"][:, None]
+                assert past.any() == (i == 0) and not ref["x"][past].any() and not ref["out"][past].any()
+
+
+def test_a_shape_mismatch_in_a_stack_names_its_likely_cause():
+    two = contract.Shape(2, 2, 0)
+    hint = contract.shape_hint("weight_ih_l1", (28, 7), (28, 14), "lstm", D=3, H=7, shape=two)
+    assert "as a layer of one direction gives it, where bidirectional was read" in hint
+    proj = contract.Shape(2, 1, 3)
+    hint = contract.shape_hint("weight_hh_l0", (28, 7), (28, 3), "lstm", D=3, H=7, shape=proj)
+    assert "where proj_size is 3" in hint
+    hint = contract.shape_hint("weight_ih_l1", (28, 7), (28, 3), "lstm", D=3, H=7, shape=proj)
+    assert "the layer above a projection takes the projected h_t" in hint
+    assert "did you mean --cell gru?" in contract.shape_hint(
+        "weight_ih_l1_reverse", (21, 14), (28, 14), "lstm", D=3, H=7, shape=two
+    )
+    names = ["weight_ih_l0", "weight_hh_l0", "weight_ih_l1", "weight_hh_l1"]
+    extra = contract.extra_hint(["weight_ih_l1", "weight_hh_l1"], names, contract.Shape(),
+                                contract.LayerConfig(num_layers=1, source=(("num_layers", "attribute"),)))
+    assert "those of 2 layers of 1 direction, where num_layers=1 (from its attribute)" in extra
+    missing = contract.missing_hint(["weight_ih_l0", "weight_hh_l0"], contract.Shape(2, 1, 0))
+    assert "those of 1 layer of 1 direction, where num_layers=2" in missing
+
+
+def test_torchs_hidden_size_error_for_a_stack_it_cannot_see_is_recognised():
+    B, T, D, H = 4, 6, 2, 7
+    shape = contract.Shape(num_layers=2)  # read: two layers; the module runs three
+    case = {"B": B, "T": T, "D": D, "H": H, "shape": shape}
+    h0 = torch.zeros(2, B, H)
+    three = _torch_message(nn.LSTM(D, H, num_layers=3, batch_first=True), torch.randn(B, T, D), (h0, h0))
+    assert "an initial state of 3 layers x directions" in contract.forward_mismatch(three, case)
+    assert contract.forward_mismatch(three, dict(case, shape=contract.Shape())) is None  # not what was given
+    packed = dict(case, shape=contract.Shape(feed="packed"))
+    cause = contract.forward_mismatch("'PackedSequence' object has no attribute 'shape'", packed)
+    assert "does not take a PackedSequence" in cause
+    assert contract.forward_mismatch("'PackedSequence' object has no attribute 'shape'", case) is None

@@ -1,9 +1,11 @@
-"""check-module's cases: random configurations of a layer (D, H, T, B all different; random,
-nonzero and different b_ih and b_hh; random h0 (and c0); random upstream gradients on out, h_n
-(and c_n)), every value rounded to the module's dtype, each called in one of the ways a layer is
-called (CALLS), a few of them large (LARGE); the hand-written float64 reference
-(manual_bptt.backward) on the rounded values; torch's own module at the same dtype and device,
-the baseline; the names of the arrays compared.
+"""check-module's cases: random configurations of a layer of the module's Shape (L layers, dirs
+directions, the projection P; D, H, T, B all different; random, nonzero and different b_ih and
+b_hh; random h0 (and c0) (L*dirs, B, .); random upstream gradients on out, h_n (and c_n); with
+variable lengths, random lengths of the kinds LENGTHS), every value rounded to the module's
+dtype, each called in one of the ways a layer is called (CALLS), a few of them large (LARGE); the
+hand-written float64 reference (manual_bptt.backward on a manual_bptt.StackParams) on the rounded
+values; torch's own module of the same shape at the same dtype and device, the baseline; the
+names of the arrays compared (notation).
 
 The plan of n configurations (``plan``): #0 is called the plain way (train() mode, h0 given, x
 requiring grad, a fresh instance), #1, #2, ... take CALLS in turn (#1 every other way at once, so
@@ -11,12 +13,16 @@ that two configurations see them all), and the last one or two (n >= 4, n >= 12)
 the plain way. Every fourth configuration from #2 on (#2, #6, ...) has no biases. The calls' own
 random values (the parameters a reused instance is first called with) and the sizes redrawn for a
 factory that declines some come from a second generator, so that the configurations of a seed
-stay the same.
+stay the same. The Shape of each configuration is the module's, read for its sizes (``shape_of``:
+the session asks the module's worker); a one-layer layer's configurations are drawn exactly as
+before there were stacks.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import math
+import warnings
 from collections.abc import Callable
 from typing import Any
 
@@ -24,16 +30,23 @@ import numpy as np
 
 import manual_bptt as mb
 
-from ..cells import GATES
 from . import worker as module_worker
+from .contract import GRAD_WORDS, Shape, case_shape, parse_name
 
-#: Our notation for the arrays compared (torch name -> name in the report's sentences).
-NOTATION = {
-    "out": "h_t", "h_n": "h_n", "c_n": "c_n",
-    "weight_ih_l0": "dU", "weight_hh_l0": "dW", "bias_ih_l0": "db_ih", "bias_hh_l0": "db_hh",
-    "x": "dx", "h0": "dh0", "c0": "dc0",
-}  # fmt: skip
+#: Our notation for the arrays compared that are not parameters (name -> name in the sentences).
+NOTATION = {"out": "h_t", "h_n": "h_n", "c_n": "c_n", "x": "dx", "h0": "dh0", "c0": "dc0"}
 FORWARD = ("out", "h_n", "c_n")
+#: The kinds of lengths a batch of variable lengths is drawn with; configuration #i takes
+#: LENGTHS[i % 3] (a large one, "different"): every sequence of another length, unsorted, the
+#: shortest of length 1; every sequence full (length T); some of length 1 and one full.
+LENGTHS = ("different", "full", "some one")
+
+
+def notation(name: str) -> str:
+    """How a sentence names an array: h_t, dx, dh0, ... and a parameter's gradient by its kind (dU,
+    dW, db_ih, db_hh, dW_hr: weight_hh_l1_reverse is a dW)."""
+    parsed = parse_name(name)
+    return GRAD_WORDS[parsed[0]] if parsed else NOTATION.get(name, name)
 
 
 def _round(a: np.ndarray, dtype: str) -> np.ndarray:
@@ -83,38 +96,74 @@ def draw_sizes(rng: np.random.Generator, quick: bool, large: bool = False) -> tu
             return D, H, T, B
 
 
-def draw_params(rng: np.random.Generator, cell: str, D: int, H: int, bias: bool) -> dict[str, np.ndarray]:
-    """Random parameters under torch's names: U, W uniform in +-1/sqrt(H); biases nonzero and
-    different from each other."""
-    G = GATES[cell]
+def draw_params(
+    rng: np.random.Generator, cell: str, D: int, H: int, bias: bool, shape: Shape | None = None
+) -> dict[str, np.ndarray]:
+    """Random parameters of ``shape`` (one layer: None) under torch's names, in torch's order:
+    U, W (and the projection W_hr) uniform in +-1/sqrt(H); biases nonzero and different from each
+    other."""
     k = 1.0 / math.sqrt(H)
-    params = {
-        "weight_ih_l0": rng.uniform(-k, k, (G * H, D)),  # U (G*H, D)
-        "weight_hh_l0": rng.uniform(-k, k, (G * H, H)),  # W (G*H, H)
-    }
-    if bias:
-        for n in ("bias_ih_l0", "bias_hh_l0"):  # nonzero, and different from each other
-            v = rng.uniform(0.1, 0.5, G * H) * rng.choice([-1.0, 1.0], G * H)
-            params[n] = v
+    params = {}
+    for name, size in (shape or Shape()).param_shapes(cell, D, H, bias).items():
+        if name.startswith("bias"):  # nonzero, and different from each other
+            params[name] = rng.uniform(0.1, 0.5, size) * rng.choice([-1.0, 1.0], size)
+        else:  # weight_ih (G*H, D_l), weight_hh (G*H, H_out), weight_hr (H_out, H)
+            params[name] = rng.uniform(-k, k, size)
     return params
 
 
+def draw_lengths(rng: np.random.Generator, kind: str, T: int, B: int) -> np.ndarray:
+    """(B,) lengths in 1..T of ``kind`` (LENGTHS): "different" (B distinct, the shortest 1, not
+    sorted longest first; B <= T), "full" (every one T), "some one" (random, one of them 1 and
+    another T)."""
+    if kind == "full":
+        return np.full(B, T, dtype=np.int64)
+    if kind == "different":
+        n = np.concatenate([[1], rng.choice(np.arange(2, T + 1), B - 1, replace=False)])
+        n = rng.permutation(n)
+        if np.all(np.diff(n) < 0):  # sorted longest first: unsorted it (enforce_sorted=False)
+            n = n[::-1].copy()
+        return n.astype(np.int64)
+    n = rng.integers(1, T + 1, B)
+    i, j = rng.choice(B, 2, replace=False)
+    n[i], n[j] = 1, T
+    return n.astype(np.int64)
+
+
+def one_layer(D: int, H: int, bias: bool) -> Shape:
+    """The Shape of a module that does not say another (one layer, one direction, no projection)."""
+    return Shape()
+
+
 def draw_case(
-    rng: np.random.Generator, cell: str, dtype: str, quick: bool, bias: bool, large: bool = False
+    rng: np.random.Generator,
+    cell: str,
+    dtype: str,
+    quick: bool,
+    bias: bool,
+    large: bool = False,
+    shape_of: Callable[[int, int, bool], Shape] = one_layer,
+    kind: str = "different",
 ) -> dict[str, Any]:
-    """One random configuration, every array rounded to dtype (float64 values), called the plain way."""
+    """One random configuration of the Shape ``shape_of(D, H, bias)`` gives for its sizes, every
+    array rounded to dtype (float64 values), called the plain way; with variable lengths (the
+    Shape's feed), lengths of ``kind`` (LENGTHS)."""
     D, H, T, B = draw_sizes(rng, quick, large)
-    params = draw_params(rng, cell, D, H, bias)
+    shape = shape_of(D, H, bias)
+    params = draw_params(rng, cell, D, H, bias, shape)
+    rows, H_out, dirs = shape.rows, shape.out_size(H), shape.directions
     case: dict[str, Any] = {
-        "D": D, "H": H, "T": T, "B": B, "bias": bias, "large": large, "params": params,
+        "D": D, "H": H, "T": T, "B": B, "bias": bias, "large": large, "shape": shape, "params": params,
         "x": rng.standard_normal((B, T, D)),  # (B, T, D)
-        "h0": 0.5 * rng.standard_normal((1, B, H)),  # (1, B, H)
-        "dout": rng.standard_normal((B, T, H)),  # dL/dout, (B, T, H)
-        "dh_n": rng.standard_normal((1, B, H)),  # dL/dh_n, (1, B, H)
+        "h0": 0.5 * rng.standard_normal((rows, B, H_out)),  # (L*dirs, B, H_out)
+        "dout": rng.standard_normal((B, T, dirs * H_out)),  # dL/dout, (B, T, dirs*H_out)
+        "dh_n": rng.standard_normal((rows, B, H_out)),  # dL/dh_n, (L*dirs, B, H_out)
     }  # fmt: skip
     if cell == "lstm":
-        case["c0"] = 0.5 * rng.standard_normal((1, B, H))
-        case["dc_n"] = rng.standard_normal((1, B, H))
+        case["c0"] = 0.5 * rng.standard_normal((rows, B, H))  # (L*dirs, B, H)
+        case["dc_n"] = rng.standard_normal((rows, B, H))
+    if shape.feed is not None:
+        case["lengths"] = draw_lengths(rng, kind, T, B)  # (B,); x and dout past them: random
     return rounded(case, dtype)
 
 
@@ -126,31 +175,47 @@ def called(
     out = dict(case, call=dict(how))
     out.pop("warmup", None)
     if how["reused"]:
-        earlier = draw_params(alt, cell, case["D"], case["H"], case["bias"])
+        earlier = draw_params(alt, cell, case["D"], case["H"], case["bias"], case_shape(case))
         out["warmup"] = {n: _round(a, dtype) for n, a in earlier.items()}
     return out
 
 
 def plan(
-    rng: np.random.Generator, alt: np.random.Generator, cell: str, dtype: str, quick: bool, n: int
+    rng: np.random.Generator,
+    alt: np.random.Generator,
+    cell: str,
+    dtype: str,
+    quick: bool,
+    n: int,
+    shape_of: Callable[[int, int, bool], Shape] = one_layer,
 ) -> list[dict[str, Any]]:
-    """The n configurations of a check (see the module docstring)."""
+    """The n configurations of a check (see the module docstring), of the Shapes ``shape_of``
+    gives for their sizes."""
     large = large_count(n)
     cases = []
     for i in range(n):
         big = i >= n - large
-        case = draw_case(rng, cell, dtype, quick, bias=(i % 4 != 2), large=big)
+        kind = "different" if big else LENGTHS[i % len(LENGTHS)]
+        case = draw_case(rng, cell, dtype, quick, bias=(i % 4 != 2), large=big, shape_of=shape_of, kind=kind)
         how = module_worker.PLAIN_CALL if i == 0 or big else CALLS[(i - 1) % len(CALLS)]
         cases.append(called(alt, case, how, cell, dtype))
     return cases
 
 
 def redrawn(
-    alt: np.random.Generator, case: dict[str, Any], cell: str, dtype: str, quick: bool
+    alt: np.random.Generator,
+    case: dict[str, Any],
+    cell: str,
+    dtype: str,
+    quick: bool,
+    shape_of: Callable[[int, int, bool], Shape] = one_layer,
 ) -> dict[str, Any]:
     """Another configuration in place of ``case`` (whose sizes the factory declined): new sizes
-    and values from ``alt``, the same biases, largeness and way of calling."""
-    new = draw_case(alt, cell, dtype, quick, bias=case["bias"], large=case.get("large", False))
+    and values from ``alt``, the same biases, largeness and way of calling (and lengths of a
+    random kind)."""
+    kind = LENGTHS[int(alt.integers(len(LENGTHS)))]
+    new = draw_case(alt, cell, dtype, quick, bias=case["bias"], large=case.get("large", False),
+                    shape_of=shape_of, kind=kind)  # fmt: skip
     return called(alt, new, module_worker.call_of(case), cell, dtype)
 
 
@@ -185,59 +250,63 @@ def rounded(case: dict[str, Any], dtype: str) -> dict[str, Any]:
     return out
 
 
-def reference(cell: str, activation: str, case: dict[str, Any]) -> dict[str, np.ndarray]:
-    """The hand-written forward and backward (manual_bptt, float64) on case, under the torch names."""
-    P = case["params"]
-    H = case["H"]
-    U, W = P["weight_ih_l0"], P["weight_hh_l0"]
-    V = np.zeros((1, H))  # the layer alone: no output layer
-    b_ih, b_hh = P.get("bias_ih_l0"), P.get("bias_hh_l0")
-    h0 = case["h0"][0]  # (B, H)
-    if cell == "rnn":
-        p: Any = mb.RNNParams(U=U, W=W, V=V, b=None if b_ih is None else b_ih + b_hh)
-        s0, d_final, act = h0, case["dh_n"][0], activation
-    else:
-        cls = mb.GRUParams if cell == "gru" else mb.LSTMParams
-        p = cls(U=U, W=W, b_ih=b_ih, b_hh=b_hh, V=V)
-        act = None
-        if cell == "gru":
-            s0, d_final = h0, case["dh_n"][0]
-        else:
-            s0, d_final = mb.LSTMState(h0, case["c0"][0]), mb.LSTMState(case["dh_n"][0], case["dc_n"][0])
-    r = mb.backward(p, case["x"], case["dout"], s0=s0, d_final=d_final, activation=act)
+def stack_params(cell: str, activation: str, case: dict[str, Any]) -> mb.StackParams:
+    """The case's parameters as a manual_bptt.StackParams (torch's names and layout)."""
+    return mb.StackParams.from_state_dict(
+        cell, case["params"], nonlinearity=activation if cell == "rnn" else None
+    )
+
+
+def reference(
+    cell: str, activation: str, case: dict[str, Any], params: mb.StackParams | None = None
+) -> dict[str, np.ndarray]:
+    """The hand-written forward and backward (manual_bptt.backward on a StackParams, float64) on
+    case, under torch's names: out, h_n, (c_n), every parameter in torch's order, x, h0, (c0)
+    (``params``: other parameters than the case's, for a localization's hypothesis)."""
+    p = stack_params(cell, activation, case) if params is None else params
+    lstm = cell == "lstm"
+    s0: Any = mb.LSTMState(case["h0"], case["c0"]) if lstm else case["h0"]  # (L*dirs, B, .)
+    d_final: Any = mb.LSTMState(case["dh_n"], case["dc_n"]) if lstm else case["dh_n"]
+    r = mb.backward(p, case["x"], case["dout"], s0=s0, d_final=d_final, lengths=case.get("lengths"))
     ref = {"out": r.hs}
-    if cell == "lstm":
-        ref["h_n"], ref["c_n"] = r.final_state.h[None], r.final_state.c[None]
+    if lstm:
+        ref["h_n"], ref["c_n"] = r.final_state.h, r.final_state.c
     else:
-        ref["h_n"] = r.final_state[None]
-    ref["weight_ih_l0"], ref["weight_hh_l0"] = r.grads.U, r.grads.W
-    if b_ih is not None:
-        if cell == "rnn":
-            ref["bias_ih_l0"] = ref["bias_hh_l0"] = r.grads.b  # b = b_ih + b_hh
-        else:
-            ref["bias_ih_l0"], ref["bias_hh_l0"] = r.grads.b_ih, r.grads.b_hh
+        ref["h_n"] = r.final_state
+    ref.update(r.grads.items())  # weight_ih_l0, weight_hh_l0, bias_ih_l0, ... in torch's order
     ref["x"] = r.dxs
-    if cell == "lstm":
-        ref["h0"], ref["c0"] = r.ds0.h[None], r.ds0.c[None]
+    if lstm:
+        ref["h0"], ref["c0"] = r.ds0.h, r.ds0.c
     else:
-        ref["h0"] = r.ds0[None]
+        ref["h0"] = r.ds0
     return ref
 
 
-def native_factory(cell: str, activation: str) -> Callable[..., Any]:
-    """torch's own nn.RNN (with the module's nonlinearity), nn.GRU or nn.LSTM, as a factory."""
+def native_factory(cell: str, activation: str, shape: Shape | None = None) -> Callable[..., Any]:
+    """torch's own nn.RNN (with the module's nonlinearity), nn.GRU or nn.LSTM of ``shape``, as a factory."""
     from torch import nn
 
+    shape = shape or Shape()
+    kw: dict[str, Any] = {"num_layers": shape.num_layers, "bidirectional": shape.directions == 2}
     if cell == "rnn":
-        return lambda **kw: nn.RNN(nonlinearity=activation, **kw)
-    return nn.GRU if cell == "gru" else nn.LSTM
+        kw["nonlinearity"] = activation
+    if shape.proj_size:
+        kw["proj_size"] = shape.proj_size
+    cls = {"rnn": nn.RNN, "gru": nn.GRU, "lstm": nn.LSTM}[cell]
+    return lambda **given: cls(**kw, **given)
 
 
 def baseline(
     cell: str, activation: str, settings: dict[str, Any], case: dict[str, Any]
 ) -> dict[str, np.ndarray]:
-    """torch's native module at the module's dtype and device on case (in this process)."""
-    factory = native_factory(cell, activation)
-    m = module_worker.build(factory, settings, case)
-    arrays, _, _ = module_worker.call(m, settings, case)
+    """torch's native module of the case's shape at the module's dtype and device on case (in this
+    process); variable lengths fed to it as a PackedSequence, however the module takes them."""
+    shape = case_shape(case)
+    if shape.feed is not None and shape.feed != "packed":
+        case = dict(case, shape=dataclasses.replace(shape, feed="packed"))
+    factory = native_factory(cell, activation, shape)
+    with warnings.catch_warnings():  # torch's own note on its projected LSTM's implementation
+        warnings.filterwarnings("ignore", message="LSTM with projections is not supported")
+        m = module_worker.build(factory, settings, case)
+        arrays, _, _ = module_worker.call(m, settings, case)
     return arrays

@@ -5,20 +5,25 @@
     r.assert_ok()                    # or: assert r.ok, r.summary()
 
 The module is built by ``FACTORY(input_size=D, hidden_size=H, bias=..., batch_first=True)``
-(``torch.nn:LSTM`` itself is a valid factory; the contract: bptt_report.module.contract) and runs
-in worker processes (bptt_report.module.worker, through bptt_report.run.pool): an exit, crash,
+(``torch.nn:LSTM`` itself is a valid factory; the contract: bptt_report.module.contract), of any
+shape torch's layers have (num_layers, bidirectional, proj_size, read from its attributes or its
+parameter names), and runs in worker processes (bptt_report.module.worker, through
+bptt_report.run.pool): an exit, crash,
 timeout or a modified input is a finding about the module, never a crash of the checker; a
 factory or module that cannot take the contract is a UsageError; sizes the factory declines
 with NotImplementedError are redrawn once, then reported as not checked. For each random
 configuration (bptt_report.module.cases: D, H, T, B all different, one or two of them large;
 random, nonzero and different b_ih and b_hh; random h0 (and c0); random upstream gradients on
 out, h_n (and c_n); called in train() or eval() mode, with h0 or as m(x), with x requiring grad
-or not, on a fresh or a reused instance) every value is rounded to the module's dtype first,
-and the reference, ``manual_bptt.forward``/``manual_bptt.backward`` in float64, is computed from
-the rounded values. Compared: out, h_n (c_n), then the gradients of weight_ih_l0, weight_hh_l0,
-bias_ih_l0, bias_hh_l0, x, h0 (c0) (dx only where x requires grad, dh0 and dc0 only where h0 is
-given). The forward is judged first: a wrong forward is reported as such. PASS needs every way
-of calling the plan holds checked at least once (else INSUFFICIENT).
+or not, on a fresh or a reused instance; with ``lengths``, batches of variable lengths, fed as
+the module takes them) every value is rounded to the module's dtype first, and the reference,
+``manual_bptt.backward`` on a ``manual_bptt.StackParams`` in float64, is computed from the
+rounded values. Compared: out, h_n (c_n), then the gradients of every parameter by its torch name
+(weight_ih_l0, weight_hh_l0, bias_ih_l0, bias_hh_l0, ..., weight_hh_l1_reverse, weight_hr_l0),
+x, h0 (c0) (dx only where x requires grad, dh0 and dc0 only where h0 is given). The forward is
+judged first: a wrong forward is reported as such. PASS needs every way of calling the plan
+holds checked at least once (else INSUFFICIENT). A stack's arrays are also reported by layer and
+direction (bptt_report.module.layers).
 
 The verdict (bptt_report.judge.compare.compare_module_array), per array and configuration, with
 err = max|a - ref| and scale = max|ref|:
@@ -34,6 +39,7 @@ Localization of a failure (bptt_report.module.localize) and the files (bptt_repo
 
 from __future__ import annotations
 
+import math
 import re
 import time
 from collections.abc import Callable
@@ -51,7 +57,9 @@ from ..judge.compare import FACTOR, UNIT, ArrayCheck
 from ..judge.results import json_number_text
 from ..run.pool import DEFAULT_TIMEOUT
 from ..targets.contract import spec_of
-from .cases import CALL_WORDS, FORWARD, NOTATION, plan, redrawn
+from .cases import CALL_WORDS, FORWARD, notation, plan, redrawn
+from .contract import Shape, case_shape, parse_name, where_words
+from .layers import grouped, part_words, parts
 from .localize import localize as locate
 from .localize import profile_only
 from .session import Evaluation, Session
@@ -59,7 +67,7 @@ from .worker import call_of
 
 __all__ = [
     "MAX_MODULE_EXAMPLES", "MODULE_DTYPES", "MODULE_EXAMPLES", "MODULE_QUICK_EXAMPLES", "ArraySummary",
-    "ModuleCheckResult", "check_module",
+    "LayerSummary", "ModuleCheckResult", "check_module",
 ]  # fmt: skip
 
 #: The dtypes a module may be checked at (those with a unit roundoff).
@@ -84,6 +92,24 @@ class ArraySummary:
 
 
 @dataclass
+class LayerSummary:
+    """One layer and direction of a stack: its parts (parameters, state rows, out's half), each
+    with its worst relative error and whether it agrees in every configuration."""
+
+    layer: int
+    direction: int
+    where: str
+    parts: list[tuple[str, float, bool]]
+
+    @property
+    def ok(self) -> bool:
+        return all(ok for _, _, ok in self.parts)
+
+    def wrong(self) -> list[str]:
+        return [name for name, _, ok in self.parts if not ok]
+
+
+@dataclass
 class ModuleCheckResult:
     """What check_module found. ``verdict`` is PASS, FAIL or INSUFFICIENT; ``ok`` is PASS."""
 
@@ -105,6 +131,8 @@ class ModuleCheckResult:
     factor: float = FACTOR
     baseline_name: str = ""
     notes: list[str] = field(default_factory=list)
+    shape: Shape = field(default_factory=Shape)
+    layers: list[LayerSummary] = field(default_factory=list)
 
     @property
     def ok(self) -> bool:
@@ -115,8 +143,9 @@ class ModuleCheckResult:
         if not self.ok:
             raise AssertionError(self.summary())
 
-    def table(self) -> str:
-        """The per-array table (markdown)."""
+    def table(self, full: bool = True) -> str:
+        """The per-array table (markdown); for a stack not ``full``: the arrays that are not one
+        layer's, then one row per layer and direction, its worst parameter."""
         low = self.dtype != "float64"
         head = (
             "| array | module rel. error | "
@@ -124,14 +153,33 @@ class ModuleCheckResult:
             + "verdict |"
         )
         rows = [head, "|" + " --- |" * (5 if low else 4)]
-        for a in self.arrays:
-            name = a.name if NOTATION[a.name] == a.name else f"{a.name} ({NOTATION[a.name]})"
+        shown = self.arrays if full or self.shape.one_layer else self._by_layer()
+        for a in shown:
+            words = notation(a.name)  # (a layer's row is named by its words already)
+            name = a.name if words == a.name else f"{a.name} ({words})"
             verdict = "ok" if a.ok else "WRONG"
             if low:
                 rows.append(f"| {name} | {a.rel:.2e} | {a.base_rel:.2e} | {a.ratio:.1f} | {verdict} |")
             else:
                 rows.append(f"| {name} | {a.rel:.2e} | {RTOL:.0e} rel + {ATOL:.0e} | {verdict} |")
         return "\n".join(rows)
+
+    def _by_layer(self) -> list[ArraySummary]:
+        """The arrays that are not one layer's, with one row per layer and direction in place of
+        its parameters (before dx): the parameter with the largest ratio, wrong ones first."""
+        rows = [a for a in self.arrays if _layer_of(a.name) is None]
+        groups: dict[tuple[int, int], list[ArraySummary]] = {}
+        for a in self.arrays:
+            if (key := _layer_of(a.name)) is not None:
+                groups.setdefault(key, []).append(a)
+        summaries = []
+        for key, group in sorted(groups.items()):
+            w = max(group, key=lambda a: (not a.ok, a.ratio if a.ratio == a.ratio else math.inf))
+            name = f"{where_words(*key, self.shape)}: {len(group)} parameters, the worst {w.name}"
+            summaries.append(ArraySummary(name, w.rel, w.base_rel, w.ratio, all(a.ok for a in group),
+                                          w.worst_config))  # fmt: skip
+        at = next((i for i, a in enumerate(rows) if a.name == "x"), len(rows))
+        return rows[:at] + summaries + rows[at:]
 
     def summary(self) -> str:
         """A few lines: the verdict, the findings, the table, the localization sentence."""
@@ -140,13 +188,15 @@ class ModuleCheckResult:
             if self.dtype == "float64"
             else f"error within {self.factor:g}x that of {self.baseline_name} at {self.dtype}, {self.device}"
         )
+        stack = "" if not self.shape.words() else f", {self.shape.words()}"
         lines = [
-            f"{self.verdict}: {self.factory} (--cell {self.cell}, {self.dtype}, {self.device}"
+            f"{self.verdict}: {self.factory} (--cell {self.cell}{stack}, {self.dtype}, {self.device}"
             + (f", nonlinearity {self.activation}" if self.cell == "rnn" else "")
             + f"): {self.checked} of {self.examples} configurations checked against the float64 "
             f"reference; {rule}",
         ]
         lines += [f"- {f}" for f in self.findings]
+        lines += [f"- {line}" for line in self.layer_lines()]
         lines += [f"- note: {f}" for f in self.notes]
         if self.nondeterminism:
             sizes = ", ".join(f"{k} {v:.1e}" for k, v in self.nondeterminism.items())
@@ -154,10 +204,16 @@ class ModuleCheckResult:
                 f"- nondeterministic (two identical calls differ, not judged as wrong): max|diff| {sizes}"
             )
         if self.arrays:
-            lines.append(self.table())
+            lines.append(self.table(full=False))
         if self.localization is not None and self.localization.sentence:
             lines.append(f"Where: {self.localization.sentence}")
         return "\n".join(lines)
+
+    def layer_lines(self) -> list[str]:
+        """One line per layer and direction of a stack with something wrong: what is wrong there."""
+        return [
+            f"{s.where}: wrong {', '.join(part_words(n) for n in s.wrong())}" for s in self.layers if not s.ok
+        ]
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -166,7 +222,7 @@ class ModuleCheckResult:
             "checked": self.checked, "verdict": self.verdict, "findings": self.findings, "notes": self.notes,
             "factor": self.factor, "baseline": self.baseline_name or None,
             "arrays": [
-                {"name": a.name, "notation": NOTATION[a.name], "rel_error": json_number_text(a.rel),
+                {"name": a.name, "notation": notation(a.name), "rel_error": json_number_text(a.rel),
                  "baseline_rel_error": json_number_text(a.base_rel), "ratio": json_number_text(a.ratio),
                  "ok": a.ok, "worst_config": a.worst_config}
                 for a in self.arrays
@@ -174,6 +230,13 @@ class ModuleCheckResult:
             "configs": self.configs,
             "nondeterminism": {k: json_number_text(v) for k, v in self.nondeterminism.items()},
             "localization": None if self.localization is None else self.localization.to_json(),
+            "shape": self.shape.to_json(),
+            "layers": [
+                {"layer": s.layer, "direction": "reverse" if s.direction else "forward", "ok": s.ok,
+                 "parts": [{"name": n, "rel_error": json_number_text(rel), "ok": ok}
+                           for n, rel, ok in s.parts]}
+                for s in self.layers
+            ],
             "seconds": self.seconds,
         }  # fmt: skip
 
@@ -280,6 +343,7 @@ def check_module(
     quick: bool = False,
     timeout: float = DEFAULT_TIMEOUT,
     localize: bool = True,
+    lengths: bool | None = None,
 ) -> ModuleCheckResult:
     """Check a PyTorch recurrent layer against the float64 reference (see the module docstring).
 
@@ -290,24 +354,29 @@ def check_module(
         seed: of the configurations.  examples: how many (default 12; 4 with quick; at most 1000).
         quick: short sequences and few configurations.  timeout: seconds per configuration.
         localize: on a failure, localize it (smallest T, the upstream step, the lag profile).
+        lengths: True: batches of variable lengths (fed as x plus lengths= to a forward with a
+            lengths parameter, else as PackedSequences); None (the default): so when the module
+            declares that it takes them (bptt_report.module.contract.declared_feed); False: never.
 
     Returns:
         ModuleCheckResult (.verdict, .ok, .summary(), .assert_ok(), .to_json()).
 
     Raises:
         UsageError (a ValueError) for bad options, a factory that cannot be loaded or does not
-        take the contract's keywords, a module the check does not cover yet (stacked,
-        bidirectional, projected: bptt_report.module.contract.NOT_CHECKED_YET), a module without
-        the parameter names or of other shapes, a forward of the wrong structure or one that
-        raised a contract mismatch, a missing CUDA device; each names what was tried and the
-        likely cause.
+        take the contract's keywords, a module the check does not cover (dropout between
+        layers: bptt_report.module.contract.NOT_CHECKED_YET), a module without the parameter
+        names or of other shapes, a forward of the wrong structure or one that raised a contract
+        mismatch (a PackedSequence it does not take), a missing CUDA device; each names what was
+        tried and the likely cause.
     """
     t0 = time.perf_counter()
     n, seed = _arguments(cell, dtype, examples, quick, seed, device)
+    if not (lengths is None or isinstance(lengths, bool)):
+        raise UsageError(f"lengths: expected True, False or None, got {lengths!r}")
     spec = _spec(factory)
     rng, alt = np.random.default_rng(seed), np.random.default_rng([seed, 1])
-    with Session(spec, cell, dtype, device, timeout) as session:
-        cases = plan(rng, alt, cell, dtype, quick, n)
+    with Session(spec, cell, dtype, device, timeout, lengths) as session:
+        cases = plan(rng, alt, cell, dtype, quick, n, session.shape_of)
         evals = session.evaluate(cases)
         declined, again = _redraw_declined(session, alt, cases, evals, quick)
         judged = _judge(cases, evals, session.pool.notes)
@@ -319,15 +388,20 @@ def check_module(
     notes = judged.notes + ([declined_note(declined, again, n)] if declined else [])
     configs = [
         {"D": c["D"], "H": c["H"], "T": c["T"], "B": c["B"], "bias": c["bias"],
-         "large": c.get("large", False), "call": call_of(c), "declined": ev.status == "unsupported"}
+         "large": c.get("large", False), "call": call_of(c), "declined": ev.status == "unsupported",
+         **case_shape(c).to_json(),
+         "lengths": None if "lengths" not in c else [int(v) for v in c["lengths"]]}
         for c, ev in zip(cases, evals, strict=True)
     ]  # fmt: skip
+    checked = [ev for ev in evals if ev.status == "ok"]
+    shape = case_shape(checked[0].case if checked else cases[0])
     return ModuleCheckResult(
         factory=spec, cell=cell, dtype=dtype, device=device, activation=session.activation, seed=seed,
         examples=n, verdict=judged.verdict, findings=judged.findings, arrays=judged.arrays, configs=configs,
         nondeterminism=judged.nondeterminism, localization=loc, checked=judged.checked,
         seconds=time.perf_counter() - t0,
         baseline_name="" if dtype == "float64" else f"torch.nn.{NATIVE[cell]}", notes=notes,
+        shape=shape, layers=[] if shape.one_layer else layer_summaries(checked),
     )  # fmt: skip
 
 
@@ -345,7 +419,7 @@ def _redraw_declined(
     declined = [(cases[i], evals[i].reply.message) for i in idx]
     if not idx:
         return declined, []
-    fresh = [redrawn(alt, cases[i], session.cell, session.dtype, quick) for i in idx]
+    fresh = [redrawn(alt, cases[i], session.cell, session.dtype, quick, session.shape_of) for i in idx]
     again = []
     for i, case, ev in zip(idx, fresh, session.evaluate(fresh), strict=True):
         if ev.status == "unsupported":
@@ -408,8 +482,16 @@ def _judge(cases: list[dict[str, Any]], evals: list[Evaluation], pool_notes: lis
         also = "" if not grads_bad else " (the gradients, computed through it, differ too)"
         findings.insert(0, f"the forward is wrong: {', '.join(forward_bad)} differ from the reference{also}")
     elif grads_bad:
-        findings.insert(0, f"the gradients are wrong: {', '.join(NOTATION[n] for n in grads_bad)}"
-                        f" ({', '.join(n + '.grad' for n in grads_bad)})")  # fmt: skip
+        shape = case_shape(checked[0][1].case)
+        if shape.one_layer:
+            findings.insert(0, f"the gradients are wrong: {grouped(grads_bad, shape, '.grad')}")
+        else:  # the parameters by layer and direction: the lines that follow the findings
+            rest = [n for n in grads_bad if _layer_of(n) is None]
+            layers = list(dict.fromkeys(where_words(*k, shape) for n in grads_bad if (k := _layer_of(n))))
+            said = [grouped(rest, shape, ".grad")] if rest else []
+            if layers:
+                said.append(f"the parameters of {', '.join(layers)} (below, by layer and direction)")
+            findings.insert(0, f"the gradients are wrong: {' and '.join(said)}")
     nondet: dict[str, float] = {}
     for _, ev in checked:
         for k, v in ev.reply.repeat.items():
@@ -428,6 +510,30 @@ def _judge(cases: list[dict[str, Any]], evals: list[Evaluation], pool_notes: lis
     else:
         verdict = "PASS"
     return _Judged(verdict, findings, arrays, forward_bad, grads_bad, nondet, len(checked), notes_of(evals))
+
+
+def _layer_of(name: str) -> tuple[int, int] | None:
+    """(layer, direction) of a parameter's torch name, None for the other arrays."""
+    parsed = parse_name(name)
+    return None if parsed is None else (parsed[1], parsed[2])
+
+
+def layer_summaries(checked: list[Evaluation]) -> list[LayerSummary]:
+    """Per layer and direction of a stack, its parts over every configuration checked (the worst
+    relative error, whether each agrees everywhere), for layers and directions in torch's order."""
+    found: dict[tuple[int, int], dict[str, tuple[float, bool]]] = {}
+    shape = case_shape(checked[0].case) if checked else Shape()
+    for ev in checked:
+        if ev.ref is None:
+            continue
+        for p in parts(ev.errors, ev.arrays, ev.ref, case_shape(ev.case)):
+            mine = found.setdefault((p.layer, p.direction), {})
+            rel, ok = mine.get(p.name, (0.0, True))
+            mine[p.name] = (rel if rel >= p.rel_error else p.rel_error, ok and p.ok)
+    return [
+        LayerSummary(layer, d, where_words(layer, d, shape), [(n, rel, ok) for n, (rel, ok) in mine.items()])
+        for (layer, d), mine in sorted(found.items())
+    ]
 
 
 def _summaries(checked: list[tuple[int, Evaluation]]) -> list[ArraySummary]:

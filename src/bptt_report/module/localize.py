@@ -15,6 +15,19 @@ From them one sentence ("dW wrong from lag 2 on: the recurrence is cut after one
 what the wrong arrays look like where that is recognisable: an array that is zero, gate blocks
 exchanged (GRU r, z, n; LSTM i, f, g, o), the Elman dW built from h_t where h_{t-1} belongs.
 
+A stack (more layers, two directions, a projection: bptt_report.module.layers) is also seen by
+layer and direction. A wrong forward goes wrong first in the lowest layer (and direction) whose
+final state (or half of out) differs, since a layer's forward reads only the layers below it; a
+reverse direction that reproduces the reference run with the forward direction's weights is
+named so. Wrong gradients start at the highest layer whose parameters (or initial states'
+gradients) differ, since the gradient of a layer comes down through the layers above it; the
+layers below it are listed as wrong too. The lag profile is of dx, the whole stack's; with two
+directions it has negative lags (k > t, reached through the reverse direction). With variable
+lengths the failing configuration is also run with every sequence of length T and, for wrong
+gradients, with the upstream gradient zero past each length: a layer wrong only with variable
+lengths, one whose padding receives gradient (dx not zero past a length), and one that lets the
+padding's upstream gradient in are each said so.
+
 A failing configuration called in another way than the plain one (bptt_report.module.cases.CALLS:
 eval() mode, m(x), x not requiring grad, a reused instance) is first run the plain way, and with
 each of its ways alone: when the plain call agrees, the sentence names the way the module is
@@ -33,7 +46,9 @@ from ..cells import GATE_NAMES, GATES
 from ..judge.compare import FACTOR, compare_module_array, max_abs_diff
 from ..judge.localize import shortest_failing
 from ..judge.results import json_number_text
-from .cases import CALL_WORDS, FORWARD, NOTATION
+from .cases import CALL_WORDS, FORWARD, notation, reference, stack_params
+from .contract import Shape, case_shape, param_name, parse_name, where_words
+from .layers import PartCheck, grouped, part_words, parts, wrong_by_layer
 from .session import Evaluation, Session
 from .worker import PLAIN_CALL, call_of
 
@@ -67,6 +82,10 @@ class ModuleLocalization:
     patterns: list[str] = field(default_factory=list)
     call: list[str] = field(default_factory=list)
     sentence: str = ""
+    first_wrong_reverse_lag: int | None = None
+    layer: str = ""
+    layers_wrong: dict[str, list[str]] = field(default_factory=dict)
+    lengths: list[str] = field(default_factory=list)
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -78,15 +97,19 @@ class ModuleLocalization:
                  "error": json_number_text(p.err), "baseline_error": json_number_text(p.base), "ok": p.ok}
                 for p in self.lags
             ],
-            "first_wrong_lag": self.first_wrong_lag, "patterns": self.patterns, "call": self.call,
-            "sentence": self.sentence,
+            "first_wrong_lag": self.first_wrong_lag, "first_wrong_reverse_lag": self.first_wrong_reverse_lag,
+            "patterns": self.patterns, "call": self.call, "layer": self.layer,
+            "layers_wrong": self.layers_wrong, "lengths": self.lengths, "sentence": self.sentence,
         }  # fmt: skip
 
 
 def prefix(case: dict[str, Any], T: int) -> dict[str, Any]:
-    """The case cut to its first T steps (the final state's upstream gradient kept)."""
+    """The case cut to its first T steps (the final state's upstream gradient kept; lengths cut
+    to at most T)."""
     c = dict(case, T=T, repeat=False)
     c["x"], c["dout"] = case["x"][:, :T], case["dout"][:, :T]
+    if "lengths" in case:
+        c["lengths"] = np.minimum(case["lengths"], T)
     return c
 
 
@@ -102,17 +125,22 @@ def at_step(case: dict[str, Any], t: int) -> dict[str, Any]:
     return c
 
 
-def _names(names: list[str]) -> str:
-    return ", ".join(NOTATION[n] for n in names)
+def _names(names: list[str], shape: Shape | None = None) -> str:
+    """The arrays as a sentence names them: "dW, db_ih" (one layer); by layer and direction, with
+    their torch names, for a stack."""
+    if shape is None or shape.one_layer:
+        return ", ".join(notation(n) for n in names)
+    return grouped(names, shape)
 
 
-def lag_profile(evals: list[Evaluation], dtype: str) -> list[LagPoint]:
-    """From the at_step runs (evals[t] has the upstream at step t): one point per lag 0..T-1."""
+def lag_profile(evals: list[Evaluation], dtype: str, negative: bool = False) -> list[LagPoint]:
+    """From the at_step runs (evals[t] has the upstream at step t): one point per lag 0..T-1
+    (``negative``, for two directions: -(T-1)..T-1, k > t reached through the reverse direction)."""
     T = len(evals)
     points = []
-    for lag in range(T):
+    for lag in range(-(T - 1) if negative else 0, T):
         mods, refs, bases = [], [], []
-        for t in range(lag, T):
+        for t in range(max(lag, 0), min(T, T + lag)):
             ev = evals[t]
             if ev.status != "ok" or ev.ref is None or "x" not in ev.ref:
                 continue
@@ -134,24 +162,36 @@ def lag_profile(evals: list[Evaluation], dtype: str) -> list[LagPoint]:
     return points
 
 
-def _zero_patterns(ev: Evaluation, bad: list[str]) -> list[str]:
+def _zero_patterns(ev: Evaluation, bad: list[str], shape: Shape | None = None) -> list[str]:
+    """Wrong arrays that are zero where the reference's are not: a bias whose gradient went to the
+    other bias, a projection whose gradient is lost, an array no gradient reaches (a stack: with
+    its torch name)."""
+    shape = shape or Shape()
     out = []
     zero = [n for n in bad if n in ev.arrays and not np.any(ev.arrays[n]) and np.any(ev.ref[n])]
     ok = set(ev.ref) - set(ev.failing())
     for n in zero:
-        other = {"bias_ih_l0": "bias_hh_l0", "bias_hh_l0": "bias_ih_l0"}.get(n)
+        parsed = parse_name(n)
+        kind = parsed[0] if parsed else ""
+        named = notation(n) if shape.one_layer else f"{notation(n)} ({n})"
+        swap = {"bias_ih": "bias_hh", "bias_hh": "bias_ih"}.get(kind)
+        other = param_name(swap, parsed[1], parsed[2]) if swap and parsed else None
         if other in ok:
+            other_named = notation(other) if shape.one_layer else f"{notation(other)} ({other})"
             out.append(
-                f"{NOTATION[n]} is zero while {NOTATION[other]} agrees: the gradient of "
-                f"{NOTATION[n][1:]} was given to {NOTATION[other][1:]} only"
+                f"{named} is zero while {other_named} agrees: the gradient of "
+                f"{notation(n)[1:]} was given to {notation(other)[1:]} only"
             )
+        elif kind == "weight_hr":
+            out.append(f"the projection's gradient ({n}) is lost: it is zero where the reference's is not")
         else:
-            out.append(f"{NOTATION[n]} is zero where the reference's is not: no gradient reaches it")
+            out.append(f"{named} is zero where the reference's is not: no gradient reaches it")
     return out
 
 
-def _gate_patterns(cell: str, ev: Evaluation, bad: list[str]) -> list[str]:
+def _gate_patterns(cell: str, ev: Evaluation, bad: list[str], shape: Shape | None = None) -> list[str]:
     """Gate blocks of the parameter gradients that are wrong, and a pair that is exchanged."""
+    shape = shape or Shape()
     G = GATES[cell]
     if G == 1:
         return []
@@ -159,7 +199,8 @@ def _gate_patterns(cell: str, ev: Evaluation, bad: list[str]) -> list[str]:
     wrong_blocks: dict[str, list[str]] = {}
     swapped: dict[tuple[str, str], list[str]] = {}
     for n in bad:
-        if n not in ("weight_ih_l0", "weight_hh_l0", "bias_ih_l0", "bias_hh_l0"):
+        parsed = parse_name(n)
+        if parsed is None or parsed[0] == "weight_hr":
             continue
         a, r = ev.arrays.get(n), ev.ref[n]
         if a is None or a.shape != r.shape:
@@ -180,18 +221,19 @@ def _gate_patterns(cell: str, ev: Evaluation, bad: list[str]) -> list[str]:
     out = []
     for (gi, gj), arrays in swapped.items():
         out.append(
-            f"the {gi} and {gj} gate blocks of {_names(arrays)} are exchanged: the {gi} and {gj} gate "
+            f"the {gi} and {gj} gate blocks of {_names(arrays, shape)} are exchanged: the {gi} and {gj} gate "
             "gradients are swapped"
         )
     rest = {n: b for n, b in wrong_blocks.items() if not any(n in a for a in swapped.values())}
     if rest and not swapped:
-        parts = [
-            f"{NOTATION[n]} in gate block{'s' if len(b) > 1 else ''} {', '.join(b)}"
+        blocks = [  # (every block wrong tells nothing)
+            f"{notation(n) if shape.one_layer else f'{notation(n)} ({n})'} in gate "
+            f"block{'s' if len(b) > 1 else ''} {', '.join(b)}"
             for n, b in rest.items()
-            if b
+            if b and len(b) < G
         ]
-        if parts:
-            out.append("wrong " + "; ".join(parts))
+        if blocks:
+            out.append("wrong " + "; ".join(blocks))
     return out
 
 
@@ -253,6 +295,7 @@ def localize(
             grads_bad = [n for n in plain.failing() if n not in FORWARD]
     case = ev.case
     T = case["T"]
+    shape = case_shape(case)
     loc = ModuleLocalization(idx, _sizes(case))
     forward = bool(forward_bad)
 
@@ -260,6 +303,7 @@ def localize(
     loc.smallest_T = shortest_failing(
         shrunk, lambda sev: sev.status != "ok" or bool(sev.forward_failing() if forward else sev.failing())
     )
+    loc.lengths = _lengths_words(session, ev, forward)
 
     if forward:
         out, ref, base = ev.arrays.get("out"), ev.ref["out"], None if ev.base is None else ev.base["out"]
@@ -273,10 +317,16 @@ def localize(
                     break
         step = "" if loc.forward_first_step is None else f" from step {loc.forward_first_step} on"
         loc.sentence = (
-            f"the forward is wrong: {', '.join(NOTATION[n] for n in forward_bad)} differ from the "
+            f"the forward is wrong: {', '.join(notation(n) for n in forward_bad)} differ from the "
             f"reference{step} (already at T = {loc.smallest_T}): the module computes a different "
             "function, so its gradients were not judged as gradients"
         )
+        if not shape.one_layer:
+            words = _stack_forward(session, ev, loc)
+            loc.patterns = _reverse_weights_pattern(session, ev, loc)
+            loc.sentence = "; ".join([loc.sentence, words, *loc.patterns, *loc.lengths])
+        elif loc.lengths:
+            loc.sentence = "; ".join([loc.sentence, *loc.lengths])
         return loc
 
     steps = session.evaluate([at_step(case, t) for t in range(T)])
@@ -285,17 +335,152 @@ def localize(
         if names:
             loc.steps_wrong.append(t)
             loc.arrays_by_step[t] = names
-    loc.lags = lag_profile(steps, session.dtype)
-    loc.first_wrong_lag = next((p.lag for p in loc.lags if not p.ok), None)
+    loc.lags = lag_profile(steps, session.dtype, negative=shape.directions == 2)
+    loc.first_wrong_lag = next((p.lag for p in loc.lags if p.lag >= 0 and not p.ok), None)
+    loc.first_wrong_reverse_lag = next((p.lag for p in reversed(loc.lags) if p.lag <= 0 and not p.ok), None)
     bad = [n for n in grads_bad if n not in FORWARD]
     # the patterns on the shortest case that fails (one step: no recurrence to mix the blocks)
     short = next((s for s in shrunk if s.status == "ok" and s.failing()), ev)
     short_bad = [n for n in short.failing() if n not in FORWARD]
-    loc.patterns = _zero_patterns(short, short_bad) + _gate_patterns(session.cell, short, short_bad)
-    if session.cell == "rnn" and "weight_hh_l0" in bad:
+    loc.patterns = _zero_patterns(short, short_bad, shape)
+    loc.patterns += _gate_patterns(session.cell, short, short_bad, shape)
+    if session.cell == "rnn" and shape.one_layer and "weight_hh_l0" in bad:
         loc.patterns += _elman_dw_pattern(session, ev)
-    loc.sentence = _sentence(loc, bad, session.dtype, ev)
+    stack = "" if shape.one_layer else _stack_grads(ev, loc)
+    loc.sentence = _sentence(loc, bad, session.dtype, ev, stack)
     return loc
+
+
+def _lengths_words(session: Session, ev: Evaluation, forward: bool) -> list[str]:
+    """What a failing configuration of variable lengths shows besides (see the module docstring):
+    run again with every sequence of length T and, for wrong gradients, with the upstream gradient
+    zero past each length; the module's out (forward) or dx (gradients) past each length."""
+    case = ev.case
+    if "lengths" not in case:
+        return []
+    T = case["T"]
+    padded = np.arange(T)[None, :] >= case["lengths"][:, None]  # (B, T): the steps past each length
+    if not padded.any():
+        return []
+    full = dict(plain_of(case), lengths=np.full_like(case["lengths"], T))
+    zeroed = plain_of(case)
+    zeroed["dout"] = np.where(padded[:, :, None], 0.0, case["dout"])
+    runs = session.evaluate([full] if forward else [full, zeroed])
+    words = []
+    if runs[0].agrees:
+        words.append(
+            "wrong only with variable lengths: the same configuration with every sequence of length T agrees"
+        )
+    name = "out" if forward else "x"
+    a, r = ev.arrays.get(name), (ev.ref or {}).get(name)
+    if a is not None and r is not None and a.shape == r.shape and np.any(a[padded] != 0):
+        if forward:
+            words.append(
+                "out is not zero at steps past a sequence's length (pad_packed_sequence gives zeros there)"
+            )
+        else:
+            words.append(
+                "steps past a sequence's length receive gradient: dx is not zero at steps t >= n_b (the "
+                "padding)"
+            )
+    if not forward and runs[1].agrees:
+        words.append(
+            "the upstream gradient at steps past a sequence's length (random there, as the padding is) "
+            "reaches the gradients: with it zero the configuration agrees"
+        )
+    return words
+
+
+#: The parts of a layer and direction that its forward computes.
+_FORWARD_PARTS = ("h_n", "c_n", "out")
+
+
+def _part_list(names: list[str]) -> str:
+    return ", ".join(part_words(n) for n in names)
+
+
+def _stack_forward(session: Session, ev: Evaluation, loc: ModuleLocalization) -> str:
+    """Where a stack's forward goes wrong first: the lowest layer (and direction) whose final state
+    or half of out differs (a layer's forward reads only the layers below it)."""
+    shape = case_shape(ev.case)
+    checks = [p for p in parts(ev.errors, ev.arrays, ev.ref, shape) if p.name.startswith(_FORWARD_PARTS)]
+    wrong = wrong_by_layer(checks)
+    loc.layers_wrong = {where_words(*k, shape): v for k, v in wrong.items()}
+    if not wrong:
+        return ""
+    low = min(layer for layer, _ in wrong)
+    first = [(k, v) for k, v in wrong.items() if k[0] == low]
+    loc.layer = "; ".join(where_words(*k, shape) for k, _ in first)
+    words = "; ".join(f"{where_words(*k, shape)}: {_part_list(v)} differ{'s' if len(v) == 1 else ''}"
+                      for k, v in first)  # fmt: skip
+    agree = []
+    if low > 0:
+        agree.append(f"the layer{'s' if low > 1 else ''} below it agree{'' if low > 1 else 's'}")
+    if shape.directions == 2 and len(first) == 1:
+        agree.append(f"its {'forward' if first[0][0][1] else 'reverse'} direction agrees")
+    return f"it goes wrong first in {words}" + (f" ({'; '.join(agree)})" if agree else "")
+
+
+def _reverse_weights_pattern(session: Session, ev: Evaluation, loc: ModuleLocalization) -> list[str]:
+    """A reverse direction that computes with the forward direction's weights: the reference with
+    every weight_*_l{l}_reverse replaced by weight_*_l{l} gives the module's out and h_n."""
+    case = ev.used or ev.case
+    shape = case_shape(case)
+    if shape.directions != 2 or "reverse direction" not in loc.layer:
+        return []
+    swapped = {}
+    for n, a in case["params"].items():
+        kind, layer, d = parse_name(n) or ("", 0, 0)
+        swapped[n] = case["params"][param_name(kind, layer, 0)] if d == 1 else a
+    p = stack_params(session.cell, session.activation, dict(case, params=swapped))
+    hypothesis = reference(session.cell, session.activation, case, p)
+    rel = 1e-8 if session.dtype == "float64" else 1e-3
+    for name in ("out", "h_n"):
+        a, h = ev.arrays.get(name), hypothesis[name]
+        if a is None or max_abs_diff(a, h) > rel * float(np.abs(h).max()) + 1e-12:
+            return []
+    return [
+        "its reverse direction computes with the forward direction's weights: the reference with "
+        "weight_*_l{l} in place of weight_*_l{l}_reverse gives the module's out and h_n"
+    ]
+
+
+def _stack_grads(ev: Evaluation, loc: ModuleLocalization) -> str:
+    """Where a stack's gradients go wrong, from the top: the highest layer (and direction) whose
+    parameters or initial states' gradients differ, then the layers below it (their gradient comes
+    down through it)."""
+    shape = case_shape(ev.case)
+    checks: list[PartCheck] = [
+        p for p in parts(ev.errors, ev.arrays, ev.ref, shape) if not p.name.startswith(_FORWARD_PARTS)
+    ]
+    wrong = wrong_by_layer(checks)
+    loc.layers_wrong = {where_words(*k, shape): v for k, v in wrong.items()}
+    if not wrong:
+        return ""
+    top = max(layer for layer, _ in wrong)
+    first = [(k, v) for k, v in wrong.items() if k[0] == top]
+    below = [(k, v) for k, v in wrong.items() if k[0] < top]
+    loc.layer = "; ".join(where_words(*k, shape) for k, _ in first)
+    words = "; ".join(f"{where_words(*k, shape)}: {_part_list(v)} wrong" for k, v in first)
+    agree = []
+    if top < shape.num_layers - 1:
+        agree.append(f"the layer{'s' if top < shape.num_layers - 2 else ''} above it agree"
+                     + ("" if top < shape.num_layers - 2 else "s"))  # fmt: skip
+    if shape.directions == 2 and len(first) == 1:
+        agree.append(f"its {'forward' if first[0][0][1] else 'reverse'} direction agrees")
+    text = words + (f" ({'; '.join(agree)})" if agree else "")
+    if below:
+        listed = "; ".join(f"{where_words(*k, shape)}: {', '.join(_short(n) for n in v)}" for k, v in below)
+        text += f"; below it, wrong too (their gradient comes down through layer {top}): {listed}"
+    return text
+
+
+def _short(name: str) -> str:
+    """A part's short name: dW, dh0[1]."""
+    if parse_name(name):
+        return notation(name)
+    base, row = name.split("[")
+    return f"{notation(base)}[{row}"
 
 
 def plain_of(case: dict[str, Any]) -> dict[str, Any]:
@@ -335,7 +520,7 @@ def _way_localization(idx: int, ev: Evaluation, ways: list[tuple[str, Evaluation
     """The localization of a configuration wrong only the way(s) it was called (the plain call agrees)."""
     loc = ModuleLocalization(idx, _sizes(ev.case))
     wrong = [(words, w) for words, w in ways if not w.agrees]
-    names = _names(ev.failing()) or "the results"
+    names = _names(ev.failing(), case_shape(ev.case)) or "the results"
     plain = "in train() mode, with h0, x requiring grad, on a fresh instance"
     if wrong:
         loc.call = [words for words, _ in wrong]
@@ -360,8 +545,10 @@ def profile_only(session: Session, evals: list[Evaluation]) -> ModuleLocalizatio
         return None
     case = evals[idx].case
     loc = ModuleLocalization(idx, _sizes(case))
-    loc.lags = lag_profile(session.evaluate([at_step(case, t) for t in range(case["T"])]), session.dtype)
-    loc.first_wrong_lag = next((p.lag for p in loc.lags if not p.ok), None)
+    two = case_shape(case).directions == 2
+    loc.lags = lag_profile(session.evaluate([at_step(case, t) for t in range(case["T"])]), session.dtype, two)
+    loc.first_wrong_lag = next((p.lag for p in loc.lags if p.lag >= 0 and not p.ok), None)
+    loc.first_wrong_reverse_lag = next((p.lag for p in reversed(loc.lags) if p.lag <= 0 and not p.ok), None)
     return loc
 
 
@@ -369,39 +556,78 @@ def _sizes(case: dict[str, Any]) -> dict[str, int]:
     return {k: int(case[k]) for k in ("D", "H", "T", "B")}
 
 
-def _sentence(loc: ModuleLocalization, bad: list[str], dtype: str, ev: Evaluation) -> str:
-    names = _names(bad) or "the gradients"
-    L = loc.first_wrong_lag
-    lags = loc.lags
-    if L is not None and L >= 1:
-        tail = [p for p in lags if p.lag >= L]
+def _lag_words(loc: ModuleLocalization) -> str:
+    """What the lag profile of dx says: "wrong from lag 2 on: the recurrence is cut after one
+    step", "wrong from lag 0 on: ...", with the negative lags of two directions; "" when dx
+    agrees at every lag (or there is no profile)."""
+    out = []
+    for side, L in ((1, loc.first_wrong_lag), (-1, loc.first_wrong_reverse_lag)):
+        if L is None:
+            continue
+        n = abs(L)
+        if n == 0:  # (lag 0 is on both sides: said once)
+            if side == 1:
+                out.append("wrong from lag 0 on: the step's own (immediate) terms are wrong")
+            continue
+        tail = [p for p in loc.lags if side * p.lag >= n]
         cut = all(p.module <= 1e-6 * p.ref for p in tail if p.ref > 0)
-        if cut:
-            steps = _WORDS.get(L - 1, f"{L - 1} steps")
-            main = f"{names} wrong from lag {L} on: the recurrence is cut after {steps}"
-        else:
-            main = (
-                f"{names} wrong from lag {L} on: right at lags 0 to {L - 1}, the gradient carried back "
-                f"through the recurrence goes wrong after {_WORDS.get(L - 1, f'{L - 1} steps')}"
+        steps = _WORDS.get(n - 1, f"{n - 1} steps")
+        on = f"lag {L} on" if side == 1 else f"lag {L} down (k > t, through the reverse direction)"
+        if cut and n == 1:
+            out.append(f"wrong from {on}: the recurrence is cut, nothing is carried back a step")
+        elif cut:
+            out.append(f"wrong from {on}: the recurrence is cut after {steps}")
+        elif n == 1:
+            out.append(
+                f"wrong from {on}: right at lag 0 only, the gradient carried back through the recurrence is "
+                "wrong from its first step"
             )
-    elif L == 0:
-        main = f"{names} wrong from lag 0 on: the step's own (immediate) terms are wrong"
-    elif lags:
-        main = (
-            f"{names} wrong while dx agrees at every lag 0 to {lags[-1].lag}: the error is in the "
-            "parameters' own terms, not in the recurrence"
-        )
+        else:
+            out.append(
+                f"wrong from {on}: right at lags 0 to {L - side}, the gradient carried back through the "
+                f"recurrence goes wrong after {steps}"
+            )
+    return "; and ".join(out)
+
+
+def _sentence(loc: ModuleLocalization, bad: list[str], dtype: str, ev: Evaluation, stack: str = "") -> str:
+    shape = case_shape(ev.case)
+    names = _names(bad) or "the gradients"
+    lags = loc.lags
+    lag = _lag_words(loc)
+    span = f"{lags[0].lag} to {lags[-1].lag}" if lags else ""
+    if shape.one_layer:
+        if lag:
+            main = f"{names} {lag}"
+        elif lags:
+            main = (
+                f"{names} wrong while dx agrees at every lag {span}: the error is in the "
+                "parameters' own terms, not in the recurrence"
+            )
+        else:
+            main = f"{names} wrong"
     else:
-        main = f"{names} wrong"
+        if lag:
+            tail = f"the whole stack's dx {lag}"
+        elif lags:
+            tail = (
+                f"the whole stack's dx agrees at every lag {span}: the error is in the parameters' own "
+                "terms, not in the recurrence"
+            )
+        else:
+            tail = ""
+        main = "; ".join(t for t in (stack or f"{_names(bad, shape)} wrong", tail) if t)
     if dtype != "float64" and all(p.ok for p in lags) and not loc.patterns:
         worst = max((e for e in ev.errors if not e.passed), key=lambda e: e.ratio)
         main = (
-            f"{names} less accurate than torch's own module at {dtype}: {NOTATION[worst.name]}'s error is "
+            f"{names} less accurate than torch's own module at {dtype}: {notation(worst.name)}'s error is "
             f"{worst.ratio:.0f} times the baseline's ({worst.rel_error:.1e} against "
             f"{worst.baseline_rel_error:.1e} relative; "
             f"allowed: {FACTOR:g} times) while dx agrees at every lag: a loss of precision, not a wrong term"
         )
-    extra = "; ".join(loc.patterns)
+        if not shape.one_layer:
+            main = f"{stack}; {main}" if stack else main
+    extra = "; ".join(loc.patterns + loc.lengths)
     where = []
     if loc.steps_wrong:
         where.append(

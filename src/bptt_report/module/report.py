@@ -14,8 +14,9 @@ from pathlib import Path
 
 from ..judge.compare import FACTOR
 from ..output.plots import PlotsUnavailable, pyplot
-from .cases import NOTATION
+from .cases import notation
 from .check import ModuleCheckResult
+from .layers import part_words
 
 FILES = ("report.json", "report.md", "lag_profile.png")
 
@@ -36,9 +37,11 @@ def markdown(r: ModuleCheckResult, plot: str | None) -> str:
     lines = [
         f"# check-module: {r.verdict}",
         "",
-        f"`{r.factory}` as a `--cell {r.cell}` layer at {r.dtype} on {r.device}"
+        f"`{r.factory}` as a `--cell {r.cell}` layer"
+        + (f" ({r.shape.words()})" if r.shape.words() else "")
+        + f" at {r.dtype} on {r.device}"
         + (f" (nonlinearity {r.activation})" if r.cell == "rnn" else "")
-        + f", against manual_bptt.forward / manual_bptt.backward in float64 on the same rounded values: "
+        + f", against manual_bptt.backward in float64 on the same rounded values: "
         f"{r.checked} of {r.examples} random configurations checked (seed {r.seed}), in {r.seconds:.1f} s.",
         "",
     ]
@@ -52,6 +55,7 @@ def markdown(r: ModuleCheckResult, plot: str | None) -> str:
         )
     lines += ["", "## Findings", ""]
     lines += [f"- {f}" for f in r.findings] or ["- none: every array agrees"]
+    lines += [f"- {line}" for line in r.layer_lines()]
     lines += [f"- note: {f}" for f in r.notes]
     if r.nondeterminism:
         lines.append(
@@ -60,6 +64,23 @@ def markdown(r: ModuleCheckResult, plot: str | None) -> str:
         )
     lines += ["", "## Arrays (the worst configuration of each; relative error = max|a - ref| / max|ref|)", ""]
     lines.append(r.table())
+    if r.layers:
+        lines += [
+            "",
+            "## By layer and direction",
+            "",
+            "Each layer and direction's parameters, rows of h_n (c_n) and of h0.grad (c0.grad) (row "
+            "l*dirs + d), and, for the top layer's two directions, its half of out; the relative error "
+            "is over the part, against max|ref| of its whole array.",
+            "",
+            "| layer, direction | part | rel. error | verdict |",
+            "| --- | --- | --- | --- |",
+        ]
+        for s in r.layers:
+            lines += [
+                f"| {s.where} | {part_words(name)} | {rel:.2e} | {'ok' if ok else 'WRONG'} |"
+                for name, rel, ok in s.parts
+            ]
     if loc is not None:
         lines += ["", "## Where", ""]
         if loc.sentence:
@@ -70,7 +91,9 @@ def markdown(r: ModuleCheckResult, plot: str | None) -> str:
         if loc.lags:
             lines += [
                 "",
-                "Lag profile: the upstream gradient at one step t only; max|dE_t/dx_k| by the lag t - k.",
+                "Lag profile: the upstream gradient at one step t only; max|dE_t/dx_k| by the lag t - k"
+                + (" (a negative lag: k > t, reached through the reverse direction)." if loc.lags[0].lag < 0
+                   else "."),
                 "",
                 "| lag | reference | module | error | agrees |",
                 "| --- | --- | --- | --- | --- |",
@@ -89,17 +112,18 @@ def markdown(r: ModuleCheckResult, plot: str | None) -> str:
         "whether x requires grad (else dx is not compared); a fresh instance, or one first called with "
         "other parameters, which were then changed in place.",
         "",
-        "| # | D | H | T | B | bias | mode | h0 | x requires grad | instance | |",
-        "| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |",
+        "| # | D | H | T | B | bias | mode | h0 | x requires grad | instance | lengths | |",
+        "| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |",
     ]
     for i, c in enumerate(r.configs):
         how = c["call"]
         h0 = "given" if how["h0"] else "m(x)"
         instance = "reused" if how["reused"] else "fresh"
         status = "declined by the factory" if c.get("declined") else ("large" if c.get("large") else "")
+        lengths = "all T" if c.get("lengths") is None else ", ".join(map(str, c["lengths"]))
         lines.append(
             f"| {i} | {c['D']} | {c['H']} | {c['T']} | {c['B']} | {c['bias']} | {how['mode']} | {h0} | "
-            f"{'yes' if how['x_grad'] else 'no'} | {instance} | {status} |"
+            f"{'yes' if how['x_grad'] else 'no'} | {instance} | {lengths} | {status} |"
         )
     return "\n".join(lines) + "\n"
 
@@ -125,9 +149,9 @@ def draw_lag_profile(r: ModuleCheckResult, path: Path) -> None:
         ax.semilogy([p.lag for p in bad], shown([p.ref for p in bad]), "rx", ms=10, label="disagrees")
     ax.axhline(floor, color="lightgray", lw=0.8)
     ax.text(lags[-1], floor, "0", va="bottom", ha="right", fontsize=8, color="gray")
-    ax.set_xlabel("lag t - k")
+    ax.set_xlabel("lag t - k" + (" (negative: k > t, the reverse direction)" if lags and lags[0] < 0 else ""))
     ax.set_ylabel("max |dE_t / dx_k|")
-    ax.set_title(f"{r.factory}: {NOTATION['x']} by lag ({r.verdict})", fontsize=9)
+    ax.set_title(f"{r.factory}: {notation('x')} by lag ({r.verdict})", fontsize=9)
     ax.legend(fontsize=8)
     fig.tight_layout()
     fig.savefig(path, dpi=100, format="png")

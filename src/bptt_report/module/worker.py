@@ -8,25 +8,33 @@ starts it through bptt_report.run.pool with ``program(settings)``: the worker lo
 bptt_report.run.worker, the settings one JSON argument ``{"factory": "MODULE:FACTORY", "cell":
 ..., "dtype": ..., "device": ...}``.
 
-The contract of a module is bptt_report.module.contract's (one layer, one direction, torch's
+The contract of a module is bptt_report.module.contract's (torch's layers of any shape, torch's
 parameter names). The adapter hook for modules named differently: a module that defines
 
     set_reference_params(self, params: dict[str, torch.Tensor]) -> None
     reference_grads(self) -> dict[str, torch.Tensor | None]
 
-(both keyed by the four torch names) is set and read through them instead.
+(both keyed by torch's names) is set and read through them instead.
 
 How a case is called (its "call", PLAIN_CALL when it has none): in train() or eval() mode; with
 h0 (``m(x, h0)``) or without (``m(x)``, compared with a zero initial state; a forward that
 requires its state is given h0 then, and the reply's arrays hold dh0); with x requiring grad or
 not (then no dx); on a fresh instance, or ("warmup": other parameters) on an instance first
 called with other parameters, which are then changed in place to the case's, as an optimizer
-does, and the gradients cleared.
+does, and the gradients cleared. A case of variable lengths (its Shape's feed, its "lengths"
+(B,)) gives the module ``pack_padded_sequence(x, lengths, batch_first=True,
+enforce_sorted=False)`` in place of x, and unpacks the PackedSequence it returns with
+``pad_packed_sequence(..., batch_first=True, total_length=T)``; or (feed "lengths") calls
+``m(x, h0, lengths=lengths)``, lengths a CPU int64 tensor.
 
-Kinds of request: "run" (the case in Request.config) answers with the module's outputs and
-gradients (Reply.arrays: out, h_n, c_n, weight_ih_l0, ..., x, h0, c0), the inputs it modified,
-what the call noticed (Reply.remarks), and how far a second identical call differs from the
-first. A factory that raises NotImplementedError for the case's sizes is answered "unsupported";
+Kinds of request: "describe" (Request.config {"D", "H", "bias"}) builds the module and answers
+with its configuration (Reply.fields: num_layers, bidirectional (0 or 1) and proj_size as 0-d
+integer arrays; Reply.nonlinearity; Reply.detail: the feed it declares, contract.declared_feed,
+or ""; Reply.notes: where each value was read); "run" (the case in Request.config) answers
+with the module's outputs and gradients (Reply.arrays: out, h_n, c_n, weight_ih_l0, ..., x, h0,
+c0), the inputs it modified, what the call noticed (Reply.remarks), and how far a second
+identical call differs from the first. A factory that raises NotImplementedError for the case's
+sizes (or that torch refuses to build, a proj_size >= hidden_size) is answered "unsupported";
 one that cannot take the contract, "usage".
 """
 
@@ -46,8 +54,6 @@ from ..run.worker import Handle, serve
 from ..targets.contract import load_target
 from . import contract
 
-#: The torch parameter names of a single-layer recurrent module, in report order.
-PARAM_NAMES = ("weight_ih_l0", "weight_hh_l0", "bias_ih_l0", "bias_hh_l0")
 #: How a case is called unless it says otherwise.
 PLAIN_CALL: dict[str, Any] = {"mode": "train", "h0": True, "x_grad": True, "reused": False}
 
@@ -64,14 +70,24 @@ def _np(t: Any) -> np.ndarray:
     return t.detach().to(device="cpu", dtype=torch.float64).numpy().copy()
 
 
-def _structure(result: Any, cell: str) -> tuple[Any, Any, Any]:
-    """(out, h_n, c_n or None) from the forward's return value; BrokenContract naming what is wrong."""
+def _structure(result: Any, cell: str, packed: bool = False, T: int = 0) -> tuple[Any, Any, Any]:
+    """(out, h_n, c_n or None) from the forward's return value, out (B, T, .) (unpacked by
+    pad_packed_sequence(..., total_length=T) when the module was given a PackedSequence);
+    BrokenContract naming what is wrong."""
     import torch
+    from torch.nn.utils.rnn import PackedSequence, pad_packed_sequence
 
     want = "(out, (h_n, c_n))" if cell == "lstm" else "(out, h_n)"
     if not isinstance(result, (tuple, list)) or len(result) != 2:
         raise BrokenContract(f"the forward must return {want}, got {_describe(result)}")
     out, state = result
+    if packed:
+        if not isinstance(out, PackedSequence):
+            raise BrokenContract(
+                f"the forward, given a PackedSequence, must return one as its out (as torch's layers do); "
+                f"out is {_describe(out)}"
+            )
+        out, _ = pad_packed_sequence(out, batch_first=True, total_length=T)
     if cell == "lstm":
         if not isinstance(state, (tuple, list)) or len(state) != 2:
             raise BrokenContract(f"the forward must return {want}; its second item is {_describe(state)}")
@@ -120,9 +136,14 @@ def make(factory: Callable[..., Any], settings: dict[str, Any], case: dict[str, 
         if why is None:
             raise
         raise BrokenContract(why) from None
+    except ValueError as exc:
+        declined = contract.declined_by_torch(exc, kw)
+        if declined is None:
+            raise
+        raise Declined(declined) from None
     if not isinstance(m, torch.nn.Module):
         raise BrokenContract(f"the factory must return a torch.nn.Module, got {_describe(m)}")
-    why = contract.refusal(m, contract.read_config(m), kw)
+    why = contract.refusal(m, contract.read_config(m), kw, settings["cell"])
     if why is not None:
         raise BrokenContract(why)
     return m.to(device=torch.device(settings["device"]), dtype=getattr(torch, settings["dtype"]))
@@ -139,20 +160,24 @@ def set_params(m: Any, settings: dict[str, Any], case: dict[str, Any], params: d
         m.set_reference_params(values)
         return
     own = dict(m.named_parameters())
+    shape = contract.case_shape(case)
     missing = [n for n in values if n not in own]
     if missing:
         raise BrokenContract(
             f"the module has no parameter {', '.join(missing)} (it has {', '.join(own) or 'none'}); "
             "name them as torch.nn.RNN/GRU/LSTM do, or define set_reference_params and reference_grads"
-            + contract.missing_hint(list(own))
+            + contract.missing_hint(list(own), shape, contract.read_config(m))
         )
-    extra = [n for n in PARAM_NAMES if n in own and n not in values]
+    extra = [n for n in own if n not in values and contract.parse_name(n) is not None]
+    biases = [n for n in extra if n.startswith("bias_")]
+    if biases and not case["bias"]:
+        raise BrokenContract(f"the module was built with bias=False but has {', '.join(biases)}")
     if extra:
-        raise BrokenContract(f"the module was built with bias=False but has {', '.join(extra)}")
+        raise BrokenContract(contract.extra_hint(extra, list(own), shape, contract.read_config(m)))
     for n, v in values.items():
         if tuple(own[n].shape) != tuple(v.shape):
             raise BrokenContract(contract.shape_hint(
-                n, tuple(own[n].shape), tuple(v.shape), settings["cell"], case["D"], case["H"]
+                n, tuple(own[n].shape), tuple(v.shape), settings["cell"], case["D"], case["H"], shape
             ))  # fmt: skip
     with torch.no_grad():
         for n, v in values.items():
@@ -180,14 +205,15 @@ def _grads(m: Any, names: list[str]) -> dict[str, Any]:
     return {n: own[n].grad for n in names}
 
 
-def _takes(forward: Any, *args: Any) -> str | None:
-    """Why ``forward`` cannot be called with ``args`` (None: it can, or its signature cannot be read)."""
+def _takes(forward: Any, *args: Any, **kwargs: Any) -> str | None:
+    """Why ``forward`` cannot be called with ``args`` and ``kwargs`` (None: it can, or its
+    signature cannot be read)."""
     try:
         sig = inspect.signature(forward)
     except (TypeError, ValueError):
         return None
     try:
-        sig.bind(*args)
+        sig.bind(*args, **kwargs)
     except TypeError as exc:
         return f"{exc} (its signature is {sig})"
     return None
@@ -196,41 +222,51 @@ def _takes(forward: Any, *args: Any) -> str | None:
 def call(
     m: Any, settings: dict[str, Any], case: dict[str, Any]
 ) -> tuple[dict[str, np.ndarray], list[str], list[str]]:
-    """One forward and backward of ``m`` on ``case``, called as the case says (call_of): (float64
-    arrays by name, the inputs it modified, notes). The upstream gradients are applied with
-    torch.autograd.backward."""
+    """One forward and backward of ``m`` on ``case``, called as the case says (call_of), its
+    variable lengths fed as its Shape says: (float64 arrays by name, the inputs it modified,
+    notes). The upstream gradients are applied with torch.autograd.backward."""
     import torch
 
     dtype, device = getattr(torch, settings["dtype"]), torch.device(settings["device"])
     cell, how = settings["cell"], call_of(case)
+    feed = contract.case_shape(case).feed
     notes: list[str] = []
 
     def leaf(a: np.ndarray, grad: bool = True) -> Any:
         return torch.tensor(a, dtype=dtype, device=device, requires_grad=grad)
 
     x = leaf(case["x"], how["x_grad"])
+    lengths = None if feed is None else torch.tensor(case["lengths"], dtype=torch.int64)  # (B,), CPU
+    if feed == "packed":
+        from torch.nn.utils.rnn import pack_padded_sequence
+
+        first: Any = pack_padded_sequence(x, lengths, batch_first=True, enforce_sorted=False)
+    else:
+        first = x
+    extra = {"lengths": lengths} if feed == "lengths" else {}
     with_h0 = how["h0"]
-    if not with_h0 and _takes(m.forward, x) is not None:
+    if not with_h0 and _takes(m.forward, first, **extra) is not None:
         with_h0 = True  # its forward requires the state: it has no default to check
         notes.append("the forward requires its initial state: given h0 where m(x) was planned")
     h0 = leaf(case["h0"]) if with_h0 else None
     c0 = leaf(case["c0"]) if with_h0 and cell == "lstm" else None
     state = (h0, c0) if cell == "lstm" else h0
-    args = (x, state) if with_h0 else (x,)
-    why = _takes(m.forward, *args)
+    args = (first, state) if with_h0 else (first,)
+    why = _takes(m.forward, *args, **extra)
     if why is not None:
-        form = "(x, (h0, c0))" if cell == "lstm" else "(x, h0)"
-        raise BrokenContract(f"the forward cannot be called as m{form if with_h0 else '(x)'}: {why}")
+        form = "(x, (h0, c0)" if cell == "lstm" else "(x, h0"
+        form = (form if with_h0 else "(x") + (", lengths=lengths)" if extra else ")")
+        raise BrokenContract(f"the forward cannot be called as m{form}: {why}")
     ups = {
         k: torch.tensor(case[k], dtype=dtype, device=device) for k in ("dout", "dh_n", "dc_n") if k in case
     }
     own = dict(m.named_parameters())
     inputs = {"x": x, **({"h0": h0} if h0 is not None else {}), **({"c0": c0} if c0 is not None else {})}
-    watched = {**inputs, **ups, **own}
+    watched = {**inputs, **({"lengths": lengths} if lengths is not None else {}), **ups, **own}
     before = {k: v.detach().clone() for k, v in watched.items()}
     m.train(how["mode"] == "train")
-    result = m(*args)
-    out, h_n, c_n = _structure(result, cell)
+    result = m(*args, **extra)
+    out, h_n, c_n = _structure(result, cell, packed=feed == "packed", T=case["T"])
     want = {"out": tuple(case["dout"].shape), "h_n": tuple(case["dh_n"].shape)}
     if cell == "lstm":
         want["c_n"] = tuple(case["dc_n"].shape)
@@ -302,11 +338,27 @@ def run(factory: Callable[..., Any], settings: dict[str, Any], case: dict[str, A
     )
 
 
+def describe(factory: Callable[..., Any], settings: dict[str, Any], sizes: dict[str, Any]) -> Reply:
+    """The configuration of the module the factory builds for ``sizes`` {"D", "H", "bias"}
+    (Reply.fields, plain values; see the module docstring)."""
+    m = make(factory, settings, sizes)
+    c = contract.read_config(m)
+    nonlinearity = c.nonlinearity if isinstance(c.nonlinearity, str) else None
+    fields = {  # 0-d integer arrays: the protocol's fields are arrays
+        "num_layers": np.array(c.num_layers or 1), "bidirectional": np.array(int(bool(c.bidirectional))),
+        "proj_size": np.array(c.proj_size or 0),
+    }  # fmt: skip
+    feed = contract.declared_feed(factory, m) or ""
+    return Reply(status="ok", fields=fields, nonlinearity=nonlinearity, detail=feed, notes=dict(c.source))
+
+
 def handle(factory: Callable[..., Any], settings: dict[str, Any], request: Request) -> Reply:
-    """The reply to one request ("run"): "usage" for a factory or module outside the contract,
-    "unsupported" for sizes the factory declines; what the module raises otherwise is answered by
-    the worker loop."""
+    """The reply to one request ("describe" or "run"): "usage" for a factory or module outside the
+    contract, "unsupported" for sizes the factory declines; what the module raises otherwise is
+    answered by the worker loop."""
     try:
+        if request.kind == "describe":
+            return describe(factory, settings, request.config)
         return run(factory, settings, request.config)
     except BrokenContract as exc:
         return Reply(status="usage", message=str(exc))
